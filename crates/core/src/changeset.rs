@@ -1,0 +1,269 @@
+//! Change sets: many operations across namespaces, committed atomically as
+//! one revision, with optional expected-revision preconditions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::doc::{self, Document, Limits};
+use crate::error::{Error, Result};
+use crate::namespace::NamespaceSpec;
+use crate::path::{KeyPath, LayerPath, NamespaceName};
+
+/// A batch of operations committed as one revision.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeSet {
+    /// Who made the change.
+    #[serde(default)]
+    pub author: String,
+    /// Why.
+    #[serde(default)]
+    pub message: String,
+    /// The operations, applied in order.
+    pub ops: Vec<Op>,
+}
+
+/// One operation of a change set.
+///
+/// Every operation may carry `expect_revision`: the revision that last changed
+/// its target, as read before the change set; `0` means "must not exist".
+/// Preconditions are checked against the store as it was before the change
+/// set, so they mean the same whatever their order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Op {
+    /// Create or replace a namespace declaration.
+    PutNamespace {
+        /// The declaration.
+        spec: NamespaceSpec,
+        /// Precondition on the namespace's revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
+    /// Replace a whole layer.
+    Put {
+        /// The namespace.
+        namespace: NamespaceName,
+        /// The layer.
+        layer: LayerPath,
+        /// The new document.
+        document: Document,
+        /// Precondition on the layer's revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
+    /// Set one key in a layer, creating the layer if needed.
+    Set {
+        /// The namespace.
+        namespace: NamespaceName,
+        /// The layer.
+        layer: LayerPath,
+        /// The key.
+        key: KeyPath,
+        /// The value.
+        value: Value,
+        /// Precondition on the layer's revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
+    /// Remove one key from a layer.
+    Unset {
+        /// The namespace.
+        namespace: NamespaceName,
+        /// The layer.
+        layer: LayerPath,
+        /// The key.
+        key: KeyPath,
+        /// Precondition on the layer's revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
+    /// Delete a whole layer.
+    Delete {
+        /// The namespace.
+        namespace: NamespaceName,
+        /// The layer.
+        layer: LayerPath,
+        /// Precondition on the layer's revision.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
+}
+
+impl Op {
+    /// A short description for errors: `set webshop:env/prod db.pool.max`.
+    pub fn describe(&self) -> String {
+        match self {
+            Op::PutNamespace { spec, .. } => format!("put-namespace {}", spec.name),
+            Op::Put { namespace, layer, .. } => format!("put {namespace}:{layer}"),
+            Op::Set { namespace, layer, key, .. } => format!("set {namespace}:{layer} {key}"),
+            Op::Unset { namespace, layer, key, .. } => format!("unset {namespace}:{layer} {key}"),
+            Op::Delete { namespace, layer, .. } => format!("delete {namespace}:{layer}"),
+        }
+    }
+}
+
+/// Read access to the committed state that a change set is planned against.
+/// Stores implement it inside their write transaction.
+pub trait StateReader {
+    /// The store's current revision.
+    fn current_revision(&mut self) -> Result<u64>;
+    /// A namespace's declaration and the revision that last changed it.
+    fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>>;
+    /// A layer's document and the revision that last changed it.
+    fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>>;
+}
+
+/// The final state a change set leaves behind: what a store must write.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// Namespace declarations to write.
+    pub namespaces: Vec<NamespaceSpec>,
+    /// Layers to write, in order of first touch; `None` deletes the layer.
+    pub layers: Vec<(NamespaceName, LayerPath, Option<Document>)>,
+}
+
+struct LayerState {
+    original_revision: u64,
+    document: Option<Document>,
+}
+
+/// Checks a change set against the committed state and computes the writes.
+/// Nothing is written: a store calls this inside its transaction.
+pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Result<Plan> {
+    if cs.ops.is_empty() {
+        return Err(Error::invalid("change set", "it has no operations"));
+    }
+    let mut namespaces: BTreeMap<NamespaceName, (Option<NamespaceSpec>, u64)> = BTreeMap::new();
+    let mut ns_order = Vec::new();
+    let mut layers: BTreeMap<(NamespaceName, LayerPath), LayerState> = BTreeMap::new();
+    let mut layer_order = Vec::new();
+    let mut total = 0usize;
+
+    for (index, op) in cs.ops.iter().enumerate() {
+        let wrap = |e: Error| Error::Operation {
+            index,
+            op: op.describe(),
+            source: Box::new(e),
+        };
+        let step = (|| -> Result<()> {
+            if let Op::PutNamespace { spec, expect_revision } = op {
+                spec.validate()?;
+                if !namespaces.contains_key(&spec.name) {
+                    let found = reader.namespace(&spec.name)?;
+                    let rev = found.as_ref().map_or(0, |(_, r)| *r);
+                    namespaces.insert(spec.name.clone(), (found.map(|(s, _)| s), rev));
+                }
+                let (state, rev) = namespaces.get_mut(&spec.name).ok_or_else(|| Error::storage("namespace state lost"))?;
+                check_expect(reader, format!("namespace {}", spec.name), *expect_revision, *rev)?;
+                *state = Some(spec.clone());
+                if !ns_order.contains(&spec.name) {
+                    ns_order.push(spec.name.clone());
+                }
+                return Ok(());
+            }
+            let (ns, layer, expect) = match op {
+                Op::Put { namespace, layer, expect_revision, .. }
+                | Op::Set { namespace, layer, expect_revision, .. }
+                | Op::Unset { namespace, layer, expect_revision, .. }
+                | Op::Delete { namespace, layer, expect_revision } => (namespace, layer, *expect_revision),
+                Op::PutNamespace { .. } => return Ok(()),
+            };
+            if !namespaces.contains_key(ns) {
+                let found = reader.namespace(ns)?;
+                let rev = found.as_ref().map_or(0, |(_, r)| *r);
+                namespaces.insert(ns.clone(), (found.map(|(s, _)| s), rev));
+            }
+            let spec = namespaces
+                .get(ns)
+                .and_then(|(s, _)| s.as_ref())
+                .ok_or_else(|| Error::NamespaceNotFound { namespace: ns.to_string() })?;
+            spec.level_of(layer)?;
+            let key = (ns.clone(), layer.clone());
+            if !layers.contains_key(&key) {
+                let found = reader.layer(ns, layer)?;
+                let original_revision = found.as_ref().map_or(0, |(_, r)| *r);
+                layers.insert(key.clone(), LayerState { original_revision, document: found.map(|(d, _)| d) });
+                layer_order.push(key.clone());
+            }
+            let state = layers.get_mut(&key).ok_or_else(|| Error::storage("layer state lost"))?;
+            check_expect(reader, format!("layer {ns}:{layer}"), expect, state.original_revision)?;
+            let what = format!("layer {ns}:{layer}");
+            match op {
+                Op::Put { document, .. } => {
+                    total += doc::check_document(&what, document, limits)?;
+                    state.document = Some(document.clone());
+                }
+                Op::Set { key, value, .. } => {
+                    let mut d = state.document.clone().unwrap_or_default();
+                    doc::set(&mut d, key, value.clone())?;
+                    doc::check_document(&what, &d, limits)?;
+                    total += serde_json::to_vec(value).map_err(Error::storage)?.len();
+                    state.document = Some(d);
+                }
+                Op::Unset { key, .. } => {
+                    let d = state.document.as_mut().ok_or_else(|| Error::LayerNotFound {
+                        namespace: ns.to_string(),
+                        layer: layer.to_string(),
+                    })?;
+                    doc::unset(d, key).ok_or_else(|| Error::KeyNotFound {
+                        location: what.clone(),
+                        key: key.to_string(),
+                    })?;
+                }
+                Op::Delete { .. } => {
+                    if state.document.take().is_none() {
+                        return Err(Error::LayerNotFound {
+                            namespace: ns.to_string(),
+                            layer: layer.to_string(),
+                        });
+                    }
+                }
+                Op::PutNamespace { .. } => {}
+            }
+            Ok(())
+        })();
+        step.map_err(wrap)?;
+        if total > limits.max_change_set_bytes {
+            return Err(Error::TooLarge {
+                what: "change set".into(),
+                size: total,
+                limit: limits.max_change_set_bytes,
+            });
+        }
+    }
+    Ok(Plan {
+        namespaces: ns_order
+            .into_iter()
+            .filter_map(|n| namespaces.remove(&n).and_then(|(s, _)| s))
+            .collect(),
+        layers: layer_order
+            .into_iter()
+            .filter_map(|k| {
+                let state = layers.remove(&k)?;
+                // A layer created and deleted within the change set never existed.
+                if state.original_revision == 0 && state.document.is_none() {
+                    return None;
+                }
+                Some((k.0, k.1, state.document))
+            })
+            .collect(),
+    })
+}
+
+fn check_expect(reader: &mut dyn StateReader, target: String, expected: Option<u64>, actual: u64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(Error::Conflict {
+            target,
+            expected,
+            actual,
+            current_revision: reader.current_revision()?,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

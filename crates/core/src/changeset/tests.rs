@@ -1,0 +1,120 @@
+use serde_json::json;
+
+use super::*;
+use crate::{MemoryStore, Store};
+
+fn cs(v: serde_json::Value) -> ChangeSet {
+    serde_json::from_value(v).unwrap()
+}
+
+fn seeded() -> MemoryStore {
+    let store = MemoryStore::new();
+    store
+        .commit(&cs(json!({"ops": [
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"], "matrix": {"env": ["dev", "prod"]}}},
+            {"op": "put", "namespace": "web", "layer": "defaults", "document": {"db": {"pool": 5}}},
+        ]})))
+        .unwrap();
+    store
+}
+
+fn state(store: &MemoryStore) -> (u64, Vec<crate::LayerRecord>) {
+    let rev = store.revision().unwrap();
+    (rev, store.layers(&"web".parse().unwrap(), rev).unwrap())
+}
+
+#[test]
+fn ops_compose_within_one_change_set() {
+    let store = seeded();
+    let info = store
+        .commit(&cs(json!({"author": "ana", "message": "m", "ops": [
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool", "value": 50},
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.host", "value": "h"},
+            {"op": "unset", "namespace": "web", "layer": "env/prod", "key": "db.host"},
+        ]})))
+        .unwrap();
+    assert_eq!(info.revision, 2);
+    let l = store.layer(&"web".parse().unwrap(), &"env/prod".parse().unwrap(), 2).unwrap().unwrap();
+    assert_eq!(Value::Object(l.document), json!({"db": {"pool": 50}}));
+    let r = store.revision_info(2).unwrap().unwrap();
+    assert_eq!((r.author.as_str(), r.message.as_str()), ("ana", "m"));
+}
+
+#[test]
+fn a_failed_precondition_changes_nothing() {
+    let store = seeded();
+    let before = state(&store);
+    let e = store
+        .commit(&cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "a", "value": 1},
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "a", "value": 1, "expect_revision": 7},
+        ]})))
+        .unwrap_err();
+    match e.root() {
+        Error::Conflict { expected: 7, actual: 1, current_revision: 1, .. } => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("operation 1 (set web:defaults a)"), "{e}");
+    assert_eq!(state(&store), before);
+    // expect_revision 0 means "must not exist".
+    assert!(store
+        .commit(&cs(json!({"ops": [{"op": "put", "namespace": "web", "layer": "defaults", "document": {}, "expect_revision": 0}]})))
+        .is_err());
+    store
+        .commit(&cs(json!({"ops": [{"op": "put", "namespace": "web", "layer": "env/dev", "document": {}, "expect_revision": 0}]})))
+        .unwrap();
+}
+
+#[test]
+fn bad_operations_are_named_and_change_nothing() {
+    let store = seeded();
+    let before = state(&store);
+    for (ops, expected) in [
+        (json!([]), "no operations"),
+        (json!([{"op": "set", "namespace": "nope", "layer": "defaults", "key": "a", "value": 1}]), "namespace \"nope\" not found"),
+        (json!([{"op": "set", "namespace": "web", "layer": "env/qa", "key": "a", "value": 1}]), "matches no level"),
+        (json!([{"op": "unset", "namespace": "web", "layer": "defaults", "key": "db.nope"}]), "key db.nope not found"),
+        (json!([{"op": "unset", "namespace": "web", "layer": "env/dev", "key": "a"}]), "layer web:env/dev not found"),
+        (json!([{"op": "delete", "namespace": "web", "layer": "env/dev"}]), "not found"),
+        (json!([{"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool.x", "value": 1}]), "db.pool holds a value"),
+    ] {
+        let e = store.commit(&cs(json!({"ops": ops}))).unwrap_err().to_string();
+        assert!(e.contains(expected), "{e}");
+        assert_eq!(state(&store), before);
+    }
+}
+
+#[test]
+fn size_limits_apply_to_documents_and_change_sets() {
+    let store = MemoryStore::with_limits(Limits { max_document_bytes: 100, max_change_set_bytes: 150, max_depth: 8 });
+    store
+        .commit(&cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "w", "levels": ["defaults", "x/{x}"]}}]})))
+        .unwrap();
+    let big = "x".repeat(120);
+    let e = store
+        .commit(&cs(json!({"ops": [{"op": "put", "namespace": "w", "layer": "defaults", "document": {"a": big}}]})))
+        .unwrap_err();
+    assert!(matches!(e.root(), Error::TooLarge { .. }), "{e}");
+    let half = "x".repeat(60);
+    let e = store
+        .commit(&cs(json!({"ops": [
+            {"op": "put", "namespace": "w", "layer": "x/a", "document": {"a": half}},
+            {"op": "put", "namespace": "w", "layer": "x/b", "document": {"a": half}},
+            {"op": "put", "namespace": "w", "layer": "x/c", "document": {"a": half}},
+        ]})))
+        .unwrap_err();
+    assert!(matches!(e, Error::TooLarge { ref what, .. } if what == "change set"), "{e}");
+    assert_eq!(store.revision().unwrap(), 1);
+}
+
+#[test]
+fn unknown_fields_in_change_set_files_are_rejected() {
+    let e = serde_json::from_value::<ChangeSet>(json!({"ops": [{"op": "set", "namespace": "w", "layer": "d", "key": "a", "value": 1, "expect": 3}]}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `expect`"), "{e}");
+    let e = serde_json::from_value::<ChangeSet>(json!({"ops": [{"op": "set", "namespace": "../w", "layer": "d", "key": "a", "value": 1}]}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("segment 1 is \"..\""), "{e}");
+}

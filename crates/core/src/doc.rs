@@ -1,0 +1,220 @@
+//! Layer documents: trees of tables, arrays and scalars, with a delete marker.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::path::KeyPath;
+
+/// A layer's content: a table at the root. Keys are kept sorted.
+pub type Document = Map<String, Value>;
+
+/// The key of the delete marker table: `{ "$delete" = true }` in a more
+/// specific layer removes the key from the resolved configuration.
+pub const DELETE_MARKER_KEY: &str = "$delete";
+
+/// Whether `value` is the delete marker `{ "$delete": true }`.
+pub fn is_delete_marker(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.len() == 1 && m.get(DELETE_MARKER_KEY) == Some(&Value::Bool(true)),
+        _ => false,
+    }
+}
+
+/// The delete marker value.
+pub fn delete_marker() -> Value {
+    let mut m = Map::new();
+    m.insert(DELETE_MARKER_KEY.to_owned(), Value::Bool(true));
+    Value::Object(m)
+}
+
+/// Limits on what a document or change set may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest layer document, in bytes of its JSON form.
+    pub max_document_bytes: usize,
+    /// Largest change set, in bytes of the JSON form of all its documents and values.
+    pub max_change_set_bytes: usize,
+    /// Deepest nesting of tables and arrays in a document.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_document_bytes: 1 << 20,
+            max_change_set_bytes: 16 << 20,
+            max_depth: 32,
+        }
+    }
+}
+
+/// Checks a document's depth and keys, and returns its size in bytes (JSON form).
+///
+/// `what` names the document in errors, e.g. `layer webshop:env/prod`.
+pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usize> {
+    fn walk(
+        what: &str,
+        value: &Value,
+        depth: usize,
+        path: &mut Vec<String>,
+        limits: &Limits,
+    ) -> Result<()> {
+        if depth > limits.max_depth {
+            return Err(Error::TooDeep {
+                what: what.to_owned(),
+                path: show(path),
+                limit: limits.max_depth,
+            });
+        }
+        match value {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    check_key(what, path, k)?;
+                    path.push(k.clone());
+                    walk(what, v, depth + 1, path, limits)?;
+                    path.pop();
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    path.push(i.to_string());
+                    walk(what, v, depth + 1, path, limits)?;
+                    path.pop();
+                }
+            }
+            Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+                return Err(Error::invalid(what, format!("{} is not a finite number", show(path))));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    fn show(path: &[String]) -> String {
+        if path.is_empty() {
+            "the root".to_owned()
+        } else {
+            KeyPath::from_segments(path.iter().cloned())
+                .map(|k| k.to_string())
+                .unwrap_or_else(|_| path.join("."))
+        }
+    }
+    fn check_key(what: &str, path: &[String], key: &str) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid(what, format!("an empty key under {}", show(path))));
+        }
+        if key.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                what,
+                format!("key {key:?} under {} contains a control character", show(path)),
+            ));
+        }
+        Ok(())
+    }
+    let mut path = Vec::new();
+    for (k, v) in doc {
+        check_key(what, &path, k)?;
+        path.push(k.clone());
+        walk(what, v, 1, &mut path, limits)?;
+        path.pop();
+    }
+    let size = serde_json::to_vec(doc).map_err(Error::storage)?.len();
+    if size > limits.max_document_bytes {
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            size,
+            limit: limits.max_document_bytes,
+        });
+    }
+    Ok(size)
+}
+
+/// Looks up a key in a document.
+pub fn get<'a>(doc: &'a Document, key: &KeyPath) -> Option<&'a Value> {
+    let (last, parents) = key.segments().split_last()?;
+    let mut table = doc;
+    for seg in parents {
+        table = table.get(seg)?.as_object()?;
+    }
+    table.get(last)
+}
+
+/// Sets a key in a document, creating intermediate tables.
+///
+/// Fails (changing nothing) if an intermediate key holds a non-table value.
+pub fn set(doc: &mut Document, key: &KeyPath, value: Value) -> Result<Option<Value>> {
+    let Some((last, parents)) = key.segments().split_last() else {
+        return Err(Error::invalid("key", "empty key path"));
+    };
+    // Check first, so a failure leaves `doc` untouched.
+    {
+        let mut table = &*doc;
+        for (i, seg) in parents.iter().enumerate() {
+            match table.get(seg) {
+                None => break,
+                Some(Value::Object(m)) if !is_delete_marker(&Value::Object(m.clone())) => table = m,
+                Some(_) => {
+                    let at = KeyPath::from_segments(parents[..=i].iter().cloned())?;
+                    return Err(Error::invalid(
+                        format!("key {key}"),
+                        format!("{at} holds a value that is not a table; unset it first"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut table = doc;
+    for seg in parents {
+        let slot = table
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if is_delete_marker(slot) {
+            *slot = Value::Object(Map::new());
+        }
+        table = match slot {
+            Value::Object(m) => m,
+            // Checked above: every existing parent is a table.
+            _ => return Err(Error::invalid(format!("key {key}"), "parent is not a table")),
+        };
+    }
+    Ok(table.insert(last.clone(), value))
+}
+
+/// Removes a key from a document, returning the old value. Tables left empty
+/// by the removal are removed too.
+pub fn unset(doc: &mut Document, key: &KeyPath) -> Option<Value> {
+    fn go(table: &mut Document, segs: &[String]) -> Option<Value> {
+        let (first, rest) = segs.split_first()?;
+        if rest.is_empty() {
+            return table.remove(first);
+        }
+        let child = table.get_mut(first)?.as_object_mut()?;
+        let old = go(child, rest)?;
+        if child.is_empty() {
+            table.remove(first);
+        }
+        Some(old)
+    }
+    go(doc, key.segments())
+}
+
+/// Every leaf of a document as `(key path, value)`, in key order. Arrays and
+/// delete markers are leaves.
+pub fn leaves(doc: &Document) -> Vec<(KeyPath, &Value)> {
+    fn walk<'a>(prefix: &mut Vec<String>, table: &'a Document, out: &mut Vec<(KeyPath, &'a Value)>) {
+        for (k, v) in table {
+            prefix.push(k.clone());
+            match v {
+                Value::Object(m) if !is_delete_marker(v) && !m.is_empty() => walk(prefix, m, out),
+                _ => out.push((KeyPath::from_raw(prefix.clone()), v)),
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(&mut Vec::new(), doc, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! The one error type of `confstrata-core`, shared by every store and the engine.
+
+use std::fmt;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the model or in a store.
+///
+/// Every variant names what was wrong and where, so a user can act on the
+/// message alone. Variants carry data rather than pre-rendered strings so that
+/// transports (gRPC, REST) can map them to precise status codes later.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key path, layer path, namespace name or level template is malformed.
+    #[error("invalid {kind} {input:?}: {reason}")]
+    InvalidPath {
+        /// Which kind of path (`key path`, `layer path`, ...).
+        kind: &'static str,
+        /// The input as given (truncated if very long).
+        input: String,
+        /// What is wrong with it, naming the bad part.
+        reason: String,
+    },
+    /// A document (layer, namespace spec, change set) is structurally invalid.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being checked, e.g. `layer webshop:env/prod`.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Text could not be parsed as the given format.
+    #[error("{source_name}: {}{message}", Location(*line, *column))]
+    Parse {
+        /// File name or other origin (`<stdin>`, `--value`).
+        source_name: String,
+        /// The format that was expected (`TOML`, `YAML`, `JSON`, `.env`).
+        format: &'static str,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// The parser's message.
+        message: String,
+    },
+    /// Input that must be UTF-8 is not.
+    #[error("{source_name}: not valid UTF-8 (first bad byte at offset {valid_up_to})")]
+    InvalidUtf8 {
+        /// File name or other origin.
+        source_name: String,
+        /// Byte offset of the first invalid byte.
+        valid_up_to: usize,
+    },
+    /// Something is bigger than its configured limit.
+    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// What was measured.
+        what: String,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A document nests deeper than the configured limit.
+    #[error("{what} nests deeper than the limit of {limit} levels (at {path})")]
+    TooDeep {
+        /// What was checked.
+        what: String,
+        /// Where the limit was crossed.
+        path: String,
+        /// The depth limit.
+        limit: usize,
+    },
+    /// The namespace does not exist (at the revision asked for).
+    #[error("namespace {namespace:?} not found (create it with `confstrata ns create`)")]
+    NamespaceNotFound {
+        /// The namespace name.
+        namespace: String,
+    },
+    /// The layer does not exist (at the revision asked for).
+    #[error("layer {namespace}:{layer} not found")]
+    LayerNotFound {
+        /// The namespace name.
+        namespace: String,
+        /// The layer path.
+        layer: String,
+    },
+    /// A key does not exist in a layer or resolved document.
+    #[error("key {key} not found in {location}")]
+    KeyNotFound {
+        /// Where it was looked up.
+        location: String,
+        /// The key path.
+        key: String,
+    },
+    /// A layer path that matches none of the namespace's level templates.
+    #[error(
+        "layer path {layer:?} matches no level of namespace {namespace:?} (levels: {}){}",
+        levels.join(", "), hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default()
+    )]
+    LayerOutsideHierarchy {
+        /// The namespace name.
+        namespace: String,
+        /// The layer path.
+        layer: String,
+        /// The namespace's level templates.
+        levels: Vec<String>,
+        /// A more precise reason, e.g. a matrix value that is not allowed.
+        hint: Option<String>,
+    },
+    /// A context names a variable that no level of the namespace uses.
+    #[error(
+        "context variable {variable:?} is not used by namespace {namespace:?} (known variables: {})",
+        known.join(", ")
+    )]
+    UnknownContextVariable {
+        /// The namespace name.
+        namespace: String,
+        /// The unknown variable.
+        variable: String,
+        /// The variables the namespace knows.
+        known: Vec<String>,
+    },
+    /// A context value outside the namespace's context matrix.
+    #[error(
+        "context {variable}={value:?} is not in the matrix of namespace {namespace:?} (allowed: {})",
+        allowed.join(", ")
+    )]
+    ContextValueNotAllowed {
+        /// The namespace name.
+        namespace: String,
+        /// The variable.
+        variable: String,
+        /// The value given.
+        value: String,
+        /// The values the matrix allows.
+        allowed: Vec<String>,
+    },
+    /// An expected-revision precondition failed; nothing was changed.
+    #[error(
+        "conflict on {target}: expected revision {expected}, found {actual}; nothing was changed (store is at revision {current_revision})"
+    )]
+    Conflict {
+        /// What the precondition was on, e.g. `layer webshop:env/prod`.
+        target: String,
+        /// The revision the caller expected (0 = must not exist).
+        expected: u64,
+        /// The revision found (0 = does not exist).
+        actual: u64,
+        /// The store's current revision.
+        current_revision: u64,
+    },
+    /// The namespace or other object already exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists.
+        what: String,
+    },
+    /// A change set operation is invalid; nothing was changed.
+    #[error("change set operation {index} ({op}): {source}")]
+    Operation {
+        /// 0-based index of the operation.
+        index: usize,
+        /// The operation's name and target.
+        op: String,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A read at a revision that retention has removed.
+    #[error(
+        "revision {requested} has been compacted away; the oldest readable revision is {oldest}"
+    )]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision that can still be read exactly.
+        oldest: u64,
+    },
+    /// A read at a revision the store has not reached yet.
+    #[error("revision {requested} is in the future; the store is at revision {current}")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: u64,
+        /// The store's current revision.
+        current: u64,
+    },
+    /// The storage backend failed (I/O, corruption, ...).
+    #[error("storage error: {message}")]
+    Storage {
+        /// The backend's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Wraps a backend error as [`Error::Storage`].
+    pub fn storage(err: impl fmt::Display) -> Self {
+        Error::Storage {
+            message: err.to_string(),
+        }
+    }
+
+    /// Short helper for [`Error::Invalid`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The innermost error, looking through [`Error::Operation`].
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Operation { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+struct Location(Option<usize>, Option<usize>);
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: "),
+            (Some(l), None) => write!(f, "line {l}: "),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! An in-memory [`Store`], for tests and for programs that need no durability.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::changeset::{ChangeSet, StateReader, plan};
+use crate::doc::{Document, Limits};
+use crate::error::{Error, Result};
+use crate::namespace::NamespaceSpec;
+use crate::path::{LayerPath, NamespaceName};
+use crate::store::{
+    Change, ChangeItem, CommitInfo, LayerRecord, LayerVersion, NamespaceRecord, RetentionPolicy,
+    RetentionReport, RevisionInfo, Store, Timestamp, check_readable, retention_floor,
+};
+
+type Versions<T> = Vec<(u64, Option<T>)>;
+
+#[derive(Default)]
+struct Inner {
+    revisions: Vec<RevisionInfo>,
+    current: u64,
+    oldest: u64,
+    namespaces: BTreeMap<NamespaceName, Versions<NamespaceSpec>>,
+    layers: BTreeMap<(NamespaceName, LayerPath), Versions<Document>>,
+}
+
+fn at<T: Clone>(versions: &Versions<T>, revision: u64) -> Option<(T, u64)> {
+    versions
+        .iter()
+        .rev()
+        .find(|(r, _)| *r <= revision)
+        .and_then(|(r, v)| v.clone().map(|v| (v, *r)))
+}
+
+/// A [`Store`] that keeps everything in memory, with the same semantics as the
+/// durable stores. Use it in tests.
+///
+/// ```
+/// use confstrata_core::{MemoryStore, Store};
+/// let store = MemoryStore::new();
+/// assert_eq!(store.revision().unwrap(), 0);
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    limits: Limits,
+}
+
+impl MemoryStore {
+    /// An empty store with default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            limits,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-written:
+        // commits build their writes first and apply them without failing.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl StateReader for Inner {
+    fn current_revision(&mut self) -> Result<u64> {
+        Ok(self.current)
+    }
+    fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
+        Ok(self.namespaces.get(name).and_then(|v| at(v, self.current)))
+    }
+    fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
+        Ok(self
+            .layers
+            .get(&(ns.clone(), layer.clone()))
+            .and_then(|v| at(v, self.current)))
+    }
+}
+
+impl Inner {
+    fn check(&self, revision: u64) -> Result<()> {
+        check_readable(revision, self.oldest, self.current)
+    }
+    fn info(&self, revision: u64) -> Option<RevisionInfo> {
+        self.revisions.iter().find(|r| r.revision == revision).cloned()
+    }
+}
+
+impl Store for MemoryStore {
+    fn revision(&self) -> Result<u64> {
+        Ok(self.lock().current)
+    }
+
+    fn oldest_revision(&self) -> Result<u64> {
+        Ok(self.lock().oldest)
+    }
+
+    fn revision_for_time(&self, time: Timestamp) -> Result<u64> {
+        let inner = self.lock();
+        Ok(inner
+            .revisions
+            .iter()
+            .rev()
+            .find(|r| r.time <= time)
+            .map_or(0, |r| r.revision))
+    }
+
+    fn revision_info(&self, revision: u64) -> Result<Option<RevisionInfo>> {
+        Ok(self.lock().info(revision))
+    }
+
+    fn namespace(&self, name: &NamespaceName, revision: u64) -> Result<Option<NamespaceRecord>> {
+        let inner = self.lock();
+        inner.check(revision)?;
+        Ok(inner
+            .namespaces
+            .get(name)
+            .and_then(|v| at(v, revision))
+            .map(|(spec, revision)| NamespaceRecord { spec, revision }))
+    }
+
+    fn namespaces(&self, revision: u64) -> Result<Vec<NamespaceRecord>> {
+        let inner = self.lock();
+        inner.check(revision)?;
+        Ok(inner
+            .namespaces
+            .values()
+            .filter_map(|v| at(v, revision))
+            .map(|(spec, revision)| NamespaceRecord { spec, revision })
+            .collect())
+    }
+
+    fn layer(&self, ns: &NamespaceName, layer: &LayerPath, revision: u64) -> Result<Option<LayerRecord>> {
+        let inner = self.lock();
+        inner.check(revision)?;
+        Ok(inner
+            .layers
+            .get(&(ns.clone(), layer.clone()))
+            .and_then(|v| at(v, revision))
+            .map(|(document, revision)| LayerRecord {
+                namespace: ns.clone(),
+                layer: layer.clone(),
+                document,
+                revision,
+            }))
+    }
+
+    fn layers(&self, ns: &NamespaceName, revision: u64) -> Result<Vec<LayerRecord>> {
+        let inner = self.lock();
+        inner.check(revision)?;
+        Ok(inner
+            .layers
+            .iter()
+            .filter(|((n, _), _)| n == ns)
+            .filter_map(|((n, l), v)| {
+                at(v, revision).map(|(document, revision)| LayerRecord {
+                    namespace: n.clone(),
+                    layer: l.clone(),
+                    document,
+                    revision,
+                })
+            })
+            .collect())
+    }
+
+    fn history(&self, ns: &NamespaceName, layer: Option<&LayerPath>, limit: usize) -> Result<Vec<LayerVersion>> {
+        let inner = self.lock();
+        let mut out: Vec<LayerVersion> = inner
+            .layers
+            .iter()
+            .filter(|((n, l), _)| n == ns && layer.is_none_or(|want| want == l))
+            .flat_map(|((n, l), versions)| {
+                versions.iter().filter_map(|(r, d)| {
+                    Some(LayerVersion {
+                        info: inner.info(*r)?,
+                        namespace: n.clone(),
+                        layer: l.clone(),
+                        document: d.clone(),
+                    })
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.info.revision.cmp(&a.info.revision).then(a.layer.cmp(&b.layer)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let inner = self.lock();
+        if after < inner.oldest.saturating_sub(1) {
+            return Err(Error::Compacted {
+                requested: after,
+                oldest: inner.oldest,
+            });
+        }
+        let mut out = Vec::new();
+        for info in inner.revisions.iter().filter(|r| r.revision > after).take(limit) {
+            let mut items = Vec::new();
+            for (n, v) in &inner.namespaces {
+                for (r, s) in v {
+                    if *r == info.revision {
+                        items.push(ChangeItem { namespace: n.clone(), layer: None, deleted: s.is_none() });
+                    }
+                }
+            }
+            for ((n, l), v) in &inner.layers {
+                for (r, d) in v {
+                    if *r == info.revision {
+                        items.push(ChangeItem {
+                            namespace: n.clone(),
+                            layer: Some(l.clone()),
+                            deleted: d.is_none(),
+                        });
+                    }
+                }
+            }
+            out.push(Change { info: info.clone(), items });
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
+        let mut inner = self.lock();
+        let plan = plan(changes, &mut *inner, &self.limits)?;
+        let revision = inner.current + 1;
+        let last = inner.revisions.last().map_or(Timestamp(0), |r| r.time);
+        let time = Timestamp::now().max(last);
+        inner.revisions.push(RevisionInfo {
+            revision,
+            time,
+            author: changes.author.clone(),
+            message: changes.message.clone(),
+        });
+        for spec in plan.namespaces {
+            inner.namespaces.entry(spec.name.clone()).or_default().push((revision, Some(spec)));
+        }
+        for (ns, layer, doc) in plan.layers {
+            inner.layers.entry((ns, layer)).or_default().push((revision, doc));
+        }
+        inner.current = revision;
+        Ok(CommitInfo { revision, time })
+    }
+
+    fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport> {
+        let mut inner = self.lock();
+        let revs: Vec<Vec<u64>> = inner
+            .namespaces
+            .values()
+            .map(|v| v.iter().map(|(r, _)| *r).collect())
+            .chain(inner.layers.values().map(|v| v.iter().map(|(r, _)| *r).collect()))
+            .collect();
+        let times: Vec<(u64, Timestamp)> = inner.revisions.iter().map(|r| (r.revision, r.time)).collect();
+        let floor = retention_floor(policy, now, inner.current, inner.oldest, revs.iter().map(Vec::as_slice), &times);
+        let mut removed = 0;
+        fn prune<T>(v: &mut Versions<T>, floor: u64) -> usize {
+            let keep_from = v.iter().rposition(|(r, _)| *r <= floor).unwrap_or(0);
+            let mut n = keep_from;
+            v.drain(..keep_from);
+            if matches!(v.first(), Some((r, None)) if *r <= floor) {
+                v.remove(0);
+                n += 1;
+            }
+            n
+        }
+        for v in inner.namespaces.values_mut() {
+            removed += prune(v, floor);
+        }
+        for v in inner.layers.values_mut() {
+            removed += prune(v, floor);
+        }
+        inner.namespaces.retain(|_, v| !v.is_empty());
+        inner.layers.retain(|_, v| !v.is_empty());
+        inner.revisions.retain(|r| r.revision >= floor);
+        inner.oldest = floor;
+        Ok(RetentionReport { oldest_revision: floor, removed_versions: removed })
+    }
+}

@@ -1,0 +1,344 @@
+//! Namespaces: a hierarchy of level templates and a context matrix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::path::{LayerPath, NamespaceName};
+
+/// A context: the variables that pick layers, e.g. `env=prod, region=eu`.
+pub type Context = BTreeMap<String, String>;
+
+/// One part of a level template segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Var(String),
+}
+
+/// A level template such as `env/{env}/region/{region}`: literal segments and
+/// whole-segment `{variable}` placeholders.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LevelTemplate {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl LevelTemplate {
+    /// Parses a level template.
+    ///
+    /// ```
+    /// use confstrata_core::LevelTemplate;
+    /// let t = LevelTemplate::parse("env/{env}/region/{region}").unwrap();
+    /// assert_eq!(t.variables().collect::<Vec<_>>(), ["env", "region"]);
+    /// assert!(LevelTemplate::parse("env/{env").is_err());
+    /// ```
+    pub fn parse(input: &str) -> Result<Self> {
+        let err = |reason: String| Error::InvalidPath {
+            kind: "level template",
+            input: input.to_owned(),
+            reason,
+        };
+        if input.is_empty() {
+            return Err(err("it is empty".into()));
+        }
+        let mut segments = Vec::new();
+        let mut literal_form = Vec::new();
+        for (i, seg) in input.split('/').enumerate() {
+            let n = i + 1;
+            if let Some(inner) = seg.strip_prefix('{') {
+                let Some(var) = inner.strip_suffix('}') else {
+                    return Err(err(format!("segment {n} opens '{{' but does not close it")));
+                };
+                let valid = var.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    return Err(err(format!(
+                        "segment {n}: variable {var:?} must be lowercase letters, digits and '_', starting with a letter"
+                    )));
+                }
+                if segments.contains(&Segment::Var(var.to_owned())) {
+                    return Err(err(format!("variable {var:?} appears twice")));
+                }
+                segments.push(Segment::Var(var.to_owned()));
+                literal_form.push("x");
+            } else {
+                if seg.contains(['{', '}']) {
+                    return Err(err(format!(
+                        "segment {n}: a variable must fill a whole segment, like env/{{env}}"
+                    )));
+                }
+                segments.push(Segment::Literal(seg.to_owned()));
+                literal_form.push(seg);
+            }
+        }
+        // The literal parts must themselves be valid layer path segments.
+        LayerPath::parse(&literal_form.join("/")).map_err(|e| match e {
+            Error::InvalidPath { reason, .. } => err(reason),
+            other => other,
+        })?;
+        Ok(LevelTemplate {
+            text: input.to_owned(),
+            segments,
+        })
+    }
+
+    /// The template text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The variables the template uses, in order.
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Var(v) => Some(v.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// Fills the template from a context; `None` if a variable is missing.
+    pub fn fill(&self, ctx: &Context) -> Option<LayerPath> {
+        let mut parts = Vec::with_capacity(self.segments.len());
+        for s in &self.segments {
+            match s {
+                Segment::Literal(l) => parts.push(l.as_str()),
+                Segment::Var(v) => parts.push(ctx.get(v)?.as_str()),
+            }
+        }
+        LayerPath::parse(&parts.join("/")).ok()
+    }
+
+    /// Matches a layer path against the template, returning the variable bindings.
+    pub fn matches(&self, layer: &LayerPath) -> Option<Context> {
+        let segs: Vec<&str> = layer.segments().collect();
+        if segs.len() != self.segments.len() {
+            return None;
+        }
+        let mut bindings = Context::new();
+        for (t, s) in self.segments.iter().zip(segs) {
+            match t {
+                Segment::Literal(l) if l == s => {}
+                Segment::Literal(_) => return None,
+                Segment::Var(v) => {
+                    bindings.insert(v.clone(), s.to_owned());
+                }
+            }
+        }
+        Some(bindings)
+    }
+}
+
+impl fmt::Display for LevelTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for LevelTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)
+    }
+}
+
+impl Serialize for LevelTemplate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for LevelTemplate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LevelTemplate::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A namespace's declaration: its hierarchy of levels, general first, and its
+/// context matrix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSpec {
+    /// The namespace name.
+    pub name: NamespaceName,
+    /// A human description.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Level templates, most general first, e.g. `defaults`, `env/{env}`.
+    pub levels: Vec<LevelTemplate>,
+    /// The values each matrix variable can take, e.g. `env = [dev, staging, prod]`.
+    /// Variables used by levels but absent here (like `instance`) take any value.
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<String>>,
+}
+
+impl NamespaceSpec {
+    /// Checks the spec's internal consistency.
+    pub fn validate(&self) -> Result<()> {
+        let what = format!("namespace {}", self.name);
+        if self.levels.is_empty() {
+            return Err(Error::invalid(what, "it declares no levels (add at least \"defaults\")"));
+        }
+        for (i, l) in self.levels.iter().enumerate() {
+            if self.levels[..i].iter().any(|o| o.as_str() == l.as_str()) {
+                return Err(Error::invalid(what, format!("level {l} is declared twice")));
+            }
+            // Two templates that could produce the same layer path make the order ambiguous.
+            for o in &self.levels[..i] {
+                if templates_overlap(o, l) {
+                    return Err(Error::invalid(
+                        what,
+                        format!("levels {o} and {l} can name the same layer"),
+                    ));
+                }
+            }
+        }
+        let used: Vec<&str> = self.levels.iter().flat_map(LevelTemplate::variables).collect();
+        for (var, values) in &self.matrix {
+            if !used.contains(&var.as_str()) {
+                return Err(Error::invalid(
+                    what,
+                    format!("matrix variable {var:?} is used by no level"),
+                ));
+            }
+            if values.is_empty() {
+                return Err(Error::invalid(what, format!("matrix variable {var:?} has no values")));
+            }
+            for v in values {
+                LayerPath::parse(v).ok().filter(|p| p.segments().count() == 1).ok_or_else(|| {
+                    Error::invalid(
+                        what.clone(),
+                        format!("matrix value {v:?} of {var:?} is not a valid path segment"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every variable the levels use, sorted.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.levels.iter().flat_map(LevelTemplate::variables).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Checks a context against the namespace: every variable must be used by
+    /// a level, and matrix variables must take a value from the matrix.
+    pub fn check_context(&self, ctx: &Context) -> Result<()> {
+        let known = self.variables();
+        for (var, value) in ctx {
+            if !known.contains(&var.as_str()) {
+                return Err(Error::UnknownContextVariable {
+                    namespace: self.name.to_string(),
+                    variable: var.clone(),
+                    known: known.iter().map(|s| (*s).to_owned()).collect(),
+                });
+            }
+            if let Some(allowed) = self.matrix.get(var) {
+                if !allowed.contains(value) {
+                    return Err(Error::ContextValueNotAllowed {
+                        namespace: self.name.to_string(),
+                        variable: var.clone(),
+                        value: value.clone(),
+                        allowed: allowed.clone(),
+                    });
+                }
+            } else if LayerPath::parse(value).map(|p| p.segments().count()) != Ok(1) {
+                return Err(Error::InvalidPath {
+                    kind: "context value",
+                    input: value.clone(),
+                    reason: format!("the value of {var} must be a single path segment"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer paths a context selects, most general first, with their level index.
+    pub fn layers_for(&self, ctx: &Context) -> Result<Vec<LayerPath>> {
+        self.check_context(ctx)?;
+        Ok(self.levels.iter().filter_map(|l| l.fill(ctx)).collect())
+    }
+
+    /// Which level a layer path belongs to; an error if none or if the
+    /// bindings fall outside the matrix.
+    pub fn level_of(&self, layer: &LayerPath) -> Result<usize> {
+        let mut hint = None;
+        for (i, l) in self.levels.iter().enumerate() {
+            if let Some(bindings) = l.matches(layer) {
+                match self.check_context(&bindings) {
+                    Ok(()) => return Ok(i),
+                    Err(e) => hint = Some(e.to_string()),
+                }
+            }
+        }
+        Err(Error::LayerOutsideHierarchy {
+            namespace: self.name.to_string(),
+            layer: layer.to_string(),
+            levels: self.levels.iter().map(|l| l.to_string()).collect(),
+            hint,
+        })
+    }
+
+    /// Every context of the matrix (the cartesian product), for validation.
+    pub fn matrix_contexts(&self) -> Vec<Context> {
+        let mut out = vec![Context::new()];
+        for (var, values) in &self.matrix {
+            out = out
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.insert(var.clone(), v.clone());
+                        c
+                    })
+                })
+                .collect();
+        }
+        out
+    }
+}
+
+fn templates_overlap(a: &LevelTemplate, b: &LevelTemplate) -> bool {
+    a.segments.len() == b.segments.len()
+        && a.segments.iter().zip(&b.segments).all(|pair| match pair {
+            (Segment::Literal(x), Segment::Literal(y)) => x == y,
+            _ => true,
+        })
+}
+
+/// Parses a context from `var=value` pairs separated by commas, e.g. `env=prod,region=eu`.
+pub fn parse_context(input: &str) -> Result<Context> {
+    let mut ctx = Context::new();
+    for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(Error::InvalidPath {
+                kind: "context",
+                input: input.to_owned(),
+                reason: format!("{part:?} is not of the form var=value"),
+            });
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() {
+            return Err(Error::InvalidPath {
+                kind: "context",
+                input: input.to_owned(),
+                reason: format!("{part:?} has an empty variable or value"),
+            });
+        }
+        if ctx.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(Error::InvalidPath {
+                kind: "context",
+                input: input.to_owned(),
+                reason: format!("variable {k:?} is given twice"),
+            });
+        }
+    }
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests;

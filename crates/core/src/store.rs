@@ -1,0 +1,277 @@
+//! The `Store` trait: a versioned home for namespaces and layers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::changeset::ChangeSet;
+use crate::doc::Document;
+use crate::error::{Error, Result};
+use crate::namespace::NamespaceSpec;
+use crate::path::{LayerPath, NamespaceName};
+
+/// A point in time: milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+
+    /// Parses an RFC 3339 time such as `2026-11-26T10:00:00Z`.
+    pub fn parse(input: &str) -> Result<Self> {
+        let t = time::OffsetDateTime::parse(input, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| Error::InvalidPath {
+                kind: "time",
+                input: input.to_owned(),
+                reason: format!("{e}; use RFC 3339, e.g. 2026-11-26T10:00:00Z"),
+            })?;
+        let ms = t.unix_timestamp_nanos() / 1_000_000;
+        Ok(Timestamp(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+        match t {
+            Some(s) => f.write_str(&s),
+            None => write!(f, "@{}ms", self.0),
+        }
+    }
+}
+
+/// Which state of the store to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum At {
+    /// The newest revision.
+    #[default]
+    Latest,
+    /// The state right after the given revision was committed.
+    Revision(u64),
+    /// The state at a moment: the newest revision committed at or before it.
+    Time(Timestamp),
+}
+
+impl FromStr for At {
+    type Err = Error;
+    /// `latest`, a revision number, or an RFC 3339 time.
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "latest" {
+            Ok(At::Latest)
+        } else if let Ok(r) = s.parse::<u64>() {
+            Ok(At::Revision(r))
+        } else {
+            Timestamp::parse(s).map(At::Time)
+        }
+    }
+}
+
+/// Who committed a revision, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    /// The revision.
+    pub revision: u64,
+    /// When it was committed.
+    pub time: Timestamp,
+    /// Its author.
+    pub author: String,
+    /// Its message.
+    pub message: String,
+}
+
+/// A namespace declaration as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceRecord {
+    /// The declaration.
+    pub spec: NamespaceSpec,
+    /// The revision that last changed it.
+    pub revision: u64,
+}
+
+/// A layer as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerRecord {
+    /// The namespace.
+    pub namespace: NamespaceName,
+    /// The layer path.
+    pub layer: LayerPath,
+    /// The document.
+    pub document: Document,
+    /// The revision that last changed it.
+    pub revision: u64,
+}
+
+/// One version of a layer in its history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerVersion {
+    /// The revision that wrote this version.
+    #[serde(flatten)]
+    pub info: RevisionInfo,
+    /// The namespace.
+    pub namespace: NamespaceName,
+    /// The layer path.
+    pub layer: LayerPath,
+    /// The document; `None` where the revision deleted the layer.
+    pub document: Option<Document>,
+}
+
+/// What one committed revision changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// The revision.
+    #[serde(flatten)]
+    pub info: RevisionInfo,
+    /// Everything it wrote.
+    pub items: Vec<ChangeItem>,
+}
+
+/// One object written by a revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeItem {
+    /// The namespace.
+    pub namespace: NamespaceName,
+    /// The layer, or `None` for the namespace's declaration.
+    pub layer: Option<LayerPath>,
+    /// Whether the object was deleted.
+    pub deleted: bool,
+}
+
+/// The result of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CommitInfo {
+    /// The new revision.
+    pub revision: u64,
+    /// Its commit time.
+    pub time: Timestamp,
+}
+
+/// How much history to keep.
+///
+/// Retention picks one compaction revision `F`, the lower of "the oldest
+/// revision younger than `keep_days`" and "the revision that keeps at least
+/// `keep_versions` versions of every layer", and drops only versions that no
+/// read at `F` or later needs. Reads below `F` fail with [`Error::Compacted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionPolicy {
+    /// Versions to keep for each layer and namespace, at least.
+    pub keep_versions: usize,
+    /// Days of history to keep, at least.
+    pub keep_days: u64,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            keep_versions: 100,
+            keep_days: 90,
+        }
+    }
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    /// The oldest revision that can still be read.
+    pub oldest_revision: u64,
+    /// How many stored versions were removed.
+    pub removed_versions: usize,
+}
+
+/// A versioned store of namespaces and layers.
+///
+/// Revisions form one store-wide counter: every committed change set gets the
+/// next one. Read methods take a revision and fail with [`Error::Compacted`] or
+/// [`Error::FutureRevision`] outside the readable range; use
+/// [`Store::revision_at`] to turn an [`At`] into one.
+pub trait Store: Send + Sync {
+    /// The newest committed revision (0 for an empty store).
+    fn revision(&self) -> Result<u64>;
+    /// The oldest revision that can still be read exactly.
+    fn oldest_revision(&self) -> Result<u64>;
+    /// The newest revision committed at or before `time` (0 if none).
+    fn revision_for_time(&self, time: Timestamp) -> Result<u64>;
+    /// Who committed a revision, when and why.
+    fn revision_info(&self, revision: u64) -> Result<Option<RevisionInfo>>;
+    /// One namespace at a revision.
+    fn namespace(&self, name: &NamespaceName, revision: u64) -> Result<Option<NamespaceRecord>>;
+    /// All namespaces at a revision, by name.
+    fn namespaces(&self, revision: u64) -> Result<Vec<NamespaceRecord>>;
+    /// One layer at a revision.
+    fn layer(&self, ns: &NamespaceName, layer: &LayerPath, revision: u64) -> Result<Option<LayerRecord>>;
+    /// All layers of a namespace at a revision, by path.
+    fn layers(&self, ns: &NamespaceName, revision: u64) -> Result<Vec<LayerRecord>>;
+    /// Versions of one layer, or of every layer of a namespace, newest first.
+    fn history(&self, ns: &NamespaceName, layer: Option<&LayerPath>, limit: usize) -> Result<Vec<LayerVersion>>;
+    /// Revisions after `after`, oldest first, at most `limit` of them.
+    fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
+    /// Commits a change set atomically as one new revision.
+    fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo>;
+    /// Drops history the policy does not keep.
+    fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport>;
+
+    /// Turns an [`At`] into a readable revision.
+    fn revision_at(&self, at: At) -> Result<u64> {
+        let current = self.revision()?;
+        let rev = match at {
+            At::Latest => return Ok(current),
+            At::Revision(r) => r,
+            At::Time(t) => self.revision_for_time(t)?,
+        };
+        check_readable(rev, self.oldest_revision()?, current)?;
+        Ok(rev)
+    }
+}
+
+/// Fails unless `revision` lies in `oldest..=current`.
+pub fn check_readable(revision: u64, oldest: u64, current: u64) -> Result<()> {
+    if revision > current {
+        return Err(Error::FutureRevision {
+            requested: revision,
+            current,
+        });
+    }
+    if revision < oldest {
+        return Err(Error::Compacted {
+            requested: revision,
+            oldest,
+        });
+    }
+    Ok(())
+}
+
+/// The compaction revision a retention policy allows, given each object's
+/// version revisions (ascending) and the revisions' times (ascending).
+pub fn retention_floor<'a>(
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    current: u64,
+    previous_floor: u64,
+    versions: impl IntoIterator<Item = &'a [u64]>,
+    revision_times: &[(u64, Timestamp)],
+) -> u64 {
+    let cutoff = now.0.saturating_sub(i64::try_from(policy.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX));
+    let time_floor = revision_times
+        .iter()
+        .find(|(_, t)| t.0 >= cutoff)
+        .map_or(current, |(r, _)| *r);
+    let keep = policy.keep_versions.max(1);
+    let version_floor = versions
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| v[v.len().saturating_sub(keep)])
+        .min()
+        .unwrap_or(current);
+    time_floor.min(version_floor).min(current).max(previous_floor)
+}
