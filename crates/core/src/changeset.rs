@@ -97,10 +97,24 @@ impl Op {
     pub fn describe(&self) -> String {
         match self {
             Op::PutNamespace { spec, .. } => format!("put-namespace {}", spec.name),
-            Op::Put { namespace, layer, .. } => format!("put {namespace}:{layer}"),
-            Op::Set { namespace, layer, key, .. } => format!("set {namespace}:{layer} {key}"),
-            Op::Unset { namespace, layer, key, .. } => format!("unset {namespace}:{layer} {key}"),
-            Op::Delete { namespace, layer, .. } => format!("delete {namespace}:{layer}"),
+            Op::Put {
+                namespace, layer, ..
+            } => format!("put {namespace}:{layer}"),
+            Op::Set {
+                namespace,
+                layer,
+                key,
+                ..
+            } => format!("set {namespace}:{layer} {key}"),
+            Op::Unset {
+                namespace,
+                layer,
+                key,
+                ..
+            } => format!("unset {namespace}:{layer} {key}"),
+            Op::Delete {
+                namespace, layer, ..
+            } => format!("delete {namespace}:{layer}"),
         }
     }
 }
@@ -149,15 +163,26 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             source: Box::new(e),
         };
         let step = (|| -> Result<()> {
-            if let Op::PutNamespace { spec, expect_revision } = op {
+            if let Op::PutNamespace {
+                spec,
+                expect_revision,
+            } = op
+            {
                 spec.validate()?;
                 if !namespaces.contains_key(&spec.name) {
                     let found = reader.namespace(&spec.name)?;
                     let rev = found.as_ref().map_or(0, |(_, r)| *r);
                     namespaces.insert(spec.name.clone(), (found.map(|(s, _)| s), rev));
                 }
-                let (state, rev) = namespaces.get_mut(&spec.name).ok_or_else(|| Error::storage("namespace state lost"))?;
-                check_expect(reader, format!("namespace {}", spec.name), *expect_revision, *rev)?;
+                let (state, rev) = namespaces
+                    .get_mut(&spec.name)
+                    .ok_or_else(|| Error::storage("namespace state lost"))?;
+                check_expect(
+                    reader,
+                    format!("namespace {}", spec.name),
+                    *expect_revision,
+                    *rev,
+                )?;
                 *state = Some(spec.clone());
                 if !ns_order.contains(&spec.name) {
                     ns_order.push(spec.name.clone());
@@ -165,10 +190,29 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 return Ok(());
             }
             let (ns, layer, expect) = match op {
-                Op::Put { namespace, layer, expect_revision, .. }
-                | Op::Set { namespace, layer, expect_revision, .. }
-                | Op::Unset { namespace, layer, expect_revision, .. }
-                | Op::Delete { namespace, layer, expect_revision } => (namespace, layer, *expect_revision),
+                Op::Put {
+                    namespace,
+                    layer,
+                    expect_revision,
+                    ..
+                }
+                | Op::Set {
+                    namespace,
+                    layer,
+                    expect_revision,
+                    ..
+                }
+                | Op::Unset {
+                    namespace,
+                    layer,
+                    expect_revision,
+                    ..
+                }
+                | Op::Delete {
+                    namespace,
+                    layer,
+                    expect_revision,
+                } => (namespace, layer, *expect_revision),
                 Op::PutNamespace { .. } => return Ok(()),
             };
             if !namespaces.contains_key(ns) {
@@ -179,17 +223,32 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             let spec = namespaces
                 .get(ns)
                 .and_then(|(s, _)| s.as_ref())
-                .ok_or_else(|| Error::NamespaceNotFound { namespace: ns.to_string() })?;
+                .ok_or_else(|| Error::NamespaceNotFound {
+                    namespace: ns.to_string(),
+                })?;
             spec.level_of(layer)?;
             let key = (ns.clone(), layer.clone());
             if !layers.contains_key(&key) {
                 let found = reader.layer(ns, layer)?;
                 let original_revision = found.as_ref().map_or(0, |(_, r)| *r);
-                layers.insert(key.clone(), LayerState { original_revision, document: found.map(|(d, _)| d) });
+                layers.insert(
+                    key.clone(),
+                    LayerState {
+                        original_revision,
+                        document: found.map(|(d, _)| d),
+                    },
+                );
                 layer_order.push(key.clone());
             }
-            let state = layers.get_mut(&key).ok_or_else(|| Error::storage("layer state lost"))?;
-            check_expect(reader, format!("layer {ns}:{layer}"), expect, state.original_revision)?;
+            let state = layers
+                .get_mut(&key)
+                .ok_or_else(|| Error::storage("layer state lost"))?;
+            check_expect(
+                reader,
+                format!("layer {ns}:{layer}"),
+                expect,
+                state.original_revision,
+            )?;
             let what = format!("layer {ns}:{layer}");
             match op {
                 Op::Put { document, .. } => {
@@ -204,10 +263,13 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     state.document = Some(d);
                 }
                 Op::Unset { key, .. } => {
-                    let d = state.document.as_mut().ok_or_else(|| Error::LayerNotFound {
-                        namespace: ns.to_string(),
-                        layer: layer.to_string(),
-                    })?;
+                    let d = state
+                        .document
+                        .as_mut()
+                        .ok_or_else(|| Error::LayerNotFound {
+                            namespace: ns.to_string(),
+                            layer: layer.to_string(),
+                        })?;
                     doc::unset(d, key).ok_or_else(|| Error::KeyNotFound {
                         location: what.clone(),
                         key: key.to_string(),
@@ -253,7 +315,12 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
     })
 }
 
-fn check_expect(reader: &mut dyn StateReader, target: String, expected: Option<u64>, actual: u64) -> Result<()> {
+fn check_expect(
+    reader: &mut dyn StateReader,
+    target: String,
+    expected: Option<u64>,
+    actual: u64,
+) -> Result<()> {
     match expected {
         Some(expected) if expected != actual => Err(Error::Conflict {
             target,

@@ -84,7 +84,10 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
                 }
             }
             Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
-                return Err(Error::invalid(what, format!("{} is not a finite number", show(path))));
+                return Err(Error::invalid(
+                    what,
+                    format!("{} is not a finite number", show(path)),
+                ));
             }
             _ => {}
         }
@@ -101,12 +104,18 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
     }
     fn check_key(what: &str, path: &[String], key: &str) -> Result<()> {
         if key.is_empty() {
-            return Err(Error::invalid(what, format!("an empty key under {}", show(path))));
+            return Err(Error::invalid(
+                what,
+                format!("an empty key under {}", show(path)),
+            ));
         }
         if key.chars().any(char::is_control) {
             return Err(Error::invalid(
                 what,
-                format!("key {key:?} under {} contains a control character", show(path)),
+                format!(
+                    "key {key:?} under {} contains a control character",
+                    show(path)
+                ),
             ));
         }
         Ok(())
@@ -174,7 +183,12 @@ pub fn set(doc: &mut Document, key: &KeyPath, value: Value) -> Result<Option<Val
         table = match slot {
             Value::Object(m) => m,
             // Checked above: every existing parent is a table.
-            _ => return Err(Error::invalid(format!("key {key}"), "parent is not a table")),
+            _ => {
+                return Err(Error::invalid(
+                    format!("key {key}"),
+                    "parent is not a table",
+                ));
+            }
         };
     }
     Ok(table.insert(last.clone(), value))
@@ -201,7 +215,11 @@ pub fn unset(doc: &mut Document, key: &KeyPath) -> Option<Value> {
 /// Every leaf of a document as `(key path, value)`, in key order. Arrays and
 /// delete markers are leaves.
 pub fn leaves(doc: &Document) -> Vec<(KeyPath, &Value)> {
-    fn walk<'a>(prefix: &mut Vec<String>, table: &'a Document, out: &mut Vec<(KeyPath, &'a Value)>) {
+    fn walk<'a>(
+        prefix: &mut Vec<String>,
+        table: &'a Document,
+        out: &mut Vec<(KeyPath, &'a Value)>,
+    ) {
         for (k, v) in table {
             prefix.push(k.clone());
             match v {

@@ -155,7 +155,10 @@ pub fn parse(bytes: &[u8], format: Format, source_name: &str, limits: &Limits) -
             format: format.name(),
             line: None,
             column: None,
-            message: format!("the document must be a table at the top, not {}", kind(&other)),
+            message: format!(
+                "the document must be a table at the top, not {}",
+                kind(&other)
+            ),
         }),
     }
 }
@@ -174,7 +177,8 @@ fn strip_location(message: &str) -> String {
             let t = l.trim_start();
             !(l.contains("parse error at line")
                 || t.starts_with('|')
-                || t.split_once(" |").is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit())))
+                || t.split_once(" |")
+                    .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit())))
         })
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -282,7 +286,9 @@ fn parse_env(text: &str, source_name: &str) -> Result<Document> {
             };
             let s = &inner[..end];
             Value::String(if q == '"' {
-                s.replace("\\n", "\n").replace("\\\"", "\"").replace("\\\\", "\\")
+                s.replace("\\n", "\n")
+                    .replace("\\\"", "\"")
+                    .replace("\\\\", "\\")
             } else {
                 s.to_owned()
             })
@@ -290,7 +296,8 @@ fn parse_env(text: &str, source_name: &str) -> Result<Document> {
             let v = value.split(" #").next().unwrap_or(value).trim();
             scalar(v)
         };
-        let key = crate::path::KeyPath::from_segments(segments).map_err(|e| err(1, e.to_string()))?;
+        let key =
+            crate::path::KeyPath::from_segments(segments).map_err(|e| err(1, e.to_string()))?;
         doc::set(&mut doc, &key, value).map_err(|e| err(1, e.to_string()))?;
     }
     Ok(doc)
@@ -324,7 +331,9 @@ pub fn render(doc: &Document, format: Format) -> Result<String> {
         Format::Json => serde_json::to_string_pretty(doc)
             .map(|s| s + "\n")
             .map_err(|e| Error::invalid("JSON output", e.to_string())),
-        Format::Yaml => serde_yaml::to_string(doc).map_err(|e| Error::invalid("YAML output", e.to_string())),
+        Format::Yaml => {
+            serde_yaml::to_string(doc).map_err(|e| Error::invalid("YAML output", e.to_string()))
+        }
         Format::Toml => {
             if let Some((k, _)) = doc::leaves(doc).into_iter().find(|(_, v)| contains_null(v)) {
                 return Err(Error::invalid(
@@ -337,9 +346,18 @@ pub fn render(doc: &Document, format: Format) -> Result<String> {
         Format::Env => {
             let mut out = String::new();
             for (k, v) in doc::leaves(doc) {
+                if doc::is_delete_marker(v) {
+                    return Err(Error::invalid(
+                        ".env output",
+                        format!(
+                            "a .env file cannot hold the delete marker at {k}; use toml, yaml or json"
+                        ),
+                    ));
+                }
                 let mut name = String::new();
                 for (i, s) in k.segments().iter().enumerate() {
-                    if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || s.contains("__") {
+                    if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || s.contains("__")
+                    {
                         return Err(Error::invalid(
                             ".env output",
                             format!("key {k} cannot be written as an environment variable name"),
@@ -356,9 +374,14 @@ pub fn render(doc: &Document, format: Format) -> Result<String> {
                     other => other.to_string(),
                 };
                 let needs_quotes = value.is_empty()
-                    || value.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '#' | '\\' | '$'));
+                    || value
+                        .chars()
+                        .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '#' | '\\' | '$'));
                 if needs_quotes {
-                    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                    let escaped = value
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
                     out.push_str(&format!("{name}=\"{escaped}\"\n"));
                 } else {
                     out.push_str(&format!("{name}={value}\n"));

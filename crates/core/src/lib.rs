@@ -59,8 +59,9 @@ pub use path::{
 };
 pub use resolve::{ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve};
 pub use store::{
-    At, Change, ChangeItem, CommitInfo, LayerRecord, LayerVersion, NamespaceRecord, RetentionPolicy,
-    RetentionReport, RevisionInfo, Store, Timestamp, check_readable, retention_floor,
+    At, Change, ChangeItem, CommitInfo, LayerRecord, LayerVersion, NamespaceRecord,
+    RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, check_readable,
+    retention_floor,
 };
 
 /// Re-exported so users of the `Document` type need not depend on `serde_json` themselves.

@@ -63,7 +63,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-written:
         // commits build their writes first and apply them without failing.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -87,7 +89,10 @@ impl Inner {
         check_readable(revision, self.oldest, self.current)
     }
     fn info(&self, revision: u64) -> Option<RevisionInfo> {
-        self.revisions.iter().find(|r| r.revision == revision).cloned()
+        self.revisions
+            .iter()
+            .find(|r| r.revision == revision)
+            .cloned()
     }
 }
 
@@ -135,7 +140,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn layer(&self, ns: &NamespaceName, layer: &LayerPath, revision: u64) -> Result<Option<LayerRecord>> {
+    fn layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        revision: u64,
+    ) -> Result<Option<LayerRecord>> {
         let inner = self.lock();
         inner.check(revision)?;
         Ok(inner
@@ -168,7 +178,12 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn history(&self, ns: &NamespaceName, layer: Option<&LayerPath>, limit: usize) -> Result<Vec<LayerVersion>> {
+    fn history(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        limit: usize,
+    ) -> Result<Vec<LayerVersion>> {
         let inner = self.lock();
         let mut out: Vec<LayerVersion> = inner
             .layers
@@ -185,7 +200,12 @@ impl Store for MemoryStore {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.info.revision.cmp(&a.info.revision).then(a.layer.cmp(&b.layer)));
+        out.sort_by(|a, b| {
+            b.info
+                .revision
+                .cmp(&a.info.revision)
+                .then(a.layer.cmp(&b.layer))
+        });
         out.truncate(limit);
         Ok(out)
     }
@@ -199,12 +219,21 @@ impl Store for MemoryStore {
             });
         }
         let mut out = Vec::new();
-        for info in inner.revisions.iter().filter(|r| r.revision > after).take(limit) {
+        for info in inner
+            .revisions
+            .iter()
+            .filter(|r| r.revision > after)
+            .take(limit)
+        {
             let mut items = Vec::new();
             for (n, v) in &inner.namespaces {
                 for (r, s) in v {
                     if *r == info.revision {
-                        items.push(ChangeItem { namespace: n.clone(), layer: None, deleted: s.is_none() });
+                        items.push(ChangeItem {
+                            namespace: n.clone(),
+                            layer: None,
+                            deleted: s.is_none(),
+                        });
                     }
                 }
             }
@@ -219,7 +248,10 @@ impl Store for MemoryStore {
                     }
                 }
             }
-            out.push(Change { info: info.clone(), items });
+            out.push(Change {
+                info: info.clone(),
+                items,
+            });
         }
         Ok(out)
     }
@@ -237,10 +269,18 @@ impl Store for MemoryStore {
             message: changes.message.clone(),
         });
         for spec in plan.namespaces {
-            inner.namespaces.entry(spec.name.clone()).or_default().push((revision, Some(spec)));
+            inner
+                .namespaces
+                .entry(spec.name.clone())
+                .or_default()
+                .push((revision, Some(spec)));
         }
         for (ns, layer, doc) in plan.layers {
-            inner.layers.entry((ns, layer)).or_default().push((revision, doc));
+            inner
+                .layers
+                .entry((ns, layer))
+                .or_default()
+                .push((revision, doc));
         }
         inner.current = revision;
         Ok(CommitInfo { revision, time })
@@ -252,10 +292,26 @@ impl Store for MemoryStore {
             .namespaces
             .values()
             .map(|v| v.iter().map(|(r, _)| *r).collect())
-            .chain(inner.layers.values().map(|v| v.iter().map(|(r, _)| *r).collect()))
+            .chain(
+                inner
+                    .layers
+                    .values()
+                    .map(|v| v.iter().map(|(r, _)| *r).collect()),
+            )
             .collect();
-        let times: Vec<(u64, Timestamp)> = inner.revisions.iter().map(|r| (r.revision, r.time)).collect();
-        let floor = retention_floor(policy, now, inner.current, inner.oldest, revs.iter().map(Vec::as_slice), &times);
+        let times: Vec<(u64, Timestamp)> = inner
+            .revisions
+            .iter()
+            .map(|r| (r.revision, r.time))
+            .collect();
+        let floor = retention_floor(
+            policy,
+            now,
+            inner.current,
+            inner.oldest,
+            revs.iter().map(Vec::as_slice),
+            &times,
+        );
         let mut removed = 0;
         fn prune<T>(v: &mut Versions<T>, floor: u64) -> usize {
             let keep_from = v.iter().rposition(|(r, _)| *r <= floor).unwrap_or(0);
@@ -277,6 +333,9 @@ impl Store for MemoryStore {
         inner.layers.retain(|_, v| !v.is_empty());
         inner.revisions.retain(|r| r.revision >= floor);
         inner.oldest = floor;
-        Ok(RetentionReport { oldest_revision: floor, removed_versions: removed })
+        Ok(RetentionReport {
+            oldest_revision: floor,
+            removed_versions: removed,
+        })
     }
 }

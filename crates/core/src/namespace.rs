@@ -52,8 +52,13 @@ impl LevelTemplate {
                 let Some(var) = inner.strip_suffix('}') else {
                     return Err(err(format!("segment {n} opens '{{' but does not close it")));
                 };
-                let valid = var.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-                    && var.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                let valid = var
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && var
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
                 if !valid {
                     return Err(err(format!(
                         "segment {n}: variable {var:?} must be lowercase letters, digits and '_', starting with a letter"
@@ -178,7 +183,10 @@ impl NamespaceSpec {
     pub fn validate(&self) -> Result<()> {
         let what = format!("namespace {}", self.name);
         if self.levels.is_empty() {
-            return Err(Error::invalid(what, "it declares no levels (add at least \"defaults\")"));
+            return Err(Error::invalid(
+                what,
+                "it declares no levels (add at least \"defaults\")",
+            ));
         }
         for (i, l) in self.levels.iter().enumerate() {
             if self.levels[..i].iter().any(|o| o.as_str() == l.as_str()) {
@@ -194,7 +202,11 @@ impl NamespaceSpec {
                 }
             }
         }
-        let used: Vec<&str> = self.levels.iter().flat_map(LevelTemplate::variables).collect();
+        let used: Vec<&str> = self
+            .levels
+            .iter()
+            .flat_map(LevelTemplate::variables)
+            .collect();
         for (var, values) in &self.matrix {
             if !used.contains(&var.as_str()) {
                 return Err(Error::invalid(
@@ -203,15 +215,21 @@ impl NamespaceSpec {
                 ));
             }
             if values.is_empty() {
-                return Err(Error::invalid(what, format!("matrix variable {var:?} has no values")));
+                return Err(Error::invalid(
+                    what,
+                    format!("matrix variable {var:?} has no values"),
+                ));
             }
             for v in values {
-                LayerPath::parse(v).ok().filter(|p| p.segments().count() == 1).ok_or_else(|| {
-                    Error::invalid(
-                        what.clone(),
-                        format!("matrix value {v:?} of {var:?} is not a valid path segment"),
-                    )
-                })?;
+                LayerPath::parse(v)
+                    .ok()
+                    .filter(|p| p.segments().count() == 1)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            what.clone(),
+                            format!("matrix value {v:?} of {var:?} is not a valid path segment"),
+                        )
+                    })?;
             }
         }
         Ok(())
@@ -219,7 +237,11 @@ impl NamespaceSpec {
 
     /// Every variable the levels use, sorted.
     pub fn variables(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.levels.iter().flat_map(LevelTemplate::variables).collect();
+        let mut v: Vec<&str> = self
+            .levels
+            .iter()
+            .flat_map(LevelTemplate::variables)
+            .collect();
         v.sort_unstable();
         v.dedup();
         v

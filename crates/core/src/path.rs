@@ -143,9 +143,7 @@ impl KeyPath {
             }
             segments.push(seg);
             if segments.len() > MAX_KEY_SEGMENTS {
-                return Err(err(format!(
-                    "it has more than {MAX_KEY_SEGMENTS} segments"
-                )));
+                return Err(err(format!("it has more than {MAX_KEY_SEGMENTS} segments")));
             }
             match chars.next() {
                 None => break,
@@ -180,7 +178,11 @@ impl KeyPath {
         }
         for (i, s) in segments.iter().enumerate() {
             if s.is_empty() {
-                return Err(path_error(Self::KIND, &text, format!("segment {} is empty", i + 1)));
+                return Err(path_error(
+                    Self::KIND,
+                    &text,
+                    format!("segment {} is empty", i + 1),
+                ));
             }
             if s.chars().any(char::is_control) {
                 return Err(path_error(
@@ -293,7 +295,10 @@ fn check_slash_path(kind: &'static str, input: &str) -> Result<()> {
         return Err(path_error(
             kind,
             input,
-            format!("it is {} bytes long; the limit is {MAX_LAYER_PATH_BYTES}", input.len()),
+            format!(
+                "it is {} bytes long; the limit is {MAX_LAYER_PATH_BYTES}",
+                input.len()
+            ),
         ));
     }
     let segments: Vec<&str> = input.split('/').collect();

@@ -214,7 +214,9 @@ impl<'a> Resolved<'a> {
                 prefix.push((*k).to_owned());
                 match n {
                     Node::Table(t) => walk(r, prefix, t, out),
-                    Node::Leaf(_, src) => out.push((KeyPath::from_raw(prefix.clone()), r.source(*src))),
+                    Node::Leaf(_, src) => {
+                        out.push((KeyPath::from_raw(prefix.clone()), r.source(*src)))
+                    }
                     Node::Subtree(v, src) => {
                         if let Value::Object(m) = v {
                             subtree_walk(r, prefix, m, *src, out);
@@ -276,10 +278,12 @@ impl<'a> Resolved<'a> {
                 });
             }
         }
-        if let Some((_, from)) = &resolved {
-            if let Some(e) = entries.iter_mut().find(|e| e.layer == from.layer && !e.deleted) {
-                e.winner = true;
-            }
+        if let Some((_, from)) = &resolved
+            && let Some(e) = entries
+                .iter_mut()
+                .find(|e| e.layer == from.layer && !e.deleted)
+        {
+            e.winner = true;
         }
         Explanation {
             key: key.clone(),

@@ -43,7 +43,10 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
         match t {
             Some(s) => f.write_str(&s),
             None => write!(f, "@{}ms", self.0),
@@ -209,11 +212,21 @@ pub trait Store: Send + Sync {
     /// All namespaces at a revision, by name.
     fn namespaces(&self, revision: u64) -> Result<Vec<NamespaceRecord>>;
     /// One layer at a revision.
-    fn layer(&self, ns: &NamespaceName, layer: &LayerPath, revision: u64) -> Result<Option<LayerRecord>>;
+    fn layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        revision: u64,
+    ) -> Result<Option<LayerRecord>>;
     /// All layers of a namespace at a revision, by path.
     fn layers(&self, ns: &NamespaceName, revision: u64) -> Result<Vec<LayerRecord>>;
     /// Versions of one layer, or of every layer of a namespace, newest first.
-    fn history(&self, ns: &NamespaceName, layer: Option<&LayerPath>, limit: usize) -> Result<Vec<LayerVersion>>;
+    fn history(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        limit: usize,
+    ) -> Result<Vec<LayerVersion>>;
     /// Revisions after `after`, oldest first, at most `limit` of them.
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
     /// Commits a change set atomically as one new revision.
@@ -261,7 +274,9 @@ pub fn retention_floor<'a>(
     versions: impl IntoIterator<Item = &'a [u64]>,
     revision_times: &[(u64, Timestamp)],
 ) -> u64 {
-    let cutoff = now.0.saturating_sub(i64::try_from(policy.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX));
+    let cutoff = now.0.saturating_sub(
+        i64::try_from(policy.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
+    );
     let time_floor = revision_times
         .iter()
         .find(|(_, t)| t.0 >= cutoff)
@@ -273,5 +288,8 @@ pub fn retention_floor<'a>(
         .map(|v| v[v.len().saturating_sub(keep)])
         .min()
         .unwrap_or(current);
-    time_floor.min(version_floor).min(current).max(previous_floor)
+    time_floor
+        .min(version_floor)
+        .min(current)
+        .max(previous_floor)
 }

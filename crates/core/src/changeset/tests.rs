@@ -34,7 +34,10 @@ fn ops_compose_within_one_change_set() {
         ]})))
         .unwrap();
     assert_eq!(info.revision, 2);
-    let l = store.layer(&"web".parse().unwrap(), &"env/prod".parse().unwrap(), 2).unwrap().unwrap();
+    let l = store
+        .layer(&"web".parse().unwrap(), &"env/prod".parse().unwrap(), 2)
+        .unwrap()
+        .unwrap();
     assert_eq!(Value::Object(l.document), json!({"db": {"pool": 50}}));
     let r = store.revision_info(2).unwrap().unwrap();
     assert_eq!((r.author.as_str(), r.message.as_str()), ("ana", "m"));
@@ -51,10 +54,18 @@ fn a_failed_precondition_changes_nothing() {
         ]})))
         .unwrap_err();
     match e.root() {
-        Error::Conflict { expected: 7, actual: 1, current_revision: 1, .. } => {}
+        Error::Conflict {
+            expected: 7,
+            actual: 1,
+            current_revision: 1,
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
-    assert!(e.to_string().contains("operation 1 (set web:defaults a)"), "{e}");
+    assert!(
+        e.to_string().contains("operation 1 (set web:defaults a)"),
+        "{e}"
+    );
     assert_eq!(state(&store), before);
     // expect_revision 0 means "must not exist".
     assert!(store
@@ -71,14 +82,35 @@ fn bad_operations_are_named_and_change_nothing() {
     let before = state(&store);
     for (ops, expected) in [
         (json!([]), "no operations"),
-        (json!([{"op": "set", "namespace": "nope", "layer": "defaults", "key": "a", "value": 1}]), "namespace \"nope\" not found"),
-        (json!([{"op": "set", "namespace": "web", "layer": "env/qa", "key": "a", "value": 1}]), "matches no level"),
-        (json!([{"op": "unset", "namespace": "web", "layer": "defaults", "key": "db.nope"}]), "key db.nope not found"),
-        (json!([{"op": "unset", "namespace": "web", "layer": "env/dev", "key": "a"}]), "layer web:env/dev not found"),
-        (json!([{"op": "delete", "namespace": "web", "layer": "env/dev"}]), "not found"),
-        (json!([{"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool.x", "value": 1}]), "db.pool holds a value"),
+        (
+            json!([{"op": "set", "namespace": "nope", "layer": "defaults", "key": "a", "value": 1}]),
+            "namespace \"nope\" not found",
+        ),
+        (
+            json!([{"op": "set", "namespace": "web", "layer": "env/qa", "key": "a", "value": 1}]),
+            "matches no level",
+        ),
+        (
+            json!([{"op": "unset", "namespace": "web", "layer": "defaults", "key": "db.nope"}]),
+            "key db.nope not found",
+        ),
+        (
+            json!([{"op": "unset", "namespace": "web", "layer": "env/dev", "key": "a"}]),
+            "layer web:env/dev not found",
+        ),
+        (
+            json!([{"op": "delete", "namespace": "web", "layer": "env/dev"}]),
+            "not found",
+        ),
+        (
+            json!([{"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool.x", "value": 1}]),
+            "db.pool holds a value",
+        ),
     ] {
-        let e = store.commit(&cs(json!({"ops": ops}))).unwrap_err().to_string();
+        let e = store
+            .commit(&cs(json!({"ops": ops})))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(expected), "{e}");
         assert_eq!(state(&store), before);
     }
@@ -86,7 +118,11 @@ fn bad_operations_are_named_and_change_nothing() {
 
 #[test]
 fn size_limits_apply_to_documents_and_change_sets() {
-    let store = MemoryStore::with_limits(Limits { max_document_bytes: 100, max_change_set_bytes: 150, max_depth: 8 });
+    let store = MemoryStore::with_limits(Limits {
+        max_document_bytes: 100,
+        max_change_set_bytes: 150,
+        max_depth: 8,
+    });
     store
         .commit(&cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "w", "levels": ["defaults", "x/{x}"]}}]})))
         .unwrap();
@@ -103,7 +139,10 @@ fn size_limits_apply_to_documents_and_change_sets() {
             {"op": "put", "namespace": "w", "layer": "x/c", "document": {"a": half}},
         ]})))
         .unwrap_err();
-    assert!(matches!(e, Error::TooLarge { ref what, .. } if what == "change set"), "{e}");
+    assert!(
+        matches!(e, Error::TooLarge { ref what, .. } if what == "change set"),
+        "{e}"
+    );
     assert_eq!(store.revision().unwrap(), 1);
 }
 
@@ -113,8 +152,10 @@ fn unknown_fields_in_change_set_files_are_rejected() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown field `expect`"), "{e}");
-    let e = serde_json::from_value::<ChangeSet>(json!({"ops": [{"op": "set", "namespace": "../w", "layer": "d", "key": "a", "value": 1}]}))
-        .unwrap_err()
-        .to_string();
+    let e = serde_json::from_value::<ChangeSet>(
+        json!({"ops": [{"op": "set", "namespace": "../w", "layer": "d", "key": "a", "value": 1}]}),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("segment 1 is \"..\""), "{e}");
 }

@@ -16,8 +16,13 @@ fn set_creates_tables_and_refuses_to_overwrite_scalars() {
     set(&mut d, &key("db.pool.max"), json!(10)).unwrap();
     assert_eq!(d, doc(json!({"db": {"host": "x", "pool": {"max": 10}}})));
     let before = d.clone();
-    let e = set(&mut d, &key("db.host.port"), json!(1)).unwrap_err().to_string();
-    assert!(e.contains("db.host holds a value that is not a table"), "{e}");
+    let e = set(&mut d, &key("db.host.port"), json!(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("db.host holds a value that is not a table"),
+        "{e}"
+    );
     assert_eq!(d, before);
 }
 
@@ -31,9 +36,21 @@ fn unset_prunes_empty_tables() {
 
 #[test]
 fn depth_and_size_limits() {
-    let limits = Limits { max_depth: 3, max_document_bytes: 40, ..Limits::default() };
-    let e = check_document("layer t", &doc(json!({"a": {"b": {"c": {"d": 1}}}})), &limits).unwrap_err();
-    assert!(matches!(e, Error::TooDeep { ref path, .. } if path == "a.b.c.d"), "{e}");
+    let limits = Limits {
+        max_depth: 3,
+        max_document_bytes: 40,
+        ..Limits::default()
+    };
+    let e = check_document(
+        "layer t",
+        &doc(json!({"a": {"b": {"c": {"d": 1}}}})),
+        &limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::TooDeep { ref path, .. } if path == "a.b.c.d"),
+        "{e}"
+    );
     let e = check_document("layer t", &doc(json!({"a": "x".repeat(50)})), &limits).unwrap_err();
     assert!(matches!(e, Error::TooLarge { .. }), "{e}");
     check_document("layer t", &doc(json!({"a": {"b": [1]}})), &limits).unwrap();

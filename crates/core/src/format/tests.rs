@@ -12,7 +12,11 @@ fn every_format_reads_the_same_document() {
     let toml = "tags = [\"a\", \"b\"]\n[db]\nhost = \"h\"\nport = 5432\ntls = true\n";
     let yaml = "db:\n  host: h\n  port: 5432\n  tls: true\ntags: [a, b]\n";
     let json = want.to_string();
-    for (text, f) in [(toml, Format::Toml), (yaml, Format::Yaml), (json.as_str(), Format::Json)] {
+    for (text, f) in [
+        (toml, Format::Toml),
+        (yaml, Format::Yaml),
+        (json.as_str(), Format::Json),
+    ] {
         assert_eq!(Value::Object(p(text, f).unwrap()), want, "{f}");
     }
     let env = "# comment\nDB__HOST=h\nexport DB__PORT=5432\nDB__TLS=true\n";
@@ -41,9 +45,17 @@ fn parse_errors_carry_line_and_column() {
         ("A=1\nnot a line\n", Format::Env, 2),
     ] {
         match p(text, f).unwrap_err() {
-            Error::Parse { line: Some(l), source_name, message, .. } => {
+            Error::Parse {
+                line: Some(l),
+                source_name,
+                message,
+                ..
+            } => {
                 assert_eq!((l, source_name.as_str()), (line, "in"), "{f}");
-                assert!(!message.is_empty() && !message.contains("at line"), "{f}: {message}");
+                assert!(
+                    !message.is_empty() && !message.contains("at line"),
+                    "{f}: {message}"
+                );
             }
             other => panic!("{f}: {other:?}"),
         }
@@ -53,11 +65,20 @@ fn parse_errors_carry_line_and_column() {
 #[test]
 fn hostile_input_is_rejected_without_overflow() {
     let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(matches!(p(&format!("{{\"a\": {deep_json}}}"), Format::Json), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        p(&format!("{{\"a\": {deep_json}}}"), Format::Json),
+        Err(Error::TooDeep { .. })
+    ));
     let deep_toml = format!("a = {}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(matches!(p(&deep_toml, Format::Toml), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        p(&deep_toml, Format::Toml),
+        Err(Error::TooDeep { .. })
+    ));
     let deep_yaml = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
-    assert!(matches!(p(&deep_yaml, Format::Yaml), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        p(&deep_yaml, Format::Yaml),
+        Err(Error::TooDeep { .. })
+    ));
     let mut indented = String::new();
     for i in 0..200 {
         indented.push_str(&format!("{}k{i}:\n", " ".repeat(i)));
@@ -80,6 +101,8 @@ fn hostile_input_is_rejected_without_overflow() {
 #[test]
 fn toml_output_refuses_null() {
     let doc = json!({"a": {"b": null}});
-    let e = render(doc.as_object().unwrap(), Format::Toml).unwrap_err().to_string();
+    let e = render(doc.as_object().unwrap(), Format::Toml)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("null at a.b"), "{e}");
 }

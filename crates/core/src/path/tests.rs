@@ -28,7 +28,10 @@ fn bad_key_paths_name_the_bad_part() {
         ("a.", "segment 2 is empty"),
         ("a.\"b", "segment 2 has an unclosed quote"),
         ("a.b c", "segment 2 contains whitespace"),
-        ("a.\u{7}", "segment 2 contains whitespace or a control character"),
+        (
+            "a.\u{7}",
+            "segment 2 contains whitespace or a control character",
+        ),
         ("a.\"\"", "segment 2 is empty"),
         ("a.\"x\"y", "unexpected text after the quoted segment 2"),
     ] {

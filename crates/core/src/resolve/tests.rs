@@ -14,7 +14,10 @@ struct Fixture {
 impl Fixture {
     fn new(layers: Vec<(&str, Value)>) -> Self {
         Fixture {
-            paths: layers.iter().map(|(p, _)| LayerPath::parse(p).unwrap()).collect(),
+            paths: layers
+                .iter()
+                .map(|(p, _)| LayerPath::parse(p).unwrap())
+                .collect(),
             docs: layers.into_iter().map(|(_, d)| layer(d)).collect(),
         }
     }
@@ -23,7 +26,11 @@ impl Fixture {
             .iter()
             .zip(&self.docs)
             .enumerate()
-            .map(|(i, (p, d))| LayerInput { layer: p, revision: i as u64 + 1, document: d })
+            .map(|(i, (p, d))| LayerInput {
+                layer: p,
+                revision: i as u64 + 1,
+                document: d,
+            })
             .collect()
     }
 }
@@ -37,14 +44,23 @@ fn check(layers: Vec<(&str, Value)>, expected: Value) {
 fn tables_merge_scalars_and_arrays_replace() {
     check(
         vec![
-            ("defaults", json!({"db": {"host": "localhost", "pool": {"min": 1, "max": 5}}, "tags": [1, 2]})),
-            ("env/prod", json!({"db": {"pool": {"max": 50}}, "tags": [3]})),
+            (
+                "defaults",
+                json!({"db": {"host": "localhost", "pool": {"min": 1, "max": 5}}, "tags": [1, 2]}),
+            ),
+            (
+                "env/prod",
+                json!({"db": {"pool": {"max": 50}}, "tags": [3]}),
+            ),
         ],
         json!({"db": {"host": "localhost", "pool": {"min": 1, "max": 50}}, "tags": [3]}),
     );
     // A table replaces a scalar and a scalar replaces a table.
     check(
-        vec![("a", json!({"x": 1, "y": {"z": 1}})), ("b", json!({"x": {"k": 1}, "y": 2}))],
+        vec![
+            ("a", json!({"x": 1, "y": {"z": 1}})),
+            ("b", json!({"x": {"k": 1}, "y": 2})),
+        ],
         json!({"x": {"k": 1}, "y": 2}),
     );
 }
@@ -53,19 +69,34 @@ fn tables_merge_scalars_and_arrays_replace() {
 fn delete_marker_removes_keys() {
     check(
         vec![
-            ("a", json!({"db": {"host": "h", "debug": true}, "gone": {"x": 1}})),
-            ("b", json!({"db": {"debug": {"$delete": true}}, "gone": {"$delete": true}})),
+            (
+                "a",
+                json!({"db": {"host": "h", "debug": true}, "gone": {"x": 1}}),
+            ),
+            (
+                "b",
+                json!({"db": {"debug": {"$delete": true}}, "gone": {"$delete": true}}),
+            ),
         ],
         json!({"db": {"host": "h"}}),
     );
     // A marker in the first layer deletes nothing and never shows.
-    check(vec![("a", json!({"x": {"$delete": true}, "t": {"y": {"$delete": true}, "z": 1}}))], json!({"t": {"z": 1}}));
+    check(
+        vec![(
+            "a",
+            json!({"x": {"$delete": true}, "t": {"y": {"$delete": true}, "z": 1}}),
+        )],
+        json!({"t": {"z": 1}}),
+    );
 }
 
 #[test]
 fn provenance_names_the_winning_layer() {
     let f = Fixture::new(vec![
-        ("defaults", json!({"db": {"host": "localhost", "port": 5432}})),
+        (
+            "defaults",
+            json!({"db": {"host": "localhost", "port": 5432}}),
+        ),
         ("env/prod", json!({"db": {"host": "db.prod"}})),
     ]);
     let r = resolve(&f.inputs());
@@ -76,11 +107,18 @@ fn provenance_names_the_winning_layer() {
         .collect();
     assert_eq!(
         prov,
-        [("db.host".into(), "env/prod".into(), 2), ("db.port".into(), "defaults".into(), 1)]
+        [
+            ("db.host".into(), "env/prod".into(), 2),
+            ("db.port".into(), "defaults".into(), 1)
+        ]
     );
     let e = r.explain(&KeyPath::parse("db.host").unwrap());
     assert_eq!(e.value, Some(json!("db.prod")));
-    let layers: Vec<(&str, bool)> = e.entries.iter().map(|e| (e.layer.as_str(), e.winner)).collect();
+    let layers: Vec<(&str, bool)> = e
+        .entries
+        .iter()
+        .map(|e| (e.layer.as_str(), e.winner))
+        .collect();
     assert_eq!(layers, [("env/prod", true), ("defaults", false)]);
     assert!(r.get(&KeyPath::parse("db.nope").unwrap()).is_none());
     assert!(r.get(&KeyPath::parse("db.host.deeper").unwrap()).is_none());
@@ -88,7 +126,10 @@ fn provenance_names_the_winning_layer() {
 
 #[test]
 fn explain_shows_deletions() {
-    let f = Fixture::new(vec![("a", json!({"k": 1})), ("b", json!({"k": {"$delete": true}}))]);
+    let f = Fixture::new(vec![
+        ("a", json!({"k": 1})),
+        ("b", json!({"k": {"$delete": true}})),
+    ]);
     let e = resolve(&f.inputs()).explain(&KeyPath::parse("k").unwrap());
     assert_eq!(e.value, None);
     assert!(e.entries[0].deleted && !e.entries[1].winner);
@@ -106,7 +147,8 @@ mod laws {
             Just(json!({"$delete": true})),
         ];
         leaf.prop_recursive(3, 16, 3, |inner| {
-            prop::collection::btree_map("[a-c]", inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect()))
+            prop::collection::btree_map("[a-c]", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
         })
     }
 

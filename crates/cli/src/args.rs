@@ -1,0 +1,285 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Confstrata: layered, versioned, validated configuration.
+#[derive(Debug, Parser)]
+#[command(name = "confstrata", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Directory of the embedded store.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFSTRATA_DATA_DIR",
+        default_value = "./confstrata-data"
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Output format of read commands.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
+    pub(crate) output: Output,
+    /// Author recorded on changes (default: $USER).
+    #[arg(long, global = true, env = "CONFSTRATA_AUTHOR")]
+    pub(crate) author: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// Human-readable table.
+    Table,
+    /// JSON (stable for scripts).
+    Json,
+    /// YAML.
+    Yaml,
+    /// TOML.
+    Toml,
+    /// `KEY=value` lines (documents only).
+    Env,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage namespaces.
+    #[command(subcommand)]
+    Ns(NsCommand),
+    /// Replace a whole layer with a document from a file or stdin.
+    Put {
+        /// Namespace.
+        namespace: String,
+        /// Layer path, e.g. env/prod.
+        layer: String,
+        /// File to read (`-` for stdin).
+        #[arg(short, long, default_value = "-")]
+        file: String,
+        /// Format of the input (default: from the file extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Set keys in a layer: KEY=VALUE, VALUE read as TOML (50, true, "s", [1, 2]) or else as a string.
+    Set {
+        /// Namespace.
+        namespace: String,
+        /// Layer path.
+        layer: String,
+        /// KEY=VALUE pairs.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// Take every VALUE as a plain string.
+        #[arg(long)]
+        string: bool,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Remove keys from a layer.
+    Unset {
+        /// Namespace.
+        namespace: String,
+        /// Layer path.
+        layer: String,
+        /// Keys to remove.
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete a whole layer.
+    Delete {
+        /// Namespace.
+        namespace: String,
+        /// Layer path.
+        layer: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show a layer's document.
+    Get {
+        /// Namespace.
+        namespace: String,
+        /// Layer path.
+        layer: String,
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// List the layers of a namespace.
+    Layers {
+        /// Namespace.
+        namespace: String,
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// Resolve a namespace for a context.
+    Resolve {
+        /// Namespace.
+        namespace: String,
+        /// Context, e.g. env=prod,region=eu (repeatable).
+        #[arg(short, long = "context")]
+        context: Vec<String>,
+        /// Include each key's layer and revision.
+        #[arg(long)]
+        provenance: bool,
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// Explain why a key has its value: every layer that sets it, winner first.
+    Explain {
+        /// Namespace.
+        namespace: String,
+        /// Key path, e.g. db.pool.max.
+        key: String,
+        /// Context, e.g. env=prod,region=eu (repeatable).
+        #[arg(short, long = "context")]
+        context: Vec<String>,
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// Show what differs: two layers, a layer or namespace between revisions, or two contexts.
+    Diff(DiffArgs),
+    /// Show the history of a namespace or one layer, newest first.
+    History {
+        /// Namespace.
+        namespace: String,
+        /// Layer path (default: all layers).
+        layer: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Roll a namespace (or one layer) back to a revision or time, as a new change.
+    Rollback {
+        /// Namespace.
+        namespace: String,
+        /// Layer path (default: the whole namespace).
+        layer: Option<String>,
+        /// Revision number or RFC 3339 time to go back to.
+        #[arg(long)]
+        to: String,
+        /// Show the change set without committing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Change message.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// Commit a change set file (TOML, YAML or JSON) with many operations, atomically.
+    Apply {
+        /// Change set file (`-` for stdin).
+        #[arg(short, long)]
+        file: String,
+        /// Format of the file (default: from the extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+        /// Override the file's message.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Import a namespace directory (namespace.toml and layers/**) as one change.
+    Import {
+        /// Directory holding namespace.{toml,yaml,json} and a layers/ tree.
+        dir: PathBuf,
+        /// Change message.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// Export a namespace to a directory (namespace.toml and layers/**).
+    Export {
+        /// Namespace.
+        namespace: String,
+        /// Target directory (created; existing files are overwritten).
+        dir: PathBuf,
+        /// Format of the layer files.
+        #[arg(long, default_value = "toml")]
+        format: String,
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// Drop old history: keep at least N versions per layer and T days.
+    Compact {
+        /// Versions to keep per layer.
+        #[arg(long, default_value_t = 100)]
+        keep_versions: usize,
+        /// Days to keep.
+        #[arg(long, default_value_t = 90)]
+        keep_days: u64,
+    },
+    /// Show the store's revision range.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NsCommand {
+    /// Create a namespace from flags or a spec file.
+    Create {
+        /// Name, e.g. webshop or shared/logging (taken from the file with -f).
+        name: Option<String>,
+        /// Level template, general first (repeatable), e.g. --level defaults --level 'env/{env}'.
+        #[arg(long = "level")]
+        levels: Vec<String>,
+        /// Matrix variable and values (repeatable), e.g. --matrix env=dev,staging,prod.
+        #[arg(long = "matrix")]
+        matrix: Vec<String>,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Spec file (TOML, YAML or JSON) instead of flags.
+        #[arg(short, long, conflicts_with_all = ["levels", "matrix"])]
+        file: Option<String>,
+        /// Replace the namespace if it exists.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List namespaces.
+    List {
+        #[command(flatten)]
+        at: AtArg,
+    },
+    /// Show a namespace's declaration.
+    Show {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        at: AtArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WriteArgs {
+    /// Fail unless the layer's last change is this revision (0: must not exist).
+    #[arg(long)]
+    pub(crate) expect_revision: Option<u64>,
+    /// Change message.
+    #[arg(short, long, default_value = "")]
+    pub(crate) message: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AtArg {
+    /// Read at a revision number or an RFC 3339 time (default: latest).
+    #[arg(long)]
+    pub(crate) at: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path; with two --layer flags, diff two layers instead.
+    pub(crate) layer: Option<String>,
+    /// Old revision or time (layer or namespace diff).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// New revision or time (default: latest).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Two layers to compare: --layer A --layer B.
+    #[arg(long = "layer", num_args = 1, conflicts_with = "layer")]
+    pub(crate) layers: Vec<String>,
+    /// Two contexts to compare: -c env=staging -c env=prod.
+    #[arg(short, long = "context")]
+    pub(crate) contexts: Vec<String>,
+}

@@ -1,0 +1,829 @@
+//! The commands, on the embedded store.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use confstrata_core::format::{self, Format};
+use confstrata_core::{
+    At, ChangeSet, Context, Document, KeyPath, LayerPath, Limits, NamespaceName, NamespaceSpec, Op,
+    RetentionPolicy, parse_context,
+};
+use confstrata_engine::Engine;
+use serde_json::{Value, json};
+
+use crate::args::{AtArg, Cli, Command, DiffArgs, NsCommand, Output, WriteArgs};
+use crate::output::{cell, document, structured};
+
+pub(crate) fn run(cli: Cli) -> Result<()> {
+    let engine = Engine::open(&cli.data_dir)
+        .with_context(|| format!("cannot open the store in {}", cli.data_dir.display()))?;
+    let author = cli
+        .author
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let ctx = Ctx {
+        engine,
+        output: cli.output,
+        author,
+    };
+    match cli.command {
+        Command::Ns(c) => ctx.ns(c),
+        Command::Put {
+            namespace,
+            layer,
+            file,
+            format,
+            write,
+        } => {
+            let (bytes, name) = read_input(&file)?;
+            let fmt = pick_format(format.as_deref(), &name)?;
+            let document = format::parse(&bytes, fmt, &name, &Limits::default())?;
+            ctx.commit_ops(
+                vec![Op::Put {
+                    namespace: ns(&namespace)?,
+                    layer: layer_path(&layer)?,
+                    document,
+                    expect_revision: write.expect_revision,
+                }],
+                &write,
+            )
+        }
+        Command::Set {
+            namespace,
+            layer,
+            pairs,
+            string,
+            write,
+        } => {
+            let (namespace, layer) = (ns(&namespace)?, layer_path(&layer)?);
+            let mut ops = Vec::new();
+            for (i, pair) in pairs.iter().enumerate() {
+                let (k, v) = split_pair(pair)?;
+                let value = if string {
+                    Value::String(v.to_owned())
+                } else {
+                    parse_value(v)
+                };
+                ops.push(Op::Set {
+                    namespace: namespace.clone(),
+                    layer: layer.clone(),
+                    key: key_path(k)?,
+                    value,
+                    // The precondition is on the state before the change set: once is enough.
+                    expect_revision: if i == 0 { write.expect_revision } else { None },
+                });
+            }
+            ctx.commit_ops(ops, &write)
+        }
+        Command::Unset {
+            namespace,
+            layer,
+            keys,
+            write,
+        } => {
+            let (namespace, layer) = (ns(&namespace)?, layer_path(&layer)?);
+            let ops = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    Ok(Op::Unset {
+                        namespace: namespace.clone(),
+                        layer: layer.clone(),
+                        key: key_path(k)?,
+                        expect_revision: if i == 0 { write.expect_revision } else { None },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ctx.commit_ops(ops, &write)
+        }
+        Command::Delete {
+            namespace,
+            layer,
+            write,
+        } => ctx.commit_ops(
+            vec![Op::Delete {
+                namespace: ns(&namespace)?,
+                layer: layer_path(&layer)?,
+                expect_revision: write.expect_revision,
+            }],
+            &write,
+        ),
+        Command::Get {
+            namespace,
+            layer,
+            at,
+        } => {
+            let r = ctx
+                .engine
+                .layer(&ns(&namespace)?, &layer_path(&layer)?, at_of(&at)?)?;
+            document(&r.document, ctx.output)
+        }
+        Command::Layers { namespace, at } => {
+            let layers = ctx.engine.layers(&ns(&namespace)?, at_of(&at)?)?;
+            let list: Vec<Value> = layers
+                .iter()
+                .map(|l| json!({"layer": l.layer, "revision": l.revision, "keys": confstrata_core::doc::leaves(&l.document).len()}))
+                .collect();
+            structured(&list, ctx.output, &["LAYER", "REVISION", "KEYS"], || {
+                list.iter()
+                    .map(|l| vec![cell(&l["layer"]), cell(&l["revision"]), cell(&l["keys"])])
+                    .collect()
+            })
+        }
+        Command::Resolve {
+            namespace,
+            context,
+            provenance,
+            at,
+        } => {
+            let view = ctx
+                .engine
+                .resolve(&ns(&namespace)?, &contexts(&context)?, at_of(&at)?)?;
+            if !provenance {
+                return document(&view.document, ctx.output);
+            }
+            let prov: BTreeMap<String, &confstrata_core::Provenance> = view
+                .provenance
+                .iter()
+                .map(|(k, p)| (k.to_string(), p))
+                .collect();
+            if ctx.output == Output::Env {
+                bail!("--provenance cannot be shown as -o env");
+            }
+            structured(
+                &view,
+                ctx.output,
+                &["KEY", "VALUE", "LAYER", "REVISION"],
+                || {
+                    confstrata_core::doc::leaves(&view.document)
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let p = prov.get(&k.to_string());
+                            vec![
+                                k.to_string(),
+                                cell(v),
+                                p.map_or_else(String::new, |p| p.layer.to_string()),
+                                p.map_or_else(String::new, |p| p.revision.to_string()),
+                            ]
+                        })
+                        .collect()
+                },
+            )
+        }
+        Command::Explain {
+            namespace,
+            key,
+            context,
+            at,
+        } => {
+            let key = key_path(&key)?;
+            let x =
+                ctx.engine
+                    .explain(&ns(&namespace)?, &contexts(&context)?, &key, at_of(&at)?)?;
+            if x.entries.is_empty() {
+                return Err(confstrata_core::Error::KeyNotFound {
+                    location: format!("{namespace} for this context"),
+                    key: key.to_string(),
+                }
+                .into());
+            }
+            structured(&x, ctx.output, &["LAYER", "REVISION", "VALUE", ""], || {
+                x.entries
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.layer.to_string(),
+                            e.revision.to_string(),
+                            if e.deleted {
+                                "(deleted)".into()
+                            } else {
+                                e.value.as_ref().map(cell).unwrap_or_default()
+                            },
+                            if e.winner {
+                                "<- wins".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
+                    .collect()
+            })
+        }
+        Command::Diff(args) => ctx.diff(args),
+        Command::History {
+            namespace,
+            layer,
+            limit,
+        } => {
+            let layer = layer.as_deref().map(layer_path).transpose()?;
+            let h = ctx
+                .engine
+                .history(&ns(&namespace)?, layer.as_ref(), limit)?;
+            structured(
+                &h,
+                ctx.output,
+                &["REVISION", "TIME", "LAYER", "AUTHOR", "MESSAGE"],
+                || {
+                    h.iter()
+                        .map(|v| {
+                            vec![
+                                v.info.revision.to_string(),
+                                v.info.time.to_string(),
+                                if v.document.is_none() {
+                                    format!("{} (deleted)", v.layer)
+                                } else {
+                                    v.layer.to_string()
+                                },
+                                v.info.author.clone(),
+                                v.info.message.clone(),
+                            ]
+                        })
+                        .collect()
+                },
+            )
+        }
+        Command::Rollback {
+            namespace,
+            layer,
+            to,
+            dry_run,
+            message,
+        } => {
+            let layer = layer.as_deref().map(layer_path).transpose()?;
+            let to: At = to.parse()?;
+            let plan = ctx.engine.rollback_plan(
+                &ns(&namespace)?,
+                layer.as_ref(),
+                to,
+                &ctx.author,
+                &message,
+            )?;
+            match plan {
+                None => {
+                    eprintln!("nothing to roll back: {namespace} already matches {to:?}");
+                    Ok(())
+                }
+                Some(cs) if dry_run => structured(&cs, ctx.output, &["OPERATION"], || {
+                    cs.ops.iter().map(|o| vec![o.describe()]).collect()
+                }),
+                Some(cs) => ctx.commit(&cs),
+            }
+        }
+        Command::Apply {
+            file,
+            format: fmt,
+            message,
+        } => {
+            let (bytes, name) = read_input(&file)?;
+            let fmt = pick_format(fmt.as_deref(), &name)?;
+            let mut cs = parse_change_set(&bytes, fmt, &name)?;
+            if let Some(m) = message {
+                cs.message = m;
+            }
+            if cs.author.is_empty() {
+                cs.author = ctx.author.clone();
+            }
+            ctx.commit(&cs)
+        }
+        Command::Import { dir, message } => {
+            let mut cs = import_dir(&dir)?;
+            cs.author = ctx.author.clone();
+            cs.message = if message.is_empty() {
+                format!("import {}", dir.display())
+            } else {
+                message
+            };
+            ctx.commit(&cs)
+        }
+        Command::Export {
+            namespace,
+            dir,
+            format: fmt,
+            at,
+        } => ctx.export(&ns(&namespace)?, &dir, fmt.parse()?, at_of(&at)?),
+        Command::Compact {
+            keep_versions,
+            keep_days,
+        } => {
+            let r = ctx.engine.apply_retention(&RetentionPolicy {
+                keep_versions,
+                keep_days,
+            })?;
+            structured(
+                &r,
+                ctx.output,
+                &["OLDEST REVISION", "REMOVED VERSIONS"],
+                || {
+                    vec![vec![
+                        r.oldest_revision.to_string(),
+                        r.removed_versions.to_string(),
+                    ]]
+                },
+            )
+        }
+        Command::Status => {
+            let s = ctx.engine.store();
+            let v = json!({
+                "data_dir": cli.data_dir,
+                "revision": s.revision()?,
+                "oldest_revision": s.oldest_revision()?,
+                "namespaces": s.namespaces(s.revision()?)?.len(),
+            });
+            structured(
+                &v,
+                ctx.output,
+                &["DATA DIR", "REVISION", "OLDEST", "NAMESPACES"],
+                || {
+                    vec![vec![
+                        cell(&v["data_dir"]),
+                        cell(&v["revision"]),
+                        cell(&v["oldest_revision"]),
+                        cell(&v["namespaces"]),
+                    ]]
+                },
+            )
+        }
+    }
+}
+
+struct Ctx {
+    engine: Engine,
+    output: Output,
+    author: String,
+}
+
+impl Ctx {
+    fn commit_ops(&self, ops: Vec<Op>, write: &WriteArgs) -> Result<()> {
+        let cs = ChangeSet {
+            author: self.author.clone(),
+            message: write.message.clone(),
+            ops,
+        };
+        self.commit(&cs)
+    }
+
+    fn commit(&self, cs: &ChangeSet) -> Result<()> {
+        let info = self.engine.commit(cs)?;
+        let v = json!({"revision": info.revision, "time": info.time.to_string(), "operations": cs.ops.len()});
+        structured(&v, self.output, &["REVISION", "TIME", "OPERATIONS"], || {
+            vec![vec![
+                info.revision.to_string(),
+                info.time.to_string(),
+                cs.ops.len().to_string(),
+            ]]
+        })
+    }
+
+    fn ns(&self, c: NsCommand) -> Result<()> {
+        match c {
+            NsCommand::Create {
+                name,
+                levels,
+                matrix,
+                description,
+                file,
+                replace,
+            } => {
+                let spec = if let Some(file) = file {
+                    let (bytes, src) = read_input(&file)?;
+                    let fmt = pick_format(None, &src)?;
+                    let mut spec = parse_spec(&bytes, fmt, &src)?;
+                    if let Some(name) = name {
+                        spec.name = ns(&name)?;
+                    }
+                    spec
+                } else {
+                    let name = name.ok_or_else(|| {
+                        anyhow!("give the namespace name, or a spec file with -f")
+                    })?;
+                    if levels.is_empty() {
+                        bail!(
+                            "give at least one --level (for example --level defaults --level 'env/{{env}}')"
+                        );
+                    }
+                    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for entry in &matrix {
+                        let (var, values) = entry.split_once('=').ok_or_else(|| {
+                            anyhow!("--matrix {entry:?} is not of the form var=value1,value2")
+                        })?;
+                        m.insert(
+                            var.trim().to_owned(),
+                            values
+                                .split(',')
+                                .map(|v| v.trim().to_owned())
+                                .filter(|v| !v.is_empty())
+                                .collect(),
+                        );
+                    }
+                    let spec: NamespaceSpec = serde_json::from_value(json!({
+                        "name": name, "description": description, "levels": levels, "matrix": m,
+                    }))
+                    .map_err(|e| anyhow!("{e}"))?;
+                    spec
+                };
+                spec.validate()?;
+                let name = spec.name.clone();
+                let expect = if replace { None } else { Some(0) };
+                let cs = ChangeSet {
+                    author: self.author.clone(),
+                    message: format!("create namespace {name}"),
+                    ops: vec![Op::PutNamespace {
+                        spec,
+                        expect_revision: expect,
+                    }],
+                };
+                match self.engine.commit(&cs) {
+                    Err(e) if matches!(e.root(), confstrata_core::Error::Conflict { .. }) => {
+                        Err(confstrata_core::Error::AlreadyExists {
+                            what: format!("namespace {name:?} (use --replace to replace it)"),
+                        }
+                        .into())
+                    }
+                    other => {
+                        other?;
+                        self.commit_summary_for(&name)
+                    }
+                }
+            }
+            NsCommand::List { at } => {
+                let list = self.engine.namespaces(at_of(&at)?)?;
+                structured(
+                    &list,
+                    self.output,
+                    &["NAMESPACE", "LEVELS", "REVISION", "DESCRIPTION"],
+                    || {
+                        list.iter()
+                            .map(|n| {
+                                vec![
+                                    n.spec.name.to_string(),
+                                    n.spec
+                                        .levels
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(" < "),
+                                    n.revision.to_string(),
+                                    n.spec.description.clone(),
+                                ]
+                            })
+                            .collect()
+                    },
+                )
+            }
+            NsCommand::Show { name, at } => {
+                let n = self.engine.namespace(&ns(&name)?, at_of(&at)?)?;
+                structured(&n, self.output, &["FIELD", "VALUE"], || {
+                    let mut rows = vec![
+                        vec!["name".into(), n.spec.name.to_string()],
+                        vec!["revision".into(), n.revision.to_string()],
+                    ];
+                    if !n.spec.description.is_empty() {
+                        rows.push(vec!["description".into(), n.spec.description.clone()]);
+                    }
+                    for (i, l) in n.spec.levels.iter().enumerate() {
+                        rows.push(vec![format!("level {}", i + 1), l.to_string()]);
+                    }
+                    for (var, values) in &n.spec.matrix {
+                        rows.push(vec![format!("matrix {var}"), values.join(", ")]);
+                    }
+                    rows
+                })
+            }
+        }
+    }
+
+    fn commit_summary_for(&self, name: &NamespaceName) -> Result<()> {
+        let n = self.engine.namespace(name, At::Latest)?;
+        let v = json!({"namespace": name, "revision": n.revision});
+        structured(&v, self.output, &["NAMESPACE", "REVISION"], || {
+            vec![vec![name.to_string(), n.revision.to_string()]]
+        })
+    }
+
+    fn diff(&self, a: DiffArgs) -> Result<()> {
+        let namespace = ns(&a.namespace)?;
+        let changes = if a.contexts.len() == 2 {
+            let from = opt_at(a.from.as_deref())?;
+            let to = opt_at(a.to.as_deref())?;
+            self.engine.diff_resolved(
+                &namespace,
+                (&parse_context(&a.contexts[0])?, from),
+                (&parse_context(&a.contexts[1])?, to),
+            )?
+        } else if !a.contexts.is_empty() {
+            bail!("give two contexts to compare: -c env=staging -c env=prod");
+        } else if a.layers.len() == 2 {
+            let (x, y) = (layer_path(&a.layers[0])?, layer_path(&a.layers[1])?);
+            let from = opt_at(a.from.as_deref())?;
+            let to = opt_at(a.to.as_deref())?;
+            self.engine
+                .diff_layers((&namespace, &x, from), (&namespace, &y, to))?
+        } else if !a.layers.is_empty() {
+            bail!("give two layers to compare: --layer env/staging --layer env/prod");
+        } else if let Some(layer) = a.layer.as_deref() {
+            let layer = layer_path(layer)?;
+            let from = a.from.as_deref().ok_or_else(|| {
+                anyhow!("give --from REV (and optionally --to REV) to diff a layer over time")
+            })?;
+            self.engine.diff_layers(
+                (&namespace, &layer, from.parse()?),
+                (&namespace, &layer, opt_at(a.to.as_deref())?),
+            )?
+        } else {
+            let from = a.from.as_deref().ok_or_else(|| {
+                anyhow!("say what to compare: --from REV [--to REV], --layer A --layer B, or -c CTX -c CTX")
+            })?;
+            let d =
+                self.engine
+                    .diff_namespace(&namespace, from.parse()?, opt_at(a.to.as_deref())?)?;
+            return structured(
+                &d,
+                self.output,
+                &["LAYER", "KEY", "CHANGE", "OLD", "NEW"],
+                || {
+                    d.iter()
+                        .flat_map(|l| {
+                            l.changes.iter().map(move |c| {
+                                vec![
+                                    l.layer.to_string(),
+                                    c.key.to_string(),
+                                    format!("{:?}", c.kind).to_lowercase(),
+                                    c.old.as_ref().map(cell).unwrap_or_default(),
+                                    c.new.as_ref().map(cell).unwrap_or_default(),
+                                ]
+                            })
+                        })
+                        .collect()
+                },
+            );
+        };
+        structured(
+            &changes,
+            self.output,
+            &["KEY", "CHANGE", "OLD", "NEW"],
+            || {
+                changes
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.key.to_string(),
+                            format!("{:?}", c.kind).to_lowercase(),
+                            c.old.as_ref().map(cell).unwrap_or_default(),
+                            c.new.as_ref().map(cell).unwrap_or_default(),
+                        ]
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn export(&self, namespace: &NamespaceName, dir: &Path, fmt: Format, at: At) -> Result<()> {
+        let n = self.engine.namespace(namespace, at)?;
+        let layers = self.engine.layers(namespace, at)?;
+        std::fs::create_dir_all(dir.join("layers"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let spec = toml::to_string_pretty(&n.spec)?;
+        std::fs::write(dir.join("namespace.toml"), spec)
+            .with_context(|| format!("cannot write {}", dir.join("namespace.toml").display()))?;
+        let ext = match fmt {
+            Format::Toml => "toml",
+            Format::Yaml => "yaml",
+            Format::Json => "json",
+            Format::Env => "env",
+        };
+        for l in &layers {
+            let path = dir.join("layers").join(format!("{}.{ext}", l.layer));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let text =
+                format::render(&l.document, fmt).with_context(|| format!("layer {}", l.layer))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        eprintln!(
+            "exported {} layers of {namespace} to {}",
+            layers.len(),
+            dir.display()
+        );
+        Ok(())
+    }
+}
+
+fn ns(s: &str) -> Result<NamespaceName> {
+    Ok(NamespaceName::parse(s)?)
+}
+
+fn layer_path(s: &str) -> Result<LayerPath> {
+    Ok(LayerPath::parse(s)?)
+}
+
+fn key_path(s: &str) -> Result<KeyPath> {
+    Ok(KeyPath::parse(s)?)
+}
+
+fn at_of(a: &AtArg) -> Result<At> {
+    opt_at(a.at.as_deref())
+}
+
+fn opt_at(s: Option<&str>) -> Result<At> {
+    Ok(s.map(str::parse).transpose()?.unwrap_or(At::Latest))
+}
+
+fn contexts(parts: &[String]) -> Result<Context> {
+    let mut ctx = Context::new();
+    for p in parts {
+        for (k, v) in parse_context(p)? {
+            if ctx.insert(k.clone(), v).is_some() {
+                bail!("context variable {k:?} is given twice");
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// Splits `KEY=VALUE` at the first `=` outside a quoted key segment.
+fn split_pair(pair: &str) -> Result<(&str, &str)> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in pair.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '=' if !quoted => return Ok((&pair[..i], &pair[i + 1..])),
+            _ => {}
+        }
+    }
+    bail!("{pair:?} is not of the form KEY=VALUE")
+}
+
+/// Reads a value as TOML (`50`, `true`, `"text"`, `[1, 2]`, `{ a = 1 }`), or
+/// else as a plain string.
+fn parse_value(text: &str) -> Value {
+    let parsed: Result<toml::Table, _> = format!("v = {text}").parse();
+    match parsed.ok().and_then(|mut t| t.remove("v")) {
+        Some(toml::Value::Datetime(d)) => Value::String(d.to_string()),
+        Some(v) => serde_json::to_value(v).unwrap_or_else(|_| Value::String(text.to_owned())),
+        None => Value::String(text.to_owned()),
+    }
+}
+
+fn read_input(file: &str) -> Result<(Vec<u8>, String)> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        Ok((buf, "<stdin>".into()))
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        Ok((bytes, file.to_owned()))
+    }
+}
+
+fn pick_format(explicit: Option<&str>, name: &str) -> Result<Format> {
+    Ok(match explicit {
+        Some(f) => f.parse()?,
+        None => Format::from_path(name).unwrap_or(Format::Toml),
+    })
+}
+
+/// Parses a structured file (change set, namespace spec) through the same
+/// reader as layers, so limits and error locations are the same.
+fn parse_structured<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fmt: Format,
+    name: &str,
+    limits: &Limits,
+) -> Result<T> {
+    if fmt == Format::Env {
+        bail!("{name}: .env files hold layers only; use TOML, YAML or JSON");
+    }
+    let doc = format::parse(bytes, fmt, name, limits)?;
+    serde_json::from_value(Value::Object(doc)).map_err(|e| anyhow!("{name}: {e}"))
+}
+
+fn parse_change_set(bytes: &[u8], fmt: Format, name: &str) -> Result<ChangeSet> {
+    // A change set holds many documents: allow it the change set size limit.
+    let l = Limits::default();
+    let limits = Limits {
+        max_document_bytes: l.max_change_set_bytes,
+        max_depth: l.max_depth + 4,
+        ..l
+    };
+    parse_structured(bytes, fmt, name, &limits)
+}
+
+fn parse_spec(bytes: &[u8], fmt: Format, name: &str) -> Result<NamespaceSpec> {
+    parse_structured(bytes, fmt, name, &Limits::default())
+}
+
+/// Reads `dir/namespace.{toml,yaml,yml,json}` and every layer file under `dir/layers`.
+fn import_dir(dir: &Path) -> Result<ChangeSet> {
+    let spec_file = [
+        "namespace.toml",
+        "namespace.yaml",
+        "namespace.yml",
+        "namespace.json",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .find(|p| p.is_file())
+    .ok_or_else(|| anyhow!("{} has no namespace.toml (or .yaml/.json)", dir.display()))?;
+    let name = spec_file.display().to_string();
+    let bytes = std::fs::read(&spec_file).with_context(|| format!("cannot read {name}"))?;
+    let spec = parse_spec(&bytes, pick_format(None, &name)?, &name)?;
+    let namespace = spec.name.clone();
+    let mut ops = vec![Op::PutNamespace {
+        spec,
+        expect_revision: None,
+    }];
+    let root = dir.join("layers");
+    let mut files = Vec::new();
+    if root.is_dir() {
+        collect_files(&root, &mut files)?;
+    }
+    files.sort();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        let name = file.display().to_string();
+        let Some(fmt) = Format::from_path(&name) else {
+            bail!("{name}: unknown layer file type (use .toml, .yaml, .yml, .json or .env)");
+        };
+        let rel = file
+            .strip_prefix(&root)
+            .map_err(|e| anyhow!("{name}: {e}"))?;
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let layer = match rel.rsplit_once('.') {
+            Some((stem, _)) => stem.to_owned(),
+            None => rel.clone(),
+        };
+        let layer = LayerPath::parse(&layer)
+            .with_context(|| format!("{name}: the file's path is not a valid layer path"))?;
+        if let Some(other) = seen.insert(layer.to_string(), file.clone()) {
+            bail!("{name} and {} both define layer {layer}", other.display());
+        }
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+        let document: Document = format::parse(&bytes, fmt, &name, &Limits::default())?;
+        ops.push(Op::Put {
+            namespace: namespace.clone(),
+            layer,
+            document,
+            expect_revision: None,
+        });
+    }
+    Ok(ChangeSet {
+        author: String::new(),
+        message: String::new(),
+        ops,
+    })
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+    {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.') || n == ".env")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_toml_or_strings() {
+        assert_eq!(parse_value("50"), json!(50));
+        assert_eq!(parse_value("true"), json!(true));
+        assert_eq!(parse_value("\"a b\""), json!("a b"));
+        assert_eq!(parse_value("[1, 2]"), json!([1, 2]));
+        assert_eq!(parse_value("{ a = 1 }"), json!({"a": 1}));
+        assert_eq!(parse_value("db.example.com"), json!("db.example.com"));
+        assert_eq!(
+            parse_value("1979-05-27T07:32:00Z"),
+            json!("1979-05-27T07:32:00Z")
+        );
+    }
+
+    #[test]
+    fn pairs_split_outside_quotes() {
+        assert_eq!(split_pair("a.b=1").unwrap(), ("a.b", "1"));
+        assert_eq!(split_pair("\"x=y\".z=2=3").unwrap(), ("\"x=y\".z", "2=3"));
+        assert!(split_pair("nope").is_err());
+    }
+}

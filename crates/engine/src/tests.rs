@@ -1,0 +1,140 @@
+use serde_json::json;
+
+use super::*;
+use confstrata_core::{MemoryStore, parse_context};
+
+fn engine() -> Engine {
+    let e = Engine::new(Arc::new(MemoryStore::new()));
+    let cs: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+          "matrix": {"env": ["dev", "prod"], "region": ["eu", "us"]}}},
+        {"op": "put", "namespace": "web", "layer": "defaults", "document": {"db": {"host": "localhost", "pool": 5}, "debug": true}},
+        {"op": "put", "namespace": "web", "layer": "env/prod", "document": {"db": {"host": "db.prod"}, "debug": false}},
+        {"op": "put", "namespace": "web", "layer": "env/prod/region/eu", "document": {"db": {"pool": 20}}},
+    ]}))
+    .unwrap();
+    e.commit(&cs).unwrap();
+    e
+}
+
+fn web() -> NamespaceName {
+    "web".parse().unwrap()
+}
+
+#[test]
+fn resolve_and_explain() {
+    let e = engine();
+    let v = e
+        .resolve(
+            &web(),
+            &parse_context("env=prod,region=eu").unwrap(),
+            At::Latest,
+        )
+        .unwrap();
+    assert_eq!(
+        Value::Object(v.document),
+        json!({"db": {"host": "db.prod", "pool": 20}, "debug": false})
+    );
+    assert_eq!(v.layers.len(), 3);
+    let x = e
+        .explain(
+            &web(),
+            &parse_context("env=prod,region=eu").unwrap(),
+            &"db.pool".parse().unwrap(),
+            At::Latest,
+        )
+        .unwrap();
+    let layers: Vec<&str> = x.entries.iter().map(|e| e.layer.as_str()).collect();
+    assert_eq!(layers, ["env/prod/region/eu", "defaults"]);
+    assert!(x.entries[0].winner);
+}
+
+use serde_json::Value;
+
+#[test]
+fn rollback_restores_and_is_a_new_revision() {
+    let e = engine();
+    let cs: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool", "value": 9},
+        {"op": "delete", "namespace": "web", "layer": "env/prod"},
+        {"op": "put", "namespace": "web", "layer": "env/dev", "document": {"x": 1}},
+    ]}))
+    .unwrap();
+    e.commit(&cs).unwrap();
+    let before = e.layers(&web(), At::Revision(1)).unwrap();
+    let info = e
+        .rollback(&web(), None, At::Revision(1), "me", "")
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.revision, 3);
+    assert_eq!(
+        e.layers(&web(), At::Latest)
+            .unwrap()
+            .iter()
+            .map(|l| (&l.layer, &l.document))
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|l| (&l.layer, &l.document))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        e.store().revision_info(3).unwrap().unwrap().message,
+        "rollback web to revision 1"
+    );
+    // Nothing left to do.
+    assert!(
+        e.rollback(&web(), None, At::Revision(1), "me", "")
+            .unwrap()
+            .is_none()
+    );
+    // Namespace diff between revisions.
+    let d = e
+        .diff_namespace(&web(), At::Revision(1), At::Revision(2))
+        .unwrap();
+    let s: Vec<(&str, LayerStatus)> = d.iter().map(|d| (d.layer.as_str(), d.status)).collect();
+    assert_eq!(
+        s,
+        [
+            ("defaults", LayerStatus::Changed),
+            ("env/dev", LayerStatus::Created),
+            ("env/prod", LayerStatus::Deleted)
+        ]
+    );
+}
+
+#[test]
+fn diff_resolved_contexts() {
+    let e = engine();
+    let d = e
+        .diff_resolved(
+            &web(),
+            (&parse_context("env=dev").unwrap(), At::Latest),
+            (&parse_context("env=prod,region=eu").unwrap(), At::Latest),
+        )
+        .unwrap();
+    let keys: Vec<String> = d.iter().map(|d| d.key.to_string()).collect();
+    assert_eq!(keys, ["db.host", "db.pool", "debug"]);
+}
+
+#[test]
+fn errors_name_what_is_missing() {
+    let e = engine();
+    let nope: NamespaceName = "nope".parse().unwrap();
+    assert!(matches!(
+        e.resolve(&nope, &Context::new(), At::Latest),
+        Err(Error::NamespaceNotFound { .. })
+    ));
+    assert!(matches!(
+        e.layer(&web(), &"env/dev".parse().unwrap(), At::Latest),
+        Err(Error::LayerNotFound { .. })
+    ));
+    assert!(matches!(
+        e.resolve(&web(), &parse_context("zone=a").unwrap(), At::Latest),
+        Err(Error::UnknownContextVariable { .. })
+    ));
+    assert!(matches!(
+        e.resolve(&web(), &Context::new(), At::Revision(99)),
+        Err(Error::FutureRevision { .. })
+    ));
+}

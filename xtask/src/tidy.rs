@@ -1,0 +1,178 @@
+//! Tidy checks that keep the architecture honest, run as ordinary tests.
+//!
+//! The dependency direction of docs/ARCHITECTURE.md is read from
+//! `cargo metadata` and compared with an allow-table, so a change that makes
+//! `core` depend on SQLite, or a domain crate on gRPC, fails CI.
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+/// Internal crates each crate may depend on (normal dependencies).
+const INTERNAL: &[(&str, &[&str])] = &[
+    ("core", &[]),
+    ("store", &["core"]),
+    ("cache", &["core"]),
+    ("crypto", &["core"]),
+    ("access", &["core"]),
+    ("rules", &["core"]),
+    ("analytics", &["core"]),
+    ("backup", &["core"]),
+    ("templates", &["core", "rules"]),
+    (
+        "engine",
+        &[
+            "core",
+            "store",
+            "cache",
+            "crypto",
+            "access",
+            "rules",
+            "templates",
+            "analytics",
+            "backup",
+        ],
+    ),
+    ("proto", &[]),
+    ("grpc-api", &["core", "engine", "proto"]),
+    ("client", &["core", "proto"]),
+    ("cli", &["core", "engine", "grpc-api", "client", "proto"]),
+];
+
+/// External crates only some workspace members may use.
+const RESTRICTED: &[(&str, &[&str])] = &[
+    ("rusqlite", &["confstrata-store", "confstrata-benches"]),
+    ("tokio-postgres", &["confstrata-store"]),
+    (
+        "tonic",
+        &[
+            "confstrata-proto",
+            "confstrata-grpc-api",
+            "confstrata-client",
+            "confstrata-benches",
+        ],
+    ),
+    (
+        "prost",
+        &[
+            "confstrata-proto",
+            "confstrata-grpc-api",
+            "confstrata-client",
+        ],
+    ),
+    ("axum", &["confstrata-grpc-api"]),
+    ("rhai", &["confstrata-rules"]),
+    ("jsonschema", &["confstrata-rules"]),
+    ("prometheus", &["confstrata-analytics"]),
+    ("chacha20poly1305", &["confstrata-crypto"]),
+    ("dashmap", &["confstrata-cache"]),
+];
+
+/// Runs `cargo metadata` for the workspace.
+pub(crate) fn metadata() -> Result<Value> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .context("cannot run cargo metadata")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every breach of the dependency rules, as readable lines.
+pub(crate) fn check_dependencies(meta: &Value) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let packages = meta["packages"]
+        .as_array()
+        .context("metadata has no packages")?;
+    for p in packages {
+        let name = p["name"].as_str().unwrap_or_default();
+        let manifest = p["manifest_path"].as_str().unwrap_or_default();
+        let deps: Vec<(&str, bool)> = p["dependencies"]
+            .as_array()
+            .map(|d| {
+                d.iter()
+                    .map(|d| (d["name"].as_str().unwrap_or_default(), d["kind"].is_null()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(folder) = manifest
+            .strip_suffix("/Cargo.toml")
+            .and_then(|m| m.rsplit_once("/crates/"))
+            .map(|(_, f)| f)
+        {
+            if name != format!("confstrata-{folder}") {
+                problems.push(format!(
+                    "crates/{folder} must be named confstrata-{folder}, not {name}"
+                ));
+            }
+            match INTERNAL.iter().find(|(f, _)| *f == folder) {
+                None => problems.push(format!("crates/{folder} is not in the tidy allow-table; add it with its allowed dependencies")),
+                Some((_, allowed)) => {
+                    for (dep, normal) in &deps {
+                        if let Some(inner) = dep.strip_prefix("confstrata-")
+                            && *normal
+                            && !allowed.contains(&inner)
+                        {
+                            problems.push(format!("{name} must not depend on {dep} (allowed: {allowed:?})"));
+                        }
+                    }
+                }
+            }
+        }
+        for (dep, normal) in &deps {
+            if !normal {
+                continue;
+            }
+            let base = dep.split('-').next().unwrap_or(dep);
+            for (restricted, users) in RESTRICTED {
+                let hit = dep == restricted
+                    || (restricted == &"tonic" && base == "tonic")
+                    || (restricted == &"prost" && base == "prost");
+                if hit && !users.contains(&name) {
+                    problems.push(format!(
+                        "{name} must not depend on {dep} (only {users:?} may)"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_dependencies_point_the_right_way() {
+        let problems = check_dependencies(&metadata().unwrap()).unwrap();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_checker_catches_a_bad_edge() {
+        let meta = serde_json::json!({"packages": [
+            {"name": "confstrata-core", "manifest_path": "/w/crates/core/Cargo.toml",
+             "dependencies": [{"name": "rusqlite", "kind": null}, {"name": "confstrata-store", "kind": null}]},
+            {"name": "confstrata-store", "manifest_path": "/w/crates/store/Cargo.toml",
+             "dependencies": [{"name": "tonic-health", "kind": null}, {"name": "tempfile", "kind": "dev"}]},
+        ]});
+        let p = check_dependencies(&meta).unwrap();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("confstrata-core must not depend on confstrata-store"));
+        assert!(p[1].contains("confstrata-core must not depend on rusqlite"));
+        assert!(p[2].contains("confstrata-store must not depend on tonic-health"));
+    }
+}
