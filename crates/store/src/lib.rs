@@ -1,1 +1,347 @@
-//! placeholder
+//! Confstrata's durable store: a [`Store`] in one SQLite database file.
+//!
+//! [`SqliteStore`] keeps every version of every namespace and layer, keyed by
+//! revision, in a database in WAL mode with `synchronous=FULL`: a commit that
+//! returned is on disk, and a crash never leaves part of a change set
+//! visible. It has exactly the semantics of [`confstrata_core::MemoryStore`].
+//!
+//! - **Writes** go through one writer thread that owns the only read-write
+//!   connection. Commits that arrive while it is busy are written together as
+//!   one transaction (group commit: one fsync for the batch), each change set
+//!   in its own savepoint, so a change set that fails its checks changes
+//!   nothing and does not consume a revision. Callers get their answer only
+//!   after the batch's `COMMIT` returned.
+//! - **Reads** use a small pool of read-only connections, each read in one
+//!   snapshot transaction, so they never wait for the writer.
+//! - **Schema** versions are tracked with `PRAGMA user_version` and migrated
+//!   on open; a database written by a newer build is refused.
+//!
+//! This crate is the only one that knows SQL: SQL rows never leave it.
+//!
+//! ```
+//! use confstrata_core::{ChangeSet, Store};
+//! use confstrata_core::serde_json::json;
+//! use confstrata_store::SqliteStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+//! let dir = std::env::temp_dir().join(format!("confstrata-example-{}-{unique}", std::process::id()));
+//! let store = SqliteStore::open(&dir.join("store.db"))?;
+//! let cs: ChangeSet = confstrata_core::serde_json::from_value(json!({"author": "ana", "ops": [
+//!     {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"]}},
+//!     {"op": "set", "namespace": "web", "layer": "defaults", "key": "port", "value": 80},
+//! ]}))?;
+//! let rev = store.commit(&cs)?.revision;
+//! assert_eq!(rev, 1);
+//!
+//! let layer = store.layer(&"web".parse()?, &"defaults".parse()?, rev)?.expect("written above");
+//! assert_eq!(layer.document["port"], json!(80));
+//! drop(store);
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod db;
+mod error;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use confstrata_core::{
+    Change, ChangeSet, CommitInfo, LayerPath, LayerRecord, LayerVersion, Limits, NamespaceName,
+    NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
+    check_readable,
+};
+use rusqlite::Connection;
+
+pub use crate::error::Error;
+use crate::writer::{Counters, Request};
+
+/// How many idle read connections the pool keeps.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Settings for [`SqliteStore::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Limits every committed change set must respect.
+    pub limits: Limits,
+    /// The most change sets the writer commits in one transaction (group
+    /// commit); values below 1 count as 1.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            max_batch: 64,
+        }
+    }
+}
+
+/// A durable [`Store`] in one SQLite database file. See the [crate docs](crate).
+///
+/// Dropping it waits for the writer thread to finish the commits already
+/// queued, then closes the database.
+///
+/// Open a database file through one `SqliteStore` at a time: it keeps the
+/// current revision in memory, so it would not see commits made through
+/// another handle (which SQLite's locking still keeps consistent on disk).
+pub struct SqliteStore {
+    path: PathBuf,
+    requests: Option<Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .field("revision", &self.counters.current.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in the database file `path`, with
+    /// default [`Options`]. Missing parent directories are created.
+    pub fn open(path: &Path) -> Result<SqliteStore, Error> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens (creating if needed) the store in the database file `path`.
+    ///
+    /// Fails if the database cannot be put in WAL mode with
+    /// `synchronous=FULL` ([`Error::Durability`]), or was written by a newer
+    /// build ([`Error::SchemaTooNew`]).
+    pub fn open_with(path: &Path, options: Options) -> Result<SqliteStore, Error> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                context: format!("creating directory {}", parent.display()),
+                source,
+            })?;
+        }
+        // Readers open the file later: pin it down now, whatever the working directory becomes.
+        let absolute = std::path::absolute(path).map_err(|source| Error::Io {
+            context: format!("resolving {}", path.display()),
+            source,
+        })?;
+        let conn = schema::open_writer(path)?;
+        let current = db::current_revision(&conn)?;
+        let oldest = db::oldest_revision(&conn)?;
+        // A first reader, opened now so that a database readers cannot open fails here.
+        let reader = schema::open_reader(&absolute)?;
+        let counters = Arc::new(Counters::default());
+        counters.current.store(current, Ordering::SeqCst);
+        counters.oldest.store(oldest, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("confstrata-store-writer".into())
+            .spawn({
+                let counters = Arc::clone(&counters);
+                let limits = options.limits;
+                move || writer::run(conn, rx, counters, limits, options.max_batch)
+            })
+            .map_err(|source| Error::Io {
+                context: "starting the store's writer thread".into(),
+                source,
+            })?;
+        tracing::debug!(path = %path.display(), revision = current, oldest_revision = oldest, "store opened");
+        Ok(SqliteStore {
+            path: absolute,
+            requests: Some(tx),
+            writer: Some(writer),
+            counters,
+            readers: Mutex::new(vec![reader]),
+        })
+    }
+
+    /// The database file, as an absolute path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, request: Request) -> confstrata_core::Result<()> {
+        self.requests
+            .as_ref()
+            .ok_or_else(writer_gone)?
+            .send(request)
+            .map_err(|_| writer_gone())
+    }
+
+    /// Runs `f` in a read snapshot on a pooled connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> confstrata_core::Result<T>,
+    ) -> confstrata_core::Result<T> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => schema::open_reader(&self.path).map_err(db::db)?,
+        };
+        let result = conn.transaction().map_err(db::db).and_then(|tx| {
+            let out = f(&tx)?;
+            tx.commit().map_err(db::db)?;
+            Ok(out)
+        });
+        // A connection left inside a transaction (a failed rollback) is not reused.
+        if conn.is_autocommit() {
+            let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Runs `f` in a read snapshot after checking that `revision` is readable
+    /// in that snapshot.
+    fn read_at<T>(
+        &self,
+        revision: u64,
+        f: impl FnOnce(&Connection) -> confstrata_core::Result<T>,
+    ) -> confstrata_core::Result<T> {
+        // Load the counter first: the snapshot taken after it holds every revision up to it.
+        let current = self.counters.current.load(Ordering::SeqCst);
+        self.read(|conn| {
+            check_readable(revision, db::oldest_revision(conn)?, current)?;
+            f(conn)
+        })
+    }
+}
+
+fn writer_gone() -> confstrata_core::Error {
+    confstrata_core::Error::storage(
+        "the store's writer thread has stopped (see the log for why); reopen the store",
+    )
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the store's writer thread panicked");
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn revision(&self) -> confstrata_core::Result<u64> {
+        Ok(self.counters.current.load(Ordering::SeqCst))
+    }
+
+    fn oldest_revision(&self) -> confstrata_core::Result<u64> {
+        Ok(self.counters.oldest.load(Ordering::SeqCst))
+    }
+
+    fn revision_for_time(&self, time: Timestamp) -> confstrata_core::Result<u64> {
+        self.read(|conn| db::revision_for_time(conn, time))
+    }
+
+    fn revision_info(&self, revision: u64) -> confstrata_core::Result<Option<RevisionInfo>> {
+        self.read(|conn| db::revision_info(conn, revision))
+    }
+
+    fn namespace(
+        &self,
+        name: &NamespaceName,
+        revision: u64,
+    ) -> confstrata_core::Result<Option<NamespaceRecord>> {
+        self.read_at(revision, |conn| {
+            Ok(db::namespace_at(conn, name, revision)?
+                .map(|(spec, revision)| NamespaceRecord { spec, revision }))
+        })
+    }
+
+    fn namespaces(&self, revision: u64) -> confstrata_core::Result<Vec<NamespaceRecord>> {
+        self.read_at(revision, |conn| db::namespaces_at(conn, revision))
+    }
+
+    fn layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        revision: u64,
+    ) -> confstrata_core::Result<Option<LayerRecord>> {
+        self.read_at(revision, |conn| {
+            Ok(
+                db::layer_at(conn, ns, layer, revision)?.map(|(document, revision)| LayerRecord {
+                    namespace: ns.clone(),
+                    layer: layer.clone(),
+                    document,
+                    revision,
+                }),
+            )
+        })
+    }
+
+    fn layers(
+        &self,
+        ns: &NamespaceName,
+        revision: u64,
+    ) -> confstrata_core::Result<Vec<LayerRecord>> {
+        self.read_at(revision, |conn| db::layers_at(conn, ns, revision))
+    }
+
+    fn history(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        limit: usize,
+    ) -> confstrata_core::Result<Vec<LayerVersion>> {
+        self.read(|conn| db::history(conn, ns, layer, limit))
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> confstrata_core::Result<Vec<Change>> {
+        self.read(|conn| {
+            let oldest = db::oldest_revision(conn)?;
+            if after < oldest.saturating_sub(1) {
+                return Err(confstrata_core::Error::Compacted {
+                    requested: after,
+                    oldest,
+                });
+            }
+            db::changes_since(conn, after, limit)
+        })
+    }
+
+    fn commit(&self, changes: &ChangeSet) -> confstrata_core::Result<CommitInfo> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Commit {
+            changes: changes.clone(),
+            reply,
+        })?;
+        answer.recv().map_err(|_| writer_gone())?
+    }
+
+    fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+    ) -> confstrata_core::Result<RetentionReport> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Retention {
+            policy: *policy,
+            now,
+            reply,
+        })?;
+        answer.recv().map_err(|_| writer_gone())?
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,443 @@
+//! Queries over one connection, and the conversion of rows to model types.
+//!
+//! Every function here runs inside whatever transaction the caller holds: a
+//! read snapshot for the reader pool, the batch transaction for the writer.
+
+use confstrata_core::{
+    Change, ChangeItem, Document, Error, LayerPath, LayerRecord, LayerVersion, NamespaceName,
+    NamespaceRecord, NamespaceSpec, Result, RevisionInfo, StateReader, Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, Row};
+
+/// Maps a SQLite failure to [`Error::Storage`].
+pub(crate) fn db(err: rusqlite::Error) -> Error {
+    Error::storage(format!("SQLite: {err}"))
+}
+
+/// A revision as SQLite stores it.
+pub(crate) fn to_sql(rev: u64) -> Result<i64> {
+    i64::try_from(rev)
+        .map_err(|_| Error::storage(format!("revision {rev} is too large for the store")))
+}
+
+/// A limit as SQLite takes it (`usize::MAX` means no limit).
+fn limit_to_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn rev_from_sql(rev: i64) -> Result<u64> {
+    u64::try_from(rev).map_err(|_| corrupt(format!("a negative revision number ({rev})")))
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::storage(format!(
+        "the database holds {what}; it may be corrupt: check it with `sqlite3 FILE 'PRAGMA integrity_check'` \
+         or restore a backup"
+    ))
+}
+
+fn namespace_name(text: &str) -> Result<NamespaceName> {
+    NamespaceName::parse(text).map_err(|e| corrupt(format!("an invalid namespace name ({e})")))
+}
+
+fn layer_path(ns: &str, text: &str) -> Result<LayerPath> {
+    LayerPath::parse(text)
+        .map_err(|e| corrupt(format!("an invalid layer path in namespace {ns} ({e})")))
+}
+
+fn document(ns: &str, layer: &str, rev: i64, text: &str) -> Result<Document> {
+    serde_json::from_str(text).map_err(|e| {
+        corrupt(format!(
+            "a document for layer {ns}:{layer} at revision {rev} that does not parse ({e})"
+        ))
+    })
+}
+
+fn spec(name: &str, rev: i64, text: &str) -> Result<NamespaceSpec> {
+    let spec: NamespaceSpec = serde_json::from_str(text).map_err(|e| {
+        corrupt(format!(
+            "a spec for namespace {name} at revision {rev} that does not parse ({e})"
+        ))
+    })?;
+    if spec.name.as_str() != name {
+        return Err(corrupt(format!(
+            "a spec named {} stored under namespace {name} at revision {rev}",
+            spec.name
+        )));
+    }
+    Ok(spec)
+}
+
+/// Encodes a document for storage.
+pub(crate) fn encode_document(doc: &Document) -> Result<String> {
+    serde_json::to_string(doc).map_err(Error::storage)
+}
+
+/// Encodes a namespace spec for storage.
+pub(crate) fn encode_spec(spec: &NamespaceSpec) -> Result<String> {
+    serde_json::to_string(spec).map_err(Error::storage)
+}
+
+/// Reads the columns of a query as raw SQLite values, so that decoding errors
+/// become model errors that name the object rather than SQLite type errors.
+fn rows<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+    let out = stmt
+        .query_map(params, map)
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(db)?;
+    Ok(out)
+}
+
+/// The newest revision and its time, if any revision exists.
+pub(crate) fn last_revision(conn: &Connection) -> Result<Option<(u64, Timestamp)>> {
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT rev, time_ms FROM revisions ORDER BY rev DESC LIMIT 1")
+        .map_err(db)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db)?;
+    row.map(|(rev, time)| Ok((rev_from_sql(rev)?, Timestamp(time))))
+        .transpose()
+}
+
+/// The newest revision, 0 for an empty store.
+pub(crate) fn current_revision(conn: &Connection) -> Result<u64> {
+    Ok(last_revision(conn)?.map_or(0, |(rev, _)| rev))
+}
+
+/// The oldest readable revision, as retention last recorded it.
+pub(crate) fn oldest_revision(conn: &Connection) -> Result<u64> {
+    let value: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'oldest_revision'")
+        .map_err(db)?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    match value {
+        Some(v) => {
+            u64::try_from(v).map_err(|_| corrupt(format!("a negative oldest_revision ({v})")))
+        }
+        None => Err(corrupt("no oldest_revision entry in its meta table")),
+    }
+}
+
+/// Records the oldest readable revision.
+pub(crate) fn set_oldest_revision(conn: &Connection, oldest: u64) -> Result<()> {
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'oldest_revision'")
+        .map_err(db)?
+        .execute([to_sql(oldest)?])
+        .map_err(db)?;
+    Ok(())
+}
+
+/// The newest revision committed at or before `time`, 0 if none.
+pub(crate) fn revision_for_time(conn: &Connection, time: Timestamp) -> Result<u64> {
+    let rev: Option<i64> = conn
+        .prepare_cached(
+            "SELECT rev FROM revisions WHERE time_ms <= ?1 ORDER BY time_ms DESC, rev DESC LIMIT 1",
+        )
+        .map_err(db)?
+        .query_row([time.0], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    rev.map_or(Ok(0), rev_from_sql)
+}
+
+type InfoRow = (i64, i64, String, String);
+
+fn info_row(r: &Row<'_>) -> rusqlite::Result<InfoRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn info((rev, time, author, message): InfoRow) -> Result<RevisionInfo> {
+    Ok(RevisionInfo {
+        revision: rev_from_sql(rev)?,
+        time: Timestamp(time),
+        author,
+        message,
+    })
+}
+
+/// Who committed a revision, when and why.
+pub(crate) fn revision_info(conn: &Connection, revision: u64) -> Result<Option<RevisionInfo>> {
+    // No stored revision is that large.
+    let Ok(revision) = i64::try_from(revision) else {
+        return Ok(None);
+    };
+    let row = conn
+        .prepare_cached("SELECT rev, time_ms, author, message FROM revisions WHERE rev = ?1")
+        .map_err(db)?
+        .query_row([revision], info_row)
+        .optional()
+        .map_err(db)?;
+    row.map(info).transpose()
+}
+
+/// One namespace's declaration at a revision and the revision that wrote it.
+pub(crate) fn namespace_at(
+    conn: &Connection,
+    name: &NamespaceName,
+    revision: u64,
+) -> Result<Option<(NamespaceSpec, u64)>> {
+    let row: Option<(i64, Option<String>)> = conn
+        .prepare_cached("SELECT rev, spec FROM namespace_versions WHERE name = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1")
+        .map_err(db)?
+        .query_row(rusqlite::params![name.as_str(), to_sql(revision)?], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db)?;
+    match row {
+        Some((rev, Some(text))) => Ok(Some((spec(name.as_str(), rev, &text)?, rev_from_sql(rev)?))),
+        _ => Ok(None),
+    }
+}
+
+/// Every namespace at a revision, by name.
+pub(crate) fn namespaces_at(conn: &Connection, revision: u64) -> Result<Vec<NamespaceRecord>> {
+    // SQLite takes the bare columns of a `max()` aggregate from the row holding the maximum.
+    let found: Vec<(String, i64, Option<String>)> = rows(
+        conn,
+        "SELECT name, max(rev), spec FROM namespace_versions WHERE rev <= ?1 GROUP BY name ORDER BY name",
+        [to_sql(revision)?],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut out = Vec::with_capacity(found.len());
+    for (name, rev, text) in found {
+        if let Some(text) = text {
+            out.push(NamespaceRecord {
+                spec: spec(&name, rev, &text)?,
+                revision: rev_from_sql(rev)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One layer's document at a revision and the revision that wrote it.
+pub(crate) fn layer_at(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    revision: u64,
+) -> Result<Option<(Document, u64)>> {
+    let row: Option<(i64, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT rev, doc FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1",
+        )
+        .map_err(db)?
+        .query_row(rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(db)?;
+    match row {
+        Some((rev, Some(text))) => Ok(Some((
+            document(ns.as_str(), layer.as_str(), rev, &text)?,
+            rev_from_sql(rev)?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Every layer of a namespace at a revision, by path.
+pub(crate) fn layers_at(
+    conn: &Connection,
+    ns: &NamespaceName,
+    revision: u64,
+) -> Result<Vec<LayerRecord>> {
+    // SQLite takes the bare columns of a `max()` aggregate from the row holding the maximum.
+    let found: Vec<(String, i64, Option<String>)> = rows(
+        conn,
+        "SELECT layer, max(rev), doc FROM layer_versions WHERE ns = ?1 AND rev <= ?2 GROUP BY layer ORDER BY layer",
+        rusqlite::params![ns.as_str(), to_sql(revision)?],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut out = Vec::with_capacity(found.len());
+    for (layer, rev, text) in found {
+        if let Some(text) = text {
+            out.push(LayerRecord {
+                namespace: ns.clone(),
+                layer: layer_path(ns.as_str(), &layer)?,
+                document: document(ns.as_str(), &layer, rev, &text)?,
+                revision: rev_from_sql(rev)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Versions of one layer or of every layer of a namespace, newest first; only
+/// versions whose revision is still recorded, like the memory store.
+pub(crate) fn history(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: Option<&LayerPath>,
+    limit: usize,
+) -> Result<Vec<LayerVersion>> {
+    type Row = (InfoRow, String, Option<String>);
+    let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    };
+    let found: Vec<Row> = match layer {
+        Some(layer) => rows(
+            conn,
+            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc
+             FROM layer_versions v JOIN revisions r ON r.rev = v.rev
+             WHERE v.ns = ?1 AND v.layer = ?2
+             ORDER BY v.rev DESC LIMIT ?3",
+            rusqlite::params![ns.as_str(), layer.as_str(), limit_to_sql(limit)],
+            map,
+        )?,
+        None => rows(
+            conn,
+            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc
+             FROM layer_versions v JOIN revisions r ON r.rev = v.rev
+             WHERE v.ns = ?1
+             ORDER BY v.rev DESC, v.layer ASC LIMIT ?2",
+            rusqlite::params![ns.as_str(), limit_to_sql(limit)],
+            map,
+        )?,
+    };
+    let mut out = Vec::with_capacity(found.len());
+    for (info_row, layer, text) in found {
+        let rev = info_row.0;
+        out.push(LayerVersion {
+            info: info(info_row)?,
+            namespace: ns.clone(),
+            layer: layer_path(ns.as_str(), &layer)?,
+            document: text
+                .map(|t| document(ns.as_str(), &layer, rev, &t))
+                .transpose()?,
+        });
+    }
+    Ok(out)
+}
+
+/// Revisions after `after`, oldest first, with what each wrote.
+pub(crate) fn changes_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>> {
+    // No stored revision is that large.
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let infos: Vec<InfoRow> = rows(
+        conn,
+        "SELECT rev, time_ms, author, message FROM revisions WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+        rusqlite::params![after, limit_to_sql(limit)],
+        info_row,
+    )?;
+    let mut out = Vec::with_capacity(infos.len());
+    for row in infos {
+        let rev = row.0;
+        let mut items = Vec::new();
+        let namespaces: Vec<(String, bool)> = rows(
+            conn,
+            "SELECT name, spec IS NULL FROM namespace_versions WHERE rev = ?1 ORDER BY name",
+            [rev],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for (name, deleted) in namespaces {
+            items.push(ChangeItem {
+                namespace: namespace_name(&name)?,
+                layer: None,
+                deleted,
+            });
+        }
+        let layers: Vec<(String, String, bool)> = rows(
+            conn,
+            "SELECT ns, layer, doc IS NULL FROM layer_versions WHERE rev = ?1 ORDER BY ns, layer",
+            [rev],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        for (ns, layer, deleted) in layers {
+            items.push(ChangeItem {
+                layer: Some(layer_path(&ns, &layer)?),
+                namespace: namespace_name(&ns)?,
+                deleted,
+            });
+        }
+        out.push(Change {
+            info: info(row)?,
+            items,
+        });
+    }
+    Ok(out)
+}
+
+/// The revisions of every namespace's and every layer's versions, each list
+/// ascending, for [`confstrata_core::retention_floor`].
+pub(crate) fn version_lists(conn: &Connection) -> Result<Vec<Vec<u64>>> {
+    fn group<K: PartialEq>(found: Vec<(K, i64)>, out: &mut Vec<Vec<u64>>) -> Result<()> {
+        let mut last: Option<K> = None;
+        for (key, rev) in found {
+            if last.as_ref() != Some(&key) {
+                out.push(Vec::new());
+                last = Some(key);
+            }
+            if let Some(list) = out.last_mut() {
+                list.push(rev_from_sql(rev)?);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let namespaces: Vec<(String, i64)> = rows(
+        conn,
+        "SELECT name, rev FROM namespace_versions ORDER BY name, rev",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    group(namespaces, &mut out)?;
+    let layers: Vec<((String, String), i64)> = rows(
+        conn,
+        "SELECT ns, layer, rev FROM layer_versions ORDER BY ns, layer, rev",
+        [],
+        |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)),
+    )?;
+    group(layers, &mut out)?;
+    Ok(out)
+}
+
+/// Every revision and its time, ascending.
+pub(crate) fn revision_times(conn: &Connection) -> Result<Vec<(u64, Timestamp)>> {
+    let found: Vec<(i64, i64)> = rows(
+        conn,
+        "SELECT rev, time_ms FROM revisions ORDER BY rev",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    found
+        .into_iter()
+        .map(|(rev, time)| Ok((rev_from_sql(rev)?, Timestamp(time))))
+        .collect()
+}
+
+/// A revision above every stored one: the writer reads the newest versions.
+const LATEST: u64 = i64::MAX as u64;
+
+/// A [`StateReader`] over the writer's open transaction: it sees the writes of
+/// the change sets committed earlier in the same batch.
+pub(crate) struct TxReader<'a>(pub(crate) &'a Connection);
+
+impl StateReader for TxReader<'_> {
+    fn current_revision(&mut self) -> Result<u64> {
+        current_revision(self.0)
+    }
+
+    fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
+        namespace_at(self.0, name, LATEST)
+    }
+
+    fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
+        layer_at(self.0, ns, layer, LATEST)
+    }
+}

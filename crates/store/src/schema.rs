@@ -1,0 +1,117 @@
+//! Opening connections: durability settings and schema migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::Error;
+
+/// How long a connection waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one migration per version: `MIGRATIONS[i]` takes a database
+/// from `user_version` `i` to `i + 1`. Append new migrations; never edit old ones.
+///
+/// Versions of namespaces and layers are rows keyed by (name, revision); a
+/// `NULL` spec or document is a deletion. Layer rows live in rowid tables
+/// because documents can be large (up to a megabyte), which `WITHOUT ROWID`
+/// tables handle badly.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "CREATE TABLE revisions (
+         rev INTEGER PRIMARY KEY,
+         time_ms INTEGER NOT NULL,
+         author TEXT NOT NULL,
+         message TEXT NOT NULL
+     );
+     -- Times never go backwards, so (time_ms, rev) finds the revision for a time with one seek.
+     CREATE INDEX revisions_by_time ON revisions (time_ms, rev);
+     CREATE TABLE namespace_versions (
+         name TEXT NOT NULL,
+         rev INTEGER NOT NULL,
+         spec TEXT,
+         PRIMARY KEY (name, rev)
+     );
+     CREATE INDEX namespace_versions_by_rev ON namespace_versions (rev);
+     CREATE TABLE layer_versions (
+         ns TEXT NOT NULL,
+         layer TEXT NOT NULL,
+         rev INTEGER NOT NULL,
+         doc TEXT,
+         PRIMARY KEY (ns, layer, rev)
+     );
+     CREATE INDEX layer_versions_by_rev ON layer_versions (rev);
+     CREATE TABLE meta (
+         key TEXT PRIMARY KEY,
+         value
+     ) WITHOUT ROWID;
+     INSERT INTO meta (key, value) VALUES ('oldest_revision', 0);",
+];
+
+/// The schema version this build writes.
+pub(crate) fn supported_version() -> i64 {
+    // A handful of migrations always fits in an i64.
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Opens the one read-write connection, checks durability and migrates.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") || synchronous != 2 {
+        return Err(Error::Durability {
+            journal_mode,
+            synchronous,
+        });
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the reader pool.
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Applies the migrations the database lacks, all in one transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = supported_version();
+    if found < 0 {
+        return Err(Error::Core(confstrata_core::Error::storage(format!(
+            "database {} has schema version {found}, which no version of Confstrata writes; \
+             it is not a Confstrata store",
+            path.display()
+        ))));
+    }
+    if found > supported {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            supported,
+        });
+    }
+    // `found` lies in 0..=MIGRATIONS.len(), checked just above.
+    let start = usize::try_from(found).unwrap_or(MIGRATIONS.len());
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        tracing::info!(path = %path.display(), version = i + 1, "migrating store schema");
+        tx.execute_batch(sql)?;
+    }
+    if found != supported {
+        tx.pragma_update(None, "user_version", supported)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

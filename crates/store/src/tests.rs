@@ -1,0 +1,170 @@
+use confstrata_core::serde_json::{self, Value, json};
+use confstrata_core::{ChangeSet, Error, Limits};
+
+use super::*;
+
+fn cs(v: Value) -> ChangeSet {
+    serde_json::from_value(v).unwrap()
+}
+
+fn writer_conn() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = schema::open_writer(&dir.path().join("s.db")).unwrap();
+    (dir, conn)
+}
+
+fn setup() -> ChangeSet {
+    cs(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"]}},
+        {"op": "put", "namespace": "web", "layer": "defaults", "document": {"a": 1}},
+    ]}))
+}
+
+#[test]
+fn a_batch_commits_around_a_failed_change_set() {
+    let (_dir, mut conn) = writer_conn();
+    let limits = Limits::default();
+    let batch = [
+        setup(),
+        // Sees the layer written by the first change set of the same batch.
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "b", "value": 2, "expect_revision": 1}]}),
+        ),
+        // Fails its precondition: writes one layer first, which must vanish.
+        cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "x", "value": 1},
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "c", "value": 3, "expect_revision": 1},
+        ]})),
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "web", "layer": "env/dev", "key": "y", "value": 1}]}),
+        ),
+    ];
+    let results = writer::commit_batch(&mut conn, &limits, &batch);
+    let revisions: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|i| i.revision))
+        .collect();
+    assert_eq!(revisions, [Some(1), Some(2), None, Some(3)]);
+    match results[2].as_ref().unwrap_err().root() {
+        Error::Conflict {
+            expected: 1,
+            actual: 2,
+            current_revision: 2,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db::current_revision(&conn).unwrap(), 3);
+    let web = "web".parse().unwrap();
+    let layers: Vec<(String, u64)> = db::layers_at(&conn, &web, 3)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.layer.to_string(), l.revision))
+        .collect();
+    assert_eq!(
+        layers,
+        [("defaults".to_owned(), 2), ("env/dev".to_owned(), 3)]
+    );
+    let times: Vec<u64> = db::revision_times(&conn)
+        .unwrap()
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(times, [1, 2, 3]);
+}
+
+#[test]
+fn a_batch_of_failures_writes_nothing() {
+    let (_dir, mut conn) = writer_conn();
+    let batch = [
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "nope", "layer": "defaults", "key": "a", "value": 1}]}),
+        ),
+        ChangeSet::default(),
+    ];
+    let results = writer::commit_batch(&mut conn, &Limits::default(), &batch);
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    assert_eq!(db::current_revision(&conn).unwrap(), 0);
+    // The connection is usable afterwards and the next revision is 1.
+    let results = writer::commit_batch(&mut conn, &Limits::default(), &[setup()]);
+    assert_eq!(results[0].as_ref().unwrap().revision, 1);
+}
+
+#[test]
+fn commit_times_never_go_backwards() {
+    let (_dir, mut conn) = writer_conn();
+    let future = Timestamp::now().0 + 3_600_000;
+    writer::commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
+        .as_ref()
+        .unwrap();
+    conn.execute("UPDATE revisions SET time_ms = ?1", [future])
+        .unwrap();
+    let next = cs(
+        json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "b", "value": 2}]}),
+    );
+    let info = writer::commit_batch(&mut conn, &Limits::default(), &[next])[0]
+        .clone()
+        .unwrap();
+    assert_eq!((info.revision, info.time), (2, Timestamp(future)));
+}
+
+#[test]
+fn migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    for _ in 0..3 {
+        let conn = schema::open_writer(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::supported_version());
+        assert_eq!(db::oldest_revision(&conn).unwrap(), 0);
+    }
+}
+
+#[test]
+fn corrupt_rows_are_storage_errors_naming_the_object() {
+    let (_dir, mut conn) = writer_conn();
+    writer::commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
+        .as_ref()
+        .unwrap();
+    let web: NamespaceName = "web".parse().unwrap();
+    let defaults: LayerPath = "defaults".parse().unwrap();
+
+    conn.execute("UPDATE layer_versions SET doc = '{not json'", [])
+        .unwrap();
+    let e = db::layer_at(&conn, &web, &defaults, 1).unwrap_err();
+    assert!(
+        matches!(&e, Error::Storage { message } if message.contains("layer web:defaults at revision 1")),
+        "{e}"
+    );
+    conn.execute("UPDATE layer_versions SET doc = '[1, 2]'", [])
+        .unwrap();
+    assert!(matches!(
+        db::layers_at(&conn, &web, 1),
+        Err(Error::Storage { .. })
+    ));
+
+    conn.execute(
+        "UPDATE namespace_versions SET spec = '{\"name\": \"web\"}'",
+        [],
+    )
+    .unwrap();
+    let e = db::namespace_at(&conn, &web, 1).unwrap_err();
+    assert!(
+        matches!(&e, Error::Storage { message } if message.contains("namespace web at revision 1")),
+        "{e}"
+    );
+
+    conn.execute("UPDATE layer_versions SET layer = '../x'", [])
+        .unwrap();
+    assert!(matches!(
+        db::changes_since(&conn, 0, 10),
+        Err(Error::Storage { .. })
+    ));
+    conn.execute("UPDATE meta SET value = -3", []).unwrap();
+    assert!(matches!(
+        db::oldest_revision(&conn),
+        Err(Error::Storage { .. })
+    ));
+}
