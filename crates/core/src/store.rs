@@ -281,11 +281,16 @@ pub fn retention_floor<'a>(
         .iter()
         .find(|(_, t)| t.0 >= cutoff)
         .map_or(current, |(r, _)| *r);
+    // The oldest version to keep, v[len - keep], survives compaction at F
+    // exactly when F is below the version after it (then it is the newest
+    // version at or before F). An object with one version to keep bounds nothing.
     let keep = policy.keep_versions.max(1);
     let version_floor = versions
         .into_iter()
-        .filter(|v| !v.is_empty())
-        .map(|v| v[v.len().saturating_sub(keep)])
+        .filter_map(|v| {
+            v.get(v.len().saturating_sub(keep) + 1)
+                .map(|next| next.saturating_sub(1))
+        })
         .min()
         .unwrap_or(current);
     time_floor

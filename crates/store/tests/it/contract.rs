@@ -470,48 +470,47 @@ fn retention_drops_deleted_layers_and_respects_days() {
         let report = store.apply_retention(&keep_days, Timestamp::now()).unwrap();
         assert_eq!((report.oldest_revision, report.removed_versions), (1, 0));
 
-        // keep 1: the namespace (one version, at 1) pins the floor at 1.
+        // keep 2: defaults [1,4,5,6] keeps 5 and 6, so the floor stays below 6;
+        // env/dev [2,3] keeps both, so the floor stays below 3. Nothing is removed.
+        let in_two_days = Timestamp(Timestamp::now().0 + 2 * 86_400_000);
+        let keep_two = RetentionPolicy {
+            keep_versions: 2,
+            keep_days: 0,
+        };
+        let report = store.apply_retention(&keep_two, in_two_days).unwrap();
+        assert_eq!((report.oldest_revision, report.removed_versions), (2, 0));
+        assert_eq!(read(store, "env/dev", 2), Some((json!({"x": 1}), 2)));
+        assert_eq!(read(store, "defaults", 2), Some((json!({"n": 1}), 1)));
+
+        // keep 1: the newest version of every object is all that must stay.
+        // The namespace, declared once, bounds nothing.
         let keep_one = RetentionPolicy {
             keep_versions: 1,
             keep_days: 0,
         };
-        let in_two_days = Timestamp(Timestamp::now().0 + 2 * 86_400_000);
-        assert_eq!(
-            store
-                .apply_retention(&keep_one, in_two_days)
-                .unwrap()
-                .oldest_revision,
-            1
-        );
-        let spec =
-            json!({"name": "web", "levels": ["defaults", "env/{env}"], "description": "moved"});
-        commit(
-            store,
-            &cs(json!({"ops": [{"op": "put-namespace", "spec": spec}]})),
-        ); // 7
         let report = store.apply_retention(&keep_one, in_two_days).unwrap();
-        // env/dev's last version (its deletion, at 3) now sets the floor; the deletion goes too.
-        assert_eq!(report.oldest_revision, 3);
-        // env/dev's two versions; defaults keeps its version at 1, still the one read at 3.
-        assert_eq!(report.removed_versions, 2);
+        assert_eq!(report.oldest_revision, 6);
+        // defaults at 1, 4 and 5; env/dev's version and its deletion.
+        assert_eq!(report.removed_versions, 5);
         assert!(
             store
                 .history(&ns("web"), Some(&lp("env/dev")), 10)
                 .unwrap()
                 .is_empty()
         );
-        assert_eq!(read(store, "env/dev", 3), None);
-        assert_eq!(read(store, "defaults", 3), Some((json!({"n": 1}), 1)));
-        // The kept version of defaults was written at a revision whose record is gone.
-        assert!(
-            store
-                .history(&ns("web"), Some(&lp("defaults")), 10)
-                .unwrap()
-                .iter()
-                .all(|v| v.info.revision >= 4)
-        );
-        let at3 = &store.changes_since(2, 1).unwrap()[0];
-        assert_eq!((at3.info.revision, at3.items.len()), (3, 0));
+        assert_eq!(read(store, "env/dev", 6), None);
+        assert_eq!(read(store, "defaults", 6), Some((json!({"n": 6}), 6)));
+        assert!(matches!(
+            store.layer(&ns("web"), &lp("defaults"), 5),
+            Err(confstrata_core::Error::Compacted {
+                requested: 5,
+                oldest: 6
+            })
+        ));
+        // The namespace's only version, written at 1, is still read at 6.
+        assert_eq!(store.namespace(&ns("web"), 6).unwrap().unwrap().revision, 1);
+        let at6 = &store.changes_since(5, 1).unwrap()[0];
+        assert_eq!((at6.info.revision, at6.items.len()), (6, 1));
     });
 }
 
