@@ -5,12 +5,13 @@
 //! returned is on disk, and a crash never leaves part of a change set
 //! visible. It has exactly the semantics of [`confstrata_core::MemoryStore`].
 //!
-//! - **Writes** go through one writer thread that owns the only read-write
-//!   connection. Commits that arrive while it is busy are written together as
-//!   one transaction (group commit: one fsync for the batch), each change set
-//!   in its own savepoint, so a change set that fails its checks changes
-//!   nothing and does not consume a revision. Callers get their answer only
-//!   after the batch's `COMMIT` returned.
+//! - **Writes** go through one writer that owns the only read-write
+//!   connection. Committers queue; the first in line writes everything queued
+//!   behind it as one transaction (group commit: one fsync for the batch),
+//!   each change set in its own savepoint, so a change set that fails its
+//!   checks changes nothing and does not consume a revision. Callers get their
+//!   answer only after the batch's `COMMIT` returned. An uncontended commit
+//!   runs in the caller's thread, with no hand-off.
 //! - **Reads** use a small pool of read-only connections, each read in one
 //!   snapshot transaction, so they never wait for the writer.
 //! - **Schema** versions are tracked with `PRAGMA user_version` and migrated
@@ -49,9 +50,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 
 use confstrata_core::{
     Change, ChangeSet, CommitInfo, LayerPath, LayerRecord, LayerVersion, Limits, NamespaceName,
@@ -61,7 +60,7 @@ use confstrata_core::{
 use rusqlite::Connection;
 
 pub use crate::error::Error;
-use crate::writer::{Counters, Request};
+use crate::writer::{Counters, Writer};
 
 /// How many idle read connections the pool keeps.
 const MAX_IDLE_READERS: usize = 8;
@@ -87,16 +86,12 @@ impl Default for Options {
 
 /// A durable [`Store`] in one SQLite database file. See the [crate docs](crate).
 ///
-/// Dropping it waits for the writer thread to finish the commits already
-/// queued, then closes the database.
-///
 /// Open a database file through one `SqliteStore` at a time: it keeps the
 /// current revision in memory, so it would not see commits made through
 /// another handle (which SQLite's locking still keeps consistent on disk).
 pub struct SqliteStore {
     path: PathBuf,
-    requests: Option<Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    writer: Writer,
     counters: Arc<Counters>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -142,23 +137,16 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         counters.current.store(current, Ordering::SeqCst);
         counters.oldest.store(oldest, Ordering::SeqCst);
-        let (tx, rx) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("confstrata-store-writer".into())
-            .spawn({
-                let counters = Arc::clone(&counters);
-                let limits = options.limits;
-                move || writer::run(conn, rx, counters, limits, options.max_batch)
-            })
-            .map_err(|source| Error::Io {
-                context: "starting the store's writer thread".into(),
-                source,
-            })?;
+        let writer = Writer::new(
+            conn,
+            Arc::clone(&counters),
+            options.limits,
+            options.max_batch,
+        );
         tracing::debug!(path = %path.display(), revision = current, oldest_revision = oldest, "store opened");
         Ok(SqliteStore {
             path: absolute,
-            requests: Some(tx),
-            writer: Some(writer),
+            writer,
             counters,
             readers: Mutex::new(vec![reader]),
         })
@@ -167,14 +155,6 @@ impl SqliteStore {
     /// The database file, as an absolute path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn send(&self, request: Request) -> confstrata_core::Result<()> {
-        self.requests
-            .as_ref()
-            .ok_or_else(writer_gone)?
-            .send(request)
-            .map_err(|_| writer_gone())
     }
 
     /// Runs `f` in a read snapshot on a pooled connection.
@@ -219,23 +199,6 @@ impl SqliteStore {
             check_readable(revision, db::oldest_revision(conn)?, current)?;
             f(conn)
         })
-    }
-}
-
-fn writer_gone() -> confstrata_core::Error {
-    confstrata_core::Error::storage(
-        "the store's writer thread has stopped (see the log for why); reopen the store",
-    )
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        drop(self.requests.take());
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!(path = %self.path.display(), "the store's writer thread panicked");
-        }
     }
 }
 
@@ -320,12 +283,7 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, changes: &ChangeSet) -> confstrata_core::Result<CommitInfo> {
-        let (reply, answer) = mpsc::channel();
-        self.send(Request::Commit {
-            changes: changes.clone(),
-            reply,
-        })?;
-        answer.recv().map_err(|_| writer_gone())?
+        self.writer.commit(changes)
     }
 
     fn apply_retention(
@@ -333,13 +291,7 @@ impl Store for SqliteStore {
         policy: &RetentionPolicy,
         now: Timestamp,
     ) -> confstrata_core::Result<RetentionReport> {
-        let (reply, answer) = mpsc::channel();
-        self.send(Request::Retention {
-            policy: *policy,
-            now,
-            reply,
-        })?;
-        answer.recv().map_err(|_| writer_gone())?
+        self.writer.apply_retention(policy, now)
     }
 }
 

@@ -1,15 +1,21 @@
-//! The writer thread: one connection, group commit, retention.
+//! The writer: one connection, group commit, retention.
 //!
-//! Every change to the database goes through [`run`], on one thread that owns
-//! the only read-write connection. Commits that queue up while a batch is
-//! being written are taken together as the next batch: one transaction, one
-//! fsync, each change set in its own savepoint so that a failed one changes
-//! nothing and does not consume a revision. Replies go out only once the
-//! batch's `COMMIT` has returned.
+//! Every change to the database goes through [`Writer`], which owns the only
+//! read-write connection. Committers queue up; the one at the front of the
+//! queue becomes the leader and writes, in its own thread, every change set
+//! queued so far (up to `max_batch`) as one transaction with one fsync
+//! (LevelDB's writer-queue design). Each change set runs in its own savepoint,
+//! so a failed one changes nothing and does not consume a revision. Waiters
+//! learn their result only once the batch's `COMMIT` has returned, then the
+//! next waiter in line becomes the leader.
+//!
+//! An uncontended commit therefore runs entirely in the caller's thread: no
+//! hand-off to another thread and back, which on a small VM costs as much as
+//! the rest of the commit.
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use confstrata_core::{
     ChangeSet, CommitInfo, Error, Limits, Plan, Result, RetentionPolicy, RetentionReport,
@@ -28,80 +34,173 @@ pub(crate) struct Counters {
     pub(crate) oldest: AtomicU64,
 }
 
-/// Work for the writer thread.
-pub(crate) enum Request {
-    /// Commit a change set.
-    Commit {
-        changes: ChangeSet,
-        reply: Sender<Result<CommitInfo>>,
-    },
-    /// Apply a retention policy.
-    Retention {
-        policy: RetentionPolicy,
-        now: Timestamp,
-        reply: Sender<Result<RetentionReport>>,
-    },
+/// One queued commit.
+struct Entry {
+    id: u64,
+    changes: Option<ChangeSet>,
+    wake: Arc<Condvar>,
 }
 
-/// The writer thread's loop; returns when every sender is gone.
-pub(crate) fn run(
-    mut conn: Connection,
-    requests: Receiver<Request>,
+#[derive(Default)]
+struct Queue {
+    entries: VecDeque<Entry>,
+    done: HashMap<u64, Result<CommitInfo>>,
+    next_id: u64,
+}
+
+/// The single writer of a store.
+pub(crate) struct Writer {
+    conn: Mutex<Connection>,
+    queue: Mutex<Queue>,
     counters: Arc<Counters>,
     limits: Limits,
     max_batch: usize,
-) {
-    let max_batch = max_batch.max(1);
-    let mut pending: Option<Request> = None;
-    loop {
-        let first = match pending.take() {
-            Some(r) => r,
-            None => match requests.recv() {
-                Ok(r) => r,
-                Err(_) => break,
-            },
-        };
-        match first {
-            Request::Retention { policy, now, reply } => {
-                let result = apply_retention(&mut conn, &policy, now);
-                if let Ok(report) = &result {
-                    counters
-                        .oldest
-                        .store(report.oldest_revision, Ordering::SeqCst);
-                }
-                // The caller may have given up waiting; nothing to do then.
-                let _ = reply.send(result);
-            }
-            Request::Commit { changes, reply } => {
-                let mut batch = vec![(changes, reply)];
-                while batch.len() < max_batch {
-                    match requests.try_recv() {
-                        Ok(Request::Commit { changes, reply }) => batch.push((changes, reply)),
-                        Ok(other) => {
-                            pending = Some(other);
-                            break;
-                        }
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                    }
-                }
-                let (changes, replies): (Vec<ChangeSet>, Vec<_>) = batch.into_iter().unzip();
-                let results = commit_batch(&mut conn, &limits, &changes);
-                if let Some(newest) = results
-                    .iter()
-                    .filter_map(|r| r.as_ref().ok())
-                    .map(|i| i.revision)
-                    .max()
-                {
-                    counters.current.fetch_max(newest, Ordering::SeqCst);
-                }
-                for (reply, result) in replies.into_iter().zip(results) {
-                    // The caller may have given up waiting; nothing to do then.
-                    let _ = reply.send(result);
-                }
-            }
+}
+
+/// Locks a mutex, ignoring poisoning: the state it guards is only changed
+/// by code that cannot panic half-way (queue bookkeeping), or is a SQLite
+/// connection whose transactions roll back on their own.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        counters: Arc<Counters>,
+        limits: Limits,
+        max_batch: usize,
+    ) -> Self {
+        Writer {
+            conn: Mutex::new(conn),
+            queue: Mutex::default(),
+            counters,
+            limits,
+            max_batch: max_batch.max(1),
         }
     }
-    tracing::debug!("store writer stopped");
+
+    /// Commits a change set, batching it with concurrent ones.
+    pub(crate) fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
+        let wake = Arc::new(Condvar::new());
+        let mut queue = lock(&self.queue);
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.entries.push_back(Entry {
+            id,
+            changes: Some(changes.clone()),
+            wake: Arc::clone(&wake),
+        });
+        loop {
+            if let Some(result) = queue.done.remove(&id) {
+                return result;
+            }
+            if queue.entries.front().map(|e| e.id) == Some(id) {
+                break;
+            }
+            queue = wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
+        }
+        // This thread leads: write everything queued so far.
+        let batch: Vec<(u64, ChangeSet)> = queue
+            .entries
+            .iter_mut()
+            .take(self.max_batch)
+            .filter_map(|e| e.changes.take().map(|c| (e.id, c)))
+            .collect();
+        drop(queue);
+        let mut guard = BatchGuard {
+            writer: self,
+            ids: batch.iter().map(|(id, _)| *id).collect(),
+            results: None,
+        };
+        let (ids, changes): (Vec<u64>, Vec<ChangeSet>) = batch.into_iter().unzip();
+        let results = {
+            let mut conn = lock(&self.conn);
+            commit_batch(&mut conn, &self.limits, &changes)
+        };
+        if let Some(newest) = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|i| i.revision)
+            .max()
+        {
+            self.counters.current.fetch_max(newest, Ordering::SeqCst);
+        }
+        guard.results = Some(ids.into_iter().zip(results).collect());
+        guard.finish(id)
+    }
+
+    /// Applies a retention policy, serialized with commits.
+    pub(crate) fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+    ) -> Result<RetentionReport> {
+        let mut conn = lock(&self.conn);
+        let report = apply_retention(&mut conn, policy, now)?;
+        self.counters
+            .oldest
+            .store(report.oldest_revision, Ordering::SeqCst);
+        Ok(report)
+    }
+}
+
+/// Hands a batch's results to its waiters and wakes the next leader; if the
+/// leader unwinds before it has results, its waiters get an error instead of
+/// waiting forever.
+struct BatchGuard<'w> {
+    writer: &'w Writer,
+    ids: Vec<u64>,
+    results: Option<Vec<(u64, Result<CommitInfo>)>>,
+}
+
+impl BatchGuard<'_> {
+    fn finish(mut self, mine: u64) -> Result<CommitInfo> {
+        let mut queue = lock(&self.writer.queue);
+        let mut own = None;
+        for (id, result) in self.results.take().unwrap_or_default() {
+            if id == mine {
+                own = Some(result);
+            } else {
+                queue.done.insert(id, result);
+            }
+        }
+        self.ids.clear();
+        Self::release(&mut queue, self.writer.max_batch);
+        own.unwrap_or_else(|| Err(Error::storage("commit result lost")))
+    }
+
+    /// Pops the finished batch, wakes its waiters and the next leader.
+    fn release(queue: &mut Queue, max_batch: usize) {
+        let mut popped = 0;
+        while popped < max_batch && queue.entries.front().is_some_and(|e| e.changes.is_none()) {
+            if let Some(e) = queue.entries.pop_front() {
+                e.wake.notify_one();
+            }
+            popped += 1;
+        }
+        if let Some(front) = queue.entries.front() {
+            front.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for BatchGuard<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut queue = lock(&self.writer.queue);
+        for id in self.ids.drain(..) {
+            queue.done.insert(
+                id,
+                Err(Error::storage(
+                    "the commit was interrupted; nothing was written",
+                )),
+            );
+        }
+        Self::release(&mut queue, self.writer.max_batch);
+    }
 }
 
 /// Commits change sets in one transaction and returns one result per change
