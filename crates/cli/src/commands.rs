@@ -183,34 +183,43 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             let x =
                 ctx.engine
                     .explain(&ns(&namespace)?, &contexts(&context)?, &key, at_of(&at)?)?;
-            if x.entries.is_empty() {
+            if x.explanation.entries.is_empty() {
                 return Err(confstrata_core::Error::KeyNotFound {
                     location: format!("{namespace} for this context"),
                     key: key.to_string(),
                 }
                 .into());
             }
-            structured(&x, ctx.output, &["LAYER", "REVISION", "VALUE", ""], || {
-                x.entries
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.layer.to_string(),
-                            e.revision.to_string(),
-                            if e.deleted {
-                                "(deleted)".into()
-                            } else {
-                                e.value.as_ref().map(cell).unwrap_or_default()
-                            },
-                            if e.winner {
-                                "<- wins".into()
-                            } else {
-                                String::new()
-                            },
-                        ]
-                    })
-                    .collect()
-            })
+            structured(
+                &x,
+                ctx.output,
+                &["LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE"],
+                || {
+                    x.explanation
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            let change = x.changes.get(&e.revision);
+                            vec![
+                                e.layer.to_string(),
+                                e.revision.to_string(),
+                                if e.deleted {
+                                    "(deleted)".into()
+                                } else {
+                                    e.value.as_ref().map(cell).unwrap_or_default()
+                                },
+                                if e.winner {
+                                    "<- wins".into()
+                                } else {
+                                    String::new()
+                                },
+                                change.map(|c| c.author.clone()).unwrap_or_default(),
+                                change.map(|c| c.message.clone()).unwrap_or_default(),
+                            ]
+                        })
+                        .collect()
+                },
+            )
         }
         Command::Diff(args) => ctx.diff(args),
         Command::History {

@@ -20,14 +20,15 @@
 //! assert_eq!(view.provenance[0].1.layer.as_str(), "env/prod");
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use confstrata_core::{
     At, ChangeSet, CommitInfo, Context, DiffEntry, Document, Error, Explanation, KeyPath,
     LayerInput, LayerPath, LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, Op,
-    Provenance, Result, RetentionPolicy, RetentionReport, Store, Timestamp, diff, resolve,
+    Provenance, Result, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, diff,
+    resolve,
 };
 use serde::Serialize;
 
@@ -63,6 +64,17 @@ fn serialize_provenance<S: serde::Serializer>(
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     s.collect_map(p.iter().map(|(k, v)| (k.to_string(), v)))
+}
+
+/// An [`Explanation`] with the change sets behind it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainView {
+    /// Every layer that sets the key, most specific first.
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    /// Who changed each of those layers last, when and why, by revision
+    /// (absent where retention removed the record).
+    pub changes: BTreeMap<u64, RevisionInfo>,
 }
 
 /// The key-level changes of one layer.
@@ -163,15 +175,28 @@ impl Engine {
     }
 
     /// Explains one key of a resolved configuration: every layer that sets it,
-    /// winner first.
+    /// most specific first, and the change (author, message, time) behind
+    /// each layer's version.
     pub fn explain(
         &self,
         ns: &NamespaceName,
         ctx: &Context,
         key: &KeyPath,
         at: At,
-    ) -> Result<Explanation> {
-        self.with_resolved(ns, ctx, at, |_, resolved| resolved.explain(key))
+    ) -> Result<ExplainView> {
+        let explanation = self.with_resolved(ns, ctx, at, |_, resolved| resolved.explain(key))?;
+        let mut changes = BTreeMap::new();
+        for e in &explanation.entries {
+            if let std::collections::btree_map::Entry::Vacant(slot) = changes.entry(e.revision)
+                && let Some(info) = self.store.revision_info(e.revision)?
+            {
+                slot.insert(info);
+            }
+        }
+        Ok(ExplainView {
+            explanation,
+            changes,
+        })
     }
 
     fn with_resolved<T>(

@@ -44,9 +44,15 @@ fn resolve_and_explain() {
             At::Latest,
         )
         .unwrap();
-    let layers: Vec<&str> = x.entries.iter().map(|e| e.layer.as_str()).collect();
+    let layers: Vec<&str> = x
+        .explanation
+        .entries
+        .iter()
+        .map(|e| e.layer.as_str())
+        .collect();
     assert_eq!(layers, ["env/prod/region/eu", "defaults"]);
-    assert!(x.entries[0].winner);
+    assert!(x.explanation.entries[0].winner);
+    assert_eq!(x.changes[&1].revision, 1);
 }
 
 use serde_json::Value;

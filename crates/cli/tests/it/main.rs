@@ -265,6 +265,13 @@ fn provenance_and_explain_name_the_layers() {
             ("defaults", false)
         ]
     );
+    assert_eq!(x["changes"]["1"]["author"], "tester");
+    assert!(
+        x["changes"]["1"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("import ")
+    );
     let table = env
         .ok(&[
             "explain",
