@@ -3,6 +3,8 @@
 //! - `ci`: exactly what CI runs: fmt check, clippy (warnings are errors),
 //!   every test (cargo-nextest when installed, else cargo test), doc tests.
 //!   The tidy checks run as ordinary tests of this crate.
+//! - `codegen [--check]`: regenerate the checked-in gRPC code from `proto/`
+//!   (or check that it is up to date).
 //! - `tidy`: only the tidy checks (dependency direction).
 //! - `bench`: the criterion benches (`-- <filter>` passes a filter).
 
@@ -11,6 +13,7 @@
     reason = "printing progress is this binary's job"
 )]
 
+mod codegen;
 mod tidy;
 
 use std::process::Command;
@@ -21,6 +24,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
         Some("tidy") => {
             let problems = tidy::check_dependencies(&tidy::metadata()?)?;
             if problems.is_empty() {
@@ -37,7 +41,7 @@ fn main() -> Result<()> {
             cargo(&cmd)
         }
         _ => {
-            println!("usage: cargo xtask <ci|tidy|bench [-- FILTER]>");
+            println!("usage: cargo xtask <ci|codegen [--check]|tidy|bench [-- FILTER]>");
             bail!("unknown or missing command")
         }
     }
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
+    codegen::run(true)?;
     cargo(&[
         "clippy",
         "--workspace",
