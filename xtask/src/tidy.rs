@@ -40,7 +40,9 @@ const INTERNAL: &[(&str, &[&str])] = &[
     ("cli", &["core", "engine", "grpc-api", "client", "proto"]),
 ];
 
-/// External crates only some workspace members may use.
+/// External crates only some workspace members may use. `xtask` runs the
+/// code generator; `benches` holds the gRPC load generator; the CLI builds
+/// tonic channels for its remote mode.
 const RESTRICTED: &[(&str, &[&str])] = &[
     ("rusqlite", &["confstrata-store", "confstrata-benches"]),
     ("tokio-postgres", &["confstrata-store"]),
