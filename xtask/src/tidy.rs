@@ -41,8 +41,7 @@ const INTERNAL: &[(&str, &[&str])] = &[
 ];
 
 /// External crates only some workspace members may use. `xtask` runs the
-/// code generator; `benches` holds the gRPC load generator; the CLI builds
-/// tonic channels for its remote mode.
+/// code generator; `benches` holds the gRPC load generator.
 const RESTRICTED: &[(&str, &[&str])] = &[
     ("rusqlite", &["confstrata-store", "confstrata-benches"]),
     ("tokio-postgres", &["confstrata-store"]),
@@ -53,6 +52,7 @@ const RESTRICTED: &[(&str, &[&str])] = &[
             "confstrata-grpc-api",
             "confstrata-client",
             "confstrata-benches",
+            "xtask",
         ],
     ),
     (
@@ -61,6 +61,8 @@ const RESTRICTED: &[(&str, &[&str])] = &[
             "confstrata-proto",
             "confstrata-grpc-api",
             "confstrata-client",
+            "confstrata-benches",
+            "xtask",
         ],
     ),
     ("axum", &["confstrata-grpc-api"]),
