@@ -177,6 +177,9 @@ pub(crate) enum Command {
         /// Override the file's message.
         #[arg(short, long)]
         message: Option<String>,
+        /// Check the change set and show the diff it would make, without committing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Import a namespace directory (namespace.toml and layers/**) as one change.
     Import {

@@ -285,6 +285,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             file,
             format: fmt,
             message,
+            dry_run,
         } => {
             let (bytes, name) = read_input(&file)?;
             let fmt = pick_format(fmt.as_deref(), &name)?;
@@ -294,6 +295,30 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             }
             if cs.author.is_empty() {
                 cs.author = ctx.author.clone();
+            }
+            if dry_run {
+                let d = ctx.engine.dry_run(&cs)?;
+                return structured(
+                    &d,
+                    ctx.output,
+                    &["LAYER", "KEY", "CHANGE", "OLD", "NEW"],
+                    || {
+                        d.layers
+                            .iter()
+                            .flat_map(|l| {
+                                l.changes.iter().map(move |c| {
+                                    vec![
+                                        format!("{}:{}", l.namespace, l.layer),
+                                        c.key.to_string(),
+                                        format!("{:?}", c.kind).to_lowercase(),
+                                        c.old.as_ref().map(cell).unwrap_or_default(),
+                                        c.new.as_ref().map(cell).unwrap_or_default(),
+                                    ]
+                                })
+                            })
+                            .collect()
+                    },
+                );
             }
             ctx.commit(&cs)
         }

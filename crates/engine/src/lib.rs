@@ -4,7 +4,7 @@
 //! plug in here, so every front end (CLI, gRPC, REST) gets them at once.
 //!
 //! ```
-//! use std::sync::Arc;
+//! use std::sync::{Arc, Mutex, PoisonError};
 //! use confstrata_core::{At, ChangeSet, MemoryStore, parse_context};
 //! use confstrata_engine::Engine;
 //!
@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use confstrata_core::{
     At, ChangeSet, CommitInfo, Context, DiffEntry, Document, Error, Explanation, KeyPath,
@@ -39,6 +39,48 @@ pub const DB_FILE: &str = "confstrata.db";
 #[derive(Clone)]
 pub struct Engine {
     store: Arc<dyn Store>,
+    observers: Arc<Mutex<Vec<CommitObserver>>>,
+}
+
+/// Called with the new revision after every commit made through the engine.
+pub type CommitObserver = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// What a change set would do: the answer of [`Engine::dry_run`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRun {
+    /// The revision the change set was checked against.
+    pub revision: u64,
+    /// The layers it would change, with their key-level diffs.
+    pub layers: Vec<LayerDiff>,
+    /// The namespaces whose declaration it would create or change.
+    pub namespaces: Vec<NamespaceName>,
+}
+
+/// Reads the committed state at one revision, for planning a dry run.
+struct StoreReader<'s> {
+    store: &'s dyn Store,
+    revision: u64,
+}
+
+impl confstrata_core::StateReader for StoreReader<'_> {
+    fn current_revision(&mut self) -> Result<u64> {
+        Ok(self.revision)
+    }
+    fn namespace(
+        &mut self,
+        name: &NamespaceName,
+    ) -> Result<Option<(confstrata_core::NamespaceSpec, u64)>> {
+        Ok(self
+            .store
+            .namespace(name, self.revision)?
+            .map(|r| (r.spec, r.revision)))
+    }
+    fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
+        Ok(self
+            .store
+            .layer(ns, layer, self.revision)?
+            .map(|r| (r.document, r.revision)))
+    }
 }
 
 /// A resolved configuration, owned.
@@ -80,6 +122,8 @@ pub struct ExplainView {
 /// The key-level changes of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerDiff {
+    /// The namespace.
+    pub namespace: NamespaceName,
     /// The layer.
     pub layer: LayerPath,
     /// Whether the layer was created, deleted, or changed.
@@ -103,7 +147,31 @@ pub enum LayerStatus {
 impl Engine {
     /// An engine over any store.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Engine { store }
+        Engine {
+            store,
+            observers: Arc::default(),
+        }
+    }
+
+    /// Registers a function called with the new revision after every commit
+    /// made through this engine (or its clones). Keep it cheap: it runs on
+    /// the committing thread.
+    pub fn on_commit(&self, observer: CommitObserver) {
+        self.observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(observer);
+    }
+
+    fn notify(&self, revision: u64) {
+        let observers = self
+            .observers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for o in observers {
+            o(revision);
+        }
     }
 
     /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
@@ -284,6 +352,7 @@ impl Engine {
                 _ => LayerStatus::Changed,
             };
             out.push(LayerDiff {
+                namespace: ns.clone(),
                 layer: p.clone(),
                 status,
                 changes,
@@ -305,7 +374,47 @@ impl Engine {
 
     /// Commits a change set.
     pub fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
-        self.store.commit(changes)
+        let info = self.store.commit(changes)?;
+        self.notify(info.revision);
+        Ok(info)
+    }
+
+    /// Checks a change set against the current state exactly as a commit
+    /// would, and returns the diff it would make, without committing.
+    pub fn dry_run(&self, changes: &ChangeSet) -> Result<DryRun> {
+        let revision = self.store.revision()?;
+        let mut reader = StoreReader {
+            store: &*self.store,
+            revision,
+        };
+        let plan =
+            confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())?;
+        let mut layers = Vec::new();
+        for (ns, layer, new) in &plan.layers {
+            let old = self.store.layer(ns, layer, revision)?.map(|r| r.document);
+            let empty = Document::new();
+            let changes = diff(
+                old.as_ref().unwrap_or(&empty),
+                new.as_ref().unwrap_or(&empty),
+            );
+            let status = match (&old, new) {
+                (None, _) => LayerStatus::Created,
+                (_, None) => LayerStatus::Deleted,
+                _ if changes.is_empty() => continue,
+                _ => LayerStatus::Changed,
+            };
+            layers.push(LayerDiff {
+                namespace: ns.clone(),
+                layer: layer.clone(),
+                status,
+                changes,
+            });
+        }
+        Ok(DryRun {
+            revision,
+            layers,
+            namespaces: plan.namespaces.into_iter().map(|s| s.name).collect(),
+        })
     }
 
     /// Builds the change set that brings a namespace (or one of its layers)

@@ -1,5 +1,7 @@
 use serde_json::json;
 
+use std::sync::Mutex;
+
 use super::*;
 use confstrata_core::{MemoryStore, parse_context};
 
@@ -143,4 +145,46 @@ fn errors_name_what_is_missing() {
         e.resolve(&web(), &Context::new(), At::Revision(99)),
         Err(Error::FutureRevision { .. })
     ));
+}
+
+#[test]
+fn dry_run_shows_the_diff_and_commits_nothing() {
+    let e = engine();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    e.on_commit(Arc::new(move |rev| sink.lock().unwrap().push(rev)));
+    let cs: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool", "value": 9},
+        {"op": "put", "namespace": "web", "layer": "env/dev", "document": {"x": 1}},
+        {"op": "delete", "namespace": "web", "layer": "env/prod"},
+    ]}))
+    .unwrap();
+    let d = e.dry_run(&cs).unwrap();
+    assert_eq!(d.revision, 1);
+    let s: Vec<(&str, LayerStatus, usize)> = d
+        .layers
+        .iter()
+        .map(|l| (l.layer.as_str(), l.status, l.changes.len()))
+        .collect();
+    assert_eq!(
+        s,
+        [
+            ("defaults", LayerStatus::Changed, 1),
+            ("env/dev", LayerStatus::Created, 1),
+            ("env/prod", LayerStatus::Deleted, 2)
+        ]
+    );
+    assert_eq!(e.store().revision().unwrap(), 1);
+    assert!(seen.lock().unwrap().is_empty());
+    // A bad change set fails the dry run exactly as it would fail a commit.
+    let bad: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "set", "namespace": "web", "layer": "defaults", "key": "a", "value": 1, "expect_revision": 5},
+    ]}))
+    .unwrap();
+    assert!(matches!(
+        e.dry_run(&bad).unwrap_err().root(),
+        Error::Conflict { .. }
+    ));
+    e.commit(&cs).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [2]);
 }

@@ -407,6 +407,23 @@ fn edits_history_diff_and_rollback() {
 fn apply_commits_a_bulk_change_set_atomically() {
     let env = Env::with_example();
     let file = examples().join("bulk-change.toml");
+    let d = env
+        .ok(&[
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+            "--dry-run",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(d["revision"], 1);
+    assert_eq!(d["layers"].as_array().unwrap().len(), 3, "{d}");
+    assert_eq!(
+        env.ok(&["status", "-o", "json"]).json()["revision"],
+        1,
+        "a dry run commits nothing"
+    );
     let r = env
         .ok(&["apply", "-f", file.to_str().unwrap(), "-o", "json"])
         .json();
