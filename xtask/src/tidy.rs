@@ -34,7 +34,8 @@ const INTERNAL: &[(&str, &[&str])] = &[
             "backup",
         ],
     ),
-    ("proto", &[]),
+    // Only behind the `core` feature, for the shared wire conversions.
+    ("proto", &["core"]),
     ("grpc-api", &["core", "engine", "proto"]),
     ("client", &["core", "proto"]),
     ("cli", &["core", "engine", "grpc-api", "client", "proto"]),

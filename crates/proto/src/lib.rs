@@ -23,6 +23,9 @@ pub mod v1 {
     include!("generated/confstrata.v1.rs");
 }
 
+#[cfg(feature = "core")]
+pub mod convert;
+
 /// The encoded `FileDescriptorSet` of every Confstrata proto, for gRPC
 /// reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("generated/confstrata_descriptor.bin");
