@@ -8,14 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "confstrata", version, about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Directory of the embedded store.
-    #[arg(
-        long,
-        global = true,
-        env = "CONFSTRATA_DATA_DIR",
-        default_value = "./confstrata-data"
-    )]
-    pub(crate) data_dir: PathBuf,
+    /// Directory of the embedded store [default: ./confstrata-data].
+    #[arg(long, global = true, env = "CONFSTRATA_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
     /// Output format of read commands.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,
@@ -43,6 +38,8 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the server: gRPC (with health, reflection and watch) on an embedded store.
+    Serve(ServeArgs),
     /// Manage namespaces.
     #[command(subcommand)]
     Ns(NsCommand),
@@ -285,4 +282,22 @@ pub(crate) struct DiffArgs {
     /// Two contexts to compare: -c env=staging -c env=prod.
     #[arg(short, long = "context")]
     pub(crate) contexts: Vec<String>,
+}
+
+/// Flags of `confstrata serve`. Settings come from defaults < the TOML file
+/// (`--config`) < `CONFSTRATA_*` environment variables < these flags.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7400]; port 0 picks a free one.
+    #[arg(long, env = "CONFSTRATA_LISTEN")]
+    pub(crate) listen: Option<String>,
+    /// TOML settings file.
+    #[arg(long, env = "CONFSTRATA_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, env = "CONFSTRATA_LOG_FORMAT", value_parser = ["text", "json"])]
+    pub(crate) log_format: Option<String>,
+    /// Log filter, e.g. `info` or `confstrata=debug` [default: info].
+    #[arg(long, env = "CONFSTRATA_LOG")]
+    pub(crate) log: Option<String>,
 }

@@ -17,8 +17,15 @@ use crate::args::{AtArg, Cli, Command, DiffArgs, NsCommand, Output, WriteArgs};
 use crate::output::{cell, document, structured};
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
-    let engine = Engine::open(&cli.data_dir)
-        .with_context(|| format!("cannot open the store in {}", cli.data_dir.display()))?;
+    if let Command::Serve(args) = &cli.command {
+        return crate::serve::run(cli.data_dir.as_deref(), args);
+    }
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let engine = Engine::open(&data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let author = cli
         .author
         .clone()
@@ -30,6 +37,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         author,
     };
     match cli.command {
+        Command::Serve(_) => Ok(()),
         Command::Ns(c) => ctx.ns(c),
         Command::Put {
             namespace,
@@ -361,7 +369,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Status => {
             let s = ctx.engine.store();
             let v = json!({
-                "data_dir": cli.data_dir,
+                "data_dir": data_dir,
                 "revision": s.revision()?,
                 "oldest_revision": s.oldest_revision()?,
                 "namespaces": s.namespaces(s.revision()?)?.len(),
@@ -382,6 +390,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         }
     }
 }
+
+/// Where the embedded store lives unless told otherwise.
+pub(crate) const DEFAULT_DATA_DIR: &str = "./confstrata-data";
 
 struct Ctx {
     engine: Engine,

@@ -1,0 +1,243 @@
+//! `confstrata serve`: settings from defaults < TOML file < `CONFSTRATA_*`
+//! environment < flags (figment), structured logs, the gRPC server, and a
+//! graceful shutdown on SIGTERM or SIGINT.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use confstrata_engine::Engine;
+use confstrata_grpc_api::ServeOptions;
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::args::ServeArgs;
+use crate::commands::DEFAULT_DATA_DIR;
+
+/// The server's settings, as read from every source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// Directory of the embedded store.
+    data_dir: PathBuf,
+    /// Address to listen on.
+    listen: String,
+    /// `text` or `json`.
+    log_format: String,
+    /// A tracing filter such as `info`.
+    log: String,
+    /// Largest gRPC message, in bytes.
+    max_message_bytes: usize,
+    /// Largest layer document, in bytes.
+    max_document_bytes: usize,
+    /// Largest change set, in bytes.
+    max_change_set_bytes: usize,
+    /// Deepest nesting of a document.
+    max_depth: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let o = ServeOptions::default();
+        Settings {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: "127.0.0.1:7400".into(),
+            log_format: "text".into(),
+            log: "info".into(),
+            max_message_bytes: o.max_message_bytes,
+            max_document_bytes: o.limits.max_document_bytes,
+            max_change_set_bytes: o.limits.max_change_set_bytes,
+            max_depth: o.limits.max_depth,
+        }
+    }
+}
+
+/// Flags (and the environment variables clap reads for them) as the top layer.
+#[derive(Serialize)]
+struct Overrides<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<&'a str>,
+}
+
+/// Reads the settings: defaults < TOML file < `CONFSTRATA_*` < flags.
+pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Settings> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(file) = &args.config {
+        anyhow::ensure!(
+            file.is_file(),
+            "the settings file {} does not exist",
+            file.display()
+        );
+        figment = figment.merge(Toml::file(file));
+    }
+    figment = figment
+        .merge(Env::prefixed("CONFSTRATA_").only(&[
+            "max_message_bytes",
+            "max_document_bytes",
+            "max_change_set_bytes",
+            "max_depth",
+        ]))
+        .merge(Serialized::defaults(Overrides {
+            data_dir,
+            listen: args.listen.as_deref(),
+            log_format: args.log_format.as_deref(),
+            log: args.log.as_deref(),
+        }));
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid server settings: {e}"))?;
+    anyhow::ensure!(
+        settings.log_format == "text" || settings.log_format == "json",
+        "invalid server settings: log_format must be \"text\" or \"json\", not {:?}",
+        settings.log_format
+    );
+    Ok(settings)
+}
+
+fn init_logging(settings: &Settings) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
+        .with_context(|| format!("invalid log filter {:?}", settings.log))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if settings.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
+    let settings = settings(data_dir, args)?;
+    init_logging(&settings)?;
+    let options = ServeOptions {
+        max_message_bytes: settings.max_message_bytes,
+        limits: confstrata_core::Limits {
+            max_document_bytes: settings.max_document_bytes,
+            max_change_set_bytes: settings.max_change_set_bytes,
+            max_depth: settings.max_depth,
+        },
+    };
+    let engine = Engine::open(&settings.data_dir)
+        .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("confstrata-serve")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        tracing::info!(
+            %addr,
+            data_dir = %settings.data_dir.display(),
+            revision = engine.store().revision().unwrap_or(0),
+            "listening"
+        );
+        confstrata_grpc_api::serve(engine, listener, options, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    // The engine (and with it the store) was dropped when serve returned.
+    tracing::info!("store closed; bye");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(listen: Option<&str>, config: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            listen: listen.map(str::to_owned),
+            config,
+            log_format: None,
+            log: None,
+        }
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            // Defaults.
+            let s = settings(None, &args(None, None)).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (s.listen.as_str(), s.data_dir.as_path()),
+                ("127.0.0.1:7400", Path::new("./confstrata-data"))
+            );
+            // The file overrides defaults.
+            jail.create_file(
+                "c.toml",
+                "listen = \"127.0.0.1:9000\"\nlog_format = \"json\"\nmax_depth = 8\n",
+            )?;
+            let file = Some(PathBuf::from("c.toml"));
+            let s = settings(None, &args(None, file.clone())).map_err(|e| e.to_string())?;
+            assert_eq!(
+                (s.listen.as_str(), s.log_format.as_str(), s.max_depth),
+                ("127.0.0.1:9000", "json", 8)
+            );
+            // The environment overrides the file; flags override everything.
+            jail.set_env("CONFSTRATA_MAX_DEPTH", "9");
+            let s = settings(
+                Some(Path::new("/d")),
+                &args(Some("127.0.0.1:0"), file.clone()),
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(
+                (s.listen.as_str(), s.max_depth, s.data_dir.as_path()),
+                ("127.0.0.1:0", 9, Path::new("/d"))
+            );
+            // Bad files and values are named.
+            jail.create_file("bad.toml", "listen = 5\n")?;
+            let e = settings(None, &args(None, Some(PathBuf::from("bad.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("listen"), "{e}");
+            jail.create_file("typo.toml", "lisen = \"x\"\n")?;
+            let e = settings(None, &args(None, Some(PathBuf::from("typo.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("lisen"), "{e}");
+            let e = settings(None, &args(None, Some(PathBuf::from("missing.toml"))))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("does not exist"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,142 @@
+//! Confstrata's gRPC server: `ConfigService` over the [`Engine`], with watch
+//! fan-out, gRPC health and reflection (v1 and v1alpha), so grpcurl, grpcui
+//! and Postman work with no proto files.
+//!
+//! [`serve`] runs until its shutdown future completes, then shuts down
+//! gracefully: health turns NOT_SERVING, watches end cleanly, in-flight
+//! requests finish, and it returns.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use confstrata_engine::Engine;
+//! use confstrata_grpc_api::{ServeOptions, serve};
+//!
+//! let engine = Engine::open(std::path::Path::new("./confstrata-data"))?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
+//! serve(engine, listener, ServeOptions::default(), async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! This crate holds no model logic: requests become model values through
+//! `confstrata_proto::convert`, errors become statuses in one place
+//! (`status.rs`), and everything else is the engine's.
+
+mod service;
+mod status;
+mod watch;
+
+use std::future::Future;
+
+use confstrata_core::Limits;
+use confstrata_engine::Engine;
+use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_NAME};
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use crate::status::ERROR_DOMAIN;
+
+/// Server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The largest gRPC message accepted or sent, in bytes. Keep it above
+    /// `limits.max_change_set_bytes` so that an oversized change set gets the
+    /// precise RESOURCE_EXHAUSTED of the size limit rather than a transport error.
+    pub max_message_bytes: usize,
+    /// Size and depth limits for documents and change sets.
+    pub limits: Limits,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        let limits = Limits::default();
+        ServeOptions {
+            max_message_bytes: limits.max_change_set_bytes * 2,
+            limits,
+        }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store could not be read at start-up.
+    #[error("cannot start: {0}")]
+    Store(#[from] confstrata_core::Error),
+    /// The reflection service could not load the descriptors.
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the Confstrata API on `listener` until `shutdown` completes.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hub = watch::Hub::start(&engine, stop_rx)?;
+    let service = service::Service {
+        engine,
+        hub,
+        limits: options.limits,
+    };
+    let config = ConfigServiceServer::new(service)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ConfigServiceServer<service::Service>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(confstrata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(confstrata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            // Small request/response pairs: do not wait to coalesce packets.
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    });
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, closing watches, finishing requests");
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
+            .await;
+        // Watch streams end; tonic then waits for in-flight requests.
+        let _ = stop_tx.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(config)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await?;
+    tracing::info!("server stopped");
+    Ok(())
+}

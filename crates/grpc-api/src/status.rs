@@ -1,0 +1,125 @@
+//! The one mapping from model errors to gRPC statuses with rich details.
+
+use std::collections::HashMap;
+
+use confstrata_core::Error;
+use confstrata_proto::convert::FieldError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` this server sends.
+pub const ERROR_DOMAIN: &str = "confstrata.dev";
+
+/// A request field that failed validation: INVALID_ARGUMENT (or
+/// RESOURCE_EXHAUSTED for size limits) naming the field.
+pub(crate) fn field(e: FieldError) -> Status {
+    from_core(&e.error, &e.field)
+}
+
+/// Maps a model error; `field` names the request field the error is about
+/// when the error itself does not say.
+pub(crate) fn from_core(e: &Error, field: &str) -> Status {
+    let message = e.to_string();
+    let field = match e {
+        Error::Operation { index, .. } if field.starts_with("change_set") || field.is_empty() => {
+            format!("change_set.ops[{index}]")
+        }
+        Error::Operation { index, .. } => format!("{field}[{index}]"),
+        Error::UnknownContextVariable { .. } | Error::ContextValueNotAllowed { .. } => {
+            "context".to_owned()
+        }
+        _ => field.to_owned(),
+    };
+    match e.root() {
+        Error::InvalidPath { .. }
+        | Error::Invalid { .. }
+        | Error::Parse { .. }
+        | Error::InvalidUtf8 { .. }
+        | Error::TooDeep { .. }
+        | Error::LayerOutsideHierarchy { .. }
+        | Error::UnknownContextVariable { .. }
+        | Error::ContextValueNotAllowed { .. } => Status::with_error_details(
+            Code::InvalidArgument,
+            message.clone(),
+            ErrorDetails::with_bad_request_violation(field, message),
+        ),
+        Error::TooLarge { size, limit, .. } => Status::with_error_details(
+            Code::ResourceExhausted,
+            message.clone(),
+            ErrorDetails::with_error_info(
+                "TOO_LARGE",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("field".to_owned(), field),
+                    ("size".to_owned(), size.to_string()),
+                    ("limit".to_owned(), limit.to_string()),
+                ]),
+            ),
+        ),
+        Error::NamespaceNotFound { namespace } => not_found("namespace", namespace, &message),
+        Error::LayerNotFound { namespace, layer } => {
+            not_found("layer", &format!("{namespace}:{layer}"), &message)
+        }
+        Error::KeyNotFound { location, key } => {
+            not_found("key", &format!("{location} {key}"), &message)
+        }
+        Error::Conflict {
+            target,
+            expected,
+            actual,
+            current_revision,
+        } => Status::with_error_details(
+            Code::Aborted,
+            message,
+            ErrorDetails::with_error_info(
+                "CONFLICT",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("target".to_owned(), target.clone()),
+                    ("expected".to_owned(), expected.to_string()),
+                    ("actual".to_owned(), actual.to_string()),
+                    ("current_revision".to_owned(), current_revision.to_string()),
+                ]),
+            ),
+        ),
+        Error::AlreadyExists { .. } => Status::already_exists(message),
+        Error::Compacted { oldest, requested } => Status::with_error_details(
+            Code::OutOfRange,
+            message,
+            ErrorDetails::with_error_info(
+                "COMPACTED",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("oldest_revision".to_owned(), oldest.to_string()),
+                    ("requested".to_owned(), requested.to_string()),
+                ]),
+            ),
+        ),
+        Error::FutureRevision { current, requested } => Status::with_error_details(
+            Code::OutOfRange,
+            message,
+            ErrorDetails::with_error_info(
+                "FUTURE_REVISION",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("current_revision".to_owned(), current.to_string()),
+                    ("requested".to_owned(), requested.to_string()),
+                ]),
+            ),
+        ),
+        Error::Storage { .. } => {
+            tracing::error!(error = %message, "storage error");
+            Status::internal(message)
+        }
+        // `root()` never returns `Operation`; any variant added later is internal until mapped.
+        _ => Status::internal(message),
+    }
+}
+
+fn not_found(kind: &str, name: &str, message: &str) -> Status {
+    Status::with_error_details(
+        Code::NotFound,
+        message.to_owned(),
+        ErrorDetails::with_resource_info(kind, name, "", message),
+    )
+}
