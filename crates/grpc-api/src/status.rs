@@ -21,10 +21,19 @@ pub(crate) fn field(e: FieldError) -> Status {
 pub(crate) fn from_core(e: &Error, field: &str) -> Status {
     let message = e.to_string();
     let field = match e {
+        // Which operation failed is the useful part for a change set.
         Error::Operation { index, .. } if field.starts_with("change_set") || field.is_empty() => {
             format!("change_set.ops[{index}]")
         }
-        Error::Operation { index, .. } => format!("{field}[{index}]"),
+        // SetKeys/UnsetKeys: one operation per entry, all on one layer.
+        Error::Operation { source, .. }
+            if matches!(**source, Error::LayerOutsideHierarchy { .. }) =>
+        {
+            "layer".to_owned()
+        }
+        Error::Operation { index, .. } if field == "entries" || field == "keys" => {
+            format!("{field}[{index}]")
+        }
         Error::UnknownContextVariable { .. } | Error::ContextValueNotAllowed { .. } => {
             "context".to_owned()
         }

@@ -1,1 +1,219 @@
-fn main() {}
+//! End-to-end tests: the real server on 127.0.0.1:0 over a real SQLite store
+//! in a temp dir, driven through the generated client over TCP.
+
+mod api;
+mod errors;
+mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use confstrata_engine::Engine;
+use confstrata_grpc_api::{ServeOptions, serve};
+use confstrata_proto::v1::config_service_client::ConfigServiceClient;
+use confstrata_proto::v1::{self, read_at};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A running server and a client connected to it.
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: ConfigServiceClient<Channel>,
+    pub(crate) engine: Engine,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), confstrata_grpc_api::Error>>>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub(crate) async fn start() -> Server {
+        Self::start_in(tempfile::tempdir().unwrap(), "127.0.0.1:0").await
+    }
+
+    pub(crate) async fn start_in(dir: tempfile::TempDir, listen: &str) -> Server {
+        let engine = Engine::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            engine.clone(),
+            listener,
+            ServeOptions::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let client = ConfigServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        Server {
+            addr,
+            client,
+            engine,
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it; returns the data dir.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+        self.dir
+    }
+
+    /// The store's revision and every layer of every namespace, as JSON.
+    pub(crate) async fn snapshot(&mut self) -> Value {
+        let list = self
+            .client
+            .list_namespaces(v1::ListNamespacesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut layers = serde_json::Map::new();
+        for n in &list.namespaces {
+            let name = n.spec.as_ref().unwrap().name.clone();
+            let l = self
+                .client
+                .list_layers(v1::ListLayersRequest {
+                    namespace: name.clone(),
+                    at: None,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let docs: Vec<Value> = l
+                .layers
+                .iter()
+                .map(|l| json!({"layer": l.layer, "revision": l.revision, "doc": serde_json::from_str::<Value>(&l.document_json).unwrap()}))
+                .collect();
+            layers.insert(name, Value::Array(docs));
+        }
+        json!({"revision": list.revision, "layers": layers})
+    }
+
+    /// Creates the `web` namespace with defaults and env/prod layers (revision 1).
+    pub(crate) async fn seed(&mut self) {
+        let cs = change_set(json!([
+            {"put_namespace": {"spec": {"name": "web", "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+                "matrix": {"env": {"values": ["dev", "prod"]}, "region": {"values": ["eu", "us"]}}}}},
+            {"put": {"namespace": "web", "layer": "defaults", "document_json": r#"{"db": {"host": "localhost", "pool": 5}, "debug": true}"#}},
+            {"put": {"namespace": "web", "layer": "env/prod", "document_json": r#"{"db": {"host": "db.prod"}, "debug": false}"#}},
+        ]));
+        let r = self
+            .client
+            .commit(v1::CommitRequest {
+                change_set: Some(cs),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.commit.unwrap().revision, 1);
+    }
+}
+
+/// Builds a wire change set from a compact JSON description of its operations.
+pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
+    let ops = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|spec| {
+            let expect_revision = spec.get("expect_revision").and_then(Value::as_u64);
+            let (kind, body) = spec
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| *k != "expect_revision")
+                .unwrap();
+            let s = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+            let op = match kind.as_str() {
+                "put_namespace" => {
+                    let spec = &body["spec"];
+                    v1::operation::Op::PutNamespace(v1::PutNamespaceOp {
+                        spec: Some(v1::NamespaceSpec {
+                            name: spec["name"].as_str().unwrap().into(),
+                            description: String::new(),
+                            levels: spec["levels"]
+                                .as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|l| l.as_str().unwrap().into())
+                                .collect(),
+                            matrix: spec["matrix"]
+                                .as_object()
+                                .map(|m| {
+                                    m.iter()
+                                        .map(|(k, v)| {
+                                            let values = v["values"]
+                                                .as_array()
+                                                .unwrap()
+                                                .iter()
+                                                .map(|x| x.as_str().unwrap().into())
+                                                .collect();
+                                            (k.clone(), v1::MatrixValues { values })
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        }),
+                    })
+                }
+                "put" => v1::operation::Op::Put(v1::PutLayerOp {
+                    namespace: s("namespace"),
+                    layer: s("layer"),
+                    document_json: s("document_json"),
+                }),
+                "set" => v1::operation::Op::Set(v1::SetKeyOp {
+                    namespace: s("namespace"),
+                    layer: s("layer"),
+                    key: s("key"),
+                    value_json: s("value_json"),
+                }),
+                "unset" => v1::operation::Op::Unset(v1::UnsetKeyOp {
+                    namespace: s("namespace"),
+                    layer: s("layer"),
+                    key: s("key"),
+                }),
+                "delete" => v1::operation::Op::Delete(v1::DeleteLayerOp {
+                    namespace: s("namespace"),
+                    layer: s("layer"),
+                }),
+                other => panic!("unknown op {other}"),
+            };
+            v1::Operation {
+                op: Some(op),
+                expect_revision,
+            }
+        })
+        .collect::<Vec<_>>();
+    v1::ChangeSet {
+        author: "tester".into(),
+        message: "test".into(),
+        ops,
+    }
+}
+
+pub(crate) fn ctx(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub(crate) fn at_rev(r: u64) -> Option<v1::ReadAt> {
+    Some(v1::ReadAt {
+        at: Some(read_at::At::Revision(r)),
+    })
+}
+
+pub(crate) fn parse(json: &str) -> Value {
+    serde_json::from_str(json).unwrap()
+}

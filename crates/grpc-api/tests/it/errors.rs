@@ -1,0 +1,286 @@
+//! Bad input over the wire: the right status code, the offending field in
+//! the details, and a store that did not change. The server keeps serving.
+
+use confstrata_proto::v1;
+use serde_json::json;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::{Server, at_rev, change_set, ctx};
+
+fn field_of(s: &tonic::Status) -> Option<String> {
+    s.get_details_bad_request()
+        .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+}
+
+fn info_of(s: &tonic::Status, key: &str) -> Option<String> {
+    s.get_details_error_info()
+        .and_then(|i| i.metadata.get(key).cloned())
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_statuses_and_change_nothing() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let before = s.snapshot().await;
+
+    let put = |layer: &str, doc: &str, expect: Option<u64>| v1::PutLayerRequest {
+        namespace: "web".into(),
+        layer: layer.into(),
+        document_json: doc.into(),
+        expect_revision: expect,
+        ..Default::default()
+    };
+    let cases: Vec<(v1::PutLayerRequest, Code, Option<&str>, &str)> = vec![
+        (
+            put("../x", "{}", None),
+            Code::InvalidArgument,
+            Some("layer"),
+            "segment 1 is \"..\"",
+        ),
+        (
+            put("a//b", "{}", None),
+            Code::InvalidArgument,
+            Some("layer"),
+            "segment 2 is empty",
+        ),
+        (
+            put("%2e%2e", "{}", None),
+            Code::InvalidArgument,
+            Some("layer"),
+            "contains '%'",
+        ),
+        (
+            put("env%2F..", "{}", None),
+            Code::InvalidArgument,
+            Some("layer"),
+            "contains '%'",
+        ),
+        (
+            put("env/qa", "{}", None),
+            Code::InvalidArgument,
+            Some("layer"),
+            "matches no level",
+        ),
+        (
+            put("defaults", "{\"a\": ", None),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "line 1",
+        ),
+        (
+            put("defaults", "[1, 2]", None),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "must be a table",
+        ),
+        (
+            put(
+                "defaults",
+                &format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)),
+                None,
+            ),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "nests deeper",
+        ),
+        (
+            put(
+                "defaults",
+                &json!({"a": "x".repeat(1_100_000)}).to_string(),
+                None,
+            ),
+            Code::ResourceExhausted,
+            None,
+            "over the limit",
+        ),
+        (
+            put("defaults", "{}", Some(7)),
+            Code::Aborted,
+            None,
+            "expected revision 7, found 1",
+        ),
+    ];
+    for (req, code, field, needle) in cases {
+        let layer = req.layer.clone();
+        let e = s.client.put_layer(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "{layer}: {e:?}");
+        assert!(e.message().contains(needle), "{layer}: {}", e.message());
+        if let Some(f) = field {
+            assert_eq!(field_of(&e).as_deref(), Some(f), "{layer}: {e:?}");
+        }
+        if code == Code::Aborted {
+            assert_eq!(info_of(&e, "current_revision").as_deref(), Some("1"));
+            assert_eq!(info_of(&e, "actual").as_deref(), Some("1"));
+        }
+        assert_eq!(s.snapshot().await, before, "{layer} changed the store");
+    }
+
+    // Unknown things are NOT_FOUND.
+    let e = s
+        .client
+        .get_layer(v1::GetLayerRequest {
+            namespace: "nope".into(),
+            layer: "defaults".into(),
+            at: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(e.get_details_resource_info().unwrap().resource_name, "nope");
+    let e = s
+        .client
+        .get_layer(v1::GetLayerRequest {
+            namespace: "web".into(),
+            layer: "env/dev".into(),
+            at: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = s
+        .client
+        .unset_keys(v1::UnsetKeysRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            keys: vec!["no.such".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+
+    // Contexts and keys.
+    let e = s
+        .client
+        .resolve(v1::ResolveRequest {
+            namespace: "web".into(),
+            context: ctx(&[("colour", "red")]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("context")),
+        "{e:?}"
+    );
+    let e = s
+        .client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            entries: vec![
+                v1::KeyValue {
+                    key: "ok".into(),
+                    value_json: "1".into(),
+                },
+                v1::KeyValue {
+                    key: "a..b".into(),
+                    value_json: "1".into(),
+                },
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("entries[1].key")),
+        "{e:?}"
+    );
+    let e = s
+        .client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            entries: vec![v1::KeyValue {
+                key: "a".into(),
+                value_json: "not json".into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("entries[0].value_json")),
+        "{e:?}"
+    );
+
+    // Revisions out of range.
+    let e = s
+        .client
+        .resolve(v1::ResolveRequest {
+            namespace: "web".into(),
+            at: at_rev(99),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange);
+    assert_eq!(info_of(&e, "current_revision").as_deref(), Some("1"));
+
+    // A change set with a bad operation deep inside names it.
+    let cs = change_set(json!([
+        {"set": {"namespace": "web", "layer": "defaults", "key": "a", "value_json": "1"}},
+        {"set": {"namespace": "web", "layer": "defaults", "key": "b", "value_json": "2"}, "expect_revision": 42},
+    ]));
+    let e = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(cs),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Aborted, "{e:?}");
+    assert!(e.message().contains("operation 1"), "{}", e.message());
+    let cs = change_set(
+        json!([{"set": {"namespace": "web", "layer": "../../etc", "key": "a", "value_json": "1"}}]),
+    );
+    let e = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(cs),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("change_set.ops[0].set.layer")),
+        "{e:?}"
+    );
+    let e = s
+        .client
+        .commit(v1::CommitRequest { change_set: None })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("change_set"))
+    );
+    let e = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(v1::ChangeSet::default()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "an empty change set");
+
+    // An oversized message is refused by the transport, and the server goes on.
+    let huge = v1::PutLayerRequest {
+        namespace: "web".into(),
+        layer: "defaults".into(),
+        document_json: format!("{{\"a\": \"{}\"}}", "x".repeat(40 << 20)),
+        ..Default::default()
+    };
+    let e = s.client.put_layer(huge).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{e:?}"
+    );
+
+    assert_eq!(s.snapshot().await, before);
+    s.stop().await;
+}

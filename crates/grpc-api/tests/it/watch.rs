@@ -1,0 +1,286 @@
+//! Watch: events as they happen, resumption without gaps, retention and
+//! future revisions answered with OUT_OF_RANGE, many watchers, and clean
+//! ends on disconnect and shutdown.
+
+use std::time::Duration;
+
+use confstrata_core::{RetentionPolicy, Timestamp};
+use confstrata_proto::v1;
+use serde_json::json;
+use tokio_stream::StreamExt as _;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::{Server, change_set, ctx, parse};
+
+/// A hang guard only: tests never assert on time.
+const GUARD: Duration = Duration::from_secs(60);
+
+async fn set(s: &mut Server, layer: &str, key: &str, value: &str) -> u64 {
+    s.client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: layer.into(),
+            entries: vec![v1::KeyValue {
+                key: key.into(),
+                value_json: value.into(),
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .commit
+        .unwrap()
+        .revision
+}
+
+async fn next(stream: &mut tonic::Streaming<v1::WatchResponse>) -> v1::WatchResponse {
+    tokio::time::timeout(GUARD, stream.next())
+        .await
+        .expect("watch event")
+        .expect("stream open")
+        .expect("event")
+}
+
+/// Reads events until the caught-up marker; returns the revisions before it.
+async fn backlog(stream: &mut tonic::Streaming<v1::WatchResponse>) -> (Vec<u64>, u64) {
+    let mut revs = Vec::new();
+    loop {
+        let e = next(stream).await;
+        match e.info {
+            Some(i) => revs.push(i.revision),
+            None => return (revs, e.caught_up_revision),
+        }
+    }
+}
+
+fn req(namespace: &str, context: &[(&str, &str)], start: u64) -> v1::WatchRequest {
+    v1::WatchRequest {
+        namespace: namespace.into(),
+        context: ctx(context),
+        start_revision: start,
+    }
+}
+
+#[tokio::test]
+async fn namespace_and_context_watches_see_every_change() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut all = s
+        .client
+        .watch(req("web", &[], 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let (revs, caught_up) = backlog(&mut all).await;
+    assert_eq!((revs, caught_up), (vec![1], 1));
+    let mut prod = s
+        .client
+        .watch(req("web", &[("env", "prod")], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(backlog(&mut prod).await, (vec![], 1));
+
+    let r2 = set(&mut s, "env/dev", "a", "1").await; // not in env=prod
+    let r3 = set(&mut s, "env/prod", "db.pool", "50").await;
+    let e = next(&mut all).await;
+    assert_eq!(e.info.unwrap().revision, r2);
+    assert_eq!(e.items[0].layer, "env/dev");
+    assert_eq!(next(&mut all).await.info.unwrap().revision, r3);
+    // The context watch skips r2 and carries the new resolved document.
+    let e = next(&mut prod).await;
+    assert_eq!(e.info.unwrap().revision, r3);
+    assert_eq!(
+        parse(&e.resolved_json),
+        json!({"db": {"host": "db.prod", "pool": 50}, "debug": false})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnecting_watcher_misses_nothing() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut w = s
+        .client
+        .watch(req("web", &[], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    backlog(&mut w).await;
+    let r2 = set(&mut s, "defaults", "n", "2").await;
+    let last = next(&mut w).await.info.unwrap().revision;
+    assert_eq!(last, r2);
+    drop(w); // disconnect mid-stream
+    let mut missed = Vec::new();
+    for n in 3..=6 {
+        missed.push(set(&mut s, "defaults", "n", &n.to_string()).await);
+    }
+    let mut w = s
+        .client
+        .watch(req("web", &[], last + 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let (revs, caught_up) = backlog(&mut w).await;
+    assert_eq!(revs, missed);
+    assert_eq!(caught_up, 6);
+    let r7 = set(&mut s, "defaults", "n", "7").await;
+    assert_eq!(next(&mut w).await.info.unwrap().revision, r7);
+
+    // The server kept serving through the disconnect.
+    assert_eq!(s.snapshot().await["revision"], 7);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn compacted_and_future_starts_are_out_of_range() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    for n in 0..5 {
+        set(&mut s, "defaults", "n", &n.to_string()).await;
+    }
+    let report = s
+        .engine
+        .store()
+        .apply_retention(
+            &RetentionPolicy {
+                keep_versions: 1,
+                keep_days: 0,
+            },
+            Timestamp(i64::MAX),
+        )
+        .unwrap();
+    assert_eq!(report.oldest_revision, 6);
+    let mut w = s
+        .client
+        .watch(req("web", &[], 2))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = tokio::time::timeout(GUARD, w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    assert_eq!(
+        e.get_details_error_info().unwrap().metadata["oldest_revision"],
+        "6"
+    );
+    // From the oldest retained revision on, it works.
+    let mut w = s
+        .client
+        .watch(req("web", &[], 6))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(backlog(&mut w).await, (vec![6], 6));
+
+    let mut w = s
+        .client
+        .watch(req("web", &[], 99))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = tokio::time::timeout(GUARD, w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    let e = s.client.watch(req("../x", &[], 0)).await;
+    let e = match e {
+        Err(e) => e,
+        Ok(mut stream) => tokio::time::timeout(GUARD, stream.get_mut().next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err(),
+    };
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let mut w = s
+        .client
+        .watch(req("nope", &[], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = tokio::time::timeout(GUARD, w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let mut w = s
+        .client
+        .watch(req("web", &[("env", "qa")], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let e = tokio::time::timeout(GUARD, w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_thousand_watchers_each_get_every_event() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut streams = Vec::new();
+    for i in 0..1000 {
+        let context: &[(&str, &str)] = if i % 2 == 0 { &[] } else { &[("env", "prod")] };
+        let mut w = s
+            .client
+            .watch(req("web", context, 0))
+            .await
+            .unwrap()
+            .into_inner();
+        backlog(&mut w).await;
+        streams.push(w);
+    }
+    let cs = change_set(
+        json!([{"set": {"namespace": "web", "layer": "env/prod", "key": "x", "value_json": "1"}}]),
+    );
+    let rev = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(cs),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .commit
+        .unwrap()
+        .revision;
+    for w in &mut streams {
+        assert_eq!(next(w).await.info.unwrap().revision, rev);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_watches_cleanly() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut w = s
+        .client
+        .watch(req("web", &[], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    backlog(&mut w).await;
+    let dir = s.stop().await;
+    // The stream ends without an error status.
+    let end = tokio::time::timeout(GUARD, w.next()).await.unwrap();
+    assert!(matches!(end, None | Some(Ok(_))), "{end:?}");
+    // The store was closed and reopens with everything in it.
+    let mut s = Server::start_in(dir, "127.0.0.1:0").await;
+    assert_eq!(s.snapshot().await["revision"], 1);
+    s.stop().await;
+}
