@@ -3,6 +3,7 @@
 
 mod api;
 mod errors;
+mod python;
 mod watch;
 
 use std::collections::HashMap;

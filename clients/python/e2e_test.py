@@ -1,0 +1,152 @@
+"""End-to-end test of Confstrata's gRPC API from Python.
+
+Generates nothing itself: run it with the directory of stubs generated from
+proto/ by grpcio-tools on PYTHONPATH (the Rust test harness in
+crates/grpc-api/tests/it/python.rs does that, against a real server):
+
+    python -m grpc_tools.protoc -I proto --python_out=OUT --grpc_python_out=OUT proto/confstrata/v1/*.proto
+    PYTHONPATH=OUT python clients/python/e2e_test.py 127.0.0.1:7400
+"""
+
+import json
+import queue
+import sys
+import threading
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from confstrata.v1 import config_service_pb2 as svc
+from confstrata.v1 import config_service_pb2_grpc as svc_grpc
+from confstrata.v1 import types_pb2 as types
+
+TIMEOUT = 60  # seconds; a hang guard only
+
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, name, fn):
+        try:
+            fn()
+            self.passed += 1
+            print(f"ok   {name}")
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            self.failed += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}")
+
+
+def main(addr):
+    channel = grpc.insecure_channel(addr)
+    grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+    stub = svc_grpc.ConfigServiceStub(channel)
+    checks = Checks()
+    state = {}
+
+    def health():
+        h = health_pb2_grpc.HealthStub(channel)
+        r = h.Check(health_pb2.HealthCheckRequest(service="confstrata.v1.ConfigService"), timeout=TIMEOUT)
+        assert r.status == health_pb2.HealthCheckResponse.SERVING, r
+
+    def reflection():
+        r = reflection_pb2_grpc.ServerReflectionStub(channel)
+        reqs = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        names = [s.name for resp in r.ServerReflectionInfo(reqs, timeout=TIMEOUT)
+                 for s in resp.list_services_response.service]
+        assert "confstrata.v1.ConfigService" in names, names
+
+    def create_and_write():
+        spec = types.NamespaceSpec(
+            name="pyshop",
+            levels=["defaults", "env/{env}"],
+            matrix={"env": types.MatrixValues(values=["dev", "prod"])},
+        )
+        r = stub.CreateNamespace(svc.CreateNamespaceRequest(spec=spec, author="python"), timeout=TIMEOUT)
+        assert r.commit.revision >= 1, r
+        doc = {"db": {"host": "localhost", "pool": 5, "big": 9007199254740993}, "debug": True}
+        stub.PutLayer(svc.PutLayerRequest(namespace="pyshop", layer="defaults",
+                                          document_json=json.dumps(doc), author="python"), timeout=TIMEOUT)
+        r = stub.SetKeys(svc.SetKeysRequest(
+            namespace="pyshop", layer="env/prod",
+            entries=[svc.KeyValue(key="db.host", value_json='"db.prod"'),
+                     svc.KeyValue(key="debug", value_json="false")]), timeout=TIMEOUT)
+        state["rev"] = r.commit.revision
+
+    def resolve():
+        r = stub.Resolve(svc.ResolveRequest(namespace="pyshop", context={"env": "prod"},
+                                            with_provenance=True), timeout=TIMEOUT)
+        doc = json.loads(r.document_json)
+        assert doc == {"db": {"host": "db.prod", "pool": 5, "big": 9007199254740993}, "debug": False}, doc
+        assert r.provenance["db.host"].layer == "env/prod", r.provenance
+        assert r.provenance["db.pool"].layer == "defaults", r.provenance
+        assert r.revision == state["rev"], (r.revision, state["rev"])
+
+    def bulk_commit():
+        ops = [
+            types.Operation(set=types.SetKeyOp(namespace="pyshop", layer="env/dev", key="db.pool", value_json="1")),
+            types.Operation(set=types.SetKeyOp(namespace="pyshop", layer="env/prod", key="db.pool", value_json="50")),
+            types.Operation(unset=types.UnsetKeyOp(namespace="pyshop", layer="env/prod", key="debug")),
+        ]
+        cs = types.ChangeSet(author="python", message="bulk from python", ops=ops)
+        dry = stub.DryRun(svc.DryRunRequest(change_set=cs), timeout=TIMEOUT)
+        assert sorted(l.layer for l in dry.layers) == ["env/dev", "env/prod"], dry
+        r = stub.Commit(svc.CommitRequest(change_set=cs), timeout=TIMEOUT)
+        assert r.commit.revision == state["rev"] + 1, r
+        state["rev"] = r.commit.revision
+        doc = json.loads(stub.Resolve(svc.ResolveRequest(namespace="pyshop", context={"env": "prod"}),
+                                      timeout=TIMEOUT).document_json)
+        assert doc["db"]["pool"] == 50 and doc["debug"] is True, doc
+
+    def watch():
+        events = queue.Queue()
+        call = stub.Watch(svc.WatchRequest(namespace="pyshop", context={"env": "prod"}), timeout=TIMEOUT)
+
+        def pump():
+            try:
+                for e in call:
+                    events.put(e)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.CANCELLED:
+                    events.put(e)
+
+        threading.Thread(target=pump, daemon=True).start()
+        first = events.get(timeout=TIMEOUT)
+        assert not first.HasField("info") and first.caught_up_revision == state["rev"], first
+        r = stub.SetKeys(svc.SetKeysRequest(namespace="pyshop", layer="env/prod",
+                                            entries=[svc.KeyValue(key="db.pool", value_json="75")]), timeout=TIMEOUT)
+        e = events.get(timeout=TIMEOUT)
+        assert e.info.revision == r.commit.revision, e
+        assert json.loads(e.resolved_json)["db"]["pool"] == 75, e.resolved_json
+        call.cancel()
+
+    def bad_input():
+        cases = [
+            (svc.PutLayerRequest(namespace="pyshop", layer="../x", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
+            (svc.PutLayerRequest(namespace="pyshop", layer="%2e%2e", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
+            (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json="{nope"), grpc.StatusCode.INVALID_ARGUMENT),
+            (svc.PutLayerRequest(namespace="nope", layer="defaults", document_json="{}"), grpc.StatusCode.NOT_FOUND),
+            (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json="{}", expect_revision=999),
+             grpc.StatusCode.ABORTED),
+        ]
+        before = stub.ListLayers(svc.ListLayersRequest(namespace="pyshop"), timeout=TIMEOUT)
+        for req, code in cases:
+            try:
+                stub.PutLayer(req, timeout=TIMEOUT)
+                raise AssertionError(f"{req.layer!r} was accepted")
+            except grpc.RpcError as e:
+                assert e.code() == code, (req.layer, e.code(), e.details())
+        after = stub.ListLayers(svc.ListLayersRequest(namespace="pyshop"), timeout=TIMEOUT)
+        assert before == after, "bad input changed the store"
+
+    for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
+                     ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch), ("bad input", bad_input)]:
+        checks.run(name, fn)
+    print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
+    return 0 if checks.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:7400"))
