@@ -41,6 +41,16 @@ pub enum Error {
         /// The newest schema version this build knows.
         supported: i64,
     },
+    /// Another process has the store open. One process owns a store at a
+    /// time: point other tools at the server (`--addr`) instead.
+    #[error(
+        "the store {} is in use by another process (a running `confstrata serve`?); stop it, or use the server with --addr",
+        path.display()
+    )]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file-system or operating-system operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -92,6 +92,8 @@ impl Default for Options {
 pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
+    /// Held for the store's lifetime: an exclusive lock on `<db>.lock`.
+    _lock: std::fs::File,
     counters: Arc<Counters>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -129,6 +131,31 @@ impl SqliteStore {
             context: format!("resolving {}", path.display()),
             source,
         })?;
+        // One process owns a store: its revision counter and the watch feed
+        // live in memory. The lock is released when the store is dropped, or
+        // by the kernel if the process dies.
+        let lock_path = absolute.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                context: format!("opening {}", lock_path.display()),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: absolute });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    context: format!("locking {}", lock_path.display()),
+                    source,
+                });
+            }
+        }
         let conn = schema::open_writer(path)?;
         let current = db::current_revision(&conn)?;
         let oldest = db::oldest_revision(&conn)?;
@@ -148,6 +175,7 @@ impl SqliteStore {
             path: absolute,
             writer,
             counters,
+            _lock: lock,
             readers: Mutex::new(vec![reader]),
         })
     }

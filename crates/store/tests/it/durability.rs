@@ -215,3 +215,15 @@ fn a_corrupt_row_is_a_storage_error_naming_the_layer() {
     ));
     assert_eq!(store.revision().unwrap(), 1);
 }
+
+#[test]
+fn a_second_handle_on_the_same_store_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let first = confstrata_store::SqliteStore::open(&path).unwrap();
+    let e = confstrata_store::SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(e, confstrata_store::Error::Locked { .. }), "{e:?}");
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    drop(first);
+    confstrata_store::SqliteStore::open(&path).unwrap();
+}
