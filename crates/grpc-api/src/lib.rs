@@ -85,10 +85,13 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hub = watch::Hub::start(&engine, stop_rx)?;
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let service = service::Service {
         engine,
         hub,
         limits: options.limits,
+        reads: std::sync::Arc::new(tokio::sync::Semaphore::new((2 * cores).max(4))),
+        writes: std::sync::Arc::new(tokio::sync::Semaphore::new(256)),
     };
     let config = ConfigServiceServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)

@@ -3,12 +3,13 @@
 //! converts the answer back.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use confstrata_core::{At, ChangeSet, Limits, Op};
 use confstrata_engine::{Engine, LayerDiff, LayerStatus};
 use confstrata_proto::convert::{self, to_json};
 use confstrata_proto::v1::{self, config_service_server::ConfigService};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -23,17 +24,56 @@ pub(crate) struct Service {
     pub(crate) engine: Engine,
     pub(crate) hub: Hub,
     pub(crate) limits: Limits,
+    /// Bounds concurrent engine reads to what the CPUs can run: more
+    /// threads than cores only add contention (and SQLite connections).
+    pub(crate) reads: Arc<Semaphore>,
+    /// Bounds concurrent commits, generously: waiting committers are what
+    /// group commit batches together.
+    pub(crate) writes: Arc<Semaphore>,
+}
+
+/// Which semaphore an engine call takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
 }
 
 type Res<T> = Result<Response<T>, Status>;
 
 impl Service {
-    /// Runs an engine call on the blocking pool (SQLite does file I/O).
+    /// Runs an engine read on the blocking pool (SQLite does file I/O).
     async fn run<T: Send + 'static>(
         &self,
         field: &'static str,
         f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
     ) -> Result<T, Status> {
+        self.run_as(Kind::Read, field, f).await
+    }
+
+    /// Runs an engine call that commits.
+    async fn write<T: Send + 'static>(
+        &self,
+        field: &'static str,
+        f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.run_as(Kind::Write, field, f).await
+    }
+
+    async fn run_as<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        field: &'static str,
+        f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let semaphore = match kind {
+            Kind::Read => &self.reads,
+            Kind::Write => &self.writes,
+        };
+        let _permit = semaphore
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || f(&engine))
             .await
@@ -53,7 +93,7 @@ impl Service {
             message,
             ops,
         };
-        let info = self.run(field, move |e| e.commit(&cs)).await?;
+        let info = self.write(field, move |e| e.commit(&cs)).await?;
         Ok(info.into())
     }
 }
@@ -101,7 +141,7 @@ impl ConfigService for Service {
             }],
         };
         let (info, record) = self
-            .run("spec", move |e| {
+            .write("spec", move |e| {
                 let info = e.commit(&cs).map_err(|err| match err.root() {
                     confstrata_core::Error::Conflict { .. } => {
                         confstrata_core::Error::AlreadyExists {
@@ -429,7 +469,7 @@ impl ConfigService for Service {
         let mut cs =
             convert::change_set("change_set", &wire, &self.limits).map_err(status::field)?;
         cs.author = author_or_default(cs.author);
-        let info = self.run("change_set", move |e| e.commit(&cs)).await?;
+        let info = self.write("change_set", move |e| e.commit(&cs)).await?;
         Ok(Response::new(v1::CommitResponse {
             commit: Some(info.into()),
         }))
@@ -460,7 +500,7 @@ impl ConfigService for Service {
         let author = author_or_default(r.author);
         let (dry_run, message) = (r.dry_run, r.message);
         let (cs, info) = self
-            .run("to", move |e| {
+            .write("to", move |e| {
                 let cs = e.rollback_plan(&ns, layer.as_ref(), to, &author, &message)?;
                 let info = match (&cs, dry_run) {
                     (Some(cs), false) => Some(e.commit(cs)?),

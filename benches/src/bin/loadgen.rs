@@ -1,0 +1,434 @@
+//! The load generator: Confstrata's gRPC server under concurrent load, next to
+//! a tonic server whose handler returns a fixed 256-byte reply (the
+//! transport's own limit on this machine).
+//!
+//! Run: `cargo run --release -p confstrata-benches --bin confstrata-loadgen -- [--seconds N] [--watchers 1000,10000]`
+//!
+//! Everything runs on loopback: the servers on their own runtime (2 worker
+//! threads), the clients on another; each phase is bounded in time or count.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "printing the report is this binary's job"
+)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confstrata_core::format::{self, Format};
+use confstrata_core::{ChangeSet, Limits, NamespaceSpec, Op};
+use confstrata_engine::Engine;
+use confstrata_grpc_api::{ServeOptions, serve};
+use confstrata_proto::v1::config_service_client::ConfigServiceClient;
+use confstrata_proto::v1::config_service_server::{ConfigService, ConfigServiceServer};
+use confstrata_proto::v1::{self};
+use tokio_stream::StreamExt as _;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+type Res<T> = Result<Response<T>, Status>;
+
+/// Connections the clients spread their requests over.
+const CONNECTIONS: usize = 4;
+
+struct Args {
+    seconds: f64,
+    watchers: Vec<usize>,
+    concurrency: Vec<usize>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seconds: 3.0,
+        watchers: vec![1_000, 10_000],
+        concurrency: vec![1, 16, 64, 256],
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        let list = |v: &str| {
+            v.split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        };
+        match argv[i].as_str() {
+            "--seconds" => a.seconds = value.parse().unwrap_or(a.seconds),
+            "--watchers" => a.watchers = list(&value),
+            "--concurrency" => a.concurrency = list(&value),
+            other => {
+                eprintln!(
+                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B"
+                );
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// The example namespace, loaded from examples/webshop as one change set.
+fn example_change_set() -> ChangeSet {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webshop");
+    let spec: NamespaceSpec = toml_spec(&root.join("namespace.toml"));
+    let mut ops = vec![Op::PutNamespace {
+        spec: spec.clone(),
+        expect_revision: None,
+    }];
+    let mut stack = vec![root.join("layers")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("examples/webshop/layers") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.to_string_lossy().into_owned();
+            let fmt = Format::from_path(&name).expect("a layer file");
+            let rel = path
+                .strip_prefix(root.join("layers"))
+                .expect("under layers")
+                .to_string_lossy()
+                .into_owned();
+            let layer = rel
+                .rsplit_once('.')
+                .map_or(rel.clone(), |(s, _)| s.to_owned());
+            let document = format::parse(
+                &std::fs::read(&path).expect("read"),
+                fmt,
+                &name,
+                &Limits::default(),
+            )
+            .expect("parse");
+            ops.push(Op::Put {
+                namespace: spec.name.clone(),
+                layer: layer.parse().expect("layer"),
+                document,
+                expect_revision: None,
+            });
+        }
+    }
+    ChangeSet {
+        author: "loadgen".into(),
+        message: "seed".into(),
+        ops,
+    }
+}
+
+fn toml_spec(path: &std::path::Path) -> NamespaceSpec {
+    let bytes = std::fs::read(path).expect("namespace.toml");
+    let doc =
+        format::parse(&bytes, Format::Toml, "namespace.toml", &Limits::default()).expect("parse");
+    confstrata_core::serde_json::from_value(confstrata_core::serde_json::Value::Object(doc))
+        .expect("spec")
+}
+
+/// The baseline: answers Resolve with a fixed 256-byte document.
+struct Fixed {
+    reply: String,
+}
+
+#[tonic::async_trait]
+impl ConfigService for Fixed {
+    async fn resolve(&self, _: Request<v1::ResolveRequest>) -> Res<v1::ResolveResponse> {
+        Ok(Response::new(v1::ResolveResponse {
+            revision: 1,
+            document_json: self.reply.clone(),
+            ..Default::default()
+        }))
+    }
+    async fn create_namespace(
+        &self,
+        _: Request<v1::CreateNamespaceRequest>,
+    ) -> Res<v1::CreateNamespaceResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn list_namespaces(
+        &self,
+        _: Request<v1::ListNamespacesRequest>,
+    ) -> Res<v1::ListNamespacesResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn get_namespace(
+        &self,
+        _: Request<v1::GetNamespaceRequest>,
+    ) -> Res<v1::GetNamespaceResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn get_layer(&self, _: Request<v1::GetLayerRequest>) -> Res<v1::GetLayerResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn list_layers(&self, _: Request<v1::ListLayersRequest>) -> Res<v1::ListLayersResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn put_layer(&self, _: Request<v1::PutLayerRequest>) -> Res<v1::PutLayerResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn set_keys(&self, _: Request<v1::SetKeysRequest>) -> Res<v1::SetKeysResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn unset_keys(&self, _: Request<v1::UnsetKeysRequest>) -> Res<v1::UnsetKeysResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn delete_layer(
+        &self,
+        _: Request<v1::DeleteLayerRequest>,
+    ) -> Res<v1::DeleteLayerResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn explain(&self, _: Request<v1::ExplainRequest>) -> Res<v1::ExplainResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn diff(&self, _: Request<v1::DiffRequest>) -> Res<v1::DiffResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn history(&self, _: Request<v1::HistoryRequest>) -> Res<v1::HistoryResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn commit(&self, _: Request<v1::CommitRequest>) -> Res<v1::CommitResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn dry_run(&self, _: Request<v1::DryRunRequest>) -> Res<v1::DryRunResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    async fn rollback(&self, _: Request<v1::RollbackRequest>) -> Res<v1::RollbackResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
+    type WatchStream = tokio_stream::Empty<Result<v1::WatchResponse, Status>>;
+    async fn watch(&self, _: Request<v1::WatchRequest>) -> Res<Self::WatchStream> {
+        Err(Status::unimplemented("baseline"))
+    }
+}
+
+async fn clients(addr: SocketAddr) -> Vec<ConfigServiceClient<Channel>> {
+    let mut out = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        out.push(ConfigServiceClient::new(ch).max_decoding_message_size(64 << 20));
+    }
+    out
+}
+
+struct Stats {
+    calls: usize,
+    seconds: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+fn stats(mut lat: Vec<Duration>, seconds: f64) -> Stats {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    Stats {
+        calls: lat.len(),
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
+}
+
+/// Runs `concurrency` loops of `call` for `seconds`, spread over the clients.
+async fn drive<F, Fut>(
+    clients: &[ConfigServiceClient<Channel>],
+    concurrency: usize,
+    seconds: f64,
+    call: F,
+) -> Stats
+where
+    F: Fn(ConfigServiceClient<Channel>, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<(), Status>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let client = clients[t % clients.len()].clone();
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = 0;
+            // Bounded in time and in count.
+            while Instant::now() < deadline && n < 10_000_000 {
+                let t0 = Instant::now();
+                call(client.clone(), t * 1_000_000 + n)
+                    .await
+                    .expect("request failed");
+                lat.push(t0.elapsed());
+                n += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    stats(all, start.elapsed().as_secs_f64())
+}
+
+fn resolve_req() -> v1::ResolveRequest {
+    v1::ResolveRequest {
+        namespace: "webshop".into(),
+        context: HashMap::from([
+            ("env".into(), "prod".into()),
+            ("region".into(), "eu".into()),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let a = args();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::open(dir.path()).expect("store");
+    engine.commit(&example_change_set()).expect("seed");
+    let (addr, base_addr) = server_rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(serve(
+            engine.clone(),
+            l,
+            ServeOptions::default(),
+            std::future::pending(),
+        ));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_addr = l.local_addr().expect("addr");
+        let fixed = Fixed {
+            reply: format!("{{\"v\":\"{}\"}}", "x".repeat(256 - 8)),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ConfigServiceServer::new(fixed))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l).map(|c| {
+                    // As the real server does: no Nagle delay on small replies.
+                    if let Ok(s) = &c {
+                        let _ = s.set_nodelay(true);
+                    }
+                    c
+                })),
+        );
+        (addr, base_addr)
+    });
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    client_rt.block_on(async {
+        let ours = clients(addr).await;
+        let base = clients(base_addr).await;
+        let size = ours[0].clone().resolve(resolve_req()).await.expect("resolve").into_inner().document_json.len();
+        println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON) vs a fixed 256-byte tonic reply");
+        println!("{} connections, {}s per point\n", CONNECTIONS, a.seconds);
+        println!("| concurrency | confstrata resolve/s | p50 µs | p99 µs | baseline calls/s | p50 µs | p99 µs | ratio |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for &c in &a.concurrency {
+            let r = drive(&ours, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
+            let b = drive(&base, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
+            let (rt, bt) = (r.calls as f64 / r.seconds, b.calls as f64 / b.seconds);
+            println!(
+                "| {c} | {rt:.0} | {:.0} | {:.0} | {bt:.0} | {:.0} | {:.0} | {:.2} |",
+                r.p50_us, r.p99_us, b.p50_us, b.p99_us, rt / bt
+            );
+        }
+
+        println!("\n## Commits (SetKeys, one key, durable)\n");
+        println!("| concurrency | commits/s | p50 µs | p99 µs |");
+        println!("|---|---|---|---|");
+        for &c in &[1usize, 16, 64] {
+            let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
+                cl.set_keys(v1::SetKeysRequest {
+                    namespace: "webshop".into(),
+                    layer: format!("instance/i-{}", n / 1_000_000),
+                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string() }],
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+            })
+            .await;
+            println!("| {c} | {:.0} | {:.0} | {:.0} |", r.calls as f64 / r.seconds, r.p50_us, r.p99_us);
+        }
+
+        println!("\n## Watch fan-out: one commit until the last watcher has its event\n");
+        println!("| watchers | median ms | max ms (of 5 commits) |");
+        println!("|---|---|---|");
+        for &w in &a.watchers {
+            // Spread watchers over several connections, like many services would.
+            let conns = clients(addr).await;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+            let ready = Arc::new(tokio::sync::Semaphore::new(0));
+            for i in 0..w {
+                let mut cl = conns[i % conns.len()].clone();
+                let tx = tx.clone();
+                let ready = Arc::clone(&ready);
+                tokio::spawn(async move {
+                    let req = v1::WatchRequest { namespace: "webshop".into(), ..Default::default() };
+                    let mut s = cl.watch(req).await.expect("watch").into_inner();
+                    while let Some(Ok(e)) = s.next().await {
+                        match e.info {
+                            None => ready.add_permits(1),
+                            Some(info) => {
+                                if tx.send(info.revision).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            ready.acquire_many(u32::try_from(w).expect("watchers")).await.expect("ready").forget();
+            let mut times = Vec::new();
+            for round in 0..5 {
+                let t0 = Instant::now();
+                let rev = ours[0]
+                    .clone()
+                    .set_keys(v1::SetKeysRequest {
+                        namespace: "webshop".into(),
+                        layer: "instance/fanout".into(),
+                        entries: vec![v1::KeyValue { key: "round".into(), value_json: round.to_string() }],
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("commit")
+                    .into_inner()
+                    .commit
+                    .expect("commit info")
+                    .revision;
+                let mut got = 0;
+                while got < w {
+                    match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                        Ok(Some(r)) if r == rev => got += 1,
+                        Ok(Some(_)) => {}
+                        _ => panic!("watchers stopped after {got} of {w} events"),
+                    }
+                }
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            println!("| {w} | {:.1} | {:.1} |", times[2], times[4]);
+        }
+    });
+    drop(client_rt);
+    drop(server_rt);
+}
