@@ -370,6 +370,7 @@ fn main() {
         }
 
         println!("\n## Watch fan-out: one commit until the last watcher has its event\n");
+        println!("Half the watchers watch the namespace, half the resolved context env=prod,region=eu.\n");
         println!("| watchers | median ms | max ms (of 5 commits) |");
         println!("|---|---|---|");
         for &w in &a.watchers {
@@ -382,7 +383,10 @@ fn main() {
                 let tx = tx.clone();
                 let ready = Arc::clone(&ready);
                 tokio::spawn(async move {
-                    let req = v1::WatchRequest { namespace: "webshop".into(), ..Default::default() };
+                    // Half watch the namespace, half one resolved context (the
+                    // server resolves it once per revision for all of them).
+                    let context = if i % 2 == 0 { HashMap::new() } else { resolve_req().context };
+                    let req = v1::WatchRequest { namespace: "webshop".into(), context, ..Default::default() };
                     let mut s = cl.watch(req).await.expect("watch").into_inner();
                     while let Some(Ok(e)) = s.next().await {
                         match e.info {
@@ -405,8 +409,8 @@ fn main() {
                     .clone()
                     .set_keys(v1::SetKeysRequest {
                         namespace: "webshop".into(),
-                        layer: "instance/fanout".into(),
-                        entries: vec![v1::KeyValue { key: "round".into(), value_json: round.to_string() }],
+                        layer: "env/prod".into(),
+                        entries: vec![v1::KeyValue { key: "fanout.round".into(), value_json: round.to_string() }],
                         ..Default::default()
                     })
                     .await

@@ -7,13 +7,14 @@
 //! so a watcher never misses a revision and the store is not polled per
 //! watcher.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use confstrata_core::{At, Change, Context, NamespaceName, NamespaceSpec};
 use confstrata_engine::Engine;
 use confstrata_proto::convert;
 use confstrata_proto::v1;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{OnceCell, broadcast, mpsc, watch};
 use tonic::Status;
 
 use crate::status;
@@ -26,6 +27,41 @@ const PAGE: usize = 256;
 pub(crate) struct Hub {
     changes: broadcast::Sender<Arc<Change>>,
     shutdown: watch::Receiver<bool>,
+    resolved: Arc<ResolvedCache>,
+}
+
+/// One resolved document, computed once.
+type Cell = Arc<OnceCell<Arc<String>>>;
+
+/// The cells of one revision, by namespace and context.
+type Cells = HashMap<(NamespaceName, String), Cell>;
+
+/// Resolved documents of the newest revision that context watchers asked
+/// for, so that many watchers of one context resolve it once per revision:
+/// the first computes, the others await the same cell.
+#[derive(Default)]
+struct ResolvedCache {
+    inner: std::sync::Mutex<(u64, Cells)>,
+}
+
+impl ResolvedCache {
+    fn cell(&self, ns: &NamespaceName, ctx: &Context, revision: u64) -> Cell {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rev, map) = &mut *guard;
+        if revision > *rev {
+            *rev = revision;
+            map.clear();
+        }
+        if revision < *rev {
+            // An older revision (a watcher catching up): not worth caching.
+            return Arc::new(OnceCell::new());
+        }
+        let key = (ns.clone(), convert::to_json(ctx));
+        Arc::clone(map.entry(key).or_default())
+    }
 }
 
 impl Hub {
@@ -49,6 +85,7 @@ impl Hub {
         let hub = Hub {
             changes: changes.clone(),
             shutdown: shutdown.clone(),
+            resolved: Arc::default(),
         };
         let engine = engine.clone();
         let mut stop = shutdown;
@@ -123,6 +160,7 @@ pub(crate) async fn run(engine: Engine, hub: Hub, spec: WatchSpec, out: Out) {
         out,
         next: 0,
         ns_spec: None,
+        cache: Arc::clone(&hub.resolved),
     };
     if let Err(status) = w.start().await {
         let _ = w.out.send(Err(status)).await;
@@ -155,6 +193,7 @@ struct Watcher {
     next: u64,
     /// The namespace declaration, for context watches.
     ns_spec: Option<NamespaceSpec>,
+    cache: Arc<ResolvedCache>,
 }
 
 impl Watcher {
@@ -252,13 +291,17 @@ impl Watcher {
             if !relevant {
                 return Ok(());
             }
-            let ns = self.spec.namespace.clone();
             let rev = change.info.revision;
-            let view = blocking(&self.engine, move |e| {
-                e.resolve(&ns, &ctx, At::Revision(rev))
-            })
-            .await?;
-            event.resolved_json = convert::to_json(&view.document);
+            let cell = self.cache.cell(&self.spec.namespace, &ctx, rev);
+            let (engine, ns) = (self.engine.clone(), self.spec.namespace.clone());
+            let json = cell
+                .get_or_try_init(|| async move {
+                    let view =
+                        blocking(&engine, move |e| e.resolve(&ns, &ctx, At::Revision(rev))).await?;
+                    Ok::<_, Status>(Arc::new(convert::to_json(&view.document)))
+                })
+                .await?;
+            event.resolved_json = String::clone(json);
         }
         self.send(event).await
     }
