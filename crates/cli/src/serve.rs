@@ -192,7 +192,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::result_large_err, reason = "figment::Jail's closure type is figment's")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure type is figment's"
+    )]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
             // Defaults.
