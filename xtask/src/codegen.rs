@@ -43,6 +43,8 @@ fn generate(out: &Path) -> Result<()> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Malformed request bodies are the caller's fault: INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::Codec")
         .out_dir(out)
         .compile_fds(fds)
         .context("generating Rust from the descriptors")?;

@@ -23,6 +23,7 @@ pub mod v1 {
     include!("generated/confstrata.v1.rs");
 }
 
+pub mod codec;
 #[cfg(feature = "core")]
 pub mod convert;
 

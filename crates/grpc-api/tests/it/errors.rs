@@ -284,3 +284,95 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
     assert_eq!(s.snapshot().await, before);
     s.stop().await;
 }
+
+/// Sends raw bytes as a request body.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let mut out = vec![0; buf.remaining()];
+        buf.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_invalid_argument_and_the_server_goes_on() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let before = s.snapshot().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for (path, body) in [
+        // Field 1 (namespace, a string) sent as a varint: a wrong wire type.
+        ("/confstrata.v1.ConfigService/Resolve", vec![0x08, 0x01]),
+        // A length prefix longer than the body.
+        (
+            "/confstrata.v1.ConfigService/PutLayer",
+            vec![0x0a, 0x7f, b'w'],
+        ),
+        // Bytes that are no protobuf at all.
+        (
+            "/confstrata.v1.ConfigService/Commit",
+            vec![0xff, 0xff, 0xff, 0xff],
+        ),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let r = grpc
+            .unary(
+                tonic::Request::new(body),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                RawCodec,
+            )
+            .await;
+        let e = r.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{path}: {e:?}");
+        assert!(
+            e.message().contains("is not a valid"),
+            "{path}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(s.snapshot().await, before);
+    s.stop().await;
+}
