@@ -11,6 +11,10 @@ pub(crate) struct Cli {
     /// Directory of the embedded store [default: ./confstrata-data].
     #[arg(long, global = true, env = "CONFSTRATA_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
+    /// Work on the server at this address (host:port or http://host:port)
+    /// instead of the embedded store; every command but `compact` and `serve`.
+    #[arg(long, global = true, env = "CONFSTRATA_ADDR")]
+    pub(crate) addr: Option<String>,
     /// Output format of read commands.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,

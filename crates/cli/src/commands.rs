@@ -7,32 +7,34 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, anyhow, bail};
 use confstrata_core::format::{self, Format};
 use confstrata_core::{
-    At, ChangeSet, Context, Document, KeyPath, LayerPath, Limits, NamespaceName, NamespaceSpec, Op,
-    RetentionPolicy, parse_context,
+    At, ChangeSet, CommitInfo, Context, Document, KeyPath, LayerPath, Limits, NamespaceName,
+    NamespaceSpec, Op, RetentionPolicy, parse_context,
 };
-use confstrata_engine::Engine;
 use serde_json::{Value, json};
 
 use crate::args::{AtArg, Cli, Command, DiffArgs, NsCommand, Output, WriteArgs};
+use crate::backend::Backend;
 use crate::output::{cell, document, structured};
 
 pub(crate) fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return crate::serve::run(cli.data_dir.as_deref(), args);
     }
-    let data_dir = cli
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let engine = Engine::open(&data_dir)
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let backend = match &cli.addr {
+        Some(addr) => Backend::remote(addr)?,
+        None => Backend::local(
+            cli.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        )?,
+    };
     let author = cli
         .author
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
     let ctx = Ctx {
-        engine,
+        backend,
         output: cli.output,
         author,
     };
@@ -125,12 +127,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             at,
         } => {
             let r = ctx
-                .engine
+                .backend
                 .layer(&ns(&namespace)?, &layer_path(&layer)?, at_of(&at)?)?;
             document(&r.document, ctx.output)
         }
         Command::Layers { namespace, at } => {
-            let layers = ctx.engine.layers(&ns(&namespace)?, at_of(&at)?)?;
+            let layers = ctx.backend.layers(&ns(&namespace)?, at_of(&at)?)?;
             let list: Vec<Value> = layers
                 .iter()
                 .map(|l| json!({"layer": l.layer, "revision": l.revision, "keys": confstrata_core::doc::leaves(&l.document).len()}))
@@ -147,9 +149,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             provenance,
             at,
         } => {
-            let view = ctx
-                .engine
-                .resolve(&ns(&namespace)?, &contexts(&context)?, at_of(&at)?)?;
+            let view = ctx.backend.resolve(
+                &ns(&namespace)?,
+                &contexts(&context)?,
+                at_of(&at)?,
+                provenance,
+            )?;
             if !provenance {
                 return document(&view.document, ctx.output);
             }
@@ -189,7 +194,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         } => {
             let key = key_path(&key)?;
             let x =
-                ctx.engine
+                ctx.backend
                     .explain(&ns(&namespace)?, &contexts(&context)?, &key, at_of(&at)?)?;
             if x.explanation.entries.is_empty() {
                 return Err(confstrata_core::Error::KeyNotFound {
@@ -237,7 +242,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         } => {
             let layer = layer.as_deref().map(layer_path).transpose()?;
             let h = ctx
-                .engine
+                .backend
                 .history(&ns(&namespace)?, layer.as_ref(), limit)?;
             structured(
                 &h,
@@ -271,22 +276,23 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         } => {
             let layer = layer.as_deref().map(layer_path).transpose()?;
             let to: At = to.parse()?;
-            let plan = ctx.engine.rollback_plan(
+            let (plan, commit) = ctx.backend.rollback(
                 &ns(&namespace)?,
                 layer.as_ref(),
                 to,
                 &ctx.author,
                 &message,
+                dry_run,
             )?;
-            match plan {
-                None => {
+            match (plan, commit) {
+                (None, _) => {
                     eprintln!("nothing to roll back: {namespace} already matches {to:?}");
                     Ok(())
                 }
-                Some(cs) if dry_run => structured(&cs, ctx.output, &["OPERATION"], || {
+                (Some(cs), Some(info)) => ctx.print_commit(&info, cs.ops.len()),
+                (Some(cs), None) => structured(&cs, ctx.output, &["OPERATION"], || {
                     cs.ops.iter().map(|o| vec![o.describe()]).collect()
                 }),
-                Some(cs) => ctx.commit(&cs),
             }
         }
         Command::Apply {
@@ -305,7 +311,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 cs.author = ctx.author.clone();
             }
             if dry_run {
-                let d = ctx.engine.dry_run(&cs)?;
+                let d = ctx.backend.dry_run(&cs)?;
                 return structured(
                     &d,
                     ctx.output,
@@ -350,7 +356,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             keep_versions,
             keep_days,
         } => {
-            let r = ctx.engine.apply_retention(&RetentionPolicy {
+            let r = ctx.backend.apply_retention(&RetentionPolicy {
                 keep_versions,
                 keep_days,
             })?;
@@ -367,26 +373,10 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Status => {
-            let s = ctx.engine.store();
-            let v = json!({
-                "data_dir": data_dir,
-                "revision": s.revision()?,
-                "oldest_revision": s.oldest_revision()?,
-                "namespaces": s.namespaces(s.revision()?)?.len(),
-            });
-            structured(
-                &v,
-                ctx.output,
-                &["DATA DIR", "REVISION", "OLDEST", "NAMESPACES"],
-                || {
-                    vec![vec![
-                        cell(&v["data_dir"]),
-                        cell(&v["revision"]),
-                        cell(&v["oldest_revision"]),
-                        cell(&v["namespaces"]),
-                    ]]
-                },
-            )
+            let (v, headers, fields) = ctx.backend.status()?;
+            structured(&v, ctx.output, &headers, || {
+                vec![fields.iter().map(|f| cell(&v[*f])).collect()]
+            })
         }
     }
 }
@@ -395,7 +385,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
 pub(crate) const DEFAULT_DATA_DIR: &str = "./confstrata-data";
 
 struct Ctx {
-    engine: Engine,
+    backend: Backend,
     output: Output,
     author: String,
 }
@@ -411,13 +401,17 @@ impl Ctx {
     }
 
     fn commit(&self, cs: &ChangeSet) -> Result<()> {
-        let info = self.engine.commit(cs)?;
-        let v = json!({"revision": info.revision, "time": info.time.to_string(), "operations": cs.ops.len()});
+        let info = self.backend.commit(cs)?;
+        self.print_commit(&info, cs.ops.len())
+    }
+
+    fn print_commit(&self, info: &CommitInfo, operations: usize) -> Result<()> {
+        let v = json!({"revision": info.revision, "time": info.time.to_string(), "operations": operations});
         structured(&v, self.output, &["REVISION", "TIME", "OPERATIONS"], || {
             vec![vec![
                 info.revision.to_string(),
                 info.time.to_string(),
-                cs.ops.len().to_string(),
+                operations.to_string(),
             ]]
         })
     }
@@ -480,8 +474,8 @@ impl Ctx {
                         expect_revision: expect,
                     }],
                 };
-                match self.engine.commit(&cs) {
-                    Err(e) if matches!(e.root(), confstrata_core::Error::Conflict { .. }) => {
+                match self.backend.commit(&cs) {
+                    Err(e) if crate::backend::is_conflict(&e) => {
                         Err(confstrata_core::Error::AlreadyExists {
                             what: format!("namespace {name:?} (use --replace to replace it)"),
                         }
@@ -494,7 +488,7 @@ impl Ctx {
                 }
             }
             NsCommand::List { at } => {
-                let list = self.engine.namespaces(at_of(&at)?)?;
+                let list = self.backend.namespaces(at_of(&at)?)?;
                 structured(
                     &list,
                     self.output,
@@ -519,7 +513,7 @@ impl Ctx {
                 )
             }
             NsCommand::Show { name, at } => {
-                let n = self.engine.namespace(&ns(&name)?, at_of(&at)?)?;
+                let n = self.backend.namespace(&ns(&name)?, at_of(&at)?)?;
                 structured(&n, self.output, &["FIELD", "VALUE"], || {
                     let mut rows = vec![
                         vec!["name".into(), n.spec.name.to_string()],
@@ -541,7 +535,7 @@ impl Ctx {
     }
 
     fn commit_summary_for(&self, name: &NamespaceName) -> Result<()> {
-        let n = self.engine.namespace(name, At::Latest)?;
+        let n = self.backend.namespace(name, At::Latest)?;
         let v = json!({"namespace": name, "revision": n.revision});
         structured(&v, self.output, &["NAMESPACE", "REVISION"], || {
             vec![vec![name.to_string(), n.revision.to_string()]]
@@ -553,7 +547,7 @@ impl Ctx {
         let changes = if a.contexts.len() == 2 {
             let from = opt_at(a.from.as_deref())?;
             let to = opt_at(a.to.as_deref())?;
-            self.engine.diff_resolved(
+            self.backend.diff_resolved(
                 &namespace,
                 (&parse_context(&a.contexts[0])?, from),
                 (&parse_context(&a.contexts[1])?, to),
@@ -564,8 +558,7 @@ impl Ctx {
             let (x, y) = (layer_path(&a.layers[0])?, layer_path(&a.layers[1])?);
             let from = opt_at(a.from.as_deref())?;
             let to = opt_at(a.to.as_deref())?;
-            self.engine
-                .diff_layers((&namespace, &x, from), (&namespace, &y, to))?
+            self.backend.diff_layers(&namespace, (&x, from), (&y, to))?
         } else if !a.layers.is_empty() {
             bail!("give two layers to compare: --layer env/staging --layer env/prod");
         } else if let Some(layer) = a.layer.as_deref() {
@@ -573,16 +566,17 @@ impl Ctx {
             let from = a.from.as_deref().ok_or_else(|| {
                 anyhow!("give --from REV (and optionally --to REV) to diff a layer over time")
             })?;
-            self.engine.diff_layers(
-                (&namespace, &layer, from.parse()?),
-                (&namespace, &layer, opt_at(a.to.as_deref())?),
+            self.backend.diff_layers(
+                &namespace,
+                (&layer, from.parse()?),
+                (&layer, opt_at(a.to.as_deref())?),
             )?
         } else {
             let from = a.from.as_deref().ok_or_else(|| {
                 anyhow!("say what to compare: --from REV [--to REV], --layer A --layer B, or -c CTX -c CTX")
             })?;
             let d =
-                self.engine
+                self.backend
                     .diff_namespace(&namespace, from.parse()?, opt_at(a.to.as_deref())?)?;
             return structured(
                 &d,
@@ -626,8 +620,8 @@ impl Ctx {
     }
 
     fn export(&self, namespace: &NamespaceName, dir: &Path, fmt: Format, at: At) -> Result<()> {
-        let n = self.engine.namespace(namespace, at)?;
-        let layers = self.engine.layers(namespace, at)?;
+        let n = self.backend.namespace(namespace, at)?;
+        let layers = self.backend.layers(namespace, at)?;
         std::fs::create_dir_all(dir.join("layers"))
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let spec = toml::to_string_pretty(&n.spec)?;

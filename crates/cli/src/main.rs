@@ -1,11 +1,14 @@
-//! `confstrata`: manage hierarchical configuration on a local store.
+//! `confstrata`: run the server, and manage hierarchical configuration on an
+//! embedded store or a server.
 //!
 //! Every command works on the embedded SQLite store in `--data-dir`
-//! (`CONFSTRATA_DATA_DIR`, default `./confstrata-data`). Read commands take
+//! (`CONFSTRATA_DATA_DIR`, default `./confstrata-data`), or with `--addr`
+//! (`CONFSTRATA_ADDR`) on a server, with the same output. Read commands take
 //! `-o table|json|yaml|toml` (and `env` for documents); `-o json` is stable for
 //! scripts. Errors go to stderr as one line, with a non-zero exit code.
 
 mod args;
+mod backend;
 mod commands;
 mod output;
 mod serve;
@@ -38,16 +41,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// 1 for most errors; 3 for a conflict (retry may help); 4 for not found.
+/// 1 for most errors; 3 for a conflict (retry may help); 4 for not found,
+/// whether the store is embedded or a server's.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    use confstrata_core::Error;
-    match e.downcast_ref::<Error>().map(Error::root) {
-        Some(Error::Conflict { .. }) => 3,
-        Some(
-            Error::NamespaceNotFound { .. }
-            | Error::LayerNotFound { .. }
-            | Error::KeyNotFound { .. },
-        ) => 4,
-        _ => 1,
+    if backend::is_conflict(e) {
+        3
+    } else if backend::is_not_found(e) {
+        4
+    } else {
+        1
     }
 }

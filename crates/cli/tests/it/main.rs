@@ -1,4 +1,7 @@
-//! End-to-end tests of the `confstrata` binary on a real store directory.
+//! End-to-end tests of the `confstrata` binary on a real store directory,
+//! and (`remote`) on a `confstrata serve` child process with `--addr`.
+
+mod remote;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

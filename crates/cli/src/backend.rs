@@ -1,0 +1,387 @@
+//! Where commands run: on the embedded store (an [`Engine`] on `--data-dir`)
+//! or on a server (`--addr`, through `confstrata-client`). Both answer with
+//! the engine's types, so every command prints the same tables and the same
+//! `-o json` either way.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use confstrata_client::Client;
+use confstrata_core::{
+    At, ChangeSet, CommitInfo, Context, DiffEntry, KeyPath, LayerPath, LayerRecord, LayerVersion,
+    NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport,
+};
+use confstrata_engine::{DryRun, Engine, ExplainView, LayerDiff, LayerStatus, ResolvedView};
+use serde_json::{Value, json};
+
+/// The store a command works on.
+pub(crate) enum Backend {
+    /// The embedded store in a data directory.
+    Local {
+        /// The engine over it.
+        engine: Engine,
+        /// Where it lives.
+        data_dir: PathBuf,
+    },
+    /// A server.
+    Remote {
+        /// The client.
+        client: Client,
+        /// Drives the client's calls; commands are synchronous. Boxed: it
+        /// is large, and a backend is made once per command.
+        runtime: Box<tokio::runtime::Runtime>,
+    },
+}
+
+impl Backend {
+    /// Opens the embedded store in `data_dir`.
+    pub(crate) fn local(data_dir: PathBuf) -> Result<Backend> {
+        let engine = Engine::open(&data_dir)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        Ok(Backend::Local { engine, data_dir })
+    }
+
+    /// Connects to the server at `addr`.
+    pub(crate) fn remote(addr: &str) -> Result<Backend> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = runtime.block_on(Client::connect(addr))?;
+        Ok(Backend::Remote {
+            client,
+            runtime: Box::new(runtime),
+        })
+    }
+
+    /// Runs one client call to completion.
+    fn call<T, F>(
+        client: &Client,
+        runtime: &tokio::runtime::Runtime,
+        f: impl FnOnce(Client) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = confstrata_client::Result<T>>,
+    {
+        Ok(runtime.block_on(f(client.clone()))?)
+    }
+
+    /// Commits a change set.
+    pub(crate) fn commit(&self, cs: &ChangeSet) -> Result<CommitInfo> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.commit(cs)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.commit(cs).await })
+            }
+        }
+    }
+
+    /// Checks a change set without committing it.
+    pub(crate) fn dry_run(&self, cs: &ChangeSet) -> Result<DryRun> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.dry_run(cs)?),
+            Backend::Remote { client, runtime } => {
+                let d = Self::call(client, runtime, |c| async move { c.dry_run(cs).await })?;
+                Ok(DryRun {
+                    revision: d.revision,
+                    layers: d.layers.into_iter().map(layer_diff).collect(),
+                    namespaces: d.namespaces,
+                })
+            }
+        }
+    }
+
+    /// Every namespace.
+    pub(crate) fn namespaces(&self, at: At) -> Result<Vec<NamespaceRecord>> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.namespaces(at)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.namespaces(at).await })
+            }
+        }
+    }
+
+    /// One namespace.
+    pub(crate) fn namespace(&self, name: &NamespaceName, at: At) -> Result<NamespaceRecord> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.namespace(name, at)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.namespace(name, at).await },
+                )
+            }
+        }
+    }
+
+    /// One layer.
+    pub(crate) fn layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        at: At,
+    ) -> Result<LayerRecord> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.layer(ns, layer, at)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.layer(ns, layer, at).await },
+                )
+            }
+        }
+    }
+
+    /// Every layer of a namespace.
+    pub(crate) fn layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.layers(ns, at)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.layers(ns, at).await })
+            }
+        }
+    }
+
+    /// Resolves a context; a server is asked for provenance only when
+    /// `with_provenance` (the embedded engine always computes it).
+    pub(crate) fn resolve(
+        &self,
+        ns: &NamespaceName,
+        ctx: &Context,
+        at: At,
+        with_provenance: bool,
+    ) -> Result<ResolvedView> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.resolve(ns, ctx, at)?),
+            Backend::Remote { client, runtime } => {
+                let r = Self::call(client, runtime, |c| async move {
+                    c.resolve(ns, ctx, at, with_provenance).await
+                })?;
+                Ok(ResolvedView {
+                    namespace: r.namespace,
+                    context: r.context,
+                    revision: r.revision,
+                    layers: r.layers,
+                    document: r.document,
+                    provenance: r.provenance,
+                })
+            }
+        }
+    }
+
+    /// Explains one key.
+    pub(crate) fn explain(
+        &self,
+        ns: &NamespaceName,
+        ctx: &Context,
+        key: &KeyPath,
+        at: At,
+    ) -> Result<ExplainView> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.explain(ns, ctx, key, at)?),
+            Backend::Remote { client, runtime } => {
+                let x = Self::call(client, runtime, |c| async move {
+                    c.explain(ns, ctx, key, at).await
+                })?;
+                Ok(ExplainView {
+                    explanation: x.explanation,
+                    changes: x.changes,
+                })
+            }
+        }
+    }
+
+    /// Diffs two resolved contexts.
+    pub(crate) fn diff_resolved(
+        &self,
+        ns: &NamespaceName,
+        a: (&Context, At),
+        b: (&Context, At),
+    ) -> Result<Vec<DiffEntry>> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.diff_resolved(ns, a, b)?),
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.diff_contexts(ns, a, b).await
+            }),
+        }
+    }
+
+    /// Diffs two layers of a namespace (the same layer twice: over time).
+    pub(crate) fn diff_layers(
+        &self,
+        ns: &NamespaceName,
+        a: (&LayerPath, At),
+        b: (&LayerPath, At),
+    ) -> Result<Vec<DiffEntry>> {
+        match self {
+            Backend::Local { engine, .. } => {
+                Ok(engine.diff_layers((ns, a.0, a.1), (ns, b.0, b.1))?)
+            }
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.diff_layers(ns, a, b).await },
+                )
+            }
+        }
+    }
+
+    /// Diffs every layer of a namespace between two states.
+    pub(crate) fn diff_namespace(
+        &self,
+        ns: &NamespaceName,
+        from: At,
+        to: At,
+    ) -> Result<Vec<LayerDiff>> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.diff_namespace(ns, from, to)?),
+            Backend::Remote { client, runtime } => {
+                let d = Self::call(client, runtime, |c| async move {
+                    c.diff_revisions(ns, None, from, to).await
+                })?;
+                Ok(d.into_iter().map(layer_diff).collect())
+            }
+        }
+    }
+
+    /// Versions of a namespace or one layer, newest first.
+    pub(crate) fn history(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        limit: usize,
+    ) -> Result<Vec<LayerVersion>> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.history(ns, layer, limit)?),
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.history(ns, layer, limit).await
+            }),
+        }
+    }
+
+    /// Rolls a namespace (or one layer) back to `to`: the change set, and
+    /// the commit unless `dry_run`. `(None, None)` when nothing differs.
+    pub(crate) fn rollback(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        author: &str,
+        message: &str,
+        dry_run: bool,
+    ) -> Result<(Option<ChangeSet>, Option<CommitInfo>)> {
+        match self {
+            Backend::Local { engine, .. } => {
+                let plan = engine.rollback_plan(ns, layer, to, author, message)?;
+                let commit = match &plan {
+                    Some(cs) if !dry_run => Some(engine.commit(cs)?),
+                    _ => None,
+                };
+                Ok((plan, commit))
+            }
+            Backend::Remote { client, runtime } => {
+                let options = confstrata_client::WriteOptions::message(message).author(author);
+                let r = Self::call(client, runtime, |c| async move {
+                    c.rollback(ns, layer, to, &options, dry_run).await
+                })?;
+                Ok((r.change_set, r.commit))
+            }
+        }
+    }
+
+    /// Drops old history (the embedded store only).
+    pub(crate) fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        match self {
+            Backend::Local { engine, .. } => Ok(engine.apply_retention(policy)?),
+            Backend::Remote { client, .. } => bail!(
+                "compact works on the embedded store only, and {} is a server; \
+                 run it on the server's host with --data-dir while the server is stopped",
+                client.addr()
+            ),
+        }
+    }
+
+    /// The store's state, for `status`: its rows and table headers.
+    pub(crate) fn status(&self) -> Result<(Value, Vec<&'static str>, Vec<&'static str>)> {
+        match self {
+            Backend::Local { engine, data_dir } => {
+                let s = engine.store();
+                let revision = s.revision()?;
+                let v = json!({
+                    "data_dir": data_dir,
+                    "revision": revision,
+                    "oldest_revision": s.oldest_revision()?,
+                    "namespaces": s.namespaces(revision)?.len(),
+                });
+                Ok((
+                    v,
+                    vec!["DATA DIR", "REVISION", "OLDEST", "NAMESPACES"],
+                    vec!["data_dir", "revision", "oldest_revision", "namespaces"],
+                ))
+            }
+            Backend::Remote { client, runtime } => {
+                let (revision, namespaces) = runtime.block_on(async {
+                    let revision = client.revision().await?;
+                    let list = client.namespaces(At::Revision(revision)).await?;
+                    Ok::<_, confstrata_client::Error>((revision, list.len()))
+                })?;
+                let v = json!({
+                    "server": client.addr(),
+                    "revision": revision,
+                    "namespaces": namespaces,
+                });
+                Ok((
+                    v,
+                    vec!["SERVER", "REVISION", "NAMESPACES"],
+                    vec!["server", "revision", "namespaces"],
+                ))
+            }
+        }
+    }
+}
+
+/// Whether a command failed on an expected-revision precondition (exit 3).
+pub(crate) fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<confstrata_core::Error>()
+                .map(confstrata_core::Error::root),
+            Some(confstrata_core::Error::Conflict { .. })
+        ) || c
+            .downcast_ref::<confstrata_client::Error>()
+            .is_some_and(confstrata_client::Error::is_conflict)
+    })
+}
+
+/// Whether a command failed on something that does not exist (exit 4).
+pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<confstrata_core::Error>()
+                .map(confstrata_core::Error::root),
+            Some(
+                confstrata_core::Error::NamespaceNotFound { .. }
+                    | confstrata_core::Error::LayerNotFound { .. }
+                    | confstrata_core::Error::KeyNotFound { .. }
+            )
+        ) || c
+            .downcast_ref::<confstrata_client::Error>()
+            .is_some_and(confstrata_client::Error::is_not_found)
+    })
+}
+
+fn layer_diff(d: confstrata_client::LayerDiff) -> LayerDiff {
+    LayerDiff {
+        namespace: d.namespace,
+        layer: d.layer,
+        status: match d.status {
+            confstrata_client::LayerStatus::Created => LayerStatus::Created,
+            confstrata_client::LayerStatus::Deleted => LayerStatus::Deleted,
+            confstrata_client::LayerStatus::Changed => LayerStatus::Changed,
+        },
+        changes: d.changes,
+    }
+}

@@ -1,0 +1,478 @@
+//! Remote mode: the same commands with `--addr`, against `confstrata serve`
+//! running as a child process, print what they print on the embedded store.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{Env, Run, examples, to_run};
+
+/// `confstrata serve` on a free port, over its own data directory.
+struct Server {
+    child: Child,
+    addr: String,
+    /// Every stderr line after `listening`, for the shutdown check.
+    log: mpsc::Receiver<String>,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env_remove("CONFSTRATA_LOG")
+            .env_remove("CONFSTRATA_LOG_FORMAT")
+            .env_remove("CONFSTRATA_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Reads stderr to the end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(strip_ansi(&line)).is_err() {
+                    break;
+                }
+            }
+        });
+        // The hang guard only bounds a broken start; nothing asserts on time.
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server did not log `listening`");
+            if line.contains("listening")
+                && let Some(a) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+            {
+                break a.to_owned();
+            }
+        };
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        Server {
+            child,
+            addr,
+            log: rx,
+            _data: data,
+        }
+    }
+
+    /// SIGTERM; the server must exit 0 and say it stopped.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(kill.success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+        let rest: Vec<String> = self.log.try_iter().collect();
+        assert!(
+            rest.iter().any(|l| l.contains("SIGTERM received")),
+            "{rest:?}"
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The log line without terminal colour codes (`serve` colours its log
+/// even when stderr is a pipe).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip `ESC [ ... letter`.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs commands with `--addr`, from a temp dir of its own.
+struct Remote<'s> {
+    server: &'s Server,
+    cwd: tempfile::TempDir,
+}
+
+impl Remote<'_> {
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .arg("--addr")
+            .arg(&self.server.addr)
+            .args(args)
+            .env("CONFSTRATA_AUTHOR", "tester")
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .current_dir(self.cwd.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    }
+}
+
+/// Hides what legitimately differs between two runs: commit times (and the
+/// table padding their width changes).
+fn normalize(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some(len) = timestamp_at(&chars[i..]) {
+            out.push_str("<time>");
+            i += len;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out.lines().map(normalize_line).collect()
+}
+
+/// One line with its `time` in milliseconds (JSON, YAML) hidden and runs of
+/// spaces collapsed.
+fn normalize_line(line: &str) -> String {
+    let trimmed = line.trim_start();
+    for key in ["\"time\": ", "time: "] {
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && !rest.is_empty()
+            && rest
+                .trim_end_matches(',')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        {
+            let comma = if rest.ends_with(',') { "," } else { "" };
+            return format!("{key}<ms>{comma}\n");
+        }
+    }
+    let words: Vec<&str> = line.split(' ').filter(|w| !w.is_empty()).collect();
+    words.join(" ") + "\n"
+}
+
+/// The length of an RFC 3339 UTC time (`2026-11-26T11:36:44.12Z`) at the start of `s`.
+fn timestamp_at(s: &[char]) -> Option<usize> {
+    let shape = "dddd-dd-ddTdd:dd:dd";
+    if s.len() < shape.len() {
+        return None;
+    }
+    for (c, want) in s.iter().zip(shape.chars()) {
+        let ok = if want == 'd' {
+            c.is_ascii_digit()
+        } else {
+            *c == want
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let mut n = shape.len();
+    if s.get(n) == Some(&'.') {
+        n += 1;
+        while s.get(n).is_some_and(char::is_ascii_digit) {
+            n += 1;
+        }
+    }
+    (s.get(n) == Some(&'Z')).then_some(n + 1)
+}
+
+/// Runs `args` on both stores: same exit code, same stdout and stderr
+/// (times aside). Returns the remote run.
+fn same(local: &Env, remote: &Remote<'_>, args: &[&str]) -> Run {
+    let l = local.run(args);
+    let r = remote.run(args);
+    assert_eq!(
+        (l.code, normalize(&l.stdout), normalize(&l.stderr)),
+        (r.code, normalize(&r.stdout), normalize(&r.stderr)),
+        "{args:?}: local (left) and remote (right) differ"
+    );
+    if r.code != 0 {
+        assert_eq!(
+            r.stderr.trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+    }
+    r
+}
+
+fn files(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn remote_mode_prints_what_local_mode_prints() {
+    let server = Server::start();
+    let remote = Remote {
+        server: &server,
+        cwd: tempfile::tempdir().unwrap(),
+    };
+    let local = Env::new();
+    let webshop = examples().join("webshop");
+    let bulk = examples().join("bulk-change.toml");
+    let (webshop, bulk) = (webshop.to_str().unwrap(), bulk.to_str().unwrap());
+
+    let r = same(&local, &remote, &["import", webshop, "-o", "json"]);
+    assert_eq!(r.json()["revision"], 1);
+    for args in [
+        &["ns", "list"][..],
+        &["ns", "list", "-o", "json"],
+        &["ns", "show", "webshop", "-o", "yaml"],
+        &["layers", "webshop"],
+        &["get", "webshop", "env/prod", "-o", "json"],
+        &["get", "webshop", "env/prod", "-o", "toml"],
+        &["resolve", "webshop", "-c", "env=prod,region=eu"],
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod",
+            "-c",
+            "region=us",
+            "-o",
+            "json",
+        ],
+        &["resolve", "webshop", "-c", "env=staging", "-o", "env"],
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod,region=eu",
+            "--provenance",
+        ],
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod,region=eu",
+            "--provenance",
+            "-o",
+            "json",
+        ],
+        &["explain", "webshop", "db.host", "-c", "env=prod,region=eu"],
+        &[
+            "explain",
+            "webshop",
+            "db.pool.max",
+            "-c",
+            "env=prod,region=eu",
+            "-o",
+            "json",
+        ],
+    ] {
+        same(&local, &remote, args);
+    }
+
+    // Edits, a stale precondition (exit 3), unknown things (exit 4).
+    let r = same(
+        &local,
+        &remote,
+        &[
+            "set",
+            "webshop",
+            "env/prod",
+            "db.pool.max=150",
+            "features.new_checkout=true",
+            "-m",
+            "sale",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.json()["revision"], 2);
+    same(
+        &local,
+        &remote,
+        &["unset", "webshop", "env/prod", "cache.ttl_s"],
+    );
+    let r = same(
+        &local,
+        &remote,
+        &[
+            "set",
+            "webshop",
+            "env/prod",
+            "a=1",
+            "--expect-revision",
+            "1",
+        ],
+    );
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("conflict"), "{}", r.stderr);
+    let r = same(&local, &remote, &["get", "webshop", "env/nowhere"]);
+    assert_eq!(r.code, 4);
+    let r = same(&local, &remote, &["resolve", "nope", "-c", "env=prod"]);
+    assert_eq!(r.code, 4);
+    let r = same(
+        &local,
+        &remote,
+        &["explain", "webshop", "no.such.key", "-c", "env=prod"],
+    );
+    assert_eq!(r.code, 4);
+    let r = same(
+        &local,
+        &remote,
+        &["ns", "create", "webshop", "--level", "defaults"],
+    );
+    assert_eq!(r.code, 1);
+    same(&local, &remote, &["set", "webshop", "env/nowhere/x", "a=1"]);
+    same(
+        &local,
+        &remote,
+        &[
+            "ns",
+            "create",
+            "payments",
+            "--level",
+            "defaults",
+            "--level",
+            "env/{env}",
+            "--matrix",
+            "env=dev,prod",
+            "-o",
+            "json",
+        ],
+    );
+    same(&local, &remote, &["delete", "webshop", "instance/i-42"]);
+
+    // History, diffs, rollback, bulk changes.
+    for args in [
+        &["history", "webshop", "env/prod"][..],
+        &["history", "webshop", "-o", "json", "--limit", "5"],
+        &["diff", "webshop", "env/prod", "--from", "1", "-o", "json"],
+        &["diff", "webshop", "env/prod", "--from", "1", "--to", "2"],
+        &["diff", "webshop", "-c", "env=staging", "-c", "env=prod"],
+        &[
+            "diff", "webshop", "--layer", "env/dev", "--layer", "env/prod", "-o", "json",
+        ],
+        &["diff", "webshop", "--from", "1"],
+        &["diff", "webshop", "--from", "1", "-o", "json"],
+        &[
+            "rollback",
+            "webshop",
+            "--to",
+            "1",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        &["rollback", "webshop", "env/prod", "--to", "1", "--dry-run"],
+        &["rollback", "webshop", "--to", "1", "-o", "json"],
+        &["rollback", "webshop", "--to", "1"],
+        &["apply", "-f", bulk, "--dry-run"],
+        &["apply", "-f", bulk, "--dry-run", "-o", "json"],
+        &["apply", "-f", bulk, "-o", "json"],
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod,region=eu",
+            "--at",
+            "3",
+            "-o",
+            "json",
+        ],
+        &["ns", "list", "--at", "1", "-o", "json"],
+        &["history", "webshop"],
+    ] {
+        same(&local, &remote, args);
+    }
+
+    // Export writes the same files.
+    let (lx, rx) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    local.ok(&[
+        "export",
+        "webshop",
+        lx.path().to_str().unwrap(),
+        "--format",
+        "yaml",
+    ]);
+    let r = remote.run(&[
+        "export",
+        "webshop",
+        rx.path().to_str().unwrap(),
+        "--format",
+        "yaml",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(files(lx.path()), files(rx.path()));
+
+    // Status names the server instead of a directory; compact stays local.
+    let l = local.ok(&["status", "-o", "json"]).json();
+    let r = remote.run(&["status", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = r.json();
+    assert_eq!(
+        (&r["revision"], &r["namespaces"]),
+        (&l["revision"], &l["namespaces"])
+    );
+    assert_eq!(r["server"], format!("http://{}", server.addr));
+    let r = remote.run(&["compact", "--keep-versions", "1"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("embedded store only"), "{}", r.stderr);
+
+    server.stop();
+}
+
+#[test]
+fn an_unreachable_server_is_a_one_line_error() {
+    let server = Server::start();
+    let addr = server.addr.clone();
+    server.stop();
+    let env = Env::new();
+    let r = to_run(
+        env.cmd(&["--addr", &addr, "ns", "list"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot connect to Confstrata at http://{addr}")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "{}", r.stderr);
+    let r = to_run(
+        env.cmd(&["--addr", "https://x:1", "ns", "list"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+}
