@@ -17,6 +17,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// (the offending request field, the store's current revision on a
 /// conflict), so callers can branch on [`Error::is_conflict`],
 /// [`Error::is_not_found`] and friends instead of parsing messages.
+///
+/// ```
+/// use confstrata_client::{Code, Error};
+/// let e = Error::from(tonic::Status::new(Code::Aborted, "conflict on layer web:defaults"));
+/// assert!(e.is_conflict() && !e.is_retryable());
+/// assert_eq!(e.to_string(), "conflict on layer web:defaults");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -53,7 +53,9 @@ pub struct ConfstrataProvider {
     fallback: Option<PathBuf>,
     timeout: Duration,
     profile: Profile,
-    loaded: Mutex<Option<Result<Loaded>>>,
+    /// The load made for `metadata()`, kept for the `data()` call after it
+    /// (an error as its message: that is all `data()` reports).
+    loaded: Mutex<Option<std::result::Result<Loaded, String>>>,
 }
 
 /// A loaded configuration and where it came from.
@@ -197,21 +199,31 @@ impl ConfstrataProvider {
             .map_err(|_| Error::Runtime("the fetch thread panicked".into()))?
     }
 
-    /// The cached result of the load made for `metadata()`, or a new load.
-    fn loaded(&self, keep: bool) -> Result<Loaded> {
+    /// The cached result of the load made for `metadata()`, or a new load;
+    /// `keep` caches it for the next call.
+    fn loaded(&self, keep: bool) -> std::result::Result<Loaded, String> {
         let mut slot = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let result = match slot.take() {
             Some(r) => r,
-            None => self.load(),
+            None => self.load().map_err(|e| self.describe(&e)),
         };
         if keep {
-            // Errors are not Clone: keep a copy of the message for data().
-            *slot = Some(match &result {
-                Ok(l) => Ok(l.clone()),
-                Err(e) => Err(clone_error(e)),
-            });
+            *slot = Some(result.clone());
         }
         result
+    }
+
+    /// An error as one line that names the server and the namespace.
+    fn describe(&self, e: &Error) -> String {
+        match e {
+            // Already says where and why, including the fallback file.
+            Error::Offline { .. } => e.to_string(),
+            other => format!(
+                "cannot load namespace {:?} from Confstrata at {}: {other}",
+                self.namespace,
+                self.display_addr()
+            ),
+        }
     }
 
     fn source(&self) -> String {
@@ -221,38 +233,6 @@ impl ConfstrataProvider {
             self.namespace,
             show_context(&self.context)
         )
-    }
-}
-
-/// A copy of an error for a second report (metadata's load, then data's).
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Offline {
-            addr,
-            namespace,
-            source,
-            fallback,
-        } => Error::Offline {
-            addr: addr.clone(),
-            namespace: namespace.clone(),
-            source: Box::new(Error::Runtime(source.to_string())),
-            fallback: fallback.clone(),
-        },
-        Error::Model(m) => Error::Model(m.clone()),
-        Error::Status {
-            code,
-            message,
-            field,
-            reason,
-            current_revision,
-        } => Error::Status {
-            code: *code,
-            message: message.clone(),
-            field: field.clone(),
-            reason: reason.clone(),
-            current_revision: *current_revision,
-        },
-        other => Error::Runtime(other.to_string()),
     }
 }
 
@@ -281,9 +261,7 @@ impl Provider for ConfstrataProvider {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let loaded = self
-            .loaded(false)
-            .map_err(|e| figment::Error::from(e.to_string()))?;
+        let loaded = self.loaded(false).map_err(figment::Error::from)?;
         let value = Value::serialize(&loaded.document)?;
         let dict = value.into_dict().ok_or_else(|| {
             figment::Error::from("the resolved configuration is not a table".to_owned())

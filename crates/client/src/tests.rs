@@ -340,6 +340,10 @@ fn an_offline_provider_without_fallback_names_the_address_and_the_cause() {
     assert!(err.contains(&format!("http://{addr}")), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(err.contains("no fallback file is configured"), "{err}");
+    // Figment asks for metadata() first, then data(): the error is the
+    // same one either way, not a wrapped copy.
+    assert!(!err.contains("could not run"), "{err}");
+    assert_eq!(err.matches("cannot load namespace").count(), 1, "{err}");
 }
 
 #[test]

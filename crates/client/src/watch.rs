@@ -118,9 +118,10 @@ impl Backoff {
 /// changed the namespace, built from the watch event (its `layers` and
 /// `provenance` are empty: call [`Client::resolve`] for them).
 ///
-/// When the connection breaks or the server closes the stream, it
-/// reconnects with backoff and resumes from the last revision seen + 1, so
-/// it misses no revision; transient errors are logged, not yielded. It
+/// When the server cannot be reached (also before the first item), the
+/// connection breaks, or the server closes the stream, it reconnects with
+/// backoff and resumes from the last revision seen + 1, so it misses no
+/// revision; transient errors are logged (`tracing`), not yielded. It
 /// yields an error and ends only when resuming is impossible: the revision
 /// to resume from was removed by retention (`OUT_OF_RANGE`), or the server
 /// rejects the request (an unknown namespace, an invalid context).

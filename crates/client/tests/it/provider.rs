@@ -181,4 +181,8 @@ async fn a_rejected_request_is_not_hidden_by_the_fallback_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not in the matrix"), "{err}");
+    assert!(
+        err.contains(&format!("Confstrata at http://{}", server.addr)),
+        "{err}"
+    );
 }
