@@ -323,20 +323,17 @@ impl Backend {
                 ))
             }
             Backend::Remote { client, runtime } => {
-                let (revision, namespaces) = runtime.block_on(async {
-                    let revision = client.revision().await?;
-                    let list = client.namespaces(At::Revision(revision)).await?;
-                    Ok::<_, confstrata_client::Error>((revision, list.len()))
-                })?;
+                let st = runtime.block_on(client.status())?;
                 let v = json!({
                     "server": client.addr(),
-                    "revision": revision,
-                    "namespaces": namespaces,
+                    "revision": st.revision,
+                    "oldest_revision": st.oldest_revision,
+                    "namespaces": st.namespaces,
                 });
                 Ok((
                     v,
-                    vec!["SERVER", "REVISION", "NAMESPACES"],
-                    vec!["server", "revision", "namespaces"],
+                    vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES"],
+                    vec!["server", "revision", "oldest_revision", "namespaces"],
                 ))
             }
         }

@@ -12,7 +12,9 @@ use confstrata_proto::v1::config_service_client::ConfigServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
-use crate::types::{DryRun, Explained, KeyValue, LayerDiff, Resolved, Rollback, WriteOptions};
+use crate::types::{
+    DryRun, Explained, KeyValue, LayerDiff, Resolved, Rollback, ServerStatus, WriteOptions,
+};
 use crate::watch::{ResolvedStream, WatchOptions, WatchStream};
 use crate::wire;
 
@@ -206,7 +208,22 @@ impl Client {
     ///
     /// The API reports it with every listing; this reads the namespace list.
     pub async fn revision(&self) -> Result<u64> {
-        Ok(self.list_namespaces(At::Latest).await?.0)
+        Ok(self.status().await?.revision)
+    }
+
+    /// The store's revision range and size, and the server's version.
+    pub async fn status(&self) -> Result<ServerStatus> {
+        let r = self
+            .raw()
+            .get_status(self.request(v1::GetStatusRequest {}))
+            .await?
+            .into_inner();
+        Ok(ServerStatus {
+            revision: r.revision,
+            oldest_revision: r.oldest_revision,
+            namespaces: r.namespaces,
+            version: r.version,
+        })
     }
 
     async fn list_namespaces(&self, at: At) -> Result<(u64, Vec<NamespaceRecord>)> {
@@ -591,6 +608,8 @@ impl Client {
                 namespace: ns.to_string(),
                 context: context.map(wire::context_map).unwrap_or_default(),
                 start_revision,
+                // A context, even an empty one, means a resolved watch.
+                resolve: context.is_some(),
             })
             .await?
             .into_inner();

@@ -73,8 +73,8 @@ pub use client::{Client, ClientOptions};
 pub use error::{Error, Result};
 pub use provider::ConfstrataProvider;
 pub use types::{
-    DryRun, Explained, KeyValue, LayerDiff, LayerStatus, Resolved, Rollback, WatchEvent,
-    WriteOptions,
+    DryRun, Explained, KeyValue, LayerDiff, LayerStatus, Resolved, Rollback, ServerStatus,
+    WatchEvent, WriteOptions,
 };
 pub use watch::{Reloader, ReloaderBuilder, ResolvedStream, WatchOptions, WatchStream};
 

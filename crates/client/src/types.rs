@@ -157,3 +157,16 @@ impl WriteOptions {
 
 /// A value to set with [`Client::set_keys`](crate::Client::set_keys).
 pub type KeyValue = (KeyPath, Value);
+
+/// The answer of [`Client::status`](crate::Client::status).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerStatus {
+    /// The newest committed revision.
+    pub revision: u64,
+    /// The oldest revision that can still be read.
+    pub oldest_revision: u64,
+    /// How many namespaces exist.
+    pub namespaces: u64,
+    /// The server's version.
+    pub version: String,
+}

@@ -515,6 +515,26 @@ impl ConfigService for Service {
         }))
     }
 
+    async fn get_status(&self, _: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
+        let (revision, oldest_revision, namespaces) = self
+            .run("", |e| {
+                let s = e.store();
+                let revision = s.revision()?;
+                Ok((
+                    revision,
+                    s.oldest_revision()?,
+                    s.namespaces(revision)?.len(),
+                ))
+            })
+            .await?;
+        Ok(Response::new(v1::GetStatusResponse {
+            revision,
+            oldest_revision,
+            namespaces: namespaces as u64,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }))
+    }
+
     type WatchStream =
         Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send + 'static>>;
 
@@ -522,7 +542,7 @@ impl ConfigService for Service {
         let r = req.into_inner();
         let spec = WatchSpec {
             namespace: convert::namespace_name("namespace", &r.namespace).map_err(status::field)?,
-            context: if r.context.is_empty() {
+            context: if !r.resolve && r.context.is_empty() {
                 None
             } else {
                 Some(convert::context(&r.context))

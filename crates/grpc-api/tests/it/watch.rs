@@ -60,7 +60,34 @@ fn req(namespace: &str, context: &[(&str, &str)], start: u64) -> v1::WatchReques
         namespace: namespace.into(),
         context: ctx(context),
         start_revision: start,
+        resolve: false,
     }
+}
+
+#[tokio::test]
+async fn an_empty_context_can_be_watched_resolved() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    // `web` at the empty context resolves `defaults` only.
+    let mut w = s
+        .client
+        .watch(v1::WatchRequest {
+            resolve: true,
+            ..req("web", &[], 0)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    backlog(&mut w).await;
+    set(&mut s, "env/prod", "x", "1").await; // not part of the empty context
+    let r = set(&mut s, "defaults", "x", "2").await;
+    let e = next(&mut w).await;
+    assert_eq!(e.info.unwrap().revision, r);
+    assert_eq!(
+        parse(&e.resolved_json),
+        json!({"db": {"host": "localhost", "pool": 5}, "debug": true, "x": 2})
+    );
+    s.stop().await;
 }
 
 #[tokio::test]

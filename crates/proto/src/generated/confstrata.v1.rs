@@ -873,7 +873,8 @@ pub struct WatchRequest {
     #[prost(string, tag = "1")]
     pub namespace: ::prost::alloc::string::String,
     /// Watch one resolved context instead of every change of the namespace:
-    /// events then carry the new resolved document. Empty: the whole namespace.
+    /// events then carry the new resolved document. A non-empty context implies
+    /// `resolve`.
     #[prost(map = "string, string", tag = "2")]
     pub context: ::std::collections::HashMap<
         ::prost::alloc::string::String,
@@ -883,6 +884,30 @@ pub struct WatchRequest {
     /// Events for earlier revisions still retained are sent first.
     #[prost(uint64, tag = "3")]
     pub start_revision: u64,
+    /// Watch the resolved context given in `context`, even when it is empty
+    /// (a namespace whose levels need no variables): only revisions that change
+    /// it are sent, each with the resolved document.
+    #[prost(bool, tag = "4")]
+    pub resolve: bool,
+}
+/// Request of GetStatus.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetStatusRequest {}
+/// Response of GetStatus.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetStatusResponse {
+    /// The newest committed revision.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// The oldest revision that can still be read (retention removed older ones).
+    #[prost(uint64, tag = "2")]
+    pub oldest_revision: u64,
+    /// How many namespaces exist at `revision`.
+    #[prost(uint64, tag = "3")]
+    pub namespaces: u64,
+    /// The server's version, e.g. "0.1.0".
+    #[prost(string, tag = "4")]
+    pub version: ::prost::alloc::string::String,
 }
 /// Response of Watch: one event.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -1389,6 +1414,31 @@ pub mod config_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.ConfigService", "Rollback"));
             self.inner.unary(req, path, codec).await
         }
+        /// The store's revision range and size, and the server's version.
+        pub async fn get_status(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetStatusResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.ConfigService/GetStatus",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.ConfigService", "GetStatus"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Streams change events for a namespace, or for one resolved context, from
         /// a given revision on. Reconnect with the last revision you saw + 1 and you
         /// miss nothing. A start revision removed by retention fails with OUT_OF_RANGE.
@@ -1536,6 +1586,14 @@ pub mod config_service_server {
             request: tonic::Request<super::RollbackRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RollbackResponse>,
+            tonic::Status,
+        >;
+        /// The store's revision range and size, and the server's version.
+        async fn get_status(
+            &self,
+            request: tonic::Request<super::GetStatusRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetStatusResponse>,
             tonic::Status,
         >;
         /// Server streaming response type for the Watch method.
@@ -2334,6 +2392,51 @@ pub mod config_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RollbackSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.ConfigService/GetStatus" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetStatusSvc<T: ConfigService>(pub Arc<T>);
+                    impl<
+                        T: ConfigService,
+                    > tonic::server::UnaryService<super::GetStatusRequest>
+                    for GetStatusSvc<T> {
+                        type Response = super::GetStatusResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetStatusRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ConfigService>::get_status(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetStatusSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
