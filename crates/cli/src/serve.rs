@@ -124,6 +124,7 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
             max_change_set_bytes: settings.max_change_set_bytes,
             max_depth: settings.max_depth,
         },
+        ..ServeOptions::default()
     };
     let engine = Engine::open(&settings.data_dir)
         .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;

@@ -25,6 +25,7 @@
 //! `confstrata_proto::convert`, errors become statuses in one place
 //! (`status.rs`), and everything else is the engine's.
 
+mod health;
 mod service;
 mod status;
 mod watch;
@@ -49,6 +50,10 @@ pub struct ServeOptions {
     pub max_message_bytes: usize,
     /// Size and depth limits for documents and change sets.
     pub limits: Limits,
+    /// How long a graceful shutdown waits for in-flight requests (after
+    /// watches and health watches have been ended) before closing the
+    /// remaining connections anyway.
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +62,7 @@ impl Default for ServeOptions {
         ServeOptions {
             max_message_bytes: limits.max_change_set_bytes * 2,
             limits,
+            shutdown_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -84,7 +90,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hub = watch::Hub::start(&engine, stop_rx)?;
+    let hub = watch::Hub::start(&engine, stop_rx.clone())?;
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let service = service::Service {
         engine,
@@ -97,7 +103,12 @@ pub async fn serve(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
 
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let (health, _) = tonic_health::server::health_reporter();
+    let health_service =
+        tonic_health::pb::health_server::HealthServer::new(health::ShutdownAwareHealth {
+            reporter: health.clone(),
+            stop: stop_rx.clone(),
+        });
     health
         .set_serving::<ConfigServiceServer<service::Service>>()
         .await;
@@ -133,13 +144,28 @@ pub async fn serve(
         // Watch streams end; tonic then waits for in-flight requests.
         let _ = stop_tx.send(true);
     };
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(config)
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    // A backstop: a client-held stream (reflection, say) must not keep a
+    // stopping server alive forever.
+    let mut stopping = stop_rx;
+    let grace = options.shutdown_grace;
+    let backstop = async move {
+        while !*stopping.borrow_and_update() {
+            if stopping.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = backstop => tracing::warn!(?grace, "closing connections with requests still in flight after the shutdown grace period"),
+    }
     tracing::info!("server stopped");
     Ok(())
 }

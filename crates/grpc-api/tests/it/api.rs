@@ -390,3 +390,34 @@ async fn health_and_reflection_work_without_proto_files() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn health_turns_not_serving_on_shutdown() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let s = Server::start().await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "confstrata.v1.ConfigService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    let stopping = tokio::spawn(s.stop());
+    // The next status the server publishes, before it goes away, is NOT_SERVING.
+    let next = tokio::time::timeout(std::time::Duration::from_secs(60), watch.next())
+        .await
+        .unwrap();
+    match next {
+        Some(Ok(r)) => assert_eq!(r.status, ServingStatus::NotServing as i32),
+        other => panic!("expected NOT_SERVING, got {other:?}"),
+    }
+    stopping.await.unwrap();
+}
