@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::doc::{Document, is_delete_marker};
+use crate::doc::{Document, is_atomic_table};
 use crate::path::KeyPath;
 
 /// How a key changed.
@@ -60,7 +60,7 @@ fn walk(prefix: &mut Vec<String>, old: &Document, new: &Document, out: &mut Vec<
         prefix.push(k.clone());
         match (old.get(k), new.get(k)) {
             (Some(Value::Object(a)), Some(Value::Object(b)))
-                if !is_delete_marker(&old[k]) && !is_delete_marker(&new[k]) =>
+                if !is_atomic_table(&old[k]) && !is_atomic_table(&new[k]) =>
             {
                 walk(prefix, a, b, out);
             }

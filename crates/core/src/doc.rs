@@ -20,6 +20,17 @@ pub fn is_delete_marker(value: &Value) -> bool {
     }
 }
 
+/// Whether `value` is an atomic table: a table with a single key that starts
+/// with `$`, such as the delete marker or a sealed secret
+/// (`{ "$sealed": {...} }`). Resolve, diff and key walks treat it as one
+/// value, never merging into it or reporting its inner fields.
+pub fn is_atomic_table(value: &Value) -> bool {
+    match value {
+        Value::Object(m) => m.len() == 1 && m.keys().next().is_some_and(|k| k.starts_with('$')),
+        _ => false,
+    }
+}
+
 /// The delete marker value.
 pub fn delete_marker() -> Value {
     let mut m = Map::new();
@@ -161,7 +172,7 @@ pub fn set(doc: &mut Document, key: &KeyPath, value: Value) -> Result<Option<Val
         for (i, seg) in parents.iter().enumerate() {
             match table.get(seg) {
                 None => break,
-                Some(Value::Object(m)) if !is_delete_marker(&Value::Object(m.clone())) => table = m,
+                Some(v @ Value::Object(m)) if !is_atomic_table(v) => table = m,
                 Some(_) => {
                     let at = KeyPath::from_segments(parents[..=i].iter().cloned())?;
                     return Err(Error::invalid(
@@ -223,7 +234,7 @@ pub fn leaves(doc: &Document) -> Vec<(KeyPath, &Value)> {
         for (k, v) in table {
             prefix.push(k.clone());
             match v {
-                Value::Object(m) if !is_delete_marker(v) && !m.is_empty() => walk(prefix, m, out),
+                Value::Object(m) if !is_atomic_table(v) && !m.is_empty() => walk(prefix, m, out),
                 _ => out.push((KeyPath::from_raw(prefix.clone()), v)),
             }
             prefix.pop();

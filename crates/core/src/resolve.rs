@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::doc::{Document, is_delete_marker};
+use crate::doc::{Document, is_atomic_table, is_delete_marker};
 use crate::path::{KeyPath, LayerPath};
 
 /// One layer handed to [`resolve`].
@@ -90,7 +90,7 @@ fn merge_table<'a>(into: &mut BTreeMap<&'a str, Node<'a>>, from: &'a Map<String,
             continue;
         }
         match v {
-            Value::Object(m) => match into.get_mut(k.as_str()) {
+            Value::Object(m) if !is_atomic_table(v) => match into.get_mut(k.as_str()) {
                 Some(node @ (Node::Table(_) | Node::Subtree(..))) => {
                     if let Some(table) = expand(node) {
                         merge_table(table, m, src);
@@ -113,7 +113,7 @@ fn expand<'n, 'a>(node: &'n mut Node<'a>) -> Option<&'n mut BTreeMap<&'a str, No
         let mut table = BTreeMap::new();
         for (k, v) in m.iter().filter(|(_, v)| !is_delete_marker(v)) {
             let child = match v {
-                Value::Object(_) => Node::Subtree(v, src),
+                Value::Object(_) if !is_atomic_table(v) => Node::Subtree(v, src),
                 other => Node::Leaf(other, src),
             };
             table.insert(k.as_str(), child);
@@ -242,7 +242,9 @@ impl<'a> Resolved<'a> {
                 }
                 prefix.push(k.clone());
                 match v {
-                    Value::Object(sub) => subtree_walk(r, prefix, sub, src, out),
+                    Value::Object(sub) if !is_atomic_table(v) => {
+                        subtree_walk(r, prefix, sub, src, out)
+                    }
                     _ => out.push((KeyPath::from_raw(prefix.clone()), r.source(src))),
                 }
                 prefix.pop();

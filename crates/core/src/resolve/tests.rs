@@ -125,6 +125,40 @@ fn provenance_names_the_winning_layer() {
 }
 
 #[test]
+fn atomic_tables_replace_and_are_one_leaf() {
+    let sealed = json!({"$sealed": {"v": 1, "kid": "w#1", "nonce": "n", "ct": "c"}});
+    // A sealed value over a table, and a table over a sealed value: replaced whole.
+    check(
+        vec![
+            (
+                "a",
+                json!({"db": {"password": {"plain": 1}}, "k": sealed.clone()}),
+            ),
+            (
+                "b",
+                json!({"db": {"password": sealed.clone()}, "k": {"x": 1}}),
+            ),
+        ],
+        json!({"db": {"password": sealed.clone()}, "k": {"x": 1}}),
+    );
+    let f = Fixture::new(vec![("a", json!({"db": {"password": sealed.clone()}}))]);
+    let prov: Vec<String> = resolve(&f.inputs())
+        .provenance()
+        .into_iter()
+        .map(|(k, _)| k.to_string())
+        .collect();
+    assert_eq!(prov, ["db.password"]);
+    let d = crate::diff(
+        &f.docs[0],
+        &layer(
+            json!({"db": {"password": {"$sealed": {"v": 1, "kid": "w#2", "nonce": "n", "ct": "d"}}}}),
+        ),
+    );
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].key.to_string(), "db.password");
+}
+
+#[test]
 fn explain_shows_deletions() {
     let f = Fixture::new(vec![
         ("a", json!({"k": 1})),
