@@ -103,9 +103,11 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
 fn init_logging(settings: &Settings) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .with_context(|| format!("invalid log filter {:?}", settings.log))?;
+    // Colours only on a terminal: logs piped to a file or a collector stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = if settings.log_format == "json" {
         builder.json().try_init()
     } else {

@@ -38,7 +38,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(strip_ansi(&line)).is_err() {
+                if tx.send(line).is_err() {
                     break;
                 }
             }
@@ -48,6 +48,10 @@ impl Server {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
                 .expect("the server did not log `listening`");
+            assert!(
+                !line.contains('\u{1b}'),
+                "a log piped to a file must carry no colour codes: {line:?}"
+            );
             if line.contains("listening")
                 && let Some(a) = line
                     .split_whitespace()
@@ -85,26 +89,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The log line without terminal colour codes (`serve` colours its log
-/// even when stderr is a pipe).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip `ESC [ ... letter`.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Runs commands with `--addr`, from a temp dir of its own.
