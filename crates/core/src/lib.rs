@@ -41,6 +41,7 @@ mod diff;
 pub mod doc;
 mod error;
 pub mod format;
+pub mod journal;
 mod memory;
 mod namespace;
 mod path;
@@ -51,7 +52,8 @@ pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
 pub use doc::{Document, Limits};
 pub use error::{Error, Result};
-pub use memory::MemoryStore;
+pub use journal::{JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
+pub use memory::{MemoryStore, check_next};
 pub use namespace::{Context, LevelTemplate, NamespaceSpec, parse_context};
 pub use path::{
     KeyPath, LayerPath, MAX_KEY_PATH_BYTES, MAX_KEY_SEGMENTS, MAX_LAYER_PATH_BYTES,

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::changeset::{ChangeSet, StateReader, plan};
 use crate::doc::{Document, Limits};
 use crate::error::{Error, Result};
+use crate::journal::{JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 use crate::namespace::NamespaceSpec;
 use crate::path::{LayerPath, NamespaceName};
 use crate::store::{
@@ -22,6 +23,8 @@ struct Inner {
     oldest: u64,
     namespaces: BTreeMap<NamespaceName, Versions<NamespaceSpec>>,
     layers: BTreeMap<(NamespaceName, LayerPath), Versions<Document>>,
+    journal: Vec<JournalRecord>,
+    settings: BTreeMap<String, String>,
 }
 
 fn at<T: Clone>(versions: &Versions<T>, revision: u64) -> Option<(T, u64)> {
@@ -256,12 +259,21 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
+    fn commit_journaled(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+    ) -> Result<CommitInfo> {
         let mut inner = self.lock();
         let plan = plan(changes, &mut *inner, &self.limits)?;
         let revision = inner.current + 1;
         let last = inner.revisions.last().map_or(Timestamp(0), |r| r.time);
         let time = Timestamp::now().max(last);
+        // The record first: if it cannot be made, nothing changes.
+        if let Some(f) = journal {
+            let record = make_record(&inner.journal, Some(revision), f)?;
+            inner.journal.push(record);
+        }
         inner.revisions.push(RevisionInfo {
             revision,
             time,
@@ -284,6 +296,48 @@ impl Store for MemoryStore {
         }
         inner.current = revision;
         Ok(CommitInfo { revision, time })
+    }
+
+    fn append_journal(&self, journal: JournalFn) -> Result<JournalRecord> {
+        let mut inner = self.lock();
+        let record = make_record(&inner.journal, None, journal)?;
+        inner.journal.push(record.clone());
+        Ok(record)
+    }
+
+    fn write_settings(&self, writes: &[SettingWrite], journal: Option<JournalFn>) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(f) = journal {
+            let record = make_record(&inner.journal, None, f)?;
+            inner.journal.push(record);
+        }
+        for w in writes {
+            match &w.value {
+                Some(v) => inner.settings.insert(w.key.clone(), v.clone()),
+                None => inner.settings.remove(&w.key),
+            };
+        }
+        Ok(())
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.lock().settings.get(key).cloned())
+    }
+
+    fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .lock()
+            .settings
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalRecord>> {
+        let inner = self.lock();
+        let start = inner.journal.partition_point(|r| r.seq <= after);
+        Ok(inner.journal[start..].iter().take(limit).cloned().collect())
     }
 
     fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport> {
@@ -338,4 +392,29 @@ impl Store for MemoryStore {
             removed_versions: removed,
         })
     }
+}
+
+/// Calls a journal function for the next record and checks its `seq`.
+pub(crate) fn make_record(
+    journal: &[JournalRecord],
+    revision: Option<u64>,
+    f: JournalFn,
+) -> Result<JournalRecord> {
+    let head = journal.last().map(JournalRecord::head);
+    let record = f(JournalSlot { revision, head })?;
+    check_next(head, &record)?;
+    Ok(record)
+}
+
+/// Refuses a record that does not continue the journal at `head`.
+pub fn check_next(head: Option<JournalHead>, record: &JournalRecord) -> Result<()> {
+    let want = head.map_or(1, |h| h.seq.saturating_add(1));
+    if record.seq != want {
+        return Err(Error::storage(format!(
+            "journal record seq {} does not follow seq {}; nothing was written",
+            record.seq,
+            want - 1
+        )));
+    }
+    Ok(())
 }

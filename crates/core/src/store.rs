@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::changeset::ChangeSet;
 use crate::doc::Document;
 use crate::error::{Error, Result};
+use crate::journal::{JournalFn, JournalRecord, SettingWrite};
 use crate::namespace::NamespaceSpec;
 use crate::path::{LayerPath, NamespaceName};
 
@@ -230,7 +231,33 @@ pub trait Store: Send + Sync {
     /// Revisions after `after`, oldest first, at most `limit` of them.
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
     /// Commits a change set atomically as one new revision.
-    fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo>;
+    fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
+        self.commit_journaled(changes, None)
+    }
+
+    /// Commits a change set and, in the same transaction, the journal record
+    /// `journal` makes for it: either both are durable or neither is.
+    fn commit_journaled(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+    ) -> Result<CommitInfo>;
+
+    /// Appends a journal record with no commit (a read, a refusal), durably.
+    fn append_journal(&self, journal: JournalFn) -> Result<JournalRecord>;
+
+    /// Changes settings and appends the journal record that explains it, in
+    /// one transaction.
+    fn write_settings(&self, writes: &[SettingWrite], journal: Option<JournalFn>) -> Result<()>;
+
+    /// One setting's value.
+    fn setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// The settings whose names start with `prefix`, in name order.
+    fn settings(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+
+    /// Journal records with `seq > after`, oldest first, at most `limit`.
+    fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalRecord>>;
     /// Drops history the policy does not keep.
     fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport>;
 

@@ -4,8 +4,9 @@
 //! read snapshot for the reader pool, the batch transaction for the writer.
 
 use confstrata_core::{
-    Change, ChangeItem, Document, Error, LayerPath, LayerRecord, LayerVersion, NamespaceName,
-    NamespaceRecord, NamespaceSpec, Result, RevisionInfo, StateReader, Timestamp,
+    Change, ChangeItem, Document, Error, JournalHead, JournalRecord, LayerPath, LayerRecord,
+    LayerVersion, NamespaceName, NamespaceRecord, NamespaceSpec, Result, RevisionInfo,
+    SettingWrite, StateReader, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -440,4 +441,101 @@ impl StateReader for TxReader<'_> {
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
         layer_at(self.0, ns, layer, LATEST)
     }
+}
+
+// ---- journal and settings ------------------------------------------------
+
+fn mac_from_sql(seq: i64, bytes: &[u8]) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| corrupt(format!("journal record {seq}: the MAC is not 32 bytes")))
+}
+
+/// The last journal record's seq and MAC.
+pub(crate) fn journal_head(conn: &Connection) -> Result<Option<JournalHead>> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .prepare_cached("SELECT seq, mac FROM journal ORDER BY seq DESC LIMIT 1")
+        .map_err(db)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db)?;
+    row.map(|(seq, mac)| {
+        Ok(JournalHead {
+            seq: rev_from_sql(seq)?,
+            mac: mac_from_sql(seq, &mac)?,
+        })
+    })
+    .transpose()
+}
+
+/// Inserts one journal record.
+pub(crate) fn insert_journal(conn: &Connection, record: &JournalRecord) -> Result<()> {
+    let revision = record.revision.map(to_sql).transpose()?;
+    conn.prepare_cached(
+        "INSERT INTO journal (seq, time_ms, rev, mac, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .map_err(db)?
+    .execute(rusqlite::params![
+        to_sql(record.seq)?,
+        record.time.0,
+        revision,
+        &record.mac[..],
+        record.body
+    ])
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Journal records after `after`, oldest first.
+pub(crate) fn journal(conn: &Connection, after: u64, limit: usize) -> Result<Vec<JournalRecord>> {
+    type Row = (i64, i64, Option<i64>, Vec<u8>, String);
+    let found: Vec<Row> = rows(
+        conn,
+        "SELECT seq, time_ms, rev, mac, body FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        rusqlite::params![to_sql(after)?, limit_to_sql(limit)],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
+    found
+        .into_iter()
+        .map(|(seq, time, rev, mac, body)| {
+            Ok(JournalRecord {
+                seq: rev_from_sql(seq)?,
+                time: Timestamp(time),
+                revision: rev.map(rev_from_sql).transpose()?,
+                mac: mac_from_sql(seq, &mac)?,
+                body,
+            })
+        })
+        .collect()
+}
+
+/// Writes or removes one setting.
+pub(crate) fn write_setting(conn: &Connection, write: &SettingWrite) -> Result<()> {
+    match &write.value {
+        Some(v) => conn
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(db)?
+            .execute(rusqlite::params![write.key, v]),
+        None => conn
+            .prepare_cached("DELETE FROM settings WHERE key = ?1")
+            .map_err(db)?
+            .execute([&write.key]),
+    }
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The settings whose names start with `prefix`.
+pub(crate) fn settings(conn: &Connection, prefix: &str) -> Result<Vec<(String, String)>> {
+    // Range scan on the primary key: prefix <= key < prefix + U+10FFFF.
+    let upper = format!("{prefix}\u{10FFFF}");
+    rows(
+        conn,
+        "SELECT key, value FROM settings WHERE key >= ?1 AND key < ?2 ORDER BY key",
+        rusqlite::params![prefix, upper],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }

@@ -53,14 +53,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use confstrata_core::{
-    Change, ChangeSet, CommitInfo, LayerPath, LayerRecord, LayerVersion, Limits, NamespaceName,
-    NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
-    check_readable,
+    Change, ChangeSet, CommitInfo, JournalFn, JournalRecord, LayerPath, LayerRecord, LayerVersion,
+    Limits, NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo,
+    SettingWrite, Store, Timestamp, check_readable,
 };
 use rusqlite::Connection;
 
 pub use crate::error::Error;
-use crate::writer::{Counters, Writer};
+use crate::writer::{Counters, Done, Job, Writer};
 
 /// How many idle read connections the pool keeps.
 const MAX_IDLE_READERS: usize = 8;
@@ -310,8 +310,48 @@ impl Store for SqliteStore {
         })
     }
 
-    fn commit(&self, changes: &ChangeSet) -> confstrata_core::Result<CommitInfo> {
-        self.writer.commit(changes)
+    fn commit_journaled(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+    ) -> confstrata_core::Result<CommitInfo> {
+        match self.writer.run(Job::Commit(changes.clone(), journal))? {
+            Done::Commit(info) => Ok(info),
+            Done::Journal(_) => Err(confstrata_core::Error::storage("commit result lost")),
+        }
+    }
+
+    fn append_journal(&self, journal: JournalFn) -> confstrata_core::Result<JournalRecord> {
+        match self.writer.run(Job::Journal(journal))? {
+            Done::Journal(Some(r)) => Ok(r),
+            _ => Err(confstrata_core::Error::storage("journal result lost")),
+        }
+    }
+
+    fn write_settings(
+        &self,
+        writes: &[SettingWrite],
+        journal: Option<JournalFn>,
+    ) -> confstrata_core::Result<()> {
+        self.writer
+            .run(Job::Settings(writes.to_vec(), journal))
+            .map(drop)
+    }
+
+    fn setting(&self, key: &str) -> confstrata_core::Result<Option<String>> {
+        Ok(self
+            .read(|c| db::settings(c, key))?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v))
+    }
+
+    fn settings(&self, prefix: &str) -> confstrata_core::Result<Vec<(String, String)>> {
+        self.read(|c| db::settings(c, prefix))
+    }
+
+    fn journal(&self, after: u64, limit: usize) -> confstrata_core::Result<Vec<JournalRecord>> {
+        self.read(|c| db::journal(c, after, limit))
     }
 
     fn apply_retention(

@@ -47,6 +47,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          value
      ) WITHOUT ROWID;
      INSERT INTO meta (key, value) VALUES ('oldest_revision', 0);",
+    // 2: the journal (audit records, written in the transaction of the change
+    // they describe) and settings (wrapped data keys, the access policy).
+    // Retention never touches either. The triggers stop accidental edits;
+    // tampering by someone who drops them is what the records' MAC chain
+    // detects.
+    "CREATE TABLE journal (
+         seq INTEGER PRIMARY KEY,
+         time_ms INTEGER NOT NULL,
+         rev INTEGER,
+         mac BLOB NOT NULL,
+         body TEXT NOT NULL
+     );
+     CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+     CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+     CREATE TABLE settings (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -20,6 +20,27 @@ fn setup() -> ChangeSet {
     ]}))
 }
 
+/// Runs change sets through the writer's batch, as commits without journal records.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    limits: &Limits,
+    batch: &[ChangeSet],
+) -> Vec<confstrata_core::Result<confstrata_core::CommitInfo>> {
+    let jobs = batch
+        .iter()
+        .map(|c| writer::Job::Commit(c.clone(), None))
+        .collect();
+    writer::commit_batch(conn, limits, jobs)
+        .into_iter()
+        .map(|r| {
+            r.and_then(|d| match d {
+                writer::Done::Commit(info) => Ok(info),
+                writer::Done::Journal(_) => Err(confstrata_core::Error::storage("not a commit")),
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn a_batch_commits_around_a_failed_change_set() {
     let (_dir, mut conn) = writer_conn();
@@ -39,7 +60,7 @@ fn a_batch_commits_around_a_failed_change_set() {
             json!({"ops": [{"op": "set", "namespace": "web", "layer": "env/dev", "key": "y", "value": 1}]}),
         ),
     ];
-    let results = writer::commit_batch(&mut conn, &limits, &batch);
+    let results = commit_batch(&mut conn, &limits, &batch);
     let revisions: Vec<Option<u64>> = results
         .iter()
         .map(|r| r.as_ref().ok().map(|i| i.revision))
@@ -82,11 +103,11 @@ fn a_batch_of_failures_writes_nothing() {
         ),
         ChangeSet::default(),
     ];
-    let results = writer::commit_batch(&mut conn, &Limits::default(), &batch);
+    let results = commit_batch(&mut conn, &Limits::default(), &batch);
     assert!(results.iter().all(Result::is_err), "{results:?}");
     assert_eq!(db::current_revision(&conn).unwrap(), 0);
     // The connection is usable afterwards and the next revision is 1.
-    let results = writer::commit_batch(&mut conn, &Limits::default(), &[setup()]);
+    let results = commit_batch(&mut conn, &Limits::default(), &[setup()]);
     assert_eq!(results[0].as_ref().unwrap().revision, 1);
 }
 
@@ -94,7 +115,7 @@ fn a_batch_of_failures_writes_nothing() {
 fn commit_times_never_go_backwards() {
     let (_dir, mut conn) = writer_conn();
     let future = Timestamp::now().0 + 3_600_000;
-    writer::commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
+    commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
         .as_ref()
         .unwrap();
     conn.execute("UPDATE revisions SET time_ms = ?1", [future])
@@ -102,7 +123,7 @@ fn commit_times_never_go_backwards() {
     let next = cs(
         json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "b", "value": 2}]}),
     );
-    let info = writer::commit_batch(&mut conn, &Limits::default(), &[next])[0]
+    let info = commit_batch(&mut conn, &Limits::default(), &[next])[0]
         .clone()
         .unwrap();
     assert_eq!((info.revision, info.time), (2, Timestamp(future)));
@@ -125,7 +146,7 @@ fn migrations_are_idempotent() {
 #[test]
 fn corrupt_rows_are_storage_errors_naming_the_object() {
     let (_dir, mut conn) = writer_conn();
-    writer::commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
+    commit_batch(&mut conn, &Limits::default(), &[setup()])[0]
         .as_ref()
         .unwrap();
     let web: NamespaceName = "web".parse().unwrap();

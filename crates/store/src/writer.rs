@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use confstrata_core::{
-    ChangeSet, CommitInfo, Error, Limits, Plan, Result, RetentionPolicy, RetentionReport,
-    Timestamp, plan, retention_floor,
+    ChangeSet, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot, Limits, Plan,
+    Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
+    retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -34,17 +35,36 @@ pub(crate) struct Counters {
     pub(crate) oldest: AtomicU64,
 }
 
-/// One queued commit.
+/// One queued write.
+pub(crate) enum Job {
+    /// A change set and the journal record made for it.
+    Commit(ChangeSet, Option<JournalFn>),
+    /// A journal record with no commit.
+    Journal(JournalFn),
+    /// Settings, and the journal record that explains them.
+    Settings(Vec<SettingWrite>, Option<JournalFn>),
+}
+
+/// What a job produced.
+#[derive(Debug, Clone)]
+pub(crate) enum Done {
+    /// A commit's revision.
+    Commit(CommitInfo),
+    /// The journal record written (if any).
+    Journal(Option<JournalRecord>),
+}
+
+/// One queued job.
 struct Entry {
     id: u64,
-    changes: Option<ChangeSet>,
+    job: Option<Job>,
     wake: Arc<Condvar>,
 }
 
 #[derive(Default)]
 struct Queue {
     entries: VecDeque<Entry>,
-    done: HashMap<u64, Result<CommitInfo>>,
+    done: HashMap<u64, Result<Done>>,
     next_id: u64,
 }
 
@@ -80,15 +100,16 @@ impl Writer {
         }
     }
 
-    /// Commits a change set, batching it with concurrent ones.
-    pub(crate) fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
+    /// Runs a job (a commit, a journal record, settings), batching it with
+    /// concurrent ones.
+    pub(crate) fn run(&self, job: Job) -> Result<Done> {
         let wake = Arc::new(Condvar::new());
         let mut queue = lock(&self.queue);
         let id = queue.next_id;
         queue.next_id += 1;
         queue.entries.push_back(Entry {
             id,
-            changes: Some(changes.clone()),
+            job: Some(job),
             wake: Arc::clone(&wake),
         });
         loop {
@@ -101,11 +122,11 @@ impl Writer {
             queue = wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
         }
         // This thread leads: write everything queued so far.
-        let batch: Vec<(u64, ChangeSet)> = queue
+        let batch: Vec<(u64, Job)> = queue
             .entries
             .iter_mut()
             .take(self.max_batch)
-            .filter_map(|e| e.changes.take().map(|c| (e.id, c)))
+            .filter_map(|e| e.job.take().map(|c| (e.id, c)))
             .collect();
         drop(queue);
         let mut guard = BatchGuard {
@@ -113,15 +134,17 @@ impl Writer {
             ids: batch.iter().map(|(id, _)| *id).collect(),
             results: None,
         };
-        let (ids, changes): (Vec<u64>, Vec<ChangeSet>) = batch.into_iter().unzip();
+        let (ids, jobs): (Vec<u64>, Vec<Job>) = batch.into_iter().unzip();
         let results = {
             let mut conn = lock(&self.conn);
-            commit_batch(&mut conn, &self.limits, &changes)
+            commit_batch(&mut conn, &self.limits, jobs)
         };
         if let Some(newest) = results
             .iter()
-            .filter_map(|r| r.as_ref().ok())
-            .map(|i| i.revision)
+            .filter_map(|r| match r {
+                Ok(Done::Commit(i)) => Some(i.revision),
+                _ => None,
+            })
             .max()
         {
             self.counters.current.fetch_max(newest, Ordering::SeqCst);
@@ -151,11 +174,11 @@ impl Writer {
 struct BatchGuard<'w> {
     writer: &'w Writer,
     ids: Vec<u64>,
-    results: Option<Vec<(u64, Result<CommitInfo>)>>,
+    results: Option<Vec<(u64, Result<Done>)>>,
 }
 
 impl BatchGuard<'_> {
-    fn finish(mut self, mine: u64) -> Result<CommitInfo> {
+    fn finish(mut self, mine: u64) -> Result<Done> {
         let mut queue = lock(&self.writer.queue);
         let mut own = None;
         for (id, result) in self.results.take().unwrap_or_default() {
@@ -173,7 +196,7 @@ impl BatchGuard<'_> {
     /// Pops the finished batch, wakes its waiters and the next leader.
     fn release(queue: &mut Queue, max_batch: usize) {
         let mut popped = 0;
-        while popped < max_batch && queue.entries.front().is_some_and(|e| e.changes.is_none()) {
+        while popped < max_batch && queue.entries.front().is_some_and(|e| e.job.is_none()) {
             if let Some(e) = queue.entries.pop_front() {
                 e.wake.notify_one();
             }
@@ -203,21 +226,26 @@ impl Drop for BatchGuard<'_> {
     }
 }
 
-/// Commits change sets in one transaction and returns one result per change
-/// set, in order. An `Ok` means the change set is durable.
+/// Runs jobs in one transaction and returns one result per job, in order.
+/// An `Ok` means the job is durable.
 pub(crate) fn commit_batch(
     conn: &mut Connection,
     limits: &Limits,
-    batch: &[ChangeSet],
-) -> Vec<Result<CommitInfo>> {
-    let fail_all = |e: Error| batch.iter().map(|_| Err(e.clone())).collect();
+    batch: Vec<Job>,
+) -> Vec<Result<Done>> {
+    let n = batch.len();
+    let fail_all = |e: Error| (0..n).map(|_| Err(e.clone())).collect();
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(db(e)),
     };
-    let mut results = Vec::with_capacity(batch.len());
-    for changes in batch {
-        match commit_one(&mut tx, limits, changes) {
+    let mut head = match db::journal_head(&tx) {
+        Ok(h) => h,
+        Err(e) => return fail_all(e),
+    };
+    let mut results = Vec::with_capacity(n);
+    for job in batch {
+        match run_one(&mut tx, limits, job, &mut head) {
             Ok(result) => results.push(result),
             // The savepoint machinery itself failed: the transaction's state is
             // unknown, so nothing of the batch may be committed.
@@ -247,22 +275,51 @@ pub(crate) fn commit_batch(
     } else if let Err(e) = tx.rollback() {
         tracing::warn!(error = %e, "rolling back an empty batch failed");
     }
-    tracing::trace!(size = batch.len(), "store batch done");
+    tracing::trace!(size = n, "store batch done");
     results
 }
 
-/// Plans and writes one change set inside its own savepoint. The outer error
-/// means the savepoint could not be released or rolled back, or SQLite ended
-/// the whole transaction: then nothing of the batch may be committed.
-fn commit_one(
+/// Runs one job inside its own savepoint. The outer error means the
+/// savepoint could not be released or rolled back, or SQLite ended the whole
+/// transaction: then nothing of the batch may be committed.
+fn run_one(
     tx: &mut Transaction<'_>,
     limits: &Limits,
-    changes: &ChangeSet,
-) -> Result<Result<CommitInfo>> {
+    job: Job,
+    head: &mut Option<JournalHead>,
+) -> Result<Result<Done>> {
     let sp = tx.savepoint().map_err(db)?;
-    let result = plan(changes, &mut TxReader(&sp), limits).and_then(|p| write(&sp, changes, p));
+    let mut record = None;
+    let result = match job {
+        Job::Commit(changes, journal) => plan(&changes, &mut TxReader(&sp), limits)
+            .and_then(|p| write(&sp, &changes, p))
+            .and_then(|info| {
+                if let Some(f) = journal {
+                    record = Some(append(&sp, *head, Some(info.revision), f)?);
+                }
+                Ok(Done::Commit(info))
+            }),
+        Job::Journal(f) => append(&sp, *head, None, f).map(|r| {
+            record = Some(r.clone());
+            Done::Journal(Some(r))
+        }),
+        Job::Settings(writes, journal) => (|| {
+            if let Some(f) = journal {
+                record = Some(append(&sp, *head, None, f)?);
+            }
+            for w in &writes {
+                db::write_setting(&sp, w)?;
+            }
+            Ok(Done::Journal(record.clone()))
+        })(),
+    };
     match result {
-        Ok(_) => sp.commit().map_err(db)?,
+        Ok(_) => {
+            sp.commit().map_err(db)?;
+            if let Some(r) = &record {
+                *head = Some(r.head());
+            }
+        }
         // The default drop behaviour: ROLLBACK TO the savepoint, then RELEASE it.
         Err(_) => sp.finish().map_err(db)?,
     }
@@ -272,6 +329,19 @@ fn commit_one(
         ));
     }
     Ok(result)
+}
+
+/// Makes the next journal record and inserts it.
+fn append(
+    conn: &Connection,
+    head: Option<JournalHead>,
+    revision: Option<u64>,
+    f: JournalFn,
+) -> Result<JournalRecord> {
+    let record = f(JournalSlot { revision, head })?;
+    check_next(head, &record)?;
+    db::insert_journal(conn, &record)?;
+    Ok(record)
 }
 
 /// Writes the revision row and the versions a plan computed.

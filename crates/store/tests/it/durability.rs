@@ -115,7 +115,7 @@ fn migrations_are_idempotent_and_the_database_is_durable() {
             .commit(&cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults"]}}]})))
             .unwrap();
         drop(store);
-        assert_eq!(user_version(&path), 1);
+        assert_eq!(user_version(&path), 2);
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
@@ -139,7 +139,7 @@ fn a_database_from_a_newer_build_is_refused() {
             e,
             Error::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -147,7 +147,7 @@ fn a_database_from_a_newer_build_is_refused() {
     );
     let message = e.to_string();
     assert!(
-        message.contains("schema version 99") && message.contains("up to 1"),
+        message.contains("schema version 99") && message.contains("up to 2"),
         "{message}"
     );
     assert!(message.contains(&path.display().to_string()), "{message}");
@@ -226,4 +226,40 @@ fn a_second_handle_on_the_same_store_is_refused_until_the_first_is_dropped() {
     assert!(e.to_string().contains("in use by another process"), "{e}");
     drop(first);
     confstrata_store::SqliteStore::open(&path).unwrap();
+}
+
+#[test]
+fn a_version_1_database_migrates_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        // What a build with only the first migration left behind.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE revisions (rev INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, author TEXT NOT NULL, message TEXT NOT NULL);
+             CREATE INDEX revisions_by_time ON revisions (time_ms, rev);
+             CREATE TABLE namespace_versions (name TEXT NOT NULL, rev INTEGER NOT NULL, spec TEXT, PRIMARY KEY (name, rev));
+             CREATE INDEX namespace_versions_by_rev ON namespace_versions (rev);
+             CREATE TABLE layer_versions (ns TEXT NOT NULL, layer TEXT NOT NULL, rev INTEGER NOT NULL, doc TEXT, PRIMARY KEY (ns, layer, rev));
+             CREATE INDEX layer_versions_by_rev ON layer_versions (rev);
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+             INSERT INTO meta (key, value) VALUES ('oldest_revision', 0);
+             INSERT INTO revisions VALUES (1, 0, 'ana', 'init');
+             INSERT INTO namespace_versions VALUES ('web', 1, '{\"name\":\"web\",\"levels\":[\"defaults\"]}');
+             INSERT INTO layer_versions VALUES ('web', 'defaults', 1, '{\"n\":1}');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = open(&path);
+    assert_eq!(user_version(&path), 2);
+    assert_eq!(store.revision().unwrap(), 1);
+    let layer = store
+        .layer(&"web".parse().unwrap(), &"defaults".parse().unwrap(), 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(layer.document["n"], 1);
+    assert!(store.journal(0, 10).unwrap().is_empty());
+    assert_eq!(store.setting("policy").unwrap(), None);
 }

@@ -5,6 +5,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod durability;
+mod journal;
 
 use std::path::Path;
 
