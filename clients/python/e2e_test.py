@@ -5,10 +5,14 @@ proto/ by grpcio-tools on PYTHONPATH (the Rust test harness in
 crates/grpc-api/tests/it/python.rs does that, against a real server):
 
     python -m grpc_tools.protoc -I proto --python_out=OUT --grpc_python_out=OUT proto/confstrata/v1/*.proto
-    PYTHONPATH=OUT python clients/python/e2e_test.py 127.0.0.1:7400
+    CONFSTRATA_TOKEN=cst_... PYTHONPATH=OUT python clients/python/e2e_test.py 127.0.0.1:7400
+
+Every call carries `authorization: Bearer $CONFSTRATA_TOKEN` (an admin token).
 """
 
+import collections
 import json
+import os
 import queue
 import sys
 import threading
@@ -39,10 +43,34 @@ class Checks:
             print(f"FAIL {name}: {type(e).__name__}: {e}")
 
 
+class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
+                                                  "wait_for_ready", "compression")),
+               grpc.ClientCallDetails):
+    pass
+
+
+class Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def _with_token(self, d):
+        metadata = list(d.metadata or []) + [("authorization", f"Bearer {self.token}")]
+        return _Details(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._with_token(details), request)
+
+
 def main(addr):
     channel = grpc.insecure_channel(addr)
     grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
-    stub = svc_grpc.ConfigServiceStub(channel)
+    anonymous = svc_grpc.ConfigServiceStub(channel)
+    stub = svc_grpc.ConfigServiceStub(grpc.intercept_channel(channel, Bearer(os.environ["CONFSTRATA_TOKEN"])))
     checks = Checks()
     state = {}
 
@@ -122,6 +150,29 @@ def main(addr):
         assert json.loads(e.resolved_json)["db"]["pool"] == 75, e.resolved_json
         call.cancel()
 
+    def secrets_and_auth():
+        stub.SetKeys(svc.SetKeysRequest(namespace="pyshop", layer="env/prod",
+                                        entries=[svc.KeyValue(key="db.pass", value_json='"py-canary-7731"', secret=True)]),
+                     timeout=TIMEOUT)
+        doc = json.loads(stub.Resolve(svc.ResolveRequest(namespace="pyshop", context={"env": "prod"}),
+                                      timeout=TIMEOUT).document_json)
+        assert doc["db"]["pass"] == "py-canary-7731", doc  # the admin may read secrets
+        layer = json.loads(stub.GetLayer(svc.GetLayerRequest(namespace="pyshop", layer="env/prod"),
+                                         timeout=TIMEOUT).layer.document_json)
+        assert layer["db"]["pass"] == "py-canary-7731", layer
+        for md, code in [(None, grpc.StatusCode.UNAUTHENTICATED),
+                         ([("authorization", "Bearer cst_" + "A" * 43)], grpc.StatusCode.UNAUTHENTICATED),
+                         ([("authorization", "Basic YWRtaW46YWRtaW4=")], grpc.StatusCode.UNAUTHENTICATED),
+                         ([("x-forwarded-for", "127.0.0.1"), ("user-agent", "confstrata-admin")],
+                          grpc.StatusCode.UNAUTHENTICATED)]:
+            try:
+                anonymous.Resolve(svc.ResolveRequest(namespace="pyshop", context={"env": "prod"}),
+                                  metadata=md, timeout=TIMEOUT)
+                raise AssertionError(f"{md} was let in")
+            except grpc.RpcError as e:
+                assert e.code() == code, (md, e.code(), e.details())
+                assert "py-canary" not in (e.details() or ""), e.details()
+
     def bad_input():
         cases = [
             (svc.PutLayerRequest(namespace="pyshop", layer="../x", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
@@ -142,7 +193,8 @@ def main(addr):
         assert before == after, "bad input changed the store"
 
     for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
-                     ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch), ("bad input", bad_input)]:
+                     ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch),
+                     ("secrets and auth", secrets_and_auth), ("bad input", bad_input)]:
         checks.run(name, fn)
     print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use confstrata_core::format::{self, Format};
 use confstrata_core::{ChangeSet, Limits, NamespaceSpec, Op};
-use confstrata_engine::Engine;
+use confstrata_engine::{Caller, Engine, PrincipalKind};
 use confstrata_grpc_api::{ServeOptions, serve};
 use confstrata_proto::v1::config_service_client::ConfigServiceClient;
 use confstrata_proto::v1::config_service_server::{ConfigService, ConfigServiceServer};
@@ -206,7 +206,23 @@ impl ConfigService for Fixed {
     }
 }
 
-async fn clients(addr: SocketAddr) -> Vec<ConfigServiceClient<Channel>> {
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Cfg = ConfigServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+async fn clients(addr: SocketAddr, token: Option<&str>) -> Vec<Cfg> {
+    let bearer = Bearer(token.map(|t| format!("Bearer {t}").parse().expect("token header")));
     let mut out = Vec::new();
     for _ in 0..CONNECTIONS {
         let ch = Channel::from_shared(format!("http://{addr}"))
@@ -214,9 +230,38 @@ async fn clients(addr: SocketAddr) -> Vec<ConfigServiceClient<Channel>> {
             .connect()
             .await
             .expect("connect");
-        out.push(ConfigServiceClient::new(ch).max_decoding_message_size(64 << 20));
+        out.push(
+            ConfigServiceClient::with_interceptor(ch, bearer.clone())
+                .max_decoding_message_size(64 << 20),
+        );
     }
     out
+}
+
+/// Opens an engine in `dir`, seeds it, and returns it with the token of a
+/// `viewer` principal (a role with grants to check, as a service would have).
+fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String) {
+    let (engine, _) = Engine::open_with(
+        dir,
+        &confstrata_engine::OpenOptions {
+            audit_reads,
+            ..Default::default()
+        },
+    )
+    .expect("store");
+    let admin = Caller::local("loadgen");
+    engine.commit(&admin, &example_change_set()).expect("seed");
+    engine
+        .add_principal(
+            &admin,
+            "svc",
+            "load generator",
+            PrincipalKind::Service,
+            &["secret-reader".into(), "editor".into()],
+        )
+        .expect("principal");
+    let token = engine.issue_token(&admin, "svc", "loadgen").expect("token");
+    (engine, token.expose_secret().to_owned())
 }
 
 struct Stats {
@@ -241,14 +286,9 @@ fn stats(mut lat: Vec<Duration>, seconds: f64) -> Stats {
 }
 
 /// Runs `concurrency` loops of `call` for `seconds`, spread over the clients.
-async fn drive<F, Fut>(
-    clients: &[ConfigServiceClient<Channel>],
-    concurrency: usize,
-    seconds: f64,
-    call: F,
-) -> Stats
+async fn drive<F, Fut>(clients: &[Cfg], concurrency: usize, seconds: f64, call: F) -> Stats
 where
-    F: Fn(ConfigServiceClient<Channel>, usize) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Cfg, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<(), Status>> + Send,
 {
     let start = Instant::now();
@@ -298,15 +338,26 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Engine::open(dir.path()).expect("store");
-    engine.commit(&example_change_set()).expect("seed");
-    let (addr, base_addr) = server_rt.block_on(async {
+    let (engine, token) = seeded(dir.path(), false);
+    let audited_dir = tempfile::tempdir().expect("tempdir");
+    let (audited, audited_token) = seeded(audited_dir.path(), true);
+    let (addr, base_addr, audited_addr) = server_rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = l.local_addr().expect("addr");
         tokio::spawn(serve(
             engine.clone(),
+            l,
+            ServeOptions::default(),
+            std::future::pending(),
+        ));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let audited_addr = l.local_addr().expect("addr");
+        tokio::spawn(serve(
+            audited.clone(),
             l,
             ServeOptions::default(),
             std::future::pending(),
@@ -329,7 +380,7 @@ fn main() {
                     c
                 })),
         );
-        (addr, base_addr)
+        (addr, base_addr, audited_addr)
     });
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -337,20 +388,23 @@ fn main() {
         .build()
         .expect("runtime");
     client_rt.block_on(async {
-        let ours = clients(addr).await;
-        let base = clients(base_addr).await;
+        let ours = clients(addr, Some(&token)).await;
+        let base = clients(base_addr, None).await;
+        let audited = clients(audited_addr, Some(&audited_token)).await;
         let size = ours[0].clone().resolve(resolve_req()).await.expect("resolve").into_inner().document_json.len();
-        println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON) vs a fixed 256-byte tonic reply");
+        println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON, 2 sealed values opened) vs a fixed 256-byte tonic reply");
+        println!("Every confstrata call carries a bearer token (a service principal with the `secret-reader` and `editor` roles); \"audited\" is a second server with `audit_reads` on.");
         println!("{} connections, {}s per point\n", CONNECTIONS, a.seconds);
-        println!("| concurrency | confstrata resolve/s | p50 µs | p99 µs | baseline calls/s | p50 µs | p99 µs | ratio |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| concurrency | confstrata resolve/s | p50 µs | p99 µs | audited resolve/s | p99 µs | baseline calls/s | p50 µs | p99 µs | ratio | audited/plain |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for &c in &a.concurrency {
             let r = drive(&ours, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
+            let au = drive(&audited, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let b = drive(&base, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
-            let (rt, bt) = (r.calls as f64 / r.seconds, b.calls as f64 / b.seconds);
+            let (rt, at, bt) = (r.calls as f64 / r.seconds, au.calls as f64 / au.seconds, b.calls as f64 / b.seconds);
             println!(
-                "| {c} | {rt:.0} | {:.0} | {:.0} | {bt:.0} | {:.0} | {:.0} | {:.2} |",
-                r.p50_us, r.p99_us, b.p50_us, b.p99_us, rt / bt
+                "| {c} | {rt:.0} | {:.0} | {:.0} | {at:.0} | {:.0} | {bt:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                r.p50_us, r.p99_us, au.p99_us, b.p50_us, b.p99_us, rt / bt, at / rt
             );
         }
 
@@ -362,7 +416,7 @@ fn main() {
                 cl.set_keys(v1::SetKeysRequest {
                     namespace: "webshop".into(),
                     layer: format!("instance/i-{}", n / 1_000_000),
-                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string() }],
+                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string(), secret: false }],
                     ..Default::default()
                 })
                 .await
@@ -378,7 +432,7 @@ fn main() {
         println!("|---|---|---|");
         for &w in &a.watchers {
             // Spread watchers over several connections, like many services would.
-            let conns = clients(addr).await;
+            let conns = clients(addr, Some(&token)).await;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
             let ready = Arc::new(tokio::sync::Semaphore::new(0));
             for i in 0..w {
@@ -413,7 +467,7 @@ fn main() {
                     .set_keys(v1::SetKeysRequest {
                         namespace: "webshop".into(),
                         layer: "env/prod".into(),
-                        entries: vec![v1::KeyValue { key: "fanout.round".into(), value_json: round.to_string() }],
+                        entries: vec![v1::KeyValue { key: "fanout.round".into(), value_json: round.to_string(), secret: false }],
                         ..Default::default()
                     })
                     .await

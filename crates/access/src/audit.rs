@@ -143,6 +143,11 @@ macro_rules! hex_bytes {
         pub struct $name([u8; $n]);
 
         impl $name {
+            /// From raw bytes (as a store returns them).
+            pub fn from_bytes(bytes: [u8; $n]) -> Self {
+                $name(bytes)
+            }
+
             /// The raw bytes.
             pub fn as_bytes(&self) -> &[u8; $n] {
                 &self.0

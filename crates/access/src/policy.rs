@@ -416,7 +416,14 @@ impl Policy {
     /// Errors: [`Error::UnknownToken`], [`Error::RevokedToken`],
     /// [`Error::RevokedPrincipal`].
     pub fn authenticate(&self, token: &Token) -> Result<&Principal> {
-        let hash = token.hash();
+        self.authenticate_hash(&token.hash())
+    }
+
+    /// [`authenticate`](Policy::authenticate) by the token's hash, for a
+    /// long-lived request (a watch) that re-checks its token after a policy
+    /// change without keeping the token itself.
+    pub fn authenticate_hash(&self, token_hash: &TokenHash) -> Result<&Principal> {
+        let hash = *token_hash;
         let Some((stored, entry)) = self.tokens.get_key_value(&hash) else {
             return Err(Error::UnknownToken);
         };
@@ -473,6 +480,40 @@ impl Policy {
             }
         }
         refuse(RefusalCause::NoGrant)
+    }
+
+    /// Whether `principal` holds an allow grant for `action` on *some* part
+    /// of `resource` (its pattern overlaps it), and no deny grant for it
+    /// covers the whole resource. A listing shows a namespace on this
+    /// answer, and a request about a namespace the caller has no grant on
+    /// at all is refused before anything is looked up, so that a refusal
+    /// never says whether the namespace exists.
+    pub fn allows_some(
+        &self,
+        principal: &PrincipalId,
+        action: Action,
+        resource: &Resource,
+    ) -> bool {
+        let Some(compiled) = self.compiled.get(principal) else {
+            return false;
+        };
+        if compiled.revoked {
+            return false;
+        }
+        let mut allowed = false;
+        for g in &compiled.grants {
+            if !g.actions.contains(action) {
+                continue;
+            }
+            if g.deny {
+                if g.on.covers(resource) {
+                    return false;
+                }
+            } else if g.on.overlaps(resource) {
+                allowed = true;
+            }
+        }
+        allowed
     }
 
     /// Authenticates `token` and decides the request in one call: the

@@ -15,6 +15,10 @@ pub(crate) struct Cli {
     /// instead of the embedded store; every command but `compact` and `serve`.
     #[arg(long, global = true, env = "CONFSTRATA_ADDR")]
     pub(crate) addr: Option<String>,
+    /// Bearer token for the server at --addr (shown once when it was
+    /// issued; the first start of `serve` prints the admin's).
+    #[arg(long, global = true, env = "CONFSTRATA_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
     /// Output format of read commands.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,
@@ -74,6 +78,12 @@ pub(crate) enum Command {
         /// Take every VALUE as a plain string.
         #[arg(long)]
         string: bool,
+        /// Seal the values: stored encrypted, shown only to callers with
+        /// `read-secrets`. A VALUE of `-` is read from stdin (keeps it out
+        /// of shell history and `ps`). Keys such as `password` or `*_token`
+        /// are sealed even without this flag.
+        #[arg(long)]
+        secret: bool,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -213,6 +223,116 @@ pub(crate) enum Command {
     },
     /// Show the store's revision range.
     Status,
+    /// Data keys of sealed values: list, rotate, rewrap, retire.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The tamper-evident audit log: list, verify, export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Principals (users and services) and their roles.
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Bearer tokens: issue (shown once) and revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List the data keys and which is current per namespace.
+    List,
+    /// Add a new current key for a namespace; old values stay readable.
+    Rotate {
+        /// Namespace.
+        namespace: String,
+    },
+    /// Re-seal every sealed value of a namespace under its current key (one new revision).
+    Rewrap {
+        /// Namespace.
+        namespace: String,
+    },
+    /// Retire a key no retained version uses any more, e.g. `webshop#1`.
+    Retire {
+        /// Key id.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// List audit records, oldest first.
+    List {
+        /// Only records after this seq.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Check every record's MAC and link; names the first bad record.
+    Verify,
+    /// Write every record as JSON lines (to a file or stdout), for archiving.
+    Export {
+        /// File to write (`-` for stdout).
+        #[arg(short, long, default_value = "-")]
+        file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PrincipalCommand {
+    /// Add a principal with roles.
+    Add {
+        /// Id, e.g. alice or svc:billing.
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A service (a program) rather than a user.
+        #[arg(long)]
+        service: bool,
+        /// Role (repeatable): viewer, editor, publisher, secret-reader, auditor, backup-operator, admin, non-prod-editor.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// List principals, their roles and token hashes.
+    List,
+    /// Grant a role.
+    Grant {
+        /// Principal id.
+        id: String,
+        /// Role.
+        role: String,
+    },
+    /// Take a role away.
+    Ungrant {
+        /// Principal id.
+        id: String,
+        /// Role.
+        role: String,
+    },
+    /// Revoke a principal and all its tokens.
+    Revoke {
+        /// Principal id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Issue a token for a principal; it is printed once and stored only as a hash.
+    Issue {
+        /// Principal id.
+        id: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Revoke a token by its hash (or a unique prefix, as `principal list` shows it).
+    Revoke {
+        /// Hash prefix.
+        hash: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

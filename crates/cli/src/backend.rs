@@ -6,12 +6,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use confstrata_client::Client;
+use confstrata_client::{Client, ClientOptions};
 use confstrata_core::{
     At, ChangeSet, CommitInfo, Context, DiffEntry, KeyPath, LayerPath, LayerRecord, LayerVersion,
     NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport,
 };
-use confstrata_engine::{DryRun, Engine, ExplainView, LayerDiff, LayerStatus, ResolvedView};
+use confstrata_engine::{
+    Caller, DryRun, Engine, ExplainView, LayerDiff, LayerStatus, ResolvedView,
+};
 use serde_json::{Value, json};
 
 /// The store a command works on.
@@ -20,13 +22,15 @@ pub(crate) enum Backend {
     Local {
         /// The engine over it.
         engine: Engine,
+        /// The local operating-system user, who acts with admin rights.
+        caller: Caller,
         /// Where it lives.
         data_dir: PathBuf,
     },
     /// A server.
     Remote {
-        /// The client.
-        client: Client,
+        /// The client (boxed: it is large).
+        client: Box<Client>,
         /// Drives the client's calls; commands are synchronous. Boxed: it
         /// is large, and a backend is made once per command.
         runtime: Box<tokio::runtime::Runtime>,
@@ -35,21 +39,27 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// Opens the embedded store in `data_dir`.
-    pub(crate) fn local(data_dir: PathBuf) -> Result<Backend> {
+    pub(crate) fn local(data_dir: PathBuf, author: &str) -> Result<Backend> {
         let engine = Engine::open(&data_dir)
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-        Ok(Backend::Local { engine, data_dir })
+        Ok(Backend::Local {
+            engine,
+            caller: Caller::local_user().with_author(author),
+            data_dir,
+        })
     }
 
-    /// Connects to the server at `addr`.
-    pub(crate) fn remote(addr: &str) -> Result<Backend> {
+    /// Connects to the server at `addr`, sending `token` with every call.
+    pub(crate) fn remote(addr: &str, token: Option<String>) -> Result<Backend> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let client = runtime.block_on(Client::connect(addr))?;
+        let mut options = ClientOptions::default();
+        options.token = token;
+        let client = runtime.block_on(Client::connect_with(addr, options))?;
         Ok(Backend::Remote {
-            client,
+            client: Box::new(client),
             runtime: Box::new(runtime),
         })
     }
@@ -69,7 +79,7 @@ impl Backend {
     /// Commits a change set.
     pub(crate) fn commit(&self, cs: &ChangeSet) -> Result<CommitInfo> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.commit(cs)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.commit(caller, cs)?),
             Backend::Remote { client, runtime } => {
                 Self::call(client, runtime, |c| async move { c.commit(cs).await })
             }
@@ -79,7 +89,7 @@ impl Backend {
     /// Checks a change set without committing it.
     pub(crate) fn dry_run(&self, cs: &ChangeSet) -> Result<DryRun> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.dry_run(cs)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.dry_run(caller, cs)?),
             Backend::Remote { client, runtime } => {
                 let d = Self::call(client, runtime, |c| async move { c.dry_run(cs).await })?;
                 Ok(DryRun {
@@ -94,7 +104,7 @@ impl Backend {
     /// Every namespace.
     pub(crate) fn namespaces(&self, at: At) -> Result<Vec<NamespaceRecord>> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.namespaces(at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.namespaces(caller, at)?),
             Backend::Remote { client, runtime } => {
                 Self::call(client, runtime, |c| async move { c.namespaces(at).await })
             }
@@ -104,7 +114,7 @@ impl Backend {
     /// One namespace.
     pub(crate) fn namespace(&self, name: &NamespaceName, at: At) -> Result<NamespaceRecord> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.namespace(name, at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.namespace(caller, name, at)?),
             Backend::Remote { client, runtime } => {
                 Self::call(
                     client,
@@ -123,7 +133,7 @@ impl Backend {
         at: At,
     ) -> Result<LayerRecord> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.layer(ns, layer, at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.layer(caller, ns, layer, at)?),
             Backend::Remote { client, runtime } => {
                 Self::call(
                     client,
@@ -137,7 +147,7 @@ impl Backend {
     /// Every layer of a namespace.
     pub(crate) fn layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.layers(ns, at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.layers(caller, ns, at)?),
             Backend::Remote { client, runtime } => {
                 Self::call(client, runtime, |c| async move { c.layers(ns, at).await })
             }
@@ -154,7 +164,7 @@ impl Backend {
         with_provenance: bool,
     ) -> Result<ResolvedView> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.resolve(ns, ctx, at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.resolve(caller, ns, ctx, at)?),
             Backend::Remote { client, runtime } => {
                 let r = Self::call(client, runtime, |c| async move {
                     c.resolve(ns, ctx, at, with_provenance).await
@@ -180,7 +190,7 @@ impl Backend {
         at: At,
     ) -> Result<ExplainView> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.explain(ns, ctx, key, at)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.explain(caller, ns, ctx, key, at)?),
             Backend::Remote { client, runtime } => {
                 let x = Self::call(client, runtime, |c| async move {
                     c.explain(ns, ctx, key, at).await
@@ -201,7 +211,7 @@ impl Backend {
         b: (&Context, At),
     ) -> Result<Vec<DiffEntry>> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.diff_resolved(ns, a, b)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.diff_resolved(caller, ns, a, b)?),
             Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
                 c.diff_contexts(ns, a, b).await
             }),
@@ -216,8 +226,8 @@ impl Backend {
         b: (&LayerPath, At),
     ) -> Result<Vec<DiffEntry>> {
         match self {
-            Backend::Local { engine, .. } => {
-                Ok(engine.diff_layers((ns, a.0, a.1), (ns, b.0, b.1))?)
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.diff_layers(caller, (ns, a.0, a.1), (ns, b.0, b.1))?)
             }
             Backend::Remote { client, runtime } => {
                 Self::call(
@@ -237,7 +247,9 @@ impl Backend {
         to: At,
     ) -> Result<Vec<LayerDiff>> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.diff_namespace(ns, from, to)?),
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.diff_namespace(caller, ns, from, to)?)
+            }
             Backend::Remote { client, runtime } => {
                 let d = Self::call(client, runtime, |c| async move {
                     c.diff_revisions(ns, None, from, to).await
@@ -255,7 +267,7 @@ impl Backend {
         limit: usize,
     ) -> Result<Vec<LayerVersion>> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.history(ns, layer, limit)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.history(caller, ns, layer, limit)?),
             Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
                 c.history(ns, layer, limit).await
             }),
@@ -274,13 +286,13 @@ impl Backend {
         dry_run: bool,
     ) -> Result<(Option<ChangeSet>, Option<CommitInfo>)> {
         match self {
-            Backend::Local { engine, .. } => {
-                let plan = engine.rollback_plan(ns, layer, to, author, message)?;
+            Backend::Local { engine, caller, .. } => {
+                let plan = engine.rollback_plan(caller, ns, layer, to, message)?;
                 let commit = match &plan {
-                    Some(cs) if !dry_run => Some(engine.commit(cs)?),
+                    Some(_) if !dry_run => engine.rollback(caller, ns, layer, to, message)?,
                     _ => None,
                 };
-                Ok((plan, commit))
+                Ok((plan.map(|cs| engine.masked_change_set(cs)), commit))
             }
             Backend::Remote { client, runtime } => {
                 let options = confstrata_client::WriteOptions::message(message).author(author);
@@ -295,7 +307,7 @@ impl Backend {
     /// Drops old history (the embedded store only).
     pub(crate) fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
         match self {
-            Backend::Local { engine, .. } => Ok(engine.apply_retention(policy)?),
+            Backend::Local { engine, caller, .. } => Ok(engine.apply_retention(caller, policy)?),
             Backend::Remote { client, .. } => bail!(
                 "compact works on the embedded store only, and {} is a server; \
                  run it on the server's host with --data-dir while the server is stopped",
@@ -307,7 +319,9 @@ impl Backend {
     /// The store's state, for `status`: its rows and table headers.
     pub(crate) fn status(&self) -> Result<(Value, Vec<&'static str>, Vec<&'static str>)> {
         match self {
-            Backend::Local { engine, data_dir } => {
+            Backend::Local {
+                engine, data_dir, ..
+            } => {
                 let s = engine.store();
                 let revision = s.revision()?;
                 let v = json!({
@@ -335,6 +349,227 @@ impl Backend {
                     vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES"],
                     vec!["server", "revision", "oldest_revision", "namespaces"],
                 ))
+            }
+        }
+    }
+
+    /// Every layer with every sealed value masked, for exports.
+    pub(crate) fn export_layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.export_layers(caller, ns, at)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.export_layers(ns, at).await },
+                )
+            }
+        }
+    }
+
+    pub(crate) fn keys(&self) -> Result<Vec<confstrata_engine::KeyInfo>> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.keys(caller)?),
+            Backend::Remote { client, runtime } => {
+                let keys = Self::call(client, runtime, |c| async move { c.keys().await })?;
+                Ok(keys
+                    .into_iter()
+                    .map(|k| confstrata_engine::KeyInfo {
+                        id: k.id,
+                        current: k.current,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    pub(crate) fn rotate_key(&self, ns: &NamespaceName) -> Result<String> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.rotate_key(caller, ns)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.rotate_key(ns).await })
+            }
+        }
+    }
+
+    pub(crate) fn rewrap(&self, ns: &NamespaceName) -> Result<Option<CommitInfo>> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.rewrap(caller, ns)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.rewrap(ns).await })
+            }
+        }
+    }
+
+    pub(crate) fn retire_key(&self, key: &str) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.retire_key(caller, key)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.retire_key(key).await })
+            }
+        }
+    }
+
+    pub(crate) fn audit_records(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<confstrata_engine::AuditRecord>> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.audit_records(caller, after, limit)?)
+            }
+            Backend::Remote { client, runtime } => {
+                let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+                let raw = Self::call(client, runtime, |c| async move {
+                    c.audit_records(after, limit).await
+                })?;
+                raw.into_iter()
+                    .map(|v| {
+                        serde_json::from_value(v)
+                            .context("the server sent an audit record this CLI cannot read")
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Verifies the audit chain: (records, last seq).
+    pub(crate) fn audit_verify(&self) -> Result<(u64, u64)> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                let v = engine.audit_verify(caller)?;
+                Ok((v.records, v.last_seq))
+            }
+            Backend::Remote { client, runtime } => {
+                let v = Self::call(client, runtime, |c| async move { c.audit_verify().await })?;
+                Ok((v.records, v.last_seq))
+            }
+        }
+    }
+
+    pub(crate) fn add_principal(
+        &self,
+        id: &str,
+        name: &str,
+        kind: confstrata_engine::PrincipalKind,
+        roles: &[String],
+    ) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.add_principal(caller, id, name, kind, roles)?)
+            }
+            Backend::Remote { client, runtime } => {
+                let kind = match kind {
+                    confstrata_engine::PrincipalKind::Service => {
+                        confstrata_client::PrincipalKind::Service
+                    }
+                    _ => confstrata_client::PrincipalKind::User,
+                };
+                Self::call(client, runtime, |c| async move {
+                    c.add_principal(id, name, kind, roles).await
+                })
+            }
+        }
+    }
+
+    pub(crate) fn principals(&self) -> Result<Vec<confstrata_engine::PrincipalInfo>> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.principals(caller)?),
+            Backend::Remote { client, runtime } => {
+                let list = Self::call(client, runtime, |c| async move { c.principals().await })?;
+                Ok(list
+                    .into_iter()
+                    .map(|p| confstrata_engine::PrincipalInfo {
+                        id: p.id,
+                        name: p.name,
+                        kind: match p.kind {
+                            confstrata_client::PrincipalKind::Service => {
+                                confstrata_engine::PrincipalKind::Service
+                            }
+                            _ => confstrata_engine::PrincipalKind::User,
+                        },
+                        roles: p.roles,
+                        tokens: p
+                            .tokens
+                            .into_iter()
+                            .map(|t| confstrata_engine::TokenInfo {
+                                hash: t.hash,
+                                label: t.label,
+                                revoked: t.revoked,
+                            })
+                            .collect(),
+                        revoked: p.revoked,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    pub(crate) fn grant_role(&self, id: &str, role: &str) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.grant_role(caller, id, role)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.grant_role(id, role).await },
+                )
+            }
+        }
+    }
+
+    pub(crate) fn revoke_role(&self, id: &str, role: &str) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.revoke_role(caller, id, role)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.revoke_role(id, role).await },
+                )
+            }
+        }
+    }
+
+    pub(crate) fn revoke_principal(&self, id: &str) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.revoke_principal(caller, id)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.revoke_principal(id).await },
+                )
+            }
+        }
+    }
+
+    /// Issues a token; the text is returned once.
+    pub(crate) fn issue_token(&self, id: &str, label: &str) -> Result<String> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine
+                .issue_token(caller, id, label)?
+                .expose_secret()
+                .to_owned()),
+            Backend::Remote { client, runtime } => {
+                let t = Self::call(client, runtime, |c| async move {
+                    c.issue_token(id, label).await
+                })?;
+                Ok(t.token)
+            }
+        }
+    }
+
+    pub(crate) fn revoke_token(&self, hash: &str) -> Result<()> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.revoke_token(caller, hash)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.revoke_token(hash).await },
+                )
             }
         }
     }

@@ -20,19 +20,20 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return crate::serve::run(cli.data_dir.as_deref(), args);
     }
-    let backend = match &cli.addr {
-        Some(addr) => Backend::remote(addr)?,
-        None => Backend::local(
-            cli.data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        )?,
-    };
     let author = cli
         .author
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
+    let backend = match &cli.addr {
+        Some(addr) => Backend::remote(addr, cli.token.clone())?,
+        None => Backend::local(
+            cli.data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            &author,
+        )?,
+    };
     let ctx = Ctx {
         backend,
         output: cli.output,
@@ -66,12 +67,29 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             layer,
             pairs,
             string,
+            secret,
             write,
         } => {
             let (namespace, layer) = (ns(&namespace)?, layer_path(&layer)?);
             let mut ops = Vec::new();
+            let mut stdin_used = false;
             for (i, pair) in pairs.iter().enumerate() {
                 let (k, v) = split_pair(pair)?;
+                let from_stdin;
+                let v = if secret && v == "-" {
+                    if stdin_used {
+                        bail!("only one VALUE can be read from stdin");
+                    }
+                    stdin_used = true;
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("reading the secret value from stdin")?;
+                    from_stdin = text.trim_end_matches(['\n', '\r']).to_owned();
+                    from_stdin.as_str()
+                } else {
+                    v
+                };
                 let value = if string {
                     Value::String(v.to_owned())
                 } else {
@@ -82,6 +100,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                     layer: layer.clone(),
                     key: key_path(k)?,
                     value,
+                    secret,
                     // The precondition is on the state before the change set: once is enough.
                     expect_revision: if i == 0 { write.expect_revision } else { None },
                 });
@@ -378,6 +397,10 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 vec![fields.iter().map(|f| cell(&v[*f])).collect()]
             })
         }
+        Command::Keys(c) => crate::security::keys(&ctx.backend, ctx.output, c),
+        Command::Audit(c) => crate::security::audit(&ctx.backend, ctx.output, c),
+        Command::Principal(c) => crate::security::principal(&ctx.backend, ctx.output, c),
+        Command::Token(c) => crate::security::token(&ctx.backend, ctx.output, c),
     }
 }
 
@@ -621,7 +644,8 @@ impl Ctx {
 
     fn export(&self, namespace: &NamespaceName, dir: &Path, fmt: Format, at: At) -> Result<()> {
         let n = self.backend.namespace(namespace, at)?;
-        let layers = self.backend.layers(namespace, at)?;
+        // Sealed values are masked: an export is a file that leaves the server.
+        let layers = self.backend.export_layers(namespace, at)?;
         std::fs::create_dir_all(dir.join("layers"))
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let spec = toml::to_string_pretty(&n.spec)?;
@@ -653,7 +677,7 @@ impl Ctx {
     }
 }
 
-fn ns(s: &str) -> Result<NamespaceName> {
+pub(crate) fn ns(s: &str) -> Result<NamespaceName> {
     Ok(NamespaceName::parse(s)?)
 }
 

@@ -11,6 +11,7 @@ mod args;
 mod backend;
 mod commands;
 mod output;
+mod security;
 mod serve;
 
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use confstrata_engine::Engine;
+use confstrata_engine::{Engine, OpenOptions};
 use confstrata_grpc_api::ServeOptions;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
@@ -34,6 +34,11 @@ pub(crate) struct Settings {
     max_change_set_bytes: usize,
     /// Deepest nesting of a document.
     max_depth: usize,
+    /// The master key file (default: `master.key` in the data directory);
+    /// `CONFSTRATA_MASTER_KEY` wins over it.
+    master_key_file: Option<PathBuf>,
+    /// Audit every read too (a read that cannot be audited then fails).
+    audit_reads: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +53,8 @@ impl Default for Settings {
             max_document_bytes: o.limits.max_document_bytes,
             max_change_set_bytes: o.limits.max_change_set_bytes,
             max_depth: o.limits.max_depth,
+            master_key_file: None,
+            audit_reads: false,
         }
     }
 }
@@ -82,6 +89,8 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "max_document_bytes",
             "max_change_set_bytes",
             "max_depth",
+            "master_key_file",
+            "audit_reads",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -128,14 +137,40 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         },
         ..ServeOptions::default()
     };
-    let engine = Engine::open(&settings.data_dir)
-        .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+    let (engine, key) = Engine::open_with(
+        &settings.data_dir,
+        &OpenOptions {
+            master_key_file: settings.master_key_file.clone(),
+            audit_reads: settings.audit_reads,
+        },
+    )
+    .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+    if key.created {
+        tracing::warn!(
+            path = %key.origin,
+            "created a new master key (mode 0600); sealed values cannot be read without it: back it up apart from the data"
+        );
+    } else {
+        tracing::info!(source = %key.origin, "master key loaded");
+    }
+    if let Some(token) = engine
+        .bootstrap_admin()
+        .context("cannot create the first admin token")?
+    {
+        // Straight to the terminal, never through the logger (whose output
+        // may be shipped elsewhere).
+        eprintln!(
+            "\nFirst start: created the principal `admin` with this token (shown once; stored only as a hash):\n\n    {}\n\nUse it with `export CONFSTRATA_TOKEN=...` or `--token`.\n",
+            token.expose_secret()
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("confstrata-serve")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal();
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -148,7 +183,7 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
             revision = engine.store().revision().unwrap_or(0),
             "listening"
         );
-        confstrata_grpc_api::serve(engine, listener, options, shutdown_signal()).await?;
+        confstrata_grpc_api::serve(engine, listener, options, shutdown).await?;
         anyhow::Ok(())
     })?;
     // The engine (and with it the store) was dropped when serve returned.
@@ -157,27 +192,28 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called (before the server says it is listening), so a signal sent as
+/// soon as `listening` appears is never the default "terminate now".
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>, name: &'static str| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    std::future::pending::<()>().await;
+                }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            () = wait(int, "SIGINT") => tracing::info!("SIGINT received"),
+            () = wait(term, "SIGTERM") => tracing::info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
     }
 }
 

@@ -1,4 +1,5 @@
-//! [`Client`]: every RPC of `confstrata.v1.ConfigService` on model types.
+//! [`Client`]: every RPC of `confstrata.v1.ConfigService` on model types
+//! (those of `AdminService` are in `admin.rs`).
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use confstrata_core::{
 };
 use confstrata_proto::convert;
 use confstrata_proto::v1;
+use confstrata_proto::v1::admin_service_client::AdminServiceClient;
 use confstrata_proto::v1::config_service_client::ConfigServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -28,6 +30,9 @@ pub struct ClientOptions {
     pub request_timeout: Option<Duration>,
     /// The largest message accepted from the server, in bytes.
     pub max_message_bytes: usize,
+    /// The bearer token sent with every call (`cst_...`); `None` sends
+    /// none, which a server refuses with `UNAUTHENTICATED`.
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +43,7 @@ impl Default for ClientOptions {
             // Documents and change sets may be up to 16 MiB; leave room for
             // a resolved answer with provenance.
             max_message_bytes: 64 * 1024 * 1024,
+            token: None,
         }
     }
 }
@@ -47,6 +53,24 @@ impl ClientOptions {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::token`].
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::token`] from `CONFSTRATA_TOKEN`, if set and not empty.
+    #[must_use]
+    pub fn token_from_env(mut self) -> Self {
+        if let Ok(t) = std::env::var("CONFSTRATA_TOKEN")
+            && !t.trim().is_empty()
+        {
+            self.token = Some(t.trim().to_owned());
+        }
         self
     }
 
@@ -68,11 +92,26 @@ impl ClientOptions {
 /// An async client of a Confstrata server over one HTTP/2 connection
 /// (a tonic [`Channel`], which reconnects by itself). Cheap to clone: clones
 /// share the connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     addr: String,
     raw: ConfigServiceClient<Channel>,
+    /// `AdminService` over the same connection.
+    admin: AdminServiceClient<Channel>,
     request_timeout: Option<Duration>,
+    /// `Bearer <token>`, ready to send.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("request_timeout", &self.request_timeout)
+            .field("authenticated", &self.authorization.is_some())
+            .finish()
+    }
 }
 
 /// Turns `host:port` or `http://host:port` into an endpoint URI.
@@ -128,7 +167,7 @@ impl Client {
                 addr: uri.clone(),
                 source,
             })?;
-        Ok(Client::from_channel(uri, channel, &options))
+        Client::from_channel(uri, channel, &options)
     }
 
     /// A client that connects on its first call (and reconnects as needed),
@@ -136,30 +175,55 @@ impl Client {
     pub fn connect_lazy(addr: &str, options: ClientOptions) -> Result<Client> {
         let (uri, endpoint) = endpoint(addr, &options)?;
         let channel = endpoint.connect_lazy();
-        Ok(Client::from_channel(uri, channel, &options))
+        Client::from_channel(uri, channel, &options)
     }
 
     /// A client over an existing channel; `addr` is only used in messages.
+    /// Fails if the token cannot be sent as a header (it is not ASCII).
     pub fn from_channel(
         addr: impl Into<String>,
         channel: Channel,
         options: &ClientOptions,
-    ) -> Self {
-        Client {
+    ) -> Result<Self> {
+        let authorization = options
+            .token
+            .as_ref()
+            .map(|t| {
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| Error::InvalidToken {
+                        reason: "it holds characters a header cannot carry; a token is `cst_` and 43 base64url characters".to_owned(),
+                    })
+            })
+            .transpose()?;
+        Ok(Client {
             addr: addr.into(),
+            admin: AdminServiceClient::new(channel.clone())
+                .max_decoding_message_size(options.max_message_bytes)
+                .max_encoding_message_size(options.max_message_bytes),
             raw: ConfigServiceClient::new(channel)
                 .max_decoding_message_size(options.max_message_bytes)
                 .max_encoding_message_size(options.max_message_bytes),
             request_timeout: options.request_timeout,
-        }
+            authorization,
+        })
     }
 
     /// A unary request, with the configured deadline (sent to the server as
     /// `grpc-timeout`, so it stops working on an abandoned call too).
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = self.authorized(message);
         if let Some(t) = self.request_timeout {
             request.set_timeout(t);
+        }
+        request
+    }
+
+    /// A request with the token, without a deadline (for watches).
+    fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(a) = &self.authorization {
+            request.metadata_mut().insert("authorization", a.clone());
         }
         request
     }
@@ -172,6 +236,12 @@ impl Client {
     /// The generated stub, for anything this client does not wrap.
     pub fn raw(&self) -> ConfigServiceClient<Channel> {
         self.raw.clone()
+    }
+
+    /// The generated `AdminService` stub over the same connection (send
+    /// the token yourself; the methods in [`Client`] do).
+    pub fn raw_admin(&self) -> AdminServiceClient<Channel> {
+        self.admin.clone()
     }
 
     /// Declares a namespace; `replace` replaces an existing declaration
@@ -276,11 +346,27 @@ impl Client {
 
     /// Every layer of a namespace, by path.
     pub async fn layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+        self.list_layers(ns, at, false).await
+    }
+
+    /// Every layer of a namespace with every sealed value masked, even for
+    /// a caller allowed to read secrets: for exports.
+    pub async fn export_layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+        self.list_layers(ns, at, true).await
+    }
+
+    async fn list_layers(
+        &self,
+        ns: &NamespaceName,
+        at: At,
+        mask_secrets: bool,
+    ) -> Result<Vec<LayerRecord>> {
         let r = self
             .raw()
             .list_layers(self.request(v1::ListLayersRequest {
                 namespace: ns.to_string(),
                 at: convert::read_at_to_wire(at),
+                mask_secrets,
             }))
             .await?
             .into_inner();
@@ -329,6 +415,7 @@ impl Client {
                         .map(|(k, v)| v1::KeyValue {
                             key: k.to_string(),
                             value_json: convert::to_json(v),
+                            secret: options.secret,
                         })
                         .collect(),
                     expect_revision: options.expect_revision,
@@ -604,13 +691,13 @@ impl Client {
     ) -> Result<WatchStream> {
         let stream = self
             .raw()
-            .watch(v1::WatchRequest {
+            .watch(self.authorized(v1::WatchRequest {
                 namespace: ns.to_string(),
                 context: context.map(wire::context_map).unwrap_or_default(),
                 start_revision,
                 // A context, even an empty one, means a resolved watch.
                 resolve: context.is_some(),
-            })
+            }))
             .await?
             .into_inner();
         Ok(WatchStream::new(stream))
@@ -649,7 +736,7 @@ fn endpoint(addr: &str, options: &ClientOptions) -> Result<(String, Endpoint)> {
     Ok((uri, endpoint))
 }
 
-fn commit_of(c: Option<&v1::CommitInfo>) -> Result<CommitInfo> {
+pub(crate) fn commit_of(c: Option<&v1::CommitInfo>) -> Result<CommitInfo> {
     let c = wire::required("commit", c)?;
     Ok(convert::commit_info("commit", c)?)
 }

@@ -51,6 +51,12 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The token cannot be sent.
+    #[error("invalid Confstrata token: {reason}")]
+    InvalidToken {
+        /// What is wrong with it (never the token itself).
+        reason: String,
+    },
     /// The address is not a usable server address.
     #[error("invalid Confstrata address {addr:?}: {reason}")]
     InvalidAddress {
@@ -129,6 +135,18 @@ impl Error {
     /// Whether the object to create already exists (`ALREADY_EXISTS`).
     pub fn is_already_exists(&self) -> bool {
         self.code() == Some(Code::AlreadyExists)
+    }
+
+    /// Whether the server did not accept the token (`UNAUTHENTICATED`): none
+    /// was sent, or it is malformed, unknown or revoked.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.code() == Some(Code::Unauthenticated)
+    }
+
+    /// Whether the token's principal may not do this (`PERMISSION_DENIED`);
+    /// the message names the action and the resource.
+    pub fn is_permission_denied(&self) -> bool {
+        self.code() == Some(Code::PermissionDenied)
     }
 
     /// Whether a revision was removed by retention or is not reached yet

@@ -1,8 +1,11 @@
 //! The Rust client of Confstrata, a hierarchical configuration server.
 //!
-//! - [`Client`]: every RPC of `confstrata.v1.ConfigService`, async over one
-//!   HTTP/2 connection, taking and returning `confstrata-core` model values
-//!   (re-exported as [`model`]). Errors keep the gRPC code and details
+//! - [`Client`]: every RPC of `confstrata.v1.ConfigService` and
+//!   `confstrata.v1.AdminService` (data keys, principals and tokens, the
+//!   audit log: [`Client::rotate_key`], [`Client::issue_token`],
+//!   [`Client::audit_verify`], …), async over one HTTP/2 connection,
+//!   taking and returning `confstrata-core` model values (re-exported as
+//!   [`model`]). Errors keep the gRPC code and details
 //!   ([`Error::is_conflict`], [`Error::field`], [`Error::current_revision`]).
 //! - [`ConfstrataProvider`]: a figment `Provider`, so a service merges its
 //!   central configuration over local files, with an offline fallback file
@@ -61,6 +64,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod client;
 mod error;
 mod fallback;
@@ -73,14 +77,16 @@ pub use client::{Client, ClientOptions};
 pub use error::{Error, Result};
 pub use provider::ConfstrataProvider;
 pub use types::{
-    DryRun, Explained, KeyValue, LayerDiff, LayerStatus, Resolved, Rollback, ServerStatus,
-    WatchEvent, WriteOptions,
+    AuditVerification, DryRun, Explained, IssuedToken, KeyInfo, KeyValue, LayerDiff, LayerStatus,
+    PrincipalInfo, PrincipalKind, Resolved, Rollback, ServerStatus, TokenInfo, WatchEvent,
+    WriteOptions,
 };
 pub use watch::{Reloader, ReloaderBuilder, ResolvedStream, WatchOptions, WatchStream};
 
 /// The model crate, so users need not depend on it separately.
 pub use confstrata_core as model;
-/// The generated gRPC code (messages and the raw `ConfigServiceClient`).
+/// The generated gRPC code (messages, the raw `ConfigServiceClient` and
+/// `AdminServiceClient`).
 pub use confstrata_proto::v1 as proto;
 /// gRPC status codes, as returned by [`Error::code`].
 pub use tonic::Code;

@@ -48,6 +48,8 @@ use crate::fallback::{self, show_context};
 #[derive(Debug)]
 pub struct ConfstrataProvider {
     addr: String,
+    /// The bearer token (default: `CONFSTRATA_TOKEN`).
+    token: Option<Redacted>,
     namespace: String,
     context: Context,
     fallback: Option<PathBuf>,
@@ -73,6 +75,10 @@ impl ConfstrataProvider {
     pub fn new(addr: impl Into<String>, namespace: impl Into<String>, context: Context) -> Self {
         ConfstrataProvider {
             addr: addr.into(),
+            token: ClientOptions::default()
+                .token_from_env()
+                .token
+                .map(Redacted),
             namespace: namespace.into(),
             context,
             fallback: None,
@@ -80,6 +86,13 @@ impl ConfstrataProvider {
             profile: Profile::Default,
             loaded: Mutex::new(None),
         }
+    }
+
+    /// Sets the bearer token (default: `CONFSTRATA_TOKEN`, if set).
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Redacted(token.into()));
+        self
     }
 
     /// Keeps the last configuration read in `path`, and reads it from there
@@ -170,6 +183,7 @@ impl ConfstrataProvider {
         let namespace = namespace.clone();
         let context = self.context.clone();
         let timeout = self.timeout;
+        let token = self.token.as_ref().map(|t| t.0.clone());
         let worker = std::thread::Builder::new()
             .name("confstrata-provider".into())
             .spawn(move || -> Result<crate::Resolved> {
@@ -178,7 +192,8 @@ impl ConfstrataProvider {
                     .build()
                     .map_err(|e| Error::Runtime(format!("cannot start a runtime: {e}")))?;
                 rt.block_on(async {
-                    let options = ClientOptions::default().connect_timeout(timeout);
+                    let mut options = ClientOptions::default().connect_timeout(timeout);
+                    options.token = token;
                     let work = async {
                         let client = Client::connect_with(&addr, options).await?;
                         client
@@ -267,5 +282,15 @@ impl Provider for ConfstrataProvider {
             figment::Error::from("the resolved configuration is not a table".to_owned())
         })?;
         Ok(Map::from([(self.profile.clone(), dict)]))
+    }
+}
+
+/// A token that `Debug` does not print.
+#[derive(Clone)]
+struct Redacted(String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }

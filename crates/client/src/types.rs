@@ -127,8 +127,11 @@ pub struct WriteOptions {
     pub expect_revision: Option<u64>,
     /// Change message.
     pub message: String,
-    /// Author (empty: the server's notion of the caller).
+    /// Ignored by the server: a change is recorded under the authenticated principal.
     pub author: String,
+    /// Seal every value written (`set_keys` only): stored encrypted, shown
+    /// only to callers allowed to read secrets.
+    pub secret: bool,
 }
 
 impl WriteOptions {
@@ -169,4 +172,81 @@ pub struct ServerStatus {
     pub namespaces: u64,
     /// The server's version.
     pub version: String,
+}
+
+/// Whether a principal is a person or a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// A person.
+    User,
+    /// A program (a service reading its configuration, a CI job).
+    Service,
+}
+
+/// One data key: an answer of [`Client::keys`](crate::Client::keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// `namespace#n`.
+    pub id: String,
+    /// Whether new values of its namespace are sealed with it.
+    pub current: bool,
+}
+
+/// A principal: an answer of [`Client::principals`](crate::Client::principals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrincipalInfo {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// A person or a program.
+    pub kind: PrincipalKind,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Its tokens (hash prefixes, never the tokens).
+    pub tokens: Vec<TokenInfo>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A token as listed: a hash prefix, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The first characters of its SHA-256, to name it in
+    /// [`Client::revoke_token`](crate::Client::revoke_token).
+    pub hash: String,
+    /// What it is for.
+    pub label: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A new token: the answer of [`Client::issue_token`](crate::Client::issue_token).
+/// The server keeps only its hash, so this is the one chance to store it.
+/// `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The token, `cst_...`.
+    pub token: String,
+    /// The first characters of its SHA-256, as listings show it.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<redacted>")
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// What [`Client::audit_verify`](crate::Client::audit_verify) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditVerification {
+    /// How many records were checked.
+    pub records: u64,
+    /// The last record's seq (0 for an empty log).
+    pub last_seq: u64,
 }

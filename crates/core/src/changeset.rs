@@ -64,6 +64,11 @@ pub enum Op {
         key: KeyPath,
         /// The value.
         value: Value,
+        /// Seal the value (every leaf of it): stored encrypted, shown only
+        /// to callers allowed to read secrets. Keys the secret rule names
+        /// (`password`, `*_token`, ...) are sealed without asking.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secret: bool,
         /// Precondition on the layer's revision.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_revision: Option<u64>,

@@ -159,6 +159,16 @@ pub fn get<'a>(doc: &'a Document, key: &KeyPath) -> Option<&'a Value> {
     table.get(last)
 }
 
+/// Looks up a key in a document, for changing its value in place.
+pub fn get_mut<'a>(doc: &'a mut Document, key: &KeyPath) -> Option<&'a mut Value> {
+    let (last, parents) = key.segments().split_last()?;
+    let mut table = doc;
+    for seg in parents {
+        table = table.get_mut(seg)?.as_object_mut()?;
+    }
+    table.get_mut(last)
+}
+
 /// Sets a key in a document, creating intermediate tables.
 ///
 /// Fails (changing nothing) if an intermediate key holds a non-table value.

@@ -187,6 +187,31 @@ pub enum Error {
         /// The store's current revision.
         current: u64,
     },
+    /// The request carried no valid credentials (missing, malformed,
+    /// unknown or revoked token).
+    #[error("unauthenticated: {message}")]
+    Unauthenticated {
+        /// What was wrong with the credentials.
+        message: String,
+    },
+    /// The caller may not perform the action on the resource. The message
+    /// names both, and nothing about values or whether the resource exists.
+    #[error("{message}")]
+    PermissionDenied {
+        /// The action refused (`read`, `write`, ...).
+        action: String,
+        /// The resource (`payments:env/prod#db`).
+        resource: String,
+        /// The whole explanation.
+        message: String,
+    },
+    /// Stored data failed an integrity check (a sealed value that does not
+    /// open, a broken audit chain). Nothing unverified is returned.
+    #[error("integrity error: {message}")]
+    Integrity {
+        /// What failed, and where.
+        message: String,
+    },
     /// The storage backend failed (I/O, corruption, ...).
     #[error("storage error: {message}")]
     Storage {

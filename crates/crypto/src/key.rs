@@ -42,6 +42,25 @@ impl fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// A 32-byte key derived from the master key for another purpose (the
+    /// audit chain's MAC key), so that one key file protects both: the
+    /// XChaCha20 keystream under the master key for the nonce `label`,
+    /// which is a pseudorandom function of the key and the label. Distinct
+    /// labels give independent keys; no sealed value uses a fixed nonce.
+    pub fn derive_subkey(&self, label: &[u8; 24]) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        use chacha20poly1305::aead::Aead;
+        // Encrypting 32 zero bytes returns the keystream and a 16-byte tag.
+        let ct =
+            zeroize::Zeroizing::new(self.cipher.encrypt(label.into(), &[0u8; 32][..]).map_err(
+                |_| Error::InvalidKeyring {
+                    reason: "deriving a subkey from the master key failed".into(),
+                },
+            )?);
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(ct.get(..32).unwrap_or(&[0u8; 32]));
+        Ok(out)
+    }
+
     /// A new random master key from the operating system's generator.
     pub fn generate() -> Result<MasterKey> {
         let bytes = random_key()?;

@@ -1,36 +1,64 @@
 //! The assembled Confstrata service, with no network code: the one place where
-//! a request is resolved, diffed, committed and rolled back over any
-//! [`Store`]. Later capabilities (access, validation, sealing, audit, metrics)
-//! plug in here, so every front end (CLI, gRPC, REST) gets them at once.
+//! a request is authorized, resolved, diffed, sealed, committed, audited and
+//! rolled back over any [`Store`]. Every front end (CLI, gRPC, REST) calls
+//! the same methods, each with the [`Caller`] it authenticated.
 //!
 //! ```
-//! use std::sync::{Arc, Mutex, PoisonError};
+//! use std::sync::Arc;
 //! use confstrata_core::{At, ChangeSet, MemoryStore, parse_context};
-//! use confstrata_engine::Engine;
+//! use confstrata_engine::{Caller, Engine, PrincipalKind};
 //!
-//! let engine = Engine::new(Arc::new(MemoryStore::new()));
+//! let engine = Engine::new(Arc::new(MemoryStore::new())).unwrap();
+//! let me = Caller::local("ana"); // the local user: admin rights, audited
 //! let cs: ChangeSet = serde_json::from_str(r#"{"ops": [
 //!   {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"]}},
 //!   {"op": "put", "namespace": "web", "layer": "defaults", "document": {"port": 80}},
-//!   {"op": "set", "namespace": "web", "layer": "env/prod", "key": "port", "value": 443}
+//!   {"op": "set", "namespace": "web", "layer": "env/prod", "key": "port", "value": 443},
+//!   {"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.password", "value": "hunter2"}
 //! ]}"#).unwrap();
-//! engine.commit(&cs).unwrap();
-//! let view = engine.resolve(&"web".parse().unwrap(), &parse_context("env=prod").unwrap(), At::Latest).unwrap();
+//! engine.commit(&me, &cs).unwrap();
+//! let prod = parse_context("env=prod").unwrap();
+//! let web = "web".parse().unwrap();
+//! let view = engine.resolve(&me, &web, &prod, At::Latest).unwrap();
 //! assert_eq!(view.document["port"], 443);
+//! assert_eq!(view.document["db"]["password"], "hunter2"); // sealed at rest, opened for admin
 //! assert_eq!(view.provenance[0].1.layer.as_str(), "env/prod");
+//!
+//! // A viewer authenticates with a token and sees the secret masked.
+//! engine.add_principal(&me, "bob", "Bob", PrincipalKind::User, &["viewer".into()]).unwrap();
+//! let token = engine.issue_token(&me, "bob", "laptop").unwrap();
+//! let bob = engine
+//!     .authenticate(Some(&format!("Bearer {}", token.expose_secret())), "req-1")
+//!     .unwrap();
+//! let view = engine.resolve(&bob, &web, &prod, At::Latest).unwrap();
+//! assert_eq!(view.document["db"]["password"], "<sealed>");
+//! assert!(engine.commit(&bob, &cs).unwrap_err().to_string().contains("bob may not write"));
+//! // Every change, refusal and secret read is in the audit log, and it verifies.
+//! assert!(engine.audit_verify(&me).unwrap().records >= 4);
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use confstrata_access::{AuditEntry, Outcome};
+use confstrata_core::serde_json::Value;
 use confstrata_core::{
-    At, ChangeSet, CommitInfo, Context, DiffEntry, Document, Error, Explanation, KeyPath,
-    LayerInput, LayerPath, LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, Op,
-    Provenance, Result, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, diff,
-    resolve,
+    At, Context, DiffEntry, Document, Error, Explanation, KeyPath, LayerInput, LayerPath,
+    LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, Provenance, Result, RetentionPolicy,
+    RetentionReport, RevisionInfo, Store, Timestamp, diff, resolve,
 };
+use confstrata_crypto::MasterKey;
 use serde::Serialize;
+
+mod admin;
+mod security;
+mod write;
+
+pub use admin::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
+pub use confstrata_access::{Action, AuditRecord, PrincipalKind, Resource, Token};
+pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
+use security::{Gate, Security};
 
 /// The file name of the SQLite database inside a data directory.
 pub const DB_FILE: &str = "confstrata.db";
@@ -40,7 +68,12 @@ pub const DB_FILE: &str = "confstrata.db";
 pub struct Engine {
     store: Arc<dyn Store>,
     observers: Arc<Mutex<Vec<CommitObserver>>>,
+    policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
+    security: Arc<Security>,
 }
+
+/// Called after every change to the access policy.
+pub type PolicyObserver = Arc<dyn Fn() + Send + Sync>;
 
 /// Called with the new revision after every commit made through the engine.
 pub type CommitObserver = Arc<dyn Fn(u64) + Send + Sync>;
@@ -57,9 +90,9 @@ pub struct DryRun {
 }
 
 /// Reads the committed state at one revision, for planning a dry run.
-struct StoreReader<'s> {
-    store: &'s dyn Store,
-    revision: u64,
+pub(crate) struct StoreReader<'s> {
+    pub(crate) store: &'s dyn Store,
+    pub(crate) revision: u64,
 }
 
 impl confstrata_core::StateReader for StoreReader<'_> {
@@ -144,61 +177,211 @@ pub enum LayerStatus {
     Changed,
 }
 
+/// Where the master key comes from, and what opening did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySource {
+    /// `CONFSTRATA_MASTER_KEY` or the key file's path.
+    pub origin: String,
+    /// Whether this start created the key file.
+    pub created: bool,
+}
+
+/// Options for [`Engine::open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The master key file (default: `master.key` in the data directory).
+    /// `CONFSTRATA_MASTER_KEY`, when set, wins over any file.
+    pub master_key_file: Option<PathBuf>,
+    /// Audit every read, not only changes, secret reads and refusals.
+    pub audit_reads: bool,
+}
+
+/// The name of the master key file inside a data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
 impl Engine {
-    /// An engine over any store.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Engine {
+    /// An engine over any store, with a fresh in-memory master key (so
+    /// sealed values live only as long as the process: for tests and
+    /// embedded use). Use [`Engine::with_security`] to keep them.
+    pub fn new(store: Arc<dyn Store>) -> Result<Self> {
+        let key = MasterKey::generate().map_err(security::crypto_error)?;
+        Self::with_security(store, SecurityOptions::new(key))
+    }
+
+    /// An engine over any store, with the given master key and settings.
+    pub fn with_security(store: Arc<dyn Store>, options: SecurityOptions) -> Result<Self> {
+        let security = Security::load(&*store, options)?;
+        Ok(Engine {
             store,
             observers: Arc::default(),
-        }
+            policy_observers: Arc::default(),
+            security: Arc::new(security),
+        })
+    }
+
+    /// Opens (creating if needed) the embedded SQLite store in `data_dir`,
+    /// with default [`OpenOptions`].
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        Ok(Self::open_with(data_dir, &OpenOptions::default())?.0)
+    }
+
+    /// Opens (creating if needed) the embedded SQLite store in `data_dir`:
+    /// the directory is created with mode 0700, the master key comes from
+    /// `CONFSTRATA_MASTER_KEY` or a key file (created, mode 0600, if
+    /// missing). Says where the key came from.
+    pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Self, KeySource)> {
+        create_private_dir(data_dir)?;
+        let store = confstrata_store::SqliteStore::open(&data_dir.join(DB_FILE))?;
+        let (key, source) = match MasterKey::from_env().map_err(security::crypto_error)? {
+            Some(key) => (
+                key,
+                KeySource {
+                    origin: confstrata_crypto::MASTER_KEY_ENV.to_owned(),
+                    created: false,
+                },
+            ),
+            None => {
+                let path = options
+                    .master_key_file
+                    .clone()
+                    .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+                let (key, created) = MasterKey::load_or_generate_file(&path)
+                    .map_err(|e| Error::invalid("master key", e.to_string()))?;
+                (
+                    key,
+                    KeySource {
+                        origin: path.display().to_string(),
+                        created,
+                    },
+                )
+            }
+        };
+        let mut security = SecurityOptions::new(key);
+        security.audit_reads = options.audit_reads;
+        Ok((Self::with_security(Arc::new(store), security)?, source))
     }
 
     /// Registers a function called with the new revision after every commit
     /// made through this engine (or its clones). Keep it cheap: it runs on
     /// the committing thread.
     pub fn on_commit(&self, observer: CommitObserver) {
-        self.observers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(observer);
+        lock(&self.observers).push(observer);
+    }
+
+    /// Registers a function called after every change to the access policy
+    /// (a revoked token, a changed role), so that long-lived requests can
+    /// re-check their caller with [`Engine::check_caller`].
+    pub fn on_policy_change(&self, observer: PolicyObserver) {
+        lock(&self.policy_observers).push(observer);
     }
 
     fn notify(&self, revision: u64) {
-        let observers = self
-            .observers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let observers = lock(&self.observers).clone();
         for o in observers {
             o(revision);
         }
     }
 
-    /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            Error::storage(format!(
-                "cannot create data directory {}: {e}",
-                data_dir.display()
-            ))
-        })?;
-        let store = confstrata_store::SqliteStore::open(&data_dir.join(DB_FILE))?;
-        Ok(Engine::new(Arc::new(store)))
+    pub(crate) fn notify_policy(&self) {
+        let observers = lock(&self.policy_observers).clone();
+        for o in observers {
+            o();
+        }
     }
 
-    /// The underlying store.
+    /// The underlying store. Reading it directly bypasses authorization:
+    /// front ends use it only for revision numbers.
     pub fn store(&self) -> &dyn Store {
         &*self.store
     }
 
-    /// Every namespace at a revision.
-    pub fn namespaces(&self, at: At) -> Result<Vec<NamespaceRecord>> {
+    /// The newest revision (no authorization: revision numbers reveal
+    /// nothing but that changes happened).
+    pub fn revision(&self) -> Result<u64> {
+        self.store.revision()
+    }
+
+    pub(crate) fn gate<'a>(&'a self, caller: &'a Caller) -> Gate<'a> {
+        Gate {
+            sec: &self.security,
+            store: &*self.store,
+            caller,
+            policy: self.security.policy(),
+        }
+    }
+
+    /// Authenticates a request by its `Authorization` header value
+    /// (`Bearer cst_...`). A failure is audited (without the token).
+    pub fn authenticate(&self, authorization: Option<&str>, request_id: &str) -> Result<Caller> {
+        match self.security.authenticate(authorization) {
+            Ok(c) => Ok(c.with_request_id(request_id)),
+            Err(e) => {
+                let entry = AuditEntry::new(
+                    Timestamp::now(),
+                    None,
+                    Action::Read,
+                    Resource::everything(),
+                    Outcome::Unauthenticated,
+                )
+                .request_id(request_id)
+                .detail("reason", e.to_string());
+                if let Err(w) = self
+                    .store
+                    .append_journal(security::journal_fn(&self.security, entry))
+                {
+                    tracing::warn!(error = %w, "the audit record of a failed authentication could not be written");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Checks that a caller's credentials still hold (its token was not
+    /// revoked since it authenticated).
+    pub fn check_caller(&self, caller: &Caller) -> Result<()> {
+        self.security.still_valid(caller)
+    }
+
+    /// Whether the caller may perform `action` on `resource` (for front
+    /// ends that filter what they stream, such as watch).
+    pub fn allows(&self, caller: &Caller, action: Action, resource: &Resource) -> bool {
+        let policy = self.security.policy();
+        self.security.allows(&policy, caller, action, resource)
+    }
+
+    /// Whether the caller may perform `action` on some part of `resource`.
+    pub fn allows_some(&self, caller: &Caller, action: Action, resource: &Resource) -> bool {
+        let policy = self.security.policy();
+        self.security.allows_some(&policy, caller, action, resource)
+    }
+
+    /// Every namespace at a revision that the caller may read some of.
+    pub fn namespaces(&self, caller: &Caller, at: At) -> Result<Vec<NamespaceRecord>> {
+        let g = self.gate(caller);
         let rev = self.store.revision_at(at)?;
-        self.store.namespaces(rev)
+        let all = self.store.namespaces(rev)?;
+        Ok(all
+            .into_iter()
+            .filter(|r| {
+                self.security.allows_some(
+                    &g.policy,
+                    caller,
+                    Action::Read,
+                    &Resource::namespace(r.spec.name.clone()),
+                )
+            })
+            .collect())
     }
 
     /// One namespace, or [`Error::NamespaceNotFound`].
-    pub fn namespace(&self, name: &NamespaceName, at: At) -> Result<NamespaceRecord> {
+    pub fn namespace(
+        &self,
+        caller: &Caller,
+        name: &NamespaceName,
+        at: At,
+    ) -> Result<NamespaceRecord> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, name)?;
         let rev = self.store.revision_at(at)?;
         self.namespace_at(name, rev)
     }
@@ -212,34 +395,120 @@ impl Engine {
     }
 
     /// One layer, or [`Error::LayerNotFound`] (or [`Error::NamespaceNotFound`]).
-    pub fn layer(&self, ns: &NamespaceName, layer: &LayerPath, at: At) -> Result<LayerRecord> {
+    /// Sealed values are opened for a caller with `read-secrets`, masked otherwise.
+    pub fn layer(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        at: At,
+    ) -> Result<LayerRecord> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
         let rev = self.store.revision_at(at)?;
         self.namespace_at(ns, rev)?;
-        self.store
+        let mut record = self
+            .store
             .layer(ns, layer, rev)?
             .ok_or_else(|| Error::LayerNotFound {
                 namespace: ns.to_string(),
                 layer: layer.to_string(),
-            })
+            })?;
+        g.present_layer(ns, layer, &mut record.document, rev)?;
+        g.audit_read(Resource::layer(ns.clone(), layer.clone()), rev)?;
+        Ok(record)
     }
 
-    /// Every layer of a namespace.
-    pub fn layers(&self, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+    /// Every layer of a namespace that the caller may read (the others are
+    /// left out, as if they did not exist).
+    pub fn layers(&self, caller: &Caller, ns: &NamespaceName, at: At) -> Result<Vec<LayerRecord>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
         let rev = self.store.revision_at(at)?;
         self.namespace_at(ns, rev)?;
-        self.store.layers(ns, rev)
+        let mut out = Vec::new();
+        for mut r in self.store.layers(ns, rev)? {
+            if g.allows(Action::Read, &Resource::layer(ns.clone(), r.layer.clone())) {
+                g.present_layer(ns, &r.layer, &mut r.document, rev)?;
+                out.push(r);
+            }
+        }
+        g.audit_read(Resource::namespace(ns.clone()), rev)?;
+        Ok(out)
     }
 
-    /// Resolves a namespace for a context.
-    pub fn resolve(&self, ns: &NamespaceName, ctx: &Context, at: At) -> Result<ResolvedView> {
-        self.with_resolved(ns, ctx, at, |rev, resolved| ResolvedView {
+    /// Every layer of a namespace the caller may read, with every sealed
+    /// value masked whatever the caller's rights: for exports, which are
+    /// files that leave the server (backups carry ciphertext instead).
+    pub fn export_layers(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        at: At,
+    ) -> Result<Vec<LayerRecord>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        let rev = self.store.revision_at(at)?;
+        self.namespace_at(ns, rev)?;
+        let mut out = Vec::new();
+        for mut r in self.store.layers(ns, rev)? {
+            if g.allows(Action::Read, &Resource::layer(ns.clone(), r.layer.clone())) {
+                confstrata_crypto::mask(&mut r.document);
+                out.push(r);
+            }
+        }
+        g.audit_read(Resource::namespace(ns.clone()), rev)?;
+        Ok(out)
+    }
+
+    /// Resolves a namespace for a context. The caller needs `read` on every
+    /// layer of the context; sealed values are opened where the caller has
+    /// `read-secrets` on the key in the winning layer, masked elsewhere.
+    pub fn resolve(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        ctx: &Context,
+        at: At,
+    ) -> Result<ResolvedView> {
+        let g = self.gate(caller);
+        let mut view = self.with_resolved(&g, ns, ctx, at, |rev, resolved| ResolvedView {
             namespace: ns.clone(),
             context: ctx.clone(),
             revision: rev,
             layers: resolved.layers().collect(),
             document: resolved.to_document(),
             provenance: resolved.provenance(),
-        })
+        })?;
+        self.present_resolved(&g, &mut view)?;
+        g.audit_read(Resource::namespace(ns.clone()), view.revision)?;
+        Ok(view)
+    }
+
+    /// Opens or masks the sealed leaves of a resolved view.
+    fn present_resolved(&self, g: &Gate<'_>, view: &mut ResolvedView) -> Result<()> {
+        let ns = &view.namespace;
+        let mut opened = Vec::new();
+        let keyring = security_read(&self.security);
+        for (key, prov) in &view.provenance {
+            let Some(slot) = confstrata_core::doc::get_mut(&mut view.document, key) else {
+                continue;
+            };
+            if !confstrata_crypto::is_sealed(slot) && !security::contains_sealed(slot) {
+                continue;
+            }
+            let resource = Resource::key(ns.clone(), prov.layer.clone(), key.clone());
+            if confstrata_crypto::is_sealed(slot) && g.allows(Action::ReadSecrets, &resource) {
+                *slot = confstrata_crypto::open_value(&keyring, ns, &prov.layer, key, slot)
+                    .map_err(security::crypto_error)?;
+                opened.push(resource.to_string());
+            } else {
+                mask_value(slot);
+            }
+        }
+        drop(keyring);
+        g.audit_opened(ns, &opened, view.revision)
     }
 
     /// Explains one key of a resolved configuration: every layer that sets it,
@@ -247,12 +516,34 @@ impl Engine {
     /// each layer's version.
     pub fn explain(
         &self,
+        caller: &Caller,
         ns: &NamespaceName,
         ctx: &Context,
         key: &KeyPath,
         at: At,
     ) -> Result<ExplainView> {
-        let explanation = self.with_resolved(ns, ctx, at, |_, resolved| resolved.explain(key))?;
+        let g = self.gate(caller);
+        let (rev, mut explanation) = self.with_resolved(&g, ns, ctx, at, |rev, resolved| {
+            (rev, resolved.explain(key))
+        })?;
+        let mut opened = Vec::new();
+        {
+            let keyring = security_read(&self.security);
+            for e in &mut explanation.entries {
+                let Some(v) = e.value.as_mut() else { continue };
+                if confstrata_crypto::is_sealed(v) {
+                    let resource = Resource::key(ns.clone(), e.layer.clone(), key.clone());
+                    if g.allows(Action::ReadSecrets, &resource) {
+                        *v = confstrata_crypto::open_value(&keyring, ns, &e.layer, key, v)
+                            .map_err(security::crypto_error)?;
+                        opened.push(resource.to_string());
+                        continue;
+                    }
+                }
+                mask_value(v);
+            }
+        }
+        g.audit_opened(ns, &opened, rev)?;
         let mut changes = BTreeMap::new();
         for e in &explanation.entries {
             if let std::collections::btree_map::Entry::Vacant(slot) = changes.entry(e.revision)
@@ -261,6 +552,7 @@ impl Engine {
                 slot.insert(info);
             }
         }
+        g.audit_read(Resource::namespace(ns.clone()), rev)?;
         Ok(ExplainView {
             explanation,
             changes,
@@ -269,14 +561,19 @@ impl Engine {
 
     fn with_resolved<T>(
         &self,
+        g: &Gate<'_>,
         ns: &NamespaceName,
         ctx: &Context,
         at: At,
         f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
     ) -> Result<T> {
+        g.require_some(Action::Read, ns)?;
         let rev = self.store.revision_at(at)?;
         let spec = self.namespace_at(ns, rev)?.spec;
         let wanted = spec.layers_for(ctx)?;
+        for layer in &wanted {
+            g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
+        }
         let mut records = Vec::with_capacity(wanted.len());
         for layer in &wanted {
             if let Some(r) = self.store.layer(ns, layer, rev)? {
@@ -294,39 +591,102 @@ impl Engine {
         Ok(f(rev, &resolve(&inputs)))
     }
 
+    /// Opens or masks the sealed values of diff entries between two layer
+    /// versions; for a caller who may read them, entries whose plaintexts
+    /// are equal (a value sealed again) are dropped.
+    fn present_diff(
+        &self,
+        g: &Gate<'_>,
+        entries: Vec<DiffEntry>,
+        a: (&NamespaceName, &LayerPath),
+        b: (&NamespaceName, &LayerPath),
+        revision: u64,
+    ) -> Result<Vec<DiffEntry>> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut opened = Vec::new();
+        let keyring = security_read(&self.security);
+        for mut e in entries {
+            let mut show =
+                |v: &mut Option<Value>, (ns, layer): (&NamespaceName, &LayerPath)| -> Result<()> {
+                    let Some(v) = v.as_mut() else { return Ok(()) };
+                    if confstrata_crypto::is_sealed(v) {
+                        let resource = Resource::key(ns.clone(), layer.clone(), e.key.clone());
+                        if g.allows(Action::ReadSecrets, &resource) {
+                            *v = confstrata_crypto::open_value(&keyring, ns, layer, &e.key, v)
+                                .map_err(security::crypto_error)?;
+                            opened.push(resource.to_string());
+                            return Ok(());
+                        }
+                    }
+                    if security::contains_sealed(v) {
+                        mask_value(v);
+                    }
+                    Ok(())
+                };
+            show(&mut e.old, a)?;
+            show(&mut e.new, b)?;
+            let sealed_both = e.old.is_some() && e.old == e.new;
+            if !sealed_both || e.old.as_ref().is_some_and(|v| v == confstrata_crypto::MASK) {
+                out.push(e);
+            }
+        }
+        drop(keyring);
+        g.audit_opened(a.0, &opened, revision)?;
+        Ok(out)
+    }
+
     /// Diffs two layers (possibly at different revisions or in different namespaces).
     /// A missing layer counts as empty.
     pub fn diff_layers(
         &self,
+        caller: &Caller,
         a: (&NamespaceName, &LayerPath, At),
         b: (&NamespaceName, &LayerPath, At),
     ) -> Result<Vec<DiffEntry>> {
-        let read = |(ns, layer, at): (&NamespaceName, &LayerPath, At)| -> Result<Document> {
+        let g = self.gate(caller);
+        for (ns, layer, _) in [a, b] {
+            g.require_some(Action::Read, ns)?;
+            g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
+        }
+        let read = |(ns, layer, at): (&NamespaceName, &LayerPath, At)| -> Result<(Document, u64)> {
             let rev = self.store.revision_at(at)?;
             self.namespace_at(ns, rev)?;
-            Ok(self
-                .store
-                .layer(ns, layer, rev)?
-                .map(|r| r.document)
-                .unwrap_or_default())
+            Ok((
+                self.store
+                    .layer(ns, layer, rev)?
+                    .map(|r| r.document)
+                    .unwrap_or_default(),
+                rev,
+            ))
         };
-        Ok(diff(&read(a)?, &read(b)?))
+        let (old, _) = read(a)?;
+        let (new, rev) = read(b)?;
+        self.present_diff(&g, diff(&old, &new), (a.0, a.1), (b.0, b.1), rev)
     }
 
     /// Diffs two resolved contexts (possibly at different revisions).
     pub fn diff_resolved(
         &self,
+        caller: &Caller,
         ns: &NamespaceName,
         a: (&Context, At),
         b: (&Context, At),
     ) -> Result<Vec<DiffEntry>> {
-        let old = self.resolve(ns, a.0, a.1)?.document;
-        let new = self.resolve(ns, b.0, b.1)?.document;
+        let old = self.resolve(caller, ns, a.0, a.1)?.document;
+        let new = self.resolve(caller, ns, b.0, b.1)?.document;
         Ok(diff(&old, &new))
     }
 
-    /// Diffs every layer of a namespace between two revisions.
-    pub fn diff_namespace(&self, ns: &NamespaceName, from: At, to: At) -> Result<Vec<LayerDiff>> {
+    /// Diffs every layer of a namespace that the caller may read between two revisions.
+    pub fn diff_namespace(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        from: At,
+        to: At,
+    ) -> Result<Vec<LayerDiff>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
         let (from, to) = (self.store.revision_at(from)?, self.store.revision_at(to)?);
         let old = self.store.layers(ns, from)?;
         let new = self.store.layers(ns, to)?;
@@ -339,12 +699,16 @@ impl Engine {
         let empty = Document::new();
         let mut out = Vec::new();
         for p in paths {
+            if !g.allows(Action::Read, &Resource::layer(ns.clone(), p.clone())) {
+                continue;
+            }
             let a = old.iter().find(|r| &r.layer == p);
             let b = new.iter().find(|r| &r.layer == p);
             let changes = diff(
                 a.map_or(&empty, |r| &r.document),
                 b.map_or(&empty, |r| &r.document),
             );
+            let changes = self.present_diff(&g, changes, (ns, p), (ns, p), to)?;
             let status = match (a, b) {
                 (None, _) => LayerStatus::Created,
                 (_, None) => LayerStatus::Deleted,
@@ -358,169 +722,123 @@ impl Engine {
                 changes,
             });
         }
+        g.audit_read(Resource::namespace(ns.clone()), to)?;
         Ok(out)
     }
 
-    /// Versions of one layer or all layers of a namespace, newest first.
+    /// Versions of one layer or of every layer the caller may read, newest first.
     pub fn history(
         &self,
+        caller: &Caller,
         ns: &NamespaceName,
         layer: Option<&LayerPath>,
         limit: usize,
     ) -> Result<Vec<LayerVersion>> {
-        self.namespace_at(ns, self.store.revision()?)?;
-        self.store.history(ns, layer, limit)
-    }
-
-    /// Commits a change set.
-    pub fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
-        let info = self.store.commit(changes)?;
-        self.notify(info.revision);
-        Ok(info)
-    }
-
-    /// Checks a change set against the current state exactly as a commit
-    /// would, and returns the diff it would make, without committing.
-    pub fn dry_run(&self, changes: &ChangeSet) -> Result<DryRun> {
-        let revision = self.store.revision()?;
-        let mut reader = StoreReader {
-            store: &*self.store,
-            revision,
-        };
-        let plan =
-            confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())?;
-        let mut layers = Vec::new();
-        for (ns, layer, new) in &plan.layers {
-            let old = self.store.layer(ns, layer, revision)?.map(|r| r.document);
-            let empty = Document::new();
-            let changes = diff(
-                old.as_ref().unwrap_or(&empty),
-                new.as_ref().unwrap_or(&empty),
-            );
-            let status = match (&old, new) {
-                (None, _) => LayerStatus::Created,
-                (_, None) => LayerStatus::Deleted,
-                _ if changes.is_empty() => continue,
-                _ => LayerStatus::Changed,
-            };
-            layers.push(LayerDiff {
-                namespace: ns.clone(),
-                layer: layer.clone(),
-                status,
-                changes,
-            });
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        if let Some(l) = layer {
+            g.require(Action::Read, Resource::layer(ns.clone(), l.clone()))?;
         }
-        Ok(DryRun {
-            revision,
-            layers,
-            namespaces: plan.namespaces.into_iter().map(|s| s.name).collect(),
-        })
-    }
-
-    /// Builds the change set that brings a namespace (or one of its layers)
-    /// back to its state at `to`; `None` if it is already there.
-    pub fn rollback_plan(
-        &self,
-        ns: &NamespaceName,
-        layer: Option<&LayerPath>,
-        to: At,
-        author: &str,
-        message: &str,
-    ) -> Result<Option<ChangeSet>> {
-        let target = self.store.revision_at(to)?;
         let current = self.store.revision()?;
-        let old_spec = self.store.namespace(ns, target)?.ok_or_else(|| {
-            Error::invalid(
-                format!("rollback of {ns}"),
-                format!("the namespace did not exist at revision {target}"),
-            )
-        })?;
-        let now_spec = self.namespace_at(ns, current)?;
-        let mut ops = Vec::new();
-        if layer.is_none() && old_spec.spec != now_spec.spec {
-            ops.push(Op::PutNamespace {
-                spec: old_spec.spec,
-                expect_revision: Some(now_spec.revision),
-            });
-        }
-        let (old, new) = match layer {
-            Some(l) => (
-                self.store
-                    .layer(ns, l, target)?
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-                self.store
-                    .layer(ns, l, current)?
-                    .into_iter()
-                    .collect::<Vec<_>>(),
-            ),
-            None => (
-                self.store.layers(ns, target)?,
-                self.store.layers(ns, current)?,
-            ),
-        };
-        for r in &new {
-            match old.iter().find(|o| o.layer == r.layer) {
-                Some(o) if o.document == r.document => {}
-                Some(o) => ops.push(Op::Put {
-                    namespace: ns.clone(),
-                    layer: r.layer.clone(),
-                    document: o.document.clone(),
-                    expect_revision: Some(r.revision),
-                }),
-                None => ops.push(Op::Delete {
-                    namespace: ns.clone(),
-                    layer: r.layer.clone(),
-                    expect_revision: Some(r.revision),
-                }),
+        self.namespace_at(ns, current)?;
+        let mut out = Vec::new();
+        // Filtering after the store's limit could return fewer versions than
+        // exist; ask for more until enough readable ones are found.
+        let mut fetch = limit;
+        loop {
+            let versions = self.store.history(ns, layer, fetch)?;
+            let exhausted = versions.len() < fetch;
+            out.clear();
+            for mut v in versions {
+                if !g.allows(Action::Read, &Resource::layer(ns.clone(), v.layer.clone())) {
+                    continue;
+                }
+                if let Some(doc) = v.document.as_mut() {
+                    g.present_layer(ns, &v.layer, doc, v.info.revision)?;
+                }
+                out.push(v);
+                if out.len() == limit {
+                    break;
+                }
             }
-        }
-        for o in &old {
-            if !new.iter().any(|r| r.layer == o.layer) {
-                ops.push(Op::Put {
-                    namespace: ns.clone(),
-                    layer: o.layer.clone(),
-                    document: o.document.clone(),
-                    expect_revision: Some(0),
-                });
+            if out.len() >= limit || exhausted {
+                break;
             }
+            fetch = fetch.saturating_mul(4);
         }
-        if ops.is_empty() {
-            return Ok(None);
-        }
-        let what = layer.map_or_else(|| ns.to_string(), |l| format!("{ns}:{l}"));
-        let message = if message.is_empty() {
-            format!("rollback {what} to revision {target}")
-        } else {
-            message.to_owned()
-        };
-        Ok(Some(ChangeSet {
-            author: author.to_owned(),
-            message,
-            ops,
-        }))
+        g.audit_read(Resource::namespace(ns.clone()), current)?;
+        Ok(out)
     }
 
-    /// Rolls a namespace (or one layer) back to its state at `to`, as a new
-    /// change set guarded by preconditions; `None` if nothing differs.
-    pub fn rollback(
+    /// Applies a retention policy now (`admin` on everything).
+    pub fn apply_retention(
         &self,
-        ns: &NamespaceName,
-        layer: Option<&LayerPath>,
-        to: At,
-        author: &str,
-        message: &str,
-    ) -> Result<Option<CommitInfo>> {
-        match self.rollback_plan(ns, layer, to, author, message)? {
-            Some(cs) => self.commit(&cs).map(Some),
-            None => Ok(None),
+        caller: &Caller,
+        policy: &RetentionPolicy,
+    ) -> Result<RetentionReport> {
+        let g = self.gate(caller);
+        g.require(Action::Admin, Resource::everything())?;
+        let report = self.store.apply_retention(policy, Timestamp::now())?;
+        g.audit(
+            g.entry(Action::Admin, Resource::everything(), Outcome::Success)
+                .detail("operation", "compact")
+                .detail("oldest_revision", report.oldest_revision.to_string()),
+        )?;
+        Ok(report)
+    }
+}
+
+/// Replaces a value that holds sealed tables with the mask.
+pub(crate) fn mask_value(v: &mut Value) {
+    if confstrata_crypto::is_sealed(v) {
+        *v = Value::String(confstrata_crypto::MASK.to_owned());
+        return;
+    }
+    let mut one = Document::new();
+    one.insert(String::new(), std::mem::take(v));
+    confstrata_crypto::mask(&mut one);
+    *v = one.remove("").unwrap_or(Value::Null);
+}
+
+fn security_read(sec: &Security) -> std::sync::RwLockReadGuard<'_, confstrata_crypto::Keyring> {
+    sec.keyring.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Creates the data directory with mode 0700, or warns if an existing one
+/// is open to other users.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let cannot = |e: std::io::Error| {
+        Error::storage(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(cannot)?;
+        } else if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data directory is open to other users; `chmod 700` it"
+            );
         }
     }
-
-    /// Applies a retention policy now.
-    pub fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
-        self.store.apply_retention(policy, Timestamp::now())
-    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@ use serde_json::json;
 use std::sync::Mutex;
 
 use super::*;
-use confstrata_core::{MemoryStore, parse_context};
+use confstrata_core::{ChangeSet, MemoryStore, parse_context};
 
 fn engine() -> Engine {
-    let e = Engine::new(Arc::new(MemoryStore::new()));
+    let e = Engine::new(Arc::new(MemoryStore::new())).unwrap();
     let cs: ChangeSet = serde_json::from_value(json!({"ops": [
         {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
           "matrix": {"env": ["dev", "prod"], "region": ["eu", "us"]}}},
@@ -15,8 +15,12 @@ fn engine() -> Engine {
         {"op": "put", "namespace": "web", "layer": "env/prod/region/eu", "document": {"db": {"pool": 20}}},
     ]}))
     .unwrap();
-    e.commit(&cs).unwrap();
+    e.commit(&me(), &cs).unwrap();
     e
+}
+
+fn me() -> Caller {
+    Caller::local("tester")
 }
 
 fn web() -> NamespaceName {
@@ -28,6 +32,7 @@ fn resolve_and_explain() {
     let e = engine();
     let v = e
         .resolve(
+            &me(),
             &web(),
             &parse_context("env=prod,region=eu").unwrap(),
             At::Latest,
@@ -40,6 +45,7 @@ fn resolve_and_explain() {
     assert_eq!(v.layers.len(), 3);
     let x = e
         .explain(
+            &me(),
             &web(),
             &parse_context("env=prod,region=eu").unwrap(),
             &"db.pool".parse().unwrap(),
@@ -68,15 +74,15 @@ fn rollback_restores_and_is_a_new_revision() {
         {"op": "put", "namespace": "web", "layer": "env/dev", "document": {"x": 1}},
     ]}))
     .unwrap();
-    e.commit(&cs).unwrap();
-    let before = e.layers(&web(), At::Revision(1)).unwrap();
+    e.commit(&me(), &cs).unwrap();
+    let before = e.layers(&me(), &web(), At::Revision(1)).unwrap();
     let info = e
-        .rollback(&web(), None, At::Revision(1), "me", "")
+        .rollback(&me(), &web(), None, At::Revision(1), "")
         .unwrap()
         .unwrap();
     assert_eq!(info.revision, 3);
     assert_eq!(
-        e.layers(&web(), At::Latest)
+        e.layers(&me(), &web(), At::Latest)
             .unwrap()
             .iter()
             .map(|l| (&l.layer, &l.document))
@@ -92,13 +98,13 @@ fn rollback_restores_and_is_a_new_revision() {
     );
     // Nothing left to do.
     assert!(
-        e.rollback(&web(), None, At::Revision(1), "me", "")
+        e.rollback(&me(), &web(), None, At::Revision(1), "")
             .unwrap()
             .is_none()
     );
     // Namespace diff between revisions.
     let d = e
-        .diff_namespace(&web(), At::Revision(1), At::Revision(2))
+        .diff_namespace(&me(), &web(), At::Revision(1), At::Revision(2))
         .unwrap();
     let s: Vec<(&str, LayerStatus)> = d.iter().map(|d| (d.layer.as_str(), d.status)).collect();
     assert_eq!(
@@ -116,6 +122,7 @@ fn diff_resolved_contexts() {
     let e = engine();
     let d = e
         .diff_resolved(
+            &me(),
             &web(),
             (&parse_context("env=dev").unwrap(), At::Latest),
             (&parse_context("env=prod,region=eu").unwrap(), At::Latest),
@@ -130,19 +137,19 @@ fn errors_name_what_is_missing() {
     let e = engine();
     let nope: NamespaceName = "nope".parse().unwrap();
     assert!(matches!(
-        e.resolve(&nope, &Context::new(), At::Latest),
+        e.resolve(&me(), &nope, &Context::new(), At::Latest),
         Err(Error::NamespaceNotFound { .. })
     ));
     assert!(matches!(
-        e.layer(&web(), &"env/dev".parse().unwrap(), At::Latest),
+        e.layer(&me(), &web(), &"env/dev".parse().unwrap(), At::Latest),
         Err(Error::LayerNotFound { .. })
     ));
     assert!(matches!(
-        e.resolve(&web(), &parse_context("zone=a").unwrap(), At::Latest),
+        e.resolve(&me(), &web(), &parse_context("zone=a").unwrap(), At::Latest),
         Err(Error::UnknownContextVariable { .. })
     ));
     assert!(matches!(
-        e.resolve(&web(), &Context::new(), At::Revision(99)),
+        e.resolve(&me(), &web(), &Context::new(), At::Revision(99)),
         Err(Error::FutureRevision { .. })
     ));
 }
@@ -159,7 +166,7 @@ fn dry_run_shows_the_diff_and_commits_nothing() {
         {"op": "delete", "namespace": "web", "layer": "env/prod"},
     ]}))
     .unwrap();
-    let d = e.dry_run(&cs).unwrap();
+    let d = e.dry_run(&me(), &cs).unwrap();
     assert_eq!(d.revision, 1);
     let s: Vec<(&str, LayerStatus, usize)> = d
         .layers
@@ -182,9 +189,9 @@ fn dry_run_shows_the_diff_and_commits_nothing() {
     ]}))
     .unwrap();
     assert!(matches!(
-        e.dry_run(&bad).unwrap_err().root(),
+        e.dry_run(&me(), &bad).unwrap_err().root(),
         Error::Conflict { .. }
     ));
-    e.commit(&cs).unwrap();
+    e.commit(&me(), &cs).unwrap();
     assert_eq!(*seen.lock().unwrap(), [2]);
 }

@@ -1,4 +1,5 @@
-//! Confstrata's gRPC server: `ConfigService` over the [`Engine`], with watch
+//! Confstrata's gRPC server: `ConfigService` and `AdminService` (data keys,
+//! principals and tokens, the audit log) over the [`Engine`], with watch
 //! fan-out, gRPC health and reflection (v1 and v1alpha), so grpcurl, grpcui
 //! and Postman work with no proto files.
 //!
@@ -25,6 +26,8 @@
 //! `confstrata_proto::convert`, errors become statuses in one place
 //! (`status.rs`), and everything else is the engine's.
 
+mod admin;
+mod call;
 mod health;
 mod service;
 mod status;
@@ -34,6 +37,9 @@ use std::future::Future;
 
 use confstrata_core::Limits;
 use confstrata_engine::Engine;
+use confstrata_proto::v1::admin_service_server::{
+    AdminServiceServer, SERVICE_NAME as ADMIN_SERVICE_NAME,
+};
 use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_NAME};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt as _;
@@ -91,15 +97,17 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hub = watch::Hub::start(&engine, stop_rx.clone())?;
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    // One set of concurrency bounds for both services: they share the engine.
+    let calls = call::Calls::new(engine);
     let service = service::Service {
-        engine,
+        calls: calls.clone(),
         hub,
         limits: options.limits,
-        reads: std::sync::Arc::new(tokio::sync::Semaphore::new((2 * cores).max(4))),
-        writes: std::sync::Arc::new(tokio::sync::Semaphore::new(256)),
     };
     let config = ConfigServiceServer::new(service)
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let admin = AdminServiceServer::new(admin::Service { calls })
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
 
@@ -111,6 +119,9 @@ pub async fn serve(
         });
     health
         .set_serving::<ConfigServiceServer<service::Service>>()
+        .await;
+    health
+        .set_serving::<AdminServiceServer<admin::Service>>()
         .await;
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -141,6 +152,9 @@ pub async fn serve(
         health
             .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
             .await;
+        health
+            .set_service_status(ADMIN_SERVICE_NAME, tonic_health::ServingStatus::NotServing)
+            .await;
         // Watch streams end; tonic then waits for in-flight requests.
         let _ = stop_tx.send(true);
     };
@@ -149,6 +163,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(config)
+        .add_service(admin)
         .serve_with_incoming_shutdown(incoming, signal);
     // A backstop: a client-held stream (reflection, say) must not keep a
     // stopping server alive forever.

@@ -3,17 +3,17 @@
 //! converts the answer back.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use confstrata_core::{At, ChangeSet, Limits, Op};
-use confstrata_engine::{Engine, LayerDiff, LayerStatus};
+use confstrata_engine::{LayerDiff, LayerStatus};
 use confstrata_proto::convert::{self, to_json};
 use confstrata_proto::v1::{self, config_service_server::ConfigService};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::call::{Auth, Calls, auth, missing};
 use crate::status;
 use crate::watch::{self, Hub, WatchSpec};
 
@@ -21,88 +21,32 @@ use crate::watch::{self, Hub, WatchSpec};
 const MAX_HISTORY: u32 = 10_000;
 
 pub(crate) struct Service {
-    pub(crate) engine: Engine,
+    pub(crate) calls: Calls,
     pub(crate) hub: Hub,
     pub(crate) limits: Limits,
-    /// Bounds concurrent engine reads to what the CPUs can run: more
-    /// threads than cores only add contention (and SQLite connections).
-    pub(crate) reads: Arc<Semaphore>,
-    /// Bounds concurrent commits, generously: waiting committers are what
-    /// group commit batches together.
-    pub(crate) writes: Arc<Semaphore>,
-}
-
-/// Which semaphore an engine call takes.
-#[derive(Clone, Copy)]
-enum Kind {
-    Read,
-    Write,
 }
 
 type Res<T> = Result<Response<T>, Status>;
 
 impl Service {
-    /// Runs an engine read on the blocking pool (SQLite does file I/O).
-    async fn run<T: Send + 'static>(
-        &self,
-        field: &'static str,
-        f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        self.run_as(Kind::Read, field, f).await
-    }
-
-    /// Runs an engine call that commits.
-    async fn write<T: Send + 'static>(
-        &self,
-        field: &'static str,
-        f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        self.run_as(Kind::Write, field, f).await
-    }
-
-    async fn run_as<T: Send + 'static>(
-        &self,
-        kind: Kind,
-        field: &'static str,
-        f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        let semaphore = match kind {
-            Kind::Read => &self.reads,
-            Kind::Write => &self.writes,
-        };
-        let _permit = semaphore
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(|e| Status::internal(format!("task failed: {e}")))?
-            .map_err(|e| status::from_core(&e, field))
-    }
-
     async fn commit_ops(
         &self,
+        auth: Auth,
         field: &'static str,
-        author: String,
         message: String,
         ops: Vec<Op>,
     ) -> Result<v1::CommitInfo, Status> {
+        // The author is the authenticated principal, whatever the request says.
         let cs = ChangeSet {
-            author: author_or_default(author),
+            author: String::new(),
             message,
             ops,
         };
-        let info = self.write(field, move |e| e.commit(&cs)).await?;
+        let info = self
+            .calls
+            .write(auth, field, move |e, c| e.commit(c, &cs))
+            .await?;
         Ok(info.into())
-    }
-}
-
-fn author_or_default(author: String) -> String {
-    if author.is_empty() {
-        "anonymous".to_owned()
-    } else {
-        author
     }
 }
 
@@ -125,6 +69,7 @@ impl ConfigService for Service {
         &self,
         req: Request<v1::CreateNamespaceRequest>,
     ) -> Res<v1::CreateNamespaceResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let wire = r
             .spec
@@ -133,7 +78,7 @@ impl ConfigService for Service {
         let spec = convert::namespace_spec("spec", wire).map_err(status::field)?;
         let name = spec.name.clone();
         let cs = ChangeSet {
-            author: author_or_default(r.author),
+            author: String::new(),
             message: format!("create namespace {name}"),
             ops: vec![Op::PutNamespace {
                 spec,
@@ -141,8 +86,9 @@ impl ConfigService for Service {
             }],
         };
         let (info, record) = self
-            .write("spec", move |e| {
-                let info = e.commit(&cs).map_err(|err| match err.root() {
+            .calls
+            .write(a, "spec", move |e, c| {
+                let info = e.commit(c, &cs).map_err(|err| match err.root() {
                     confstrata_core::Error::Conflict { .. } => {
                         confstrata_core::Error::AlreadyExists {
                             what: format!("namespace {name:?} (set replace to replace it)"),
@@ -150,7 +96,7 @@ impl ConfigService for Service {
                     }
                     _ => err,
                 })?;
-                Ok((info, e.namespace(&name, At::Revision(info.revision))?))
+                Ok((info, e.namespace(c, &name, At::Revision(info.revision))?))
             })
             .await?;
         Ok(Response::new(v1::CreateNamespaceResponse {
@@ -163,11 +109,13 @@ impl ConfigService for Service {
         &self,
         req: Request<v1::ListNamespacesRequest>,
     ) -> Res<v1::ListNamespacesResponse> {
+        let a = auth(&req);
         let at = convert::read_at("at", req.get_ref().at.as_ref()).map_err(status::field)?;
         let (rev, list) = self
-            .run("at", move |e| {
+            .calls
+            .run(a, "at", move |e, c| {
                 let rev = e.store().revision_at(at)?;
-                Ok((rev, e.namespaces(At::Revision(rev))?))
+                Ok((rev, e.namespaces(c, At::Revision(rev))?))
             })
             .await?;
         Ok(Response::new(v1::ListNamespacesResponse {
@@ -180,21 +128,29 @@ impl ConfigService for Service {
         &self,
         req: Request<v1::GetNamespaceRequest>,
     ) -> Res<v1::GetNamespaceResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let name = convert::namespace_name("name", &r.name).map_err(status::field)?;
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
-        let n = self.run("name", move |e| e.namespace(&name, at)).await?;
+        let n = self
+            .calls
+            .run(a, "name", move |e, c| e.namespace(c, &name, at))
+            .await?;
         Ok(Response::new(v1::GetNamespaceResponse {
             namespace: Some((&n).into()),
         }))
     }
 
     async fn get_layer(&self, req: Request<v1::GetLayerRequest>) -> Res<v1::GetLayerResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let layer = convert::layer_path("layer", &r.layer).map_err(status::field)?;
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
-        let l = self.run("layer", move |e| e.layer(&ns, &layer, at)).await?;
+        let l = self
+            .calls
+            .run(a, "layer", move |e, c| e.layer(c, &ns, &layer, at))
+            .await?;
         Ok(Response::new(v1::GetLayerResponse {
             layer: Some((&l).into()),
         }))
@@ -204,13 +160,21 @@ impl ConfigService for Service {
         &self,
         req: Request<v1::ListLayersRequest>,
     ) -> Res<v1::ListLayersResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
+        let mask = r.mask_secrets;
         let (rev, layers) = self
-            .run("namespace", move |e| {
+            .calls
+            .run(a, "namespace", move |e, c| {
                 let rev = e.store().revision_at(at)?;
-                Ok((rev, e.layers(&ns, At::Revision(rev))?))
+                let layers = if mask {
+                    e.export_layers(c, &ns, At::Revision(rev))?
+                } else {
+                    e.layers(c, &ns, At::Revision(rev))?
+                };
+                Ok((rev, layers))
             })
             .await?;
         Ok(Response::new(v1::ListLayersResponse {
@@ -220,6 +184,7 @@ impl ConfigService for Service {
     }
 
     async fn put_layer(&self, req: Request<v1::PutLayerRequest>) -> Res<v1::PutLayerResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let op = Op::Put {
             namespace: convert::namespace_name("namespace", &r.namespace).map_err(status::field)?,
@@ -228,15 +193,14 @@ impl ConfigService for Service {
                 .map_err(status::field)?,
             expect_revision: r.expect_revision,
         };
-        let commit = self
-            .commit_ops("layer", r.author, r.message, vec![op])
-            .await?;
+        let commit = self.commit_ops(a, "layer", r.message, vec![op]).await?;
         Ok(Response::new(v1::PutLayerResponse {
             commit: Some(commit),
         }))
     }
 
     async fn set_keys(&self, req: Request<v1::SetKeysRequest>) -> Res<v1::SetKeysResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let namespace =
             convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
@@ -257,17 +221,19 @@ impl ConfigService for Service {
                     &self.limits,
                 )
                 .map_err(status::field)?,
+                secret: kv.secret,
                 // Preconditions are checked against the state before the change set: once is enough.
                 expect_revision: if i == 0 { r.expect_revision } else { None },
             });
         }
-        let commit = self.commit_ops("entries", r.author, r.message, ops).await?;
+        let commit = self.commit_ops(a, "entries", r.message, ops).await?;
         Ok(Response::new(v1::SetKeysResponse {
             commit: Some(commit),
         }))
     }
 
     async fn unset_keys(&self, req: Request<v1::UnsetKeysRequest>) -> Res<v1::UnsetKeysResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let namespace =
             convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
@@ -284,7 +250,7 @@ impl ConfigService for Service {
                 expect_revision: if i == 0 { r.expect_revision } else { None },
             });
         }
-        let commit = self.commit_ops("keys", r.author, r.message, ops).await?;
+        let commit = self.commit_ops(a, "keys", r.message, ops).await?;
         Ok(Response::new(v1::UnsetKeysResponse {
             commit: Some(commit),
         }))
@@ -294,27 +260,28 @@ impl ConfigService for Service {
         &self,
         req: Request<v1::DeleteLayerRequest>,
     ) -> Res<v1::DeleteLayerResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let op = Op::Delete {
             namespace: convert::namespace_name("namespace", &r.namespace).map_err(status::field)?,
             layer: convert::layer_path("layer", &r.layer).map_err(status::field)?,
             expect_revision: r.expect_revision,
         };
-        let commit = self
-            .commit_ops("layer", r.author, r.message, vec![op])
-            .await?;
+        let commit = self.commit_ops(a, "layer", r.message, vec![op]).await?;
         Ok(Response::new(v1::DeleteLayerResponse {
             commit: Some(commit),
         }))
     }
 
     async fn resolve(&self, req: Request<v1::ResolveRequest>) -> Res<v1::ResolveResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let ctx = convert::context(&r.context);
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
         let view = self
-            .run("context", move |e| e.resolve(&ns, &ctx, at))
+            .calls
+            .run(a, "context", move |e, c| e.resolve(c, &ns, &ctx, at))
             .await?;
         Ok(Response::new(v1::ResolveResponse {
             revision: view.revision,
@@ -332,13 +299,15 @@ impl ConfigService for Service {
     }
 
     async fn explain(&self, req: Request<v1::ExplainRequest>) -> Res<v1::ExplainResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let key = convert::key_path("key", &r.key).map_err(status::field)?;
         let ctx = convert::context(&r.context);
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
         let x = self
-            .run("context", move |e| e.explain(&ns, &ctx, &key, at))
+            .calls
+            .run(a, "context", move |e, c| e.explain(c, &ns, &ctx, &key, at))
             .await?;
         Ok(Response::new(v1::ExplainResponse {
             key: x.explanation.key.to_string(),
@@ -366,6 +335,7 @@ impl ConfigService for Service {
 
     async fn diff(&self, req: Request<v1::DiffRequest>) -> Res<v1::DiffResponse> {
         use v1::diff_request::Comparison;
+        let auth_ = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         match r
@@ -382,8 +352,9 @@ impl ConfigService for Service {
                 let at_b =
                     convert::read_at("layers.new_at", c.new_at.as_ref()).map_err(status::field)?;
                 let d = self
-                    .run("layers", move |e| {
-                        e.diff_layers((&ns, &a, at_a), (&ns, &b, at_b))
+                    .calls
+                    .run(auth_, "layers", move |e, c| {
+                        e.diff_layers(c, (&ns, &a, at_a), (&ns, &b, at_b))
                     })
                     .await?;
                 Ok(Response::new(v1::DiffResponse {
@@ -401,8 +372,9 @@ impl ConfigService for Service {
                 let at_b = convert::read_at("contexts.new_at", c.new_at.as_ref())
                     .map_err(status::field)?;
                 let d = self
-                    .run("contexts", move |e| {
-                        e.diff_resolved(&ns, (&a, at_a), (&b, at_b))
+                    .calls
+                    .run(auth_, "contexts", move |e, c| {
+                        e.diff_resolved(c, &ns, (&a, at_a), (&b, at_b))
                     })
                     .await?;
                 Ok(Response::new(v1::DiffResponse {
@@ -422,8 +394,9 @@ impl ConfigService for Service {
                 match layer {
                     Some(l) => {
                         let d = self
-                            .run("revisions", move |e| {
-                                e.diff_layers((&ns, &l, from), (&ns, &l, to))
+                            .calls
+                            .run(auth_, "revisions", move |e, c| {
+                                e.diff_layers(c, (&ns, &l, from), (&ns, &l, to))
                             })
                             .await?;
                         Ok(Response::new(v1::DiffResponse {
@@ -433,7 +406,10 @@ impl ConfigService for Service {
                     }
                     None => {
                         let d = self
-                            .run("revisions", move |e| e.diff_namespace(&ns, from, to))
+                            .calls
+                            .run(auth_, "revisions", move |e, c| {
+                                e.diff_namespace(c, &ns, from, to)
+                            })
                             .await?;
                         Ok(Response::new(v1::DiffResponse {
                             changes: vec![],
@@ -446,6 +422,7 @@ impl ConfigService for Service {
     }
 
     async fn history(&self, req: Request<v1::HistoryRequest>) -> Res<v1::HistoryResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let layer = convert::optional_layer_path("layer", &r.layer).map_err(status::field)?;
@@ -454,7 +431,10 @@ impl ConfigService for Service {
             n => n.min(MAX_HISTORY),
         } as usize;
         let h = self
-            .run("namespace", move |e| e.history(&ns, layer.as_ref(), limit))
+            .calls
+            .run(a, "namespace", move |e, c| {
+                e.history(c, &ns, layer.as_ref(), limit)
+            })
             .await?;
         Ok(Response::new(v1::HistoryResponse {
             versions: h.iter().map(Into::into).collect(),
@@ -462,26 +442,32 @@ impl ConfigService for Service {
     }
 
     async fn commit(&self, req: Request<v1::CommitRequest>) -> Res<v1::CommitResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let wire = r
             .change_set
             .ok_or_else(|| status::field(missing("change_set")))?;
-        let mut cs =
-            convert::change_set("change_set", &wire, &self.limits).map_err(status::field)?;
-        cs.author = author_or_default(cs.author);
-        let info = self.write("change_set", move |e| e.commit(&cs)).await?;
+        let cs = convert::change_set("change_set", &wire, &self.limits).map_err(status::field)?;
+        let info = self
+            .calls
+            .write(a, "change_set", move |e, c| e.commit(c, &cs))
+            .await?;
         Ok(Response::new(v1::CommitResponse {
             commit: Some(info.into()),
         }))
     }
 
     async fn dry_run(&self, req: Request<v1::DryRunRequest>) -> Res<v1::DryRunResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let wire = r
             .change_set
             .ok_or_else(|| status::field(missing("change_set")))?;
         let cs = convert::change_set("change_set", &wire, &self.limits).map_err(status::field)?;
-        let d = self.run("change_set", move |e| e.dry_run(&cs)).await?;
+        let d = self
+            .calls
+            .run(a, "change_set", move |e, c| e.dry_run(c, &cs))
+            .await?;
         Ok(Response::new(v1::DryRunResponse {
             revision: d.revision,
             layers: d.layers.iter().map(layer_diff).collect(),
@@ -490,6 +476,7 @@ impl ConfigService for Service {
     }
 
     async fn rollback(&self, req: Request<v1::RollbackRequest>) -> Res<v1::RollbackResponse> {
+        let a = auth(&req);
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let layer = convert::optional_layer_path("layer", &r.layer).map_err(status::field)?;
@@ -497,16 +484,16 @@ impl ConfigService for Service {
             return Err(status::field(missing("to")));
         }
         let to = convert::read_at("to", r.to.as_ref()).map_err(status::field)?;
-        let author = author_or_default(r.author);
         let (dry_run, message) = (r.dry_run, r.message);
         let (cs, info) = self
-            .write("to", move |e| {
-                let cs = e.rollback_plan(&ns, layer.as_ref(), to, &author, &message)?;
+            .calls
+            .write(a, "to", move |e, c| {
+                let cs = e.rollback_plan(c, &ns, layer.as_ref(), to, &message)?;
                 let info = match (&cs, dry_run) {
-                    (Some(cs), false) => Some(e.commit(cs)?),
+                    (Some(_), false) => e.rollback(c, &ns, layer.as_ref(), to, &message)?,
                     _ => None,
                 };
-                Ok((cs, info))
+                Ok((cs.map(|cs| e.masked_change_set(cs)), info))
             })
             .await?;
         Ok(Response::new(v1::RollbackResponse {
@@ -515,15 +502,15 @@ impl ConfigService for Service {
         }))
     }
 
-    async fn get_status(&self, _: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
+    async fn get_status(&self, req: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
         let (revision, oldest_revision, namespaces) = self
-            .run("", |e| {
-                let s = e.store();
-                let revision = s.revision()?;
+            .calls
+            .run(auth(&req), "", |e, c| {
+                let revision = e.revision()?;
                 Ok((
                     revision,
-                    s.oldest_revision()?,
-                    s.namespaces(revision)?.len(),
+                    e.store().oldest_revision()?,
+                    e.namespaces(c, At::Revision(revision))?.len(),
                 ))
             })
             .await?;
@@ -539,6 +526,7 @@ impl ConfigService for Service {
         Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send + 'static>>;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Res<Self::WatchStream> {
+        let a = auth(&req);
         let r = req.into_inner();
         let spec = WatchSpec {
             namespace: convert::namespace_name("namespace", &r.namespace).map_err(status::field)?,
@@ -549,15 +537,15 @@ impl ConfigService for Service {
             },
             start_revision: r.start_revision,
         };
+        let caller = self.calls.run(a, "", |_, c| Ok(c.clone())).await?;
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(watch::run(self.engine.clone(), self.hub.clone(), spec, tx));
+        tokio::spawn(watch::run(
+            self.calls.engine.clone(),
+            self.hub.clone(),
+            caller,
+            spec,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
-
-fn missing(field: &str) -> convert::FieldError {
-    convert::FieldError {
-        field: field.to_owned(),
-        error: Box::new(confstrata_core::Error::invalid(field, "it is required")),
     }
 }

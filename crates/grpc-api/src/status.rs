@@ -116,6 +116,25 @@ pub(crate) fn from_core(e: &Error, field: &str) -> Status {
                 ]),
             ),
         ),
+        Error::Unauthenticated { .. } => Status::unauthenticated(message),
+        Error::PermissionDenied {
+            action, resource, ..
+        } => Status::with_error_details(
+            Code::PermissionDenied,
+            message,
+            ErrorDetails::with_error_info(
+                "PERMISSION_DENIED",
+                ERROR_DOMAIN,
+                HashMap::from([
+                    ("action".to_owned(), action.clone()),
+                    ("resource".to_owned(), resource.clone()),
+                ]),
+            ),
+        ),
+        Error::Integrity { .. } => {
+            tracing::error!(error = %message, "integrity error");
+            Status::data_loss(message)
+        }
         Error::Storage { .. } => {
             tracing::error!(error = %message, "storage error");
             Status::internal(message)

@@ -6,12 +6,18 @@
 //! any gap (a lagging receiver, a revision it has not seen) from the store,
 //! so a watcher never misses a revision and the store is not polled per
 //! watcher.
+//!
+//! A watcher sees only what its caller may read: events name only layers
+//! the caller may read, a resolved document is the caller's view (sealed
+//! values masked without `read-secrets`), and after any change to the access
+//! policy every watcher re-checks its token; a revoked token's watch ends
+//! at once with UNAUTHENTICATED.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use confstrata_core::{At, Change, Context, NamespaceName, NamespaceSpec};
-use confstrata_engine::Engine;
+use confstrata_engine::{Action, Caller, Engine, Resource};
 use confstrata_proto::convert;
 use confstrata_proto::v1;
 use tokio::sync::{OnceCell, broadcast, mpsc, watch};
@@ -26,6 +32,8 @@ const PAGE: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Hub {
     changes: broadcast::Sender<Arc<Change>>,
+    /// Bumped after every change to the access policy.
+    policy: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     resolved: Arc<ResolvedCache>,
 }
@@ -33,8 +41,9 @@ pub(crate) struct Hub {
 /// One resolved document, computed once.
 type Cell = Arc<OnceCell<Arc<String>>>;
 
-/// The cells of one revision, by namespace and context.
-type Cells = HashMap<(NamespaceName, String), Cell>;
+/// The cells of one revision, by namespace, context and principal (each
+/// principal has its own view of sealed values).
+type Cells = HashMap<(NamespaceName, String, String), Cell>;
 
 /// Resolved documents of the newest revision that context watchers asked
 /// for, so that many watchers of one context resolve it once per revision:
@@ -45,7 +54,7 @@ struct ResolvedCache {
 }
 
 impl ResolvedCache {
-    fn cell(&self, ns: &NamespaceName, ctx: &Context, revision: u64) -> Cell {
+    fn cell(&self, ns: &NamespaceName, ctx: &Context, who: &Caller, revision: u64) -> Cell {
         let mut guard = self
             .inner
             .lock()
@@ -59,7 +68,11 @@ impl ResolvedCache {
             // An older revision (a watcher catching up): not worth caching.
             return Arc::new(OnceCell::new());
         }
-        let key = (ns.clone(), convert::to_json(ctx));
+        let key = (
+            ns.clone(),
+            convert::to_json(ctx),
+            who.principal().to_string(),
+        );
         Arc::clone(map.entry(key).or_default())
     }
 }
@@ -82,8 +95,13 @@ impl Hub {
                 newer
             });
         }));
+        let (policy_tx, policy) = watch::channel(0u64);
+        engine.on_policy_change(Arc::new(move || {
+            policy_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }));
         let hub = Hub {
             changes: changes.clone(),
+            policy,
             shutdown: shutdown.clone(),
             resolved: Arc::default(),
         };
@@ -151,11 +169,13 @@ async fn blocking<T: Send + 'static>(
 
 /// Runs one watcher until the client goes away, the server shuts down, or an
 /// error is sent.
-pub(crate) async fn run(engine: Engine, hub: Hub, spec: WatchSpec, out: Out) {
+pub(crate) async fn run(engine: Engine, hub: Hub, caller: Caller, spec: WatchSpec, out: Out) {
     let mut rx = hub.changes.subscribe();
     let mut shutdown = hub.shutdown.clone();
+    let mut policy = hub.policy.clone();
     let mut w = Watcher {
         engine,
+        caller,
         spec,
         out,
         next: 0,
@@ -177,6 +197,11 @@ pub(crate) async fn run(engine: Engine, hub: Hub, spec: WatchSpec, out: Out) {
             },
             _ = w.out.closed() => break,
             _ = shutdown.changed() => break,
+            // The policy changed: a revoked token ends the watch now.
+            _ = policy.changed() => w
+                .engine
+                .check_caller(&w.caller)
+                .map_err(|e| status::from_core(&e, "")),
         };
         if let Err(status) = result {
             let _ = w.out.send(Err(status)).await;
@@ -187,6 +212,7 @@ pub(crate) async fn run(engine: Engine, hub: Hub, spec: WatchSpec, out: Out) {
 
 struct Watcher {
     engine: Engine,
+    caller: Caller,
     spec: WatchSpec,
     out: Out,
     /// The next revision to report.
@@ -199,9 +225,10 @@ struct Watcher {
 impl Watcher {
     async fn start(&mut self) -> Result<(), Status> {
         let ns = self.spec.namespace.clone();
+        let caller = self.caller.clone();
         let (current, spec) = blocking(&self.engine, move |e| {
             let current = e.store().revision()?;
-            Ok((current, e.namespace(&ns, At::Latest)?.spec))
+            Ok((current, e.namespace(&caller, &ns, At::Latest)?.spec))
         })
         .await?;
         if let Some(ctx) = &self.spec.context {
@@ -255,6 +282,18 @@ impl Watcher {
             .items
             .iter()
             .filter(|i| i.namespace == self.spec.namespace)
+            .filter(|i| match &i.layer {
+                Some(l) => self.engine.allows(
+                    &self.caller,
+                    Action::Read,
+                    &Resource::layer(i.namespace.clone(), l.clone()),
+                ),
+                None => self.engine.allows_some(
+                    &self.caller,
+                    Action::Read,
+                    &Resource::namespace(i.namespace.clone()),
+                ),
+            })
             .map(Into::into)
             .collect();
         if items.is_empty() {
@@ -292,12 +331,17 @@ impl Watcher {
                 return Ok(());
             }
             let rev = change.info.revision;
-            let cell = self.cache.cell(&self.spec.namespace, &ctx, rev);
+            let cell = self
+                .cache
+                .cell(&self.spec.namespace, &ctx, &self.caller, rev);
             let (engine, ns) = (self.engine.clone(), self.spec.namespace.clone());
+            let caller = self.caller.clone();
             let json = cell
                 .get_or_try_init(|| async move {
-                    let view =
-                        blocking(&engine, move |e| e.resolve(&ns, &ctx, At::Revision(rev))).await?;
+                    let view = blocking(&engine, move |e| {
+                        e.resolve(&caller, &ns, &ctx, At::Revision(rev))
+                    })
+                    .await?;
                     Ok::<_, Status>(Arc::new(convert::to_json(&view.document)))
                 })
                 .await?;

@@ -458,6 +458,7 @@ impl From<&ChangeSet> for v1::ChangeSet {
                         layer,
                         key,
                         value,
+                        secret,
                         expect_revision,
                     } => (
                         v1::operation::Op::Set(v1::SetKeyOp {
@@ -465,6 +466,7 @@ impl From<&ChangeSet> for v1::ChangeSet {
                             layer: layer.to_string(),
                             key: key.to_string(),
                             value_json: to_json(value),
+                            secret: *secret,
                         }),
                         *expect_revision,
                     ),
@@ -536,6 +538,7 @@ pub fn change_set(field: &str, cs: &v1::ChangeSet, limits: &Limits) -> FieldResu
                 layer: layer_path(&f("layer", "set"), &p.layer)?,
                 key: key_path(&f("key", "set"), &p.key)?,
                 value: value(&f("value_json", "set"), &p.value_json, limits)?,
+                secret: p.secret,
                 expect_revision,
             },
             v1::operation::Op::Unset(p) => Op::Unset {

@@ -11,7 +11,8 @@
 //! assert!(matches!(at.at, Some(read_at::At::Revision(7))));
 //! ```
 
-/// Package `confstrata.v1`: messages, the `ConfigService` client and server.
+/// Package `confstrata.v1`: messages, the `ConfigService` and `AdminService`
+/// clients and servers.
 #[allow(
     missing_docs,
     unreachable_pub,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `confstrata` binary on a real store directory,
 //! and (`remote`) on a `confstrata serve` child process with `--addr`.
 
+mod canary;
 mod remote;
 
 use std::io::Write;
@@ -499,6 +500,8 @@ fn export_then_import_round_trips() {
         "{}",
         r.stderr
     );
+    // Exports never carry secrets: sealed values are written as the mask,
+    // and importing the mask is refused (it would overwrite the secrets).
     for format in ["toml", "yaml", "json"] {
         let dir = out.join(format);
         env.ok(&[
@@ -508,16 +511,67 @@ fn export_then_import_round_trips() {
             "--format",
             format,
         ]);
-        let other = Env::new();
-        other.ok(&["import", dir.to_str().unwrap()]);
-        for ctx in ["env=prod,region=eu", "env=dev,region=us", "env=staging"] {
-            let a = env
-                .ok(&["resolve", "webshop", "-c", ctx, "-o", "json"])
-                .json();
-            let b = other
-                .ok(&["resolve", "webshop", "-c", ctx, "-o", "json"])
-                .json();
-            assert_eq!(a, b, "{format} {ctx}");
+        let text = all_text(&dir);
+        assert!(text.contains("<sealed>"), "{format}: {text}");
+        assert!(
+            !text.contains("to-be-sealed"),
+            "{format} export holds a secret"
+        );
+        let r = Env::new().run(&["import", dir.to_str().unwrap()]);
+        assert_eq!(r.code, 1);
+        assert!(r.stderr.contains("is the mask of a secret"), "{}", r.stderr);
+    }
+    // Without the masked keys, the rest round-trips exactly.
+    let dir = out.join("json");
+    strip_masks(&dir);
+    let other = Env::new();
+    other.ok(&["import", dir.to_str().unwrap()]);
+    for ctx in ["env=prod,region=eu", "env=dev,region=us", "env=staging"] {
+        let mut a = env
+            .ok(&["resolve", "webshop", "-c", ctx, "-o", "json"])
+            .json();
+        let b = other
+            .ok(&["resolve", "webshop", "-c", ctx, "-o", "json"])
+            .json();
+        for (t, k) in [("db", "password"), ("payments", "api_key")] {
+            if let Some(m) = a[t].as_object_mut() {
+                m.remove(k);
+            }
+        }
+        assert_eq!(a, b, "{ctx}");
+    }
+}
+
+/// Every file's text under `dir`.
+fn all_text(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.push_str(&all_text(&p));
+        } else {
+            out.push_str(&std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    out
+}
+
+/// Removes every `"<sealed>"` leaf from the JSON layer files under `dir`.
+fn strip_masks(dir: &Path) {
+    fn strip(v: &mut Value) {
+        if let Value::Object(m) = v {
+            m.retain(|_, v| v != "<sealed>");
+            m.values_mut().for_each(strip);
+        }
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            strip_masks(&p);
+        } else if p.extension().is_some_and(|x| x == "json") {
+            let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            strip(&mut v);
+            std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
         }
     }
 }

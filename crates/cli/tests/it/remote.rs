@@ -13,6 +13,10 @@ use super::{Env, Run, examples, to_run};
 struct Server {
     child: Child,
     addr: String,
+    /// A token of the principal `tester` (an admin), made on the data dir
+    /// before the server started, so that remote changes carry the same
+    /// author as local ones (`CONFSTRATA_AUTHOR=tester`).
+    token: String,
     /// Every stderr line after `listening`, for the shutdown check.
     log: mpsc::Receiver<String>,
     _data: tempfile::TempDir,
@@ -21,6 +25,25 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let data = tempfile::tempdir().unwrap();
+        let local = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+                .arg("--data-dir")
+                .arg(data.path())
+                .args(args)
+                .env_remove("CONFSTRATA_ADDR")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        local(&["principal", "add", "tester", "--role", "admin"]);
+        let token = local(&["token", "issue", "tester"]).trim().to_owned();
+        assert!(token.starts_with("cst_"), "{token}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_confstrata"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
@@ -64,6 +87,7 @@ impl Server {
         Server {
             child,
             addr,
+            token,
             log: rx,
             _data: data,
         }
@@ -104,6 +128,7 @@ impl Remote<'_> {
             .arg(&self.server.addr)
             .args(args)
             .env("CONFSTRATA_AUTHOR", "tester")
+            .env("CONFSTRATA_TOKEN", &self.server.token)
             .env_remove("CONFSTRATA_DATA_DIR")
             .current_dir(self.cwd.path())
             .stdin(Stdio::null())

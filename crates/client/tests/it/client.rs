@@ -147,7 +147,8 @@ async fn crud_resolve_explain_diff_history_and_rollback() {
     );
     assert_eq!(x.explanation.entries.len(), 2);
     assert!(x.explanation.entries[0].winner);
-    assert_eq!(x.changes[&3].author, "bob");
+    // The author is the authenticated principal, whatever the request said.
+    assert_eq!(x.changes[&3].author, "admin");
     assert_eq!(x.changes[&3].message, "tune");
 
     // Diffs: two layers, two contexts, the namespace over time.

@@ -3,6 +3,7 @@
 //! temp dir): CRUD and resolve, the figment provider and its fallback file,
 //! and watches that resume across a server restart.
 
+mod admin;
 mod client;
 mod provider;
 mod watch;
@@ -23,6 +24,8 @@ pub(crate) const GUARD: Duration = Duration::from_secs(60);
 /// connection it holds, as a real process exit would.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
+    /// The admin token of the data dir (created on its first start).
+    pub(crate) token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -48,6 +51,7 @@ impl Server {
                 .unwrap();
             rt.block_on(async move {
                 let engine = Engine::open(&dir).unwrap();
+                admin_token(&engine, &dir);
                 let mut attempt = 0;
                 let listener = loop {
                     match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
@@ -73,6 +77,7 @@ impl Server {
         let addr = ready_rx.recv().expect("the server thread failed to start");
         Server {
             addr,
+            token: std::fs::read_to_string(data.join("test-admin-token")).unwrap(),
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -84,7 +89,14 @@ impl Server {
     }
 
     pub(crate) async fn client(&self) -> Client {
-        Client::connect(&self.addr()).await.unwrap()
+        Client::connect_with(&self.addr(), self.options())
+            .await
+            .unwrap()
+    }
+
+    /// Client options with the admin token.
+    pub(crate) fn options(&self) -> confstrata_client::ClientOptions {
+        confstrata_client::ClientOptions::default().token(self.token.clone())
     }
 
     /// Stops the server gracefully and waits until its thread (and
@@ -137,4 +149,12 @@ pub(crate) fn seed() -> ChangeSet {
             }}
         ]
     }))
+}
+
+/// Creates the admin token on a data dir's first start and keeps it in
+/// `test-admin-token` there, for later starts and for clients.
+pub(crate) fn admin_token(engine: &Engine, dir: &Path) {
+    if let Some(t) = engine.bootstrap_admin().unwrap() {
+        std::fs::write(dir.join("test-admin-token"), t.expose_secret()).unwrap();
+    }
 }

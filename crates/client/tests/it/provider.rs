@@ -51,7 +51,8 @@ async fn server_values_override_local_ones_and_say_where_they_came_from() {
         server.addr(),
         "web",
         parse_context("env=prod,region=eu").unwrap(),
-    );
+    )
+    .token(server.token.clone());
     let fig = figment(provider);
     let config: Config = fig.extract().unwrap();
     assert_eq!(
@@ -88,6 +89,7 @@ async fn server_values_override_local_ones_and_say_where_they_came_from() {
     let fig = Figment::new()
         .merge(
             ConfstrataProvider::new(server.addr(), "web", parse_context("env=prod").unwrap())
+                .token(server.token.clone())
                 .profile("prod"),
         )
         .select("prod");
@@ -114,6 +116,7 @@ async fn the_fallback_file_stands_in_when_the_server_is_down() {
     let ctx = parse_context("env=prod").unwrap();
     let provider = || {
         ConfstrataProvider::new(server.addr(), "web", ctx.clone())
+            .token(server.token.clone())
             .fallback_file(&file)
             .timeout(Duration::from_secs(10))
     };
@@ -175,6 +178,7 @@ async fn a_rejected_request_is_not_hidden_by_the_fallback_file() {
     let server = Server::start(dir.path());
     server.client().await.commit(&seed()).await.unwrap();
     let err = ConfstrataProvider::new(server.addr(), "web", parse_context("env=qa").unwrap())
+        .token(server.token.clone())
         .fallback_file(cache.path().join("web.json"))
         .data()
         .map(|_| ())

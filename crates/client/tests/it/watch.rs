@@ -7,10 +7,9 @@ use std::time::Duration;
 use confstrata_client::model::serde_json::json;
 use confstrata_client::model::{RetentionPolicy, parse_context};
 use confstrata_client::{
-    Client, ClientOptions, ConfstrataProvider, Reloader, Resolved, ResolvedStream, WatchOptions,
-    WriteOptions,
+    Client, ConfstrataProvider, Reloader, Resolved, ResolvedStream, WatchOptions, WriteOptions,
 };
-use confstrata_engine::Engine;
+use confstrata_engine::{Caller, Engine};
 use figment::Provider;
 use futures_util::StreamExt;
 
@@ -49,9 +48,10 @@ fn commit_offline(data: &std::path::Path, pool: u32) -> u64 {
         layer: "env/prod".parse().unwrap(),
         key: "db.pool".parse().unwrap(),
         value: json!(pool),
+        secret: false,
         expect_revision: None,
     }];
-    engine.commit(&cs).unwrap().revision
+    engine.commit(&Caller::local("test"), &cs).unwrap().revision
 }
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn watch_resolved_follows_commits_and_resumes_after_a_restart_without_gaps
     let ctx = parse_context("env=prod").unwrap();
 
     // A lazy client: it must outlive the server it first talked to.
-    let watcher = Client::connect_lazy(&server.addr(), ClientOptions::default()).unwrap();
+    let watcher = Client::connect_lazy(&server.addr(), server.options()).unwrap();
     let mut stream = watcher.watch_resolved_with(&web, &ctx, fast());
     let first = next(&mut stream).await;
     assert_eq!(first.revision, 1);
@@ -117,7 +117,7 @@ async fn watch_resolved_gives_up_when_the_resume_revision_was_compacted() {
     let server = Server::start(dir.path());
     let client = server.client().await;
     client.commit(&seed()).await.unwrap();
-    let watcher = Client::connect_lazy(&server.addr(), ClientOptions::default()).unwrap();
+    let watcher = Client::connect_lazy(&server.addr(), server.options()).unwrap();
     let mut stream = watcher.watch_resolved_with(
         &"web".parse().unwrap(),
         &parse_context("env=prod").unwrap(),
@@ -141,7 +141,10 @@ async fn watch_resolved_gives_up_when_the_resume_revision_was_compacted() {
         };
         let mut floor = 0;
         for _ in 0..10_000 {
-            floor = engine.apply_retention(&policy).unwrap().oldest_revision;
+            floor = engine
+                .apply_retention(&Caller::local("test"), &policy)
+                .unwrap()
+                .oldest_revision;
             if floor == last {
                 break;
             }

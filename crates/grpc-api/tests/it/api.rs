@@ -66,10 +66,12 @@ async fn namespaces_layers_and_keys() {
                 v1::KeyValue {
                     key: "db.pool".into(),
                     value_json: "50".into(),
+                    secret: false,
                 },
                 v1::KeyValue {
                     key: "labels.\"app.io/name\"".into(),
                     value_json: "\"shop\"".into(),
+                    secret: false,
                 },
             ],
             expect_revision: None,
@@ -150,6 +152,7 @@ async fn namespaces_layers_and_keys() {
         .list_layers(v1::ListLayersRequest {
             namespace: "web".into(),
             at: None,
+            mask_secrets: false,
         })
         .await
         .unwrap()
@@ -206,7 +209,7 @@ async fn explain_diff_dry_run_and_rollback() {
         .map(|e| (e.layer.as_str(), e.winner))
         .collect();
     assert_eq!(layers, [("env/prod", true), ("defaults", false)]);
-    assert_eq!(x.entries[0].change.as_ref().unwrap().author, "tester");
+    assert_eq!(x.entries[0].change.as_ref().unwrap().author, "admin");
     assert_eq!(parse(&x.value_json), json!("db.prod"));
 
     use v1::diff_request::Comparison;
@@ -327,7 +330,11 @@ async fn health_and_reflection_work_without_proto_files() {
         .await
         .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    for service in ["", "confstrata.v1.ConfigService"] {
+    for service in [
+        "",
+        "confstrata.v1.ConfigService",
+        "confstrata.v1.AdminService",
+    ] {
         let r = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.into(),
@@ -363,6 +370,7 @@ async fn health_and_reflection_work_without_proto_files() {
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"confstrata.v1.ConfigService"), "{names:?}");
+    assert!(names.contains(&"confstrata.v1.AdminService"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 
     use tonic_reflection::pb::v1 as r1;

@@ -174,10 +174,12 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
                 v1::KeyValue {
                     key: "ok".into(),
                     value_json: "1".into(),
+                    secret: false,
                 },
                 v1::KeyValue {
                     key: "a..b".into(),
                     value_json: "1".into(),
+                    secret: false,
                 },
             ],
             ..Default::default()
@@ -197,6 +199,7 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
             entries: vec![v1::KeyValue {
                 key: "a".into(),
                 value_json: "not json".into(),
+                secret: false,
             }],
             ..Default::default()
         })

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server on 127.0.0.1:0 over a real SQLite store
 //! in a temp dir, driven through the generated client over TCP.
 
+mod admin;
 mod api;
 mod errors;
 mod python;
@@ -11,18 +12,67 @@ use std::net::SocketAddr;
 
 use confstrata_engine::Engine;
 use confstrata_grpc_api::{ServeOptions, serve};
+use confstrata_proto::v1::admin_service_client::AdminServiceClient;
 use confstrata_proto::v1::config_service_client::ConfigServiceClient;
 use confstrata_proto::v1::{self, read_at};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Adds `authorization: Bearer <token>` to every request.
+#[derive(Clone)]
+pub(crate) struct Bearer(pub(crate) Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client that sends a token (or none).
+pub(crate) type Client = ConfigServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A client of `addr` that sends `authorization` with the given value.
+pub(crate) async fn client_with(addr: SocketAddr, authorization: Option<&str>) -> Client {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    ConfigServiceClient::with_interceptor(
+        channel,
+        Bearer(authorization.map(|a| a.parse().unwrap())),
+    )
+}
+
+/// An `AdminService` client that sends a token (or none).
+pub(crate) type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// An `AdminService` client of `addr` that sends `authorization` with the given value.
+pub(crate) async fn admin_client_with(
+    addr: SocketAddr,
+    authorization: Option<&str>,
+) -> AdminClient {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    AdminServiceClient::with_interceptor(channel, Bearer(authorization.map(|a| a.parse().unwrap())))
+}
 
 /// A running server and a client connected to it.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
-    pub(crate) client: ConfigServiceClient<Channel>,
+    pub(crate) client: Client,
     pub(crate) engine: Engine,
+    /// The admin token the first start created.
+    pub(crate) admin_token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), confstrata_grpc_api::Error>>>,
     pub(crate) dir: tempfile::TempDir,
@@ -35,6 +85,12 @@ impl Server {
 
     pub(crate) async fn start_in(dir: tempfile::TempDir, listen: &str) -> Server {
         let engine = Engine::open(dir.path()).unwrap();
+        let admin_token = match engine.bootstrap_admin().unwrap() {
+            Some(t) => t.expose_secret().to_owned(),
+            // A restart on the same dir: the tests keep the first token in a file.
+            None => std::fs::read_to_string(dir.path().join("test-admin-token")).unwrap(),
+        };
+        std::fs::write(dir.path().join("test-admin-token"), &admin_token).unwrap();
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -46,13 +102,12 @@ impl Server {
                 let _ = stopped.await;
             },
         ));
-        let client = ConfigServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
+        let client = client_with(addr, Some(&format!("Bearer {admin_token}"))).await;
         Server {
             addr,
             client,
             engine,
+            admin_token,
             stop: Some(stop),
             task: Some(task),
             dir,
@@ -86,6 +141,7 @@ impl Server {
                 .list_layers(v1::ListLayersRequest {
                     namespace: name.clone(),
                     at: None,
+                    mask_secrets: false,
                 })
                 .await
                 .unwrap()
@@ -177,6 +233,7 @@ pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
                     layer: s("layer"),
                     key: s("key"),
                     value_json: s("value_json"),
+                    secret: body["secret"].as_bool().unwrap_or(false),
                 }),
                 "unset" => v1::operation::Op::Unset(v1::UnsetKeyOp {
                     namespace: s("namespace"),

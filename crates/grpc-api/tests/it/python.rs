@@ -81,11 +81,13 @@ async fn python_client_end_to_end() {
     let script = repo().join("clients/python/e2e_test.py");
     let addr = server.addr.to_string();
     let stubs_dir = stubs.path().to_owned();
+    let token = server.admin_token.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(&script)
             .arg(&addr)
             .env("PYTHONPATH", &stubs_dir)
+            .env("CONFSTRATA_TOKEN", &token)
             .output()
             .unwrap()
     })
@@ -97,6 +99,6 @@ async fn python_client_end_to_end() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "python e2e failed:\n{text}");
-    assert!(text.contains("python e2e: 7 passed, 0 failed"), "{text}");
+    assert!(text.contains("python e2e: 8 passed, 0 failed"), "{text}");
     server.stop().await;
 }

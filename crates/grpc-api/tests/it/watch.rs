@@ -24,6 +24,7 @@ async fn set(s: &mut Server, layer: &str, key: &str, value: &str) -> u64 {
             entries: vec![v1::KeyValue {
                 key: key.into(),
                 value_json: value.into(),
+                secret: false,
             }],
             ..Default::default()
         })

@@ -264,7 +264,7 @@ pub struct LayerVersion {
 /// A batch of operations committed atomically as one revision.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ChangeSet {
-    /// Who makes the change (defaults to the server's notion of the caller).
+    /// Ignored on input: a change is recorded under the authenticated principal.
     #[prost(string, tag = "1")]
     pub author: ::prost::alloc::string::String,
     /// Why.
@@ -344,6 +344,11 @@ pub struct SetKeyOp {
     /// The value, as JSON (e.g. "50", ""text"", "\[1,2\]").
     #[prost(string, tag = "4")]
     pub value_json: ::prost::alloc::string::String,
+    /// Seal the value: stored encrypted, shown only to callers allowed to read
+    /// secrets ("<sealed>" to everyone else). Keys the server's secret rule
+    /// names (password, \*\_token, ...) are sealed even without it.
+    #[prost(bool, tag = "5")]
+    pub secret: bool,
 }
 /// Remove one key from a layer.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -381,6 +386,1518 @@ pub struct ChangeItem {
     #[prost(bool, tag = "3")]
     pub deleted: bool,
 }
+/// Request of RotateKey.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RotateKeyRequest {
+    /// The namespace whose key to rotate.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+}
+/// Response of RotateKey.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RotateKeyResponse {
+    /// The new current key, e.g. "web#2".
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+/// Request of ListKeys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListKeysRequest {}
+/// One data key.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DataKey {
+    /// Its id: "<namespace>\#<n>".
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Whether new values of its namespace are sealed with it.
+    #[prost(bool, tag = "2")]
+    pub current: bool,
+}
+/// Response of ListKeys.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListKeysResponse {
+    /// Every data key, by namespace.
+    #[prost(message, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<DataKey>,
+}
+/// Request of RewrapKeys.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RewrapKeysRequest {
+    /// The namespace whose sealed values to re-seal.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+}
+/// Response of RewrapKeys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RewrapKeysResponse {
+    /// The commit; unset when every sealed value already used the current key.
+    #[prost(message, optional, tag = "1")]
+    pub commit: ::core::option::Option<CommitInfo>,
+}
+/// Request of RetireKey.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RetireKeyRequest {
+    /// The key to retire, e.g. "web#1" (as ListKeys shows it).
+    #[prost(string, tag = "1")]
+    pub key_id: ::prost::alloc::string::String,
+}
+/// Response of RetireKey.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RetireKeyResponse {}
+/// Request of AddPrincipal.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AddPrincipalRequest {
+    /// Its id, e.g. "bob" or "ci-deploy": what tokens and the audit log name.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Its display name.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// A person or a program.
+    #[prost(enumeration = "PrincipalKind", tag = "3")]
+    pub kind: i32,
+    /// The roles to grant it, e.g. "viewer".
+    #[prost(string, repeated, tag = "4")]
+    pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Response of AddPrincipal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AddPrincipalResponse {}
+/// Request of ListPrincipals.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListPrincipalsRequest {}
+/// A token as listed: never the token itself.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TokenSummary {
+    /// The first characters of its SHA-256, to name it in RevokeToken.
+    #[prost(string, tag = "1")]
+    pub hash_prefix: ::prost::alloc::string::String,
+    /// What it is for, e.g. "laptop".
+    #[prost(string, tag = "2")]
+    pub label: ::prost::alloc::string::String,
+    /// Whether it was revoked.
+    #[prost(bool, tag = "3")]
+    pub revoked: bool,
+}
+/// A principal and what it may do.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Principal {
+    /// Its id.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Its display name.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// A person or a program (never PRINCIPAL_KIND_UNSPECIFIED).
+    #[prost(enumeration = "PrincipalKind", tag = "3")]
+    pub kind: i32,
+    /// Its roles.
+    #[prost(string, repeated, tag = "4")]
+    pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Its tokens.
+    #[prost(message, repeated, tag = "5")]
+    pub tokens: ::prost::alloc::vec::Vec<TokenSummary>,
+    /// Whether it was revoked (and so all its tokens).
+    #[prost(bool, tag = "6")]
+    pub revoked: bool,
+}
+/// Response of ListPrincipals.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListPrincipalsResponse {
+    /// Every principal, by id.
+    #[prost(message, repeated, tag = "1")]
+    pub principals: ::prost::alloc::vec::Vec<Principal>,
+}
+/// Request of GrantRole.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GrantRoleRequest {
+    /// The principal's id.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+    /// The role, e.g. "editor".
+    #[prost(string, tag = "2")]
+    pub role: ::prost::alloc::string::String,
+}
+/// Response of GrantRole.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GrantRoleResponse {}
+/// Request of RevokeRole.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeRoleRequest {
+    /// The principal's id.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+    /// The role.
+    #[prost(string, tag = "2")]
+    pub role: ::prost::alloc::string::String,
+}
+/// Response of RevokeRole.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeRoleResponse {}
+/// Request of IssueToken.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IssueTokenRequest {
+    /// The principal's id.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+    /// What the token is for, e.g. "laptop" or "ci".
+    #[prost(string, tag = "2")]
+    pub label: ::prost::alloc::string::String,
+}
+/// Response of IssueToken.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct IssueTokenResponse {
+    /// The token ("cst\_..."), shown this once: store it now.
+    #[prost(string, tag = "1")]
+    pub token: ::prost::alloc::string::String,
+    /// The first characters of its SHA-256, as ListPrincipals shows it and
+    /// RevokeToken takes it.
+    #[prost(string, tag = "2")]
+    pub hash_prefix: ::prost::alloc::string::String,
+}
+/// Request of RevokeToken.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeTokenRequest {
+    /// The token's SHA-256 in hex, or a prefix of it that names one token (as
+    /// ListPrincipals and IssueToken show it).
+    #[prost(string, tag = "1")]
+    pub hash_prefix: ::prost::alloc::string::String,
+}
+/// Response of RevokeToken.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokeTokenResponse {}
+/// Request of RevokePrincipal.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokePrincipalRequest {
+    /// The principal's id.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+}
+/// Response of RevokePrincipal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RevokePrincipalResponse {}
+/// Request of ListAuditRecords.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAuditRecordsRequest {
+    /// Only records with a larger sequence number (0: from the first). To page,
+    /// pass the last seq of the previous page.
+    #[prost(uint64, tag = "1")]
+    pub after_seq: u64,
+    /// The most records to return (0: 100; at most 10000).
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+/// Response of ListAuditRecords.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAuditRecordsResponse {
+    /// The records, oldest first, each a JSON object with "seq", "time",
+    /// "principal", "action", "resource", "outcome", "request_id", "revision",
+    /// "details", "key_id", "prev" and "mac".
+    #[prost(string, repeated, tag = "1")]
+    pub record_json: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Request of VerifyAudit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyAuditRequest {}
+/// Response of VerifyAudit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyAuditResponse {
+    /// How many records were checked.
+    #[prost(uint64, tag = "1")]
+    pub records: u64,
+    /// The last record's sequence number (0 for an empty log).
+    #[prost(uint64, tag = "2")]
+    pub last_seq: u64,
+}
+/// Whether a principal is a person or a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum PrincipalKind {
+    /// Not given: treated as PRINCIPAL_KIND_USER.
+    Unspecified = 0,
+    /// A person.
+    User = 1,
+    /// A program (a service reading its configuration, a CI job).
+    Service = 2,
+}
+impl PrincipalKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "PRINCIPAL_KIND_UNSPECIFIED",
+            Self::User => "PRINCIPAL_KIND_USER",
+            Self::Service => "PRINCIPAL_KIND_SERVICE",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "PRINCIPAL_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "PRINCIPAL_KIND_USER" => Some(Self::User),
+            "PRINCIPAL_KIND_SERVICE" => Some(Self::Service),
+            _ => None,
+        }
+    }
+}
+/// Generated client implementations.
+pub mod admin_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Administer the security of a Confstrata server.
+    #[derive(Debug, Clone)]
+    pub struct AdminServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl AdminServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> AdminServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> AdminServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            AdminServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Adds a new current data key for a namespace; values sealed under older
+        /// keys stay readable.
+        pub async fn rotate_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RotateKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RotateKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RotateKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "RotateKey"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists the data keys of every namespace.
+        pub async fn list_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListKeysResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ListKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ListKeys"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Re-seals every sealed value of a namespace's current layers under its
+        /// current key, as one new revision.
+        pub async fn rewrap_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RewrapKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RewrapKeysResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RewrapKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "RewrapKeys"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Removes a data key. Refused for a namespace's current key and for a key
+        /// that any retained version (history included) still uses.
+        pub async fn retire_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RetireKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RetireKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RetireKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "RetireKey"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Adds a principal (a person or a program) with roles.
+        pub async fn add_principal(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AddPrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AddPrincipalResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/AddPrincipal",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "AddPrincipal"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists every principal with its roles and token hashes (never a token).
+        pub async fn list_principals(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListPrincipalsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListPrincipalsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ListPrincipals",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ListPrincipals"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Grants a role to a principal.
+        pub async fn grant_role(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GrantRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GrantRoleResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/GrantRole",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "GrantRole"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Takes a role from a principal.
+        pub async fn revoke_role(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RevokeRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeRoleResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RevokeRole",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "RevokeRole"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Issues a new token for a principal. The token is in the response only:
+        /// the server keeps its hash.
+        pub async fn issue_token(
+            &mut self,
+            request: impl tonic::IntoRequest<super::IssueTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::IssueTokenResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/IssueToken",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "IssueToken"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Revokes one token. Open watches made with it end with UNAUTHENTICATED.
+        pub async fn revoke_token(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RevokeTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeTokenResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RevokeToken",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "RevokeToken"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Revokes a principal and so every token of it.
+        pub async fn revoke_principal(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RevokePrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokePrincipalResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RevokePrincipal",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.AdminService", "RevokePrincipal"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists audit records after a sequence number, oldest first.
+        pub async fn list_audit_records(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAuditRecordsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditRecordsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ListAuditRecords",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.AdminService", "ListAuditRecords"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Verifies the whole audit chain: every record's MAC and every link.
+        /// A tampered, deleted, inserted or reordered record fails with DATA_LOSS
+        /// naming the first bad record.
+        pub async fn verify_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VerifyAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyAuditResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/VerifyAudit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "VerifyAudit"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod admin_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with AdminServiceServer.
+    #[async_trait]
+    pub trait AdminService: std::marker::Send + std::marker::Sync + 'static {
+        /// Adds a new current data key for a namespace; values sealed under older
+        /// keys stay readable.
+        async fn rotate_key(
+            &self,
+            request: tonic::Request<super::RotateKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RotateKeyResponse>,
+            tonic::Status,
+        >;
+        /// Lists the data keys of every namespace.
+        async fn list_keys(
+            &self,
+            request: tonic::Request<super::ListKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListKeysResponse>,
+            tonic::Status,
+        >;
+        /// Re-seals every sealed value of a namespace's current layers under its
+        /// current key, as one new revision.
+        async fn rewrap_keys(
+            &self,
+            request: tonic::Request<super::RewrapKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RewrapKeysResponse>,
+            tonic::Status,
+        >;
+        /// Removes a data key. Refused for a namespace's current key and for a key
+        /// that any retained version (history included) still uses.
+        async fn retire_key(
+            &self,
+            request: tonic::Request<super::RetireKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RetireKeyResponse>,
+            tonic::Status,
+        >;
+        /// Adds a principal (a person or a program) with roles.
+        async fn add_principal(
+            &self,
+            request: tonic::Request<super::AddPrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AddPrincipalResponse>,
+            tonic::Status,
+        >;
+        /// Lists every principal with its roles and token hashes (never a token).
+        async fn list_principals(
+            &self,
+            request: tonic::Request<super::ListPrincipalsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListPrincipalsResponse>,
+            tonic::Status,
+        >;
+        /// Grants a role to a principal.
+        async fn grant_role(
+            &self,
+            request: tonic::Request<super::GrantRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GrantRoleResponse>,
+            tonic::Status,
+        >;
+        /// Takes a role from a principal.
+        async fn revoke_role(
+            &self,
+            request: tonic::Request<super::RevokeRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeRoleResponse>,
+            tonic::Status,
+        >;
+        /// Issues a new token for a principal. The token is in the response only:
+        /// the server keeps its hash.
+        async fn issue_token(
+            &self,
+            request: tonic::Request<super::IssueTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::IssueTokenResponse>,
+            tonic::Status,
+        >;
+        /// Revokes one token. Open watches made with it end with UNAUTHENTICATED.
+        async fn revoke_token(
+            &self,
+            request: tonic::Request<super::RevokeTokenRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokeTokenResponse>,
+            tonic::Status,
+        >;
+        /// Revokes a principal and so every token of it.
+        async fn revoke_principal(
+            &self,
+            request: tonic::Request<super::RevokePrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RevokePrincipalResponse>,
+            tonic::Status,
+        >;
+        /// Lists audit records after a sequence number, oldest first.
+        async fn list_audit_records(
+            &self,
+            request: tonic::Request<super::ListAuditRecordsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditRecordsResponse>,
+            tonic::Status,
+        >;
+        /// Verifies the whole audit chain: every record's MAC and every link.
+        /// A tampered, deleted, inserted or reordered record fails with DATA_LOSS
+        /// naming the first bad record.
+        async fn verify_audit(
+            &self,
+            request: tonic::Request<super::VerifyAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyAuditResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Administer the security of a Confstrata server.
+    #[derive(Debug)]
+    pub struct AdminServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> AdminServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for AdminServiceServer<T>
+    where
+        T: AdminService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/confstrata.v1.AdminService/RotateKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RotateKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RotateKeyRequest>
+                    for RotateKeySvc<T> {
+                        type Response = super::RotateKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RotateKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::rotate_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RotateKeySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ListKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListKeysSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListKeysRequest>
+                    for ListKeysSvc<T> {
+                        type Response = super::ListKeysResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_keys(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListKeysSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RewrapKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct RewrapKeysSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RewrapKeysRequest>
+                    for RewrapKeysSvc<T> {
+                        type Response = super::RewrapKeysResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RewrapKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::rewrap_keys(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RewrapKeysSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RetireKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RetireKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RetireKeyRequest>
+                    for RetireKeySvc<T> {
+                        type Response = super::RetireKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RetireKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::retire_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RetireKeySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/AddPrincipal" => {
+                    #[allow(non_camel_case_types)]
+                    struct AddPrincipalSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::AddPrincipalRequest>
+                    for AddPrincipalSvc<T> {
+                        type Response = super::AddPrincipalResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AddPrincipalRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::add_principal(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AddPrincipalSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ListPrincipals" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListPrincipalsSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListPrincipalsRequest>
+                    for ListPrincipalsSvc<T> {
+                        type Response = super::ListPrincipalsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListPrincipalsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_principals(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListPrincipalsSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/GrantRole" => {
+                    #[allow(non_camel_case_types)]
+                    struct GrantRoleSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GrantRoleRequest>
+                    for GrantRoleSvc<T> {
+                        type Response = super::GrantRoleResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GrantRoleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::grant_role(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GrantRoleSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RevokeRole" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokeRoleSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RevokeRoleRequest>
+                    for RevokeRoleSvc<T> {
+                        type Response = super::RevokeRoleResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RevokeRoleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::revoke_role(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokeRoleSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/IssueToken" => {
+                    #[allow(non_camel_case_types)]
+                    struct IssueTokenSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::IssueTokenRequest>
+                    for IssueTokenSvc<T> {
+                        type Response = super::IssueTokenResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::IssueTokenRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::issue_token(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = IssueTokenSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RevokeToken" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokeTokenSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RevokeTokenRequest>
+                    for RevokeTokenSvc<T> {
+                        type Response = super::RevokeTokenResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RevokeTokenRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::revoke_token(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokeTokenSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RevokePrincipal" => {
+                    #[allow(non_camel_case_types)]
+                    struct RevokePrincipalSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RevokePrincipalRequest>
+                    for RevokePrincipalSvc<T> {
+                        type Response = super::RevokePrincipalResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RevokePrincipalRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::revoke_principal(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RevokePrincipalSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ListAuditRecords" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAuditRecordsSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListAuditRecordsRequest>
+                    for ListAuditRecordsSvc<T> {
+                        type Response = super::ListAuditRecordsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAuditRecordsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_audit_records(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAuditRecordsSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/VerifyAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct VerifyAuditSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::VerifyAuditRequest>
+                    for VerifyAuditSvc<T> {
+                        type Response = super::VerifyAuditResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VerifyAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::verify_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VerifyAuditSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for AdminServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "confstrata.v1.AdminService";
+    impl<T> tonic::server::NamedService for AdminServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
 /// Request of CreateNamespace.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateNamespaceRequest {
@@ -390,7 +1907,7 @@ pub struct CreateNamespaceRequest {
     /// Replace the namespace if it exists (otherwise ALREADY_EXISTS).
     #[prost(bool, tag = "2")]
     pub replace: bool,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "3")]
     pub author: ::prost::alloc::string::String,
 }
@@ -467,6 +1984,10 @@ pub struct ListLayersRequest {
     /// Which state to read (latest if unset).
     #[prost(message, optional, tag = "2")]
     pub at: ::core::option::Option<ReadAt>,
+    /// Show every sealed value as "<sealed>", even to a caller allowed to read
+    /// secrets (for exports, which are files that leave the server).
+    #[prost(bool, tag = "3")]
+    pub mask_secrets: bool,
 }
 /// Response of ListLayers.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -496,7 +2017,7 @@ pub struct PutLayerRequest {
     /// Change message.
     #[prost(string, tag = "5")]
     pub message: ::prost::alloc::string::String,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "6")]
     pub author: ::prost::alloc::string::String,
 }
@@ -516,6 +2037,9 @@ pub struct KeyValue {
     /// The value as JSON.
     #[prost(string, tag = "2")]
     pub value_json: ::prost::alloc::string::String,
+    /// Seal the value (see SetKeyOp.secret).
+    #[prost(bool, tag = "3")]
+    pub secret: bool,
 }
 /// Request of SetKeys.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -535,7 +2059,7 @@ pub struct SetKeysRequest {
     /// Change message.
     #[prost(string, tag = "5")]
     pub message: ::prost::alloc::string::String,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "6")]
     pub author: ::prost::alloc::string::String,
 }
@@ -564,7 +2088,7 @@ pub struct UnsetKeysRequest {
     /// Change message.
     #[prost(string, tag = "5")]
     pub message: ::prost::alloc::string::String,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "6")]
     pub author: ::prost::alloc::string::String,
 }
@@ -590,7 +2114,7 @@ pub struct DeleteLayerRequest {
     /// Change message.
     #[prost(string, tag = "4")]
     pub message: ::prost::alloc::string::String,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "5")]
     pub author: ::prost::alloc::string::String,
 }
@@ -849,7 +2373,7 @@ pub struct RollbackRequest {
     /// Change message (a default names the target revision).
     #[prost(string, tag = "4")]
     pub message: ::prost::alloc::string::String,
-    /// Who makes the change.
+    /// Ignored: a change is recorded under the authenticated principal.
     #[prost(string, tag = "5")]
     pub author: ::prost::alloc::string::String,
     /// Only return the change set that would be committed.

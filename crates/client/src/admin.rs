@@ -1,0 +1,234 @@
+//! The RPCs of `confstrata.v1.AdminService` on [`Client`]: data keys,
+//! principals and tokens, and the audit log. The names and answers mirror
+//! the embedded engine's (`Engine::rotate_key`, `Engine::principals`, …).
+//!
+//! Every call needs the token of a principal with the `admin` role (`audit`
+//! for the log); others get `PERMISSION_DENIED`.
+
+use confstrata_core::serde_json::Value;
+use confstrata_core::{CommitInfo, Error as ModelError, NamespaceName};
+use confstrata_proto::convert::{self, FieldError, FieldResult};
+use confstrata_proto::v1;
+
+use crate::client::{Client, commit_of};
+use crate::error::Result;
+use crate::types::{
+    AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind, TokenInfo,
+};
+use crate::wire;
+
+impl Client {
+    /// Adds a new current data key for a namespace and returns its id
+    /// (`web#2`); values sealed under older keys stay readable.
+    pub async fn rotate_key(&self, ns: &NamespaceName) -> Result<String> {
+        let r = self
+            .raw_admin()
+            .rotate_key(self.request(v1::RotateKeyRequest {
+                namespace: ns.to_string(),
+            }))
+            .await?
+            .into_inner();
+        Ok(r.key_id)
+    }
+
+    /// Every data key, by namespace.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let r = self
+            .raw_admin()
+            .list_keys(self.request(v1::ListKeysRequest {}))
+            .await?
+            .into_inner();
+        Ok(r.keys
+            .into_iter()
+            .map(|k| KeyInfo {
+                id: k.id,
+                current: k.current,
+            })
+            .collect())
+    }
+
+    /// Re-seals every sealed value of a namespace's current layers under its
+    /// current key, as one new revision; `None` if nothing needed it.
+    pub async fn rewrap(&self, ns: &NamespaceName) -> Result<Option<CommitInfo>> {
+        let r = self
+            .raw_admin()
+            .rewrap_keys(self.request(v1::RewrapKeysRequest {
+                namespace: ns.to_string(),
+            }))
+            .await?
+            .into_inner();
+        r.commit.as_ref().map(|c| commit_of(Some(c))).transpose()
+    }
+
+    /// Retires a data key. Refused (`INVALID_ARGUMENT`) for a namespace's
+    /// current key and for a key any retained version still uses.
+    pub async fn retire_key(&self, key_id: &str) -> Result<()> {
+        self.raw_admin()
+            .retire_key(self.request(v1::RetireKeyRequest {
+                key_id: key_id.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a principal with roles.
+    pub async fn add_principal(
+        &self,
+        id: &str,
+        name: &str,
+        kind: PrincipalKind,
+        roles: &[String],
+    ) -> Result<()> {
+        self.raw_admin()
+            .add_principal(self.request(v1::AddPrincipalRequest {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                kind: kind_to_wire(kind) as i32,
+                roles: roles.to_vec(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Every principal with its roles and token hashes.
+    pub async fn principals(&self) -> Result<Vec<PrincipalInfo>> {
+        let r = self
+            .raw_admin()
+            .list_principals(self.request(v1::ListPrincipalsRequest {}))
+            .await?
+            .into_inner();
+        Ok(wire::list("principals", &r.principals, principal)?)
+    }
+
+    /// Grants a role to a principal.
+    pub async fn grant_role(&self, id: &str, role: &str) -> Result<()> {
+        self.raw_admin()
+            .grant_role(self.request(v1::GrantRoleRequest {
+                principal_id: id.to_owned(),
+                role: role.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a role from a principal.
+    pub async fn revoke_role(&self, id: &str, role: &str) -> Result<()> {
+        self.raw_admin()
+            .revoke_role(self.request(v1::RevokeRoleRequest {
+                principal_id: id.to_owned(),
+                role: role.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Issues a new token for a principal. The server keeps only its hash:
+    /// store the token now.
+    pub async fn issue_token(&self, id: &str, label: &str) -> Result<IssuedToken> {
+        let r = self
+            .raw_admin()
+            .issue_token(self.request(v1::IssueTokenRequest {
+                principal_id: id.to_owned(),
+                label: label.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        if r.token.is_empty() {
+            return Err(wire::missing("token").into());
+        }
+        Ok(IssuedToken {
+            token: r.token,
+            hash: r.hash_prefix,
+        })
+    }
+
+    /// Revokes one token, named by its hash or a unique prefix of it (as
+    /// [`Client::principals`] and [`Client::issue_token`] show it). Its open
+    /// watches end with `UNAUTHENTICATED`.
+    pub async fn revoke_token(&self, hash_prefix: &str) -> Result<()> {
+        self.raw_admin()
+            .revoke_token(self.request(v1::RevokeTokenRequest {
+                hash_prefix: hash_prefix.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes a principal and so all its tokens.
+    pub async fn revoke_principal(&self, id: &str) -> Result<()> {
+        self.raw_admin()
+            .revoke_principal(self.request(v1::RevokePrincipalRequest {
+                principal_id: id.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Audit records with `seq > after_seq`, oldest first, at most `limit`
+    /// (0: the server's default of 100; the server caps it at 10000). Each
+    /// is the record's JSON form (`seq`, `time`, `principal`, `action`,
+    /// `resource`, `outcome`, `details`, …). To page, pass the last `seq`.
+    pub async fn audit_records(&self, after_seq: u64, limit: u32) -> Result<Vec<Value>> {
+        let r = self
+            .raw_admin()
+            .list_audit_records(self.request(v1::ListAuditRecordsRequest { after_seq, limit }))
+            .await?
+            .into_inner();
+        Ok(wire::list("record_json", &r.record_json, |field, json| {
+            convert::value(field, json, &wire::response_limits())
+        })?)
+    }
+
+    /// Verifies the whole audit chain on the server. A tampered log fails
+    /// with `DATA_LOSS` naming the first bad record.
+    pub async fn audit_verify(&self) -> Result<AuditVerification> {
+        let r = self
+            .raw_admin()
+            .verify_audit(self.request(v1::VerifyAuditRequest {}))
+            .await?
+            .into_inner();
+        Ok(AuditVerification {
+            records: r.records,
+            last_seq: r.last_seq,
+        })
+    }
+}
+
+fn kind_to_wire(kind: PrincipalKind) -> v1::PrincipalKind {
+    match kind {
+        PrincipalKind::User => v1::PrincipalKind::User,
+        PrincipalKind::Service => v1::PrincipalKind::Service,
+    }
+}
+
+fn principal(field: &str, p: &v1::Principal) -> FieldResult<PrincipalInfo> {
+    let kind = match v1::PrincipalKind::try_from(p.kind) {
+        Ok(v1::PrincipalKind::Unspecified | v1::PrincipalKind::User) => PrincipalKind::User,
+        Ok(v1::PrincipalKind::Service) => PrincipalKind::Service,
+        Err(_) => {
+            return Err(FieldError {
+                field: format!("{field}.kind"),
+                error: Box::new(ModelError::invalid(
+                    "principal kind",
+                    format!("{} is not a known PrincipalKind", p.kind),
+                )),
+            });
+        }
+    };
+    Ok(PrincipalInfo {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        kind,
+        roles: p.roles.clone(),
+        tokens: p
+            .tokens
+            .iter()
+            .map(|t| TokenInfo {
+                hash: t.hash_prefix.clone(),
+                label: t.label.clone(),
+                revoked: t.revoked,
+            })
+            .collect(),
+        revoked: p.revoked,
+    })
+}

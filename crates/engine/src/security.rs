@@ -1,0 +1,578 @@
+//! Who is asking, whether they may, and what they may see: the engine's one
+//! authorization point, the audit journal, sealing on write and opening or
+//! masking on read.
+//!
+//! - A [`Caller`] is either a principal authenticated by a bearer token
+//!   ([`Engine::authenticate`](crate::Engine::authenticate)) or the local
+//!   operating-system user of a data directory ([`Caller::local`]), who acts
+//!   with admin rights (the data directory's permissions guard it) and is
+//!   audited under the name `local:<user>`.
+//! - Every engine operation calls [`Security::require`] (or a filter built on
+//!   [`Security::allows`]) before it reads anything. A refusal is written to
+//!   the audit journal and returned as [`Error::PermissionDenied`].
+//! - Change sets are sealed before they are planned: `set` with `secret`
+//!   seals the value, and every leaf the [`SecretRule`] matches is sealed.
+//!   A user may not write a `$sealed` table itself.
+//! - Reads open a sealed value for a caller with `read-secrets` on its key,
+//!   and show [`MASK`](confstrata_crypto::MASK) to everyone else. Every
+//!   opened value is audited (the read fails if it cannot be).
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use confstrata_access::{
+    Action, AuditChain, AuditEntry, AuditKey, AuditRecord, Head, Mac, Outcome, Policy, PrincipalId,
+    Resource, Token, TokenHash,
+};
+use confstrata_core::serde_json::Value;
+use confstrata_core::{
+    Document, Error, JournalFn, JournalRecord, JournalSlot, LayerPath, NamespaceName, Result,
+    SettingWrite, Store, Timestamp,
+};
+use confstrata_crypto::{Keyring, MasterKey, SecretRule, WrappedKeyring};
+
+/// The setting that holds the access policy.
+pub const POLICY_SETTING: &str = "policy";
+/// The setting that holds the wrapped data keys.
+pub const KEYRING_SETTING: &str = "keyring";
+/// The label the audit key is derived from the master key with.
+const AUDIT_KEY_LABEL: &[u8; 24] = b"confstrata audit key v1\0";
+
+/// How a caller proved who they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Credential {
+    /// The local operating-system user, acting on a data directory.
+    Local,
+    /// A bearer token, by its hash.
+    Token(TokenHash),
+}
+
+/// Who is asking: the subject of every engine operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    principal: PrincipalId,
+    credential: Credential,
+    request_id: String,
+    /// For the local user: the author recorded on changes (`--author`).
+    author: Option<String>,
+}
+
+impl Caller {
+    /// The local operating-system user `user`: admin rights, audited as
+    /// `local:<user>` (characters a principal id cannot hold become `_`).
+    pub fn local(user: &str) -> Caller {
+        let cleaned: String = user
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(100)
+            .collect();
+        let name = if cleaned.is_empty() {
+            "local:unknown".to_owned()
+        } else {
+            format!("local:{cleaned}")
+        };
+        // Invariant: "local:" + [A-Za-z0-9-_.@]{1,100} is a valid principal id.
+        let principal = PrincipalId::parse(&name)
+            .unwrap_or_else(|_| unreachable!("a cleaned local user name is a principal id"));
+        Caller {
+            principal,
+            credential: Credential::Local,
+            request_id: String::new(),
+            author: None,
+        }
+    }
+
+    /// For the local user: records `author` on changes instead of the
+    /// principal (audit records still name the principal). Ignored for a
+    /// token's caller, whose changes always carry the principal's id.
+    pub fn with_author(mut self, author: impl Into<String>) -> Caller {
+        if self.is_local() {
+            let a = author.into();
+            self.author = (!a.is_empty()).then_some(a);
+        }
+        self
+    }
+
+    /// The local user this process runs as (`$USER`, else `unknown`).
+    pub fn local_user() -> Caller {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
+        Caller::local(&user)
+    }
+
+    /// The same caller with a request id (joined with logs and audit records).
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Caller {
+        self.request_id = id.into();
+        self
+    }
+
+    /// The principal.
+    pub fn principal(&self) -> &PrincipalId {
+        &self.principal
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Whether this is the local user (admin rights).
+    pub fn is_local(&self) -> bool {
+        self.credential == Credential::Local
+    }
+
+    /// The author a change set made by this caller records.
+    pub fn author(&self) -> String {
+        self.author
+            .clone()
+            .unwrap_or_else(|| self.principal.to_string())
+    }
+}
+
+/// How to set up security when an engine opens.
+pub struct SecurityOptions {
+    /// The master key that wraps the data keys (and from which the audit
+    /// key is derived).
+    pub master_key: MasterKey,
+    /// Which keys are sealed without being asked.
+    pub secret_rule: SecretRule,
+    /// Whether every read is audited (a read that cannot be audited fails).
+    pub audit_reads: bool,
+}
+
+impl SecurityOptions {
+    /// Default options around a master key.
+    pub fn new(master_key: MasterKey) -> SecurityOptions {
+        SecurityOptions {
+            master_key,
+            secret_rule: SecretRule::default(),
+            audit_reads: false,
+        }
+    }
+}
+
+/// The engine's security state.
+pub(crate) struct Security {
+    pub(crate) keyring: RwLock<Keyring>,
+    policy: RwLock<Arc<Policy>>,
+    audit_key: AuditKey,
+    pub(crate) rule: SecretRule,
+    pub(crate) audit_reads: bool,
+    /// Serializes changes to the policy and the keyring.
+    pub(crate) admin: Mutex<()>,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Maps a crypto error to the engine's error type, keeping its message
+/// (which never holds plaintext or key bytes).
+pub(crate) fn crypto_error(e: confstrata_crypto::Error) -> Error {
+    use confstrata_crypto::Error as C;
+    match e {
+        C::Core(e) => e,
+        e @ (C::Integrity { .. }
+        | C::ForeignKeyId { .. }
+        | C::MalformedSealed { .. }
+        | C::NonceLength { .. }
+        | C::Truncated { .. }
+        | C::UnsupportedVersion { .. }
+        | C::UnknownKeyId { .. }
+        | C::WrongMasterKey { .. }
+        | C::InvalidKeyring { .. }) => Error::Integrity {
+            message: e.to_string(),
+        },
+        e @ (C::KeyInUse { .. }
+        | C::CurrentKey { .. }
+        | C::NotSealable { .. }
+        | C::NoDataKey { .. }
+        | C::InvalidKeyId { .. }) => Error::invalid("key operation", e.to_string()),
+        e => Error::storage(e),
+    }
+}
+
+pub(crate) fn from_access(e: confstrata_access::Error) -> Error {
+    use confstrata_access::Error as A;
+    match e {
+        A::Forbidden(r) => Error::PermissionDenied {
+            action: r.action.to_string(),
+            resource: r.resource.to_string(),
+            message: A::Forbidden(r).to_string(),
+        },
+        e @ (A::MissingToken
+        | A::EmptyToken
+        | A::MalformedToken { .. }
+        | A::TokenTooLong { .. }
+        | A::UnknownToken
+        | A::RevokedToken
+        | A::RevokedPrincipal { .. }) => Error::Unauthenticated {
+            message: e.to_string(),
+        },
+        e @ (A::InvalidName { .. } | A::InvalidPattern { .. }) => {
+            Error::invalid("access request", e.to_string())
+        }
+        e => Error::invalid("access", e.to_string()),
+    }
+}
+
+impl Security {
+    /// Loads the policy and keyring from the store.
+    pub(crate) fn load(store: &dyn Store, options: SecurityOptions) -> Result<Security> {
+        let subkey = options
+            .master_key
+            .derive_subkey(AUDIT_KEY_LABEL)
+            .map_err(crypto_error)?;
+        let audit_key = AuditKey::from_bytes(&subkey).map_err(from_access)?;
+        let policy = match store.setting(POLICY_SETTING)? {
+            Some(text) => confstrata_core::serde_json::from_str::<Policy>(&text).map_err(|e| {
+                Error::Integrity {
+                    message: format!("the stored access policy cannot be read: {e}"),
+                }
+            })?,
+            None => Policy::with_builtin_roles(),
+        };
+        let keyring = match store.setting(KEYRING_SETTING)? {
+            Some(text) => {
+                let wrapped: WrappedKeyring = confstrata_core::serde_json::from_str(&text)
+                    .map_err(|e| Error::Integrity {
+                        message: format!("the stored keyring cannot be read: {e}"),
+                    })?;
+                Keyring::from_wrapped(options.master_key, &wrapped).map_err(crypto_error)?
+            }
+            None => Keyring::new(options.master_key),
+        };
+        Ok(Security {
+            keyring: RwLock::new(keyring),
+            policy: RwLock::new(Arc::new(policy)),
+            audit_key,
+            rule: options.secret_rule,
+            audit_reads: options.audit_reads,
+            admin: Mutex::new(()),
+        })
+    }
+
+    /// The current policy (a snapshot).
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&read_lock(&self.policy))
+    }
+
+    /// Replaces the policy in memory (after the store has it).
+    pub(crate) fn set_policy(&self, policy: Policy) {
+        *write_lock(&self.policy) = Arc::new(policy);
+    }
+
+    /// The audit key (for fingerprints and verification).
+    pub(crate) fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
+    }
+
+    /// Authenticates a bearer token from an `Authorization` header value.
+    pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Caller> {
+        let token = Token::from_authorization(header).map_err(from_access)?;
+        let policy = self.policy();
+        let p = policy.authenticate(&token).map_err(from_access)?;
+        Ok(Caller {
+            principal: p.id().clone(),
+            credential: Credential::Token(token.hash()),
+            request_id: String::new(),
+            author: None,
+        })
+    }
+
+    /// Whether a caller's credentials still hold (a token not revoked since).
+    pub(crate) fn still_valid(&self, caller: &Caller) -> Result<()> {
+        match &caller.credential {
+            Credential::Local => Ok(()),
+            Credential::Token(hash) => self
+                .policy()
+                .authenticate_hash(hash)
+                .map(drop)
+                .map_err(from_access),
+        }
+    }
+
+    /// Whether the caller may perform `action` on `resource`.
+    pub(crate) fn allows(
+        &self,
+        policy: &Policy,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+    ) -> bool {
+        match caller.credential {
+            Credential::Local => true,
+            Credential::Token(_) => policy
+                .decide(&caller.principal, action, resource)
+                .is_allowed(),
+        }
+    }
+
+    /// Whether the caller may perform `action` on some part of `resource`.
+    pub(crate) fn allows_some(
+        &self,
+        policy: &Policy,
+        caller: &Caller,
+        action: Action,
+        resource: &Resource,
+    ) -> bool {
+        match caller.credential {
+            Credential::Local => true,
+            Credential::Token(_) => policy.allows_some(&caller.principal, action, resource),
+        }
+    }
+}
+
+/// A per-request view of the security state: the policy snapshot and the
+/// caller, with the refusals and records it produced.
+pub(crate) struct Gate<'a> {
+    pub(crate) sec: &'a Security,
+    pub(crate) store: &'a dyn Store,
+    pub(crate) caller: &'a Caller,
+    pub(crate) policy: Arc<Policy>,
+}
+
+impl Gate<'_> {
+    /// Refuses unless the caller may perform `action` on `resource`; the
+    /// refusal is audited.
+    pub(crate) fn require(&self, action: Action, resource: Resource) -> Result<()> {
+        if self
+            .sec
+            .allows(&self.policy, self.caller, action, &resource)
+        {
+            return Ok(());
+        }
+        Err(self.refuse(action, resource))
+    }
+
+    /// Refuses unless the caller has some grant for `action` in namespace
+    /// `ns`: asked before anything about the namespace is looked up, so the
+    /// refusal is the same whether it exists or not.
+    pub(crate) fn require_some(&self, action: Action, ns: &NamespaceName) -> Result<()> {
+        let resource = Resource::namespace(ns.clone());
+        if self
+            .sec
+            .allows_some(&self.policy, self.caller, action, &resource)
+        {
+            return Ok(());
+        }
+        Err(self.refuse(action, resource))
+    }
+
+    /// Whether the caller may perform `action` on `resource` (no audit record).
+    pub(crate) fn allows(&self, action: Action, resource: &Resource) -> bool {
+        self.sec.allows(&self.policy, self.caller, action, resource)
+    }
+
+    /// Audits a refusal and builds its error.
+    pub(crate) fn refuse(&self, action: Action, resource: Resource) -> Error {
+        let err = match self
+            .policy
+            .decide(&self.caller.principal, action, &resource)
+        {
+            confstrata_access::Decision::Deny(r) => {
+                from_access(confstrata_access::Error::Forbidden(r))
+            }
+            confstrata_access::Decision::Allow => Error::PermissionDenied {
+                action: action.to_string(),
+                resource: resource.to_string(),
+                message: format!(
+                    "permission denied: {} may not {action} {resource}",
+                    self.caller.principal
+                ),
+            },
+        };
+        let entry = self.entry(action, resource, Outcome::Denied);
+        if let Err(e) = self.store.append_journal(journal_fn(self.sec, entry)) {
+            tracing::warn!(error = %e, "the audit record of a refusal could not be written");
+        }
+        err
+    }
+
+    /// An audit entry for this caller.
+    pub(crate) fn entry(&self, action: Action, resource: Resource, outcome: Outcome) -> AuditEntry {
+        AuditEntry::new(
+            Timestamp::now(),
+            Some(self.caller.principal.clone()),
+            action,
+            resource,
+            outcome,
+        )
+        .request_id(self.caller.request_id.clone())
+    }
+
+    /// Writes an audit record, failing the request if it cannot be written.
+    pub(crate) fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.store
+            .append_journal(journal_fn(self.sec, entry))
+            .map(drop)
+            .map_err(|e| {
+                Error::storage(format!(
+                    "the request could not be audited, so it was not served: {e}"
+                ))
+            })
+    }
+
+    /// Audits a read when read-auditing is on.
+    pub(crate) fn audit_read(&self, resource: Resource, revision: u64) -> Result<()> {
+        if !self.sec.audit_reads {
+            return Ok(());
+        }
+        self.audit(
+            self.entry(Action::Read, resource, Outcome::Success)
+                .revision(revision),
+        )
+    }
+
+    /// Opens or masks every sealed value of a layer document for this
+    /// caller, auditing what it opened. Returns how many were opened.
+    pub(crate) fn present_layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        doc: &mut Document,
+        revision: u64,
+    ) -> Result<usize> {
+        let paths = confstrata_crypto::sealed_paths(doc).map_err(crypto_error)?;
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let keyring = read_lock(&self.sec.keyring);
+        let mut opened = Vec::new();
+        for key in paths {
+            let resource = Resource::key(ns.clone(), layer.clone(), key.clone());
+            let Some(slot) = confstrata_core::doc::get_mut(doc, &key) else {
+                continue;
+            };
+            if self.allows(Action::ReadSecrets, &resource) && !slot.is_array() {
+                *slot = confstrata_crypto::open_value(&keyring, ns, layer, &key, slot)
+                    .map_err(crypto_error)?;
+                opened.push(resource.to_string());
+            } else {
+                let mut one = Document::new();
+                one.insert(String::new(), std::mem::take(slot));
+                confstrata_crypto::mask(&mut one);
+                *slot = one.remove("").unwrap_or(Value::Null);
+            }
+        }
+        drop(keyring);
+        self.audit_opened(ns, &opened, revision)?;
+        Ok(opened.len())
+    }
+
+    /// Audits the secret values a read opened (one record per read).
+    pub(crate) fn audit_opened(
+        &self,
+        ns: &NamespaceName,
+        opened: &[String],
+        revision: u64,
+    ) -> Result<()> {
+        if opened.is_empty() {
+            return Ok(());
+        }
+        let mut entry = self
+            .entry(
+                Action::ReadSecrets,
+                Resource::namespace(ns.clone()),
+                Outcome::Success,
+            )
+            .revision(revision)
+            .detail("opened", opened.join(" "));
+        entry = entry.detail("count", opened.len().to_string());
+        self.audit(entry)
+    }
+}
+
+/// Makes the journal function that turns an audit entry into the next
+/// record of the chain, inside the store's transaction.
+pub(crate) fn journal_fn(sec: &Security, entry: AuditEntry) -> JournalFn {
+    let key = sec.audit_key.clone();
+    Box::new(move |slot: JournalSlot| {
+        let head = slot.head.map(|h| Head {
+            seq: h.seq,
+            mac: Mac::from_bytes(h.mac),
+        });
+        let mut entry = entry;
+        if let Some(rev) = slot.revision {
+            entry = entry.revision(rev);
+        }
+        let record = AuditChain::resume(key, head).next_record(entry);
+        to_journal(&record)
+    })
+}
+
+/// The stored form of an audit record.
+pub(crate) fn to_journal(record: &AuditRecord) -> Result<JournalRecord> {
+    Ok(JournalRecord {
+        seq: record.seq,
+        time: record.time,
+        revision: record.revision,
+        mac: *record.mac.as_bytes(),
+        body: confstrata_core::serde_json::to_string(record)
+            .map_err(|e| Error::storage(format!("encoding an audit record: {e}")))?,
+    })
+}
+
+/// An audit record from its stored form; a body that does not parse, or
+/// whose indexed fields disagree with it, is an integrity error naming it.
+pub fn from_journal(row: &JournalRecord) -> Result<AuditRecord> {
+    let record: AuditRecord =
+        confstrata_core::serde_json::from_str(&row.body).map_err(|e| Error::Integrity {
+            message: format!(
+                "audit record seq {}: its stored form does not parse: {e}",
+                row.seq
+            ),
+        })?;
+    if record.seq != row.seq || record.revision != row.revision || *record.mac.as_bytes() != row.mac
+    {
+        return Err(Error::Integrity {
+            message: format!(
+                "audit record seq {}: its indexed columns disagree with its body (edited?)",
+                row.seq
+            ),
+        });
+    }
+    Ok(record)
+}
+
+/// Settings writes for a policy and a keyring.
+pub(crate) fn policy_write(policy: &Policy) -> Result<SettingWrite> {
+    Ok(SettingWrite {
+        key: POLICY_SETTING.to_owned(),
+        value: Some(
+            confstrata_core::serde_json::to_string(policy)
+                .map_err(|e| Error::storage(format!("encoding the policy: {e}")))?,
+        ),
+    })
+}
+
+pub(crate) fn keyring_write(keyring: &Keyring) -> Result<SettingWrite> {
+    Ok(SettingWrite {
+        key: KEYRING_SETTING.to_owned(),
+        value: Some(
+            confstrata_core::serde_json::to_string(&keyring.to_wrapped())
+                .map_err(|e| Error::storage(format!("encoding the keyring: {e}")))?,
+        ),
+    })
+}
+
+/// Whether a value holds a `$sealed` table anywhere.
+pub(crate) fn contains_sealed(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.contains_key(confstrata_crypto::SEALED_KEY) || m.values().any(contains_sealed)
+        }
+        Value::Array(a) => a.iter().any(contains_sealed),
+        _ => false,
+    }
+}

@@ -1,0 +1,489 @@
+//! Changes: authorization of every op, sealing, the audited commit, the
+//! dry run and rollback.
+
+use confstrata_access::{Action, Outcome, Resource};
+use confstrata_core::serde_json::Value;
+use confstrata_core::{
+    At, ChangeSet, CommitInfo, Document, Error, LayerPath, NamespaceName, Op, Result, diff,
+};
+
+use crate::security::{Caller, Gate, contains_sealed, crypto_error, journal_fn};
+use crate::{DryRun, Engine, LayerDiff, LayerStatus};
+
+impl Engine {
+    /// Commits a change set. Every op is authorized first (`write` on the
+    /// namespace for `put-namespace`, on the layer for `put` and `delete`,
+    /// on the key for `set` and `unset`); values are sealed; the audit
+    /// record is written in the commit's transaction.
+    pub fn commit(&self, caller: &Caller, changes: &ChangeSet) -> Result<CommitInfo> {
+        let g = self.gate(caller);
+        self.authorize_changes(&g, changes, Action::Write)?;
+        let sealed = self.seal_changes(&g, changes, false)?;
+        self.commit_sealed(&g, &sealed, Action::Write, "commit")
+    }
+
+    /// Commits a change set that is already authorized and sealed, with
+    /// its audit record, and notifies watchers.
+    pub(crate) fn commit_sealed(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+    ) -> Result<CommitInfo> {
+        let resource = changes_resource(changes);
+        let entry = g
+            .entry(action, resource.clone(), Outcome::Success)
+            .detail("operation", operation)
+            .detail("message", changes.message.clone())
+            .detail("ops", describe_ops(changes));
+        match self
+            .store
+            .commit_journaled(changes, Some(journal_fn(&self.security, entry)))
+        {
+            Ok(info) => {
+                self.notify(info.revision);
+                Ok(info)
+            }
+            Err(e) => {
+                // A refused change set is audited too (its own record; the
+                // failure itself is what the caller sees).
+                let failed = g
+                    .entry(action, resource, Outcome::Failed)
+                    .detail("operation", operation)
+                    .detail("ops", describe_ops(changes))
+                    .detail("error", e.root().to_string());
+                if let Err(w) = self
+                    .store
+                    .append_journal(journal_fn(&self.security, failed))
+                {
+                    tracing::warn!(error = %w, "the audit record of a failed commit could not be written");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses unless the caller may do every op of a change set.
+    fn authorize_changes(&self, g: &Gate<'_>, changes: &ChangeSet, action: Action) -> Result<()> {
+        for op in &changes.ops {
+            let resource = match op {
+                Op::PutNamespace { spec, .. } => Resource::namespace(spec.name.clone()),
+                Op::Put {
+                    namespace, layer, ..
+                }
+                | Op::Delete {
+                    namespace, layer, ..
+                } => Resource::layer(namespace.clone(), layer.clone()),
+                Op::Set {
+                    namespace,
+                    layer,
+                    key,
+                    ..
+                }
+                | Op::Unset {
+                    namespace,
+                    layer,
+                    key,
+                    ..
+                } => Resource::key(namespace.clone(), layer.clone(), key.clone()),
+            };
+            g.require(action, resource)?;
+        }
+        Ok(())
+    }
+
+    /// Seals what a change set asks for (`secret`) and what the secret rule
+    /// matches; refuses `$sealed` tables written by a user (`trusted` is
+    /// for change sets the engine built from stored documents).
+    pub(crate) fn seal_changes(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        trusted: bool,
+    ) -> Result<ChangeSet> {
+        let mut out = changes.clone();
+        if !g.caller.is_local() || out.author.is_empty() {
+            out.author = g.caller.author();
+        }
+        let mask = Value::String(confstrata_crypto::MASK.to_owned());
+        for (index, op) in out.ops.iter_mut().enumerate() {
+            let at = |e: Error| Error::Operation {
+                index,
+                op: op_name(index, changes),
+                source: Box::new(e),
+            };
+            match op {
+                Op::Put {
+                    namespace,
+                    layer,
+                    document,
+                    ..
+                } => {
+                    if !trusted && document.values().any(contains_sealed) {
+                        return Err(at(sealed_by_user()));
+                    }
+                    if !trusted
+                        && let Some((key, _)) = confstrata_core::doc::leaves(document)
+                            .into_iter()
+                            .find(|(_, v)| **v == mask)
+                    {
+                        return Err(at(mask_written(&key.to_string())));
+                    }
+                    self.with_data_key(g, namespace, |keyring| {
+                        confstrata_crypto::seal_matching(
+                            document,
+                            keyring,
+                            namespace,
+                            layer,
+                            &self.security.rule,
+                        )
+                    })
+                    .map_err(at)?;
+                }
+                Op::Set {
+                    namespace,
+                    layer,
+                    key,
+                    value,
+                    secret,
+                    ..
+                } => {
+                    if !trusted && contains_sealed(value) {
+                        return Err(at(sealed_by_user()));
+                    }
+                    if !trusted && contains_mask(value, &mask) {
+                        return Err(at(mask_written(&key.to_string())));
+                    }
+                    if confstrata_core::doc::is_delete_marker(value) {
+                        if *secret {
+                            return Err(at(Error::invalid(
+                                format!("set {namespace}:{layer} {key}"),
+                                "a delete marker cannot be sealed",
+                            )));
+                        }
+                        continue;
+                    }
+                    let mut doc = Document::new();
+                    confstrata_core::doc::set(&mut doc, key, std::mem::take(value)).map_err(at)?;
+                    let explicit = *secret;
+                    let key_path = key.clone();
+                    self.with_data_key(g, namespace, |keyring| {
+                        if explicit {
+                            confstrata_crypto::seal_paths(
+                                &mut doc,
+                                keyring,
+                                namespace,
+                                layer,
+                                std::slice::from_ref(&key_path),
+                            )
+                        } else {
+                            confstrata_crypto::seal_matching(
+                                &mut doc,
+                                keyring,
+                                namespace,
+                                layer,
+                                &self.security.rule,
+                            )
+                        }
+                    })
+                    .map_err(at)?;
+                    *value = confstrata_core::doc::get(&doc, key)
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    *secret = false;
+                }
+                Op::PutNamespace { .. } | Op::Unset { .. } | Op::Delete { .. } => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` with the keyring, creating the namespace's first data key
+    /// (stored, audited) if `f` needs one.
+    fn with_data_key<T>(
+        &self,
+        g: &Gate<'_>,
+        ns: &NamespaceName,
+        mut f: impl FnMut(&confstrata_crypto::Keyring) -> confstrata_crypto::Result<T>,
+    ) -> Result<T> {
+        {
+            let keyring = self
+                .security
+                .keyring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match f(&keyring) {
+                Err(confstrata_crypto::Error::NoDataKey { .. }) => {}
+                other => return other.map_err(crypto_error),
+            }
+        }
+        self.rotate_key_inner(g, ns, "first data key")?;
+        let keyring = self
+            .security
+            .keyring
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&keyring).map_err(crypto_error)
+    }
+
+    /// Checks a change set against the current state exactly as a commit
+    /// would (authorization and sealing included), and returns the diff it
+    /// would make, without committing. New sealed values show as the mask.
+    pub fn dry_run(&self, caller: &Caller, changes: &ChangeSet) -> Result<DryRun> {
+        let g = self.gate(caller);
+        self.authorize_changes(&g, changes, Action::Write)?;
+        let sealed = self.seal_changes(&g, changes, false)?;
+        let revision = self.store.revision()?;
+        let mut reader = crate::StoreReader {
+            store: &*self.store,
+            revision,
+        };
+        let plan =
+            confstrata_core::plan(&sealed, &mut reader, &confstrata_core::Limits::default())?;
+        let mut layers = Vec::new();
+        for (ns, layer, new) in &plan.layers {
+            let old = self.store.layer(ns, layer, revision)?.map(|r| r.document);
+            let empty = Document::new();
+            let changes = diff(
+                old.as_ref().unwrap_or(&empty),
+                new.as_ref().unwrap_or(&empty),
+            );
+            let changes = self.present_diff_masked(changes);
+            let status = match (&old, new) {
+                (None, _) => LayerStatus::Created,
+                (_, None) => LayerStatus::Deleted,
+                _ if changes.is_empty() => continue,
+                _ => LayerStatus::Changed,
+            };
+            layers.push(LayerDiff {
+                namespace: ns.clone(),
+                layer: layer.clone(),
+                status,
+                changes,
+            });
+        }
+        Ok(DryRun {
+            revision,
+            layers,
+            namespaces: plan.namespaces.into_iter().map(|s| s.name).collect(),
+        })
+    }
+
+    /// A change set for display: every sealed value masked (a rollback
+    /// plan holds the stored ciphertexts).
+    pub fn masked_change_set(&self, mut changes: ChangeSet) -> ChangeSet {
+        for op in &mut changes.ops {
+            match op {
+                Op::Put { document, .. } => {
+                    confstrata_crypto::mask(document);
+                }
+                Op::Set { value, .. } if contains_sealed(value) => crate::mask_value(value),
+                _ => {}
+            }
+        }
+        changes
+    }
+
+    /// Masks every sealed value in diff entries.
+    fn present_diff_masked(
+        &self,
+        entries: Vec<confstrata_core::DiffEntry>,
+    ) -> Vec<confstrata_core::DiffEntry> {
+        entries
+            .into_iter()
+            .map(|mut e| {
+                for v in [&mut e.old, &mut e.new].into_iter().flatten() {
+                    if contains_sealed(v) {
+                        crate::mask_value(v);
+                    }
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// Builds the change set that brings a namespace (or one of its layers)
+    /// back to its state at `to`; `None` if it is already there. Needs
+    /// `publish` on every layer it changes. The plan's documents hold
+    /// sealed values as stored; show it through [`Engine::dry_run`]-style
+    /// masking before printing it.
+    pub fn rollback_plan(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        message: &str,
+    ) -> Result<Option<ChangeSet>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Publish, ns)?;
+        let plan = self.rollback_changes(ns, layer, to, &g.caller.author(), message)?;
+        if let Some(cs) = &plan {
+            self.authorize_changes(&g, cs, Action::Publish)?;
+        }
+        Ok(plan)
+    }
+
+    /// Rolls a namespace (or one layer) back to its state at `to`, as a new
+    /// change set guarded by preconditions; `None` if nothing differs.
+    pub fn rollback(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        message: &str,
+    ) -> Result<Option<CommitInfo>> {
+        let g = self.gate(caller);
+        match self.rollback_plan(caller, ns, layer, to, message)? {
+            Some(cs) => {
+                let cs = self.seal_changes(&g, &cs, true)?;
+                self.commit_sealed(&g, &cs, Action::Publish, "rollback")
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn rollback_changes(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        author: &str,
+        message: &str,
+    ) -> Result<Option<ChangeSet>> {
+        let target = self.store.revision_at(to)?;
+        let current = self.store.revision()?;
+        let old_spec = self.store.namespace(ns, target)?.ok_or_else(|| {
+            Error::invalid(
+                format!("rollback of {ns}"),
+                format!("the namespace did not exist at revision {target}"),
+            )
+        })?;
+        let now_spec =
+            self.store
+                .namespace(ns, current)?
+                .ok_or_else(|| Error::NamespaceNotFound {
+                    namespace: ns.to_string(),
+                })?;
+        let mut ops = Vec::new();
+        if layer.is_none() && old_spec.spec != now_spec.spec {
+            ops.push(Op::PutNamespace {
+                spec: old_spec.spec,
+                expect_revision: Some(now_spec.revision),
+            });
+        }
+        let (old, new) = match layer {
+            Some(l) => (
+                self.store
+                    .layer(ns, l, target)?
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                self.store
+                    .layer(ns, l, current)?
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+            ),
+            None => (
+                self.store.layers(ns, target)?,
+                self.store.layers(ns, current)?,
+            ),
+        };
+        for r in &new {
+            match old.iter().find(|o| o.layer == r.layer) {
+                Some(o) if o.document == r.document => {}
+                Some(o) => ops.push(Op::Put {
+                    namespace: ns.clone(),
+                    layer: r.layer.clone(),
+                    document: o.document.clone(),
+                    expect_revision: Some(r.revision),
+                }),
+                None => ops.push(Op::Delete {
+                    namespace: ns.clone(),
+                    layer: r.layer.clone(),
+                    expect_revision: Some(r.revision),
+                }),
+            }
+        }
+        for o in &old {
+            if !new.iter().any(|r| r.layer == o.layer) {
+                ops.push(Op::Put {
+                    namespace: ns.clone(),
+                    layer: o.layer.clone(),
+                    document: o.document.clone(),
+                    expect_revision: Some(0),
+                });
+            }
+        }
+        if ops.is_empty() {
+            return Ok(None);
+        }
+        let what = layer.map_or_else(|| ns.to_string(), |l| format!("{ns}:{l}"));
+        let message = if message.is_empty() {
+            format!("rollback {what} to revision {target}")
+        } else {
+            message.to_owned()
+        };
+        Ok(Some(ChangeSet {
+            author: author.to_owned(),
+            message,
+            ops,
+        }))
+    }
+}
+
+fn sealed_by_user() -> Error {
+    Error::invalid(
+        "value",
+        "`$sealed` tables are written only by the server; send the plain value with `secret` set (CLI: `set --secret`)",
+    )
+}
+
+/// Writing the mask would replace a secret with the text `<sealed>`: that
+/// happens when an export is imported, so it is refused.
+fn mask_written(key: &str) -> Error {
+    Error::invalid(
+        format!("value of {key}"),
+        "\"<sealed>\" is the mask of a secret (exports do not carry secrets); set the real value with `set --secret`, or leave the key out",
+    )
+}
+
+fn contains_mask(v: &Value, mask: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.values().any(|v| contains_mask(v, mask)),
+        Value::Array(a) => a.iter().any(|v| contains_mask(v, mask)),
+        other => other == mask,
+    }
+}
+
+fn op_name(index: usize, changes: &ChangeSet) -> String {
+    changes.ops.get(index).map(Op::describe).unwrap_or_default()
+}
+
+/// The resource an audit record of a change set names: its namespace if it
+/// touches one, everything otherwise.
+fn changes_resource(changes: &ChangeSet) -> Resource {
+    let mut names = changes.ops.iter().map(|op| match op {
+        Op::PutNamespace { spec, .. } => &spec.name,
+        Op::Put { namespace, .. }
+        | Op::Set { namespace, .. }
+        | Op::Unset { namespace, .. }
+        | Op::Delete { namespace, .. } => namespace,
+    });
+    match names.next() {
+        Some(first) if names.all(|n| n == first) => Resource::namespace(first.clone()),
+        _ => Resource::everything(),
+    }
+}
+
+/// The ops of a change set, one per line, without values.
+fn describe_ops(changes: &ChangeSet) -> String {
+    changes
+        .ops
+        .iter()
+        .map(Op::describe)
+        .collect::<Vec<_>>()
+        .join("\n")
+}

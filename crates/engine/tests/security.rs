@@ -1,0 +1,424 @@
+//! Security through the engine: one authorization point for every
+//! operation, sealed values opened or masked per caller, refusals that
+//! reveal nothing, the audit chain, key rotation. Over the real SQLite store.
+
+use confstrata_core::serde_json::{Value, json};
+use confstrata_core::{At, ChangeSet, Error, parse_context};
+use confstrata_engine::{Caller, Engine, PrincipalKind};
+
+fn cs(v: Value) -> ChangeSet {
+    confstrata_core::serde_json::from_value(v).unwrap()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    admin: Caller,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let admin = Caller::local("ops");
+    engine
+        .commit(
+            &admin,
+            &cs(json!({"message": "seed", "ops": [
+                {"op": "put-namespace", "spec": {"name": "pay", "levels": ["defaults", "env/{env}"],
+                    "matrix": {"env": ["staging", "prod"]}}},
+                {"op": "put", "namespace": "pay", "layer": "defaults",
+                 "document": {"db": {"host": "localhost", "pool": 5, "password": "canary-default-1"}}},
+                {"op": "set", "namespace": "pay", "layer": "env/prod", "key": "db.host", "value": "db.prod"},
+                {"op": "set", "namespace": "pay", "layer": "env/prod", "key": "api.signing", "value": "canary-prod-2", "secret": true},
+                {"op": "put-namespace", "spec": {"name": "hidden", "levels": ["defaults"]}},
+                {"op": "put", "namespace": "hidden", "layer": "defaults", "document": {"x": 1}},
+            ]})),
+        )
+        .unwrap();
+    World {
+        _dir: dir,
+        engine,
+        admin,
+    }
+}
+
+impl World {
+    /// A principal with roles, authenticated through a fresh token.
+    fn user(&self, id: &str, roles: &[&str]) -> Caller {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        self.engine
+            .add_principal(&self.admin, id, id, PrincipalKind::User, &roles)
+            .unwrap();
+        let token = self.engine.issue_token(&self.admin, id, "test").unwrap();
+        self.engine
+            .authenticate(Some(&format!("Bearer {}", token.expose_secret())), "t")
+            .unwrap()
+    }
+}
+
+fn prod() -> confstrata_core::Context {
+    parse_context("env=prod").unwrap()
+}
+
+#[test]
+fn secrets_are_opened_for_secret_readers_and_masked_for_everyone_else() {
+    let w = world();
+    let pay = "pay".parse().unwrap();
+    let viewer = w.user("vic", &["viewer"]);
+    let reader = w.user("rita", &["secret-reader"]);
+
+    let v = w
+        .engine
+        .resolve(&viewer, &pay, &prod(), At::Latest)
+        .unwrap();
+    assert_eq!(v.document["db"]["password"], "<sealed>");
+    assert_eq!(v.document["api"]["signing"], "<sealed>");
+    assert_eq!(v.document["db"]["host"], "db.prod");
+
+    let v = w
+        .engine
+        .resolve(&reader, &pay, &prod(), At::Latest)
+        .unwrap();
+    assert_eq!(v.document["db"]["password"], "canary-default-1");
+    assert_eq!(v.document["api"]["signing"], "canary-prod-2");
+
+    // Layers, explain and history follow the same rule.
+    let l = w
+        .engine
+        .layer(&viewer, &pay, &"env/prod".parse().unwrap(), At::Latest)
+        .unwrap();
+    assert_eq!(l.document["api"]["signing"], "<sealed>");
+    let x = w
+        .engine
+        .explain(
+            &viewer,
+            &pay,
+            &prod(),
+            &"db.password".parse().unwrap(),
+            At::Latest,
+        )
+        .unwrap();
+    assert_eq!(x.explanation.entries[0].value, Some(json!("<sealed>")));
+    for h in w.engine.history(&viewer, &pay, None, 100).unwrap() {
+        let text = confstrata_core::serde_json::to_string(&h.document).unwrap();
+        assert!(!text.contains("canary"), "{text}");
+    }
+    let h = w.engine.history(&reader, &pay, None, 100).unwrap();
+    let text = confstrata_core::serde_json::to_string(&h).unwrap();
+    assert!(text.contains("canary-prod-2"), "{text}");
+
+    // The store holds only ciphertext.
+    let raw = w
+        .engine
+        .store()
+        .layer(
+            &pay,
+            &"env/prod".parse().unwrap(),
+            w.engine.revision().unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+    let raw = confstrata_core::serde_json::to_string(&raw.document).unwrap();
+    assert!(raw.contains("$sealed") && !raw.contains("canary"), "{raw}");
+}
+
+#[test]
+fn refusals_name_the_action_and_resource_and_reveal_nothing() {
+    let w = world();
+    let pay: confstrata_core::NamespaceName = "pay".parse().unwrap();
+    let stranger = w.user("sam", &[]);
+    let editor = w.user("ed", &["non-prod-editor"]);
+
+    // A namespace the caller has no grant on: the same refusal whether it exists or not.
+    let exists = w
+        .engine
+        .resolve(
+            &stranger,
+            &"hidden".parse().unwrap(),
+            &Default::default(),
+            At::Latest,
+        )
+        .unwrap_err();
+    let missing = w
+        .engine
+        .resolve(
+            &stranger,
+            &"nothere".parse().unwrap(),
+            &Default::default(),
+            At::Latest,
+        )
+        .unwrap_err();
+    assert!(matches!(exists, Error::PermissionDenied { .. }), "{exists}");
+    assert_eq!(
+        exists.to_string().replace("hidden", "NS"),
+        missing.to_string().replace("nothere", "NS")
+    );
+    assert!(
+        exists.to_string().contains("sam may not read hidden"),
+        "{exists}"
+    );
+    // Listing leaves it out.
+    let names: Vec<String> = w
+        .engine
+        .namespaces(&editor, At::Latest)
+        .unwrap()
+        .iter()
+        .map(|n| n.spec.name.to_string())
+        .collect();
+    assert_eq!(names, ["hidden", "pay"]);
+    assert!(
+        w.engine
+            .namespaces(&stranger, At::Latest)
+            .unwrap()
+            .is_empty()
+    );
+
+    // A write to production by a non-prod editor: refused before anything,
+    // even with a precondition that would have failed (no conflict leaks).
+    let before = w.engine.revision().unwrap();
+    let write = cs(json!({"ops": [
+        {"op": "set", "namespace": "pay", "layer": "env/prod", "key": "db.pool", "value": 9, "expect_revision": 999},
+    ]}));
+    let e = w.engine.commit(&editor, &write).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("ed may not write pay:env/prod#db.pool"),
+        "{e}"
+    );
+    assert_eq!(w.engine.revision().unwrap(), before);
+    // Staging is fine, and recorded under the principal whatever the change set says.
+    let ok = cs(json!({"author": "someone-else", "ops": [
+        {"op": "set", "namespace": "pay", "layer": "env/staging", "key": "db.pool", "value": 9},
+    ]}));
+    let info = w.engine.commit(&editor, &ok).unwrap();
+    assert_eq!(
+        w.engine
+            .store()
+            .revision_info(info.revision)
+            .unwrap()
+            .unwrap()
+            .author,
+        "ed"
+    );
+    // A user may not write a `$sealed` table (copying a ciphertext from elsewhere).
+    let copied = cs(json!({"ops": [
+        {"op": "set", "namespace": "pay", "layer": "env/staging", "key": "db.password",
+         "value": {"$sealed": {"v": 1, "kid": "pay#1", "nonce": "AAAA", "ct": "AAAA"}}},
+    ]}));
+    let e = w.engine.commit(&w.admin, &copied).unwrap_err();
+    assert!(e.to_string().contains("written only by the server"), "{e}");
+    // Admin operations need admin.
+    let e = w.engine.rotate_key(&editor, &pay).unwrap_err();
+    assert!(e.to_string().contains("ed may not admin pay"), "{e}");
+    let e = w.engine.audit_verify(&editor).unwrap_err();
+    assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
+}
+
+#[test]
+fn every_role_against_every_operation() {
+    let w = world();
+    let pay: confstrata_core::NamespaceName = "pay".parse().unwrap();
+    let staging_write = cs(json!({"ops": [
+        {"op": "set", "namespace": "pay", "layer": "env/staging", "key": "k", "value": 1}]}));
+    let prod_write = cs(json!({"ops": [
+        {"op": "set", "namespace": "pay", "layer": "env/prod", "key": "k", "value": 1}]}));
+    // role: resolve, sees secret, staging write, prod write, rollback (publish), rotate key (admin), audit
+    let table: &[(&str, [bool; 7])] = &[
+        ("viewer", [true, false, false, false, false, false, false]),
+        ("editor", [true, false, true, true, false, false, false]),
+        ("publisher", [true, false, true, true, true, false, false]),
+        (
+            "secret-reader",
+            [true, true, false, false, false, false, false],
+        ),
+        ("auditor", [false, false, false, false, false, false, true]),
+        (
+            "backup-operator",
+            [true, true, false, false, false, false, false],
+        ),
+        ("admin", [true, true, true, true, true, true, true]),
+        (
+            "non-prod-editor",
+            [true, false, true, false, false, false, false],
+        ),
+    ];
+    for (i, (role, want)) in table.iter().enumerate() {
+        let c = w.user(&format!("u{i}"), &[role]);
+        let resolved = w.engine.resolve(&c, &pay, &prod(), At::Latest);
+        let sees_secret = resolved
+            .as_ref()
+            .is_ok_and(|v| v.document["api"]["signing"] == "canary-prod-2");
+        let got = [
+            resolved.is_ok(),
+            sees_secret,
+            w.engine.commit(&c, &staging_write).is_ok(),
+            w.engine.commit(&c, &prod_write).is_ok(),
+            w.engine
+                .rollback(
+                    &c,
+                    &pay,
+                    Some(&"env/staging".parse().unwrap()),
+                    At::Revision(1),
+                    "",
+                )
+                .is_ok(),
+            w.engine.rotate_key(&c, &pay).is_ok(),
+            w.engine.audit_verify(&c).is_ok(),
+        ];
+        assert_eq!(&got, want, "role {role}");
+    }
+}
+
+#[test]
+fn the_audit_chain_records_changes_refusals_and_secret_reads_and_verifies() {
+    let w = world();
+    let pay = "pay".parse().unwrap();
+    let viewer = w.user("vic", &["secret-reader"]);
+    w.engine
+        .resolve(&viewer, &pay, &prod(), At::Latest)
+        .unwrap();
+    let _ = w.engine.commit(
+        &viewer,
+        &cs(json!({"ops": [{"op": "set", "namespace": "pay", "layer": "defaults", "key": "a", "value": 1}]})),
+    );
+    assert!(
+        w.engine
+            .authenticate(Some("Bearer cst_nope"), "r9")
+            .is_err()
+    );
+    let records = w.engine.audit_records(&w.admin, 0, 1000).unwrap();
+    let outcomes: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.principal.as_ref().map_or("-".into(), ToString::to_string),
+                r.action.to_string(),
+                r.outcome.as_str().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("local:ops", "write", "success"),
+        ("vic", "read-secrets", "success"),
+        ("vic", "write", "denied"),
+        ("-", "read", "unauthenticated"),
+    ] {
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| (o.0.as_str(), o.1.as_str(), o.2.as_str()) == want),
+            "{want:?} missing from {outcomes:?}"
+        );
+    }
+    let text = confstrata_core::serde_json::to_string(&records).unwrap();
+    assert!(
+        !text.contains("canary"),
+        "no secret in the audit log: {text}"
+    );
+    let v = w.engine.audit_verify(&w.admin).unwrap();
+    assert_eq!(v.records, records.len() as u64);
+    assert_eq!(v.last_seq, records.last().unwrap().seq);
+}
+
+#[test]
+fn keys_rotate_rewrap_and_retire_online() {
+    let w = world();
+    let pay: confstrata_core::NamespaceName = "pay".parse().unwrap();
+    let first = w.engine.keys(&w.admin).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, "pay#1");
+    let new = w.engine.rotate_key(&w.admin, &pay).unwrap();
+    assert_eq!(new, "pay#2");
+    // Old values still open; new ones use the new key.
+    let v = w
+        .engine
+        .resolve(&w.admin, &pay, &prod(), At::Latest)
+        .unwrap();
+    assert_eq!(v.document["db"]["password"], "canary-default-1");
+    let e = w.engine.retire_key(&w.admin, "pay#1").unwrap_err();
+    assert!(e.to_string().contains("pay#1"), "{e}");
+    let info = w.engine.rewrap(&w.admin, &pay).unwrap().unwrap();
+    assert!(info.revision > 1);
+    assert!(w.engine.rewrap(&w.admin, &pay).unwrap().is_none());
+    let v = w
+        .engine
+        .resolve(&w.admin, &pay, &prod(), At::Latest)
+        .unwrap();
+    assert_eq!(v.document["api"]["signing"], "canary-prod-2");
+    // Still referenced by history (a rollback must still open), so still refused.
+    assert!(w.engine.retire_key(&w.admin, "pay#1").is_err());
+}
+
+#[test]
+fn a_tampered_ciphertext_is_an_integrity_error_never_garbage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pay: confstrata_core::NamespaceName = "pay".parse().unwrap();
+    {
+        let e = Engine::open(&data).unwrap();
+        let admin = Caller::local("ops");
+        e.commit(
+            &admin,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "pay", "levels": ["defaults"]}},
+                {"op": "set", "namespace": "pay", "layer": "defaults", "key": "token", "value": "canary-3"},
+            ]})),
+        )
+        .unwrap();
+    }
+    let conn = rusqlite::Connection::open(data.join("confstrata.db")).unwrap();
+    let doc: String = conn
+        .query_row("SELECT doc FROM layer_versions WHERE ns = 'pay'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let mut v: Value = confstrata_core::serde_json::from_str(&doc).unwrap();
+    let ct = v["token"]["$sealed"]["ct"].as_str().unwrap().to_owned();
+    let flipped: String = ct
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 3 {
+                if c == 'A' { 'B' } else { 'A' }
+            } else {
+                c
+            }
+        })
+        .collect();
+    v["token"]["$sealed"]["ct"] = Value::String(flipped);
+    conn.execute(
+        "UPDATE layer_versions SET doc = ?1 WHERE ns = 'pay'",
+        [confstrata_core::serde_json::to_string(&v).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let e = Engine::open(&data).unwrap();
+    let err = e
+        .resolve(&Caller::local("ops"), &pay, &Default::default(), At::Latest)
+        .unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert!(err.to_string().contains("pay:defaults"), "{err}");
+}
+
+#[test]
+fn a_different_master_key_cannot_open_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let e = Engine::open(&data).unwrap();
+        e.commit(
+            &Caller::local("ops"),
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "pay", "levels": ["defaults"]}},
+                {"op": "set", "namespace": "pay", "layer": "defaults", "key": "password", "value": "x"},
+            ]})),
+        )
+        .unwrap();
+    }
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let err = Engine::open(&data).err().unwrap();
+    assert!(
+        err.to_string().contains("master key"),
+        "a new key cannot unwrap the old data keys: {err}"
+    );
+}

@@ -1,0 +1,267 @@
+//! `AdminService`: data keys, principals and tokens, and the audit log.
+//!
+//! Each RPC validates its request (naming the offending field) and calls
+//! the engine, which authorizes the caller (`admin`, or `audit` for the
+//! log) and audits the change itself; this module only translates.
+
+use confstrata_core::Error;
+use confstrata_engine::PrincipalKind;
+use confstrata_proto::convert;
+use confstrata_proto::v1::{self, admin_service_server::AdminService};
+use tonic::{Request, Response, Status};
+
+use crate::call::{Calls, auth, missing};
+use crate::status;
+
+/// Audit records per ListAuditRecords call when the request says 0.
+const DEFAULT_AUDIT_PAGE: u32 = 100;
+/// The most audit records one ListAuditRecords call returns.
+const MAX_AUDIT_PAGE: u32 = 10_000;
+
+pub(crate) struct Service {
+    pub(crate) calls: Calls,
+}
+
+type Res<T> = Result<Response<T>, Status>;
+
+/// A required text field: INVALID_ARGUMENT naming it when empty.
+fn required(field: &'static str, value: String) -> Result<String, Status> {
+    if value.is_empty() {
+        Err(status::field(missing(field)))
+    } else {
+        Ok(value)
+    }
+}
+
+fn kind_from_wire(kind: i32) -> Result<PrincipalKind, Status> {
+    match v1::PrincipalKind::try_from(kind) {
+        Ok(v1::PrincipalKind::Unspecified | v1::PrincipalKind::User) => Ok(PrincipalKind::User),
+        Ok(v1::PrincipalKind::Service) => Ok(PrincipalKind::Service),
+        Err(_) => Err(status::from_core(
+            &Error::invalid(
+                "principal kind",
+                format!(
+                    "{kind} is not a PrincipalKind; use PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE"
+                ),
+            ),
+            "kind",
+        )),
+    }
+}
+
+fn kind_to_wire(kind: PrincipalKind) -> v1::PrincipalKind {
+    match kind {
+        PrincipalKind::User => v1::PrincipalKind::User,
+        PrincipalKind::Service => v1::PrincipalKind::Service,
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Service {
+    async fn rotate_key(&self, req: Request<v1::RotateKeyRequest>) -> Res<v1::RotateKeyResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
+        let key_id = self
+            .calls
+            .write(a, "namespace", move |e, c| e.rotate_key(c, &ns))
+            .await?;
+        Ok(Response::new(v1::RotateKeyResponse { key_id }))
+    }
+
+    async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Res<v1::ListKeysResponse> {
+        let keys = self.calls.run(auth(&req), "", |e, c| e.keys(c)).await?;
+        Ok(Response::new(v1::ListKeysResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| v1::DataKey {
+                    id: k.id,
+                    current: k.current,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn rewrap_keys(
+        &self,
+        req: Request<v1::RewrapKeysRequest>,
+    ) -> Res<v1::RewrapKeysResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
+        let commit = self
+            .calls
+            .write(a, "namespace", move |e, c| e.rewrap(c, &ns))
+            .await?;
+        Ok(Response::new(v1::RewrapKeysResponse {
+            commit: commit.map(Into::into),
+        }))
+    }
+
+    async fn retire_key(&self, req: Request<v1::RetireKeyRequest>) -> Res<v1::RetireKeyResponse> {
+        let a = auth(&req);
+        let key = required("key_id", req.into_inner().key_id)?;
+        self.calls
+            .write(a, "key_id", move |e, c| e.retire_key(c, &key))
+            .await?;
+        Ok(Response::new(v1::RetireKeyResponse {}))
+    }
+
+    async fn add_principal(
+        &self,
+        req: Request<v1::AddPrincipalRequest>,
+    ) -> Res<v1::AddPrincipalResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let id = required("id", r.id)?;
+        let kind = kind_from_wire(r.kind)?;
+        let (name, roles) = (r.name, r.roles);
+        self.calls
+            .write(a, "id", move |e, c| {
+                e.add_principal(c, &id, &name, kind, &roles)
+            })
+            .await?;
+        Ok(Response::new(v1::AddPrincipalResponse {}))
+    }
+
+    async fn list_principals(
+        &self,
+        req: Request<v1::ListPrincipalsRequest>,
+    ) -> Res<v1::ListPrincipalsResponse> {
+        let list = self
+            .calls
+            .run(auth(&req), "", |e, c| e.principals(c))
+            .await?;
+        Ok(Response::new(v1::ListPrincipalsResponse {
+            principals: list
+                .into_iter()
+                .map(|p| v1::Principal {
+                    id: p.id,
+                    name: p.name,
+                    kind: kind_to_wire(p.kind) as i32,
+                    roles: p.roles,
+                    tokens: p
+                        .tokens
+                        .into_iter()
+                        .map(|t| v1::TokenSummary {
+                            hash_prefix: t.hash,
+                            label: t.label,
+                            revoked: t.revoked,
+                        })
+                        .collect(),
+                    revoked: p.revoked,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn grant_role(&self, req: Request<v1::GrantRoleRequest>) -> Res<v1::GrantRoleResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let id = required("principal_id", r.principal_id)?;
+        let role = required("role", r.role)?;
+        self.calls
+            .write(a, "role", move |e, c| e.grant_role(c, &id, &role))
+            .await?;
+        Ok(Response::new(v1::GrantRoleResponse {}))
+    }
+
+    async fn revoke_role(
+        &self,
+        req: Request<v1::RevokeRoleRequest>,
+    ) -> Res<v1::RevokeRoleResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let id = required("principal_id", r.principal_id)?;
+        let role = required("role", r.role)?;
+        self.calls
+            .write(a, "role", move |e, c| e.revoke_role(c, &id, &role))
+            .await?;
+        Ok(Response::new(v1::RevokeRoleResponse {}))
+    }
+
+    async fn issue_token(
+        &self,
+        req: Request<v1::IssueTokenRequest>,
+    ) -> Res<v1::IssueTokenResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let id = required("principal_id", r.principal_id)?;
+        let label = r.label;
+        let token = self
+            .calls
+            .write(a, "principal_id", move |e, c| e.issue_token(c, &id, &label))
+            .await?;
+        Ok(Response::new(v1::IssueTokenResponse {
+            token: token.expose_secret().to_owned(),
+            hash_prefix: token.hash().short(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        req: Request<v1::RevokeTokenRequest>,
+    ) -> Res<v1::RevokeTokenResponse> {
+        let a = auth(&req);
+        let prefix = required("hash_prefix", req.into_inner().hash_prefix)?;
+        self.calls
+            .write(a, "hash_prefix", move |e, c| e.revoke_token(c, &prefix))
+            .await?;
+        Ok(Response::new(v1::RevokeTokenResponse {}))
+    }
+
+    async fn revoke_principal(
+        &self,
+        req: Request<v1::RevokePrincipalRequest>,
+    ) -> Res<v1::RevokePrincipalResponse> {
+        let a = auth(&req);
+        let id = required("principal_id", req.into_inner().principal_id)?;
+        self.calls
+            .write(a, "principal_id", move |e, c| e.revoke_principal(c, &id))
+            .await?;
+        Ok(Response::new(v1::RevokePrincipalResponse {}))
+    }
+
+    async fn list_audit_records(
+        &self,
+        req: Request<v1::ListAuditRecordsRequest>,
+    ) -> Res<v1::ListAuditRecordsResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => DEFAULT_AUDIT_PAGE,
+            n => n.min(MAX_AUDIT_PAGE),
+        } as usize;
+        let after = r.after_seq;
+        let records = self
+            .calls
+            .run(a, "after_seq", move |e, c| e.audit_records(c, after, limit))
+            .await?;
+        let record_json = records
+            .iter()
+            .map(|rec| {
+                confstrata_core::serde_json::to_string(rec).map_err(|err| {
+                    Status::internal(format!(
+                        "audit record {} cannot be written as JSON: {err}",
+                        rec.seq
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(v1::ListAuditRecordsResponse { record_json }))
+    }
+
+    async fn verify_audit(
+        &self,
+        req: Request<v1::VerifyAuditRequest>,
+    ) -> Res<v1::VerifyAuditResponse> {
+        let v = self
+            .calls
+            .run(auth(&req), "", |e, c| e.audit_verify(c))
+            .await?;
+        Ok(Response::new(v1::VerifyAuditResponse {
+            records: v.records,
+            last_seq: v.last_seq,
+        }))
+    }
+}
