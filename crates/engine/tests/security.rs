@@ -422,3 +422,162 @@ fn a_different_master_key_cannot_open_the_store() {
         "a new key cannot unwrap the old data keys: {err}"
     );
 }
+
+/// The real SQLite store with its journal switched off on demand: what a
+/// full disk or a broken audit table looks like to the engine.
+struct BrokenJournal {
+    inner: confstrata_store::SqliteStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl BrokenJournal {
+    fn check(&self) -> confstrata_core::Result<()> {
+        if self.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(Error::storage("disk I/O error (injected)"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl confstrata_core::Store for BrokenJournal {
+    fn revision(&self) -> confstrata_core::Result<u64> {
+        self.inner.revision()
+    }
+    fn oldest_revision(&self) -> confstrata_core::Result<u64> {
+        self.inner.oldest_revision()
+    }
+    fn revision_for_time(&self, t: confstrata_core::Timestamp) -> confstrata_core::Result<u64> {
+        self.inner.revision_for_time(t)
+    }
+    fn revision_info(&self, r: u64) -> confstrata_core::Result<Option<confstrata_core::RevisionInfo>> {
+        self.inner.revision_info(r)
+    }
+    fn namespace(
+        &self,
+        n: &confstrata_core::NamespaceName,
+        r: u64,
+    ) -> confstrata_core::Result<Option<confstrata_core::NamespaceRecord>> {
+        self.inner.namespace(n, r)
+    }
+    fn namespaces(&self, r: u64) -> confstrata_core::Result<Vec<confstrata_core::NamespaceRecord>> {
+        self.inner.namespaces(r)
+    }
+    fn layer(
+        &self,
+        n: &confstrata_core::NamespaceName,
+        l: &confstrata_core::LayerPath,
+        r: u64,
+    ) -> confstrata_core::Result<Option<confstrata_core::LayerRecord>> {
+        self.inner.layer(n, l, r)
+    }
+    fn layers(
+        &self,
+        n: &confstrata_core::NamespaceName,
+        r: u64,
+    ) -> confstrata_core::Result<Vec<confstrata_core::LayerRecord>> {
+        self.inner.layers(n, r)
+    }
+    fn history(
+        &self,
+        n: &confstrata_core::NamespaceName,
+        l: Option<&confstrata_core::LayerPath>,
+        limit: usize,
+    ) -> confstrata_core::Result<Vec<confstrata_core::LayerVersion>> {
+        self.inner.history(n, l, limit)
+    }
+    fn changes_since(&self, a: u64, limit: usize) -> confstrata_core::Result<Vec<confstrata_core::Change>> {
+        self.inner.changes_since(a, limit)
+    }
+    fn commit_journaled(
+        &self,
+        c: &ChangeSet,
+        j: Option<confstrata_core::JournalFn>,
+    ) -> confstrata_core::Result<confstrata_core::CommitInfo> {
+        // The journal function runs inside the transaction: failing there
+        // is failing to store the record.
+        let broken = self.broken.load(std::sync::atomic::Ordering::SeqCst);
+        let j = j.map(|f| -> confstrata_core::JournalFn {
+            Box::new(move |slot| {
+                if broken {
+                    Err(Error::storage("disk I/O error (injected)"))
+                } else {
+                    f(slot)
+                }
+            })
+        });
+        self.inner.commit_journaled(c, j)
+    }
+    fn append_journal(&self, j: confstrata_core::JournalFn) -> confstrata_core::Result<confstrata_core::JournalRecord> {
+        self.check()?;
+        self.inner.append_journal(j)
+    }
+    fn write_settings(
+        &self,
+        w: &[confstrata_core::SettingWrite],
+        j: Option<confstrata_core::JournalFn>,
+    ) -> confstrata_core::Result<()> {
+        self.check()?;
+        self.inner.write_settings(w, j)
+    }
+    fn setting(&self, k: &str) -> confstrata_core::Result<Option<String>> {
+        self.inner.setting(k)
+    }
+    fn settings(&self, p: &str) -> confstrata_core::Result<Vec<(String, String)>> {
+        self.inner.settings(p)
+    }
+    fn journal(&self, a: u64, l: usize) -> confstrata_core::Result<Vec<confstrata_core::JournalRecord>> {
+        self.inner.journal(a, l)
+    }
+    fn apply_retention(
+        &self,
+        p: &confstrata_core::RetentionPolicy,
+        n: confstrata_core::Timestamp,
+    ) -> confstrata_core::Result<confstrata_core::RetentionReport> {
+        self.inner.apply_retention(p, n)
+    }
+}
+
+#[test]
+fn without_an_audit_record_nothing_is_committed_and_audited_reads_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(BrokenJournal {
+        inner: confstrata_store::SqliteStore::open(&dir.path().join("db")).unwrap(),
+        broken: std::sync::atomic::AtomicBool::new(false),
+    });
+    let mut options =
+        confstrata_engine::SecurityOptions::new(confstrata_crypto::MasterKey::generate().unwrap());
+    options.audit_reads = true;
+    let engine = Engine::with_security(store.clone(), options).unwrap();
+    let admin = Caller::local("ops");
+    let seed = cs(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "pay", "levels": ["defaults"]}},
+        {"op": "put", "namespace": "pay", "layer": "defaults", "document": {"n": 1}},
+    ]}));
+    engine.commit(&admin, &seed).unwrap();
+    let pay = "pay".parse().unwrap();
+    engine
+        .resolve(&admin, &pay, &Default::default(), At::Latest)
+        .unwrap();
+
+    store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    let change = cs(json!({"ops": [
+        {"op": "set", "namespace": "pay", "layer": "defaults", "key": "n", "value": 2},
+    ]}));
+    let e = engine.commit(&admin, &change).unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert_eq!(engine.revision().unwrap(), 1, "the change was not committed");
+    let e = engine
+        .resolve(&admin, &pay, &Default::default(), At::Latest)
+        .unwrap_err();
+    assert!(e.to_string().contains("could not be audited"), "{e}");
+    let e = engine.rotate_key(&admin, &pay).unwrap_err();
+    assert!(e.to_string().contains("injected"), "{e}");
+    assert!(engine.keys(&admin).unwrap().is_empty(), "the key was not kept");
+
+    store.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    engine.commit(&admin, &change).unwrap();
+    assert_eq!(engine.revision().unwrap(), 2);
+    let v = engine.audit_verify(&admin).unwrap();
+    assert!(v.records >= 3, "{v:?}");
+}

@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod auth;
 mod errors;
 mod python;
 mod watch;

@@ -1,0 +1,185 @@
+//! Authentication attacks over the real server: every bad credential is
+//! UNAUTHENTICATED with a message that never echoes the token, headers that
+//! let requests through in other config servers do nothing, and traversal
+//! in every encoding is refused on every endpoint that takes a path.
+
+use confstrata_proto::v1;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+use crate::{Server, client_with, ctx};
+
+fn resolve_req() -> v1::ResolveRequest {
+    v1::ResolveRequest {
+        namespace: "web".into(),
+        context: ctx(&[("env", "prod")]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn bad_credentials_are_unauthenticated_and_never_echoed() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let secret_looking = format!("cst_{}", "Q".repeat(43));
+    let revoked = {
+        let t = s
+            .engine
+            .issue_token(&confstrata_engine::Caller::local("test"), "admin", "to revoke")
+            .unwrap();
+        let text = t.expose_secret().to_owned();
+        s.engine
+            .revoke_token(&confstrata_engine::Caller::local("test"), &t.hash().to_string())
+            .unwrap();
+        text
+    };
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("empty", Some(String::new())),
+        ("bearer without token", Some("Bearer ".into())),
+        ("wrong scheme", Some(format!("Basic {secret_looking}"))),
+        ("malformed", Some("Bearer cst_not-base64!!".into())),
+        ("too short", Some("Bearer cst_abc".into())),
+        ("unknown", Some(format!("Bearer {secret_looking}"))),
+        ("revoked", Some(format!("Bearer {revoked}"))),
+        ("too long", Some(format!("Bearer cst_{}", "A".repeat(10_000)))),
+        ("lower-case scheme of an unknown token", Some(format!("bearer {secret_looking}"))),
+    ];
+    for (what, header) in cases {
+        let mut c = client_with(s.addr, header.as_deref()).await;
+        let e = c.resolve(resolve_req()).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+        assert!(!e.message().contains("QQQQ"), "{what} echoed the token: {}", e.message());
+        assert!(!e.message().contains(&revoked[4..]), "{what} echoed the token");
+        // Writes are refused the same way, and change nothing.
+        let e = c
+            .commit(v1::CommitRequest {
+                change_set: Some(crate::change_set(serde_json::json!([
+                    {"put": {"namespace": "web", "layer": "defaults", "document_json": "{}"}}
+                ]))),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
+    }
+    // Headers that bypassed authentication elsewhere do nothing here.
+    let mut c = client_with(s.addr, None).await;
+    for (name, value) in [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-real-ip", "127.0.0.1"),
+        ("user-agent", "confstrata-admin/1.0"),
+        ("x-confstrata-principal", "admin"),
+        ("x-remote-user", "admin"),
+    ] {
+        let mut req = tonic::Request::new(resolve_req());
+        req.metadata_mut()
+            .insert(name, MetadataValue::try_from(value).unwrap());
+        let e = c.resolve(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{name}: {e:?}");
+    }
+    // Every failure was audited, without the token text.
+    let records = s
+        .engine
+        .audit_records(&confstrata_engine::Caller::local("test"), 0, 10_000)
+        .unwrap();
+    let unauthenticated = records
+        .iter()
+        .filter(|r| r.outcome.as_str() == "unauthenticated")
+        .count();
+    assert!(unauthenticated >= 15, "{unauthenticated} audited refusals");
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains("QQQQ") && !text.contains(&revoked[4..]), "a token reached the audit log");
+    let before = s.snapshot().await;
+    assert_eq!(before["revision"], 1, "nothing was written");
+}
+
+#[tokio::test]
+async fn traversal_in_every_encoding_is_refused_on_every_endpoint() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let before = s.snapshot().await;
+    let evil = [
+        "../etc", "..", ".", "env/../../etc", "%2e%2e", "%2E%2E/x", "..%2f..", "..\\x",
+        "env/%2e%2e", "\u{2025}", "env//prod", "/abs", "env/prod/", "..;/x", "\u{0}", "env/\u{ff0e}\u{ff0e}",
+    ];
+    for bad in evil {
+        let c = &mut s.client;
+        let layer_calls = [
+            c.get_layer(v1::GetLayerRequest {
+                namespace: "web".into(),
+                layer: bad.into(),
+                at: None,
+            })
+            .await
+            .map(drop),
+            c.put_layer(v1::PutLayerRequest {
+                namespace: "web".into(),
+                layer: bad.into(),
+                document_json: "{}".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+            c.delete_layer(v1::DeleteLayerRequest {
+                namespace: "web".into(),
+                layer: bad.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+            c.history(v1::HistoryRequest {
+                namespace: "web".into(),
+                layer: bad.into(),
+                limit: 1,
+            })
+            .await
+            .map(drop),
+            c.get_namespace(v1::GetNamespaceRequest {
+                name: bad.into(),
+                at: None,
+            })
+            .await
+            .map(drop),
+            c.resolve(v1::ResolveRequest {
+                namespace: bad.into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+            c.list_layers(v1::ListLayersRequest {
+                namespace: bad.into(),
+                at: None,
+                mask_secrets: false,
+            })
+            .await
+            .map(drop),
+        ];
+        for (i, r) in layer_calls.into_iter().enumerate() {
+            let e = r.expect_err(&format!("{bad:?} accepted by call {i}"));
+            assert!(
+                matches!(e.code(), Code::InvalidArgument | Code::NotFound),
+                "{bad:?} call {i}: {e:?}"
+            );
+        }
+    }
+    // Keys are not file paths (a key may be named `%2e%2e`), but empty and
+    // dot segments are refused.
+    for bad in ["..", ".", "a..b", ".a", "a.", "", "a.\u{0}"] {
+        let e = s
+            .client
+            .set_keys(v1::SetKeysRequest {
+                namespace: "web".into(),
+                layer: "defaults".into(),
+                entries: vec![v1::KeyValue {
+                    key: bad.into(),
+                    value_json: "1".into(),
+                    secret: false,
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect_err(bad);
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
+    }
+    assert_eq!(s.snapshot().await, before, "nothing changed");
+}
