@@ -238,9 +238,11 @@ async fn clients(addr: SocketAddr, token: Option<&str>) -> Vec<Cfg> {
     out
 }
 
-/// Opens an engine in `dir`, seeds it, and returns it with the token of a
-/// `viewer` principal (a role with grants to check, as a service would have).
-fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String) {
+/// Opens an engine in `dir`, seeds it, and returns it with two tokens: a
+/// service with `secret-reader` and `editor` (its resolves open the sealed
+/// values, and each such read is audited), and a `viewer` (sees them masked,
+/// so its resolves write nothing).
+fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String, String) {
     let (engine, _) = Engine::open_with(
         dir,
         &confstrata_engine::OpenOptions {
@@ -261,7 +263,23 @@ fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String) {
         )
         .expect("principal");
     let token = engine.issue_token(&admin, "svc", "loadgen").expect("token");
-    (engine, token.expose_secret().to_owned())
+    engine
+        .add_principal(
+            &admin,
+            "view",
+            "viewer",
+            PrincipalKind::Service,
+            &["viewer".into()],
+        )
+        .expect("principal");
+    let viewer = engine
+        .issue_token(&admin, "view", "loadgen")
+        .expect("token");
+    (
+        engine,
+        token.expose_secret().to_owned(),
+        viewer.expose_secret().to_owned(),
+    )
 }
 
 struct Stats {
@@ -338,9 +356,9 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (engine, token) = seeded(dir.path(), false);
+    let (engine, token, viewer_token) = seeded(dir.path(), false);
     let audited_dir = tempfile::tempdir().expect("tempdir");
-    let (audited, audited_token) = seeded(audited_dir.path(), true);
+    let (audited, _, audited_token) = seeded(audited_dir.path(), true);
     let (addr, base_addr, audited_addr) = server_rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -389,22 +407,24 @@ fn main() {
         .expect("runtime");
     client_rt.block_on(async {
         let ours = clients(addr, Some(&token)).await;
+        let viewers = clients(addr, Some(&viewer_token)).await;
         let base = clients(base_addr, None).await;
         let audited = clients(audited_addr, Some(&audited_token)).await;
         let size = ours[0].clone().resolve(resolve_req()).await.expect("resolve").into_inner().document_json.len();
-        println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON, 2 sealed values opened) vs a fixed 256-byte tonic reply");
-        println!("Every confstrata call carries a bearer token (a service principal with the `secret-reader` and `editor` roles); \"audited\" is a second server with `audit_reads` on.");
+        println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON with 2 sealed values) vs a fixed 256-byte tonic reply");
+        println!("Every confstrata call carries a bearer token. viewer: sealed values masked, nothing written. secret-reader: both opened, one audit record per resolve. read-audited: a viewer on a second server with `audit_reads` on.");
         println!("{} connections, {}s per point\n", CONNECTIONS, a.seconds);
-        println!("| concurrency | confstrata resolve/s | p50 µs | p99 µs | audited resolve/s | p99 µs | baseline calls/s | p50 µs | p99 µs | ratio | audited/plain |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("| concurrency | viewer resolve/s | p50 µs | p99 µs | secret-reader resolve/s | p99 µs | read-audited resolve/s | p99 µs | baseline calls/s | p50 µs | p99 µs | viewer/baseline |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for &c in &a.concurrency {
+            let v = drive(&viewers, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let r = drive(&ours, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let au = drive(&audited, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let b = drive(&base, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
-            let (rt, at, bt) = (r.calls as f64 / r.seconds, au.calls as f64 / au.seconds, b.calls as f64 / b.seconds);
+            let rate = |s: &Stats| s.calls as f64 / s.seconds;
             println!(
-                "| {c} | {rt:.0} | {:.0} | {:.0} | {at:.0} | {:.0} | {bt:.0} | {:.0} | {:.0} | {:.2} | {:.2} |",
-                r.p50_us, r.p99_us, au.p99_us, b.p50_us, b.p99_us, rt / bt, at / rt
+                "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+                rate(&v), v.p50_us, v.p99_us, rate(&r), r.p99_us, rate(&au), au.p99_us, rate(&b), b.p50_us, b.p99_us, rate(&v) / rate(&b)
             );
         }
 

@@ -234,6 +234,28 @@ pub(crate) fn commit_batch(
     batch: Vec<Job>,
 ) -> Vec<Result<Done>> {
     let n = batch.len();
+    // A batch of journal records alone (reads and refusals being audited)
+    // commits without waiting for fsync: its frames are in the WAL, so they
+    // survive a crash of this process, and the next commit's fsync makes
+    // them durable against power loss too. Commits and settings keep
+    // `synchronous=FULL`.
+    // Every batch sets its mode first, so a failure to set FULL fails the
+    // batch rather than leaving commits relaxed.
+    let relaxed = batch.iter().all(|j| matches!(j, Job::Journal(_)));
+    let mode = if relaxed { "NORMAL" } else { "FULL" };
+    if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
+        let e = db(e);
+        return (0..n).map(|_| Err(e.clone())).collect();
+    }
+    commit_batch_inner(conn, limits, batch)
+}
+
+fn commit_batch_inner(
+    conn: &mut Connection,
+    limits: &Limits,
+    batch: Vec<Job>,
+) -> Vec<Result<Done>> {
+    let n = batch.len();
     let fail_all = |e: Error| (0..n).map(|_| Err(e.clone())).collect();
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,

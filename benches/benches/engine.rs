@@ -1,0 +1,124 @@
+//! The engine's request path with security on, in one process: resolve of
+//! a webshop-like namespace (env=prod,region=eu) by
+//!
+//! - `plain` (no sealed values), the local user: no token, no policy
+//!   decision ("auth off");
+//! - `plain`, a `viewer` token: authenticate + one decision per layer
+//!   ("auth on");
+//! - `webshop` (2 sealed values), a `viewer` token: masked, nothing written;
+//! - `webshop`, a `secret-reader` token: opens both and writes one audit
+//!   record per resolve.
+//!
+//! Over the real SQLite store in a temp dir.
+//! Run: `cargo bench -p confstrata-benches --bench engine`
+
+use std::hint::black_box;
+
+use confstrata_core::{At, parse_context};
+use confstrata_engine::{Caller, Engine, PrincipalKind};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn engine(dir: &std::path::Path) -> (Engine, String, String) {
+    let engine = Engine::open(dir).unwrap();
+    let admin = Caller::local("bench");
+    let seed = confstrata_core::serde_json::from_value(confstrata_core::serde_json::json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "webshop",
+            "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+            "matrix": {"env": ["dev", "prod"], "region": ["eu", "us"]}}},
+        {"op": "put", "namespace": "webshop", "layer": "defaults", "document": {
+            "server": {"port": 8080, "workers": 4, "host": "0.0.0.0"},
+            "db": {"host": "localhost", "port": 5432, "pool": {"min": 1, "max": 10}, "password": "dev-password"},
+            "logging": {"level": "debug", "format": "text"},
+            "features": {"new_checkout": false}}},
+        {"op": "put", "namespace": "webshop", "layer": "env/prod", "document": {
+            "server": {"workers": 16}, "db": {"host": "db.prod.internal", "pool": {"max": 100}},
+            "payments": {"api_key": "sk_live_bench"}, "logging": {"level": "warn", "format": "json"}}},
+        {"op": "put", "namespace": "webshop", "layer": "env/prod/region/eu", "document": {
+            "db": {"host": "db.prod.eu.internal"}, "compliance": {"gdpr": true}}},
+    ]}))
+    .unwrap();
+    engine.commit(&admin, &seed).unwrap();
+    // The same namespace without its secrets, as `plain`.
+    let mut plain = engine
+        .export_layers(
+            &admin,
+            &"webshop".parse().unwrap(),
+            confstrata_core::At::Latest,
+        )
+        .unwrap();
+    let mut ops = vec![
+        confstrata_core::serde_json::json!({"op": "put-namespace", "spec": {"name": "plain",
+        "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+        "matrix": {"env": ["dev", "prod"], "region": ["eu", "us"]}}}),
+    ];
+    for l in &mut plain {
+        l.document.retain(|k, _| k != "payments");
+        if let Some(db) = l.document.get_mut("db").and_then(|d| d.as_object_mut()) {
+            db.remove("password");
+        }
+        ops.push(
+            confstrata_core::serde_json::json!({"op": "put", "namespace": "plain",
+            "layer": l.layer.as_str(), "document": l.document}),
+        );
+    }
+    engine
+        .commit(
+            &admin,
+            &confstrata_core::serde_json::from_value(
+                confstrata_core::serde_json::json!({"ops": ops}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let mut tokens = Vec::new();
+    for (id, role) in [("viewer", "viewer"), ("reader", "secret-reader")] {
+        engine
+            .add_principal(&admin, id, id, PrincipalKind::Service, &[role.into()])
+            .unwrap();
+        tokens.push(format!(
+            "Bearer {}",
+            engine
+                .issue_token(&admin, id, "bench")
+                .unwrap()
+                .expose_secret()
+        ));
+    }
+    let reader = tokens.pop().unwrap();
+    let viewer = tokens.pop().unwrap();
+    (engine, viewer, reader)
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, viewer, reader) = engine(dir.path());
+    let ns = "webshop".parse().unwrap();
+    let plain = "plain".parse().unwrap();
+    let ctx = parse_context("env=prod,region=eu").unwrap();
+    let local = Caller::local("bench");
+    let mut g = c.benchmark_group("resolve_with_security");
+    g.bench_function("plain, local user (auth off)", |b| {
+        b.iter(|| black_box(engine.resolve(&local, &plain, &ctx, At::Latest).unwrap()))
+    });
+    g.bench_function("plain, viewer token (auth on)", |b| {
+        b.iter(|| {
+            let caller = engine.authenticate(Some(&viewer), "bench").unwrap();
+            black_box(engine.resolve(&caller, &plain, &ctx, At::Latest).unwrap())
+        })
+    });
+    g.bench_function("sealed, viewer token (masked)", |b| {
+        b.iter(|| {
+            let caller = engine.authenticate(Some(&viewer), "bench").unwrap();
+            black_box(engine.resolve(&caller, &ns, &ctx, At::Latest).unwrap())
+        })
+    });
+    g.bench_function("sealed, secret-reader token (opens 2, audited)", |b| {
+        b.iter(|| {
+            let caller = engine.authenticate(Some(&reader), "bench").unwrap();
+            black_box(engine.resolve(&caller, &ns, &ctx, At::Latest).unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
