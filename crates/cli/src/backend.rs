@@ -617,3 +617,19 @@ fn layer_diff(d: confstrata_client::LayerDiff) -> LayerDiff {
         changes: d.changes,
     }
 }
+
+/// Whether a command was refused for its credentials or rights (exit 5).
+pub(crate) fn is_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<confstrata_core::Error>()
+                .map(confstrata_core::Error::root),
+            Some(
+                confstrata_core::Error::PermissionDenied { .. }
+                    | confstrata_core::Error::Unauthenticated { .. }
+            )
+        ) || c
+            .downcast_ref::<confstrata_client::Error>()
+            .is_some_and(|e| e.is_permission_denied() || e.is_unauthenticated())
+    })
+}

@@ -42,10 +42,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// 1 for most errors; 3 for a conflict (retry may help); 4 for not found,
-/// whether the store is embedded or a server's.
+/// 1 for most errors; 3 for a conflict (retry may help); 4 for not found;
+/// 5 for a missing, bad or revoked token or a refused action; whether the
+/// store is embedded or a server's.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if backend::is_conflict(e) {
+    if backend::is_denied(e) {
+        5
+    } else if backend::is_conflict(e) {
         3
     } else if backend::is_not_found(e) {
         4

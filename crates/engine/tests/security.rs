@@ -450,7 +450,10 @@ impl confstrata_core::Store for BrokenJournal {
     fn revision_for_time(&self, t: confstrata_core::Timestamp) -> confstrata_core::Result<u64> {
         self.inner.revision_for_time(t)
     }
-    fn revision_info(&self, r: u64) -> confstrata_core::Result<Option<confstrata_core::RevisionInfo>> {
+    fn revision_info(
+        &self,
+        r: u64,
+    ) -> confstrata_core::Result<Option<confstrata_core::RevisionInfo>> {
         self.inner.revision_info(r)
     }
     fn namespace(
@@ -486,7 +489,11 @@ impl confstrata_core::Store for BrokenJournal {
     ) -> confstrata_core::Result<Vec<confstrata_core::LayerVersion>> {
         self.inner.history(n, l, limit)
     }
-    fn changes_since(&self, a: u64, limit: usize) -> confstrata_core::Result<Vec<confstrata_core::Change>> {
+    fn changes_since(
+        &self,
+        a: u64,
+        limit: usize,
+    ) -> confstrata_core::Result<Vec<confstrata_core::Change>> {
         self.inner.changes_since(a, limit)
     }
     fn commit_journaled(
@@ -508,7 +515,10 @@ impl confstrata_core::Store for BrokenJournal {
         });
         self.inner.commit_journaled(c, j)
     }
-    fn append_journal(&self, j: confstrata_core::JournalFn) -> confstrata_core::Result<confstrata_core::JournalRecord> {
+    fn append_journal(
+        &self,
+        j: confstrata_core::JournalFn,
+    ) -> confstrata_core::Result<confstrata_core::JournalRecord> {
         self.check()?;
         self.inner.append_journal(j)
     }
@@ -526,7 +536,11 @@ impl confstrata_core::Store for BrokenJournal {
     fn settings(&self, p: &str) -> confstrata_core::Result<Vec<(String, String)>> {
         self.inner.settings(p)
     }
-    fn journal(&self, a: u64, l: usize) -> confstrata_core::Result<Vec<confstrata_core::JournalRecord>> {
+    fn journal(
+        &self,
+        a: u64,
+        l: usize,
+    ) -> confstrata_core::Result<Vec<confstrata_core::JournalRecord>> {
         self.inner.journal(a, l)
     }
     fn apply_retention(
@@ -560,22 +574,33 @@ fn without_an_audit_record_nothing_is_committed_and_audited_reads_fail() {
         .resolve(&admin, &pay, &Default::default(), At::Latest)
         .unwrap();
 
-    store.broken.store(true, std::sync::atomic::Ordering::SeqCst);
+    store
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let change = cs(json!({"ops": [
         {"op": "set", "namespace": "pay", "layer": "defaults", "key": "n", "value": 2},
     ]}));
     let e = engine.commit(&admin, &change).unwrap_err();
     assert!(e.to_string().contains("injected"), "{e}");
-    assert_eq!(engine.revision().unwrap(), 1, "the change was not committed");
+    assert_eq!(
+        engine.revision().unwrap(),
+        1,
+        "the change was not committed"
+    );
     let e = engine
         .resolve(&admin, &pay, &Default::default(), At::Latest)
         .unwrap_err();
     assert!(e.to_string().contains("could not be audited"), "{e}");
     let e = engine.rotate_key(&admin, &pay).unwrap_err();
     assert!(e.to_string().contains("injected"), "{e}");
-    assert!(engine.keys(&admin).unwrap().is_empty(), "the key was not kept");
+    assert!(
+        engine.keys(&admin).unwrap().is_empty(),
+        "the key was not kept"
+    );
 
-    store.broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    store
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     engine.commit(&admin, &change).unwrap();
     assert_eq!(engine.revision().unwrap(), 2);
     let v = engine.audit_verify(&admin).unwrap();

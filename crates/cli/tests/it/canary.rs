@@ -330,6 +330,9 @@ fn canary_secrets_never_leave_the_authorized_response() {
     ] {
         let o = run(&addr, token, &args, stdin, &work);
         assert_ne!(o.code, 0, "{args:?} should fail: {}", o.text);
+        if token == &viewer || token.as_str() == "cst_wrong" {
+            assert_eq!(o.code, 5, "{args:?}: refusals exit 5: {}", o.text);
+        }
         exposed.push((format!("error {args:?}"), o.text));
     }
     // Exports, by the admin.

@@ -826,3 +826,56 @@ fn a_precondition_guards_concurrent_edits() {
         "expected revision 0",
     );
 }
+
+#[test]
+fn serve_refuses_weak_or_exposed_master_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |data: &Path, key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_confstrata"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env_remove("CONFSTRATA_MASTER_KEY")
+            .stdin(Stdio::null());
+        if let Some(k) = key {
+            c.env("CONFSTRATA_MASTER_KEY", k);
+        }
+        to_run(c.output().unwrap())
+    };
+    for (what, key) in [
+        ("empty", ""),
+        ("short", "c2hvcnQ="),
+        ("all zeros", &"0".repeat(64)[..]),
+        (
+            "counting",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ),
+    ] {
+        let r = serve(&dir.path().join(what.replace(' ', "_")), Some(key));
+        assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("CONFSTRATA_MASTER_KEY"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("listening"), "{what}");
+    }
+    // A key file others can read.
+    let env = Env::new();
+    env.ok(&["status"]);
+    let data = env.dir.path().join("data");
+    let key = data.join("master.key");
+    assert!(key.is_file(), "the first local use created the key file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = serve(&data, None);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("master.key"), "{}", r.stderr);
+}

@@ -25,11 +25,18 @@ async fn bad_credentials_are_unauthenticated_and_never_echoed() {
     let revoked = {
         let t = s
             .engine
-            .issue_token(&confstrata_engine::Caller::local("test"), "admin", "to revoke")
+            .issue_token(
+                &confstrata_engine::Caller::local("test"),
+                "admin",
+                "to revoke",
+            )
             .unwrap();
         let text = t.expose_secret().to_owned();
         s.engine
-            .revoke_token(&confstrata_engine::Caller::local("test"), &t.hash().to_string())
+            .revoke_token(
+                &confstrata_engine::Caller::local("test"),
+                &t.hash().to_string(),
+            )
             .unwrap();
         text
     };
@@ -42,15 +49,28 @@ async fn bad_credentials_are_unauthenticated_and_never_echoed() {
         ("too short", Some("Bearer cst_abc".into())),
         ("unknown", Some(format!("Bearer {secret_looking}"))),
         ("revoked", Some(format!("Bearer {revoked}"))),
-        ("too long", Some(format!("Bearer cst_{}", "A".repeat(10_000)))),
-        ("lower-case scheme of an unknown token", Some(format!("bearer {secret_looking}"))),
+        (
+            "too long",
+            Some(format!("Bearer cst_{}", "A".repeat(10_000))),
+        ),
+        (
+            "lower-case scheme of an unknown token",
+            Some(format!("bearer {secret_looking}")),
+        ),
     ];
     for (what, header) in cases {
         let mut c = client_with(s.addr, header.as_deref()).await;
         let e = c.resolve(resolve_req()).await.unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
-        assert!(!e.message().contains("QQQQ"), "{what} echoed the token: {}", e.message());
-        assert!(!e.message().contains(&revoked[4..]), "{what} echoed the token");
+        assert!(
+            !e.message().contains("QQQQ"),
+            "{what} echoed the token: {}",
+            e.message()
+        );
+        assert!(
+            !e.message().contains(&revoked[4..]),
+            "{what} echoed the token"
+        );
         // Writes are refused the same way, and change nothing.
         let e = c
             .commit(v1::CommitRequest {
@@ -88,7 +108,10 @@ async fn bad_credentials_are_unauthenticated_and_never_echoed() {
         .count();
     assert!(unauthenticated >= 15, "{unauthenticated} audited refusals");
     let text = serde_json::to_string(&records).unwrap();
-    assert!(!text.contains("QQQQ") && !text.contains(&revoked[4..]), "a token reached the audit log");
+    assert!(
+        !text.contains("QQQQ") && !text.contains(&revoked[4..]),
+        "a token reached the audit log"
+    );
     let before = s.snapshot().await;
     assert_eq!(before["revision"], 1, "nothing was written");
 }
@@ -99,8 +122,22 @@ async fn traversal_in_every_encoding_is_refused_on_every_endpoint() {
     s.seed().await;
     let before = s.snapshot().await;
     let evil = [
-        "../etc", "..", ".", "env/../../etc", "%2e%2e", "%2E%2E/x", "..%2f..", "..\\x",
-        "env/%2e%2e", "\u{2025}", "env//prod", "/abs", "env/prod/", "..;/x", "\u{0}", "env/\u{ff0e}\u{ff0e}",
+        "../etc",
+        "..",
+        ".",
+        "env/../../etc",
+        "%2e%2e",
+        "%2E%2E/x",
+        "..%2f..",
+        "..\\x",
+        "env/%2e%2e",
+        "\u{2025}",
+        "env//prod",
+        "/abs",
+        "env/prod/",
+        "..;/x",
+        "\u{0}",
+        "env/\u{ff0e}\u{ff0e}",
     ];
     for bad in evil {
         let c = &mut s.client;
