@@ -19,6 +19,15 @@ pub(crate) struct Cli {
     /// issued; the first start of `serve` prints the admin's).
     #[arg(long, global = true, env = "CONFSTRATA_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// With --addr: trust this CA (PEM) and connect over TLS.
+    #[arg(long, global = true, env = "CONFSTRATA_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// With --tls-ca: present this client certificate (PEM) for mutual TLS...
+    #[arg(long, global = true, env = "CONFSTRATA_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// ...with this private key (PEM).
+    #[arg(long, global = true, env = "CONFSTRATA_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Output format of read commands.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Table)]
     pub(crate) output: Output,

@@ -50,13 +50,18 @@ impl Backend {
     }
 
     /// Connects to the server at `addr`, sending `token` with every call.
-    pub(crate) fn remote(addr: &str, token: Option<String>) -> Result<Backend> {
+    pub(crate) fn remote(
+        addr: &str,
+        token: Option<String>,
+        tls: Option<confstrata_client::ClientTls>,
+    ) -> Result<Backend> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
         let mut options = ClientOptions::default();
         options.token = token;
+        options.tls = tls;
         let client = runtime.block_on(Client::connect_with(addr, options))?;
         Ok(Backend::Remote {
             client: Box::new(client),

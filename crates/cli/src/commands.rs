@@ -26,7 +26,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
     let backend = match &cli.addr {
-        Some(addr) => Backend::remote(addr, cli.token.clone())?,
+        Some(addr) => Backend::remote(addr, cli.token.clone(), client_tls(&cli)?)?,
         None => Backend::local(
             cli.data_dir
                 .clone()
@@ -675,6 +675,22 @@ impl Ctx {
         );
         Ok(())
     }
+}
+
+/// The client's TLS settings from `--tls-ca`, `--tls-cert` and `--tls-key`.
+fn client_tls(cli: &Cli) -> Result<Option<confstrata_client::ClientTls>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    let Some(ca) = &cli.tls_ca else {
+        if cli.tls_cert.is_some() {
+            bail!("--tls-cert needs --tls-ca (the CA that signed the server's certificate)");
+        }
+        return Ok(None);
+    };
+    let mut tls = confstrata_client::ClientTls::new(read(ca)?);
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        tls = tls.identity(read(cert)?, read(key)?);
+    }
+    Ok(Some(tls))
 }
 
 pub(crate) fn ns(s: &str) -> Result<NamespaceName> {

@@ -39,6 +39,12 @@ pub(crate) struct Settings {
     master_key_file: Option<PathBuf>,
     /// Audit every read too (a read that cannot be audited then fails).
     audit_reads: bool,
+    /// Serve TLS with this certificate chain (PEM)...
+    tls_cert_file: Option<PathBuf>,
+    /// ...and this private key (PEM).
+    tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    tls_client_ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -55,6 +61,9 @@ impl Default for Settings {
             max_depth: o.limits.max_depth,
             master_key_file: None,
             audit_reads: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
         }
     }
 }
@@ -91,6 +100,9 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "max_depth",
             "master_key_file",
             "audit_reads",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_client_ca_file",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -107,6 +119,29 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
         settings.log_format
     );
     Ok(settings)
+}
+
+/// Reads the TLS files the settings name; both or neither of the
+/// certificate and key, and a client CA only with them.
+fn tls_options(s: &Settings) -> Result<Option<confstrata_grpc_api::TlsOptions>> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    match (&s.tls_cert_file, &s.tls_key_file) {
+        (None, None) => {
+            anyhow::ensure!(
+                s.tls_client_ca_file.is_none(),
+                "invalid server settings: tls_client_ca_file needs tls_cert_file and tls_key_file"
+            );
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => Ok(Some(confstrata_grpc_api::TlsOptions {
+            cert_pem: read(cert)?,
+            key_pem: read(key)?,
+            client_ca_pem: s.tls_client_ca_file.as_deref().map(read).transpose()?,
+        })),
+        _ => anyhow::bail!(
+            "invalid server settings: give both tls_cert_file and tls_key_file, or neither"
+        ),
+    }
 }
 
 fn init_logging(settings: &Settings) -> Result<()> {
@@ -128,7 +163,9 @@ fn init_logging(settings: &Settings) -> Result<()> {
 pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
     let settings = settings(data_dir, args)?;
     init_logging(&settings)?;
+    let tls = tls_options(&settings)?;
     let options = ServeOptions {
+        tls,
         max_message_bytes: settings.max_message_bytes,
         limits: confstrata_core::Limits {
             max_document_bytes: settings.max_document_bytes,

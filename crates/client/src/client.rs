@@ -33,6 +33,49 @@ pub struct ClientOptions {
     /// The bearer token sent with every call (`cst_...`); `None` sends
     /// none, which a server refuses with `UNAUTHENTICATED`.
     pub token: Option<String>,
+    /// Connect over TLS (an `https://` address, or any address when set).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS for a client: the CA that signed the server's certificate, and a
+/// client certificate for a server that asks for one (mutual TLS).
+#[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ClientTls {
+    /// The CA certificate(s) to trust, PEM.
+    pub ca_pem: Vec<u8>,
+    /// This client's certificate chain and private key, PEM.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name to check the server's certificate against (default: the
+    /// address's host).
+    pub domain: Option<String>,
+}
+
+impl ClientTls {
+    /// Trust `ca_pem`.
+    pub fn new(ca_pem: Vec<u8>) -> ClientTls {
+        ClientTls {
+            ca_pem,
+            ..ClientTls::default()
+        }
+    }
+
+    /// Present this certificate chain and key to the server.
+    #[must_use]
+    pub fn identity(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> ClientTls {
+        self.identity = Some((cert_pem, key_pem));
+        self
+    }
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("ClientTls")
+            .field("client_certificate", &self.identity.is_some())
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientOptions {
@@ -44,6 +87,7 @@ impl Default for ClientOptions {
             // a resolved answer with provenance.
             max_message_bytes: 64 * 1024 * 1024,
             token: None,
+            tls: None,
         }
     }
 }
@@ -60,6 +104,13 @@ impl ClientOptions {
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Sets [`ClientOptions::tls`].
+    #[must_use]
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -129,10 +180,11 @@ pub(crate) fn normalize_addr(addr: &str) -> Result<String> {
             return Err(invalid("it has no host; give http://host:port"));
         }
         trimmed.trim_end_matches('/').to_owned()
-    } else if trimmed.starts_with("https://") {
-        return Err(invalid(
-            "TLS is not supported by this client yet; use http:// on a trusted network",
-        ));
+    } else if let Some(rest) = trimmed.strip_prefix("https://") {
+        if rest.is_empty() {
+            return Err(invalid("it has no host; give https://host:port"));
+        }
+        trimmed.trim_end_matches('/').to_owned()
     } else if trimmed.contains("://") {
         return Err(invalid("only http:// addresses are supported"));
     } else {
@@ -721,8 +773,19 @@ impl Client {
 }
 
 fn endpoint(addr: &str, options: &ClientOptions) -> Result<(String, Endpoint)> {
-    let uri = normalize_addr(addr)?;
-    let endpoint = Endpoint::from_shared(uri.clone())
+    let mut uri = normalize_addr(addr)?;
+    if options.tls.is_some()
+        && let Some(rest) = uri.strip_prefix("http://")
+    {
+        uri = format!("https://{rest}");
+    }
+    if uri.starts_with("https://") && options.tls.is_none() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_owned(),
+            reason: "an https:// server needs the CA that signed its certificate (ClientOptions::tls; CLI: --tls-ca)".to_owned(),
+        });
+    }
+    let mut endpoint = Endpoint::from_shared(uri.clone())
         .map_err(|e| Error::InvalidAddress {
             addr: addr.to_owned(),
             reason: e.to_string(),
@@ -733,6 +796,22 @@ fn endpoint(addr: &str, options: &ClientOptions) -> Result<(String, Endpoint)> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        if let Some(d) = &tls.domain {
+            config = config.domain_name(d.clone());
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|source| Error::Transport {
+                addr: uri.clone(),
+                source,
+            })?;
+    }
     Ok((uri, endpoint))
 }
 

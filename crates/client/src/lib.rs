@@ -73,7 +73,7 @@ mod types;
 mod watch;
 mod wire;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientOptions, ClientTls};
 pub use error::{Error, Result};
 pub use provider::ConfstrataProvider;
 pub use types::{

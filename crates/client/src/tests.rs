@@ -36,7 +36,8 @@ fn addresses_take_host_port_or_http_urls() {
     check_addr(" localhost:7400 ", Ok("http://localhost:7400"));
     check_addr("[::1]:7400", Ok("http://[::1]:7400"));
     check_addr("", Err("empty"));
-    check_addr("https://a:1", Err("TLS"));
+    check_addr("https://a:1", Ok("https://a:1"));
+    check_addr("https://", Err("no host"));
     check_addr("grpc://a:1", Err("only http://"));
     check_addr("http://", Err("no host"));
     check_addr("a:1/path", Err("path"));

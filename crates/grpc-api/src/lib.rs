@@ -48,7 +48,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use crate::status::ERROR_DOMAIN;
 
 /// Server settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// The largest gRPC message accepted or sent, in bytes. Keep it above
     /// `limits.max_change_set_bytes` so that an oversized change set gets the
@@ -60,6 +60,31 @@ pub struct ServeOptions {
     /// watches and health watches have been ended) before closing the
     /// remaining connections anyway.
     pub shutdown_grace: std::time::Duration,
+    /// Serve over TLS (rustls) instead of plaintext HTTP/2.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS for the server: its certificate chain and key, and optionally the CA
+/// that client certificates must chain to (mutual TLS: a client without
+/// such a certificate cannot even connect; tokens still say who it is).
+#[derive(Clone)]
+pub struct TlsOptions {
+    /// The server's certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The server's private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// The CA that client certificates must chain to, PEM; `None`: no
+    /// client certificates asked for.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsOptions")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServeOptions {
@@ -69,6 +94,7 @@ impl Default for ServeOptions {
             max_message_bytes: limits.max_change_set_bytes * 2,
             limits,
             shutdown_grace: std::time::Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -158,7 +184,17 @@ pub async fn serve(
         // Watch streams end; tonic then waits for in-flight requests.
         let _ = stop_tx.send(true);
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        );
+        if let Some(ca) = &tls.client_ca_pem {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        builder = builder.tls_config(config)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -3,6 +3,7 @@
 
 mod canary;
 mod remote;
+mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

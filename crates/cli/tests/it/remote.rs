@@ -483,5 +483,5 @@ fn an_unreachable_server_is_a_one_line_error() {
             .unwrap(),
     );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
+    assert!(r.stderr.contains("--tls-ca"), "{}", r.stderr);
 }

@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod errors;
 mod python;
+mod tls;
 mod watch;
 
 use std::collections::HashMap;
