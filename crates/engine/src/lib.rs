@@ -543,6 +543,25 @@ impl Engine {
                 mask_value(v);
             }
         }
+        // The resolved value is the winner's, as just presented (a value
+        // that is a table holding sealed leaves is masked where they are).
+        explanation.value = match explanation.entries.iter().find(|e| e.winner) {
+            Some(w)
+                if w.value.is_some()
+                    && explanation
+                        .value
+                        .as_ref()
+                        .is_some_and(|v| !v.is_object() || confstrata_crypto::is_sealed(v)) =>
+            {
+                w.value.clone()
+            }
+            _ => explanation.value.map(|mut v| {
+                if security::contains_sealed(&v) {
+                    mask_value(&mut v);
+                }
+                v
+            }),
+        };
         g.audit_opened(ns, &opened, rev)?;
         let mut changes = BTreeMap::new();
         for e in &explanation.entries {

@@ -99,6 +99,27 @@ fn secrets_are_opened_for_secret_readers_and_masked_for_everyone_else() {
         )
         .unwrap();
     assert_eq!(x.explanation.entries[0].value, Some(json!("<sealed>")));
+    assert_eq!(x.explanation.value, Some(json!("<sealed>")));
+    let x = w
+        .engine
+        .explain(
+            &reader,
+            &pay,
+            &prod(),
+            &"db.password".parse().unwrap(),
+            At::Latest,
+        )
+        .unwrap();
+    assert_eq!(x.explanation.value, Some(json!("canary-default-1")));
+    let x = w
+        .engine
+        .explain(&viewer, &pay, &prod(), &"db".parse().unwrap(), At::Latest)
+        .unwrap();
+    let text = confstrata_core::serde_json::to_string(&x).unwrap();
+    assert!(
+        !text.contains("$sealed") && !text.contains("canary"),
+        "{text}"
+    );
     for h in w.engine.history(&viewer, &pay, None, 100).unwrap() {
         let text = confstrata_core::serde_json::to_string(&h.document).unwrap();
         assert!(!text.contains("canary"), "{text}");
