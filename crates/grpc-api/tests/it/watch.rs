@@ -312,3 +312,53 @@ async fn shutdown_ends_watches_cleanly() {
     assert_eq!(s.snapshot().await["revision"], 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn each_watcher_sees_its_own_view_of_sealed_values() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let admin = confstrata_engine::Caller::local("test");
+    let mut clients = Vec::new();
+    for (id, role) in [("vic", "viewer"), ("rita", "secret-reader")] {
+        s.engine
+            .add_principal(
+                &admin,
+                id,
+                id,
+                confstrata_engine::PrincipalKind::User,
+                &[role.into()],
+            )
+            .unwrap();
+        let t = s.engine.issue_token(&admin, id, "test").unwrap();
+        let c = crate::client_with(s.addr, Some(&format!("Bearer {}", t.expose_secret()))).await;
+        clients.push(c);
+    }
+    let mut streams = Vec::new();
+    for c in &mut clients {
+        let mut st = c
+            .watch(req("web", &[("env", "prod")], 0))
+            .await
+            .unwrap()
+            .into_inner();
+        backlog(&mut st).await;
+        streams.push(st);
+    }
+    s.client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "env/prod".into(),
+            entries: vec![v1::KeyValue {
+                key: "db.pass".into(),
+                value_json: "\"watch-canary\"".into(),
+                secret: true,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let vic = next(&mut streams[0]).await;
+    let rita = next(&mut streams[1]).await;
+    assert_eq!(parse(&vic.resolved_json)["db"]["pass"], "<sealed>");
+    assert!(!vic.resolved_json.contains("watch-canary"));
+    assert_eq!(parse(&rita.resolved_json)["db"]["pass"], "watch-canary");
+}
