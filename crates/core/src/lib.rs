@@ -47,6 +47,7 @@ mod namespace;
 mod path;
 mod resolve;
 mod store;
+pub mod validation;
 
 pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
@@ -65,6 +66,7 @@ pub use store::{
     RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, check_readable,
     retention_floor,
 };
+pub use validation::{ChainMode, RuleSpec, Severity, Validation, ValidatorSpec};
 
 /// Re-exported so users of the `Document` type need not depend on `serde_json` themselves.
 pub use serde_json;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::path::{LayerPath, NamespaceName};
+use crate::validation::Validation;
 
 /// A context: the variables that pick layers, e.g. `env=prod, region=eu`.
 pub type Context = BTreeMap<String, String>;
@@ -176,6 +177,9 @@ pub struct NamespaceSpec {
     /// Variables used by levels but absent here (like `instance`) take any value.
     #[serde(default)]
     pub matrix: BTreeMap<String, Vec<String>>,
+    /// What valid configuration looks like: schema, validators, rules.
+    #[serde(default, skip_serializing_if = "Validation::is_empty")]
+    pub validation: Validation,
 }
 
 impl NamespaceSpec {

@@ -185,6 +185,11 @@ impl From<&NamespaceSpec> for v1::NamespaceSpec {
                 .iter()
                 .map(|(k, v)| (k.clone(), v1::MatrixValues { values: v.clone() }))
                 .collect(),
+            validation_json: if s.validation.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&s.validation).unwrap_or_default()
+            },
         }
     }
 }
@@ -204,11 +209,25 @@ pub fn namespace_spec(field: &str, s: &v1::NamespaceSpec) -> FieldResult<Namespa
         .iter()
         .map(|(k, v)| (k.clone(), v.values.clone()))
         .collect();
+    let validation = if s.validation_json.trim().is_empty() {
+        confstrata_core::Validation::default()
+    } else {
+        at_field(
+            &format!("{field}.validation_json"),
+            serde_json::from_str(&s.validation_json).map_err(|e| {
+                confstrata_core::Error::invalid(
+                    "validation",
+                    format!("{e} (line {}, column {})", e.line(), e.column()),
+                )
+            }),
+        )?
+    };
     let spec = NamespaceSpec {
         name,
         description: s.description.clone(),
         levels,
         matrix,
+        validation,
     };
     at_field(field, spec.validate())?;
     Ok(spec)

@@ -12,6 +12,7 @@ async fn namespaces_layers_and_keys() {
     let spec = v1::NamespaceSpec {
         name: "web".into(),
         description: "d".into(),
+        validation_json: String::new(),
         levels: vec!["defaults".into(), "env/{env}".into()],
         matrix: [(
             "env".to_owned(),

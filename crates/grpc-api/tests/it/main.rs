@@ -200,6 +200,10 @@ pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
                         spec: Some(v1::NamespaceSpec {
                             name: spec["name"].as_str().unwrap().into(),
                             description: String::new(),
+                            validation_json: spec
+                                .get("validation")
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
                             levels: spec["levels"]
                                 .as_array()
                                 .unwrap()

@@ -40,6 +40,13 @@ pub struct NamespaceSpec {
         ::prost::alloc::string::String,
         MatrixValues,
     >,
+    /// The validation chain, as JSON (empty: none): {"schema": <JSON Schema>,
+    /// "validators": \[{"name", "params", "body", "description"}\], "rules":
+    /// \[{"id", "check", "severity": "error"|"warning", "message", "key"}\],
+    /// "mode": "stop-at-first-failing-stage"|"collect-all"}. Versioned with the
+    /// declaration; every commit is checked against it.
+    #[prost(string, tag = "5")]
+    pub validation_json: ::prost::alloc::string::String,
 }
 /// The allowed values of one matrix variable.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

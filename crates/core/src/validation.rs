@@ -1,0 +1,108 @@
+//! What a namespace declares about valid configuration, as data: a JSON
+//! Schema, named validator functions and business rules (rhai source).
+//! `confstrata-rules` compiles and runs it; here it is only declared, so
+//! that it travels in the namespace's declaration and is versioned, diffed
+//! and rolled back with it, by ordinary change sets.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A namespace's validation chain: syntax (always), then the schema, then
+/// the custom validators the schema names, then the business rules, then
+/// the cross-namespace rules (rules that read another namespace with
+/// `config("name")`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Validation {
+    /// A JSON Schema (draft 2020-12) that the resolved configuration of
+    /// every context must satisfy. `$ref` may name the schema library
+    /// (`"$ref": "confstrata:port"`), and `"x-validator": "name"` calls a
+    /// custom validator on the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Named rhai functions: usable from rules and from the schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<ValidatorSpec>,
+    /// Business rules over the resolved configuration (`cfg`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
+    /// Whether a failing stage stops the chain.
+    #[serde(default, skip_serializing_if = "ChainMode::is_default")]
+    pub mode: ChainMode,
+}
+
+impl Validation {
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.schema.is_none() && self.validators.is_empty() && self.rules.is_empty()
+    }
+}
+
+/// A named validator: a rhai function `fn name(value, params...) -> bool`
+/// (or a string: the failure message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorSpec {
+    /// Its name, an identifier: `is_power_of_two`.
+    pub name: String,
+    /// Names of its parameters after the value (`["db"]` for `valid_pool_for(value, db)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
+    /// The function body, rhai: `value > 0 && (value & (value - 1)) == 0`.
+    pub body: String,
+    /// What it checks, for people and for its failure message.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// A business rule: a rhai expression over the resolved configuration
+/// `cfg` (and `ctx`, the context) that must be true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Its id, unique in the namespace: `pool-fits-connections`.
+    pub id: String,
+    /// The check, rhai: `cfg.db.pool.max <= cfg.db.max_connections / cfg.replicas`.
+    pub check: String,
+    /// Whether a failure blocks the commit (`error`) or only warns.
+    #[serde(default)]
+    pub severity: Severity,
+    /// The message of a failure; `{{key.path}}` is replaced by the value at
+    /// that key of the resolved configuration.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The key the finding is about (for people and tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// How much a finding matters.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Blocks the commit.
+    #[default]
+    Error,
+    /// Reported, never blocks.
+    Warning,
+}
+
+/// Whether the chain stops at the first stage with an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainMode {
+    /// Stop after the first stage that found an error (later stages would
+    /// mostly repeat it).
+    #[default]
+    StopAtFirstFailingStage,
+    /// Run every stage and report everything.
+    CollectAll,
+}
+
+impl ChainMode {
+    fn is_default(&self) -> bool {
+        *self == ChainMode::default()
+    }
+}
