@@ -120,5 +120,74 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// A namespace with 50 contexts (5 envs x 10 regions), a schema of 50
+/// properties and 20 rhai rules; a one-key change to `defaults` affects all
+/// 50 contexts. Measured as a dry run (the check without the commit's fsync).
+fn validation(c: &mut Criterion) {
+    use confstrata_core::serde_json::{Map, Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path()).unwrap();
+    let admin = Caller::local("bench");
+    let mut props = Map::new();
+    let mut doc = Map::new();
+    for i in 0..50 {
+        let (schema, value) = match i % 5 {
+            0 => (json!({"$ref": "confstrata:port"}), json!(8000 + i)),
+            1 => (
+                json!({"$ref": "confstrata:duration"}),
+                json!(format!("{i}s")),
+            ),
+            2 => (
+                json!({"type": "integer", "minimum": 0, "maximum": 1000}),
+                json!(i),
+            ),
+            3 => (
+                json!({"type": "string", "minLength": 1}),
+                json!(format!("value-{i}")),
+            ),
+            _ => (json!({"type": "boolean"}), json!(i % 2 == 0)),
+        };
+        props.insert(format!("k{i}"), schema);
+        doc.insert(format!("k{i}"), value);
+    }
+    let rules: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({"id": format!("r{i}"),
+                   "check": format!("cfg.k{} >= 0 && cfg.k{} < 100000 && ctx.env != \"\"", 2 + 5 * (i % 10), 2 + 5 * ((i + 1) % 10)),
+                   "message": format!("rule {i} failed")})
+        })
+        .collect();
+    let envs: Vec<String> = (0..5).map(|i| format!("e{i}")).collect();
+    let regions: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    let seed: confstrata_core::ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "svc",
+            "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+            "matrix": {"env": envs, "region": regions},
+            "validation": {"schema": {"type": "object", "properties": props}, "rules": rules}}},
+        {"op": "put", "namespace": "svc", "layer": "defaults", "document": doc},
+        {"op": "put", "namespace": "svc", "layer": "env/e1", "document": {"k2": 5}},
+    ]}))
+    .unwrap();
+    engine.commit(&admin, &seed).unwrap();
+    let change: confstrata_core::ChangeSet =
+        confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "set", "namespace": "svc", "layer": "defaults", "key": "k7", "value": 42}]}))
+        .unwrap();
+    let d = engine.dry_run(&admin, &change).unwrap();
+    assert!(d.findings.is_empty(), "{:?}", d.findings);
+    let mut g = c.benchmark_group("validation");
+    g.bench_function(
+        "one-key change, 50 contexts, 50-property schema + 20 rules (dry run)",
+        |b| b.iter(|| black_box(engine.dry_run(&admin, &change).unwrap())),
+    );
+    let one: confstrata_core::ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "set", "namespace": "svc", "layer": "env/e1/region/r3", "key": "k7", "value": 42}]}))
+    .unwrap();
+    g.bench_function("one-key change, 1 context (dry run)", |b| {
+        b.iter(|| black_box(engine.dry_run(&admin, &one).unwrap()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, validation);
 criterion_main!(benches);

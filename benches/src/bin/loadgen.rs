@@ -197,6 +197,9 @@ impl ConfigService for Fixed {
     async fn rollback(&self, _: Request<v1::RollbackRequest>) -> Res<v1::RollbackResponse> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn validate(&self, _: Request<v1::ValidateRequest>) -> Res<v1::ValidateResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn get_status(&self, _: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
         Err(Status::unimplemented("baseline"))
     }

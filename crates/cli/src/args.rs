@@ -201,6 +201,20 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the validation chains without committing: on the current state
+    /// (every context of NAMESPACE's matrix, or of every namespace), or on
+    /// a change set file (`-f`: its diff and what its commit would find).
+    /// Exits 6 if anything is an error.
+    Validate {
+        /// Namespace (default: every namespace with a chain).
+        namespace: Option<String>,
+        /// A change set file to check instead (`-` for stdin).
+        #[arg(short, long, conflicts_with = "namespace")]
+        file: Option<String>,
+        /// Format of the file (default: from the extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Import a namespace directory (namespace.toml and layers/**) as one change.
     Import {
         /// Directory holding namespace.{toml,yaml,json} and a layers/ tree.

@@ -101,6 +101,7 @@ impl Backend {
                     revision: d.revision,
                     layers: d.layers.into_iter().map(layer_diff).collect(),
                     namespaces: d.namespaces,
+                    findings: d.findings,
                 })
             }
         }
@@ -354,6 +355,19 @@ impl Backend {
                     vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES"],
                     vec!["server", "revision", "oldest_revision", "namespaces"],
                 ))
+            }
+        }
+    }
+
+    /// Runs the validation chains on the current state.
+    pub(crate) fn validate(
+        &self,
+        ns: Option<&NamespaceName>,
+    ) -> Result<Vec<confstrata_core::Finding>> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.validate(caller, ns)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.validate(ns).await })
             }
         }
     }
@@ -636,5 +650,21 @@ pub(crate) fn is_denied(e: &anyhow::Error) -> bool {
         ) || c
             .downcast_ref::<confstrata_client::Error>()
             .is_some_and(|e| e.is_permission_denied() || e.is_unauthenticated())
+    })
+}
+
+/// Whether a command failed validation (exit 6): a refused commit or a
+/// `validate` that found errors.
+pub(crate) fn is_invalid_config(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::commands::ValidationFailed>()
+            .is_some()
+            || matches!(
+                c.downcast_ref::<confstrata_core::Error>()
+                    .map(confstrata_core::Error::root),
+                Some(confstrata_core::Error::Validation { .. })
+            )
+            || c.downcast_ref::<confstrata_client::Error>()
+                .is_some_and(confstrata_client::Error::is_validation_failed)
     })
 }

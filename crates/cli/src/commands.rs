@@ -331,29 +331,58 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             }
             if dry_run {
                 let d = ctx.backend.dry_run(&cs)?;
-                return structured(
-                    &d,
-                    ctx.output,
-                    &["LAYER", "KEY", "CHANGE", "OLD", "NEW"],
-                    || {
-                        d.layers
-                            .iter()
-                            .flat_map(|l| {
-                                l.changes.iter().map(move |c| {
-                                    vec![
-                                        format!("{}:{}", l.namespace, l.layer),
-                                        c.key.to_string(),
-                                        format!("{:?}", c.kind).to_lowercase(),
-                                        c.old.as_ref().map(cell).unwrap_or_default(),
-                                        c.new.as_ref().map(cell).unwrap_or_default(),
-                                    ]
-                                })
-                            })
-                            .collect()
-                    },
-                );
+                if ctx.output == Output::Table {
+                    print_diff(&d);
+                    if !d.findings.is_empty() {
+                        print_findings(&d.findings);
+                    }
+                    return Ok(());
+                }
+                return structured(&d, ctx.output, &[], Vec::new);
             }
             ctx.commit(&cs)
+        }
+        Command::Validate {
+            namespace,
+            file,
+            format: fmt,
+        } => {
+            let findings = match file {
+                Some(file) => {
+                    let (bytes, name) = read_input(&file)?;
+                    let fmt = pick_format(fmt.as_deref(), &name)?;
+                    let mut cs = parse_change_set(&bytes, fmt, &name)?;
+                    if cs.author.is_empty() {
+                        cs.author = ctx.author.clone();
+                    }
+                    let d = ctx.backend.dry_run(&cs)?;
+                    if ctx.output == Output::Table {
+                        print_diff(&d);
+                    } else {
+                        structured(&d, ctx.output, &[], Vec::new)?;
+                    }
+                    d.findings
+                }
+                None => {
+                    let ns = namespace.as_deref().map(ns).transpose()?;
+                    let f = ctx.backend.validate(ns.as_ref())?;
+                    if ctx.output != Output::Table {
+                        structured(&f, ctx.output, &[], Vec::new)?;
+                    }
+                    f
+                }
+            };
+            if ctx.output == Output::Table {
+                print_findings(&findings);
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == confstrata_core::Severity::Error)
+                .count();
+            if errors > 0 {
+                return Err(ValidationFailed(errors).into());
+            }
+            Ok(())
         }
         Command::Import { dir, message } => {
             let mut cs = import_dir(&dir)?;
@@ -402,6 +431,87 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Principal(c) => crate::security::principal(&ctx.backend, ctx.output, c),
         Command::Token(c) => crate::security::token(&ctx.backend, ctx.output, c),
     }
+}
+
+/// A validation run found errors (exit code 6).
+#[derive(Debug)]
+pub(crate) struct ValidationFailed(pub(crate) usize);
+
+impl std::fmt::Display for ValidationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "validation failed with {} error{}",
+            self.0,
+            if self.0 == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for ValidationFailed {}
+
+/// A dry run's diff, as a table.
+fn print_diff(d: &confstrata_engine::DryRun) {
+    let rows: Vec<Vec<String>> = d
+        .layers
+        .iter()
+        .flat_map(|l| {
+            l.changes.iter().map(move |c| {
+                vec![
+                    format!("{}:{}", l.namespace, l.layer),
+                    c.key.to_string(),
+                    format!("{:?}", c.kind).to_lowercase(),
+                    c.old.as_ref().map(cell).unwrap_or_default(),
+                    c.new.as_ref().map(cell).unwrap_or_default(),
+                ]
+            })
+        })
+        .collect();
+    crate::output::emit(&crate::output::table(
+        &["LAYER", "KEY", "CHANGE", "OLD", "NEW"],
+        &rows,
+    ));
+}
+
+/// Validation findings, as a table (or a line saying there are none).
+pub(crate) fn print_findings(findings: &[confstrata_core::Finding]) {
+    if findings.is_empty() {
+        crate::output::emit("validation: no findings\n");
+        return;
+    }
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                match f.severity {
+                    confstrata_core::Severity::Error => "error".into(),
+                    confstrata_core::Severity::Warning => "warning".into(),
+                },
+                f.stage.clone(),
+                f.rule.clone(),
+                f.namespace.clone(),
+                f.context
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                f.key.clone().unwrap_or_default(),
+                f.message.clone(),
+            ]
+        })
+        .collect();
+    crate::output::emit(&crate::output::table(
+        &[
+            "SEVERITY",
+            "STAGE",
+            "RULE",
+            "NAMESPACE",
+            "CONTEXT",
+            "KEY",
+            "MESSAGE",
+        ],
+        &rows,
+    ));
 }
 
 /// Where the embedded store lives unless told otherwise.

@@ -48,6 +48,8 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     if backend::is_denied(e) {
         5
+    } else if backend::is_invalid_config(e) {
+        6
     } else if backend::is_conflict(e) {
         3
     } else if backend::is_not_found(e) {

@@ -691,6 +691,22 @@ impl Client {
         Ok(wire::dry_run(&r)?)
     }
 
+    /// Runs the validation chains on the current state: every context of
+    /// `ns` (or of every namespace), without committing.
+    pub async fn validate(
+        &self,
+        ns: Option<&NamespaceName>,
+    ) -> Result<Vec<confstrata_core::Finding>> {
+        let r = self
+            .raw()
+            .validate(self.request(v1::ValidateRequest {
+                namespace: ns.map(ToString::to_string).unwrap_or_default(),
+            }))
+            .await?
+            .into_inner();
+        Ok(wire::list("findings", &r.findings, convert::finding)?)
+    }
+
     /// Restores a namespace (or one layer) to its state at `to`, as a new
     /// change set; with `dry_run`, only returns that change set.
     pub async fn rollback(

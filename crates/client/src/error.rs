@@ -143,6 +143,13 @@ impl Error {
         self.code() == Some(Code::Unauthenticated)
     }
 
+    /// Whether a commit was refused because the configuration it would leave
+    /// fails validation (`INVALID_ARGUMENT` with reason `VALIDATION_FAILED`;
+    /// the status's field violations are the findings).
+    pub fn is_validation_failed(&self) -> bool {
+        matches!(self, Error::Status { reason: Some(r), .. } if r == "VALIDATION_FAILED")
+    }
+
     /// Whether the token's principal may not do this (`PERMISSION_DENIED`);
     /// the message names the action and the resource.
     pub fn is_permission_denied(&self) -> bool {

@@ -165,9 +165,24 @@ fn layer_diffs_and_dry_runs_convert() {
             }],
         }],
         namespaces: vec!["web".into()],
+        findings: vec![v1::Finding {
+            namespace: "web".into(),
+            stage: "rule".into(),
+            rule: "r1".into(),
+            severity: "warning".into(),
+            context: [("env".to_owned(), "prod".to_owned())].into(),
+            key: "a".into(),
+            message: "m".into(),
+        }],
     };
     let d = wire::dry_run(&r).unwrap();
     assert_eq!(d.revision, 4);
+    assert_eq!(d.findings[0].severity, confstrata_core::Severity::Warning);
+    assert_eq!(d.findings[0].key.as_deref(), Some("a"));
+    let mut bad_severity = r.clone();
+    bad_severity.findings[0].severity = "fatal".into();
+    let e = wire::dry_run(&bad_severity).unwrap_err();
+    assert_eq!(e.field, "findings[0].severity");
     assert_eq!(d.layers[0].status, LayerStatus::Created);
     assert_eq!(d.layers[0].changes[0].new, Some(json!([1, 2])));
     assert_eq!(d.namespaces[0].as_str(), "web");

@@ -86,6 +86,8 @@ pub struct DryRun {
     pub layers: Vec<LayerDiff>,
     /// The namespaces whose declaration it would create or change.
     pub namespaces: Vec<NamespaceName>,
+    /// What the validation chains found (a commit is refused on any error).
+    pub findings: Vec<confstrata_core::Finding>,
 }
 
 /// The answer of [`Client::rollback`](crate::Client::rollback).

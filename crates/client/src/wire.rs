@@ -179,6 +179,7 @@ pub(crate) fn dry_run(r: &v1::DryRunResponse) -> FieldResult<DryRun> {
         namespaces: list("namespaces", &r.namespaces, |f, n| {
             convert::namespace_name(f, n)
         })?,
+        findings: list("findings", &r.findings, convert::finding)?,
     })
 }
 

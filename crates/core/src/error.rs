@@ -212,6 +212,13 @@ pub enum Error {
         /// What failed, and where.
         message: String,
     },
+    /// The change set would leave configuration that fails validation;
+    /// nothing was committed.
+    #[error("{}", validation_summary(findings))]
+    Validation {
+        /// Every finding, errors and warnings, of every affected context.
+        findings: Vec<crate::validation::Finding>,
+    },
     /// The storage backend failed (I/O, corruption, ...).
     #[error("storage error: {message}")]
     Storage {
@@ -243,6 +250,26 @@ impl Error {
             other => other,
         }
     }
+}
+
+fn validation_summary(findings: &[crate::validation::Finding]) -> String {
+    let errors: Vec<&crate::validation::Finding> = findings
+        .iter()
+        .filter(|f| f.severity == crate::validation::Severity::Error)
+        .collect();
+    let mut out = format!(
+        "validation failed with {} error{}; nothing was committed",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for f in errors.iter().take(5) {
+        out.push_str("; ");
+        out.push_str(&f.to_string());
+    }
+    if errors.len() > 5 {
+        out.push_str(&format!("; and {} more", errors.len() - 5));
+    }
+    out
 }
 
 struct Location(Option<usize>, Option<usize>);

@@ -66,7 +66,7 @@ pub use store::{
     RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, check_readable,
     retention_floor,
 };
-pub use validation::{ChainMode, RuleSpec, Severity, Validation, ValidatorSpec};
+pub use validation::{ChainMode, Finding, RuleSpec, Severity, Validation, ValidatorSpec};
 
 /// Re-exported so users of the `Document` type need not depend on `serde_json` themselves.
 pub use serde_json;

@@ -4,8 +4,12 @@
 //! that it travels in the namespace's declaration and is versioned, diffed
 //! and rolled back with it, by ordinary change sets.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::namespace::Context;
 
 /// A namespace's validation chain: syntax (always), then the schema, then
 /// the custom validators the schema names, then the business rules, then
@@ -104,5 +108,53 @@ pub enum ChainMode {
 impl ChainMode {
     fn is_default(&self) -> bool {
         *self == ChainMode::default()
+    }
+}
+
+/// One thing the validation chain found, in one context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The namespace whose chain found it.
+    pub namespace: String,
+    /// The stage: `schema`, `validator`, `rule` or `cross`.
+    pub stage: String,
+    /// The rule id, validator name or schema keyword location.
+    pub rule: String,
+    /// Whether it blocks the commit.
+    pub severity: Severity,
+    /// The context it was found in.
+    pub context: Context,
+    /// The key it is about, dotted, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let ctx: Vec<String> = self
+            .context
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let ctx = if ctx.is_empty() {
+            "(no context)".to_owned()
+        } else {
+            ctx.join(",")
+        };
+        write!(
+            f,
+            "{sev} [{} {}] {} {ctx}",
+            self.stage, self.rule, self.namespace
+        )?;
+        if let Some(k) = &self.key {
+            write!(f, " {k}")?;
+        }
+        write!(f, ": {}", self.message)
     }
 }

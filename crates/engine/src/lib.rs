@@ -53,6 +53,7 @@ use serde::Serialize;
 
 mod admin;
 mod security;
+mod validate;
 mod write;
 
 pub use admin::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
@@ -70,6 +71,7 @@ pub struct Engine {
     observers: Arc<Mutex<Vec<CommitObserver>>>,
     policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
     security: Arc<Security>,
+    validator: Arc<validate::Validator>,
 }
 
 /// Called after every change to the access policy.
@@ -87,6 +89,9 @@ pub struct DryRun {
     pub layers: Vec<LayerDiff>,
     /// The namespaces whose declaration it would create or change.
     pub namespaces: Vec<NamespaceName>,
+    /// What the validation chains of the affected namespaces and contexts
+    /// found (a commit would be refused if any is an error).
+    pub findings: Vec<confstrata_core::Finding>,
 }
 
 /// Reads the committed state at one revision, for planning a dry run.
@@ -216,6 +221,7 @@ impl Engine {
             observers: Arc::default(),
             policy_observers: Arc::default(),
             security: Arc::new(security),
+            validator: Arc::default(),
         })
     }
 

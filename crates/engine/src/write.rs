@@ -8,6 +8,7 @@ use confstrata_core::{
 };
 
 use crate::security::{Caller, Gate, contains_sealed, crypto_error, journal_fn};
+use crate::validate::{Candidate, has_errors};
 use crate::{DryRun, Engine, LayerDiff, LayerStatus};
 
 impl Engine {
@@ -19,7 +20,119 @@ impl Engine {
         let g = self.gate(caller);
         self.authorize_changes(&g, changes, Action::Write)?;
         let sealed = self.seal_changes(&g, changes, false)?;
-        self.commit_sealed(&g, &sealed, Action::Write, "commit")
+        self.commit_validated(&g, &sealed, Action::Write, "commit")
+    }
+
+    /// Validates a sealed change set against the state it will land on and
+    /// commits it: under the validation lock when any chain is affected, so
+    /// the committed state is the validated one. A refusal is audited.
+    pub(crate) fn commit_validated(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+    ) -> Result<CommitInfo> {
+        let limits = confstrata_core::Limits::default();
+        let plan_at = |revision| {
+            let mut reader = crate::StoreReader {
+                store: &*self.store,
+                revision,
+            };
+            confstrata_core::plan(changes, &mut reader, &limits)
+        };
+        let revision = self.store.revision()?;
+        // A change set that does not plan fails in the store just the same
+        // (and is audited there).
+        let Ok(plan) = plan_at(revision) else {
+            return self.commit_sealed(g, changes, action, operation);
+        };
+        let declarations = !plan.namespaces.is_empty();
+        let candidate = Candidate::with_plan(&*self.store, revision, &plan);
+        let result = if self.validator.needed(&candidate, &plan)? {
+            let _serial = self
+                .validator
+                .lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Re-plan under the lock: the state may have moved meanwhile.
+            let revision = self.store.revision()?;
+            match plan_at(revision) {
+                Ok(plan) => {
+                    let candidate = Candidate::with_plan(&*self.store, revision, &plan);
+                    let findings = self.validator.check_plan(&candidate, &plan)?;
+                    if has_errors(&findings) {
+                        let refused = g
+                            .entry(action, changes_resource(changes), Outcome::Failed)
+                            .detail("operation", operation)
+                            .detail("ops", describe_ops(changes))
+                            .detail(
+                                "error",
+                                format!("validation failed: {} findings", findings.len()),
+                            );
+                        if let Err(w) = self
+                            .store
+                            .append_journal(journal_fn(&self.security, refused))
+                        {
+                            tracing::warn!(error = %w, "the audit record of a refused commit could not be written");
+                        }
+                        return Err(Error::Validation { findings });
+                    }
+                    self.commit_sealed(g, changes, action, operation)
+                }
+                Err(_) => self.commit_sealed(g, changes, action, operation),
+            }
+        } else {
+            self.commit_sealed(g, changes, action, operation)
+        };
+        if declarations {
+            self.validator.declarations_changed();
+        }
+        result
+    }
+
+    /// Runs the validation chains on the current state: every context of
+    /// `namespace`'s matrix, or of every namespace the caller may read that
+    /// has a chain. Commits nothing.
+    pub fn validate(
+        &self,
+        caller: &Caller,
+        namespace: Option<&NamespaceName>,
+    ) -> Result<Vec<confstrata_core::Finding>> {
+        let g = self.gate(caller);
+        let revision = self.store.revision()?;
+        let specs = match namespace {
+            Some(ns) => {
+                g.require_some(Action::Read, ns)?;
+                vec![
+                    self.store
+                        .namespace(ns, revision)?
+                        .ok_or_else(|| Error::NamespaceNotFound {
+                            namespace: ns.to_string(),
+                        })?
+                        .spec,
+                ]
+            }
+            None => self
+                .store
+                .namespaces(revision)?
+                .into_iter()
+                .map(|r| r.spec)
+                .filter(|s| {
+                    self.allows_some(caller, Action::Read, &Resource::namespace(s.name.clone()))
+                })
+                .collect(),
+        };
+        let candidate = Candidate::current(&*self.store, revision);
+        let mut findings = Vec::new();
+        for spec in specs.iter().filter(|s| !s.validation.is_empty()) {
+            let contexts = spec.matrix_contexts();
+            findings.extend(
+                self.validator
+                    .check_namespace(&candidate, spec, contexts.iter())?,
+            );
+        }
+        Ok(findings)
     }
 
     /// Commits a change set that is already authorized and sealed, with
@@ -241,6 +354,12 @@ impl Engine {
         };
         let plan =
             confstrata_core::plan(&sealed, &mut reader, &confstrata_core::Limits::default())?;
+        let candidate = Candidate::with_plan(&*self.store, revision, &plan);
+        let findings = if self.validator.needed(&candidate, &plan)? {
+            self.validator.check_plan(&candidate, &plan)?
+        } else {
+            Vec::new()
+        };
         let mut layers = Vec::new();
         for (ns, layer, new) in &plan.layers {
             let old = self.store.layer(ns, layer, revision)?.map(|r| r.document);
@@ -267,6 +386,7 @@ impl Engine {
             revision,
             layers,
             namespaces: plan.namespaces.into_iter().map(|s| s.name).collect(),
+            findings,
         })
     }
 
@@ -339,7 +459,7 @@ impl Engine {
         match self.rollback_plan(caller, ns, layer, to, message)? {
             Some(cs) => {
                 let cs = self.seal_changes(&g, &cs, true)?;
-                self.commit_sealed(&g, &cs, Action::Publish, "rollback")
+                self.commit_validated(&g, &cs, Action::Publish, "rollback")
                     .map(Some)
             }
             None => Ok(None),

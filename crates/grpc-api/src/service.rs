@@ -472,6 +472,25 @@ impl ConfigService for Service {
             revision: d.revision,
             layers: d.layers.iter().map(layer_diff).collect(),
             namespaces: d.namespaces.iter().map(ToString::to_string).collect(),
+            findings: d.findings.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn validate(&self, req: Request<v1::ValidateRequest>) -> Res<v1::ValidateResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let ns =
+            convert::optional_namespace_name("namespace", &r.namespace).map_err(status::field)?;
+        let (revision, findings) = self
+            .calls
+            .run(a, "namespace", move |e, c| {
+                let revision = e.revision()?;
+                Ok((revision, e.validate(c, ns.as_ref())?))
+            })
+            .await?;
+        Ok(Response::new(v1::ValidateResponse {
+            revision,
+            findings: findings.iter().map(Into::into).collect(),
         }))
     }
 

@@ -117,6 +117,38 @@ pub(crate) fn from_core(e: &Error, field: &str) -> Status {
             ),
         ),
         Error::Unauthenticated { .. } => Status::unauthenticated(message),
+        Error::Validation { findings } => {
+            let mut details = ErrorDetails::with_error_info(
+                "VALIDATION_FAILED",
+                ERROR_DOMAIN,
+                HashMap::from([(
+                    "errors".to_owned(),
+                    findings
+                        .iter()
+                        .filter(|f| f.severity == confstrata_core::Severity::Error)
+                        .count()
+                        .to_string(),
+                )]),
+            );
+            for f in findings
+                .iter()
+                .filter(|f| f.severity == confstrata_core::Severity::Error)
+            {
+                let ctx: Vec<String> = f.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                details.add_bad_request_violation(
+                    format!(
+                        "{} {} {}",
+                        f.namespace,
+                        ctx.join(","),
+                        f.key.as_deref().unwrap_or("")
+                    )
+                    .trim_end()
+                    .to_owned(),
+                    f.to_string(),
+                );
+            }
+            Status::with_error_details(Code::InvalidArgument, message, details)
+        }
         Error::PermissionDenied {
             action, resource, ..
         } => Status::with_error_details(

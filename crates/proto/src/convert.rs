@@ -76,6 +76,15 @@ pub fn optional_layer_path(field: &str, text: &str) -> FieldResult<Option<LayerP
     }
 }
 
+/// An optional namespace name: empty means none.
+pub fn optional_namespace_name(field: &str, text: &str) -> FieldResult<Option<NamespaceName>> {
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        namespace_name(field, text).map(Some)
+    }
+}
+
 /// A key path from a field.
 pub fn key_path(field: &str, text: &str) -> FieldResult<KeyPath> {
     at_field(field, KeyPath::parse(text))
@@ -346,6 +355,58 @@ pub fn provenance(field: &str, p: &v1::Provenance) -> FieldResult<Provenance> {
     Ok(Provenance {
         layer: layer_path(&format!("{field}.layer"), &p.layer)?,
         revision: p.revision,
+    })
+}
+
+impl From<&confstrata_core::Finding> for v1::Finding {
+    fn from(f: &confstrata_core::Finding) -> Self {
+        v1::Finding {
+            namespace: f.namespace.clone(),
+            stage: f.stage.clone(),
+            rule: f.rule.clone(),
+            severity: match f.severity {
+                confstrata_core::Severity::Error => "error",
+                confstrata_core::Severity::Warning => "warning",
+            }
+            .to_owned(),
+            context: f
+                .context
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            key: f.key.clone().unwrap_or_default(),
+            message: f.message.clone(),
+        }
+    }
+}
+
+/// A validation finding from the wire (what a server sent).
+pub fn finding(field: &str, f: &v1::Finding) -> FieldResult<confstrata_core::Finding> {
+    let severity = match f.severity.as_str() {
+        "error" => confstrata_core::Severity::Error,
+        "warning" => confstrata_core::Severity::Warning,
+        other => {
+            return Err(FieldError {
+                field: format!("{field}.severity"),
+                error: Box::new(confstrata_core::Error::invalid(
+                    "severity",
+                    format!("{other:?} is neither \"error\" nor \"warning\""),
+                )),
+            });
+        }
+    };
+    Ok(confstrata_core::Finding {
+        namespace: f.namespace.clone(),
+        stage: f.stage.clone(),
+        rule: f.rule.clone(),
+        severity,
+        context: f
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        key: (!f.key.is_empty()).then(|| f.key.clone()),
+        message: f.message.clone(),
     })
 }
 

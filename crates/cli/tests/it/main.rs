@@ -880,3 +880,41 @@ fn serve_refuses_weak_or_exposed_master_keys() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("master.key"), "{}", r.stderr);
 }
+
+#[test]
+fn validation_refuses_bad_changes_with_every_finding() {
+    let env = Env::new();
+    let ex = examples().join("validated");
+    env.ok(&["import", ex.join("platform").to_str().unwrap()]);
+    env.ok(&["import", ex.join("orders").to_str().unwrap()]);
+    let r = env.ok(&["validate"]);
+    assert!(!r.stdout.contains("error"), "{}", r.stdout);
+    let bad = ex.join("bad-change.toml");
+    let before = env.ok(&["status", "-o", "json"]).json()["revision"].clone();
+    // validate -f: the diff and the findings, exit 6.
+    let r = env.run(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 6, "{}{}", r.stdout, r.stderr);
+    for needle in [
+        "SEVERITY",
+        "schema",
+        "validator",
+        "rule",
+        "cross",
+        "server.port",
+        "prod-has-replicas",
+        "pool-within-platform-budget",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle} missing:\n{}", r.stdout);
+    }
+    assert!(r.stderr.contains("validation failed with"), "{}", r.stderr);
+    // apply: refused, nothing committed, exit 6.
+    let r = env.run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing was committed"), "{}", r.stderr);
+    assert_eq!(env.ok(&["status", "-o", "json"]).json()["revision"], before);
+    // JSON output of validate is the findings.
+    let r = env.run(&["validate", "-f", bad.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(r.code, 6);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["findings"].as_array().unwrap().len() >= 4, "{v}");
+}

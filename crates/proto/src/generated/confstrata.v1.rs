@@ -2364,6 +2364,57 @@ pub struct DryRunResponse {
     /// The namespaces whose declaration it would create or change.
     #[prost(string, repeated, tag = "3")]
     pub namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// What the validation chains of the affected namespaces and contexts
+    /// found; a commit is refused if any has severity "error".
+    #[prost(message, repeated, tag = "4")]
+    pub findings: ::prost::alloc::vec::Vec<Finding>,
+}
+/// Request of Validate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ValidateRequest {
+    /// The namespace (empty: every namespace the caller may read).
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+}
+/// Response of Validate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ValidateResponse {
+    /// The revision checked.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// Everything the chains found.
+    #[prost(message, repeated, tag = "2")]
+    pub findings: ::prost::alloc::vec::Vec<Finding>,
+}
+/// One finding of a validation chain. A refused commit carries them too, as
+/// the field violations of a google.rpc.BadRequest (field:
+/// "<namespace> <context> <key>", description: the whole finding).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Finding {
+    /// The namespace whose chain found it.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    /// "schema", "validator", "rule" or "cross".
+    #[prost(string, tag = "2")]
+    pub stage: ::prost::alloc::string::String,
+    /// The rule id, validator name or schema keyword location.
+    #[prost(string, tag = "3")]
+    pub rule: ::prost::alloc::string::String,
+    /// "error" (blocks) or "warning".
+    #[prost(string, tag = "4")]
+    pub severity: ::prost::alloc::string::String,
+    /// The context it was found in.
+    #[prost(map = "string, string", tag = "5")]
+    pub context: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    /// The key it is about, dotted (empty if none).
+    #[prost(string, tag = "6")]
+    pub key: ::prost::alloc::string::String,
+    /// What is wrong.
+    #[prost(string, tag = "7")]
+    pub message: ::prost::alloc::string::String,
 }
 /// Request of Rollback.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -2920,6 +2971,32 @@ pub mod config_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.ConfigService", "DryRun"));
             self.inner.unary(req, path, codec).await
         }
+        /// Runs the validation chains on the current state (every context of one
+        /// namespace's matrix, or of every namespace), without committing.
+        pub async fn validate(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ValidateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ValidateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.ConfigService/Validate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.ConfigService", "Validate"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Restores a namespace (or one layer) to an earlier state, as a new change set.
         pub async fn rollback(
             &mut self,
@@ -3111,6 +3188,15 @@ pub mod config_service_server {
             &self,
             request: tonic::Request<super::DryRunRequest>,
         ) -> std::result::Result<tonic::Response<super::DryRunResponse>, tonic::Status>;
+        /// Runs the validation chains on the current state (every context of one
+        /// namespace's matrix, or of every namespace), without committing.
+        async fn validate(
+            &self,
+            request: tonic::Request<super::ValidateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ValidateResponse>,
+            tonic::Status,
+        >;
         /// Restores a namespace (or one layer) to an earlier state, as a new change set.
         async fn rollback(
             &self,
@@ -3878,6 +3964,51 @@ pub mod config_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DryRunSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.ConfigService/Validate" => {
+                    #[allow(non_camel_case_types)]
+                    struct ValidateSvc<T: ConfigService>(pub Arc<T>);
+                    impl<
+                        T: ConfigService,
+                    > tonic::server::UnaryService<super::ValidateRequest>
+                    for ValidateSvc<T> {
+                        type Response = super::ValidateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ValidateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ConfigService>::validate(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ValidateSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
