@@ -197,6 +197,12 @@ impl ConfigService for Fixed {
     async fn rollback(&self, _: Request<v1::RollbackRequest>) -> Res<v1::RollbackResponse> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn namespace_history(
+        &self,
+        _: Request<v1::NamespaceHistoryRequest>,
+    ) -> Res<v1::NamespaceHistoryResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn validate(&self, _: Request<v1::ValidateRequest>) -> Res<v1::ValidateResponse> {
         Err(Status::unimplemented("baseline"))
     }

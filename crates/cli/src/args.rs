@@ -392,6 +392,25 @@ pub(crate) enum NsCommand {
         #[command(flatten)]
         at: AtArg,
     },
+    /// Versions of a namespace's declaration (levels, matrix, validation chain), newest first.
+    History {
+        /// Name.
+        name: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Diff a namespace's declaration (levels, matrix, validation chain) between two revisions.
+    Diff {
+        /// Name.
+        name: String,
+        /// Old revision or time.
+        #[arg(long)]
+        from: String,
+        /// New revision or time (default: latest).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

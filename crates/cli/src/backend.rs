@@ -359,6 +359,60 @@ impl Backend {
         }
     }
 
+    /// Versions of a namespace's declaration.
+    pub(crate) fn declaration_history(
+        &self,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> Result<Vec<confstrata_core::DeclarationVersion>> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.declaration_history(caller, ns, limit)?)
+            }
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.declaration_history(ns, limit).await
+            }),
+        }
+    }
+
+    /// Diffs a namespace's declaration between two revisions.
+    pub(crate) fn diff_declaration(
+        &self,
+        ns: &NamespaceName,
+        from: At,
+        to: At,
+    ) -> Result<Vec<DiffEntry>> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.diff_declaration(caller, ns, from, to)?)
+            }
+            Backend::Remote { client, runtime } => {
+                // Two reads of the declaration; one that did not exist is empty.
+                let read = |at| -> Result<Option<NamespaceRecord>> {
+                    match Self::call(
+                        client,
+                        runtime,
+                        |c| async move { c.namespace(ns, at).await },
+                    ) {
+                        Ok(r) => Ok(Some(r)),
+                        Err(e) if is_not_found(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                };
+                let (a, b) = (read(from)?, read(to)?);
+                if a.is_none() && b.is_none() {
+                    anyhow::bail!(confstrata_core::Error::NamespaceNotFound {
+                        namespace: ns.to_string()
+                    });
+                }
+                Ok(confstrata_core::diff(
+                    &confstrata_engine::spec_document(a)?,
+                    &confstrata_engine::spec_document(b)?,
+                ))
+            }
+        }
+    }
+
     /// Runs the validation chains on the current state.
     pub(crate) fn validate(
         &self,

@@ -661,7 +661,64 @@ impl Ctx {
                     for (var, values) in &n.spec.matrix {
                         rows.push(vec![format!("matrix {var}"), values.join(", ")]);
                     }
+                    let v = &n.spec.validation;
+                    if !v.is_empty() {
+                        rows.push(vec![
+                            "validation".into(),
+                            format!(
+                                "{}{} validators, {} rules",
+                                if v.schema.is_some() { "schema, " } else { "" },
+                                v.validators.len(),
+                                v.rules.len()
+                            ),
+                        ]);
+                    }
                     rows
+                })
+            }
+            NsCommand::History { name, limit } => {
+                let h = self.backend.declaration_history(&ns(&name)?, limit)?;
+                structured(
+                    &h,
+                    self.output,
+                    &["REVISION", "TIME", "AUTHOR", "MESSAGE", "RULES"],
+                    || {
+                        h.iter()
+                            .map(|v| {
+                                vec![
+                                    v.info.revision.to_string(),
+                                    v.info.time.to_string(),
+                                    v.info.author.clone(),
+                                    v.info.message.clone(),
+                                    v.spec.as_ref().map_or("(deleted)".into(), |s| {
+                                        s.validation.rules.len().to_string()
+                                    }),
+                                ]
+                            })
+                            .collect()
+                    },
+                )
+            }
+            NsCommand::Diff { name, from, to } => {
+                let name = ns(&name)?;
+                let from: At = from.parse()?;
+                let to: At = to
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()?
+                    .unwrap_or(At::Latest);
+                let d = self.backend.diff_declaration(&name, from, to)?;
+                structured(&d, self.output, &["KEY", "CHANGE", "OLD", "NEW"], || {
+                    d.iter()
+                        .map(|c| {
+                            vec![
+                                c.key.to_string(),
+                                format!("{:?}", c.kind).to_lowercase(),
+                                c.old.as_ref().map(cell).unwrap_or_default(),
+                                c.new.as_ref().map(cell).unwrap_or_default(),
+                            ]
+                        })
+                        .collect()
                 })
             }
         }

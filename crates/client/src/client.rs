@@ -691,6 +691,27 @@ impl Client {
         Ok(wire::dry_run(&r)?)
     }
 
+    /// Versions of a namespace's declaration, newest first.
+    pub async fn declaration_history(
+        &self,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> Result<Vec<confstrata_core::DeclarationVersion>> {
+        let r = self
+            .raw()
+            .namespace_history(self.request(v1::NamespaceHistoryRequest {
+                namespace: ns.to_string(),
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            }))
+            .await?
+            .into_inner();
+        Ok(wire::list(
+            "versions",
+            &r.versions,
+            convert::declaration_version,
+        )?)
+    }
+
     /// Runs the validation chains on the current state: every context of
     /// `ns` (or of every namespace), without committing.
     pub async fn validate(

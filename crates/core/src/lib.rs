@@ -62,9 +62,9 @@ pub use path::{
 };
 pub use resolve::{ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve};
 pub use store::{
-    At, Change, ChangeItem, CommitInfo, LayerRecord, LayerVersion, NamespaceRecord,
-    RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, check_readable,
-    retention_floor,
+    At, Change, ChangeItem, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion,
+    NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
+    check_readable, retention_floor,
 };
 pub use validation::{ChainMode, Finding, RuleSpec, Severity, Validation, ValidatorSpec};
 

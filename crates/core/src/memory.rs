@@ -10,8 +10,9 @@ use crate::journal::{JournalFn, JournalHead, JournalRecord, JournalSlot, Setting
 use crate::namespace::NamespaceSpec;
 use crate::path::{LayerPath, NamespaceName};
 use crate::store::{
-    Change, ChangeItem, CommitInfo, LayerRecord, LayerVersion, NamespaceRecord, RetentionPolicy,
-    RetentionReport, RevisionInfo, Store, Timestamp, check_readable, retention_floor,
+    Change, ChangeItem, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion, NamespaceRecord,
+    RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp, check_readable,
+    retention_floor,
 };
 
 type Versions<T> = Vec<(u64, Option<T>)>;
@@ -179,6 +180,32 @@ impl Store for MemoryStore {
                 })
             })
             .collect())
+    }
+
+    fn declaration_history(
+        &self,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> Result<Vec<DeclarationVersion>> {
+        let inner = self.lock();
+        let mut out: Vec<DeclarationVersion> = inner
+            .namespaces
+            .get(ns)
+            .map(|versions| {
+                versions
+                    .iter()
+                    .filter_map(|(r, s)| {
+                        Some(DeclarationVersion {
+                            info: inner.info(*r)?,
+                            spec: s.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|v| std::cmp::Reverse(v.info.revision));
+        out.truncate(limit);
+        Ok(out)
     }
 
     fn history(

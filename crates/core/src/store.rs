@@ -116,6 +116,17 @@ pub struct LayerRecord {
     pub revision: u64,
 }
 
+/// One version of a namespace's declaration (levels, matrix, validation
+/// chain) in its history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeclarationVersion {
+    /// The change that wrote it.
+    #[serde(flatten)]
+    pub info: RevisionInfo,
+    /// The declaration (`None`: deleted).
+    pub spec: Option<NamespaceSpec>,
+}
+
 /// One version of a layer in its history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LayerVersion {
@@ -221,6 +232,12 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<LayerRecord>>;
     /// All layers of a namespace at a revision, by path.
     fn layers(&self, ns: &NamespaceName, revision: u64) -> Result<Vec<LayerRecord>>;
+    /// Versions of a namespace's declaration, newest first.
+    fn declaration_history(
+        &self,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> Result<Vec<DeclarationVersion>>;
     /// Versions of one layer, or of every layer of a namespace, newest first.
     fn history(
         &self,

@@ -795,6 +795,51 @@ impl Engine {
         Ok(out)
     }
 
+    /// Versions of a namespace's declaration (levels, matrix, validation
+    /// chain), newest first.
+    pub fn declaration_history(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> Result<Vec<confstrata_core::DeclarationVersion>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        let versions = self.store.declaration_history(ns, limit)?;
+        if versions.is_empty() && limit > 0 {
+            return Err(Error::NamespaceNotFound {
+                namespace: ns.to_string(),
+            });
+        }
+        g.audit_read(Resource::namespace(ns.clone()), self.store.revision()?)?;
+        Ok(versions)
+    }
+
+    /// Diffs a namespace's declaration between two revisions (as documents:
+    /// `levels`, `matrix`, `validation.rules`, ...). A revision where it did
+    /// not exist counts as empty.
+    pub fn diff_declaration(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        from: At,
+        to: At,
+    ) -> Result<Vec<DiffEntry>> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        let read = |at| -> Result<(Option<NamespaceRecord>, u64)> {
+            let rev = self.store.revision_at(at)?;
+            Ok((self.store.namespace(ns, rev)?, rev))
+        };
+        let ((a, _), (b, _)) = (read(from)?, read(to)?);
+        if a.is_none() && b.is_none() {
+            return Err(Error::NamespaceNotFound {
+                namespace: ns.to_string(),
+            });
+        }
+        Ok(diff(&spec_document(a)?, &spec_document(b)?))
+    }
+
     /// Applies a retention policy now (`admin` on everything).
     pub fn apply_retention(
         &self,
@@ -810,6 +855,18 @@ impl Engine {
                 .detail("oldest_revision", report.oldest_revision.to_string()),
         )?;
         Ok(report)
+    }
+}
+
+/// A declaration as a document, for diffs (empty if absent).
+pub fn spec_document(record: Option<NamespaceRecord>) -> Result<Document> {
+    match record {
+        None => Ok(Document::new()),
+        Some(r) => match confstrata_core::serde_json::to_value(&r.spec) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Ok(Document::new()),
+            Err(e) => Err(Error::storage(format!("encoding a declaration: {e}"))),
+        },
     }
 }
 

@@ -510,6 +510,13 @@ impl confstrata_core::Store for BrokenJournal {
     ) -> confstrata_core::Result<Vec<confstrata_core::LayerVersion>> {
         self.inner.history(n, l, limit)
     }
+    fn declaration_history(
+        &self,
+        n: &confstrata_core::NamespaceName,
+        limit: usize,
+    ) -> confstrata_core::Result<Vec<confstrata_core::DeclarationVersion>> {
+        self.inner.declaration_history(n, limit)
+    }
     fn changes_since(
         &self,
         a: u64,

@@ -441,6 +441,28 @@ impl ConfigService for Service {
         }))
     }
 
+    async fn namespace_history(
+        &self,
+        req: Request<v1::NamespaceHistoryRequest>,
+    ) -> Res<v1::NamespaceHistoryResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
+        let limit = match r.limit {
+            0 => 100,
+            n => n.min(MAX_HISTORY),
+        } as usize;
+        let h = self
+            .calls
+            .run(a, "namespace", move |e, c| {
+                e.declaration_history(c, &ns, limit)
+            })
+            .await?;
+        Ok(Response::new(v1::NamespaceHistoryResponse {
+            versions: h.iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn commit(&self, req: Request<v1::CommitRequest>) -> Res<v1::CommitResponse> {
         let a = auth(&req);
         let r = req.into_inner();

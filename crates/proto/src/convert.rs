@@ -308,6 +308,34 @@ impl From<&RevisionInfo> for v1::RevisionInfo {
     }
 }
 
+impl From<&confstrata_core::DeclarationVersion> for v1::NamespaceVersion {
+    fn from(v: &confstrata_core::DeclarationVersion) -> Self {
+        v1::NamespaceVersion {
+            info: Some((&v.info).into()),
+            spec: v.spec.as_ref().map(Into::into),
+        }
+    }
+}
+
+/// A declaration version from the wire (what a server sent).
+pub fn declaration_version(
+    field: &str,
+    v: &v1::NamespaceVersion,
+) -> FieldResult<confstrata_core::DeclarationVersion> {
+    let info = v
+        .info
+        .as_ref()
+        .ok_or_else(|| missing(&format!("{field}.info")))?;
+    Ok(confstrata_core::DeclarationVersion {
+        info: revision_info(&format!("{field}.info"), info)?,
+        spec: v
+            .spec
+            .as_ref()
+            .map(|s| namespace_spec(&format!("{field}.spec"), s))
+            .transpose()?,
+    })
+}
+
 /// Revision info from the wire.
 pub fn revision_info(field: &str, r: &v1::RevisionInfo) -> FieldResult<RevisionInfo> {
     Ok(RevisionInfo {

@@ -4,8 +4,8 @@
 //! read snapshot for the reader pool, the batch transaction for the writer.
 
 use confstrata_core::{
-    Change, ChangeItem, Document, Error, JournalHead, JournalRecord, LayerPath, LayerRecord,
-    LayerVersion, NamespaceName, NamespaceRecord, NamespaceSpec, Result, RevisionInfo,
+    Change, ChangeItem, DeclarationVersion, Document, Error, JournalHead, JournalRecord, LayerPath,
+    LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, NamespaceSpec, Result, RevisionInfo,
     SettingWrite, StateReader, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
@@ -275,6 +275,32 @@ pub(crate) fn layers_at(
 
 /// Versions of one layer or of every layer of a namespace, newest first; only
 /// versions whose revision is still recorded, like the memory store.
+pub(crate) fn declaration_history(
+    conn: &Connection,
+    ns: &NamespaceName,
+    limit: usize,
+) -> Result<Vec<DeclarationVersion>> {
+    type Row = (InfoRow, Option<String>);
+    let found: Vec<Row> = rows(
+        conn,
+        "SELECT v.rev, r.time_ms, r.author, r.message, v.spec
+         FROM namespace_versions v JOIN revisions r ON r.rev = v.rev
+         WHERE v.name = ?1
+         ORDER BY v.rev DESC LIMIT ?2",
+        rusqlite::params![ns.as_str(), limit_to_sql(limit)],
+        |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?)),
+    )?;
+    let mut out = Vec::with_capacity(found.len());
+    for (info_row, text) in found {
+        let rev = info_row.0;
+        out.push(DeclarationVersion {
+            info: info(info_row)?,
+            spec: text.map(|t| spec(ns.as_str(), rev, &t)).transpose()?,
+        });
+    }
+    Ok(out)
+}
+
 pub(crate) fn history(
     conn: &Connection,
     ns: &NamespaceName,

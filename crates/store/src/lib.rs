@@ -288,6 +288,14 @@ impl Store for SqliteStore {
         self.read_at(revision, |conn| db::layers_at(conn, ns, revision))
     }
 
+    fn declaration_history(
+        &self,
+        ns: &NamespaceName,
+        limit: usize,
+    ) -> confstrata_core::Result<Vec<confstrata_core::DeclarationVersion>> {
+        self.read(|conn| db::declaration_history(conn, ns, limit))
+    }
+
     fn history(
         &self,
         ns: &NamespaceName,

@@ -219,7 +219,11 @@ fn same(local: &Env, remote: &Remote<'_>, args: &[&str]) -> Run {
             "{args:?}: {}",
             r.stderr
         );
-        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        // A failed validation prints its findings on stdout; any other
+        // failure prints nothing there.
+        if r.code != 6 || args[0] != "validate" {
+            assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        }
     }
     r
 }
@@ -416,8 +420,43 @@ fn remote_mode_prints_what_local_mode_prints() {
         ],
         &["ns", "list", "--at", "1", "-o", "json"],
         &["history", "webshop"],
+        &["ns", "history", "webshop"],
+        &["ns", "diff", "webshop", "--from", "1"],
     ] {
         same(&local, &remote, args);
+    }
+
+    // Validation: the example with chains, the same findings and exit 6 both ways.
+    let validated = examples().join("validated");
+    let (platform, orders, bad) = (
+        validated.join("platform"),
+        validated.join("orders"),
+        validated.join("bad-change.toml"),
+    );
+    let (platform, orders, bad) = (
+        platform.to_str().unwrap(),
+        orders.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    );
+    for args in [
+        &["import", platform][..],
+        &["import", orders],
+        &["validate"],
+        &["validate", "orders", "-o", "json"],
+        &["ns", "show", "orders"],
+    ] {
+        same(&local, &remote, args);
+    }
+    for args in [
+        &["validate", "-f", bad][..],
+        &["validate", "-f", bad, "-o", "json"],
+        &["apply", "-f", bad],
+        &["apply", "-f", bad, "--dry-run"],
+    ] {
+        let r = same(&local, &remote, args);
+        if args[0] == "apply" && args.len() == 3 || args[0] == "validate" {
+            assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
+        }
     }
 
     // Export writes the same files.

@@ -2331,6 +2331,33 @@ pub struct HistoryResponse {
     #[prost(message, repeated, tag = "1")]
     pub versions: ::prost::alloc::vec::Vec<LayerVersion>,
 }
+/// Request of NamespaceHistory.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct NamespaceHistoryRequest {
+    /// The namespace.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    /// At most this many versions (default 100, at most 10000).
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+/// Response of NamespaceHistory.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NamespaceHistoryResponse {
+    /// Versions, newest first.
+    #[prost(message, repeated, tag = "1")]
+    pub versions: ::prost::alloc::vec::Vec<NamespaceVersion>,
+}
+/// One version of a namespace's declaration.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NamespaceVersion {
+    /// The change that wrote it.
+    #[prost(message, optional, tag = "1")]
+    pub info: ::core::option::Option<RevisionInfo>,
+    /// The declaration (unset: deleted).
+    #[prost(message, optional, tag = "2")]
+    pub spec: ::core::option::Option<NamespaceSpec>,
+}
 /// Request of Commit.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CommitRequest {
@@ -2927,6 +2954,34 @@ pub mod config_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.ConfigService", "History"));
             self.inner.unary(req, path, codec).await
         }
+        /// Lists versions of a namespace's declaration (levels, matrix, validation
+        /// chain), newest first.
+        pub async fn namespace_history(
+            &mut self,
+            request: impl tonic::IntoRequest<super::NamespaceHistoryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::NamespaceHistoryResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.ConfigService/NamespaceHistory",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.ConfigService", "NamespaceHistory"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Commits a change set atomically as one revision.
         pub async fn commit(
             &mut self,
@@ -3178,6 +3233,15 @@ pub mod config_service_server {
             &self,
             request: tonic::Request<super::HistoryRequest>,
         ) -> std::result::Result<tonic::Response<super::HistoryResponse>, tonic::Status>;
+        /// Lists versions of a namespace's declaration (levels, matrix, validation
+        /// chain), newest first.
+        async fn namespace_history(
+            &self,
+            request: tonic::Request<super::NamespaceHistoryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::NamespaceHistoryResponse>,
+            tonic::Status,
+        >;
         /// Commits a change set atomically as one revision.
         async fn commit(
             &self,
@@ -3874,6 +3938,52 @@ pub mod config_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HistorySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.ConfigService/NamespaceHistory" => {
+                    #[allow(non_camel_case_types)]
+                    struct NamespaceHistorySvc<T: ConfigService>(pub Arc<T>);
+                    impl<
+                        T: ConfigService,
+                    > tonic::server::UnaryService<super::NamespaceHistoryRequest>
+                    for NamespaceHistorySvc<T> {
+                        type Response = super::NamespaceHistoryResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::NamespaceHistoryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ConfigService>::namespace_history(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = NamespaceHistorySvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
