@@ -246,6 +246,10 @@ pub(crate) enum Command {
     },
     /// Show the store's revision range.
     Status,
+    /// The validation library shared by every namespace: schema entries
+    /// (`"$ref": "confstrata:<name>"`) and global validators.
+    #[command(subcommand)]
+    Library(LibraryCommand),
     /// Data keys of sealed values: list, rotate, rewrap, retire.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -258,6 +262,26 @@ pub(crate) enum Command {
     /// Bearer tokens: issue (shown once) and revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LibraryCommand {
+    /// Replace the library with a file: `[schemas.<name>]` tables (JSON
+    /// Schema) and `[[validators]]` (name, params, body, description).
+    /// Every namespace's chain is re-checked against it first.
+    Put {
+        /// File (TOML, YAML or JSON; `-` for stdin).
+        #[arg(short, long)]
+        file: String,
+        /// Format of the file (default: from the extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+        /// Change message.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// List the library: built-in and user schema entries, global validators.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

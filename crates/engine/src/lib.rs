@@ -59,6 +59,12 @@ mod write;
 pub use admin::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
 pub use confstrata_access::{Action, AuditRecord, PrincipalKind, Resource, Token};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
+pub use validate::LIBRARY_NAMESPACE;
+
+/// The built-in schema library (`"$ref": "confstrata:<name>"`): name → schema.
+pub fn schema_library() -> &'static BTreeMap<String, Value> {
+    confstrata_rules::library()
+}
 use security::{Gate, Security};
 
 /// The file name of the SQLite database inside a data directory.

@@ -14,6 +14,10 @@
 //! - A commit that needs validation holds the engine's validation lock from
 //!   the check to the commit, so nothing another commit writes can slip in
 //!   between: the committed state is the validated one.
+//! - The user library (schema entries and global validators shared by every
+//!   namespace) is the validation chain declared on the reserved namespace
+//!   [`LIBRARY_NAMESPACE`]: versioned like any declaration. A change to it is
+//!   checked on its own and then re-checks every namespace with a chain.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,13 +26,24 @@ use confstrata_core::{
     Context, Document, Error, Finding, LayerInput, LayerPath, NamespaceName, NamespaceSpec, Plan,
     Result, Severity, Store, resolve,
 };
-use confstrata_rules::{Compiled, Limits, Lookup};
+use confstrata_rules::{Compiled, Library, Limits, Lookup};
+
+/// The reserved namespace whose declared validation chain is the user
+/// library: `validation.schema."$defs"` are schema entries (`"$ref":
+/// "confstrata:<name>"`), `validation.validators` are global validators.
+pub const LIBRARY_NAMESPACE: &str = "_library";
+
+fn is_library(ns: &NamespaceName) -> bool {
+    ns.as_str() == LIBRARY_NAMESPACE
+}
 
 /// Compiled chains by namespace and declaration, and which namespaces read
 /// which (for cross-namespace rules).
 #[derive(Default)]
 pub(crate) struct Validator {
     compiled: Mutex<HashMap<(NamespaceName, String), Arc<Compiled>>>,
+    /// The user library, by its declaration's text.
+    library: Mutex<Option<(String, Arc<Library>)>>,
     /// Referenced namespace → the namespaces whose rules read it; rebuilt
     /// after any declaration changes.
     dependents: Mutex<Option<HashMap<NamespaceName, BTreeSet<NamespaceName>>>>,
@@ -161,22 +176,57 @@ fn contexts_of_layer(spec: &NamespaceSpec, layer: &LayerPath) -> Vec<Context> {
 }
 
 impl Validator {
-    /// The compiled chain of a declaration (cached); a chain that does not
-    /// compile is an error naming the namespace.
-    pub(crate) fn compiled(&self, spec: &NamespaceSpec) -> Result<Arc<Compiled>> {
+    /// The user library as the candidate state declares it (cached by its
+    /// declaration); one that does not check is an error naming it.
+    pub(crate) fn library(&self, candidate: &Candidate<'_>) -> Result<(String, Arc<Library>)> {
+        let name: NamespaceName = LIBRARY_NAMESPACE
+            .parse()
+            .map_err(|e: Error| Error::storage(e))?;
+        let validation = candidate
+            .spec(&name)?
+            .map(|s| s.validation)
+            .unwrap_or_default();
+        let text = confstrata_core::serde_json::to_string(&validation)
+            .map_err(|e| Error::storage(format!("encoding the library: {e}")))?;
+        if let Some((t, l)) = lock(&self.library).as_ref()
+            && *t == text
+        {
+            return Ok((text, Arc::clone(l)));
+        }
+        let invalid = |e: Error| {
+            Error::invalid(
+                format!("the validation library (namespace {LIBRARY_NAMESPACE})"),
+                e.to_string(),
+            )
+        };
+        let library = Library::from_validation(&validation).map_err(invalid)?;
+        library.check(&self.limits).map_err(invalid)?;
+        let library = Arc::new(library);
+        *lock(&self.library) = Some((text.clone(), Arc::clone(&library)));
+        Ok((text, library))
+    }
+
+    /// The compiled chain of a declaration with the library (cached); a
+    /// chain that does not compile is an error naming the namespace.
+    pub(crate) fn compiled(
+        &self,
+        spec: &NamespaceSpec,
+        library: &(String, Arc<Library>),
+    ) -> Result<Arc<Compiled>> {
         let key_text = confstrata_core::serde_json::to_string(&spec.validation)
             .map_err(|e| Error::storage(format!("encoding a validation chain: {e}")))?;
-        let key = (spec.name.clone(), key_text);
+        let key = (spec.name.clone(), format!("{key_text}\n{}", library.0));
         if let Some(c) = lock(&self.compiled).get(&key) {
             return Ok(Arc::clone(c));
         }
         let c = Arc::new(
-            Compiled::compile(&spec.name, &spec.validation, &self.limits).map_err(|e| {
-                Error::invalid(
-                    format!("the validation chain of namespace {}", spec.name),
-                    e.to_string(),
-                )
-            })?,
+            Compiled::compile_with(&spec.name, &spec.validation, &library.1, &self.limits)
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("the validation chain of namespace {}", spec.name),
+                        e.to_string(),
+                    )
+                })?,
         );
         let mut cache = lock(&self.compiled);
         // Old declarations of the same namespace are dropped.
@@ -200,13 +250,16 @@ impl Validator {
         let mut guard = lock(&self.dependents);
         if guard.is_none() {
             let mut index: HashMap<NamespaceName, BTreeSet<NamespaceName>> = HashMap::new();
+            let library = self
+                .library(&Candidate::current(store, revision))
+                .unwrap_or_else(|_| (String::new(), Arc::new(Library::default())));
             for r in store.namespaces(revision)? {
-                if r.spec.validation.is_empty() {
+                if r.spec.validation.is_empty() || is_library(&r.spec.name) {
                     continue;
                 }
                 // A stored chain that no longer compiles reads nothing here;
                 // checking that namespace reports the compile error.
-                if let Ok(c) = self.compiled(&r.spec) {
+                if let Ok(c) = self.compiled(&r.spec, &library) {
                     for referenced in c.references() {
                         index
                             .entry(referenced)
@@ -227,6 +280,9 @@ impl Validator {
     /// through a namespace whose rules read what it touches.
     pub(crate) fn needed(&self, candidate: &Candidate<'_>, plan: &Plan) -> Result<bool> {
         for ns in touched(plan).keys() {
+            if is_library(ns) {
+                return Ok(true);
+            }
             if candidate
                 .spec(ns)?
                 .is_some_and(|s| !s.validation.is_empty())
@@ -250,8 +306,30 @@ impl Validator {
         plan: &Plan,
     ) -> Result<Vec<Finding>> {
         let touched = touched(plan);
+        let library = self.library(candidate)?;
         let mut work: BTreeMap<NamespaceName, BTreeSet<Context>> = BTreeMap::new();
+        if touched.keys().any(is_library) {
+            // Every chain may read the library: check them all.
+            let mut names: BTreeSet<NamespaceName> = candidate
+                .store
+                .namespaces(candidate.revision)?
+                .into_iter()
+                .map(|r| r.spec.name)
+                .collect();
+            names.extend(candidate.specs.keys().cloned());
+            for name in names {
+                if let Some(spec) = candidate.spec(&name)?
+                    && !spec.validation.is_empty()
+                    && !is_library(&name)
+                {
+                    work.entry(name).or_default().extend(spec.matrix_contexts());
+                }
+            }
+        }
         for (ns, (spec_changed, layers)) in &touched {
+            if is_library(ns) {
+                continue;
+            }
             let Some(spec) = candidate.spec(ns)? else {
                 continue;
             };
@@ -278,7 +356,7 @@ impl Validator {
             let Some(spec) = candidate.spec(&ns)? else {
                 continue;
             };
-            findings.extend(self.check_namespace(candidate, &spec, contexts.iter())?);
+            findings.extend(self.check_namespace(candidate, &library, &spec, contexts.iter())?);
         }
         Ok(findings)
     }
@@ -287,10 +365,14 @@ impl Validator {
     pub(crate) fn check_namespace<'c>(
         &self,
         candidate: &Candidate<'_>,
+        library: &(String, Arc<Library>),
         spec: &NamespaceSpec,
         contexts: impl Iterator<Item = &'c Context>,
     ) -> Result<Vec<Finding>> {
-        let compiled = self.compiled(spec)?;
+        if is_library(&spec.name) {
+            return Ok(Vec::new());
+        }
+        let compiled = self.compiled(spec, library)?;
         let mut findings = Vec::new();
         for ctx in contexts {
             let doc = candidate.resolve(&spec.name, ctx)?.unwrap_or_default();

@@ -124,13 +124,16 @@ impl Engine {
                 .collect(),
         };
         let candidate = Candidate::current(&*self.store, revision);
+        let library = self.validator.library(&candidate)?;
         let mut findings = Vec::new();
         for spec in specs.iter().filter(|s| !s.validation.is_empty()) {
             let contexts = spec.matrix_contexts();
-            findings.extend(
-                self.validator
-                    .check_namespace(&candidate, spec, contexts.iter())?,
-            );
+            findings.extend(self.validator.check_namespace(
+                &candidate,
+                &library,
+                spec,
+                contexts.iter(),
+            )?);
         }
         Ok(findings)
     }

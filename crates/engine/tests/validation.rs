@@ -213,3 +213,65 @@ fn rules_change_with_change_sets_and_bad_rules_are_refused_when_declared() {
     assert!(err.to_string().contains("r1"), "{err}");
     engine.validate(&me, None).unwrap();
 }
+
+#[test]
+fn the_user_library_is_shared_versioned_and_checked() {
+    let (_dir, engine, me) = engine();
+    let library = |max: u64| {
+        cs(
+            json!({"message": "library", "ops": [{"op": "put-namespace", "spec": {
+            "name": confstrata_engine::LIBRARY_NAMESPACE, "levels": ["defaults"],
+            "validation": {
+                "schema": {"$defs": {"team-port": {"type": "integer", "minimum": 10000, "maximum": max,
+                                                     "description": "ports our team may use"}}},
+                "validators": [{"name": "is_even", "body": "value % 2 == 0", "description": "must be even"}]
+            }}}]}),
+        )
+    };
+    engine.commit(&me, &library(20000)).unwrap();
+    let svc = cs(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "svc", "levels": ["defaults"],
+            "validation": {
+                "schema": {"type": "object", "properties": {"port": {"$ref": "confstrata:team-port"}}},
+                "rules": [{"id": "even-workers", "check": "is_even(cfg.workers)", "message": "workers must be even"}]
+            }}},
+        {"op": "put", "namespace": "svc", "layer": "defaults", "document": {"port": 15000, "workers": 4}},
+    ]}));
+    engine.commit(&me, &svc).unwrap();
+    let set = |k: &str, v: Value| {
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "svc", "layer": "defaults", "key": k, "value": v}]}),
+        )
+    };
+    let Err(Error::Validation { findings }) = engine.commit(&me, &set("port", json!(8080))) else {
+        panic!("a port outside the team's range was accepted")
+    };
+    assert_eq!(findings[0].key.as_deref(), Some("port"), "{findings:#?}");
+    let Err(Error::Validation { findings }) = engine.commit(&me, &set("workers", json!(3))) else {
+        panic!("odd workers were accepted")
+    };
+    assert_eq!(findings[0].rule, "even-workers", "{findings:#?}");
+    // Narrowing the library would break svc: refused, naming svc.
+    let Err(Error::Validation { findings }) = engine.commit(&me, &library(12000)) else {
+        panic!("a library change that breaks svc was accepted")
+    };
+    assert!(
+        findings.iter().all(|f| f.namespace == "svc"),
+        "{findings:#?}"
+    );
+    // A library that does not check is refused, naming it.
+    let bad = cs(json!({"ops": [{"op": "put-namespace", "spec": {
+        "name": confstrata_engine::LIBRARY_NAMESPACE, "levels": ["defaults"],
+        "validation": {"schema": {"$defs": {"port": {"type": "integer"}}}}}}]}));
+    let e = engine.commit(&me, &bad).unwrap_err();
+    assert!(e.to_string().contains("library"), "{e}");
+    // The library is versioned like any declaration.
+    let h = engine
+        .declaration_history(
+            &me,
+            &confstrata_engine::LIBRARY_NAMESPACE.parse().unwrap(),
+            10,
+        )
+        .unwrap();
+    assert_eq!(h.len(), 1, "only the accepted version was committed");
+}

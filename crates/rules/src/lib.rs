@@ -44,6 +44,16 @@
 //! map sizes, and wall time. Maps fail on a missing key (`cfg.db.pool` is an
 //! error when `db` has no `pool`; test with `"pool" in cfg.db`).
 //!
+//! # User library
+//!
+//! Users add their own schema entries and global validators in a
+//! [`Library`] (declared on a reserved namespace, read with
+//! [`Library::from_validation`], checked with [`Library::check`]) that the
+//! engine passes to every [`Compiled::compile_with`]: its entries resolve as
+//! `confstrata:<name>` like the built-ins (and may refer to built-ins and
+//! to each other), and its validators are callable from every namespace's
+//! rules and `x-validator`s, and from its own entries' `x-validator`s.
+//!
 //! This crate is the only one that knows rhai or jsonschema: none of their
 //! types appear in its API.
 //!
@@ -108,6 +118,7 @@
 mod library;
 mod schema;
 mod script;
+mod shared;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -122,8 +133,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use library::library;
+pub use shared::{Library, MAX_ENTRY_NAME};
 
-use schema::SchemaStage;
+use schema::{Catalog, SchemaStage};
 use script::{Failure, Origin, Sandbox};
 
 /// Bounds on every script run (one rule check, or one validator call).
@@ -360,13 +372,53 @@ impl Compiled {
         validation: &Validation,
         limits: &Limits,
     ) -> Result<Compiled, Error> {
+        Compiled::compile_with(namespace, validation, &Library::default(), limits)
+    }
+
+    /// [`Compiled::compile`] with a user [`Library`]: its schema entries
+    /// resolve as `confstrata:<name>` like the built-ins, and its
+    /// validators are callable from the namespace's rules and
+    /// `x-validator`s like the namespace's own.
+    ///
+    /// Refused, besides what `compile` refuses: a namespace validator with
+    /// the same name as a global one (the error names both). The library
+    /// itself is meant to have passed [`Library::check`]; here its entry
+    /// names and validators are checked again (the validators are compiled
+    /// anyway), and the entries the namespace's schema reaches are checked
+    /// as `Library::check` does. Errors in the library read
+    /// `invalid validation of namespace "web": user library: ...` or
+    /// `... schema: in schema library entry "pool-size": ...`.
+    pub fn compile_with(
+        namespace: &NamespaceName,
+        validation: &Validation,
+        library: &Library,
+        limits: &Limits,
+    ) -> Result<Compiled, Error> {
         let what = format!("validation of namespace {:?}", namespace.as_str());
+        let library_what = format!("{what}: user library");
+        library.check_entry_names(&library_what)?;
         let engine = script::engine(limits);
-        let (lib, validators) = script::compile_validators(&engine, &what, &validation.validators)?;
+        let (global_lib, mut validators) =
+            script::compile_validators(&engine, &library_what, &library.validators)?;
+        if let Some(clash) = validation
+            .validators
+            .iter()
+            .find(|spec| validators.contains_key(&spec.name))
+        {
+            return Err(Error::invalid(
+                format!("{what}: validator {:?}", clash.name),
+                format!(
+                    "it has the same name as the global validator {:?} of the user library; rename one of them",
+                    clash.name
+                ),
+            ));
+        }
+        let (lib, own) = script::compile_validators(&engine, &what, &validation.validators)?;
+        validators.extend(own);
         let sandbox = Arc::new(Sandbox {
             engine,
             limits: limits.clone(),
-            lib,
+            lib: global_lib.merge(&lib),
             validators,
         });
 
@@ -417,7 +469,9 @@ impl Compiled {
         let schema = validation
             .schema
             .as_ref()
-            .map(|schema| SchemaStage::compile(&what, schema, &sandbox))
+            .map(|schema| {
+                SchemaStage::compile(&what, schema, &sandbox, &Catalog::new(&library.schemas))
+            })
             .transpose()?;
 
         Ok(Compiled {

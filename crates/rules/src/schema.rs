@@ -4,7 +4,7 @@
 //! validator (its failures are reported as the Validator stage).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use confstrata_core::{Context, Error, KeyPath};
 use jsonschema::error::ValidationErrorKind;
@@ -21,8 +21,80 @@ use confstrata_core::Severity;
 /// The custom keyword that calls a validator.
 pub(crate) const X_VALIDATOR: &str = "x-validator";
 
-/// Serves `confstrata:<name>` from the library and refuses everything else.
-struct LibraryOnly;
+/// Most user entries named in a message listing the library.
+const MAX_LISTED: usize = 40;
+
+/// The schema library one compile sees: the built-in entries and the
+/// user's entries (each served with `$id: "confstrata:<name>"`, like the
+/// built-ins). Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Catalog {
+    user: Arc<BTreeMap<String, Value>>,
+}
+
+impl Catalog {
+    /// A catalog with the user's entries, which must not shadow built-ins
+    /// (see `Library::check_entries`).
+    pub(crate) fn new(user: &BTreeMap<String, Value>) -> Catalog {
+        let user = user
+            .iter()
+            .map(|(name, schema)| {
+                let mut schema = schema.clone();
+                if let Value::Object(map) = &mut schema {
+                    map.insert("$id".into(), Value::String(format!("{SCHEME}:{name}")));
+                }
+                (name.clone(), schema)
+            })
+            .collect();
+        Catalog {
+            user: Arc::new(user),
+        }
+    }
+
+    /// An entry, built-in or the user's, with its name.
+    fn get(&self, name: &str) -> Option<(&str, &Value)> {
+        library::library()
+            .get_key_value(name)
+            .or_else(|| self.user.get_key_value(name))
+            .map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether `name` is one of the user's entries.
+    fn is_user(&self, name: &str) -> bool {
+        self.user.contains_key(name)
+    }
+
+    /// The user's entries, with their `$id`.
+    pub(crate) fn user_entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.user.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The names of every entry, for messages.
+    fn names(&self) -> String {
+        let mut text = library::library()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !self.user.is_empty() {
+            let shown: Vec<&str> = self
+                .user
+                .keys()
+                .take(MAX_LISTED)
+                .map(String::as_str)
+                .collect();
+            text.push_str("; user entries: ");
+            text.push_str(&shown.join(", "));
+            if self.user.len() > MAX_LISTED {
+                text.push_str(&format!(" and {} more", self.user.len() - MAX_LISTED));
+            }
+        }
+        text
+    }
+}
+
+/// Serves `confstrata:<name>` from the catalog and refuses everything else.
+struct LibraryOnly(Catalog);
 
 impl Retrieve for LibraryOnly {
     fn retrieve(
@@ -31,29 +103,31 @@ impl Retrieve for LibraryOnly {
     ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         if uri.scheme().as_str() == SCHEME {
             let name = uri.path().as_str();
-            return library::library().get(name).cloned().ok_or_else(|| {
-                format!(
-                    "the schema library has no entry {name:?} (it has: {})",
-                    library_names()
-                )
-                .into()
-            });
+            return self
+                .0
+                .get(name)
+                .map(|(_, schema)| schema.clone())
+                .ok_or_else(|| {
+                    format!(
+                        "the schema library has no entry {name:?} (it has: {})",
+                        self.0.names()
+                    )
+                    .into()
+                });
         }
         Err(format!(
             "external references are refused (no network or file access); use `#/...` inside the schema or `{SCHEME}:<name>` from the schema library ({})",
-            library_names()
+            self.0.names()
         )
         .into())
     }
 }
 
-fn library_names() -> String {
-    library::library()
-        .keys()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// Separates the validator's name from the failure message in an
+/// `x-validator` error (a name is an identifier, so it never contains it).
+/// The name travels with the error: a keyword location does not tell
+/// which library entry it is in.
+const NAME_END: char = '\0';
 
 /// `x-validator` at one place of the schema.
 struct XValidator {
@@ -66,7 +140,7 @@ impl<'i> Keyword<'i> for XValidator {
     fn validate(&self, instance: &'i Value) -> Result<(), ValidationError<'i>> {
         self.sandbox
             .run_validator(&self.name, instance, &self.args)
-            .map_err(ValidationError::custom)
+            .map_err(|message| ValidationError::custom(format!("{}{NAME_END}{message}", self.name)))
     }
 
     fn is_valid(&self, instance: &'i Value) -> bool {
@@ -104,29 +178,55 @@ fn parse_x_validator(value: &Value) -> Result<(String, Vec<Value>), String> {
 /// The compiled schema stage.
 pub(crate) struct SchemaStage {
     validator: Validator,
-    /// Keyword location of each `x-validator` → the validator's name.
-    x_validators: BTreeMap<String, String>,
 }
 
 impl SchemaStage {
+    /// Compiles a namespace's schema: checks its `$ref`s and those of every
+    /// library entry it reaches, checks each user entry it reaches as
+    /// `Library::check` does, then builds it.
     pub(crate) fn compile(
         what: &str,
         schema: &Value,
         sandbox: &Arc<Sandbox>,
+        catalog: &Catalog,
     ) -> Result<SchemaStage, Error> {
-        let invalid = |reason: String| Error::invalid(format!("{what}: schema"), reason);
-        check_refs(schema).map_err(invalid)?;
+        let what = format!("{what}: schema");
+        let in_entry = |entry: &str, reason: String| {
+            Error::invalid(
+                &what,
+                format!("in schema library entry {entry:?}: {reason}"),
+            )
+        };
+        let reached =
+            check_refs(catalog, Some(schema), std::iter::empty()).map_err(|err| {
+                match err.entry {
+                    None => Error::invalid(&what, err.reason),
+                    Some(entry) => in_entry(&entry, err.reason),
+                }
+            })?;
+        for name in reached {
+            if let Some((_, entry)) = catalog.get(name) {
+                SchemaStage::build(entry, sandbox, catalog)
+                    .map_err(|reason| in_entry(name, reason))?;
+            }
+        }
+        SchemaStage::build(schema, sandbox, catalog).map_err(|reason| Error::invalid(&what, reason))
+    }
 
-        let names = Arc::new(Mutex::new(BTreeMap::new()));
-        let factory_names = Arc::clone(&names);
+    /// Builds a schema whose `$ref`s were checked.
+    fn build(
+        schema: &Value,
+        sandbox: &Arc<Sandbox>,
+        catalog: &Catalog,
+    ) -> Result<SchemaStage, String> {
         let factory_sandbox = Arc::clone(sandbox);
         let mut options = jsonschema::options()
             .with_draft(Draft::Draft202012)
-            .with_retriever(LibraryOnly)
+            .with_retriever(LibraryOnly(catalog.clone()))
             .should_validate_formats(true)
             .with_keyword(
                 X_VALIDATOR,
-                move |_parent: &Map<String, Value>, value: &Value, location: Location| {
+                move |_parent: &Map<String, Value>, value: &Value, _location: Location| {
                     let (name, args) = parse_x_validator(value).map_err(ValidationError::schema)?;
                     let Some(spec) = factory_sandbox.validators.get(&name) else {
                         let known: Vec<&str> = factory_sandbox
@@ -151,10 +251,6 @@ impl SchemaStage {
                             args.len()
                         )));
                     }
-                    factory_names
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(location.as_str().to_owned(), name.clone());
                     Ok(Box::new(XValidator {
                         sandbox: Arc::clone(&factory_sandbox),
                         name,
@@ -167,13 +263,8 @@ impl SchemaStage {
         }
         let validator = options
             .build(schema)
-            .map_err(|err| invalid(explain_build_error(&err)))?;
-        let x_validators =
-            std::mem::take(&mut *names.lock().unwrap_or_else(PoisonError::into_inner));
-        Ok(SchemaStage {
-            validator,
-            x_validators,
-        })
+            .map_err(|err| explain_build_error(&err))?;
+        Ok(SchemaStage { validator })
     }
 
     /// Validates `instance`; returns the schema findings and the validator findings.
@@ -184,18 +275,16 @@ impl SchemaStage {
             let key = key_of(err.instance_path());
             match err.kind() {
                 ValidationErrorKind::Custom { keyword, message } if keyword == X_VALIDATOR => {
-                    let rule = self
-                        .x_validators
-                        .get(err.schema_path().as_str())
-                        .cloned()
-                        .unwrap_or_else(|| X_VALIDATOR.to_owned());
+                    let (rule, message) = message
+                        .split_once(NAME_END)
+                        .unwrap_or((X_VALIDATOR, message.as_str()));
                     validators.push(Finding {
                         stage: Stage::Validator,
-                        rule,
+                        rule: rule.to_owned(),
                         severity: Severity::Error,
                         context: context.clone(),
                         key,
-                        message: truncate(message.clone()),
+                        message: truncate(message.to_owned()),
                     });
                 }
                 _ => {
@@ -413,68 +502,207 @@ fn resolve_local(
     anchors.get(&fragment).cloned()
 }
 
-/// Checks every `$ref` before jsonschema sees the schema, to name where a
-/// bad one is: a local one must point at something, a library one must
-/// name an entry, anything else (http, file, relative) is refused. Then
-/// refuses reference loops that never reach a value.
-fn check_refs(root: &Value) -> Result<(), String> {
-    let mut found = Refs::default();
-    walk(root, "", false, 0, &mut found);
-    if let Some(at) = found.too_deep {
-        return Err(format!(
-            "subschemas nest deeper than {MAX_SCHEMA_DEPTH} levels (at {at}); flatten it with $defs"
-        ));
+/// Checks the user's entries on their own, for `Library::check`: the
+/// `$ref`s of all of them, then each one built as a schema of its own.
+/// The error names the entry.
+pub(crate) fn check_entries(
+    catalog: &Catalog,
+    sandbox: &Arc<Sandbox>,
+) -> Result<(), (String, String)> {
+    let names: Vec<&str> = catalog.user_entries().map(|(name, _)| name).collect();
+    check_refs(catalog, None, names.iter().copied()).map_err(|err| {
+        // Without a namespace schema, every error is in an entry.
+        (err.entry.unwrap_or_default(), err.reason)
+    })?;
+    for (name, entry) in catalog.user_entries() {
+        SchemaStage::build(entry, sandbox, catalog).map_err(|reason| (name.to_owned(), reason))?;
     }
-    let mut edges: BTreeMap<String, String> = BTreeMap::new();
-    for (at, reference) in &found.refs {
-        let at_ref = format!("{at}/$ref");
-        if reference.starts_with('#') {
-            let target = resolve_local(root, &found.anchors, reference).ok_or_else(|| {
-                format!("$ref {reference:?} at {at_ref} points to nothing in the schema")
-            })?;
-            edges.insert(at.clone(), target);
-        } else if let Some(rest) = reference.strip_prefix(&format!("{SCHEME}:")) {
-            let name = rest.split('#').next().unwrap_or_default();
-            if !library::library().contains_key(name) {
-                return Err(format!(
-                    "$ref {reference:?} at {at_ref}: the schema library has no entry {name:?} (it has: {})",
-                    library_names()
-                ));
-            }
-        } else if !found.embedded {
-            return Err(format!(
-                "$ref {reference:?} at {at_ref} is refused: external references (http, file, relative paths) are not fetched; use `#/...` inside the schema or `{SCHEME}:<name>` from the schema library ({})",
-                library_names()
-            ));
-        }
-    }
-    check_cycles(root, &edges)
+    Ok(())
 }
 
-/// The subschemas applied to the same instance as the schema at `pointer`
+/// A document `$ref`s lead to: the schema being compiled, or a library entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Doc<'a> {
+    Root,
+    Entry(&'a str),
+}
+
+/// A subschema: its document and its JSON pointer there.
+type Node<'a> = (Doc<'a>, String);
+
+fn show(node: &Node<'_>) -> String {
+    match node {
+        (Doc::Root, p) if p.is_empty() => "#".to_owned(),
+        (Doc::Root, p) => format!("#{p}"),
+        (Doc::Entry(name), p) if p.is_empty() => format!("{SCHEME}:{name}"),
+        (Doc::Entry(name), p) => format!("{SCHEME}:{name}#{p}"),
+    }
+}
+
+/// A bad `$ref`, and the library entry it is in (`None`: the schema being compiled).
+struct RefError {
+    entry: Option<String>,
+    reason: String,
+}
+
+/// The documents walked so far and the `$ref` edges between subschemas.
+struct RefGraph<'a> {
+    catalog: &'a Catalog,
+    root: Option<&'a Value>,
+    walked: BTreeMap<Doc<'a>, Refs<'a>>,
+    edges: BTreeMap<Node<'a>, Node<'a>>,
+}
+
+impl<'a> RefGraph<'a> {
+    fn value(&self, doc: Doc<'a>) -> Option<&'a Value> {
+        match doc {
+            Doc::Root => self.root,
+            Doc::Entry(name) => self.catalog.get(name).map(|(_, v)| v),
+        }
+    }
+
+    fn error(doc: Doc<'_>, reason: String) -> RefError {
+        RefError {
+            entry: match doc {
+                Doc::Root => None,
+                Doc::Entry(name) => Some(name.to_owned()),
+            },
+            reason,
+        }
+    }
+
+    /// Walks `doc` once.
+    fn walk(&mut self, doc: Doc<'a>) -> Result<(), RefError> {
+        if self.walked.contains_key(&doc) {
+            return Ok(());
+        }
+        let mut found = Refs::default();
+        if let Some(value) = self.value(doc) {
+            walk(value, "", false, 0, &mut found);
+        }
+        if let Some(at) = &found.too_deep {
+            return Err(Self::error(
+                doc,
+                format!(
+                    "subschemas nest deeper than {MAX_SCHEMA_DEPTH} levels (at {at}); flatten it with $defs"
+                ),
+            ));
+        }
+        self.walked.insert(doc, found);
+        Ok(())
+    }
+
+    /// Resolves a fragment (`#`, `#/json/pointer`, `#anchor`) in a walked document.
+    fn resolve(&self, doc: Doc<'a>, reference: &str) -> Option<String> {
+        let value = self.value(doc)?;
+        let anchors = &self.walked.get(&doc)?.anchors;
+        resolve_local(value, anchors, reference)
+    }
+}
+
+/// Checks every `$ref` before jsonschema sees the schema, to name where a
+/// bad one is: a local one must point at something, a library one must
+/// name an entry (and its fragment point at something in it), anything
+/// else (http, file, relative) is refused. The library entries referred to
+/// are checked the same way, transitively. Then refuses reference loops
+/// that never reach a value, across documents.
+///
+/// Walks `root` (the schema being compiled) and the user entries named in
+/// `entries`; returns the user entries reached from `root`.
+fn check_refs<'a>(
+    catalog: &'a Catalog,
+    root: Option<&'a Value>,
+    entries: impl Iterator<Item = &'a str>,
+) -> Result<BTreeSet<&'a str>, RefError> {
+    let mut graph = RefGraph {
+        catalog,
+        root,
+        walked: BTreeMap::new(),
+        edges: BTreeMap::new(),
+    };
+    let mut queue: Vec<Doc<'a>> = root.map(|_| Doc::Root).into_iter().collect();
+    queue.extend(entries.filter_map(|name| catalog.get(name).map(|(name, _)| Doc::Entry(name))));
+    queue.reverse();
+    let mut seen: BTreeSet<Doc<'a>> = queue.iter().copied().collect();
+    let mut reached = BTreeSet::new();
+    while let Some(doc) = queue.pop() {
+        graph.walk(doc)?;
+        let (refs, embedded) = match graph.walked.get(&doc) {
+            Some(found) => (found.refs.clone(), found.embedded),
+            None => continue,
+        };
+        let error = |reason: String| RefGraph::error(doc, reason);
+        for (at, reference) in refs {
+            let at_ref = format!("{at}/$ref");
+            if reference.starts_with('#') {
+                let target = graph.resolve(doc, reference).ok_or_else(|| {
+                    error(format!(
+                        "$ref {reference:?} at {at_ref} points to nothing in the schema"
+                    ))
+                })?;
+                graph.edges.insert((doc, at), (doc, target));
+            } else if let Some(rest) = reference.strip_prefix(&format!("{SCHEME}:")) {
+                let (name, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+                let Some((name, _)) = catalog.get(name) else {
+                    return Err(error(format!(
+                        "$ref {reference:?} at {at_ref}: the schema library has no entry {name:?} (it has: {})",
+                        catalog.names()
+                    )));
+                };
+                let target_doc = Doc::Entry(name);
+                graph.walk(target_doc)?;
+                let target = graph
+                    .resolve(target_doc, &format!("#{fragment}"))
+                    .ok_or_else(|| {
+                        error(format!(
+                            "$ref {reference:?} at {at_ref} points to nothing in schema library entry {name:?}"
+                        ))
+                    })?;
+                graph.edges.insert((doc, at), (target_doc, target));
+                if catalog.is_user(name) && root.is_some() {
+                    reached.insert(name);
+                }
+                if seen.insert(target_doc) {
+                    queue.push(target_doc);
+                }
+            } else if !embedded {
+                return Err(error(format!(
+                    "$ref {reference:?} at {at_ref} is refused: external references (http, file, relative paths) are not fetched; use `#/...` inside the schema or `{SCHEME}:<name>` from the schema library ({})",
+                    catalog.names()
+                )));
+            }
+        }
+    }
+    check_cycles(&graph)?;
+    Ok(reached)
+}
+
+/// The subschemas applied to the same instance as the one at `node`
 /// (combinators, conditionals and its `$ref`).
-fn in_place(root: &Value, refs: &BTreeMap<String, String>, pointer: &str) -> Vec<String> {
+fn in_place<'a>(graph: &RefGraph<'a>, node: &Node<'a>) -> Vec<Node<'a>> {
+    let (doc, pointer) = node;
     let mut next = Vec::new();
-    let Some(Value::Object(map)) = root.pointer(pointer) else {
+    let Some(Value::Object(map)) = graph.value(*doc).and_then(|v| v.pointer(pointer)) else {
         return next;
     };
+    let here = |sub: String| (*doc, sub);
     for key in ["allOf", "anyOf", "oneOf"] {
         if let Some(Value::Array(items)) = map.get(key) {
-            next.extend((0..items.len()).map(|i| format!("{pointer}/{key}/{i}")));
+            next.extend((0..items.len()).map(|i| here(format!("{pointer}/{key}/{i}"))));
         }
     }
     for key in ["not", "if", "then", "else"] {
         if map.contains_key(key) {
-            next.push(format!("{pointer}/{key}"));
+            next.push(here(format!("{pointer}/{key}")));
         }
     }
     if let Some(Value::Object(deps)) = map.get("dependentSchemas") {
         next.extend(
             deps.keys()
-                .map(|k| format!("{pointer}/dependentSchemas/{}", escape_segment(k))),
+                .map(|k| here(format!("{pointer}/dependentSchemas/{}", escape_segment(k)))),
         );
     }
-    if let Some(target) = refs.get(pointer) {
+    if let Some(target) = graph.edges.get(node) {
         next.push(target.clone());
     }
     next
@@ -482,16 +710,16 @@ fn in_place(root: &Value, refs: &BTreeMap<String, String>, pointer: &str) -> Vec
 
 /// A `$ref` loop that never descends into a property or item would recurse
 /// forever on every value: refuse it.
-fn check_cycles(root: &Value, refs: &BTreeMap<String, String>) -> Result<(), String> {
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    for start in refs.keys() {
+fn check_cycles(graph: &RefGraph<'_>) -> Result<(), RefError> {
+    let mut done: BTreeSet<Node<'_>> = BTreeSet::new();
+    for start in graph.edges.keys() {
         if done.contains(start) {
             continue;
         }
         // Iterative depth-first search; `path` is the current chain.
-        let mut path: Vec<(String, Vec<String>)> =
-            vec![(start.clone(), in_place(root, refs, start))];
-        let mut on_path: BTreeSet<String> = BTreeSet::from([start.clone()]);
+        let mut path: Vec<(Node<'_>, Vec<Node<'_>>)> =
+            vec![(start.clone(), in_place(graph, start))];
+        let mut on_path: BTreeSet<Node<'_>> = BTreeSet::from([start.clone()]);
         while let Some((node, pending)) = path.last_mut() {
             let Some(next) = pending.pop() else {
                 let node = node.clone();
@@ -501,29 +729,28 @@ fn check_cycles(root: &Value, refs: &BTreeMap<String, String>) -> Result<(), Str
                 continue;
             };
             if on_path.contains(&next) {
-                let mut chain: Vec<String> = path
+                let mut chain: Vec<Node<'_>> = path
                     .iter()
                     .map(|(n, _)| n.clone())
                     .skip_while(|n| *n != next)
                     .collect();
                 chain.push(next);
-                let shown: Vec<String> = chain
-                    .iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            "#".to_owned()
-                        } else {
-                            format!("#{p}")
-                        }
-                    })
-                    .collect();
-                return Err(format!(
-                    "$ref loop {} never reaches a property or item, so it would recurse forever; break the loop",
-                    shown.join(" -> ")
+                let shown: Vec<String> = chain.iter().map(show).collect();
+                let doc = if chain.iter().any(|(doc, _)| *doc == Doc::Root) {
+                    Doc::Root
+                } else {
+                    chain[0].0
+                };
+                return Err(RefGraph::error(
+                    doc,
+                    format!(
+                        "$ref loop {} never reaches a property or item, so it would recurse forever; break the loop",
+                        shown.join(" -> ")
+                    ),
                 ));
             }
             if !done.contains(&next) {
-                let succ = in_place(root, refs, &next);
+                let succ = in_place(graph, &next);
                 on_path.insert(next.clone());
                 path.push((next, succ));
             }

@@ -918,3 +918,53 @@ fn validation_refuses_bad_changes_with_every_finding() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(v["findings"].as_array().unwrap().len() >= 4, "{v}");
 }
+
+#[test]
+fn the_validation_library_is_put_shown_and_used() {
+    let env = Env::new();
+    let lib = env.write(
+        "library.toml",
+        b"[schemas.team-port]\ntype = \"integer\"\nminimum = 10000\nmaximum = 20000\ndescription = \"ports our team may use\"\n\n[[validators]]\nname = \"is_even\"\nbody = \"value % 2 == 0\"\ndescription = \"must be even\"\n",
+    );
+    env.ok(&["library", "put", "-f", &lib]);
+    let r = env.ok(&["library", "show"]);
+    for needle in [
+        "confstrata:port",
+        "confstrata:team-port",
+        "ports our team may use",
+        "is_even(value)",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle}: {}", r.stdout);
+    }
+    let spec = env.write(
+        "svc.toml",
+        b"name = \"svc\"\nlevels = [\"defaults\"]\n[validation.schema.properties.port]\n\"$ref\" = \"confstrata:team-port\"\n",
+    );
+    env.ok(&["ns", "create", "-f", &spec]);
+    env.ok(&["set", "svc", "defaults", "port=15000"]);
+    let r = env.run(&["set", "svc", "defaults", "port=80"]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(r.stderr.contains("port"), "{}", r.stderr);
+    // A library that would break svc is refused; a bad one too.
+    let narrow = env.write(
+        "narrow.toml",
+        b"[schemas.team-port]\ntype = \"integer\"\nmaximum = 12000\n",
+    );
+    let r = env.run(&["library", "put", "-f", &narrow]);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    let bad = env.write("bad.toml", b"[schemas.port]\ntype = \"integer\"\n");
+    let r = env.run(&["library", "put", "-f", &bad]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("built-in") || r.stderr.contains("shadow"),
+        "{}",
+        r.stderr
+    );
+    let r = env.ok(&["ns", "history", "_library"]);
+    assert_eq!(
+        r.stdout.lines().count(),
+        2,
+        "one accepted version: {}",
+        r.stdout
+    );
+}

@@ -6,6 +6,7 @@ mod cross;
 mod library;
 mod props;
 mod sandbox;
+mod user_library;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
