@@ -722,3 +722,25 @@ pub(crate) fn is_invalid_config(e: &anyhow::Error) -> bool {
                 .is_some_and(confstrata_client::Error::is_validation_failed)
     })
 }
+
+/// The error findings of a commit refused by validation, one line each.
+pub(crate) fn validation_errors(e: &anyhow::Error) -> Vec<String> {
+    for c in e.chain() {
+        if let Some(confstrata_core::Error::Validation { findings }) = c
+            .downcast_ref::<confstrata_core::Error>()
+            .map(confstrata_core::Error::root)
+        {
+            return findings
+                .iter()
+                .filter(|f| f.severity == confstrata_core::Severity::Error)
+                .map(ToString::to_string)
+                .collect();
+        }
+        if let Some(ce) = c.downcast_ref::<confstrata_client::Error>()
+            && ce.is_validation_failed()
+        {
+            return ce.violations().to_vec();
+        }
+    }
+    Vec::new()
+}

@@ -37,6 +37,11 @@ fn main() -> ExitCode {
             }
             let msg = msg.replace('\n', " ");
             eprintln!("error: {msg}");
+            // A refused commit: every finding, one per line, the same
+            // locally and from a server.
+            for line in backend::validation_errors(&e) {
+                eprintln!("  {line}");
+            }
             ExitCode::from(exit_code(&e))
         }
     }

@@ -36,6 +36,9 @@ pub enum Error {
         message: String,
         /// The request field the server rejected (from a `google.rpc.BadRequest`).
         field: Option<String>,
+        /// Every field violation's description (for a refused commit, one
+        /// line per validation finding).
+        violations: Vec<String>,
         /// The `google.rpc.ErrorInfo` reason, e.g. `CONFLICT` or `COMPACTED`.
         reason: Option<String>,
         /// The store's revision when the call failed (from the `ErrorInfo`
@@ -197,6 +200,15 @@ impl Error {
         }
     }
 
+    /// The descriptions of the server's field violations: for a refused
+    /// commit ([`Error::is_validation_failed`]), one line per finding.
+    pub fn violations(&self) -> &[String] {
+        match self {
+            Error::Status { violations, .. } => violations,
+            _ => &[],
+        }
+    }
+
     /// The store's current revision, when the server reported it (on a conflict).
     pub fn current_revision(&self) -> Option<u64> {
         match self {
@@ -215,6 +227,15 @@ impl Error {
             .and_then(|b| b.field_violations.first())
             .map(|v| v.field.clone())
             .filter(|f| !f.is_empty());
+        let violations = details
+            .bad_request()
+            .map(|b| {
+                b.field_violations
+                    .iter()
+                    .map(|v| v.description.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         let info = details.error_info();
         let reason = info.map(|i| i.reason.clone()).filter(|r| !r.is_empty());
         let current_revision = info
@@ -236,6 +257,7 @@ impl Error {
             code: status.code(),
             message,
             field,
+            violations,
             reason,
             current_revision,
         }

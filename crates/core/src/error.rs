@@ -262,12 +262,9 @@ fn validation_summary(findings: &[crate::validation::Finding]) -> String {
         errors.len(),
         if errors.len() == 1 { "" } else { "s" }
     );
-    for f in errors.iter().take(5) {
-        out.push_str("; ");
+    if let Some(f) = errors.first() {
+        out.push_str("; first: ");
         out.push_str(&f.to_string());
-    }
-    if errors.len() > 5 {
-        out.push_str(&format!("; and {} more", errors.len() - 5));
     }
     out
 }
