@@ -11,9 +11,10 @@
 //! - Rules see sealed values as `"<sealed>"`: a finding can never carry a
 //!   secret, and schemas still see a string.
 //! - Chains are compiled once per declaration and cached.
-//! - A commit that needs validation holds the engine's validation lock from
-//!   the check to the commit, so nothing another commit writes can slip in
-//!   between: the committed state is the validated one.
+//! - A commit that may need validation holds the engine's validation lock
+//!   for writing from the check to the commit, so nothing another commit
+//!   writes can slip in between: the committed state is the validated one.
+//!   Commits that touch no chain hold it for reading and keep group commit.
 //! - The user library (schema entries and global validators shared by every
 //!   namespace) is the validation chain declared on the reserved namespace
 //!   [`LIBRARY_NAMESPACE`]: versioned like any declaration. A change to it is
@@ -37,6 +38,15 @@ fn is_library(ns: &NamespaceName) -> bool {
     ns.as_str() == LIBRARY_NAMESPACE
 }
 
+/// Which namespaces have a chain, and which read which.
+#[derive(Default)]
+struct Index {
+    /// Namespaces with a validation chain.
+    chained: std::collections::HashSet<NamespaceName>,
+    /// Referenced namespace → the namespaces whose rules read it.
+    readers: HashMap<NamespaceName, BTreeSet<NamespaceName>>,
+}
+
 /// Compiled chains by namespace and declaration, and which namespaces read
 /// which (for cross-namespace rules).
 #[derive(Default)]
@@ -46,9 +56,10 @@ pub(crate) struct Validator {
     library: Mutex<Option<(String, Arc<Library>)>>,
     /// Referenced namespace → the namespaces whose rules read it; rebuilt
     /// after any declaration changes.
-    dependents: Mutex<Option<HashMap<NamespaceName, BTreeSet<NamespaceName>>>>,
-    /// Held from validation to commit.
-    pub(crate) lock: Mutex<()>,
+    dependents: Mutex<Option<Index>>,
+    /// Shared by commits that touch no chain, exclusive from validation to
+    /// commit for those that may.
+    pub(crate) lock: std::sync::RwLock<()>,
     limits: Limits,
 }
 
@@ -240,16 +251,17 @@ impl Validator {
         *lock(&self.dependents) = None;
     }
 
-    /// The namespaces whose rules read `ns`.
-    fn dependents(
+    /// Runs `f` on the index of chains, building it if a declaration
+    /// changed since.
+    fn with_index<T>(
         &self,
         store: &dyn Store,
         revision: u64,
-        ns: &NamespaceName,
-    ) -> Result<BTreeSet<NamespaceName>> {
+        f: impl FnOnce(&Index) -> T,
+    ) -> Result<T> {
         let mut guard = lock(&self.dependents);
         if guard.is_none() {
-            let mut index: HashMap<NamespaceName, BTreeSet<NamespaceName>> = HashMap::new();
+            let mut index = Index::default();
             let library = self
                 .library(&Candidate::current(store, revision))
                 .unwrap_or_else(|_| (String::new(), Arc::new(Library::default())));
@@ -257,11 +269,13 @@ impl Validator {
                 if r.spec.validation.is_empty() || is_library(&r.spec.name) {
                     continue;
                 }
+                index.chained.insert(r.spec.name.clone());
                 // A stored chain that no longer compiles reads nothing here;
                 // checking that namespace reports the compile error.
                 if let Ok(c) = self.compiled(&r.spec, &library) {
                     for referenced in c.references() {
                         index
+                            .readers
                             .entry(referenced)
                             .or_default()
                             .insert(r.spec.name.clone());
@@ -270,10 +284,53 @@ impl Validator {
             }
             *guard = Some(index);
         }
-        Ok(guard
-            .as_ref()
-            .and_then(|i| i.get(ns).cloned())
-            .unwrap_or_default())
+        Ok(match guard.as_ref() {
+            Some(i) => f(i),
+            None => f(&Index::default()),
+        })
+    }
+
+    /// The namespaces whose rules read `ns`.
+    fn dependents(
+        &self,
+        store: &dyn Store,
+        revision: u64,
+        ns: &NamespaceName,
+    ) -> Result<BTreeSet<NamespaceName>> {
+        self.with_index(store, revision, |i| {
+            i.readers.get(ns).cloned().unwrap_or_default()
+        })
+    }
+
+    /// Whether a change set could need validation, from its ops alone (no
+    /// reads beyond the cached index): it touches a namespace with a chain
+    /// or one that chains read, the library, or declares a chain. When this
+    /// is false the commit skips planning here and goes straight to the
+    /// store, keeping the cost of unvalidated commits as it was.
+    pub(crate) fn may_need(
+        &self,
+        store: &dyn Store,
+        revision: u64,
+        changes: &confstrata_core::ChangeSet,
+    ) -> Result<bool> {
+        use confstrata_core::Op;
+        self.with_index(store, revision, |i| {
+            changes.ops.iter().any(|op| {
+                let ns = match op {
+                    Op::PutNamespace { spec, .. } => {
+                        if !spec.validation.is_empty() {
+                            return true;
+                        }
+                        &spec.name
+                    }
+                    Op::Put { namespace, .. }
+                    | Op::Set { namespace, .. }
+                    | Op::Unset { namespace, .. }
+                    | Op::Delete { namespace, .. } => namespace,
+                };
+                is_library(ns) || i.chained.contains(ns) || i.readers.contains_key(ns)
+            })
+        })
     }
 
     /// Whether a plan touches anything with a validation chain, directly or

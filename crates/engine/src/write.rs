@@ -24,8 +24,15 @@ impl Engine {
     }
 
     /// Validates a sealed change set against the state it will land on and
-    /// commits it: under the validation lock when any chain is affected, so
-    /// the committed state is the validated one. A refusal is audited.
+    /// commits it. A refusal is audited.
+    ///
+    /// Commits that touch no chain (decided from the ops and the cached
+    /// index alone) share the validation lock for reading and go straight
+    /// to the store, so they keep group commit. A commit that may need
+    /// validation, or changes a declaration, takes it for writing from the
+    /// check through the commit to the index update: nothing can land
+    /// between what was validated and what is committed, and no commit sees
+    /// a stale index of chains.
     pub(crate) fn commit_validated(
         &self,
         g: &Gate<'_>,
@@ -33,62 +40,76 @@ impl Engine {
         action: Action,
         operation: &str,
     ) -> Result<CommitInfo> {
-        let limits = confstrata_core::Limits::default();
-        let plan_at = |revision| {
-            let mut reader = crate::StoreReader {
-                store: &*self.store,
-                revision,
-            };
-            confstrata_core::plan(changes, &mut reader, &limits)
-        };
-        let revision = self.store.revision()?;
-        // A change set that does not plan fails in the store just the same
-        // (and is audited there).
-        let Ok(plan) = plan_at(revision) else {
-            return self.commit_sealed(g, changes, action, operation);
-        };
-        let declarations = !plan.namespaces.is_empty();
-        let candidate = Candidate::with_plan(&*self.store, revision, &plan);
-        let result = if self.validator.needed(&candidate, &plan)? {
-            let _serial = self
+        let declares = changes
+            .ops
+            .iter()
+            .any(|op| matches!(op, confstrata_core::Op::PutNamespace { .. }));
+        if !declares {
+            let _shared = self
                 .validator
                 .lock
-                .lock()
+                .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Re-plan under the lock: the state may have moved meanwhile.
             let revision = self.store.revision()?;
-            match plan_at(revision) {
-                Ok(plan) => {
-                    let candidate = Candidate::with_plan(&*self.store, revision, &plan);
-                    let findings = self.validator.check_plan(&candidate, &plan)?;
-                    if has_errors(&findings) {
-                        let refused = g
-                            .entry(action, changes_resource(changes), Outcome::Failed)
-                            .detail("operation", operation)
-                            .detail("ops", describe_ops(changes))
-                            .detail(
-                                "error",
-                                format!("validation failed: {} findings", findings.len()),
-                            );
-                        if let Err(w) = self
-                            .store
-                            .append_journal(journal_fn(&self.security, refused))
-                        {
-                            tracing::warn!(error = %w, "the audit record of a refused commit could not be written");
-                        }
-                        return Err(Error::Validation { findings });
-                    }
-                    self.commit_sealed(g, changes, action, operation)
-                }
-                Err(_) => self.commit_sealed(g, changes, action, operation),
+            if !self.validator.may_need(&*self.store, revision, changes)? {
+                return self.commit_sealed(g, changes, action, operation);
             }
-        } else {
-            self.commit_sealed(g, changes, action, operation)
-        };
-        if declarations {
+        }
+        let _exclusive = self
+            .validator
+            .lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = self.check_and_commit(g, changes, action, operation);
+        if declares {
             self.validator.declarations_changed();
         }
         result
+    }
+
+    /// Plans, validates and commits; the caller holds the validation lock
+    /// for writing.
+    fn check_and_commit(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+    ) -> Result<CommitInfo> {
+        let revision = self.store.revision()?;
+        let mut reader = crate::StoreReader {
+            store: &*self.store,
+            revision,
+        };
+        // A change set that does not plan fails in the store just the same
+        // (and is audited there).
+        let Ok(plan) =
+            confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())
+        else {
+            return self.commit_sealed(g, changes, action, operation);
+        };
+        let candidate = Candidate::with_plan(&*self.store, revision, &plan);
+        if self.validator.needed(&candidate, &plan)? {
+            let findings = self.validator.check_plan(&candidate, &plan)?;
+            if has_errors(&findings) {
+                let refused = g
+                    .entry(action, changes_resource(changes), Outcome::Failed)
+                    .detail("operation", operation)
+                    .detail("ops", describe_ops(changes))
+                    .detail(
+                        "error",
+                        format!("validation failed: {} findings", findings.len()),
+                    );
+                if let Err(w) = self
+                    .store
+                    .append_journal(journal_fn(&self.security, refused))
+                {
+                    tracing::warn!(error = %w, "the audit record of a refused commit could not be written");
+                }
+                return Err(Error::Validation { findings });
+            }
+        }
+        self.commit_sealed(g, changes, action, operation)
     }
 
     /// Runs the validation chains on the current state: every context of

@@ -275,3 +275,45 @@ fn the_user_library_is_shared_versioned_and_checked() {
         .unwrap();
     assert_eq!(h.len(), 1, "only the accepted version was committed");
 }
+
+#[test]
+fn concurrent_writers_never_leave_state_that_a_new_chain_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let me = Caller::local("test");
+    engine
+        .commit(
+            &me,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "x", "levels": ["defaults"]}},
+                {"op": "put", "namespace": "x", "layer": "defaults", "document": {"a": 1}},
+            ]})),
+        )
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (engine, me) = (engine.clone(), me.clone());
+            std::thread::spawn(move || {
+                for i in 0..60u64 {
+                    let a = (i * 37 + t * 11) % 200;
+                    let _ = engine.commit(
+                        &me,
+                        &cs(json!({"ops": [{"op": "set", "namespace": "x", "layer": "defaults", "key": "a", "value": a}]})),
+                    );
+                }
+            })
+        })
+        .collect();
+    let declare = cs(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "x", "levels": ["defaults"],
+            "validation": {"rules": [{"id": "small", "check": "cfg.a < 100"}]}}},
+        {"op": "set", "namespace": "x", "layer": "defaults", "key": "a", "value": 5},
+    ]}));
+    // Declared while the writers run (its own write makes it valid).
+    engine.commit(&me, &declare).unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let findings = engine.validate(&me, Some(&"x".parse().unwrap())).unwrap();
+    assert!(findings.is_empty(), "{findings:#?}");
+}
