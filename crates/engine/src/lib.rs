@@ -78,6 +78,32 @@ pub struct Engine {
     policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
     security: Arc<Security>,
     validator: Arc<validate::Validator>,
+    views: Arc<confstrata_cache::ViewCache<CachedView>>,
+}
+
+/// A resolved view as cached: raw (sealed values as stored), with every
+/// layer of its context for authorization.
+struct CachedView {
+    wanted: Vec<LayerPath>,
+    view: ResolvedView,
+}
+
+/// How many resolved views the cache holds.
+const VIEW_CACHE_ENTRIES: usize = 10_000;
+
+/// A context as a cache key: `k=v,...` in key order (values are path
+/// segments, so `,` and `=` cannot occur in them).
+fn context_key(ctx: &Context) -> String {
+    let mut out = String::new();
+    for (k, v) in ctx {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
 }
 
 /// Called after every change to the access policy.
@@ -228,6 +254,7 @@ impl Engine {
             policy_observers: Arc::default(),
             security: Arc::new(security),
             validator: Arc::default(),
+            views: Arc::new(confstrata_cache::ViewCache::new(VIEW_CACHE_ENTRIES)),
         })
     }
 
@@ -485,17 +512,76 @@ impl Engine {
         at: At,
     ) -> Result<ResolvedView> {
         let g = self.gate(caller);
-        let mut view = self.with_resolved(&g, ns, ctx, at, |rev, resolved| ResolvedView {
-            namespace: ns.clone(),
-            context: ctx.clone(),
-            revision: rev,
-            layers: resolved.layers().collect(),
-            document: resolved.to_document(),
-            provenance: resolved.provenance(),
-        })?;
+        let mut view = if at == At::Latest {
+            self.resolve_latest(&g, ns, ctx)?
+        } else {
+            self.with_resolved(&g, ns, ctx, at, |rev, resolved| ResolvedView {
+                namespace: ns.clone(),
+                context: ctx.clone(),
+                revision: rev,
+                layers: resolved.layers().collect(),
+                document: resolved.to_document(),
+                provenance: resolved.provenance(),
+            })?
+        };
         self.present_resolved(&g, &mut view)?;
         g.audit_read(Resource::namespace(ns.clone()), view.revision)?;
         Ok(view)
+    }
+
+    /// The raw (sealed) resolved view at the latest revision, from the view
+    /// cache when the namespace has not changed since it was computed. The
+    /// caller's rights are checked on the cached list of the context's
+    /// layers exactly as on a miss.
+    fn resolve_latest(
+        &self,
+        g: &Gate<'_>,
+        ns: &NamespaceName,
+        ctx: &Context,
+    ) -> Result<ResolvedView> {
+        g.require_some(Action::Read, ns)?;
+        // Read first: a view that is current now is current at this revision.
+        let current = self.store.revision()?;
+        let key = context_key(ctx);
+        if let Some((_, cached)) = self.views.get(ns, &key) {
+            for layer in &cached.wanted {
+                g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
+            }
+            let mut view = cached.view.clone();
+            view.revision = current;
+            return Ok(view);
+        }
+        let mut wanted = Vec::new();
+        let view = self.with_resolved(g, ns, ctx, At::Revision(current), |rev, resolved| {
+            wanted = resolved.layers().map(|p| p.layer).collect();
+            ResolvedView {
+                namespace: ns.clone(),
+                context: ctx.clone(),
+                revision: rev,
+                layers: resolved.layers().collect(),
+                document: resolved.to_document(),
+                provenance: resolved.provenance(),
+            }
+        })?;
+        // Every layer of the context, present or not, is what authorization
+        // checks: take them from the declaration, as `with_resolved` did.
+        let spec = self.namespace_at(ns, current)?.spec;
+        let wanted = spec.layers_for(ctx).unwrap_or(wanted);
+        self.views.insert(
+            ns,
+            &key,
+            current,
+            Arc::new(CachedView {
+                wanted,
+                view: view.clone(),
+            }),
+        );
+        Ok(view)
+    }
+
+    /// The view cache's counters.
+    pub fn cache_stats(&self) -> confstrata_cache::CacheStats {
+        self.views.stats()
     }
 
     /// Opens or masks the sealed leaves of a resolved view.

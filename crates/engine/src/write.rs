@@ -174,10 +174,30 @@ impl Engine {
             .detail("operation", operation)
             .detail("message", changes.message.clone())
             .detail("ops", describe_ops(changes));
-        match self
+        // The view cache serves nothing of these namespaces while the
+        // commit is in flight, and learns its revision before anyone else.
+        let touched: std::collections::BTreeSet<&NamespaceName> = changes
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::PutNamespace { spec, .. } => &spec.name,
+                Op::Put { namespace, .. }
+                | Op::Set { namespace, .. }
+                | Op::Unset { namespace, .. }
+                | Op::Delete { namespace, .. } => namespace,
+            })
+            .collect();
+        for ns in &touched {
+            self.views.begin(ns);
+        }
+        let committed = self
             .store
-            .commit_journaled(changes, Some(journal_fn(&self.security, entry)))
-        {
+            .commit_journaled(changes, Some(journal_fn(&self.security, entry)));
+        for ns in &touched {
+            self.views
+                .finish(ns, committed.as_ref().ok().map(|i| i.revision));
+        }
+        match committed {
             Ok(info) => {
                 self.notify(info.revision);
                 Ok(info)
