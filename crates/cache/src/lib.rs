@@ -100,11 +100,22 @@ impl<V> ViewCache<V> {
     /// if it is still current.
     pub fn get(&self, ns: &NamespaceName, context: &str) -> Option<(u64, Arc<V>)> {
         let changed = self.changed_at(ns);
-        let found = self
-            .views
-            .get(&(ns.clone(), context.to_owned()))
-            .filter(|e| e.revision >= changed)
-            .map(|e| (e.revision, Arc::clone(&e.value)));
+        let key = (ns.clone(), context.to_owned());
+        let found = match self.views.get(&key) {
+            Some(e) if e.revision >= changed => Some((e.revision, Arc::clone(&e.value))),
+            Some(e) => {
+                let stale = e.seq;
+                drop(e);
+                // Not while a change is in flight: its revision is not known yet.
+                if changed != u64::MAX
+                    && self.views.remove_if(&key, |_, e| e.seq == stale).is_some()
+                {
+                    self.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+                None
+            }
+            None => None,
+        };
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -159,13 +170,11 @@ impl<V> ViewCache<V> {
 
     /// A change to `ns` is about to be written: its views are not served
     /// (nor kept) until [`finish`](ViewCache::finish).
+    ///
+    /// O(1): stale views are not searched for here (a commit must not pay
+    /// for the size of the cache); a lookup drops the one it finds stale.
     pub fn begin(&self, ns: &NamespaceName) {
         self.changed.entry(ns.clone()).or_insert((0, 0)).0 += 1;
-        let before = self.views.len();
-        self.views.retain(|(n, _), _| n != ns);
-        let dropped = before.saturating_sub(self.views.len());
-        self.invalidations
-            .fetch_add(dropped as u64, Ordering::Relaxed);
     }
 
     /// The change begun on `ns` is done: committed at `revision`, or not
