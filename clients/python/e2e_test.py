@@ -173,6 +173,33 @@ def main(addr):
                 assert e.code() == code, (md, e.code(), e.details())
                 assert "py-canary" not in (e.details() or ""), e.details()
 
+    def validation():
+        spec = types.NamespaceSpec(
+            name="pyvalid", levels=["defaults", "env/{env}"],
+            matrix={"env": types.MatrixValues(values=["dev", "prod"])},
+            validation_json=json.dumps({
+                "schema": {"type": "object", "properties": {"port": {"$ref": "confstrata:port"}}},
+                "rules": [{"id": "prod-replicas", "check": 'ctx.env != "prod" || cfg.replicas >= 2',
+                           "message": "prod needs 2 replicas, not {{replicas}}", "key": "replicas"}],
+            }))
+        ops = [types.Operation(put_namespace=types.PutNamespaceOp(spec=spec)),
+               types.Operation(put=types.PutLayerOp(namespace="pyvalid", layer="defaults",
+                                                    document_json='{"port": 80, "replicas": 2}'))]
+        stub.Commit(svc.CommitRequest(change_set=types.ChangeSet(ops=ops)), timeout=TIMEOUT)
+        bad = types.ChangeSet(ops=[types.Operation(set=types.SetKeyOp(
+            namespace="pyvalid", layer="env/prod", key="replicas", value_json="1"))])
+        dry = stub.DryRun(svc.DryRunRequest(change_set=bad), timeout=TIMEOUT)
+        assert [(f.rule, f.severity, dict(f.context), f.key) for f in dry.findings] == \
+            [("prod-replicas", "error", {"env": "prod"}, "replicas")], dry.findings
+        try:
+            stub.Commit(svc.CommitRequest(change_set=bad), timeout=TIMEOUT)
+            raise AssertionError("an invalid change was committed")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+            assert "validation failed" in e.details() and "prod needs 2 replicas, not 1" in e.details(), e.details()
+        v = stub.Validate(svc.ValidateRequest(namespace="pyvalid"), timeout=TIMEOUT)
+        assert list(v.findings) == [], v.findings
+
     def bad_input():
         cases = [
             (svc.PutLayerRequest(namespace="pyshop", layer="../x", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
@@ -194,7 +221,8 @@ def main(addr):
 
     for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
                      ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch),
-                     ("secrets and auth", secrets_and_auth), ("bad input", bad_input)]:
+                     ("secrets and auth", secrets_and_auth), ("validation", validation),
+                     ("bad input", bad_input)]:
         checks.run(name, fn)
     print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1
