@@ -12,28 +12,31 @@
 //!   change to its namespace is newer: a reader that raced a commit cannot
 //!   put an old view back.
 //! - Only the namespaces a commit touched are invalidated, nothing more.
-//! - Bounded by a number of views; past it, the oldest-inserted views are
-//!   evicted (reads take no lock beyond a shard's; eviction scans, which is
-//!   fine for a bound that is rarely reached, and a memory budget with a
-//!   real usefulness measure is the performance issue's next step). Hit,
-//!   miss, eviction and size counters are kept for the analytics work.
+//! - Bounded by a [`Budget`]: a number of views and a total weight (the
+//!   engine weighs a view by its approximate bytes). Past either bound the
+//!   least recently used views are evicted. Reads take no lock beyond a
+//!   shard's; hit, miss, eviction, invalidation and size counters are kept
+//!   for monitoring.
+//! - Lookups take a [`ViewKey`] built once per request, so a hit allocates
+//!   nothing: a shard read lock, an `Arc` clone, two atomic loads.
 //!
 //! ```
-//! use confstrata_cache::ViewCache;
+//! use confstrata_cache::{ViewCache, ViewKey};
 //!
 //! let cache: ViewCache<String> = ViewCache::new(1000);
 //! let web = "web".parse().unwrap();
-//! cache.insert(&web, "env=prod", 5, "resolved at 5".to_owned().into());
-//! assert_eq!(cache.get(&web, "env=prod").unwrap().0, 5);
+//! let prod = ViewKey::new(&web, "env=prod");
+//! cache.insert(&prod, 5, "resolved at 5".to_owned().into(), 13);
+//! assert_eq!(cache.get(&prod).unwrap().0, 5);
 //! cache.invalidate(&web, 6); // a commit at revision 6 changed web
-//! assert!(cache.get(&web, "env=prod").is_none());
+//! assert!(cache.get(&prod).is_none());
 //! // A reader that computed at 5 (before the commit) cannot put it back.
-//! cache.insert(&web, "env=prod", 5, "stale".to_owned().into());
-//! assert!(cache.get(&web, "env=prod").is_none());
+//! cache.insert(&prod, 5, "stale".to_owned().into(), 5);
+//! assert!(cache.get(&prod).is_none());
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use confstrata_core::NamespaceName;
 use dashmap::DashMap;
@@ -45,27 +48,84 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads that had to resolve.
     pub misses: u64,
-    /// Views dropped to stay within the bound.
+    /// Views dropped to stay within the budget.
     pub evictions: u64,
     /// Views dropped because their namespace changed.
     pub invalidations: u64,
     /// Views held now.
     pub entries: u64,
+    /// The weight (approximate bytes) of the views held now.
+    pub bytes: u64,
+}
+
+/// How much a cache may hold: past either bound, the least recently used
+/// views are evicted until both are under 90% of their bound (so the scan
+/// that finds them runs once per many inserts, not on every one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Views (at least 1).
+    pub max_entries: usize,
+    /// The sum of the views' weights, in the unit the inserter weighs in
+    /// (the engine uses approximate bytes).
+    pub max_bytes: usize,
+}
+
+impl Default for Budget {
+    /// 10,000 views and 256 MiB.
+    fn default() -> Self {
+        Budget {
+            max_entries: 10_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The key of a view: a namespace and a context in canonical text form.
+/// Build it once per request; lookups with it allocate nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ViewKey {
+    /// `<namespace>\0<context>` (neither may contain NUL).
+    text: Box<str>,
+    ns_len: usize,
+}
+
+impl ViewKey {
+    /// The key of `ns` in `context` (any canonical text of the context;
+    /// two texts of one context would be two entries).
+    pub fn new(ns: &NamespaceName, context: &str) -> ViewKey {
+        let ns = ns.as_str();
+        let mut text = String::with_capacity(ns.len() + 1 + context.len());
+        text.push_str(ns);
+        text.push('\0');
+        text.push_str(context);
+        ViewKey {
+            text: text.into_boxed_str(),
+            ns_len: ns.len(),
+        }
+    }
+
+    fn namespace(&self) -> &str {
+        &self.text[..self.ns_len]
+    }
 }
 
 struct Entry<V> {
     revision: u64,
     seq: u64,
+    weight: usize,
+    /// The tick of the last read that used it (for eviction).
+    used: AtomicU64,
     value: Arc<V>,
 }
 
-/// Resolved views by (namespace, context key). See the [crate docs](crate).
+/// Resolved views by namespace and context. See the [crate docs](crate).
 pub struct ViewCache<V> {
-    views: DashMap<(NamespaceName, String), Entry<V>>,
+    views: DashMap<Box<str>, Entry<V>>,
     /// Per namespace: changes in flight, and the newest revision that
     /// changed it.
-    changed: DashMap<NamespaceName, (u32, u64)>,
-    max_entries: usize,
+    changed: DashMap<Box<str>, (u32, u64)>,
+    budget: Budget,
+    bytes: AtomicUsize,
     seq: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -74,12 +134,25 @@ pub struct ViewCache<V> {
 }
 
 impl<V> ViewCache<V> {
-    /// An empty cache holding at most `max_entries` views (at least 1).
+    /// An empty cache holding at most `max_entries` views (at least 1) of
+    /// any weight.
     pub fn new(max_entries: usize) -> Self {
+        Self::with_budget(Budget {
+            max_entries,
+            max_bytes: usize::MAX,
+        })
+    }
+
+    /// An empty cache within `budget`.
+    pub fn with_budget(budget: Budget) -> Self {
         ViewCache {
             views: DashMap::new(),
             changed: DashMap::new(),
-            max_entries: max_entries.max(1),
+            budget: Budget {
+                max_entries: budget.max_entries.max(1),
+                max_bytes: budget.max_bytes,
+            },
+            bytes: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -88,34 +161,23 @@ impl<V> ViewCache<V> {
         }
     }
 
+    /// The budget it keeps to.
+    pub fn budget(&self) -> Budget {
+        self.budget
+    }
+
     /// The revision a view must be at least to be current (`u64::MAX`
     /// while a change is in flight).
-    fn changed_at(&self, ns: &NamespaceName) -> u64 {
+    fn changed_at(&self, ns: &str) -> u64 {
         self.changed
             .get(ns)
             .map_or(0, |r| if r.0 > 0 { u64::MAX } else { r.1 })
     }
 
-    /// The view of `ns` in `context` and the revision it was computed at,
-    /// if it is still current.
-    pub fn get(&self, ns: &NamespaceName, context: &str) -> Option<(u64, Arc<V>)> {
-        let changed = self.changed_at(ns);
-        let key = (ns.clone(), context.to_owned());
-        let found = match self.views.get(&key) {
-            Some(e) if e.revision >= changed => Some((e.revision, Arc::clone(&e.value))),
-            Some(e) => {
-                let stale = e.seq;
-                drop(e);
-                // Not while a change is in flight: its revision is not known yet.
-                if changed != u64::MAX
-                    && self.views.remove_if(&key, |_, e| e.seq == stale).is_some()
-                {
-                    self.invalidations.fetch_add(1, Ordering::Relaxed);
-                }
-                None
-            }
-            None => None,
-        };
+    /// The view under `key` and the revision it was computed at, if it is
+    /// still current. Counts a hit or a miss.
+    pub fn get(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
+        let found = self.lookup(key);
         let counter = if found.is_some() {
             &self.hits
         } else {
@@ -125,45 +187,98 @@ impl<V> ViewCache<V> {
         found
     }
 
-    /// Keeps a view computed at `revision`, unless its namespace changed
-    /// after that revision (then it is already stale and is dropped).
-    pub fn insert(&self, ns: &NamespaceName, context: &str, revision: u64, value: Arc<V>) {
-        if revision < self.changed_at(ns) {
+    /// [`get`](ViewCache::get) for a fast path that falls back to a slower
+    /// one on a miss: counts a hit, but leaves the miss to the fallback's
+    /// own `get`.
+    pub fn get_or_fall_back(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
+        let found = self.lookup(key);
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    fn lookup(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
+        let changed = self.changed_at(key.namespace());
+        match self.views.get(&*key.text) {
+            Some(e) if e.revision >= changed => {
+                e.used
+                    .store(self.seq.load(Ordering::Relaxed), Ordering::Relaxed);
+                Some((e.revision, Arc::clone(&e.value)))
+            }
+            Some(e) => {
+                let stale = e.seq;
+                drop(e);
+                // Not while a change is in flight: its revision is not known yet.
+                if changed != u64::MAX
+                    && let Some((_, e)) = self.views.remove_if(&*key.text, |_, e| e.seq == stale)
+                {
+                    self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
+                    self.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps a view computed at `revision`, weighing `weight`, unless its
+    /// namespace changed after that revision (then it is already stale and
+    /// is dropped) or it alone is over the budget.
+    pub fn insert(&self, key: &ViewKey, revision: u64, value: Arc<V>, weight: usize) {
+        if revision < self.changed_at(key.namespace()) || weight > self.budget.max_bytes {
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.views.insert(
-            (ns.clone(), context.to_owned()),
+        self.bytes.fetch_add(weight, Ordering::Relaxed);
+        let old = self.views.insert(
+            key.text.clone(),
             Entry {
                 revision,
                 seq,
+                weight,
+                used: AtomicU64::new(seq),
                 value,
             },
         );
+        if let Some(old) = old {
+            self.bytes.fetch_sub(old.weight, Ordering::Relaxed);
+        }
         // Re-check: an invalidation may have run between the check above
         // and the insert.
-        if revision < self.changed_at(ns) {
-            self.views
-                .remove_if(&(ns.clone(), context.to_owned()), |_, e| e.seq == seq);
+        if revision < self.changed_at(key.namespace())
+            && let Some((_, e)) = self.views.remove_if(&*key.text, |_, e| e.seq == seq)
+        {
+            self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
         }
         self.evict();
     }
 
-    /// Drops the oldest views while over the bound.
+    /// Past the budget, drops the least recently used views until both
+    /// bounds are under 90%.
     fn evict(&self) {
-        let over = self.views.len().saturating_sub(self.max_entries);
-        if over == 0 {
+        let entries = self.views.len();
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        if entries <= self.budget.max_entries && bytes <= self.budget.max_bytes {
             return;
         }
-        let mut oldest: Vec<(u64, (NamespaceName, String))> = self
+        let entry_goal = self.budget.max_entries - self.budget.max_entries / 10;
+        let byte_goal = self.budget.max_bytes - self.budget.max_bytes / 10;
+        let mut by_use: Vec<(u64, u64, Box<str>)> = self
             .views
             .iter()
-            .map(|e| (e.seq, e.key().clone()))
+            .map(|e| (e.used.load(Ordering::Relaxed), e.seq, e.key().clone()))
             .collect();
-        oldest.sort_unstable_by_key(|(seq, _)| *seq);
-        for (_, key) in oldest.into_iter().take(over) {
-            if self.views.remove(&key).is_some() {
+        by_use.sort_unstable_by_key(|(used, seq, _)| (*used, *seq));
+        let mut left = (entries, bytes);
+        for (_, seq, key) in by_use {
+            if left.0 <= entry_goal && left.1 <= byte_goal {
+                break;
+            }
+            if let Some((_, e)) = self.views.remove_if(&key, |_, e| e.seq == seq) {
+                self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
                 self.evictions.fetch_add(1, Ordering::Relaxed);
+                left = (left.0.saturating_sub(1), left.1.saturating_sub(e.weight));
             }
         }
     }
@@ -174,13 +289,13 @@ impl<V> ViewCache<V> {
     /// O(1): stale views are not searched for here (a commit must not pay
     /// for the size of the cache); a lookup drops the one it finds stale.
     pub fn begin(&self, ns: &NamespaceName) {
-        self.changed.entry(ns.clone()).or_insert((0, 0)).0 += 1;
+        self.changed.entry(ns.as_str().into()).or_insert((0, 0)).0 += 1;
     }
 
     /// The change begun on `ns` is done: committed at `revision`, or not
     /// committed (`None`).
     pub fn finish(&self, ns: &NamespaceName, revision: Option<u64>) {
-        let mut slot = self.changed.entry(ns.clone()).or_insert((1, 0));
+        let mut slot = self.changed.entry(ns.as_str().into()).or_insert((1, 0));
         slot.0 = slot.0.saturating_sub(1);
         if let Some(r) = revision {
             slot.1 = slot.1.max(r);
@@ -202,6 +317,7 @@ impl<V> ViewCache<V> {
             evictions: self.evictions.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             entries: self.views.len() as u64,
+            bytes: self.bytes.load(Ordering::Relaxed) as u64,
         }
     }
 }
@@ -214,68 +330,131 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn key(n: &str, ctx: &str) -> ViewKey {
+        ViewKey::new(&ns(n), ctx)
+    }
+
     #[test]
     fn invalidation_touches_only_the_changed_namespace() {
         let c: ViewCache<u32> = ViewCache::new(100);
-        c.insert(&ns("a"), "x", 3, Arc::new(1));
-        c.insert(&ns("b"), "x", 3, Arc::new(2));
+        c.insert(&key("a", "x"), 3, Arc::new(1), 1);
+        c.insert(&key("b", "x"), 3, Arc::new(2), 1);
         c.invalidate(&ns("a"), 4);
-        assert!(c.get(&ns("a"), "x").is_none());
-        assert_eq!(*c.get(&ns("b"), "x").unwrap().1, 2);
+        assert!(c.get(&key("a", "x")).is_none());
+        assert_eq!(*c.get(&key("b", "x")).unwrap().1, 2);
         // A view computed at or after the change is current.
-        c.insert(&ns("a"), "x", 4, Arc::new(3));
-        assert_eq!(c.get(&ns("a"), "x").unwrap().0, 4);
+        c.insert(&key("a", "x"), 4, Arc::new(3), 1);
+        assert_eq!(c.get(&key("a", "x")).unwrap().0, 4);
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.invalidations, s.entries), (2, 1, 1, 2));
     }
 
     #[test]
+    fn a_namespace_that_is_a_prefix_of_another_is_its_own() {
+        let c: ViewCache<u32> = ViewCache::new(100);
+        c.insert(&key("a", "x"), 3, Arc::new(1), 1);
+        c.insert(&key("a/b", "x"), 3, Arc::new(2), 1);
+        c.invalidate(&ns("a/b"), 4);
+        assert!(c.get(&key("a", "x")).is_some());
+        assert!(c.get(&key("a/b", "x")).is_none());
+    }
+
+    #[test]
     fn nothing_is_served_while_a_change_is_in_flight() {
         let c: ViewCache<u32> = ViewCache::new(100);
-        c.insert(&ns("a"), "x", 3, Arc::new(1));
+        c.insert(&key("a", "x"), 3, Arc::new(1), 1);
         c.begin(&ns("a"));
-        assert!(c.get(&ns("a"), "x").is_none());
-        c.insert(&ns("a"), "x", 9, Arc::new(2));
-        assert!(c.get(&ns("a"), "x").is_none(), "not kept while in flight");
+        assert!(c.get(&key("a", "x")).is_none());
+        c.insert(&key("a", "x"), 9, Arc::new(2), 1);
+        assert!(c.get(&key("a", "x")).is_none(), "not kept while in flight");
         c.finish(&ns("a"), None);
-        c.insert(&ns("a"), "x", 3, Arc::new(3));
+        c.insert(&key("a", "x"), 3, Arc::new(3), 1);
         assert_eq!(
-            *c.get(&ns("a"), "x").unwrap().1,
+            *c.get(&key("a", "x")).unwrap().1,
             3,
             "a failed change changes nothing"
         );
     }
 
     #[test]
-    fn the_bound_evicts_the_oldest() {
-        let c: ViewCache<u32> = ViewCache::new(2);
-        for (i, k) in ["x", "y", "z"].iter().enumerate() {
-            c.insert(&ns("a"), k, 1, Arc::new(i as u32));
+    fn the_entry_bound_evicts_the_least_recently_used() {
+        let c: ViewCache<u32> = ViewCache::new(10);
+        for i in 0..10u32 {
+            c.insert(&key("a", &i.to_string()), 1, Arc::new(i), 1);
         }
-        assert!(c.get(&ns("a"), "x").is_none());
-        assert!(c.get(&ns("a"), "z").is_some());
-        assert_eq!(c.stats().evictions, 1);
-        assert_eq!(c.stats().entries, 2);
+        // 0 is the oldest insert but was just read; 1 and 2 were not.
+        assert!(c.get(&key("a", "0")).is_some());
+        c.insert(&key("a", "10"), 1, Arc::new(10), 1);
+        // Over 10: down to 9 (90%).
+        assert_eq!(c.stats().entries, 9);
+        assert_eq!(c.stats().evictions, 2);
+        assert!(c.get(&key("a", "0")).is_some(), "recently used stays");
+        assert!(c.get(&key("a", "1")).is_none());
+        assert!(c.get(&key("a", "2")).is_none());
+        assert!(c.get(&key("a", "10")).is_some());
+    }
+
+    #[test]
+    fn the_byte_budget_is_kept_and_counted() {
+        let c: ViewCache<u32> = ViewCache::with_budget(Budget {
+            max_entries: 1000,
+            max_bytes: 1000,
+        });
+        for i in 0..10u32 {
+            c.insert(&key("a", &i.to_string()), 1, Arc::new(i), 100);
+        }
+        assert_eq!(c.stats().bytes, 1000);
+        c.insert(&key("a", "big"), 1, Arc::new(99), 300);
+        let s = c.stats();
+        assert!(s.bytes <= 900, "{s:?}");
+        assert!(c.get(&key("a", "big")).is_some(), "the newest is kept");
+        // Replacing a view replaces its weight.
+        c.insert(&key("a", "big"), 2, Arc::new(98), 10);
+        assert_eq!(c.stats().bytes, s.bytes - 290);
+        // A view over the whole budget is not kept (and evicts nothing).
+        c.insert(&key("a", "huge"), 1, Arc::new(0), 5000);
+        assert!(c.get(&key("a", "huge")).is_none());
+        // Invalidation gives the weight back when the stale view is met.
+        c.invalidate(&ns("a"), 3);
+        for i in 0..10u32 {
+            let _ = c.get(&key("a", &i.to_string()));
+        }
+        let _ = c.get(&key("a", "big"));
+        assert_eq!(c.stats().bytes, 0);
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_fast_path_miss_is_not_counted_twice() {
+        let c: ViewCache<u32> = ViewCache::new(10);
+        assert!(c.get_or_fall_back(&key("a", "x")).is_none());
+        assert!(c.get(&key("a", "x")).is_none());
+        c.insert(&key("a", "x"), 1, Arc::new(1), 1);
+        assert!(c.get_or_fall_back(&key("a", "x")).is_some());
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses), (1, 1));
     }
 
     #[test]
     fn concurrent_readers_never_see_a_view_older_than_an_acknowledged_change() {
         let c: Arc<ViewCache<u64>> = Arc::new(ViewCache::new(1000));
         let web = ns("web");
+        let k = ViewKey::new(&web, "ctx");
         let writer = {
             let c = Arc::clone(&c);
             let web = web.clone();
+            let k = k.clone();
             std::thread::spawn(move || {
                 for rev in 1..2000u64 {
                     c.invalidate(&web, rev);
                     // A reader that computed at rev-1 tries to insert late.
-                    c.insert(&web, "ctx", rev - 1, Arc::new(rev - 1));
-                    assert!(c.get(&web, "ctx").is_none_or(|(r, _)| r >= rev));
-                    c.insert(&web, "ctx", rev, Arc::new(rev));
+                    c.insert(&k, rev - 1, Arc::new(rev - 1), 1);
+                    assert!(c.get(&k).is_none_or(|(r, _)| r >= rev));
+                    c.insert(&k, rev, Arc::new(rev), 1);
                 }
             })
         };
         writer.join().unwrap();
-        assert_eq!(*c.get(&web, "ctx").unwrap().1, 1999);
+        assert_eq!(*c.get(&k).unwrap().1, 1999);
     }
 }

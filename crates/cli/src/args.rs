@@ -143,6 +143,9 @@ pub(crate) enum Command {
         /// Include each key's layer and revision.
         #[arg(long)]
         provenance: bool,
+        /// Only this section (a key path: `db` gives db.*), still under its full path.
+        #[arg(long, value_name = "KEY")]
+        section: Option<String>,
         #[command(flatten)]
         at: AtArg,
     },
@@ -262,6 +265,9 @@ pub(crate) enum Command {
     /// Bearer tokens: issue (shown once) and revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A server's measurements since it started: each stage's timings
+    /// (p50/p90/p99) and the view cache's counters. Needs `audit`.
+    Stats,
 }
 
 #[derive(Debug, Subcommand)]

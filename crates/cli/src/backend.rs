@@ -166,14 +166,18 @@ impl Backend {
         &self,
         ns: &NamespaceName,
         ctx: &Context,
+        section: Option<&KeyPath>,
         at: At,
         with_provenance: bool,
     ) -> Result<ResolvedView> {
         match self {
-            Backend::Local { engine, caller, .. } => Ok(engine.resolve(caller, ns, ctx, at)?),
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.resolve_section(caller, ns, ctx, section, at)?)
+            }
             Backend::Remote { client, runtime } => {
                 let r = Self::call(client, runtime, |c| async move {
-                    c.resolve(ns, ctx, at, with_provenance).await
+                    c.resolve_section(ns, ctx, section, at, with_provenance)
+                        .await
                 })?;
                 Ok(ResolvedView {
                     namespace: r.namespace,
@@ -508,6 +512,47 @@ impl Backend {
     }
 
     /// Verifies the audit chain: (records, last seq).
+    /// Stage timings and cache counters, in the shape of the engine's
+    /// `EngineStats`; `true` for a local store (this process's figures).
+    pub(crate) fn stats(&self) -> Result<(bool, serde_json::Value)> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok((true, serde_json::to_value(engine.stats(caller)?)?))
+            }
+            Backend::Remote { client, runtime } => {
+                let s = Self::call(client, runtime, |c| async move { c.stats().await })?;
+                let c = s.cache.unwrap_or_default();
+                let stages: Vec<serde_json::Value> = s
+                    .stages
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "stage": t.stage, "count": t.count, "sum_seconds": t.sum_seconds,
+                            "p50_seconds": t.p50_seconds, "p90_seconds": t.p90_seconds,
+                            "p99_seconds": t.p99_seconds,
+                        })
+                    })
+                    .collect();
+                Ok((
+                    false,
+                    serde_json::json!({
+                        "revision": s.revision,
+                        "cache": {
+                            "hits": c.hits, "misses": c.misses, "evictions": c.evictions,
+                            "invalidations": c.invalidations, "entries": c.entries, "bytes": c.bytes,
+                        },
+                        "cache_budget": {"max_entries": c.max_entries, "max_bytes": c.max_bytes},
+                        "timings": {
+                            "stages": stages,
+                            "batches": s.store_batches,
+                            "batched_jobs": s.store_batched_jobs,
+                        },
+                    }),
+                ))
+            }
+        }
+    }
+
     pub(crate) fn audit_verify(&self) -> Result<(u64, u64)> {
         match self {
             Backend::Local { engine, caller, .. } => {

@@ -166,11 +166,19 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             namespace,
             context,
             provenance,
+            section,
             at,
         } => {
+            let section = section
+                .as_deref()
+                .map(|s| {
+                    KeyPath::parse(s).with_context(|| format!("--section {s:?} is not a key path"))
+                })
+                .transpose()?;
             let view = ctx.backend.resolve(
                 &ns(&namespace)?,
                 &contexts(&context)?,
+                section.as_ref(),
                 at_of(&at)?,
                 provenance,
             )?;
@@ -431,6 +439,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Audit(c) => crate::security::audit(&ctx.backend, ctx.output, c),
         Command::Principal(c) => crate::security::principal(&ctx.backend, ctx.output, c),
         Command::Token(c) => crate::security::token(&ctx.backend, ctx.output, c),
+        Command::Stats => stats(&ctx.backend, ctx.output),
     }
 }
 
@@ -1161,6 +1170,51 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             out.push(path);
         }
     }
+    Ok(())
+}
+
+/// `confstrata stats`: a table of stage timings, then the cache's counters.
+fn stats(backend: &Backend, output: Output) -> Result<()> {
+    let (local, v) = backend.stats()?;
+    if local {
+        eprintln!(
+            "note: a local store: these are this command's own figures; set --addr (or CONFSTRATA_ADDR) for a server's"
+        );
+    }
+    if output != Output::Table {
+        return structured(&v, output, &[], Vec::new);
+    }
+    let ms = |x: &serde_json::Value| format!("{:.3}", x.as_f64().unwrap_or(0.0) * 1e3);
+    let rows: Vec<Vec<String>> = v["timings"]["stages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    vec![
+                        cell(&s["stage"]),
+                        cell(&s["count"]),
+                        ms(&s["p50_seconds"]),
+                        ms(&s["p90_seconds"]),
+                        ms(&s["p99_seconds"]),
+                        ms(&s["sum_seconds"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut text = crate::output::table(
+        &["STAGE", "COUNT", "P50 MS", "P90 MS", "P99 MS", "TOTAL MS"],
+        &rows,
+    );
+    let c = &v["cache"];
+    let b = &v["cache_budget"];
+    let t = &v["timings"];
+    text.push_str(&format!(
+        "\nrevision {}\ncache: {} hits, {} misses, {} views ({} bytes) of {} views / {} bytes, {} evicted, {} invalidated\nstore: {} transactions carrying {} jobs\n",
+        v["revision"], c["hits"], c["misses"], c["entries"], c["bytes"], b["max_entries"], b["max_bytes"],
+        c["evictions"], c["invalidations"], t["batches"], t["batched_jobs"]
+    ));
+    crate::output::emit(&text);
     Ok(())
 }
 

@@ -45,6 +45,10 @@ pub(crate) struct Settings {
     tls_key_file: Option<PathBuf>,
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     tls_client_ca_file: Option<PathBuf>,
+    /// The resolved-view cache holds at most this many views...
+    cache_max_views: usize,
+    /// ...and about this many bytes (least recently used views go first).
+    cache_max_bytes: usize,
 }
 
 impl Default for Settings {
@@ -64,6 +68,8 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            cache_max_views: confstrata_engine::Budget::default().max_entries,
+            cache_max_bytes: confstrata_engine::Budget::default().max_bytes,
         }
     }
 }
@@ -103,6 +109,8 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "tls_cert_file",
             "tls_key_file",
             "tls_client_ca_file",
+            "cache_max_views",
+            "cache_max_bytes",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -179,6 +187,10 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         &OpenOptions {
             master_key_file: settings.master_key_file.clone(),
             audit_reads: settings.audit_reads,
+            cache: confstrata_engine::Budget {
+                max_entries: settings.cache_max_views,
+                max_bytes: settings.cache_max_bytes,
+            },
         },
     )
     .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;

@@ -122,6 +122,16 @@ impl Client {
         Ok(())
     }
 
+    /// The server's measurements since it started: the view cache's
+    /// counters and each stage's timings (needs `audit`).
+    pub async fn stats(&self) -> Result<v1::GetStatsResponse> {
+        Ok(self
+            .raw_admin()
+            .get_stats(self.request(v1::GetStatsRequest {}))
+            .await?
+            .into_inner())
+    }
+
     /// Issues a new token for a principal. The server keeps only its hash:
     /// store the token now.
     pub async fn issue_token(&self, id: &str, label: &str) -> Result<IssuedToken> {

@@ -533,6 +533,20 @@ impl Client {
         at: At,
         with_provenance: bool,
     ) -> Result<Resolved> {
+        self.resolve_section(ns, context, None, at, with_provenance)
+            .await
+    }
+
+    /// [`Client::resolve`] of one section (`db` for `db.*`): the document
+    /// holds only what is at `section` or below, under its full path.
+    pub async fn resolve_section(
+        &self,
+        ns: &NamespaceName,
+        context: &Context,
+        section: Option<&KeyPath>,
+        at: At,
+        with_provenance: bool,
+    ) -> Result<Resolved> {
         let r = self
             .raw()
             .resolve(self.request(v1::ResolveRequest {
@@ -540,6 +554,7 @@ impl Client {
                 context: wire::context_map(context),
                 at: convert::read_at_to_wire(at),
                 with_provenance,
+                section: section.map(ToString::to_string).unwrap_or_default(),
             }))
             .await?
             .into_inner();

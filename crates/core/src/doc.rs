@@ -159,6 +159,36 @@ pub fn get<'a>(doc: &'a Document, key: &KeyPath) -> Option<&'a Value> {
     table.get(last)
 }
 
+/// The part of a document at `key` and below, still under its full path:
+/// `{"db": {"pool": {...}}}` for `db.pool`. Empty if nothing is there.
+///
+/// With `keep_blocking`, a value that is not a table on the way to `key`
+/// (`db = "off"` for `db.pool`) is kept in its place: merging such
+/// sections of several layers gives the same answer as merging the whole
+/// layers and taking the section after.
+pub fn section(doc: &Document, key: &KeyPath, keep_blocking: bool) -> Document {
+    fn build(segs: &[String], table: &Document, keep_blocking: bool) -> Option<Value> {
+        let (first, rest) = segs.split_first()?;
+        let v = table.get(first)?;
+        let inner = if rest.is_empty() {
+            v.clone()
+        } else {
+            match v {
+                Value::Object(m) if !is_atomic_table(v) => build(rest, m, keep_blocking)?,
+                _ if keep_blocking => v.clone(),
+                _ => return None,
+            }
+        };
+        let mut out = Map::new();
+        out.insert(first.clone(), inner);
+        Some(Value::Object(out))
+    }
+    match build(key.segments(), doc, keep_blocking) {
+        Some(Value::Object(m)) => m,
+        _ => Document::new(),
+    }
+}
+
 /// Looks up a key in a document, for changing its value in place.
 pub fn get_mut<'a>(doc: &'a mut Document, key: &KeyPath) -> Option<&'a mut Value> {
     let (last, parents) = key.segments().split_last()?;

@@ -47,6 +47,7 @@ mod namespace;
 mod path;
 mod resolve;
 mod store;
+pub mod timing;
 pub mod validation;
 
 pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};

@@ -278,6 +278,11 @@ pub trait Store: Send + Sync {
     /// Drops history the policy does not keep.
     fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport>;
 
+    /// Sends the store's own stage timings (group-commit transactions, their
+    /// `COMMIT`, batch sizes) to `timings`. Stores that measure nothing
+    /// ignore it.
+    fn set_timings(&self, _timings: std::sync::Arc<dyn crate::timing::Timings>) {}
+
     /// Turns an [`At`] into a readable revision.
     fn revision_at(&self, at: At) -> Result<u64> {
         let current = self.revision()?;

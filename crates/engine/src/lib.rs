@@ -58,6 +58,11 @@ mod write;
 
 pub use admin::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
 pub use confstrata_access::{Action, AuditRecord, PrincipalKind, Resource, Token};
+use confstrata_analytics::StageTimings;
+pub use confstrata_analytics::{StageSummary, TimingsSnapshot};
+pub use confstrata_cache::{Budget, CacheStats};
+use confstrata_cache::{ViewCache, ViewKey};
+use confstrata_core::timing::{Stage, Timings as _};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
 pub use validate::LIBRARY_NAMESPACE;
 
@@ -78,22 +83,148 @@ pub struct Engine {
     policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
     security: Arc<Security>,
     validator: Arc<validate::Validator>,
-    views: Arc<confstrata_cache::ViewCache<CachedView>>,
+    views: Arc<ViewCache<CachedView>>,
+    timings: Arc<StageTimings>,
 }
 
 /// A resolved view as cached: raw (sealed values as stored), with every
 /// layer of its context for authorization.
 struct CachedView {
     wanted: Vec<LayerPath>,
-    view: ResolvedView,
+    raw: Arc<ResolvedView>,
+    /// The leaves holding a sealed value, with the layer that set each:
+    /// a caller who may open one of them is answered by the slow path
+    /// (opening is audited).
+    sealed: Vec<(KeyPath, LayerPath)>,
+    /// What a caller who opens nothing gets (every sealed value masked),
+    /// and its JSON; made on first use and shared by every such caller.
+    masked: std::sync::OnceLock<(Arc<ResolvedView>, Arc<str>)>,
 }
 
-/// How many resolved views the cache holds.
-const VIEW_CACHE_ENTRIES: usize = 10_000;
+impl CachedView {
+    fn new(wanted: Vec<LayerPath>, raw: ResolvedView) -> CachedView {
+        let sealed = raw
+            .provenance
+            .iter()
+            .filter(|(key, _)| {
+                confstrata_core::doc::get(&raw.document, key)
+                    .is_some_and(confstrata_crypto::is_sealed)
+            })
+            .map(|(key, prov)| (key.clone(), prov.layer.clone()))
+            .collect();
+        CachedView {
+            wanted,
+            raw: Arc::new(raw),
+            sealed,
+            masked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The view with every sealed value masked, and its JSON.
+    fn masked(&self) -> &(Arc<ResolvedView>, Arc<str>) {
+        self.masked.get_or_init(|| {
+            let any_sealed = self.raw.provenance.iter().any(|(key, _)| {
+                confstrata_core::doc::get(&self.raw.document, key).is_some_and(|v| {
+                    confstrata_crypto::is_sealed(v) || security::contains_sealed(v)
+                })
+            });
+            let view = if any_sealed {
+                let mut v = (*self.raw).clone();
+                for (key, _) in &self.raw.provenance {
+                    if let Some(slot) = confstrata_core::doc::get_mut(&mut v.document, key)
+                        && (confstrata_crypto::is_sealed(slot) || security::contains_sealed(slot))
+                    {
+                        mask_value(slot);
+                    }
+                }
+                Arc::new(v)
+            } else {
+                Arc::clone(&self.raw)
+            };
+            let json = document_json(&view.document);
+            (view, json)
+        })
+    }
+
+    /// Approximate bytes held, for the cache's budget: the JSON size of
+    /// the document (a tree of maps takes a few times that) and of the
+    /// provenance.
+    fn weight(&self) -> usize {
+        let doc = confstrata_core::serde_json::to_vec(&self.raw.document).map_or(0, |v| v.len());
+        let prov: usize = self
+            .raw
+            .provenance
+            .iter()
+            .map(|(k, p)| k.to_string().len() + p.layer.as_str().len() + 48)
+            .sum();
+        3 * doc + prov + 256
+    }
+}
+
+/// A document as compact JSON (a document is a map of JSON values, so
+/// this cannot fail; `{}` stands in if it ever did).
+fn document_json(doc: &Document) -> Arc<str> {
+    confstrata_core::serde_json::to_string(doc)
+        .unwrap_or_else(|_| "{}".to_owned())
+        .into()
+}
+
+/// A resolved view shared with the view cache: see [`Engine::resolve_cached`].
+#[derive(Debug, Clone)]
+pub struct SharedView {
+    /// The revision it is current at (the latest when it was looked up).
+    pub revision: u64,
+    /// The view as the caller may see it (its `revision` is the one it was
+    /// computed at; use [`SharedView::revision`]).
+    pub view: Arc<ResolvedView>,
+    /// `view.document` (or the asked-for section of it) as compact JSON.
+    pub json: Arc<str>,
+}
+
+/// What [`Engine::stats`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineStats {
+    /// The store's revision.
+    pub revision: u64,
+    /// The resolved-view cache's counters.
+    #[serde(serialize_with = "serialize_cache_stats")]
+    pub cache: CacheStats,
+    /// What the cache may hold.
+    #[serde(serialize_with = "serialize_budget")]
+    pub cache_budget: Budget,
+    /// Every stage's timings.
+    pub timings: TimingsSnapshot,
+}
+
+fn serialize_cache_stats<S: serde::Serializer>(
+    c: &CacheStats,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut m = s.serialize_map(Some(6))?;
+    m.serialize_entry("hits", &c.hits)?;
+    m.serialize_entry("misses", &c.misses)?;
+    m.serialize_entry("evictions", &c.evictions)?;
+    m.serialize_entry("invalidations", &c.invalidations)?;
+    m.serialize_entry("entries", &c.entries)?;
+    m.serialize_entry("bytes", &c.bytes)?;
+    m.end()
+}
+
+fn serialize_budget<S: serde::Serializer>(
+    b: &Budget,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut m = s.serialize_map(Some(2))?;
+    m.serialize_entry("max_entries", &b.max_entries)?;
+    m.serialize_entry("max_bytes", &b.max_bytes)?;
+    m.end()
+}
 
 /// A context as a cache key: `k=v,...` in key order (values are path
 /// segments, so `,` and `=` cannot occur in them).
-fn context_key(ctx: &Context) -> String {
+fn context_key(ns: &NamespaceName, ctx: &Context) -> ViewKey {
     let mut out = String::new();
     for (k, v) in ctx {
         if !out.is_empty() {
@@ -103,7 +234,29 @@ fn context_key(ctx: &Context) -> String {
         out.push('=');
         out.push_str(v);
     }
-    out
+    ViewKey::new(ns, &out)
+}
+
+/// The provenance entries at `section` or below it.
+fn in_section(key: &KeyPath, section: &KeyPath) -> bool {
+    key.segments().starts_with(section.segments())
+}
+
+/// Cuts a view down to a section of its document.
+fn cut_to_section(view: &ResolvedView, section: &KeyPath) -> ResolvedView {
+    ResolvedView {
+        namespace: view.namespace.clone(),
+        context: view.context.clone(),
+        revision: view.revision,
+        layers: view.layers.clone(),
+        document: confstrata_core::doc::section(&view.document, section, false),
+        provenance: view
+            .provenance
+            .iter()
+            .filter(|(k, _)| in_section(k, section))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Called after every change to the access policy.
@@ -231,6 +384,8 @@ pub struct OpenOptions {
     pub master_key_file: Option<PathBuf>,
     /// Audit every read, not only changes, secret reads and refusals.
     pub audit_reads: bool,
+    /// What the resolved-view cache may hold.
+    pub cache: Budget,
 }
 
 /// The name of the master key file inside a data directory.
@@ -247,6 +402,17 @@ impl Engine {
 
     /// An engine over any store, with the given master key and settings.
     pub fn with_security(store: Arc<dyn Store>, options: SecurityOptions) -> Result<Self> {
+        Self::with_cache(store, options, Budget::default())
+    }
+
+    /// [`Engine::with_security`] with a budget for the resolved-view cache.
+    pub fn with_cache(
+        store: Arc<dyn Store>,
+        options: SecurityOptions,
+        cache: Budget,
+    ) -> Result<Self> {
+        let timings = Arc::new(StageTimings::new());
+        store.set_timings(Arc::clone(&timings) as Arc<dyn confstrata_core::timing::Timings>);
         let security = Security::load(&*store, options)?;
         Ok(Engine {
             store,
@@ -254,7 +420,8 @@ impl Engine {
             policy_observers: Arc::default(),
             security: Arc::new(security),
             validator: Arc::default(),
-            views: Arc::new(confstrata_cache::ViewCache::new(VIEW_CACHE_ENTRIES)),
+            views: Arc::new(ViewCache::with_budget(cache)),
+            timings,
         })
     }
 
@@ -297,7 +464,10 @@ impl Engine {
         };
         let mut security = SecurityOptions::new(key);
         security.audit_reads = options.audit_reads;
-        Ok((Self::with_security(Arc::new(store), security)?, source))
+        Ok((
+            Self::with_cache(Arc::new(store), security, options.cache)?,
+            source,
+        ))
     }
 
     /// Registers a function called with the new revision after every commit
@@ -352,7 +522,10 @@ impl Engine {
     /// Authenticates a request by its `Authorization` header value
     /// (`Bearer cst_...`). A failure is audited (without the token).
     pub fn authenticate(&self, authorization: Option<&str>, request_id: &str) -> Result<Caller> {
-        match self.security.authenticate(authorization) {
+        let checked = self.timed(Stage::Authenticate, || {
+            self.security.authenticate(authorization)
+        });
+        match checked {
             Ok(c) => Ok(c.with_request_id(request_id)),
             Err(e) => {
                 let entry = AuditEntry::new(
@@ -373,6 +546,20 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// [`Engine::authenticate`] for a fast path: `None` on any failure,
+    /// which is not audited here (the slow path that answers it audits it).
+    pub fn authenticate_quietly(
+        &self,
+        authorization: Option<&str>,
+        request_id: &str,
+    ) -> Option<Caller> {
+        self.timed(Stage::Authenticate, || {
+            self.security.authenticate(authorization)
+        })
+        .ok()
+        .map(|c| c.with_request_id(request_id))
     }
 
     /// Checks that a caller's credentials still hold (its token was not
@@ -511,77 +698,205 @@ impl Engine {
         ctx: &Context,
         at: At,
     ) -> Result<ResolvedView> {
+        self.resolve_section(caller, ns, ctx, None, at)
+    }
+
+    /// [`Engine::resolve`] of one section of the configuration (`db` for
+    /// `db.*`): the document holds only what is at `section` or below (under
+    /// its full path), and so does the provenance. Authorization is that of
+    /// the whole resolve. Only the section of each layer is merged, unless
+    /// a cached view of the whole context is at hand.
+    pub fn resolve_section(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        ctx: &Context,
+        section: Option<&KeyPath>,
+        at: At,
+    ) -> Result<ResolvedView> {
         let g = self.gate(caller);
         let mut view = if at == At::Latest {
-            self.resolve_latest(&g, ns, ctx)?
+            self.resolve_latest(&g, ns, ctx, section)?
         } else {
-            self.with_resolved(&g, ns, ctx, at, |rev, resolved| ResolvedView {
-                namespace: ns.clone(),
-                context: ctx.clone(),
-                revision: rev,
-                layers: resolved.layers().collect(),
-                document: resolved.to_document(),
-                provenance: resolved.provenance(),
-            })?
+            let merged = self.timed(Stage::Resolve, || {
+                self.with_resolved_section(&g, ns, ctx, at, section, |rev, resolved| ResolvedView {
+                    namespace: ns.clone(),
+                    context: ctx.clone(),
+                    revision: rev,
+                    layers: resolved.layers().collect(),
+                    document: resolved.to_document(),
+                    provenance: resolved.provenance(),
+                })
+            })?;
+            match section {
+                Some(key) => cut_to_section(&merged, key),
+                None => merged,
+            }
         };
-        self.present_resolved(&g, &mut view)?;
+        self.timed(Stage::Present, || self.present_resolved(&g, &mut view))?;
         g.audit_read(Resource::namespace(ns.clone()), view.revision)?;
         Ok(view)
+    }
+
+    /// Answers a resolve at the latest revision from the view cache, with no
+    /// I/O and no copy of the view: for front ends that answer on their
+    /// async threads and fall back to [`Engine::resolve_section`] on `None`.
+    ///
+    /// `None` (never a refusal) when the slow path must answer: the view is
+    /// not cached, every read is audited, the caller may open a sealed
+    /// value of it (opening is audited), or the caller may not read it (a
+    /// refusal is audited). So what this answers is exactly what the slow
+    /// path would, minus the audit records neither writes.
+    pub fn resolve_cached(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        ctx: &Context,
+        section: Option<&KeyPath>,
+    ) -> Option<SharedView> {
+        if self.security.audit_reads {
+            return None;
+        }
+        let g = self.gate(caller);
+        let authorize = self.timings.start();
+        if !self.security.allows_some(
+            &g.policy,
+            caller,
+            Action::Read,
+            &Resource::namespace(ns.clone()),
+        ) {
+            return None;
+        }
+        authorize.stop(&*self.timings, Stage::Authorize);
+        // Read first: a view that is current now is current at this revision.
+        let current = self.store.revision().ok()?;
+        let key = context_key(ns, ctx);
+        let lookup = self.timings.start();
+        let (_, cached) = self.views.get_or_fall_back(&key)?;
+        lookup.stop(&*self.timings, Stage::CacheLookup);
+        let authorize = self.timings.start();
+        for layer in &cached.wanted {
+            if !g.allows(Action::Read, &Resource::layer(ns.clone(), layer.clone())) {
+                return None;
+            }
+        }
+        for (key, layer) in &cached.sealed {
+            if g.allows(
+                Action::ReadSecrets,
+                &Resource::key(ns.clone(), layer.clone(), key.clone()),
+            ) {
+                return None;
+            }
+        }
+        authorize.stop(&*self.timings, Stage::Authorize);
+        let (view, json) = cached.masked();
+        let (view, json) = match section {
+            None => (Arc::clone(view), Arc::clone(json)),
+            Some(key) => {
+                let cut = cut_to_section(view, key);
+                let json = document_json(&cut.document);
+                (Arc::new(cut), json)
+            }
+        };
+        Some(SharedView {
+            revision: current,
+            view,
+            json,
+        })
+    }
+
+    /// Times `f` as `stage`.
+    fn timed<T>(&self, stage: Stage, f: impl FnOnce() -> T) -> T {
+        let started = self.timings.start();
+        let out = f();
+        started.stop(&*self.timings, stage);
+        out
     }
 
     /// The raw (sealed) resolved view at the latest revision, from the view
     /// cache when the namespace has not changed since it was computed. The
     /// caller's rights are checked on the cached list of the context's
-    /// layers exactly as on a miss.
+    /// layers exactly as on a miss. A section is cut from a cached view; on
+    /// a miss, only the section is merged (and nothing is cached).
     fn resolve_latest(
         &self,
         g: &Gate<'_>,
         ns: &NamespaceName,
         ctx: &Context,
+        section: Option<&KeyPath>,
     ) -> Result<ResolvedView> {
-        g.require_some(Action::Read, ns)?;
+        self.timed(Stage::Authorize, || g.require_some(Action::Read, ns))?;
         // Read first: a view that is current now is current at this revision.
         let current = self.store.revision()?;
-        let key = context_key(ctx);
-        if let Some((_, cached)) = self.views.get(ns, &key) {
-            for layer in &cached.wanted {
-                g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
-            }
-            let mut view = cached.view.clone();
+        let key = context_key(ns, ctx);
+        if let Some((_, cached)) = self.timed(Stage::CacheLookup, || self.views.get(&key)) {
+            self.timed(Stage::Authorize, || {
+                cached.wanted.iter().try_for_each(|layer| {
+                    g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
+                })
+            })?;
+            let mut view = match section {
+                Some(s) => cut_to_section(&cached.raw, s),
+                None => (*cached.raw).clone(),
+            };
             view.revision = current;
             return Ok(view);
         }
         let mut wanted = Vec::new();
-        let view = self.with_resolved(g, ns, ctx, At::Revision(current), |rev, resolved| {
-            wanted = resolved.layers().map(|p| p.layer).collect();
-            ResolvedView {
-                namespace: ns.clone(),
-                context: ctx.clone(),
-                revision: rev,
-                layers: resolved.layers().collect(),
-                document: resolved.to_document(),
-                provenance: resolved.provenance(),
-            }
+        let view = self.timed(Stage::Resolve, || {
+            self.with_resolved_section(
+                g,
+                ns,
+                ctx,
+                At::Revision(current),
+                section,
+                |rev, resolved| {
+                    wanted = resolved.layers().map(|p| p.layer).collect();
+                    ResolvedView {
+                        namespace: ns.clone(),
+                        context: ctx.clone(),
+                        revision: rev,
+                        layers: resolved.layers().collect(),
+                        document: resolved.to_document(),
+                        provenance: resolved.provenance(),
+                    }
+                },
+            )
         })?;
+        if let Some(s) = section {
+            return Ok(cut_to_section(&view, s));
+        }
         // Every layer of the context, present or not, is what authorization
         // checks: take them from the declaration, as `with_resolved` did.
         let spec = self.namespace_at(ns, current)?.spec;
         let wanted = spec.layers_for(ctx).unwrap_or(wanted);
-        self.views.insert(
-            ns,
-            &key,
-            current,
-            Arc::new(CachedView {
-                wanted,
-                view: view.clone(),
-            }),
-        );
+        let cached = CachedView::new(wanted, view.clone());
+        let weight = cached.weight();
+        self.views.insert(&key, current, Arc::new(cached), weight);
         Ok(view)
     }
 
     /// The view cache's counters.
-    pub fn cache_stats(&self) -> confstrata_cache::CacheStats {
+    pub fn cache_stats(&self) -> CacheStats {
         self.views.stats()
+    }
+
+    /// The view cache's counters and budget, and every stage's timings since
+    /// the engine started. Needs `audit` on everything.
+    pub fn stats(&self, caller: &Caller) -> Result<EngineStats> {
+        self.gate(caller)
+            .require(Action::Audit, Resource::everything())?;
+        Ok(EngineStats {
+            revision: self.store.revision().unwrap_or(0),
+            cache: self.views.stats(),
+            cache_budget: self.views.budget(),
+            timings: self.timings.snapshot(),
+        })
+    }
+
+    /// The registry holding the stage histograms (for a metrics endpoint).
+    pub fn metrics_registry(&self) -> &confstrata_analytics::prometheus::Registry {
+        self.timings.registry()
     }
 
     /// Opens or masks the sealed leaves of a resolved view.
@@ -684,6 +999,20 @@ impl Engine {
         at: At,
         f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
     ) -> Result<T> {
+        self.with_resolved_section(g, ns, ctx, at, None, f)
+    }
+
+    /// [`Engine::with_resolved`] merging only `section` of each layer (the
+    /// merge can leave values outside it that block it: cut the result).
+    fn with_resolved_section<T>(
+        &self,
+        g: &Gate<'_>,
+        ns: &NamespaceName,
+        ctx: &Context,
+        at: At,
+        section: Option<&KeyPath>,
+        f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
+    ) -> Result<T> {
         g.require_some(Action::Read, ns)?;
         let rev = self.store.revision_at(at)?;
         let spec = self.namespace_at(ns, rev)?.spec;
@@ -693,7 +1022,10 @@ impl Engine {
         }
         let mut records = Vec::with_capacity(wanted.len());
         for layer in &wanted {
-            if let Some(r) = self.store.layer(ns, layer, rev)? {
+            if let Some(mut r) = self.store.layer(ns, layer, rev)? {
+                if let Some(key) = section {
+                    r.document = confstrata_core::doc::section(&r.document, key, true);
+                }
                 records.push(r);
             }
         }

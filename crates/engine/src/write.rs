@@ -40,6 +40,18 @@ impl Engine {
         action: Action,
         operation: &str,
     ) -> Result<CommitInfo> {
+        self.timed(confstrata_core::timing::Stage::Commit, || {
+            self.commit_validated_untimed(g, changes, action, operation)
+        })
+    }
+
+    fn commit_validated_untimed(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+    ) -> Result<CommitInfo> {
         let declares = changes
             .ops
             .iter()
@@ -90,7 +102,9 @@ impl Engine {
         };
         let candidate = Candidate::with_plan(&*self.store, revision, &plan);
         if self.validator.needed(&candidate, &plan)? {
-            let findings = self.validator.check_plan(&candidate, &plan)?;
+            let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
+                self.validator.check_plan(&candidate, &plan)
+            })?;
             if has_errors(&findings) {
                 let refused = g
                     .entry(action, changes_resource(changes), Outcome::Failed)

@@ -134,3 +134,197 @@ fn a_cached_view_is_presented_per_caller() {
     engine.revoke_role(&me, "vic", "viewer").unwrap();
     assert!(engine.resolve(&vic, &web, &prod, At::Latest).is_err());
 }
+
+/// Tokens for principals with the given roles.
+fn callers(engine: &Engine, me: &Caller, who: &[(&str, &str)]) -> Vec<Caller> {
+    who.iter()
+        .map(|(id, role)| {
+            engine
+                .add_principal(me, id, id, PrincipalKind::User, &[(*role).into()])
+                .unwrap();
+            let t = engine.issue_token(me, id, "t").unwrap();
+            engine
+                .authenticate(Some(&format!("Bearer {}", t.expose_secret())), "r")
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_fast_path_answers_what_the_slow_path_would_or_nothing() {
+    let (_dir, engine, me) = engine();
+    let web = "web".parse().unwrap();
+    let prod = parse_context("env=prod").unwrap();
+    let c = callers(
+        &engine,
+        &me,
+        &[
+            ("vic", "viewer"),
+            ("rita", "secret-reader"),
+            ("nobody", "auditor"),
+        ],
+    );
+    let (vic, rita, nobody) = (&c[0], &c[1], &c[2]);
+    // Nothing cached yet: the fast path leaves it to the slow one.
+    assert!(engine.resolve_cached(vic, &web, &prod, None).is_none());
+    let slow = engine.resolve(vic, &web, &prod, At::Latest).unwrap();
+    let fast = engine.resolve_cached(vic, &web, &prod, None).unwrap();
+    assert_eq!(fast.view.document, slow.document);
+    assert_eq!(fast.view.provenance, slow.provenance);
+    assert_eq!(fast.revision, slow.revision);
+    let json: Value = confstrata_core::serde_json::from_str(&fast.json).unwrap();
+    assert_eq!(json["password"], "<sealed>");
+    // Two viewers share one presented view: nothing is copied per request.
+    let again = engine.resolve_cached(vic, &web, &prod, None).unwrap();
+    assert!(Arc::ptr_eq(&fast.view, &again.view));
+    // A caller who may open the secret is answered by the slow path
+    // (opening is audited), and one who may not read gets no answer here
+    // (the slow path refuses and audits).
+    assert!(engine.resolve_cached(rita, &web, &prod, None).is_none());
+    assert!(engine.resolve_cached(nobody, &web, &prod, None).is_none());
+    assert!(engine.resolve(nobody, &web, &prod, At::Latest).is_err());
+    // After a commit, the fast path never answers the old value.
+    engine.commit(&me, &set(7)).unwrap();
+    match engine.resolve_cached(vic, &web, &prod, None) {
+        None => {}
+        Some(v) => assert_eq!(v.view.document["n"], 7),
+    }
+    engine.resolve(vic, &web, &prod, At::Latest).unwrap();
+    let v = engine.resolve_cached(vic, &web, &prod, None).unwrap();
+    assert_eq!(v.view.document["n"], 7);
+    assert_eq!(v.revision, engine.revision().unwrap());
+}
+
+#[test]
+fn the_fast_path_stays_off_when_every_read_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::open_with(
+        &dir.path().join("data"),
+        &confstrata_engine::OpenOptions {
+            audit_reads: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let me = Caller::local("test");
+    engine
+        .commit(
+            &me,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults"]}},
+                {"op": "put", "namespace": "web", "layer": "defaults", "document": {"n": 1}},
+            ]})),
+        )
+        .unwrap();
+    let web = "web".parse().unwrap();
+    let none = confstrata_core::Context::new();
+    engine.resolve(&me, &web, &none, At::Latest).unwrap();
+    assert!(engine.resolve_cached(&me, &web, &none, None).is_none());
+}
+
+#[test]
+fn a_section_is_the_same_from_the_cache_the_store_and_the_past() {
+    let (_dir, engine, me) = engine();
+    engine
+        .commit(
+            &me,
+            &cs(json!({"ops": [
+                {"op": "put", "namespace": "web", "layer": "defaults", "document": {
+                    "db": {"host": "a", "pool": {"max": 5, "min": 1}}, "log": "info"}},
+                {"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool.max", "value": 50},
+            ]})),
+        )
+        .unwrap();
+    let web = "web".parse().unwrap();
+    let prod = parse_context("env=prod").unwrap();
+    let pool: confstrata_core::KeyPath = "db.pool".parse().unwrap();
+    let expected = json!({"db": {"pool": {"max": 50, "min": 1}}});
+    // A miss merges only the section (nothing is cached by it).
+    let miss = engine
+        .resolve_section(&me, &web, &prod, Some(&pool), At::Latest)
+        .unwrap();
+    assert_eq!(Value::Object(miss.document.clone()), expected);
+    let keys: Vec<String> = miss.provenance.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(keys, ["db.pool.max", "db.pool.min"]);
+    assert_eq!(miss.provenance[0].1.layer.as_str(), "env/prod");
+    // The whole view is cached by a plain resolve; the section is cut from it.
+    engine.resolve(&me, &web, &prod, At::Latest).unwrap();
+    let hit = engine
+        .resolve_section(&me, &web, &prod, Some(&pool), At::Latest)
+        .unwrap();
+    assert_eq!(hit.document, miss.document);
+    assert_eq!(hit.provenance, miss.provenance);
+    let fast = engine
+        .resolve_cached(&me, &web, &prod, Some(&pool))
+        .unwrap();
+    assert_eq!(
+        confstrata_core::serde_json::from_str::<Value>(&fast.json).unwrap(),
+        expected
+    );
+    // In the past too; and a section that is not there is empty.
+    let past = engine
+        .resolve_section(
+            &me,
+            &web,
+            &prod,
+            Some(&pool),
+            At::Revision(engine.revision().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(past.document, miss.document);
+    let nothing: confstrata_core::KeyPath = "db.host.port".parse().unwrap();
+    let empty = engine
+        .resolve_section(&me, &web, &prod, Some(&nothing), At::Latest)
+        .unwrap();
+    assert!(empty.document.is_empty() && empty.provenance.is_empty());
+}
+
+#[test]
+fn stage_timings_count_what_ran_and_need_audit() {
+    let (_dir, engine, me) = engine();
+    let web = "web".parse().unwrap();
+    let prod = parse_context("env=prod").unwrap();
+    let before = engine.stats(&me).unwrap();
+    let count = |s: &confstrata_engine::EngineStats, stage: &str| {
+        s.timings
+            .stages
+            .iter()
+            .find(|t| t.stage == stage)
+            .unwrap()
+            .count
+    };
+    engine.resolve(&me, &web, &prod, At::Latest).unwrap();
+    engine.resolve(&me, &web, &prod, At::Latest).unwrap();
+    engine.commit(&me, &set(3)).unwrap();
+    let after = engine.stats(&me).unwrap();
+    assert_eq!(
+        count(&after, "resolve") - count(&before, "resolve"),
+        1,
+        "one miss"
+    );
+    assert_eq!(
+        count(&after, "cache-lookup") - count(&before, "cache-lookup"),
+        2
+    );
+    assert_eq!(count(&after, "commit") - count(&before, "commit"), 1);
+    assert!(count(&after, "fsync") > count(&before, "fsync"));
+    assert!(after.timings.batched_jobs > before.timings.batched_jobs);
+    assert_eq!(after.cache.hits - before.cache.hits, 1);
+    assert!(after.cache.bytes > 0 && after.cache.entries >= 1);
+    let p = after
+        .timings
+        .stages
+        .iter()
+        .find(|t| t.stage == "commit")
+        .unwrap();
+    assert!(
+        p.p50_seconds > 0.0 && p.p50_seconds <= p.p99_seconds,
+        "{p:?}"
+    );
+    // A viewer may not see them.
+    let vic = &callers(&engine, &me, &[("vic", "viewer")])[0];
+    assert!(matches!(
+        engine.stats(vic),
+        Err(confstrata_core::Error::PermissionDenied { .. })
+    ));
+}

@@ -264,4 +264,36 @@ impl AdminService for Service {
             last_seq: v.last_seq,
         }))
     }
+
+    async fn get_stats(&self, req: Request<v1::GetStatsRequest>) -> Res<v1::GetStatsResponse> {
+        let s = self.calls.run(auth(&req), "", |e, c| e.stats(c)).await?;
+        Ok(Response::new(v1::GetStatsResponse {
+            revision: s.revision,
+            cache: Some(v1::CacheCounters {
+                hits: s.cache.hits,
+                misses: s.cache.misses,
+                evictions: s.cache.evictions,
+                invalidations: s.cache.invalidations,
+                entries: s.cache.entries,
+                bytes: s.cache.bytes,
+                max_entries: s.cache_budget.max_entries as u64,
+                max_bytes: s.cache_budget.max_bytes as u64,
+            }),
+            stages: s
+                .timings
+                .stages
+                .into_iter()
+                .map(|t| v1::StageTiming {
+                    stage: t.stage,
+                    count: t.count,
+                    sum_seconds: t.sum_seconds,
+                    p50_seconds: t.p50_seconds,
+                    p90_seconds: t.p90_seconds,
+                    p99_seconds: t.p99_seconds,
+                })
+                .collect(),
+            store_batches: s.timings.batches,
+            store_batched_jobs: s.timings.batched_jobs,
+        }))
+    }
 }

@@ -88,6 +88,21 @@ impl Calls {
         self.run_as(Kind::Read, auth, field, f).await
     }
 
+    /// Runs an engine call that never blocks (an answer from memory) on the
+    /// calling async thread. `None` when the credentials do not check out
+    /// or the call itself says no: the caller then takes the slow path
+    /// ([`Calls::run`]), which authenticates again and audits a failure.
+    pub(crate) fn fast<T>(
+        &self,
+        auth: &Auth,
+        f: impl FnOnce(&Engine, &Caller) -> Option<T>,
+    ) -> Option<T> {
+        let caller = self
+            .engine
+            .authenticate_quietly(auth.header.as_deref(), &auth.request_id)?;
+        f(&self.engine, &caller)
+    }
+
     /// [`Calls::run`] for an engine call that commits.
     pub(crate) async fn write<T: Send + 'static>(
         &self,

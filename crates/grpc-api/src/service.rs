@@ -279,23 +279,37 @@ impl ConfigService for Service {
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let ctx = convert::context(&r.context);
         let at = convert::read_at("at", r.at.as_ref()).map_err(status::field)?;
+        let section = if r.section.is_empty() {
+            None
+        } else {
+            Some(convert::key_path("section", &r.section).map_err(status::field)?)
+        };
+        // A cached view is answered here, on the async thread: no blocking
+        // pool hop, no copy of the view.
+        if at == At::Latest
+            && let Some(shared) = self
+                .calls
+                .fast(&a, |e, c| e.resolve_cached(c, &ns, &ctx, section.as_ref()))
+        {
+            return Ok(Response::new(resolve_response(
+                shared.revision,
+                shared.json.to_string(),
+                &shared.view,
+                r.with_provenance,
+            )));
+        }
         let view = self
             .calls
-            .run(a, "context", move |e, c| e.resolve(c, &ns, &ctx, at))
+            .run(a, "context", move |e, c| {
+                e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
+            })
             .await?;
-        Ok(Response::new(v1::ResolveResponse {
-            revision: view.revision,
-            document_json: to_json(&view.document),
-            layers: view.layers.iter().map(Into::into).collect(),
-            provenance: if r.with_provenance {
-                view.provenance
-                    .iter()
-                    .map(|(k, p)| (k.to_string(), p.into()))
-                    .collect()
-            } else {
-                Default::default()
-            },
-        }))
+        Ok(Response::new(resolve_response(
+            view.revision,
+            to_json(&view.document),
+            &view,
+            r.with_provenance,
+        )))
     }
 
     async fn explain(&self, req: Request<v1::ExplainRequest>) -> Res<v1::ExplainResponse> {
@@ -588,5 +602,27 @@ impl ConfigService for Service {
             tx,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// A Resolve answer.
+fn resolve_response(
+    revision: u64,
+    document_json: String,
+    view: &confstrata_engine::ResolvedView,
+    with_provenance: bool,
+) -> v1::ResolveResponse {
+    v1::ResolveResponse {
+        revision,
+        document_json,
+        layers: view.layers.iter().map(Into::into).collect(),
+        provenance: if with_provenance {
+            view.provenance
+                .iter()
+                .map(|(k, p)| (k.to_string(), p.into()))
+                .collect()
+        } else {
+            Default::default()
+        },
     }
 }

@@ -231,6 +231,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn set_timings(&self, timings: Arc<dyn confstrata_core::timing::Timings>) {
+        self.writer.set_timings(timings);
+    }
+
     fn revision(&self) -> confstrata_core::Result<u64> {
         Ok(self.counters.current.load(Ordering::SeqCst))
     }

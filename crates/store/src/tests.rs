@@ -30,7 +30,7 @@ fn commit_batch(
         .iter()
         .map(|c| writer::Job::Commit(c.clone(), None))
         .collect();
-    writer::commit_batch(conn, limits, jobs)
+    writer::commit_batch(conn, limits, jobs, &confstrata_core::timing::NoTimings)
         .into_iter()
         .map(|r| {
             r.and_then(|d| match d {

@@ -15,8 +15,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
+use confstrata_core::timing::{NoTimings, Stage, Timings};
 use confstrata_core::{
     ChangeSet, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot, Limits, Plan,
     Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
@@ -75,6 +76,8 @@ pub(crate) struct Writer {
     counters: Arc<Counters>,
     limits: Limits,
     max_batch: usize,
+    /// Where batch timings go (none until the engine sets them).
+    timings: RwLock<Arc<dyn Timings>>,
 }
 
 /// Locks a mutex, ignoring poisoning: the state it guards is only changed
@@ -97,7 +100,13 @@ impl Writer {
             counters,
             limits,
             max_batch: max_batch.max(1),
+            timings: RwLock::new(Arc::new(NoTimings)),
         }
+    }
+
+    /// Sends batch timings to `timings` from now on.
+    pub(crate) fn set_timings(&self, timings: Arc<dyn Timings>) {
+        *self.timings.write().unwrap_or_else(PoisonError::into_inner) = timings;
     }
 
     /// Runs a job (a commit, a journal record, settings), batching it with
@@ -135,9 +144,14 @@ impl Writer {
             results: None,
         };
         let (ids, jobs): (Vec<u64>, Vec<Job>) = batch.into_iter().unzip();
+        let timings = Arc::clone(&self.timings.read().unwrap_or_else(PoisonError::into_inner));
+        timings.batch(jobs.len());
         let results = {
             let mut conn = lock(&self.conn);
-            commit_batch(&mut conn, &self.limits, jobs)
+            let started = timings.start();
+            let results = commit_batch(&mut conn, &self.limits, jobs, &*timings);
+            started.stop(&*timings, Stage::StoreBatch);
+            results
         };
         if let Some(newest) = results
             .iter()
@@ -232,6 +246,7 @@ pub(crate) fn commit_batch(
     conn: &mut Connection,
     limits: &Limits,
     batch: Vec<Job>,
+    timings: &dyn Timings,
 ) -> Vec<Result<Done>> {
     let n = batch.len();
     // A batch of journal records alone (reads and refusals being audited)
@@ -247,13 +262,14 @@ pub(crate) fn commit_batch(
         let e = db(e);
         return (0..n).map(|_| Err(e.clone())).collect();
     }
-    commit_batch_inner(conn, limits, batch)
+    commit_batch_inner(conn, limits, batch, timings)
 }
 
 fn commit_batch_inner(
     conn: &mut Connection,
     limits: &Limits,
     batch: Vec<Job>,
+    timings: &dyn Timings,
 ) -> Vec<Result<Done>> {
     let n = batch.len();
     let fail_all = |e: Error| (0..n).map(|_| Err(e.clone())).collect();
@@ -283,7 +299,10 @@ fn commit_batch_inner(
         }
     }
     if results.iter().any(Result::is_ok) {
-        if let Err(e) = tx.commit() {
+        let started = timings.start();
+        let committed = tx.commit();
+        started.stop(timings, Stage::Fsync);
+        if let Err(e) = committed {
             let e = Error::storage(format!(
                 "SQLite: COMMIT failed: {e}; the change set was rolled back"
             ));

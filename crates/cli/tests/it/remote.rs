@@ -295,6 +295,27 @@ fn remote_mode_prints_what_local_mode_prints() {
             "-o",
             "json",
         ],
+        // A section: merged from the store here, cut from the cached view
+        // the second time (the server answers it on its fast path).
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod,region=eu",
+            "--section",
+            "db.pool",
+            "-o",
+            "json",
+        ],
+        &[
+            "resolve",
+            "webshop",
+            "-c",
+            "env=prod,region=eu",
+            "--section",
+            "db.pool",
+            "--provenance",
+        ],
         &["explain", "webshop", "db.host", "-c", "env=prod,region=eu"],
         &[
             "explain",
@@ -523,4 +544,56 @@ fn an_unreachable_server_is_a_one_line_error() {
     );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("--tls-ca"), "{}", r.stderr);
+}
+
+#[test]
+fn stats_show_a_servers_stage_timings_and_cache() {
+    let server = Server::start();
+    let remote = Remote {
+        server: &server,
+        cwd: tempfile::tempdir().unwrap(),
+    };
+    let ok = |args: &[&str]| {
+        let r = remote.run(args);
+        assert_eq!(r.code, 0, "{args:?} failed: {}", r.stderr);
+        r
+    };
+    let webshop = examples().join("webshop");
+    ok(&["import", webshop.to_str().unwrap()]);
+    for _ in 0..3 {
+        ok(&["resolve", "webshop", "-c", "env=prod,region=eu"]);
+    }
+    let s = ok(&["stats", "-o", "json"]).json();
+    let count = |stage: &str| {
+        s["timings"]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["stage"] == stage)
+            .unwrap_or_else(|| panic!("no stage {stage} in {s}"))["count"]
+            .as_u64()
+            .unwrap()
+    };
+    // The import committed (fsync'd), the first resolve missed, the next two hit.
+    assert!(count("commit") >= 1 && count("fsync") >= 1, "{s}");
+    assert!(count("resolve") >= 1, "{s}");
+    assert!(count("authenticate") >= 4, "{s}");
+    assert!(s["cache"]["hits"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["cache"]["entries"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["revision"], 1);
+    let table = ok(&["stats"]).stdout;
+    for word in ["STAGE", "cache-lookup", "fsync", "P99 MS", "hits"] {
+        assert!(table.contains(word), "{word} missing from\n{table}");
+    }
+    // A bad section is refused before anything is sent.
+    let bad = remote.run(&[
+        "resolve",
+        "webshop",
+        "-c",
+        "env=prod",
+        "--section",
+        "db..pool",
+    ]);
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--section"), "{}", bad.stderr);
 }

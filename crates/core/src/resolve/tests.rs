@@ -232,6 +232,30 @@ mod laws {
         }
 
         #[test]
+        fn merging_sections_equals_the_section_of_the_merge(
+            docs in prop::collection::vec(doc(), 1..5),
+            key in prop::collection::vec("[a-c]", 1..3),
+        ) {
+            let key = KeyPath::from_segments(key).unwrap();
+            let paths: Vec<LayerPath> = (0..docs.len()).map(|i| LayerPath::parse(&format!("l{i}")).unwrap()).collect();
+            let full: Vec<LayerInput<'_>> = paths.iter().zip(&docs)
+                .map(|(p, d)| LayerInput { layer: p, revision: 1, document: d }).collect();
+            let sections: Vec<Document> = docs.iter().map(|d| crate::doc::section(d, &key, true)).collect();
+            let part: Vec<LayerInput<'_>> = paths.iter().zip(&sections)
+                .map(|(p, d)| LayerInput { layer: p, revision: 1, document: d }).collect();
+            let whole = resolve(&full);
+            let merged = resolve(&part);
+            prop_assert_eq!(
+                crate::doc::section(&merged.to_document(), &key, false),
+                crate::doc::section(&whole.to_document(), &key, false)
+            );
+            let under = |k: &KeyPath| k.segments().starts_with(key.segments());
+            let a: Vec<_> = merged.provenance().into_iter().filter(|(k, _)| under(k)).collect();
+            let b: Vec<_> = whole.provenance().into_iter().filter(|(k, _)| under(k)).collect();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
         fn merging_a_layer_with_itself_is_idempotent(d in doc()) {
             let p = LayerPath::parse("x").unwrap();
             let one = resolve(&[LayerInput { layer: &p, revision: 1, document: &d }]).to_document();

@@ -128,6 +128,7 @@ async fn namespaces_layers_and_keys() {
             context: ctx(&[("env", "prod")]),
             at: None,
             with_provenance: true,
+            ..Default::default()
         })
         .await
         .unwrap()

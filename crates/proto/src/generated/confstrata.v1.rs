@@ -616,6 +616,80 @@ pub struct VerifyAuditResponse {
     #[prost(uint64, tag = "2")]
     pub last_seq: u64,
 }
+/// Request of GetStats.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetStatsRequest {}
+/// One stage's timings since the server started.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StageTiming {
+    /// The stage: authenticate, authorize, cache-lookup, resolve, present,
+    /// validate, commit, store-batch or fsync.
+    #[prost(string, tag = "1")]
+    pub stage: ::prost::alloc::string::String,
+    /// How many times it ran.
+    #[prost(uint64, tag = "2")]
+    pub count: u64,
+    /// The time it took in all, in seconds.
+    #[prost(double, tag = "3")]
+    pub sum_seconds: f64,
+    /// Percentiles in seconds, interpolated within power-of-two buckets (as
+    /// Prometheus's histogram_quantile does).
+    #[prost(double, tag = "4")]
+    pub p50_seconds: f64,
+    /// See p50_seconds.
+    #[prost(double, tag = "5")]
+    pub p90_seconds: f64,
+    /// See p50_seconds.
+    #[prost(double, tag = "6")]
+    pub p99_seconds: f64,
+}
+/// The resolved-view cache's counters and budget.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CacheCounters {
+    /// Resolves answered from the cache.
+    #[prost(uint64, tag = "1")]
+    pub hits: u64,
+    /// Resolves that read the store.
+    #[prost(uint64, tag = "2")]
+    pub misses: u64,
+    /// Views dropped to stay within the budget.
+    #[prost(uint64, tag = "3")]
+    pub evictions: u64,
+    /// Views dropped because their namespace changed.
+    #[prost(uint64, tag = "4")]
+    pub invalidations: u64,
+    /// Views held now.
+    #[prost(uint64, tag = "5")]
+    pub entries: u64,
+    /// Their approximate size in bytes.
+    #[prost(uint64, tag = "6")]
+    pub bytes: u64,
+    /// The budget: views.
+    #[prost(uint64, tag = "7")]
+    pub max_entries: u64,
+    /// The budget: approximate bytes.
+    #[prost(uint64, tag = "8")]
+    pub max_bytes: u64,
+}
+/// Response of GetStats.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetStatsResponse {
+    /// The store's revision.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// The view cache.
+    #[prost(message, optional, tag = "2")]
+    pub cache: ::core::option::Option<CacheCounters>,
+    /// Every stage, in a fixed order.
+    #[prost(message, repeated, tag = "3")]
+    pub stages: ::prost::alloc::vec::Vec<StageTiming>,
+    /// Group-commit transactions the store made.
+    #[prost(uint64, tag = "4")]
+    pub store_batches: u64,
+    /// The jobs (commits, audit records, settings) they carried.
+    #[prost(uint64, tag = "5")]
+    pub store_batched_jobs: u64,
+}
 /// Whether a principal is a person or a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1076,6 +1150,34 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.AdminService", "VerifyAudit"));
             self.inner.unary(req, path, codec).await
         }
+        /// The server's measurements since it started: the resolved-view cache's
+        /// counters and budget, and the timings of each stage of a request
+        /// (authenticate, authorize, cache lookup, resolve, present, validate,
+        /// commit, store batch, fsync). Needs `audit` on everything.
+        pub async fn get_stats(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetStatsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetStatsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/GetStats",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "GetStats"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1199,6 +1301,17 @@ pub mod admin_service_server {
             request: tonic::Request<super::VerifyAuditRequest>,
         ) -> std::result::Result<
             tonic::Response<super::VerifyAuditResponse>,
+            tonic::Status,
+        >;
+        /// The server's measurements since it started: the resolved-view cache's
+        /// counters and budget, and the timings of each stage of a request
+        /// (authenticate, authorize, cache lookup, resolve, present, validate,
+        /// commit, store batch, fsync). Needs `audit` on everything.
+        async fn get_stats(
+            &self,
+            request: tonic::Request<super::GetStatsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetStatsResponse>,
             tonic::Status,
         >;
     }
@@ -1865,6 +1978,51 @@ pub mod admin_service_server {
                     };
                     Box::pin(fut)
                 }
+                "/confstrata.v1.AdminService/GetStats" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetStatsSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GetStatsRequest>
+                    for GetStatsSvc<T> {
+                        type Response = super::GetStatsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetStatsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_stats(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetStatsSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
                 _ => {
                     Box::pin(async move {
                         let mut response = http::Response::new(
@@ -2150,6 +2308,11 @@ pub struct ResolveRequest {
     /// Also return each key's provenance.
     #[prost(bool, tag = "4")]
     pub with_provenance: bool,
+    /// Only this section of the configuration: a key path such as "db" gives
+    /// db and everything under it, still under its full path ({"db": {...}}).
+    /// Empty: everything.
+    #[prost(string, tag = "5")]
+    pub section: ::prost::alloc::string::String,
 }
 /// Response of Resolve.
 #[derive(Clone, PartialEq, ::prost::Message)]
