@@ -4,8 +4,11 @@
 
 use std::hint::black_box;
 
+use std::sync::Arc;
+
 use confstrata_benches::layer;
-use confstrata_core::{KeyPath, LayerInput, LayerPath, resolve};
+use confstrata_cache::{ViewCache, ViewKey};
+use confstrata_core::{Document, KeyPath, LayerInput, LayerPath, resolve};
 use criterion::{Criterion, criterion_group, criterion_main};
 use figment::Figment;
 use figment::providers::Serialized;
@@ -59,12 +62,41 @@ fn merge(c: &mut Criterion) {
     let fig = dicts
         .iter()
         .fold(Figment::new(), |f, d| f.merge(Serialized::defaults(d)));
+    // What a reader of a cached view does: find the view (namespace and
+    // context, one ViewKey built per request), then the key in its document.
+    let cache: ViewCache<Document> = ViewCache::new(10_000);
+    let web = "web".parse().unwrap();
+    let view_key = ViewKey::new(&web, "env=prod,region=eu");
+    cache.insert(&view_key, 1, Arc::new(resolved.to_document()), 1);
+    for i in 0..1000 {
+        // Other views in the cache, as on a busy server.
+        cache.insert(
+            &ViewKey::new(&web, &format!("env=e{i}")),
+            1,
+            Arc::new(Document::new()),
+            1,
+        );
+    }
+    let figment_value: FValue = fig.extract().unwrap();
     let mut g = c.benchmark_group("lookup_one_key_in_50k");
     g.bench_function("confstrata_get", |b| {
         b.iter(|| black_box(resolved.get(black_box(&key))))
     });
+    g.bench_function("confstrata_cached_view_then_key", |b| {
+        b.iter(|| {
+            let (_, view) = cache.get(black_box(&view_key)).unwrap();
+            black_box(confstrata_core::doc::get(&view, black_box(&key)).cloned())
+        })
+    });
+    g.bench_function("confstrata_key_in_cached_document", |b| {
+        let (_, view) = cache.get(&view_key).unwrap();
+        b.iter(|| black_box(confstrata_core::doc::get(&view, black_box(&key))))
+    });
     g.bench_function("figment_find_value", |b| {
         b.iter(|| black_box(fig.find_value(black_box("s10.g25.k5")).ok()))
+    });
+    g.bench_function("figment_resolved_value_find_ref", |b| {
+        b.iter(|| black_box(figment_value.find_ref(black_box("s10.g25.k5"))))
     });
     g.finish();
 }

@@ -1,0 +1,208 @@
+//! Start-up and memory figures for docs/PERFORMANCE.md:
+//!
+//! - **Start-up**: a store with N layers (0, 10,000, 100,000 by default) is
+//!   written, closed, and opened again; the figure is the time from opening
+//!   the store (`Engine::open_with`, what `confstrata serve` does) through
+//!   starting the gRPC server on a TCP port to the first `Resolve` answered
+//!   to a client over loopback.
+//! - **Memory**: resident bytes of 1,000,000 keys as a parsed layer, as a
+//!   resolved view (document and provenance), next to their JSON size.
+//!
+//! Run: `cargo run --release -p confstrata-benches --bin confstrata-startup -- [--layers 0,10000,100000] [--keys 1000000]`
+
+#![allow(
+    clippy::print_stdout,
+    reason = "printing the report is this binary's job"
+)]
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use confstrata_core::serde_json::json;
+use confstrata_core::{ChangeSet, LayerInput, LayerPath, resolve};
+use confstrata_engine::{Caller, Engine, OpenOptions};
+use confstrata_grpc_api::{ServeOptions, serve};
+use confstrata_proto::v1::{self, config_service_client::ConfigServiceClient};
+
+fn list(flag: &str, default: &[usize]) -> Vec<usize> {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == flag)
+        .and_then(|i| argv.get(i + 1))
+        .map_or_else(
+            || default.to_vec(),
+            |v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        )
+}
+
+/// Resident set size of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Writes `n` layers: 1,000 namespaces (`svc-<i>`) of up to 100
+/// `instance/<id>` layers each, a few keys per layer, 100 layers per commit.
+fn populate(dir: &std::path::Path, n: usize) {
+    let engine = Engine::open(dir).expect("store");
+    let me = Caller::local("bench");
+    let namespaces = n.div_ceil(100).max(1);
+    for ns in 0..namespaces {
+        let mut ops = vec![json!({"op": "put-namespace", "spec": {
+            "name": format!("svc-{ns}"), "levels": ["defaults", "env/{env}", "instance/{id}"]}})];
+        ops.push(json!({"op": "put", "namespace": format!("svc-{ns}"), "layer": "defaults",
+            "document": {"port": 8080, "db": {"host": "db.internal", "pool": 10}, "name": format!("svc-{ns}")}}));
+        let layers = (n - ns * 100).min(100);
+        for l in 0..layers.saturating_sub(1) {
+            ops.push(json!({"op": "put", "namespace": format!("svc-{ns}"), "layer": format!("instance/i-{l}"),
+                "document": {"replica": l, "db": {"pool": 10 + l}}}));
+        }
+        let cs: ChangeSet =
+            confstrata_core::serde_json::from_value(json!({"ops": ops})).expect("change set");
+        engine.commit(&me, &cs).expect("commit");
+    }
+}
+
+fn startup(n: usize) -> (f64, f64, f64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let t = Instant::now();
+    if n > 0 {
+        populate(&data, n);
+    } else {
+        drop(Engine::open(&data).expect("store"));
+    }
+    let populate_s = t.elapsed().as_secs_f64();
+    let size = std::fs::metadata(data.join(confstrata_engine::DB_FILE)).map_or(0, |m| m.len());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let (engine, _) = Engine::open_with(&data, &OpenOptions::default()).expect("open");
+    let opened = started.elapsed().as_secs_f64();
+    let me = Caller::local("bench");
+    let token = {
+        engine
+            .add_principal(
+                &me,
+                "b",
+                "b",
+                confstrata_engine::PrincipalKind::Service,
+                &["viewer".into()],
+            )
+            .ok();
+        engine.issue_token(&me, "b", "t").expect("token")
+    };
+    // The token is issued before the clock starts again: it is not part
+    // of start-up.
+    let started2 = Instant::now();
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(serve(
+            engine.clone(),
+            l,
+            ServeOptions::default(),
+            std::future::pending(),
+        ));
+        let mut c = ConfigServiceClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        let mut req = tonic::Request::new(v1::ResolveRequest {
+            namespace: "svc-0".into(),
+            context: HashMap::from([("env".into(), "prod".into()), ("id".into(), "i-1".into())]),
+            ..Default::default()
+        });
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", token.expose_secret())
+                .parse()
+                .expect("header"),
+        );
+        let r = c.resolve(req).await;
+        // An empty store has no svc-0: NOT_FOUND is still a served request.
+        assert!(n == 0 || r.is_ok(), "{r:?}");
+    });
+    let served = opened + started2.elapsed().as_secs_f64();
+    println!(
+        "| {n} | {:.1} MB | {:.1} | {:.1} | {:.1} |",
+        size as f64 / 1e6,
+        populate_s,
+        opened * 1e3,
+        served * 1e3
+    );
+    (populate_s, opened, served)
+}
+
+fn memory(keys: usize) {
+    let base = rss();
+    let doc = confstrata_benches::layer(keys, 1);
+    let with_doc = rss();
+    let json = confstrata_core::serde_json::to_vec(&doc)
+        .expect("json")
+        .len();
+    let path = LayerPath::parse("defaults").expect("path");
+    let resolved = resolve(&[LayerInput {
+        layer: &path,
+        revision: 1,
+        document: &doc,
+    }]);
+    let document = resolved.to_document();
+    let with_view_doc = rss();
+    let provenance = resolved.provenance();
+    let with_prov = rss();
+    println!("| what | resident bytes | per key | × JSON |");
+    println!("|---|---|---|---|");
+    let row = |what: &str, bytes: u64| {
+        println!(
+            "| {what} | {:.1} MB | {:.0} | {:.2} |",
+            bytes as f64 / 1e6,
+            bytes as f64 / keys as f64,
+            bytes as f64 / json as f64
+        );
+    };
+    row("raw JSON of the layer", json as u64);
+    row(
+        "a parsed layer (serde_json::Map tree)",
+        with_doc.saturating_sub(base),
+    );
+    row(
+        "a resolved document (owned copy)",
+        with_view_doc.saturating_sub(with_doc),
+    );
+    row(
+        "its provenance (key path and layer per leaf)",
+        with_prov.saturating_sub(with_view_doc),
+    );
+    row(
+        "a cached view (document + provenance)",
+        with_prov.saturating_sub(with_doc),
+    );
+    std::hint::black_box((&doc, &document, &provenance));
+}
+
+fn main() {
+    let layers = list("--layers", &[0, 10_000, 100_000]);
+    let keys = list("--keys", &[1_000_000]);
+    println!("## Start-up to the first served Resolve\n");
+    println!(
+        "| layers in the store | database size | writing them (s) | Engine::open_with (ms) | open + serve + first Resolve over TCP (ms) |"
+    );
+    println!("|---|---|---|---|---|");
+    for n in layers {
+        startup(n);
+    }
+    for k in keys {
+        println!("\n## Memory of {k} keys\n");
+        memory(k);
+    }
+}
