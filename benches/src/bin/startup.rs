@@ -188,6 +188,62 @@ fn memory(keys: usize) {
         with_prov.saturating_sub(with_doc),
     );
     std::hint::black_box((&doc, &document, &provenance));
+    drop((document, provenance, resolved));
+    drop(doc);
+    engine_view(keys, json);
+}
+
+/// What the engine's view cache holds for a context of `keys` leaves: the
+/// cache's own account of it, and the growth of the resident set across
+/// the resolve that filled it (an upper bound: memory the merge used and
+/// freed stays in the allocator's heap).
+fn engine_view(keys: usize, json: usize) {
+    let limits = confstrata_core::Limits {
+        max_document_bytes: 1 << 30,
+        max_change_set_bytes: 1 << 30,
+        ..Default::default()
+    };
+    let engine = Engine::new(std::sync::Arc::new(
+        confstrata_core::MemoryStore::with_limits(limits),
+    ))
+    .expect("engine");
+    let me = Caller::local("bench");
+    let cs: ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "big", "levels": ["defaults"]}},
+        {"op": "put", "namespace": "big", "layer": "defaults", "document": confstrata_benches::layer(keys, 1)},
+    ]}))
+    .expect("change set");
+    engine.commit(&me, &cs).expect("commit");
+    let big = "big".parse().expect("name");
+    let none = confstrata_core::Context::new();
+    let before = rss();
+    drop(
+        engine
+            .resolve(&me, &big, &none, confstrata_core::At::Latest)
+            .expect("resolve"),
+    );
+    let after = rss();
+    let account = engine.cache_stats().bytes;
+    let fast = engine
+        .resolve_cached(&me, &big, &none, None)
+        .expect("cached");
+    assert!(fast.json.len() >= json / 2, "the view is the whole layer");
+    let row = |what: &str, bytes: u64| {
+        println!(
+            "| {what} | {:.1} MB | {:.0} | {:.2} |",
+            bytes as f64 / 1e6,
+            bytes as f64 / keys as f64,
+            bytes as f64 / json as f64
+        );
+    };
+    row(
+        "an engine cached view (the cache's account: JSON text + 2 B per leaf)",
+        account,
+    );
+    row(
+        "resident growth across the resolve that cached it (upper bound)",
+        after.saturating_sub(before),
+    );
 }
 
 fn main() {

@@ -87,77 +87,167 @@ pub struct Engine {
     timings: Arc<StageTimings>,
 }
 
-/// A resolved view as cached: raw (sealed values as stored), with every
-/// layer of its context for authorization.
+/// A resolved view as cached, compact: the raw document (sealed values as
+/// stored) as its JSON text, the winning layer of each leaf as a small
+/// index, and every layer of its context for authorization. About the size
+/// of the JSON itself (a parsed tree with per-leaf provenance is 20 times
+/// that: PERFORMANCE.md); a request that needs the tree parses it.
 struct CachedView {
     wanted: Vec<LayerPath>,
-    raw: Arc<ResolvedView>,
+    namespace: NamespaceName,
+    context: Context,
+    /// The layers that exist for the context, most general first.
+    layers: Vec<Provenance>,
+    /// The raw document, as JSON.
+    raw: Arc<str>,
+    /// The provenance of each leaf (in `doc::leaves` order).
+    winners: Winners,
     /// The leaves holding a sealed value, with the layer that set each:
     /// a caller who may open one of them is answered by the slow path
     /// (opening is audited).
     sealed: Vec<(KeyPath, LayerPath)>,
-    /// What a caller who opens nothing gets (every sealed value masked),
-    /// and its JSON; made on first use and shared by every such caller.
-    masked: std::sync::OnceLock<(Arc<ResolvedView>, Arc<str>)>,
+    /// Whether some leaf holds a sealed value or a value that contains one.
+    any_sealed: bool,
+    /// What a caller who opens nothing gets (every sealed value masked), as
+    /// JSON: the raw JSON itself when nothing is sealed, else made on first
+    /// use and shared by every such caller.
+    masked: std::sync::OnceLock<Arc<str>>,
+}
+
+/// Each leaf's winning layer: an index into the view's layers when the
+/// leaves and the provenance line up one to one (always, for a resolve),
+/// else the provenance itself.
+enum Winners {
+    Compact(Vec<u16>),
+    Full(Vec<(KeyPath, Provenance)>),
 }
 
 impl CachedView {
-    fn new(wanted: Vec<LayerPath>, raw: ResolvedView) -> CachedView {
-        let sealed = raw
+    fn new(wanted: Vec<LayerPath>, view: ResolvedView) -> CachedView {
+        let is_sealed = |v: &Value| confstrata_crypto::is_sealed(v);
+        let sealed = view
             .provenance
             .iter()
             .filter(|(key, _)| {
-                confstrata_core::doc::get(&raw.document, key)
-                    .is_some_and(confstrata_crypto::is_sealed)
+                confstrata_core::doc::get(&view.document, key).is_some_and(is_sealed)
             })
             .map(|(key, prov)| (key.clone(), prov.layer.clone()))
             .collect();
+        let leaves = confstrata_core::doc::leaves(&view.document);
+        let any_sealed = leaves
+            .iter()
+            .any(|(_, v)| confstrata_crypto::is_sealed(v) || security::contains_sealed(v));
+        let compact: Option<Vec<u16>> = (leaves.len() == view.provenance.len())
+            .then(|| {
+                leaves
+                    .iter()
+                    .zip(&view.provenance)
+                    .map(|((k, _), (pk, p))| {
+                        if k != pk {
+                            return None;
+                        }
+                        let i = view.layers.iter().position(|l| l == p)?;
+                        u16::try_from(i).ok()
+                    })
+                    .collect()
+            })
+            .flatten();
+        drop(leaves);
+        let raw = document_json(&view.document);
         CachedView {
             wanted,
-            raw: Arc::new(raw),
+            namespace: view.namespace,
+            context: view.context,
+            winners: match compact {
+                Some(c) => Winners::Compact(c),
+                None => Winners::Full(view.provenance),
+            },
+            layers: view.layers,
+            raw,
             sealed,
+            any_sealed,
             masked: std::sync::OnceLock::new(),
         }
     }
 
-    /// The view with every sealed value masked, and its JSON.
-    fn masked(&self) -> &(Arc<ResolvedView>, Arc<str>) {
-        self.masked.get_or_init(|| {
-            let any_sealed = self.raw.provenance.iter().any(|(key, _)| {
-                confstrata_core::doc::get(&self.raw.document, key).is_some_and(|v| {
-                    confstrata_crypto::is_sealed(v) || security::contains_sealed(v)
-                })
-            });
-            let view = if any_sealed {
-                let mut v = (*self.raw).clone();
-                for (key, _) in &self.raw.provenance {
-                    if let Some(slot) = confstrata_core::doc::get_mut(&mut v.document, key)
-                        && (confstrata_crypto::is_sealed(slot) || security::contains_sealed(slot))
-                    {
-                        mask_value(slot);
-                    }
-                }
-                Arc::new(v)
-            } else {
-                Arc::clone(&self.raw)
-            };
-            let json = document_json(&view.document);
-            (view, json)
+    /// The raw document, parsed.
+    fn document(&self) -> Result<Document> {
+        confstrata_core::serde_json::from_str(&self.raw).map_err(|e| Error::Integrity {
+            message: format!(
+                "a cached view of {} cannot be read back: {e}",
+                self.namespace
+            ),
         })
     }
 
-    /// Approximate bytes held, for the cache's budget: the JSON size of
-    /// the document (a tree of maps takes a few times that) and of the
-    /// provenance.
+    /// Each leaf's provenance, for `document` (the raw one).
+    fn provenance(&self, document: &Document) -> Vec<(KeyPath, Provenance)> {
+        match &self.winners {
+            Winners::Full(p) => p.clone(),
+            Winners::Compact(c) => confstrata_core::doc::leaves(document)
+                .into_iter()
+                .zip(c)
+                .filter_map(|((k, _), i)| Some((k, self.layers.get(usize::from(*i))?.clone())))
+                .collect(),
+        }
+    }
+
+    /// The raw view, parsed, labelled with `revision`, cut to `section`.
+    fn view(&self, revision: u64, section: Option<&KeyPath>) -> Result<ResolvedView> {
+        let document = self.document()?;
+        let provenance = self.provenance(&document);
+        let view = ResolvedView {
+            namespace: self.namespace.clone(),
+            context: self.context.clone(),
+            revision,
+            layers: self.layers.clone(),
+            document,
+            provenance,
+        };
+        Ok(match section {
+            Some(s) => cut_to_section(&view, s),
+            None => view,
+        })
+    }
+
+    /// The JSON of the view with every sealed value masked.
+    fn masked(&self) -> Result<Arc<str>> {
+        if !self.any_sealed {
+            return Ok(Arc::clone(&self.raw));
+        }
+        if let Some(m) = self.masked.get() {
+            return Ok(Arc::clone(m));
+        }
+        let mut document = self.document()?;
+        mask_all(&mut document);
+        let json = document_json(&document);
+        Ok(Arc::clone(self.masked.get_or_init(|| json)))
+    }
+
+    /// Approximate bytes held, for the cache's budget.
     fn weight(&self) -> usize {
-        let doc = confstrata_core::serde_json::to_vec(&self.raw.document).map_or(0, |v| v.len());
-        let prov: usize = self
-            .raw
-            .provenance
-            .iter()
-            .map(|(k, p)| k.to_string().len() + p.layer.as_str().len() + 48)
-            .sum();
-        3 * doc + prov + 256
+        let winners = match &self.winners {
+            Winners::Compact(c) => 2 * c.len(),
+            Winners::Full(p) => p.len() * 160,
+        };
+        // A masked copy, if one will be made, is about the same size.
+        let masked = if self.any_sealed { self.raw.len() } else { 0 };
+        self.raw.len() + masked + winners + 64 * (self.wanted.len() + self.layers.len()) + 256
+    }
+}
+
+/// Masks every sealed value in a document (the leaves that are sealed or
+/// contain a sealed value).
+fn mask_all(document: &mut Document) {
+    let keys: Vec<KeyPath> = confstrata_core::doc::leaves(document)
+        .into_iter()
+        .filter(|(_, v)| confstrata_crypto::is_sealed(v) || security::contains_sealed(v))
+        .map(|(k, _)| k)
+        .collect();
+    for key in keys {
+        if let Some(slot) = confstrata_core::doc::get_mut(document, &key) {
+            mask_value(slot);
+        }
     }
 }
 
@@ -169,16 +259,57 @@ fn document_json(doc: &Document) -> Arc<str> {
         .into()
 }
 
-/// A resolved view shared with the view cache: see [`Engine::resolve_cached`].
-#[derive(Debug, Clone)]
+/// A resolved view answered from the view cache: see
+/// [`Engine::resolve_cached`]. It holds the document as JSON (what a front
+/// end sends); the parsed document and the provenance are made on demand.
+#[derive(Clone)]
 pub struct SharedView {
     /// The revision it is current at (the latest when it was looked up).
     pub revision: u64,
-    /// The view as the caller may see it (its `revision` is the one it was
-    /// computed at; use [`SharedView::revision`]).
-    pub view: Arc<ResolvedView>,
-    /// `view.document` (or the asked-for section of it) as compact JSON.
+    /// The document (or the asked-for section of it) as the caller may see
+    /// it, as compact JSON.
     pub json: Arc<str>,
+    cached: Arc<CachedView>,
+    section: Option<KeyPath>,
+}
+
+impl std::fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedView")
+            .field("revision", &self.revision)
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedView {
+    /// The layers that exist for the context, most general first.
+    pub fn layers(&self) -> &[Provenance] {
+        &self.cached.layers
+    }
+
+    /// Each leaf's provenance (in the section, if one was asked for), in
+    /// key order.
+    pub fn provenance(&self) -> Result<Vec<(KeyPath, Provenance)>> {
+        let document = self.cached.document()?;
+        let mut p = self.cached.provenance(&document);
+        if let Some(s) = &self.section {
+            p.retain(|(k, _)| in_section(k, s));
+        }
+        Ok(p)
+    }
+
+    /// The document, parsed from [`SharedView::json`].
+    pub fn document(&self) -> Result<Document> {
+        confstrata_core::serde_json::from_str(&self.json).map_err(|e| Error::Integrity {
+            message: format!("a shared view cannot be read back: {e}"),
+        })
+    }
+
+    /// Whether two answers share one JSON text (nothing was copied).
+    pub fn shares_json_with(&self, other: &SharedView) -> bool {
+        Arc::ptr_eq(&self.json, &other.json)
+    }
 }
 
 /// What [`Engine::stats`] reports.
@@ -789,19 +920,19 @@ impl Engine {
             }
         }
         authorize.stop(&*self.timings, Stage::Authorize);
-        let (view, json) = cached.masked();
-        let (view, json) = match section {
-            None => (Arc::clone(view), Arc::clone(json)),
+        let json = cached.masked().ok()?;
+        let json = match section {
+            None => json,
             Some(key) => {
-                let cut = cut_to_section(view, key);
-                let json = document_json(&cut.document);
-                (Arc::new(cut), json)
+                let document: Document = confstrata_core::serde_json::from_str(&json).ok()?;
+                document_json(&confstrata_core::doc::section(&document, key, false))
             }
         };
         Some(SharedView {
             revision: current,
-            view,
             json,
+            cached,
+            section: section.cloned(),
         })
     }
 
@@ -835,12 +966,7 @@ impl Engine {
                     g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
                 })
             })?;
-            let mut view = match section {
-                Some(s) => cut_to_section(&cached.raw, s),
-                None => (*cached.raw).clone(),
-            };
-            view.revision = current;
-            return Ok(view);
+            return cached.view(current, section);
         }
         let mut wanted = Vec::new();
         let view = self.timed(Stage::Resolve, || {

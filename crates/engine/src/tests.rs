@@ -195,3 +195,61 @@ fn dry_run_shows_the_diff_and_commits_nothing() {
     e.commit(&me(), &cs).unwrap();
     assert_eq!(*seen.lock().unwrap(), [2]);
 }
+
+#[test]
+fn a_compact_cached_view_reads_back_as_the_view_it_was_made_from() {
+    let e = Engine::new(Arc::new(MemoryStore::new())).unwrap();
+    let cs: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "odd", "levels": ["defaults", "env/{env}"]}},
+        {"op": "put", "namespace": "odd", "layer": "defaults", "document": {
+            "empty": {}, "big": 9007199254740993u64, "neg": -3, "pi": 3.141592653589793,
+            "list": [1, {"a": [true, null]}], "text": "ünïcødé \"quoted\"\n",
+            "labels": {"app.io/name": "x", "a b": {"c.d": 1}}, "db": {"password": "hunter2"}}},
+        {"op": "set", "namespace": "odd", "layer": "env/prod", "key": "labels.\"a b\".e", "value": "prod"},
+        {"op": "set", "namespace": "odd", "layer": "env/prod", "key": "empty", "value": {"now": "full"}},
+    ]}))
+    .unwrap();
+    e.commit(&me(), &cs).unwrap();
+    let odd: NamespaceName = "odd".parse().unwrap();
+    let prod = parse_context("env=prod").unwrap();
+    let rev = e.revision().unwrap();
+    let caller = me();
+    let g = e.gate(&caller);
+    let view = e
+        .with_resolved(&g, &odd, &prod, At::Latest, |rev, r| ResolvedView {
+            namespace: odd.clone(),
+            context: prod.clone(),
+            revision: rev,
+            layers: r.layers().collect(),
+            document: r.to_document(),
+            provenance: r.provenance(),
+        })
+        .unwrap();
+    let cached = CachedView::new(vec![], view.clone());
+    assert!(
+        matches!(cached.winners, Winners::Compact(_)),
+        "a resolve's leaves and provenance line up"
+    );
+    assert!(cached.any_sealed && cached.sealed.len() == 1);
+    let back = cached.view(rev, None).unwrap();
+    assert_eq!(back.document, view.document);
+    assert_eq!(back.provenance, view.provenance);
+    assert_eq!(back.layers, view.layers);
+    // 2 bytes of provenance per leaf, and the JSON.
+    assert!(cached.weight() < cached.raw.len() * 2 + 2 * view.provenance.len() + 1024);
+    let masked: Value = serde_json::from_str(&cached.masked().unwrap()).unwrap();
+    assert_eq!(masked["db"]["password"], "<sealed>");
+    assert_eq!(masked["big"], 9007199254740993u64);
+    // A section of it.
+    let labels: KeyPath = "labels".parse().unwrap();
+    let part = cached.view(rev, Some(&labels)).unwrap();
+    assert_eq!(
+        Value::Object(part.document),
+        json!({"labels": {"app.io/name": "x", "a b": {"c.d": 1, "e": "prod"}}})
+    );
+    assert!(
+        part.provenance
+            .iter()
+            .all(|(k, _)| k.segments()[0] == "labels")
+    );
+}

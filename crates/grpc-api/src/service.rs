@@ -291,12 +291,22 @@ impl ConfigService for Service {
                 .calls
                 .fast(&a, |e, c| e.resolve_cached(c, &ns, &ctx, section.as_ref()))
         {
-            return Ok(Response::new(resolve_response(
-                shared.revision,
-                shared.json.to_string(),
-                &shared.view,
-                r.with_provenance,
-            )));
+            let provenance = if r.with_provenance {
+                shared
+                    .provenance()
+                    .map_err(|e| status::from_core(&e, "context"))?
+                    .iter()
+                    .map(|(k, p)| (k.to_string(), p.into()))
+                    .collect()
+            } else {
+                Default::default()
+            };
+            return Ok(Response::new(v1::ResolveResponse {
+                revision: shared.revision,
+                document_json: shared.json.to_string(),
+                layers: shared.layers().iter().map(Into::into).collect(),
+                provenance,
+            }));
         }
         let view = self
             .calls
