@@ -67,6 +67,13 @@ pub struct JournalSlot {
 /// `seq` must be the head's plus one; a store refuses any other.
 pub type JournalFn = Box<dyn FnOnce(JournalSlot) -> Result<JournalRecord> + Send>;
 
+/// Checks a change set's plan against the state it will land on, inside
+/// the store's transaction: after the change sets committed before it in
+/// the same group commit, before its own writes. An error refuses this
+/// change set alone (nothing of it is written) and is what its caller gets;
+/// the others in the batch are not affected. The reader reads that state.
+pub type CheckFn = Box<dyn FnOnce(&crate::Plan, &mut dyn crate::StateReader) -> Result<()> + Send>;
+
 /// A named setting and its new value (`None` removes it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingWrite {

@@ -54,7 +54,7 @@ pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
 pub use doc::{Document, Limits};
 pub use error::{Error, Result};
-pub use journal::{JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
+pub use journal::{CheckFn, JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 pub use memory::{MemoryStore, check_next};
 pub use namespace::{Context, LevelTemplate, NamespaceSpec, parse_context};
 pub use path::{

@@ -291,8 +291,20 @@ impl Store for MemoryStore {
         changes: &ChangeSet,
         journal: Option<JournalFn>,
     ) -> Result<CommitInfo> {
+        self.commit_checked(changes, journal, None)
+    }
+
+    fn commit_checked(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+        check: Option<crate::CheckFn>,
+    ) -> Result<CommitInfo> {
         let mut inner = self.lock();
         let plan = plan(changes, &mut *inner, &self.limits)?;
+        if let Some(check) = check {
+            check(&plan, &mut *inner)?;
+        }
         let revision = inner.current + 1;
         let last = inner.revisions.last().map_or(Timestamp(0), |r| r.time);
         let time = Timestamp::now().max(last);

@@ -260,6 +260,24 @@ pub trait Store: Send + Sync {
         journal: Option<JournalFn>,
     ) -> Result<CommitInfo>;
 
+    /// [`Store::commit_journaled`] with a check that runs on the plan
+    /// inside the commit's transaction, against the state the change set
+    /// lands on (see [`crate::CheckFn`]). Stores that cannot run one refuse
+    /// a commit that brings one.
+    fn commit_checked(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+        check: Option<crate::CheckFn>,
+    ) -> Result<CommitInfo> {
+        match check {
+            None => self.commit_journaled(changes, journal),
+            Some(_) => Err(Error::storage(
+                "this store cannot check a change set inside its commit",
+            )),
+        }
+    }
+
     /// Appends a journal record with no commit (a read, a refusal), durably.
     fn append_journal(&self, journal: JournalFn) -> Result<JournalRecord>;
 

@@ -74,6 +74,10 @@ pub(crate) struct Candidate<'a> {
     pub(crate) revision: u64,
     pub(crate) specs: BTreeMap<NamespaceName, NamespaceSpec>,
     pub(crate) layers: BTreeMap<(NamespaceName, LayerPath), Option<Document>>,
+    /// Inside a commit's transaction: reads the state the change set lands
+    /// on (the store at `revision` plus the change sets before it in the
+    /// same group commit) instead of the store at `revision`.
+    pub(crate) in_commit: Option<std::cell::RefCell<&'a mut dyn confstrata_core::StateReader>>,
 }
 
 impl<'a> Candidate<'a> {
@@ -84,7 +88,22 @@ impl<'a> Candidate<'a> {
             revision,
             specs: BTreeMap::new(),
             layers: BTreeMap::new(),
+            in_commit: None,
         }
+    }
+
+    /// `plan`'s writes over the state a store's transaction reads through
+    /// `reader` (see [`confstrata_core::CheckFn`]). `store` and `revision`
+    /// serve only the index of chains, which no commit on this path changes.
+    pub(crate) fn in_commit(
+        store: &'a dyn Store,
+        revision: u64,
+        plan: &Plan,
+        reader: &'a mut dyn confstrata_core::StateReader,
+    ) -> Candidate<'a> {
+        let mut c = Candidate::with_plan(store, revision, plan);
+        c.in_commit = Some(std::cell::RefCell::new(reader));
+        c
     }
 
     /// `plan`'s writes over the state at `revision`.
@@ -103,12 +122,18 @@ impl<'a> Candidate<'a> {
         if let Some(s) = self.specs.get(ns) {
             return Ok(Some(s.clone()));
         }
+        if let Some(reader) = &self.in_commit {
+            return Ok(reader.borrow_mut().namespace(ns)?.map(|(spec, _)| spec));
+        }
         Ok(self.store.namespace(ns, self.revision)?.map(|r| r.spec))
     }
 
     fn layer(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Document>> {
         if let Some(d) = self.layers.get(&(ns.clone(), layer.clone())) {
             return Ok(d.clone());
+        }
+        if let Some(reader) = &self.in_commit {
+            return Ok(reader.borrow_mut().layer(ns, layer)?.map(|(doc, _)| doc));
         }
         Ok(self
             .store
@@ -366,6 +391,12 @@ impl Validator {
         let library = self.library(candidate)?;
         let mut work: BTreeMap<NamespaceName, BTreeSet<Context>> = BTreeMap::new();
         if touched.keys().any(is_library) {
+            if candidate.in_commit.is_some() {
+                // A library change declares: it takes the exclusive path.
+                return Err(Error::storage(
+                    "a library change cannot be checked inside a group commit",
+                ));
+            }
             // Every chain may read the library: check them all.
             let mut names: BTreeSet<NamespaceName> = candidate
                 .store

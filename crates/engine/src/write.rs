@@ -1,6 +1,10 @@
 //! Changes: authorization of every op, sealing, the audited commit, the
 //! dry run and rollback.
 
+use std::sync::Arc;
+
+use confstrata_core::timing::Timings as _;
+
 use confstrata_access::{Action, Outcome, Resource};
 use confstrata_core::serde_json::Value;
 use confstrata_core::{
@@ -66,6 +70,11 @@ impl Engine {
             if !self.validator.may_need(&*self.store, revision, changes)? {
                 return self.commit_sealed(g, changes, action, operation);
             }
+            // Validated inside the store's transaction, against the state it
+            // lands on, so it still shares a group commit with others. The
+            // shared lock keeps declarations (and so the index of chains)
+            // still until it is done.
+            return self.commit_checked(g, changes, action, operation, Some(self.check_fn()));
         }
         let _exclusive = self
             .validator
@@ -77,6 +86,32 @@ impl Engine {
             self.validator.declarations_changed();
         }
         result
+    }
+
+    /// The check a change set's plan runs inside the store's transaction:
+    /// the validation chains it affects, over the state it lands on. Errors
+    /// refuse it with every finding.
+    fn check_fn(&self) -> confstrata_core::CheckFn {
+        let validator = Arc::clone(&self.validator);
+        let store = Arc::clone(&self.store);
+        let timings = Arc::clone(&self.timings);
+        Box::new(move |plan, reader| {
+            let started = timings.start();
+            let revision = store.revision()?;
+            let candidate = Candidate::in_commit(&*store, revision, plan, reader);
+            let result = (|| {
+                if !validator.needed(&candidate, plan)? {
+                    return Ok(());
+                }
+                let findings = validator.check_plan(&candidate, plan)?;
+                if has_errors(&findings) {
+                    return Err(Error::Validation { findings });
+                }
+                Ok(())
+            })();
+            started.stop(&*timings, confstrata_core::timing::Stage::Validate);
+            result
+        })
     }
 
     /// Plans, validates and commits; the caller holds the validation lock
@@ -182,6 +217,19 @@ impl Engine {
         action: Action,
         operation: &str,
     ) -> Result<CommitInfo> {
+        self.commit_checked(g, changes, action, operation, None)
+    }
+
+    /// [`Engine::commit_sealed`] with a check run inside the store's
+    /// transaction.
+    pub(crate) fn commit_checked(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+        check: Option<confstrata_core::CheckFn>,
+    ) -> Result<CommitInfo> {
         let resource = changes_resource(changes);
         let entry = g
             .entry(action, resource.clone(), Outcome::Success)
@@ -204,9 +252,9 @@ impl Engine {
         for ns in &touched {
             self.views.begin(ns);
         }
-        let committed = self
-            .store
-            .commit_journaled(changes, Some(journal_fn(&self.security, entry)));
+        let committed =
+            self.store
+                .commit_checked(changes, Some(journal_fn(&self.security, entry)), check);
         for ns in &touched {
             self.views
                 .finish(ns, committed.as_ref().ok().map(|i| i.revision));

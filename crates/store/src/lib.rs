@@ -327,7 +327,19 @@ impl Store for SqliteStore {
         changes: &ChangeSet,
         journal: Option<JournalFn>,
     ) -> confstrata_core::Result<CommitInfo> {
-        match self.writer.run(Job::Commit(changes.clone(), journal))? {
+        self.commit_checked(changes, journal, None)
+    }
+
+    fn commit_checked(
+        &self,
+        changes: &ChangeSet,
+        journal: Option<JournalFn>,
+        check: Option<confstrata_core::CheckFn>,
+    ) -> confstrata_core::Result<CommitInfo> {
+        match self
+            .writer
+            .run(Job::Commit(changes.clone(), journal, check))?
+        {
             Done::Commit(info) => Ok(info),
             Done::Journal(_) => Err(confstrata_core::Error::storage("commit result lost")),
         }

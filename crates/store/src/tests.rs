@@ -28,7 +28,7 @@ fn commit_batch(
 ) -> Vec<confstrata_core::Result<confstrata_core::CommitInfo>> {
     let jobs = batch
         .iter()
-        .map(|c| writer::Job::Commit(c.clone(), None))
+        .map(|c| writer::Job::Commit(c.clone(), None, None))
         .collect();
     writer::commit_batch(conn, limits, jobs, &confstrata_core::timing::NoTimings)
         .into_iter()
@@ -188,4 +188,64 @@ fn corrupt_rows_are_storage_errors_naming_the_object() {
         db::oldest_revision(&conn),
         Err(Error::Storage { .. })
     ));
+}
+
+#[test]
+fn a_check_sees_the_state_it_lands_on_and_refuses_only_its_own_change_set() {
+    let (_dir, mut conn) = writer_conn();
+    let limits = Limits::default();
+    let web: confstrata_core::NamespaceName = "web".parse().unwrap();
+    let defaults: confstrata_core::LayerPath = "defaults".parse().unwrap();
+    // Refuses a change set unless the sum of `a` over the layer as it will
+    // be stays at most 10, reading the state inside the transaction.
+    let check = |expected_before: i64| -> confstrata_core::CheckFn {
+        let (web, defaults) = (web.clone(), defaults.clone());
+        Box::new(move |plan, reader| {
+            let before = reader
+                .layer(&web, &defaults)?
+                .and_then(|(d, _)| d.get("a").and_then(Value::as_i64))
+                .unwrap_or(0);
+            assert_eq!(
+                before, expected_before,
+                "the check reads what landed before it"
+            );
+            let after = plan
+                .layers
+                .iter()
+                .find_map(|(_, _, d)| d.as_ref()?.get("a")?.as_i64())
+                .unwrap_or(0);
+            if after > 10 {
+                return Err(Error::invalid("a", format!("{after} is over 10")));
+            }
+            Ok(())
+        })
+    };
+    let set = |a: i64| {
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "a", "value": a}]}),
+        )
+    };
+    let jobs = vec![
+        writer::Job::Commit(setup(), None, Some(check(0))),
+        writer::Job::Commit(set(5), None, Some(check(1))),
+        writer::Job::Commit(set(50), None, Some(check(5))),
+        // Lands on 5: the refused 50 left nothing behind.
+        writer::Job::Commit(set(7), None, Some(check(5))),
+    ];
+    let results = writer::commit_batch(
+        &mut conn,
+        &limits,
+        jobs,
+        &confstrata_core::timing::NoTimings,
+    );
+    let revisions: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| match r {
+            Ok(writer::Done::Commit(i)) => Some(i.revision),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revisions, [Some(1), Some(2), None, Some(3)]);
+    let err = results[2].as_ref().err().unwrap();
+    assert!(err.to_string().contains("50 is over 10"), "{err}");
 }

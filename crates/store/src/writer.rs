@@ -19,9 +19,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use confstrata_core::timing::{NoTimings, Stage, Timings};
 use confstrata_core::{
-    ChangeSet, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot, Limits, Plan,
-    Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
-    retention_floor,
+    ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
+    Limits, Plan, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next,
+    plan, retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -38,8 +38,9 @@ pub(crate) struct Counters {
 
 /// One queued write.
 pub(crate) enum Job {
-    /// A change set and the journal record made for it.
-    Commit(ChangeSet, Option<JournalFn>),
+    /// A change set, the journal record made for it, and the check its
+    /// plan must pass inside the transaction.
+    Commit(ChangeSet, Option<JournalFn>, Option<CheckFn>),
     /// A journal record with no commit.
     Journal(JournalFn),
     /// Settings, and the journal record that explains them.
@@ -332,7 +333,13 @@ fn run_one(
     let sp = tx.savepoint().map_err(db)?;
     let mut record = None;
     let result = match job {
-        Job::Commit(changes, journal) => plan(&changes, &mut TxReader(&sp), limits)
+        Job::Commit(changes, journal, check) => plan(&changes, &mut TxReader(&sp), limits)
+            .and_then(|p| {
+                if let Some(check) = check {
+                    check(&p, &mut TxReader(&sp))?;
+                }
+                Ok(p)
+            })
             .and_then(|p| write(&sp, &changes, p))
             .and_then(|info| {
                 if let Some(f) = journal {
