@@ -1,5 +1,7 @@
 //! Shared fixtures for Confstrata's benches: generated layers of many keys.
 
+pub mod etcd;
+
 use confstrata_core::Document;
 use serde_json::{Map, Value};
 

@@ -1,8 +1,10 @@
 //! The load generator: Confstrata's gRPC server under concurrent load, next to
 //! a tonic server whose handler returns a fixed 256-byte reply (the
-//! transport's own limit on this machine).
+//! transport's own limit on this machine), and next to etcd when an `etcd`
+//! is on `PATH` (a private single-member cluster, started and stopped here):
+//! serializable gets, puts, watch fan-out and start-up with many keys.
 //!
-//! Run: `cargo run --release -p confstrata-benches --bin confstrata-loadgen -- [--seconds N] [--watchers 1000,10000]`
+//! Run: `cargo run --release -p confstrata-benches --bin confstrata-loadgen -- [--seconds N] [--watchers 1000,10000] [--startup-keys N]`
 //!
 //! Everything runs on loopback: the servers on their own runtime (2 worker
 //! threads), the clients on another; each phase is bounded in time or count.
@@ -17,6 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use confstrata_benches::etcd::proto::etcdserverpb::{
+    PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, watch_request,
+};
+use confstrata_benches::etcd::{self, EtcdServer, KvClient, WatchClient};
 use confstrata_core::format::{self, Format};
 use confstrata_core::{ChangeSet, Limits, NamespaceSpec, Op};
 use confstrata_engine::{Caller, Engine, PrincipalKind};
@@ -37,6 +43,7 @@ struct Args {
     seconds: f64,
     watchers: Vec<usize>,
     concurrency: Vec<usize>,
+    startup_keys: usize,
 }
 
 fn args() -> Args {
@@ -44,6 +51,7 @@ fn args() -> Args {
         seconds: 3.0,
         watchers: vec![1_000, 10_000],
         concurrency: vec![1, 16, 64, 256],
+        startup_keys: 100_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -58,9 +66,10 @@ fn args() -> Args {
             "--seconds" => a.seconds = value.parse().unwrap_or(a.seconds),
             "--watchers" => a.watchers = list(&value),
             "--concurrency" => a.concurrency = list(&value),
+            "--startup-keys" => a.startup_keys = value.parse().unwrap_or(a.startup_keys),
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B"
+                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B --startup-keys N"
                 );
                 std::process::exit(2);
             }
@@ -313,9 +322,10 @@ fn stats(mut lat: Vec<Duration>, seconds: f64) -> Stats {
 }
 
 /// Runs `concurrency` loops of `call` for `seconds`, spread over the clients.
-async fn drive<F, Fut>(clients: &[Cfg], concurrency: usize, seconds: f64, call: F) -> Stats
+async fn drive<C, F, Fut>(clients: &[C], concurrency: usize, seconds: f64, call: F) -> Stats
 where
-    F: Fn(Cfg, usize) -> Fut + Send + Sync + Clone + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<(), Status>> + Send,
 {
     let start = Instant::now();
@@ -355,6 +365,176 @@ fn resolve_req() -> v1::ResolveRequest {
         ]),
         ..Default::default()
     }
+}
+
+/// The key the etcd get benchmark reads.
+const ETCD_GET_KEY: &[u8] = b"loadgen/get";
+
+/// `etcd --version`'s first line, for the report.
+fn etcd_version() -> String {
+    std::process::Command::new("etcd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.replace("etcd Version: ", "etcd "))
+        })
+        .unwrap_or_else(|| "etcd".into())
+}
+
+/// `w` etcd watchers, each on its own Watch stream on one key, spread over
+/// fresh connections; returns the 5 sorted times (ms) from a Put until the
+/// last watcher saw it.
+async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> Vec<f64> {
+    const KEY: &[u8] = b"loadgen/fanout";
+    let conns = etcd.channels(CONNECTIONS).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut tasks = Vec::with_capacity(w);
+    for i in 0..w {
+        let mut cl = WatchClient::new(conns[i % conns.len()].clone());
+        let tx = tx.clone();
+        let ready = Arc::clone(&ready);
+        tasks.push(tokio::spawn(async move {
+            let create = WatchRequest {
+                request_union: Some(watch_request::RequestUnion::CreateRequest(
+                    WatchCreateRequest {
+                        key: KEY.to_vec(),
+                        ..Default::default()
+                    },
+                )),
+            };
+            // Keep the request side open: etcd ends nothing on it, but a
+            // closed side would be a different client behaviour.
+            let requests = tokio_stream::once(create).chain(tokio_stream::pending());
+            let mut s = cl.watch(requests).await.expect("etcd watch").into_inner();
+            while let Ok(Some(r)) = s.message().await {
+                if r.created {
+                    ready.add_permits(1);
+                }
+                for e in &r.events {
+                    let rev = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                    if tx.send(rev).is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
+    ready
+        .acquire_many(u32::try_from(w).expect("watchers"))
+        .await
+        .expect("ready")
+        .forget();
+    let mut times = Vec::new();
+    for round in 0..5 {
+        let t0 = Instant::now();
+        let rev = kv
+            .clone()
+            .put(PutRequest {
+                key: KEY.to_vec(),
+                value: round.to_string().into_bytes(),
+                ..Default::default()
+            })
+            .await
+            .expect("etcd put")
+            .into_inner()
+            .header
+            .expect("etcd response header")
+            .revision;
+        let mut got = 0;
+        while got < w {
+            match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+                Ok(Some(r)) if r == rev => got += 1,
+                Ok(Some(_)) => {}
+                _ => panic!("etcd watchers stopped after {got} of {w} events"),
+            }
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    for t in tasks {
+        t.abort();
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+/// Loads `keys` keys of 256 bytes into a fresh etcd, reports its memory and
+/// data size, then restarts it on the same data and times the start-up.
+async fn etcd_startup(keys: usize) {
+    const TASKS: usize = 64;
+    const VALUE: usize = 256;
+    println!("\n## Start-up with {keys} keys (etcd)\n");
+    let Some(mut etcd) = EtcdServer::start().await else {
+        println!("etcd: not found on PATH, skipped");
+        return;
+    };
+    let kv: Vec<_> = etcd
+        .channels(CONNECTIONS)
+        .await
+        .into_iter()
+        .map(KvClient::new)
+        .collect();
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(TASKS);
+    for t in 0..TASKS {
+        let mut cl = kv[t % kv.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..keys).step_by(TASKS) {
+                cl.put(PutRequest {
+                    key: format!("loadgen/startup/{i:07}").into_bytes(),
+                    value: vec![b'a' + (i % 26) as u8; VALUE],
+                    ..Default::default()
+                })
+                .await
+                .expect("etcd put while loading");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("loading task");
+    }
+    let load = t0.elapsed().as_secs_f64();
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let rss = etcd.pid().and_then(etcd::resident_bytes).unwrap_or(0);
+    let raw = (keys * (VALUE + "loadgen/startup/0000000".len())) as u64;
+    let member = etcd.data_dir().join("member");
+    let (db, wal) = (
+        etcd::dir_bytes(&member.join("snap")),
+        etcd::dir_bytes(&member.join("wal")),
+    );
+    drop(kv);
+    let start = etcd.restart().await;
+    let rss_after = etcd.pid().and_then(etcd::resident_bytes).unwrap_or(0);
+    println!("| what | etcd |");
+    println!("|---|---|");
+    println!(
+        "| load ({TASKS} tasks, one Put each) | {:.1} s ({:.0} puts/s) |",
+        load,
+        keys as f64 / load
+    );
+    println!("| raw data (keys + values) | {:.1} MiB |", mib(raw));
+    println!(
+        "| on disk: bbolt db + snapshots / WAL | {:.1} MiB / {:.1} MiB |",
+        mib(db),
+        mib(wal)
+    );
+    println!(
+        "| resident memory after loading (VmRSS) | {:.1} MiB |",
+        mib(rss)
+    );
+    println!(
+        "| start-up: spawn until the first serializable Range answers | {:.0} ms |",
+        start.as_secs_f64() * 1e3
+    );
+    println!(
+        "| resident memory right after restart (VmRSS) | {:.1} MiB |",
+        mib(rss_after)
+    );
 }
 
 fn main() {
@@ -420,26 +600,57 @@ fn main() {
         let base = clients(base_addr, None).await;
         let audited = clients(audited_addr, Some(&audited_token)).await;
         let size = ours[0].clone().resolve(resolve_req()).await.expect("resolve").into_inner().document_json.len();
+        let etcd = EtcdServer::start().await;
+        let etcd_kv: Vec<KvClient<Channel>> = match &etcd {
+            Some(e) => {
+                let kv: Vec<_> = e.channels(CONNECTIONS).await.into_iter().map(KvClient::new).collect();
+                kv[0].clone().put(PutRequest { key: ETCD_GET_KEY.to_vec(), value: vec![b'x'; 256], ..Default::default() }).await.expect("etcd put");
+                println!("etcd: {} at {}, single member, serializable reads\n", etcd_version(), e.url());
+                kv
+            }
+            None => {
+                println!("etcd: not found on PATH, skipping the etcd columns and the start-up section\n");
+                Vec::new()
+            }
+        };
+        let has_etcd = etcd.is_some();
+        let rate = |s: &Stats| s.calls as f64 / s.seconds;
         println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON with 2 sealed values) vs a fixed 256-byte tonic reply");
         println!("Every confstrata call carries a bearer token. viewer: sealed values masked, nothing written. secret-reader: both opened, one audit record per resolve. read-audited: a viewer on a second server with `audit_reads` on.");
+        if has_etcd {
+            println!("etcd: serializable Range of one key holding a 256-byte value, same connections and concurrency.");
+        }
         println!("{} connections, {}s per point\n", CONNECTIONS, a.seconds);
-        println!("| concurrency | viewer resolve/s | p50 µs | p99 µs | secret-reader resolve/s | p99 µs | read-audited resolve/s | p99 µs | baseline calls/s | p50 µs | p99 µs | viewer/baseline |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let (extra_head, extra_rule) = if has_etcd { (" etcd get/s | etcd p99 µs | viewer/etcd |", "---|---|---|") } else { ("", "") };
+        println!("| concurrency | viewer resolve/s | p50 µs | p99 µs | secret-reader resolve/s | p99 µs | read-audited resolve/s | p99 µs | baseline calls/s | p50 µs | p99 µs | viewer/baseline |{extra_head}");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|{extra_rule}");
         for &c in &a.concurrency {
             let v = drive(&viewers, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let r = drive(&ours, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let au = drive(&audited, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
             let b = drive(&base, c, a.seconds, |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
-            let rate = |s: &Stats| s.calls as f64 / s.seconds;
+            let extra = if has_etcd {
+                let e = drive(&etcd_kv, c, a.seconds, |mut cl, _| async move {
+                    cl.range(RangeRequest { key: ETCD_GET_KEY.to_vec(), serializable: true, ..Default::default() }).await.map(drop)
+                })
+                .await;
+                format!(" {:.0} | {:.0} | {:.2} |", rate(&e), e.p99_us, rate(&v) / rate(&e))
+            } else {
+                String::new()
+            };
             println!(
-                "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |",
+                "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} |{extra}",
                 rate(&v), v.p50_us, v.p99_us, rate(&r), r.p99_us, rate(&au), au.p99_us, rate(&b), b.p50_us, b.p99_us, rate(&v) / rate(&b)
             );
         }
 
         println!("\n## Commits (SetKeys, one key, durable)\n");
-        println!("| concurrency | commits/s | p50 µs | p99 µs |");
-        println!("|---|---|---|---|");
+        if has_etcd {
+            println!("etcd: Put of one key per task (`loadgen/commit/<task>`), a short value.\n");
+        }
+        let (extra_head, extra_rule) = if has_etcd { (" etcd put/s | etcd p99 µs | commits/etcd |", "---|---|---|") } else { ("", "") };
+        println!("| concurrency | commits/s | p50 µs | p99 µs |{extra_head}");
+        println!("|---|---|---|---|{extra_rule}");
         for &c in &[1usize, 16, 64] {
             let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
                 cl.set_keys(v1::SetKeysRequest {
@@ -452,13 +663,32 @@ fn main() {
                 .map(drop)
             })
             .await;
-            println!("| {c} | {:.0} | {:.0} | {:.0} |", r.calls as f64 / r.seconds, r.p50_us, r.p99_us);
+            let extra = if has_etcd {
+                let e = drive(&etcd_kv, c, a.seconds, |mut cl, n| async move {
+                    cl.put(PutRequest {
+                        key: format!("loadgen/commit/{}", n / 1_000_000).into_bytes(),
+                        value: (n % 1_000_000).to_string().into_bytes(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(drop)
+                })
+                .await;
+                format!(" {:.0} | {:.0} | {:.2} |", rate(&e), e.p99_us, rate(&r) / rate(&e))
+            } else {
+                String::new()
+            };
+            println!("| {c} | {:.0} | {:.0} | {:.0} |{extra}", rate(&r), r.p50_us, r.p99_us);
         }
 
         println!("\n## Watch fan-out: one commit until the last watcher has its event\n");
-        println!("Half the watchers watch the namespace, half the resolved context env=prod,region=eu.\n");
-        println!("| watchers | median ms | max ms (of 5 commits) |");
-        println!("|---|---|---|");
+        println!("Half the watchers watch the namespace, half the resolved context env=prod,region=eu.");
+        if has_etcd {
+            println!("etcd: each watcher has its own Watch stream on one key, the streams spread over {CONNECTIONS} connections; one Put per round.");
+        }
+        let (extra_head, extra_rule) = if has_etcd { (" etcd median ms | etcd max ms |", "---|---|") } else { ("", "") };
+        println!("\n| watchers | median ms | max ms (of 5 commits) |{extra_head}");
+        println!("|---|---|---|{extra_rule}");
         for &w in &a.watchers {
             // Spread watchers over several connections, like many services would.
             let conns = clients(addr, Some(&token)).await;
@@ -516,7 +746,21 @@ fn main() {
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(f64::total_cmp);
-            println!("| {w} | {:.1} | {:.1} |", times[2], times[4]);
+            let extra = match &etcd {
+                Some(e) => {
+                    let t = etcd_fanout(e, &etcd_kv[0], w).await;
+                    format!(" {:.1} | {:.1} |", t[2], t[4])
+                }
+                None => String::new(),
+            };
+            println!("| {w} | {:.1} | {:.1} |{extra}", times[2], times[4]);
+        }
+
+        if has_etcd && a.startup_keys > 0 {
+            // A fresh etcd, so its history holds just these keys.
+            drop(etcd_kv);
+            drop(etcd);
+            etcd_startup(a.startup_keys).await;
         }
     });
     drop(client_rt);
