@@ -651,7 +651,9 @@ fn main() {
         let (extra_head, extra_rule) = if has_etcd { (" etcd put/s | etcd p99 µs | commits/etcd |", "---|---|---|") } else { ("", "") };
         println!("| concurrency | commits/s | p50 µs | p99 µs |{extra_head}");
         println!("|---|---|---|---|{extra_rule}");
+        let mut stage_rows = Vec::new();
         for &c in &[1usize, 16, 64] {
+            let before = engine.stats(&Caller::local("loadgen")).expect("stats");
             let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
                 cl.set_keys(v1::SetKeysRequest {
                     namespace: "webshop".into(),
@@ -679,6 +681,26 @@ fn main() {
                 String::new()
             };
             println!("| {c} | {:.0} | {:.0} | {:.0} |{extra}", rate(&r), r.p50_us, r.p99_us);
+            let after = engine.stats(&Caller::local("loadgen")).expect("stats");
+            let mean = |stage: &str| {
+                let find = |s: &confstrata_engine::EngineStats| {
+                    s.timings.stages.iter().find(|t| t.stage == stage).map_or((0, 0.0), |t| (t.count, t.sum_seconds))
+                };
+                let ((c0, s0), (c1, s1)) = (find(&before), find(&after));
+                if c1 > c0 { (s1 - s0) / (c1 - c0) as f64 * 1e6 } else { 0.0 }
+            };
+            let jobs = (after.timings.batched_jobs - before.timings.batched_jobs) as f64
+                / (after.timings.batches - before.timings.batches).max(1) as f64;
+            stage_rows.push(format!(
+                "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+                mean("authenticate").max(0.0), mean("commit"), mean("store-batch"), mean("fsync"), jobs
+            ));
+        }
+        println!("\nWhere a commit's time goes (the server's own stage timings, means over each point):\n");
+        println!("| concurrency | authenticate µs | commit µs (engine, end to end) | store-batch µs (one transaction) | fsync µs (its COMMIT) | jobs per transaction |");
+        println!("|---|---|---|---|---|---|");
+        for row in stage_rows {
+            println!("{row}");
         }
 
         println!("\n## Watch fan-out: one commit until the last watcher has its event\n");
