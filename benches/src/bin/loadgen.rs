@@ -271,6 +271,17 @@ fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String, String) 
     .expect("store");
     let admin = Caller::local("loadgen");
     engine.commit(&admin, &example_change_set()).expect("seed");
+    // A namespace with a validation chain (a schema and a rule), for
+    // validated commits.
+    let validated: ChangeSet = confstrata_core::serde_json::from_value(confstrata_core::serde_json::json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "checked", "levels": ["defaults", "instance/{id}"],
+            "validation": {
+                "schema": {"type": "object", "properties": {"counter": {"type": "integer", "minimum": 0}}},
+                "rules": [{"id": "bounded", "message": "counter too high", "check": "cfg.counter < 10000000"}]}}},
+        {"op": "put", "namespace": "checked", "layer": "defaults", "document": {"counter": 0}},
+    ]}))
+    .expect("validated namespace");
+    engine.commit(&admin, &validated).expect("seed validated");
     engine
         .add_principal(
             &admin,
@@ -696,6 +707,33 @@ fn main() {
                 mean("authenticate").max(0.0), mean("commit"), mean("store-batch"), mean("fsync"), jobs
             ));
         }
+        println!("\n## Validated commits (SetKeys into a namespace with a schema and a rule; checked inside the group commit)\n");
+        println!("| concurrency | commits/s | p50 µs | p99 µs | validate µs (mean) | jobs per transaction |");
+        println!("|---|---|---|---|---|---|");
+        for &c in &[1usize, 16, 64] {
+            let before = engine.stats(&Caller::local("loadgen")).expect("stats");
+            let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
+                cl.set_keys(v1::SetKeysRequest {
+                    namespace: "checked".into(),
+                    layer: format!("instance/i-{}", n / 1_000_000),
+                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string(), secret: false }],
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+            })
+            .await;
+            let after = engine.stats(&Caller::local("loadgen")).expect("stats");
+            let find = |s: &confstrata_engine::EngineStats| {
+                s.timings.stages.iter().find(|t| t.stage == "validate").map_or((0, 0.0), |t| (t.count, t.sum_seconds))
+            };
+            let ((c0, s0), (c1, s1)) = (find(&before), find(&after));
+            let validate = if c1 > c0 { (s1 - s0) / (c1 - c0) as f64 * 1e6 } else { 0.0 };
+            let jobs = (after.timings.batched_jobs - before.timings.batched_jobs) as f64
+                / (after.timings.batches - before.timings.batches).max(1) as f64;
+            println!("| {c} | {:.0} | {:.0} | {:.0} | {validate:.0} | {jobs:.1} |", rate(&r), r.p50_us, r.p99_us);
+        }
+
         println!("\nWhere a commit's time goes (the server's own stage timings, means over each point):\n");
         println!("| concurrency | authenticate µs | commit µs (engine, end to end) | store-batch µs (one transaction) | fsync µs (its COMMIT) | jobs per transaction |");
         println!("|---|---|---|---|---|---|");
