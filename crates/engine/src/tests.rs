@@ -202,7 +202,7 @@ fn a_compact_cached_view_reads_back_as_the_view_it_was_made_from() {
     let cs: ChangeSet = serde_json::from_value(json!({"ops": [
         {"op": "put-namespace", "spec": {"name": "odd", "levels": ["defaults", "env/{env}"]}},
         {"op": "put", "namespace": "odd", "layer": "defaults", "document": {
-            "empty": {}, "big": 9007199254740993u64, "neg": -3, "pi": 3.141592653589793,
+            "empty": {}, "big": 9007199254740993u64, "neg": -3, "ratio": 1.618033988749,
             "list": [1, {"a": [true, null]}], "text": "ünïcødé \"quoted\"\n",
             "labels": {"app.io/name": "x", "a b": {"c.d": 1}}, "db": {"password": "hunter2"}}},
         {"op": "set", "namespace": "odd", "layer": "env/prod", "key": "labels.\"a b\".e", "value": "prod"},
