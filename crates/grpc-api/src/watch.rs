@@ -35,26 +35,30 @@ pub(crate) struct Hub {
     /// Bumped after every change to the access policy.
     policy: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
-    resolved: Arc<ResolvedCache>,
+    events: Arc<EventCache>,
 }
 
-/// One resolved document, computed once.
-type Cell = Arc<OnceCell<Arc<String>>>;
+/// One event, built once for every watcher of a group (`None`: the group
+/// has nothing to see in this change).
+type Cell = Arc<OnceCell<Option<Arc<v1::WatchResponse>>>>;
 
-/// The cells of one revision, by namespace, context and principal (each
-/// principal has its own view of sealed values).
-type Cells = HashMap<(NamespaceName, String, String), Cell>;
+/// Which watchers see the same events: the namespace, the context (as
+/// JSON; empty for a namespace watch) and the principal (each principal has
+/// its own view: the layers it may read, its view of sealed values).
+type GroupKey = (NamespaceName, String, String);
 
-/// Resolved documents of the newest revision that context watchers asked
-/// for, so that many watchers of one context resolve it once per revision:
-/// the first computes, the others await the same cell.
+/// The events of the newest revision, built once per group: the first
+/// watcher of a group filters the change, resolves the context and builds
+/// the event; the others of the group await the same cell and send a copy.
 #[derive(Default)]
-struct ResolvedCache {
-    inner: std::sync::Mutex<(u64, Cells)>,
+struct EventCache {
+    inner: std::sync::Mutex<(u64, HashMap<GroupKey, Cell>)>,
 }
 
-impl ResolvedCache {
-    fn cell(&self, ns: &NamespaceName, ctx: &Context, who: &Caller, revision: u64) -> Cell {
+impl EventCache {
+    /// The cell of `group` at `revision`; `None` for an older revision than
+    /// the newest seen (a watcher catching up builds its own).
+    fn cell(&self, group: &GroupKey, revision: u64) -> Option<Cell> {
         let mut guard = self
             .inner
             .lock()
@@ -65,15 +69,14 @@ impl ResolvedCache {
             map.clear();
         }
         if revision < *rev {
-            // An older revision (a watcher catching up): not worth caching.
-            return Arc::new(OnceCell::new());
+            return None;
         }
-        let key = (
-            ns.clone(),
-            convert::to_json(ctx),
-            who.principal().to_string(),
-        );
-        Arc::clone(map.entry(key).or_default())
+        if let Some(c) = map.get(group) {
+            return Some(Arc::clone(c));
+        }
+        let c = Cell::default();
+        map.insert(group.clone(), Arc::clone(&c));
+        Some(c)
     }
 }
 
@@ -103,7 +106,7 @@ impl Hub {
             changes: changes.clone(),
             policy,
             shutdown: shutdown.clone(),
-            resolved: Arc::default(),
+            events: Arc::default(),
         };
         let engine = engine.clone();
         let mut stop = shutdown;
@@ -173,6 +176,14 @@ pub(crate) async fn run(engine: Engine, hub: Hub, caller: Caller, spec: WatchSpe
     let mut rx = hub.changes.subscribe();
     let mut shutdown = hub.shutdown.clone();
     let mut policy = hub.policy.clone();
+    let group = (
+        spec.namespace.clone(),
+        spec.context
+            .as_ref()
+            .map(convert::to_json)
+            .unwrap_or_default(),
+        caller.principal().to_string(),
+    );
     let mut w = Watcher {
         engine,
         caller,
@@ -180,7 +191,8 @@ pub(crate) async fn run(engine: Engine, hub: Hub, caller: Caller, spec: WatchSpe
         out,
         next: 0,
         ns_spec: None,
-        cache: Arc::clone(&hub.resolved),
+        events: Arc::clone(&hub.events),
+        group,
     };
     if let Err(status) = w.start().await {
         let _ = w.out.send(Err(status)).await;
@@ -217,9 +229,11 @@ struct Watcher {
     out: Out,
     /// The next revision to report.
     next: u64,
-    /// The namespace declaration, for context watches.
+    /// The namespace declaration, for context watches (`None`: read it
+    /// again before the next event this watcher builds itself).
     ns_spec: Option<NamespaceSpec>,
-    cache: Arc<ResolvedCache>,
+    events: Arc<EventCache>,
+    group: GroupKey,
 }
 
 impl Watcher {
@@ -278,6 +292,37 @@ impl Watcher {
 
     async fn emit(&mut self, change: &Change) -> Result<(), Status> {
         self.next = change.info.revision + 1;
+        let Some(cell) = self.events.cell(&self.group, change.info.revision) else {
+            return match self.build(change).await? {
+                Some(event) => self.send(event).await,
+                None => Ok(()),
+            };
+        };
+        let mut built_here = false;
+        let event = cell
+            .get_or_try_init(|| async {
+                built_here = true;
+                Ok::<_, Status>(self.build(change).await?.map(Arc::new))
+            })
+            .await?
+            .clone();
+        let spec_changed = change
+            .items
+            .iter()
+            .any(|i| i.namespace == self.spec.namespace && i.layer.is_none());
+        if !built_here && spec_changed {
+            // Another watcher of the group read the new declaration; this
+            // one reads it before it next builds an event itself.
+            self.ns_spec = None;
+        }
+        match event {
+            Some(event) => self.send(v1::WatchResponse::clone(&event)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The event this watcher sees for a change (`None`: nothing of it).
+    async fn build(&mut self, change: &Change) -> Result<Option<v1::WatchResponse>, Status> {
         let items: Vec<v1::ChangeItem> = change
             .items
             .iter()
@@ -297,7 +342,7 @@ impl Watcher {
             .map(Into::into)
             .collect();
         if items.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut event = v1::WatchResponse {
             info: Some((&change.info).into()),
@@ -319,7 +364,7 @@ impl Watcher {
             }
             let Some(spec) = &self.ns_spec else {
                 // The namespace is gone at this revision: nothing resolves.
-                return self.send(event).await;
+                return Ok(Some(event));
             };
             let layers = spec.layers_for(&ctx).unwrap_or_default();
             let relevant = spec_changed
@@ -328,26 +373,17 @@ impl Watcher {
                         && i.layer.as_ref().is_some_and(|l| layers.contains(l))
                 });
             if !relevant {
-                return Ok(());
+                return Ok(None);
             }
             let rev = change.info.revision;
-            let cell = self
-                .cache
-                .cell(&self.spec.namespace, &ctx, &self.caller, rev);
-            let (engine, ns) = (self.engine.clone(), self.spec.namespace.clone());
-            let caller = self.caller.clone();
-            let json = cell
-                .get_or_try_init(|| async move {
-                    let view = blocking(&engine, move |e| {
-                        e.resolve(&caller, &ns, &ctx, At::Revision(rev))
-                    })
-                    .await?;
-                    Ok::<_, Status>(Arc::new(convert::to_json(&view.document)))
-                })
-                .await?;
-            event.resolved_json = String::clone(json);
+            let (ns, caller) = (self.spec.namespace.clone(), self.caller.clone());
+            let view = blocking(&self.engine, move |e| {
+                e.resolve(&caller, &ns, &ctx, At::Revision(rev))
+            })
+            .await?;
+            event.resolved_json = convert::to_json(&view.document);
         }
-        self.send(event).await
+        Ok(Some(event))
     }
 
     async fn send(&self, event: v1::WatchResponse) -> Result<(), Status> {
