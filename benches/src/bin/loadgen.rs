@@ -549,6 +549,13 @@ async fn etcd_startup(keys: usize) {
 }
 
 fn main() {
+    // `RUST_LOG=h2=warn` (say) shows what the HTTP/2 layers report.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let a = args();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
