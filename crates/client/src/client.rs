@@ -844,6 +844,11 @@ fn endpoint(addr: &str, options: &ClientOptions) -> Result<(String, Endpoint)> {
         })?
         .connect_timeout(options.connect_timeout)
         .tcp_nodelay(true)
+        // Many watches on one connection receive many small events: h2
+        // closes a connection that holds more unread small DATA frames than
+        // half its connection window pays for, so the window is large (as
+        // the server's is).
+        .initial_connection_window_size(16 << 20)
         // Notice a dead server on an idle watch.
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10))

@@ -114,6 +114,9 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// The HTTP/2 connection window the server advertises (see `serve`).
+const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+
 /// Serves the Confstrata API on `listener` until `shutdown` completes.
 pub async fn serve(
     engine: Engine,
@@ -184,7 +187,14 @@ pub async fn serve(
         // Watch streams end; tonic then waits for in-flight requests.
         let _ = stop_tx.send(true);
     };
-    let mut builder = tonic::transport::Server::builder();
+    // A 16 MiB connection window. h2 closes a connection whose peer has more
+    // small DATA frames buffered than half the connection window can pay
+    // for (GOAWAY "too_many_data_frames", a flood protection); with the
+    // default 64 KiB window, a client opening ~150 watches at once on one
+    // connection tripped it and lost every stream on it. Half of 16 MiB
+    // covers ~37,000 watch requests in flight per connection.
+    let mut builder =
+        tonic::transport::Server::builder().initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     if let Some(tls) = &options.tls {
         let mut config = tonic::transport::ServerTlsConfig::new().identity(
             tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),

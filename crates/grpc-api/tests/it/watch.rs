@@ -362,3 +362,36 @@ async fn each_watcher_sees_its_own_view_of_sealed_values() {
     assert!(!vic.resolved_json.contains("watch-canary"));
     assert_eq!(parse(&rita.resolved_json)["db"]["pass"], "watch-canary");
 }
+
+/// Thousands of watches opened at once on one connection: each request's
+/// small DATA frame waits in the server's HTTP/2 layer until its handler
+/// reads it, and h2's budget for such frames (half the connection window)
+/// once closed the whole connection (GOAWAY "too_many_data_frames"), so
+/// every watch on it failed with "broken pipe". Every one must open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_watches_on_one_connection_all_open() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let opens: Vec<_> = (0..4000)
+        .map(|i| {
+            let mut client = s.client.clone();
+            tokio::spawn(async move {
+                let context: &[(&str, &str)] = if i % 2 == 0 { &[] } else { &[("env", "prod")] };
+                let mut w = client.watch(req("web", context, 0)).await?.into_inner();
+                // Its first answer (the backlog) arrives on the stream.
+                w.message().await?;
+                Ok::<_, tonic::Status>(w)
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for o in opens {
+        match o.await.unwrap() {
+            Ok(w) => open.push(w),
+            Err(e) => panic!("a watch failed to open after {} opened: {e}", open.len()),
+        }
+    }
+    assert_eq!(open.len(), 4000);
+    drop(open);
+    s.stop().await;
+}
