@@ -367,6 +367,37 @@ where
     stats(all, start.elapsed().as_secs_f64())
 }
 
+/// The mean time of a stage, in µs, over what ran between two snapshots of
+/// the server's stage timings (0 if it did not run).
+fn stage_mean_us(
+    before: &confstrata_engine::EngineStats,
+    after: &confstrata_engine::EngineStats,
+    stage: &str,
+) -> f64 {
+    let find = |s: &confstrata_engine::EngineStats| {
+        s.timings
+            .stages
+            .iter()
+            .find(|t| t.stage == stage)
+            .map_or((0, 0.0), |t| (t.count, t.sum_seconds))
+    };
+    let ((c0, s0), (c1, s1)) = (find(before), find(after));
+    if c1 > c0 {
+        (s1 - s0) / (c1 - c0) as f64 * 1e6
+    } else {
+        0.0
+    }
+}
+
+/// Jobs per group-commit transaction between two snapshots.
+fn jobs_per_transaction(
+    before: &confstrata_engine::EngineStats,
+    after: &confstrata_engine::EngineStats,
+) -> f64 {
+    (after.timings.batched_jobs - before.timings.batched_jobs) as f64
+        / (after.timings.batches - before.timings.batches).max(1) as f64
+}
+
 fn resolve_req() -> v1::ResolveRequest {
     v1::ResolveRequest {
         namespace: "webshop".into(),
@@ -700,15 +731,8 @@ fn main() {
             };
             println!("| {c} | {:.0} | {:.0} | {:.0} |{extra}", rate(&r), r.p50_us, r.p99_us);
             let after = engine.stats(&Caller::local("loadgen")).expect("stats");
-            let mean = |stage: &str| {
-                let find = |s: &confstrata_engine::EngineStats| {
-                    s.timings.stages.iter().find(|t| t.stage == stage).map_or((0, 0.0), |t| (t.count, t.sum_seconds))
-                };
-                let ((c0, s0), (c1, s1)) = (find(&before), find(&after));
-                if c1 > c0 { (s1 - s0) / (c1 - c0) as f64 * 1e6 } else { 0.0 }
-            };
-            let jobs = (after.timings.batched_jobs - before.timings.batched_jobs) as f64
-                / (after.timings.batches - before.timings.batches).max(1) as f64;
+            let mean = |stage: &str| stage_mean_us(&before, &after, stage);
+            let jobs = jobs_per_transaction(&before, &after);
             stage_rows.push(format!(
                 "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
                 mean("authenticate").max(0.0), mean("commit"), mean("store-batch"), mean("fsync"), jobs
@@ -731,13 +755,8 @@ fn main() {
             })
             .await;
             let after = engine.stats(&Caller::local("loadgen")).expect("stats");
-            let find = |s: &confstrata_engine::EngineStats| {
-                s.timings.stages.iter().find(|t| t.stage == "validate").map_or((0, 0.0), |t| (t.count, t.sum_seconds))
-            };
-            let ((c0, s0), (c1, s1)) = (find(&before), find(&after));
-            let validate = if c1 > c0 { (s1 - s0) / (c1 - c0) as f64 * 1e6 } else { 0.0 };
-            let jobs = (after.timings.batched_jobs - before.timings.batched_jobs) as f64
-                / (after.timings.batches - before.timings.batches).max(1) as f64;
+            let validate = stage_mean_us(&before, &after, "validate");
+            let jobs = jobs_per_transaction(&before, &after);
             println!("| {c} | {:.0} | {:.0} | {:.0} | {validate:.0} | {jobs:.1} |", rate(&r), r.p50_us, r.p99_us);
         }
 

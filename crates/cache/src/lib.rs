@@ -42,7 +42,7 @@ use confstrata_core::NamespaceName;
 use dashmap::DashMap;
 
 /// Counters of a cache, for monitoring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CacheStats {
     /// Reads answered from the cache.
     pub hits: u64,
@@ -61,7 +61,7 @@ pub struct CacheStats {
 /// How much a cache may hold: past either bound, the least recently used
 /// views are evicted until both are under 90% of their bound (so the scan
 /// that finds them runs once per many inserts, not on every one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Budget {
     /// Views (at least 1).
     pub max_entries: usize,

@@ -318,39 +318,11 @@ pub struct EngineStats {
     /// The store's revision.
     pub revision: u64,
     /// The resolved-view cache's counters.
-    #[serde(serialize_with = "serialize_cache_stats")]
     pub cache: CacheStats,
     /// What the cache may hold.
-    #[serde(serialize_with = "serialize_budget")]
     pub cache_budget: Budget,
     /// Every stage's timings.
     pub timings: TimingsSnapshot,
-}
-
-fn serialize_cache_stats<S: serde::Serializer>(
-    c: &CacheStats,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap as _;
-    let mut m = s.serialize_map(Some(6))?;
-    m.serialize_entry("hits", &c.hits)?;
-    m.serialize_entry("misses", &c.misses)?;
-    m.serialize_entry("evictions", &c.evictions)?;
-    m.serialize_entry("invalidations", &c.invalidations)?;
-    m.serialize_entry("entries", &c.entries)?;
-    m.serialize_entry("bytes", &c.bytes)?;
-    m.end()
-}
-
-fn serialize_budget<S: serde::Serializer>(
-    b: &Budget,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap as _;
-    let mut m = s.serialize_map(Some(2))?;
-    m.serialize_entry("max_entries", &b.max_entries)?;
-    m.serialize_entry("max_bytes", &b.max_bytes)?;
-    m.end()
 }
 
 /// A context as a cache key: `k=v,...` in key order (values are path
