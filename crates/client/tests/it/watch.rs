@@ -191,13 +191,20 @@ async fn the_reloader_keeps_the_latest_and_rewrites_the_fallback_file() {
     assert_eq!(reloader.current().revision, 1);
     let mut updates = reloader.subscribe();
     let r2 = set_pool(&client, 99).await;
-    tokio::time::timeout(GUARD, async {
+    let stopped = tokio::time::timeout(GUARD, async {
         while updates.borrow_and_update().revision < r2 {
-            updates.changed().await.unwrap();
+            if updates.changed().await.is_err() {
+                return true;
+            }
         }
+        false
     })
     .await
     .expect("hang guard: no update");
+    if stopped {
+        // Say why the reloader gave up, not only that it did.
+        panic!("the reloader stopped: {:?}", reloader.join().await);
+    }
     let current = reloader.current();
     assert_eq!(current.document["db"]["pool"], json!(99));
     assert_eq!(
