@@ -8,7 +8,14 @@
 //! - **Memory**: resident bytes of 1,000,000 keys as a parsed layer, as a
 //!   resolved view (document and provenance), next to their JSON size.
 //!
-//! Run: `cargo run --release -p confstrata-benches --bin confstrata-startup -- [--layers 0,10000,100000] [--keys 1000000]`
+//! - **Incremental re-resolve**: a context of three layers of N keys each
+//!   (1,000, 10,000, 100,000 by default) over the SQLite store; after a
+//!   one-key change to the most specific layer, the time to bring the
+//!   cached view up to date (`Engine::refresh_view`), rebuilt from the
+//!   previous view and the change, against merged again from the layers
+//!   (`set_incremental(false)`). The commits are not timed.
+//!
+//! Run: `cargo run --release -p confstrata-benches --bin confstrata-startup -- [--layers 0,10000,100000] [--keys 1000000] [--rebuild 1000,10000,100000]`
 
 #![allow(
     clippy::print_stdout,
@@ -246,9 +253,86 @@ fn engine_view(keys: usize, json: usize) {
     );
 }
 
+/// The median time to refresh a view after a one-key change, rebuilt and
+/// merged, over `rounds` changes each.
+fn rebuild(keys: usize, rounds: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = confstrata_core::Limits {
+        max_document_bytes: 1 << 30,
+        max_change_set_bytes: 1 << 30,
+        ..Default::default()
+    };
+    let store = confstrata_store::SqliteStore::open_with(
+        &dir.path().join("bench.db"),
+        confstrata_store::Options {
+            limits,
+            ..Default::default()
+        },
+    )
+    .expect("store");
+    let engine = Engine::new(std::sync::Arc::new(store)).expect("engine");
+    let me = Caller::local("bench");
+    let layers = ["defaults", "env/prod", "instance/a"];
+    let mut ops = vec![json!({"op": "put-namespace", "spec": {"name": "svc",
+        "levels": ["defaults", "env/{env}", "instance/{id}"]}})];
+    for (seed, layer) in layers.iter().enumerate() {
+        ops.push(json!({"op": "put", "namespace": "svc", "layer": layer,
+            "document": confstrata_benches::layer(keys, seed as u64)}));
+    }
+    let cs: ChangeSet =
+        confstrata_core::serde_json::from_value(json!({ "ops": ops })).expect("change set");
+    engine.commit(&me, &cs).expect("commit");
+    let ns = "svc".parse().expect("name");
+    let ctx = confstrata_core::parse_context("env=prod,id=a").expect("context");
+    let mut medians = Vec::new();
+    let mut n = 0u64;
+    for incremental in [true, false] {
+        engine.set_incremental(incremental);
+        engine.refresh_view(&me, &ns, &ctx).expect("refresh");
+        let rebuilt_before = engine.cache_stats().rebuilt;
+        let mut times = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            n += 1;
+            let cs: ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+                {"op": "set", "namespace": "svc", "layer": "instance/a", "key": "s0.g0.k0", "value": n}]}))
+            .expect("change set");
+            engine.commit(&me, &cs).expect("commit");
+            let started = Instant::now();
+            engine.refresh_view(&me, &ns, &ctx).expect("refresh");
+            times.push(started.elapsed().as_secs_f64());
+        }
+        let rebuilt = engine.cache_stats().rebuilt - rebuilt_before;
+        assert_eq!(
+            rebuilt,
+            if incremental { rounds as u64 } else { 0 },
+            "every view was rebuilt, or none"
+        );
+        times.sort_by(f64::total_cmp);
+        medians.push(times[times.len() / 2]);
+    }
+    let view = engine.resolve_cached(&me, &ns, &ctx, None).expect("cached");
+    println!(
+        "| {keys} | {:.0} KB | {:.3} | {:.3} | {:.1}x |",
+        view.json.len() as f64 / 1e3,
+        medians[0] * 1e3,
+        medians[1] * 1e3,
+        medians[1] / medians[0]
+    );
+}
+
 fn main() {
     let layers = list("--layers", &[0, 10_000, 100_000]);
     let keys = list("--keys", &[1_000_000]);
+    let rebuilds = list("--rebuild", &[1_000, 10_000, 100_000]);
+    println!("## A one-key change: the new view rebuilt vs merged again\n");
+    println!(
+        "| keys per layer (3 layers) | view JSON | rebuilt, median (ms) | merged again, median (ms) | ratio |"
+    );
+    println!("|---|---|---|---|---|");
+    for k in rebuilds {
+        rebuild(k, 21);
+    }
+    println!();
     println!("## Start-up to the first served Resolve\n");
     println!(
         "| layers in the store | database size | writing them (s) | Engine::open_with (ms) | open + serve + first Resolve over TCP (ms) |"

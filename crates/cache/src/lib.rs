@@ -50,8 +50,12 @@ pub struct CacheStats {
     pub misses: u64,
     /// Views dropped to stay within the budget.
     pub evictions: u64,
-    /// Views dropped because their namespace changed.
+    /// Stale views taken out because their namespace changed (to be
+    /// rebuilt or replaced).
     pub invalidations: u64,
+    /// Of those, the views rebuilt from the stale view plus the change
+    /// (incremental re-resolve) instead of merged again from the layers.
+    pub rebuilt: u64,
     /// Views held now.
     pub entries: u64,
     /// The weight (approximate bytes) of the views held now.
@@ -131,6 +135,7 @@ pub struct ViewCache<V> {
     misses: AtomicU64,
     evictions: AtomicU64,
     invalidations: AtomicU64,
+    rebuilt: AtomicU64,
 }
 
 impl<V> ViewCache<V> {
@@ -158,6 +163,7 @@ impl<V> ViewCache<V> {
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
+            rebuilt: AtomicU64::new(0),
         }
     }
 
@@ -200,26 +206,40 @@ impl<V> ViewCache<V> {
 
     fn lookup(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
         let changed = self.changed_at(key.namespace());
-        match self.views.get(&*key.text) {
-            Some(e) if e.revision >= changed => {
-                e.used
-                    .store(self.seq.load(Ordering::Relaxed), Ordering::Relaxed);
-                Some((e.revision, Arc::clone(&e.value)))
-            }
-            Some(e) => {
-                let stale = e.seq;
-                drop(e);
-                // Not while a change is in flight: its revision is not known yet.
-                if changed != u64::MAX
-                    && let Some((_, e)) = self.views.remove_if(&*key.text, |_, e| e.seq == stale)
-                {
-                    self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
-                    self.invalidations.fetch_add(1, Ordering::Relaxed);
-                }
-                None
-            }
-            None => None,
+        let e = self.views.get(&*key.text)?;
+        if e.revision < changed {
+            // Stale: left for `take_stale` (its successor may be built
+            // from it) or for a later insert or eviction to replace.
+            return None;
         }
+        e.used
+            .store(self.seq.load(Ordering::Relaxed), Ordering::Relaxed);
+        Some((e.revision, Arc::clone(&e.value)))
+    }
+
+    /// Takes out the view under `key` if its namespace changed after it was
+    /// computed, with the revision it was computed at: the caller builds
+    /// the current view from it (or drops it). `None` if there is no such
+    /// view, or while a change to its namespace is in flight (the change's
+    /// revision is not known yet).
+    pub fn take_stale(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
+        let changed = self.changed_at(key.namespace());
+        if changed == u64::MAX {
+            return None;
+        }
+        let (_, e) = self
+            .views
+            .remove_if(&*key.text, |_, e| e.revision < changed)?;
+        self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        Some((e.revision, e.value))
+    }
+
+    /// [`insert`](ViewCache::insert) for a view rebuilt from a stale one
+    /// (counted as `rebuilt`).
+    pub fn insert_rebuilt(&self, key: &ViewKey, revision: u64, value: Arc<V>, weight: usize) {
+        self.rebuilt.fetch_add(1, Ordering::Relaxed);
+        self.insert(key, revision, value, weight);
     }
 
     /// Keeps a view computed at `revision`, weighing `weight`, unless its
@@ -287,7 +307,8 @@ impl<V> ViewCache<V> {
     /// (nor kept) until [`finish`](ViewCache::finish).
     ///
     /// O(1): stale views are not searched for here (a commit must not pay
-    /// for the size of the cache); a lookup drops the one it finds stale.
+    /// for the size of the cache); a reader takes the one it finds stale
+    /// ([`take_stale`](ViewCache::take_stale)).
     pub fn begin(&self, ns: &NamespaceName) {
         self.changed.entry(ns.as_str().into()).or_insert((0, 0)).0 += 1;
     }
@@ -316,6 +337,7 @@ impl<V> ViewCache<V> {
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
+            rebuilt: self.rebuilt.load(Ordering::Relaxed),
             entries: self.views.len() as u64,
             bytes: self.bytes.load(Ordering::Relaxed) as u64,
         }
@@ -342,6 +364,10 @@ mod tests {
         c.invalidate(&ns("a"), 4);
         assert!(c.get(&key("a", "x")).is_none());
         assert_eq!(*c.get(&key("b", "x")).unwrap().1, 2);
+        // The stale view is there to be taken (once), not served.
+        assert_eq!(*c.take_stale(&key("a", "x")).unwrap().1, 1);
+        assert!(c.take_stale(&key("a", "x")).is_none());
+        assert!(c.take_stale(&key("b", "x")).is_none(), "b is current");
         // A view computed at or after the change is current.
         c.insert(&key("a", "x"), 4, Arc::new(3), 1);
         assert_eq!(c.get(&key("a", "x")).unwrap().0, 4);
@@ -414,14 +440,31 @@ mod tests {
         // A view over the whole budget is not kept (and evicts nothing).
         c.insert(&key("a", "huge"), 1, Arc::new(0), 5000);
         assert!(c.get(&key("a", "huge")).is_none());
-        // Invalidation gives the weight back when the stale view is met.
+        // Invalidation gives the weight back when the stale view is taken.
         c.invalidate(&ns("a"), 3);
         for i in 0..10u32 {
-            let _ = c.get(&key("a", &i.to_string()));
+            let _ = c.take_stale(&key("a", &i.to_string()));
         }
-        let _ = c.get(&key("a", "big"));
+        let _ = c.take_stale(&key("a", "big"));
         assert_eq!(c.stats().bytes, 0);
         assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_stale_view_is_not_taken_while_a_change_is_in_flight() {
+        let c: ViewCache<u32> = ViewCache::new(10);
+        c.insert(&key("a", "x"), 3, Arc::new(1), 1);
+        c.invalidate(&ns("a"), 4);
+        c.begin(&ns("a"));
+        assert!(c.take_stale(&key("a", "x")).is_none());
+        c.finish(&ns("a"), Some(5));
+        let (rev, v) = c.take_stale(&key("a", "x")).unwrap();
+        assert_eq!((rev, *v), (3, 1));
+        // A rebuilt view is kept and counted like any insert.
+        c.insert_rebuilt(&key("a", "x"), 5, Arc::new(2), 1);
+        assert_eq!(*c.get(&key("a", "x")).unwrap().1, 2);
+        let s = c.stats();
+        assert_eq!((s.invalidations, s.rebuilt, s.entries), (1, 1, 1));
     }
 
     #[test]

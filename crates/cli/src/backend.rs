@@ -539,7 +539,8 @@ impl Backend {
                         "revision": s.revision,
                         "cache": {
                             "hits": c.hits, "misses": c.misses, "evictions": c.evictions,
-                            "invalidations": c.invalidations, "entries": c.entries, "bytes": c.bytes,
+                            "invalidations": c.invalidations, "rebuilt": c.rebuilt,
+                            "entries": c.entries, "bytes": c.bytes,
                         },
                         "cache_budget": {"max_entries": c.max_entries, "max_bytes": c.max_bytes},
                         "timings": {

@@ -1210,9 +1210,9 @@ fn stats(backend: &Backend, output: Output) -> Result<()> {
     let b = &v["cache_budget"];
     let t = &v["timings"];
     text.push_str(&format!(
-        "\nrevision {}\ncache: {} hits, {} misses, {} views ({} bytes) of {} views / {} bytes, {} evicted, {} invalidated\nstore: {} transactions carrying {} jobs\n",
+        "\nrevision {}\ncache: {} hits, {} misses, {} views ({} bytes) of {} views / {} bytes, {} evicted, {} invalidated ({} rebuilt from the change)\nstore: {} transactions carrying {} jobs\n",
         v["revision"], c["hits"], c["misses"], c["entries"], c["bytes"], b["max_entries"], b["max_bytes"],
-        c["evictions"], c["invalidations"], t["batches"], t["batched_jobs"]
+        c["evictions"], c["invalidations"], c["rebuilt"], t["batches"], t["batched_jobs"]
     ));
     crate::output::emit(&text);
     Ok(())

@@ -52,6 +52,7 @@ use confstrata_crypto::MasterKey;
 use serde::Serialize;
 
 mod admin;
+mod incremental;
 mod security;
 mod validate;
 mod write;
@@ -84,6 +85,12 @@ pub struct Engine {
     security: Arc<Security>,
     validator: Arc<validate::Validator>,
     views: Arc<ViewCache<CachedView>>,
+    /// What recent commits changed, per namespace, for rebuilding stale
+    /// views (`incremental`).
+    changes: Arc<Mutex<incremental::ChangeLogs>>,
+    /// Whether stale views are rebuilt from their predecessor when the
+    /// change allows it (else every stale view is merged again).
+    incremental: Arc<std::sync::atomic::AtomicBool>,
     timings: Arc<StageTimings>,
 }
 
@@ -100,6 +107,9 @@ struct CachedView {
     layers: Vec<Provenance>,
     /// The raw document, as JSON.
     raw: Arc<str>,
+    /// Where each top-level section of `raw` starts (for rebuilding the
+    /// view after a change: `incremental`).
+    spans: Box<[incremental::Span]>,
     /// The provenance of each leaf (in `doc::leaves` order).
     winners: Winners,
     /// The leaves holding a sealed value, with the layer that set each:
@@ -153,7 +163,7 @@ impl CachedView {
             })
             .flatten();
         drop(leaves);
-        let raw = document_json(&view.document);
+        let (raw, spans) = incremental::indexed_json(&view.document);
         CachedView {
             wanted,
             namespace: view.namespace,
@@ -164,6 +174,7 @@ impl CachedView {
             },
             layers: view.layers,
             raw,
+            spans,
             sealed,
             any_sealed,
             masked: std::sync::OnceLock::new(),
@@ -232,7 +243,12 @@ impl CachedView {
         };
         // A masked copy, if one will be made, is about the same size.
         let masked = if self.any_sealed { self.raw.len() } else { 0 };
-        self.raw.len() + masked + winners + 64 * (self.wanted.len() + self.layers.len()) + 256
+        self.raw.len()
+            + masked
+            + winners
+            + size_of_val(&*self.spans)
+            + 64 * (self.wanted.len() + self.layers.len())
+            + 256
     }
 }
 
@@ -524,8 +540,18 @@ impl Engine {
             security: Arc::new(security),
             validator: Arc::default(),
             views: Arc::new(ViewCache::with_budget(cache)),
+            changes: Arc::default(),
+            incremental: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             timings,
         })
+    }
+
+    /// Turns incremental re-resolve on (the default) or off: with it off,
+    /// every view made stale by a commit is merged again from its layers.
+    /// For measuring what it saves, and for ruling it out.
+    pub fn set_incremental(&self, on: bool) {
+        self.incremental
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Opens (creating if needed) the embedded SQLite store in `data_dir`,
@@ -940,6 +966,14 @@ impl Engine {
             })?;
             return cached.view(current, section);
         }
+        if let Some(rebuilt) = self.rebuild(&key, ns, current) {
+            self.timed(Stage::Authorize, || {
+                rebuilt.wanted.iter().try_for_each(|layer| {
+                    g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
+                })
+            })?;
+            return rebuilt.view(current, section);
+        }
         let mut wanted = Vec::new();
         let view = self.timed(Stage::Resolve, || {
             self.with_resolved_section(
@@ -972,6 +1006,42 @@ impl Engine {
         let weight = cached.weight();
         self.views.insert(&key, current, Arc::new(cached), weight);
         Ok(view)
+    }
+
+    /// Brings the cached view of a context up to date, as a resolve at the
+    /// latest revision does on a miss (rebuilt from its stale predecessor
+    /// when the change allows it, else merged from the layers), without
+    /// answering with it; returns the revision it is current at. For
+    /// warming the cache (the contexts that matter, after start-up or a
+    /// commit) and for measuring what a miss costs. Needs `read` on the
+    /// namespace.
+    pub fn refresh_view(&self, caller: &Caller, ns: &NamespaceName, ctx: &Context) -> Result<u64> {
+        let g = self.gate(caller);
+        g.require_some(Action::Read, ns)?;
+        let current = self.store.revision()?;
+        let key = context_key(ns, ctx);
+        if self.views.get_or_fall_back(&key).is_some() || self.rebuild(&key, ns, current).is_some()
+        {
+            return Ok(current);
+        }
+        self.resolve_latest(&g, ns, ctx, None).map(|v| v.revision)
+    }
+
+    /// The view of `key` at `current`, rebuilt from its stale predecessor
+    /// and the patches committed since, when they allow it (and kept).
+    fn rebuild(&self, key: &ViewKey, ns: &NamespaceName, current: u64) -> Option<Arc<CachedView>> {
+        if !self.incremental.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let (revision, stale) = self.views.take_stale(key)?;
+        let started = self.timings.start();
+        let patches = incremental::patches_between(&lock(&self.changes), ns, revision, current)?;
+        let rebuilt = Arc::new(stale.rebuilt(&patches)?);
+        let weight = rebuilt.weight();
+        self.views
+            .insert_rebuilt(key, current, Arc::clone(&rebuilt), weight);
+        started.stop(&*self.timings, Stage::Resolve);
+        Some(rebuilt)
     }
 
     /// The view cache's counters.

@@ -255,6 +255,14 @@ impl Engine {
         let committed =
             self.store
                 .commit_checked(changes, Some(journal_fn(&self.security, entry)), check);
+        if let Ok(info) = &committed {
+            // Before `finish`: a reader that sees the change finished finds
+            // it in the log.
+            let mut logs = crate::lock(&self.changes);
+            for ns in &touched {
+                crate::incremental::record(&mut logs, ns, changes, info.revision);
+            }
+        }
         for ns in &touched {
             self.views
                 .finish(ns, committed.as_ref().ok().map(|i| i.revision));

@@ -274,6 +274,7 @@ impl AdminService for Service {
                 misses: s.cache.misses,
                 evictions: s.cache.evictions,
                 invalidations: s.cache.invalidations,
+                rebuilt: s.cache.rebuilt,
                 entries: s.cache.entries,
                 bytes: s.cache.bytes,
                 max_entries: s.cache_budget.max_entries as u64,

@@ -655,7 +655,7 @@ pub struct CacheCounters {
     /// Views dropped to stay within the budget.
     #[prost(uint64, tag = "3")]
     pub evictions: u64,
-    /// Views dropped because their namespace changed.
+    /// Stale views taken out because their namespace changed.
     #[prost(uint64, tag = "4")]
     pub invalidations: u64,
     /// Views held now.
@@ -670,6 +670,10 @@ pub struct CacheCounters {
     /// The budget: approximate bytes.
     #[prost(uint64, tag = "8")]
     pub max_bytes: u64,
+    /// Of the invalidated views, those rebuilt from the stale view plus the
+    /// change (incremental re-resolve) rather than merged again.
+    #[prost(uint64, tag = "9")]
+    pub rebuilt: u64,
 }
 /// Response of GetStats.
 #[derive(Clone, PartialEq, ::prost::Message)]
