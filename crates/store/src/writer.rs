@@ -72,7 +72,8 @@ struct Queue {
 
 /// The single writer of a store.
 pub(crate) struct Writer {
-    conn: Mutex<Connection>,
+    /// The connection, and the `synchronous` mode last set on it.
+    conn: Mutex<(Connection, Option<&'static str>)>,
     queue: Mutex<Queue>,
     counters: Arc<Counters>,
     limits: Limits,
@@ -96,7 +97,7 @@ impl Writer {
         max_batch: usize,
     ) -> Self {
         Writer {
-            conn: Mutex::new(conn),
+            conn: Mutex::new((conn, None)),
             queue: Mutex::default(),
             counters,
             limits,
@@ -148,9 +149,10 @@ impl Writer {
         let timings = Arc::clone(&self.timings.read().unwrap_or_else(PoisonError::into_inner));
         timings.batch(jobs.len());
         let results = {
-            let mut conn = lock(&self.conn);
+            let mut guard = lock(&self.conn);
+            let (conn, mode) = &mut *guard;
             let started = timings.start();
-            let results = commit_batch(&mut conn, &self.limits, jobs, &*timings);
+            let results = commit_batch_in_mode(conn, mode, &self.limits, jobs, &*timings);
             started.stop(&*timings, Stage::StoreBatch);
             results
         };
@@ -174,8 +176,8 @@ impl Writer {
         policy: &RetentionPolicy,
         now: Timestamp,
     ) -> Result<RetentionReport> {
-        let mut conn = lock(&self.conn);
-        let report = apply_retention(&mut conn, policy, now)?;
+        let mut guard = lock(&self.conn);
+        let report = apply_retention(&mut guard.0, policy, now)?;
         self.counters
             .oldest
             .store(report.oldest_revision, Ordering::SeqCst);
@@ -249,19 +251,36 @@ pub(crate) fn commit_batch(
     batch: Vec<Job>,
     timings: &dyn Timings,
 ) -> Vec<Result<Done>> {
+    commit_batch_in_mode(conn, &mut None, limits, batch, timings)
+}
+
+/// [`commit_batch`] on a connection whose `synchronous` mode was last set
+/// to `mode` (`None`: unknown); the mode is set only when it changes.
+fn commit_batch_in_mode(
+    conn: &mut Connection,
+    mode: &mut Option<&'static str>,
+    limits: &Limits,
+    batch: Vec<Job>,
+    timings: &dyn Timings,
+) -> Vec<Result<Done>> {
     let n = batch.len();
     // A batch of journal records alone (reads and refusals being audited)
     // commits without waiting for fsync: its frames are in the WAL, so they
     // survive a crash of this process, and the next commit's fsync makes
     // them durable against power loss too. Commits and settings keep
     // `synchronous=FULL`.
-    // Every batch sets its mode first, so a failure to set FULL fails the
-    // batch rather than leaving commits relaxed.
+    // Every batch makes sure of its mode first (setting it when the last
+    // batch left another, or when setting it failed), so a failure to set
+    // FULL fails the batch rather than leaving commits relaxed.
     let relaxed = batch.iter().all(|j| matches!(j, Job::Journal(_)));
-    let mode = if relaxed { "NORMAL" } else { "FULL" };
-    if let Err(e) = conn.pragma_update(None, "synchronous", mode) {
-        let e = db(e);
-        return (0..n).map(|_| Err(e.clone())).collect();
+    let wanted = if relaxed { "NORMAL" } else { "FULL" };
+    if *mode != Some(wanted) {
+        *mode = None;
+        if let Err(e) = conn.pragma_update(None, "synchronous", wanted) {
+            let e = db(e);
+            return (0..n).map(|_| Err(e.clone())).collect();
+        }
+        *mode = Some(wanted);
     }
     commit_batch_inner(conn, limits, batch, timings)
 }
