@@ -243,8 +243,8 @@ impl Drop for BatchGuard<'_> {
     }
 }
 
-/// Runs jobs in one transaction and returns one result per job, in order.
-/// An `Ok` means the job is durable.
+/// [`commit_batch_in_mode`] on a connection in an unknown mode.
+#[cfg(test)]
 pub(crate) fn commit_batch(
     conn: &mut Connection,
     limits: &Limits,
@@ -254,8 +254,9 @@ pub(crate) fn commit_batch(
     commit_batch_in_mode(conn, &mut None, limits, batch, timings)
 }
 
-/// [`commit_batch`] on a connection whose `synchronous` mode was last set
-/// to `mode` (`None`: unknown); the mode is set only when it changes.
+/// Runs jobs in one transaction and returns one result per job, in order.
+/// An `Ok` means the job is durable. `mode` is the `synchronous` mode last
+/// set on the connection (`None`: unknown); it is set only when it changes.
 fn commit_batch_in_mode(
     conn: &mut Connection,
     mode: &mut Option<&'static str>,
