@@ -255,7 +255,7 @@ fn engine_view(keys: usize, json: usize) {
 
 /// The median time to refresh a view after a one-key change, rebuilt and
 /// merged, over `rounds` changes each.
-fn rebuild(keys: usize, rounds: usize) {
+fn rebuild(keys: usize, rounds: usize, sections: &mut Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let limits = confstrata_core::Limits {
         max_document_bytes: 1 << 30,
@@ -270,7 +270,8 @@ fn rebuild(keys: usize, rounds: usize) {
         },
     )
     .expect("store");
-    let engine = Engine::new(std::sync::Arc::new(store)).expect("engine");
+    let store = std::sync::Arc::new(store);
+    let engine = Engine::new(store.clone()).expect("engine");
     let me = Caller::local("bench");
     let layers = ["defaults", "env/prod", "instance/a"];
     let mut ops = vec![json!({"op": "put-namespace", "spec": {"name": "svc",
@@ -318,6 +319,42 @@ fn rebuild(keys: usize, rounds: usize) {
         medians[1] * 1e3,
         medians[1] / medians[0]
     );
+    // Reading one top-level section of the three layers, against reading
+    // them whole and keeping the section (what a section resolve did).
+    use confstrata_core::Store as _;
+    let revision = store.revision().expect("revision");
+    let paths: Vec<LayerPath> = layers.iter().map(|l| l.parse().expect("layer")).collect();
+    let time = |f: &dyn Fn(&LayerPath) -> usize| {
+        let mut times: Vec<f64> = (0..21)
+            .map(|_| {
+                let started = Instant::now();
+                let n: usize = paths.iter().map(f).sum();
+                std::hint::black_box(n);
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let whole = time(&|l| {
+        let mut r = store.layer(&ns, l, revision).expect("read").expect("layer");
+        r.document.retain(|k, _| k == "s0");
+        r.document.len()
+    });
+    let section = time(&|l| {
+        store
+            .layer_section(&ns, l, revision, "s0")
+            .expect("read")
+            .expect("layer")
+            .document
+            .len()
+    });
+    sections.push(format!(
+        "| {keys} | {:.3} | {:.3} | {:.1}x |",
+        whole * 1e3,
+        section * 1e3,
+        whole / section
+    ));
 }
 
 fn main() {
@@ -329,8 +366,17 @@ fn main() {
         "| keys per layer (3 layers) | view JSON | rebuilt, median (ms) | merged again, median (ms) | ratio |"
     );
     println!("|---|---|---|---|---|");
+    let mut sections = Vec::new();
     for k in rebuilds {
-        rebuild(k, 21);
+        rebuild(k, 21, &mut sections);
+    }
+    println!(
+        "\n## One top-level section (500 keys) of the three layers: read whole and cut, against read as a section\n"
+    );
+    println!("| keys per layer | whole layers, median (ms) | sections, median (ms) | ratio |");
+    println!("|---|---|---|---|");
+    for row in sections {
+        println!("{row}");
     }
     println!();
     println!("## Start-up to the first served Resolve\n");

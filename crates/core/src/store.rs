@@ -230,6 +230,24 @@ pub trait Store: Send + Sync {
         layer: &LayerPath,
         revision: u64,
     ) -> Result<Option<LayerRecord>>;
+    /// One top-level section of a layer at a revision: the record's
+    /// document holds the key `section` and what is under it, or nothing
+    /// if the layer does not have it (`None`: no such layer). A store that
+    /// can read part of a stored document answers without reading or
+    /// parsing the rest of it (lazy loading of large layers); this default
+    /// reads the whole layer and keeps the section.
+    fn layer_section(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        revision: u64,
+        section: &str,
+    ) -> Result<Option<LayerRecord>> {
+        Ok(self.layer(ns, layer, revision)?.map(|mut r| {
+            r.document.retain(|k, _| k == section);
+            r
+        }))
+    }
     /// All layers of a namespace at a revision, by path.
     fn layers(&self, ns: &NamespaceName, revision: u64) -> Result<Vec<LayerRecord>>;
     /// Versions of a namespace's declaration, newest first.

@@ -1189,8 +1189,14 @@ impl Engine {
             g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
         }
         let mut records = Vec::with_capacity(wanted.len());
+        let top = section.and_then(|s| s.segments().first());
         for layer in &wanted {
-            if let Some(mut r) = self.store.layer(ns, layer, rev)? {
+            // A section reads only its top-level part of each layer.
+            let record = match top {
+                Some(top) => self.store.layer_section(ns, layer, rev, top)?,
+                None => self.store.layer(ns, layer, rev)?,
+            };
+            if let Some(mut r) = record {
                 if let Some(key) = section {
                     r.document = confstrata_core::doc::section(&r.document, key, true);
                 }

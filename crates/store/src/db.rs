@@ -246,6 +246,55 @@ pub(crate) fn layer_at(
     }
 }
 
+/// The top-level section `section` of a layer at a revision (a document
+/// with that key alone, or empty), and the revision that last changed the
+/// layer. SQLite cuts the section out of the stored JSON (`->`), so only
+/// the section reaches Rust and is parsed. A key SQLite's JSON paths cannot
+/// name exactly (a quote, a backslash or a control character in it) is
+/// read the long way: the whole layer, then the section.
+pub(crate) fn layer_section_at(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    revision: u64,
+    section: &str,
+) -> Result<Option<(Document, u64)>> {
+    if section
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        return Ok(layer_at(conn, ns, layer, revision)?.map(|(mut doc, rev)| {
+            doc.retain(|k, _| k == section);
+            (doc, rev)
+        }));
+    }
+    let path = format!("$.\"{section}\"");
+    let row: Option<(i64, bool, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT rev, doc IS NULL, doc -> ?4 FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1",
+        )
+        .map_err(db)?
+        .query_row(
+            rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?, path],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((rev, false, text)) = row else {
+        return Ok(None);
+    };
+    let mut doc = Document::new();
+    if let Some(text) = text {
+        let value = serde_json::from_str(&text).map_err(|e| {
+            corrupt(format!(
+                "layer {ns}:{layer} at revision {rev}: section {section} is not valid JSON: {e}"
+            ))
+        })?;
+        doc.insert(section.to_owned(), value);
+    }
+    Ok(Some((doc, rev_from_sql(rev)?)))
+}
+
 /// Every layer of a namespace at a revision, by path.
 pub(crate) fn layers_at(
     conn: &Connection,

@@ -284,6 +284,27 @@ impl Store for SqliteStore {
         })
     }
 
+    fn layer_section(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        revision: u64,
+        section: &str,
+    ) -> confstrata_core::Result<Option<LayerRecord>> {
+        self.read_at(revision, |conn| {
+            Ok(
+                db::layer_section_at(conn, ns, layer, revision, section)?.map(
+                    |(document, revision)| LayerRecord {
+                        namespace: ns.clone(),
+                        layer: layer.clone(),
+                        document,
+                        revision,
+                    },
+                ),
+            )
+        })
+    }
+
     fn layers(
         &self,
         ns: &NamespaceName,

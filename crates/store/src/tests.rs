@@ -249,3 +249,66 @@ fn a_check_sees_the_state_it_lands_on_and_refuses_only_its_own_change_set() {
     let err = results[2].as_ref().err().unwrap();
     assert!(err.to_string().contains("50 is over 10"), "{err}");
 }
+
+#[test]
+fn a_layer_section_is_the_section_of_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    let doc = json!({
+        "db": {"host": "h", "pool": {"max": 5}},
+        "a.b": [1, {"c": null}],
+        "é": "ü",
+        "q\"uote": 1,
+        "back\\slash": true,
+        "nothing": null,
+        "n": 1.5,
+        "s": "text with \"quotes\"",
+        "empty": {},
+        "sealed": {"$sealed": "x"},
+    });
+    store
+        .commit(&cs(json!({"ops": [
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"]}},
+            {"op": "put", "namespace": "web", "layer": "defaults", "document": doc},
+        ]})))
+        .unwrap();
+    let ns: NamespaceName = "web".parse().unwrap();
+    let defaults: LayerPath = "defaults".parse().unwrap();
+    let whole = store.layer(&ns, &defaults, 1).unwrap().unwrap();
+    let mut keys: Vec<String> = whole.document.keys().cloned().collect();
+    keys.push("missing".into());
+    keys.push("db.host".into());
+    for key in &keys {
+        let section = store
+            .layer_section(&ns, &defaults, 1, key)
+            .unwrap()
+            .unwrap();
+        let mut expected = whole.document.clone();
+        expected.retain(|k, _| k == key);
+        assert_eq!(section.document, expected, "section {key}");
+        assert_eq!(section.revision, whole.revision);
+    }
+    // No such layer, and a deleted one: no record.
+    let prod: LayerPath = "env/prod".parse().unwrap();
+    assert!(store.layer_section(&ns, &prod, 1, "db").unwrap().is_none());
+    store
+        .commit(&cs(
+            json!({"ops": [{"op": "delete", "namespace": "web", "layer": "defaults"}]}),
+        ))
+        .unwrap();
+    assert!(
+        store
+            .layer_section(&ns, &defaults, 2, "db")
+            .unwrap()
+            .is_none()
+    );
+    // The past is still there.
+    assert_eq!(
+        store
+            .layer_section(&ns, &defaults, 1, "n")
+            .unwrap()
+            .unwrap()
+            .document["n"],
+        json!(1.5)
+    );
+}
