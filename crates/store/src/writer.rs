@@ -350,7 +350,10 @@ fn run_one(
     job: Job,
     head: &mut Option<JournalHead>,
 ) -> Result<Result<Done>> {
-    let sp = tx.savepoint().map_err(db)?;
+    // Savepoints through cached statements: rusqlite's `Savepoint` parses
+    // its SQL on every use (9% of the CPU of a commit-heavy load, `perf`).
+    let sp: &Connection = tx;
+    run_cached(sp, "SAVEPOINT job")?;
     let mut record = None;
     let result = match job {
         Job::Commit(changes, journal, check) => plan(&changes, &mut TxReader(&sp), limits)
@@ -383,13 +386,15 @@ fn run_one(
     };
     match result {
         Ok(_) => {
-            sp.commit().map_err(db)?;
+            run_cached(sp, "RELEASE job")?;
             if let Some(r) = &record {
                 *head = Some(r.head());
             }
         }
-        // The default drop behaviour: ROLLBACK TO the savepoint, then RELEASE it.
-        Err(_) => sp.finish().map_err(db)?,
+        Err(_) => {
+            run_cached(sp, "ROLLBACK TO job")?;
+            run_cached(sp, "RELEASE job")?;
+        }
     }
     if tx.is_autocommit() {
         return Err(Error::storage(
@@ -397,6 +402,14 @@ fn run_one(
         ));
     }
     Ok(result)
+}
+
+/// Runs a statement without parameters or rows, prepared once.
+fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.raw_execute())
+        .map(drop)
+        .map_err(db)
 }
 
 /// Makes the next journal record and inserts it.
