@@ -356,30 +356,30 @@ fn run_one(
     run_cached(sp, "SAVEPOINT job")?;
     let mut record = None;
     let result = match job {
-        Job::Commit(changes, journal, check) => plan(&changes, &mut TxReader(&sp), limits)
+        Job::Commit(changes, journal, check) => plan(&changes, &mut TxReader(sp), limits)
             .and_then(|p| {
                 if let Some(check) = check {
-                    check(&p, &mut TxReader(&sp))?;
+                    check(&p, &mut TxReader(sp))?;
                 }
                 Ok(p)
             })
-            .and_then(|p| write(&sp, &changes, p))
+            .and_then(|p| write(sp, &changes, p))
             .and_then(|info| {
                 if let Some(f) = journal {
-                    record = Some(append(&sp, *head, Some(info.revision), f)?);
+                    record = Some(append(sp, *head, Some(info.revision), f)?);
                 }
                 Ok(Done::Commit(info))
             }),
-        Job::Journal(f) => append(&sp, *head, None, f).map(|r| {
+        Job::Journal(f) => append(sp, *head, None, f).map(|r| {
             record = Some(r.clone());
             Done::Journal(Some(r))
         }),
         Job::Settings(writes, journal) => (|| {
             if let Some(f) = journal {
-                record = Some(append(&sp, *head, None, f)?);
+                record = Some(append(sp, *head, None, f)?);
             }
             for w in &writes {
-                db::write_setting(&sp, w)?;
+                db::write_setting(sp, w)?;
             }
             Ok(Done::Journal(record.clone()))
         })(),
