@@ -63,7 +63,7 @@ pub use path::{
 };
 pub use resolve::{ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve};
 pub use store::{
-    At, Change, ChangeItem, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion,
+    At, Change, ChangeItem, CommitDone, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion,
     NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
     check_readable, retention_floor,
 };

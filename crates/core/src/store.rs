@@ -116,6 +116,9 @@ pub struct LayerRecord {
     pub revision: u64,
 }
 
+/// Where [`Store::commit_then`] reports a commit's result.
+pub type CommitDone = Box<dyn FnOnce(Result<CommitInfo>) + Send>;
+
 /// One version of a namespace's declaration (levels, matrix, validation
 /// chain) in its history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -294,6 +297,24 @@ pub trait Store: Send + Sync {
                 "this store cannot check a change set inside its commit",
             )),
         }
+    }
+
+    /// [`Store::commit_checked`] reporting to `done` instead of returning:
+    /// a store with a writer thread of its own queues the change set and
+    /// calls `done` from that thread once it is durable, so a caller on an
+    /// async runtime awaits a channel instead of parking a thread. `done`
+    /// may run on another thread, and must not block on this store's
+    /// writer (a job the store gets from inside `done` runs at once). This
+    /// default commits in the caller's thread and calls `done` before it
+    /// returns.
+    fn commit_then(
+        &self,
+        changes: ChangeSet,
+        journal: Option<JournalFn>,
+        check: Option<crate::CheckFn>,
+        done: CommitDone,
+    ) {
+        done(self.commit_checked(&changes, journal, check));
     }
 
     /// Appends a journal record with no commit (a read, a refusal), durably.

@@ -169,7 +169,7 @@ impl SqliteStore {
             Arc::clone(&counters),
             options.limits,
             options.max_batch,
-        );
+        )?;
         tracing::debug!(path = %path.display(), revision = current, oldest_revision = oldest, "store opened");
         Ok(SqliteStore {
             path: absolute,
@@ -364,6 +364,24 @@ impl Store for SqliteStore {
             Done::Commit(info) => Ok(info),
             Done::Journal(_) => Err(confstrata_core::Error::storage("commit result lost")),
         }
+    }
+
+    fn commit_then(
+        &self,
+        changes: ChangeSet,
+        journal: Option<JournalFn>,
+        check: Option<confstrata_core::CheckFn>,
+        done: confstrata_core::CommitDone,
+    ) {
+        self.writer.submit(
+            Job::Commit(changes, journal, check),
+            Box::new(move |result| {
+                done(result.and_then(|d| match d {
+                    Done::Commit(info) => Ok(info),
+                    Done::Journal(_) => Err(confstrata_core::Error::storage("commit result lost")),
+                }))
+            }),
+        );
     }
 
     fn append_journal(&self, journal: JournalFn) -> confstrata_core::Result<JournalRecord> {

@@ -1,18 +1,27 @@
 //! The writer: one connection, group commit, retention.
 //!
 //! Every change to the database goes through [`Writer`], which owns the only
-//! read-write connection. Committers queue up; the one at the front of the
-//! queue becomes the leader and writes, in its own thread, every change set
-//! queued so far (up to `max_batch`) as one transaction with one fsync
-//! (LevelDB's writer-queue design). Each change set runs in its own savepoint,
-//! so a failed one changes nothing and does not consume a revision. Waiters
-//! learn their result only once the batch's `COMMIT` has returned, then the
-//! next waiter in line becomes the leader.
+//! read-write connection. Jobs queue up; whoever leads writes every job
+//! queued so far (up to `max_batch`) as one transaction with one fsync,
+//! while the next jobs queue behind it (group commit, LevelDB's writer-queue
+//! design). Each change set runs in its own savepoint, so a failed one
+//! changes nothing and does not consume a revision. Submitters learn their
+//! result only once the batch's `COMMIT` has returned.
 //!
-//! An uncontended commit therefore runs entirely in the caller's thread: no
-//! hand-off to another thread and back, which on a small VM costs as much as
-//! the rest of the commit.
+//! Two kinds of submitters share the queue:
+//! - a thread that waits ([`Writer::run`]): when its job is at the front it
+//!   leads, in its own thread, so an uncontended commit has no hand-off to
+//!   another thread and back;
+//! - a callback ([`Writer::submit`], for async callers, which must not park
+//!   a thread of their own: each parked thread is two context switches per
+//!   commit, which on this 2-core VM cost as much as the SQL): a job of
+//!   this kind at the front is led by the store's writer thread, and its
+//!   callback is called by whoever led its batch.
+//!
+//! A job submitted from the writer thread itself (a callback writing an
+//! audit record) runs at once in its own transaction.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
@@ -56,30 +65,88 @@ pub(crate) enum Done {
     Journal(Option<JournalRecord>),
 }
 
-/// One queued job.
+/// Where a job's result goes.
+pub(crate) type Callback = Box<dyn FnOnce(Result<Done>) + Send>;
+
+enum Reply {
+    /// A thread waiting in [`Writer::run`], woken through its condvar.
+    Wait(Arc<Condvar>),
+    /// A callback (taken when it is called).
+    Call(Option<Callback>),
+}
+
+/// One queued job; `job` is taken when a batch takes it, and the entry
+/// leaves the queue when the batch is done.
 struct Entry {
     id: u64,
     job: Option<Job>,
-    wake: Arc<Condvar>,
+    reply: Reply,
 }
 
 #[derive(Default)]
 struct Queue {
     entries: VecDeque<Entry>,
+    /// Results of waiting threads' jobs, until they pick them up.
     done: HashMap<u64, Result<Done>>,
     next_id: u64,
+    /// The store is closing: no more jobs are taken.
+    closed: bool,
 }
 
-/// The single writer of a store.
-pub(crate) struct Writer {
+impl Queue {
+    fn push(&mut self, job: Job, reply: Reply) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.push_back(Entry {
+            id,
+            job: Some(job),
+            reply,
+        });
+        id
+    }
+
+    /// Takes the jobs of the next batch, from the front.
+    fn take_batch(&mut self, max: usize) -> (Vec<u64>, Vec<Job>) {
+        self.entries
+            .iter_mut()
+            .take(max)
+            .filter_map(|e| e.job.take().map(|j| (e.id, j)))
+            .unzip()
+    }
+
+    /// Whether the store's writer thread should lead: the front job is a
+    /// callback's and not yet taken.
+    fn front_is_callback(&self) -> bool {
+        self.entries
+            .front()
+            .is_some_and(|e| e.job.is_some() && matches!(e.reply, Reply::Call(_)))
+    }
+}
+
+/// What the submitters and the writer thread share.
+struct Shared {
     /// The connection, and the `synchronous` mode last set on it.
     conn: Mutex<(Connection, Option<&'static str>)>,
     queue: Mutex<Queue>,
+    /// Wakes the writer thread (a callback's job is at the front, or the
+    /// store is closing).
+    work: Condvar,
     counters: Arc<Counters>,
     limits: Limits,
     max_batch: usize,
     /// Where batch timings go (none until the engine sets them).
     timings: RwLock<Arc<dyn Timings>>,
+}
+
+/// The single writer of a store.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+thread_local! {
+    /// Whether this thread is a store's writer thread.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Locks a mutex, ignoring poisoning: the state it guards is only changed
@@ -89,40 +156,66 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn interrupted() -> Error {
+    Error::storage("the commit was interrupted; nothing was written")
+}
+
+fn closing() -> Error {
+    Error::storage("the store is closing; nothing was written")
+}
+
 impl Writer {
+    /// A writer on `conn`, with its thread started.
     pub(crate) fn new(
         conn: Connection,
         counters: Arc<Counters>,
         limits: Limits,
         max_batch: usize,
-    ) -> Self {
-        Writer {
+    ) -> Result<Self> {
+        let shared = Arc::new(Shared {
             conn: Mutex::new((conn, None)),
             queue: Mutex::default(),
+            work: Condvar::new(),
             counters,
             limits,
             max_batch: max_batch.max(1),
             timings: RwLock::new(Arc::new(NoTimings)),
-        }
+        });
+        let on_thread = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("confstrata-writer".into())
+            .spawn(move || {
+                ON_WRITER.with(|w| w.set(true));
+                on_thread.serve();
+            })
+            .map_err(|e| Error::storage(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(Writer {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Sends batch timings to `timings` from now on.
     pub(crate) fn set_timings(&self, timings: Arc<dyn Timings>) {
-        *self.timings.write().unwrap_or_else(PoisonError::into_inner) = timings;
+        *self
+            .shared
+            .timings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = timings;
     }
 
     /// Runs a job (a commit, a journal record, settings), batching it with
-    /// concurrent ones.
+    /// concurrent ones, and waits for its result.
     pub(crate) fn run(&self, job: Job) -> Result<Done> {
+        if ON_WRITER.with(Cell::get) {
+            return self.shared.run_here(job);
+        }
         let wake = Arc::new(Condvar::new());
-        let mut queue = lock(&self.queue);
-        let id = queue.next_id;
-        queue.next_id += 1;
-        queue.entries.push_back(Entry {
-            id,
-            job: Some(job),
-            wake: Arc::clone(&wake),
-        });
+        let mut queue = lock(&self.shared.queue);
+        if queue.closed {
+            return Err(closing());
+        }
+        let id = queue.push(job, Reply::Wait(Arc::clone(&wake)));
         loop {
             if let Some(result) = queue.done.remove(&id) {
                 return result;
@@ -133,29 +226,167 @@ impl Writer {
             queue = wake.wait(queue).unwrap_or_else(PoisonError::into_inner);
         }
         // This thread leads: write everything queued so far.
-        let batch: Vec<(u64, Job)> = queue
-            .entries
-            .iter_mut()
-            .take(self.max_batch)
-            .filter_map(|e| e.job.take().map(|c| (e.id, c)))
-            .collect();
+        let (ids, jobs) = queue.take_batch(self.shared.max_batch);
         drop(queue);
-        let mut guard = BatchGuard {
-            writer: self,
-            ids: batch.iter().map(|(id, _)| *id).collect(),
-            results: None,
-        };
-        let (ids, jobs): (Vec<u64>, Vec<Job>) = batch.into_iter().unzip();
+        let results = self.shared.write(jobs);
+        self.shared
+            .finish(ids.into_iter().zip(results), Some(id))
+            .unwrap_or_else(|| Err(Error::storage("commit result lost")))
+    }
+
+    /// Queues a job; `done` gets its result once its batch is written (on
+    /// the thread that wrote it), or at once if the store is closing.
+    pub(crate) fn submit(&self, job: Job, done: Callback) {
+        if ON_WRITER.with(Cell::get) {
+            done(self.shared.run_here(job));
+            return;
+        }
+        let mut queue = lock(&self.shared.queue);
+        if queue.closed {
+            drop(queue);
+            done(Err(closing()));
+            return;
+        }
+        queue.push(job, Reply::Call(Some(done)));
+        let lead = queue.front_is_callback();
+        drop(queue);
+        if lead {
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Applies a retention policy, serialized with commits.
+    pub(crate) fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+    ) -> Result<RetentionReport> {
+        let mut guard = lock(&self.shared.conn);
+        let report = apply_retention(&mut guard.0, policy, now)?;
+        self.shared
+            .counters
+            .oldest
+            .store(report.oldest_revision, Ordering::SeqCst);
+        Ok(report)
+    }
+}
+
+impl Drop for Writer {
+    /// Writes the callbacks' jobs still queued, then stops the writer
+    /// thread (its connection closes before the store's lock is released).
+    fn drop(&mut self) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.work.notify_all();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the store's writer thread panicked");
+        }
+    }
+}
+
+impl Shared {
+    /// The writer thread: leads every batch whose front job is a callback's,
+    /// until the store closes and no such job is left.
+    fn serve(&self) {
+        loop {
+            let mut queue = lock(&self.queue);
+            while !queue.front_is_callback() {
+                if queue.closed && queue.entries.is_empty() {
+                    return;
+                }
+                queue = self
+                    .work
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let (ids, jobs) = queue.take_batch(self.max_batch);
+            drop(queue);
+            let results = self.write(jobs);
+            self.finish(ids.into_iter().zip(results), None);
+        }
+    }
+
+    /// Hands a written batch's results out: `mine` (the leading thread's
+    /// own job) is returned, waiting threads are woken, callbacks are
+    /// called (after the queue is unlocked); then the next leader is woken.
+    fn finish(
+        &self,
+        results: impl Iterator<Item = (u64, Result<Done>)>,
+        mine: Option<u64>,
+    ) -> Option<Result<Done>> {
+        let mut own = None;
+        let mut calls = Vec::new();
+        let mut queue = lock(&self.queue);
+        for (id, result) in results {
+            if Some(id) == mine {
+                own = Some(result);
+            } else {
+                queue.done.insert(id, result);
+            }
+        }
+        // Pop the finished entries (jobs taken), in order.
+        while queue.entries.front().is_some_and(|e| e.job.is_none()) {
+            let Some(entry) = queue.entries.pop_front() else {
+                break;
+            };
+            match entry.reply {
+                Reply::Wait(wake) => wake.notify_one(),
+                Reply::Call(done) => {
+                    let result = queue
+                        .done
+                        .remove(&entry.id)
+                        .unwrap_or_else(|| Err(interrupted()));
+                    if let Some(done) = done {
+                        calls.push((done, result));
+                    }
+                }
+            }
+        }
+        match queue.entries.front() {
+            Some(Entry {
+                reply: Reply::Wait(wake),
+                ..
+            }) => wake.notify_one(),
+            Some(_) => self.work.notify_one(),
+            None if queue.closed => self.work.notify_one(),
+            None => {}
+        }
+        drop(queue);
+        for (done, result) in calls {
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result)));
+            if called.is_err() {
+                tracing::error!("a commit callback panicked");
+            }
+        }
+        own
+    }
+
+    /// A job submitted from the writer thread: its own transaction, now.
+    fn run_here(&self, job: Job) -> Result<Done> {
+        self.write(vec![job])
+            .pop()
+            .unwrap_or_else(|| Err(interrupted()))
+    }
+
+    /// Writes jobs as one transaction; one result per job (all errors if
+    /// the batch panicked: it was rolled back).
+    fn write(&self, jobs: Vec<Job>) -> Vec<Result<Done>> {
+        let n = jobs.len();
         let timings = Arc::clone(&self.timings.read().unwrap_or_else(PoisonError::into_inner));
-        timings.batch(jobs.len());
-        let results = {
+        timings.batch(n);
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut guard = lock(&self.conn);
             let (conn, mode) = &mut *guard;
             let started = timings.start();
             let results = commit_batch_in_mode(conn, mode, &self.limits, jobs, &*timings);
             started.stop(&*timings, Stage::StoreBatch);
             results
-        };
+        }));
+        let results = written.unwrap_or_else(|_| {
+            tracing::error!("the store's writer panicked in a batch; it was rolled back");
+            (0..n).map(|_| Err(interrupted())).collect()
+        });
         if let Some(newest) = results
             .iter()
             .filter_map(|r| match r {
@@ -166,83 +397,9 @@ impl Writer {
         {
             self.counters.current.fetch_max(newest, Ordering::SeqCst);
         }
-        guard.results = Some(ids.into_iter().zip(results).collect());
-        guard.finish(id)
-    }
-
-    /// Applies a retention policy, serialized with commits.
-    pub(crate) fn apply_retention(
-        &self,
-        policy: &RetentionPolicy,
-        now: Timestamp,
-    ) -> Result<RetentionReport> {
-        let mut guard = lock(&self.conn);
-        let report = apply_retention(&mut guard.0, policy, now)?;
-        self.counters
-            .oldest
-            .store(report.oldest_revision, Ordering::SeqCst);
-        Ok(report)
+        results
     }
 }
-
-/// Hands a batch's results to its waiters and wakes the next leader; if the
-/// leader unwinds before it has results, its waiters get an error instead of
-/// waiting forever.
-struct BatchGuard<'w> {
-    writer: &'w Writer,
-    ids: Vec<u64>,
-    results: Option<Vec<(u64, Result<Done>)>>,
-}
-
-impl BatchGuard<'_> {
-    fn finish(mut self, mine: u64) -> Result<Done> {
-        let mut queue = lock(&self.writer.queue);
-        let mut own = None;
-        for (id, result) in self.results.take().unwrap_or_default() {
-            if id == mine {
-                own = Some(result);
-            } else {
-                queue.done.insert(id, result);
-            }
-        }
-        self.ids.clear();
-        Self::release(&mut queue, self.writer.max_batch);
-        own.unwrap_or_else(|| Err(Error::storage("commit result lost")))
-    }
-
-    /// Pops the finished batch, wakes its waiters and the next leader.
-    fn release(queue: &mut Queue, max_batch: usize) {
-        let mut popped = 0;
-        while popped < max_batch && queue.entries.front().is_some_and(|e| e.job.is_none()) {
-            if let Some(e) = queue.entries.pop_front() {
-                e.wake.notify_one();
-            }
-            popped += 1;
-        }
-        if let Some(front) = queue.entries.front() {
-            front.wake.notify_one();
-        }
-    }
-}
-
-impl Drop for BatchGuard<'_> {
-    fn drop(&mut self) {
-        if self.ids.is_empty() {
-            return;
-        }
-        let mut queue = lock(&self.writer.queue);
-        for id in self.ids.drain(..) {
-            queue.done.insert(
-                id,
-                Err(Error::storage(
-                    "the commit was interrupted; nothing was written",
-                )),
-            );
-        }
-        Self::release(&mut queue, self.writer.max_batch);
-    }
-}
-
 /// [`commit_batch_in_mode`] on a connection in an unknown mode.
 #[cfg(test)]
 pub(crate) fn commit_batch(

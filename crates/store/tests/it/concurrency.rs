@@ -170,3 +170,112 @@ fn failing_change_sets_among_concurrent_commits_change_nothing() {
         assert_eq!(layer.document["i"], json!(PER_THREAD - 2));
     }
 }
+
+/// A set of the counter layer of thread `t`, as a change set.
+fn set_t(t: u64, n: u64) -> confstrata_core::ChangeSet {
+    cs(
+        json!({"ops": [{"op": "set", "namespace": "c", "layer": format!("t/{t}"), "key": "n", "value": n}]}),
+    )
+}
+
+#[test]
+fn callback_commits_and_waiting_commits_share_batches_and_lose_nothing() {
+    const THREADS: u64 = 6;
+    const PER_THREAD: u64 = 40;
+    for max_batch in [64, 1] {
+        let (_dir, store) = store_with(max_batch);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (store, tx) = (&store, tx.clone());
+                s.spawn(move || {
+                    for n in 0..PER_THREAD {
+                        if t % 2 == 0 {
+                            // A waiting thread.
+                            tx.send(store.commit(&set_t(t, n))).unwrap();
+                        } else {
+                            // A callback, as an async front end submits.
+                            let tx = tx.clone();
+                            store.commit_then(
+                                set_t(t, n),
+                                None,
+                                None,
+                                Box::new(move |r| tx.send(r).unwrap()),
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        drop(tx);
+        let revisions: BTreeSet<u64> = rx.iter().map(|r| r.unwrap().revision).collect();
+        assert_eq!(
+            revisions.len() as u64,
+            THREADS * PER_THREAD,
+            "max_batch {max_batch}"
+        );
+        assert_dense(&store);
+        for t in 0..THREADS {
+            let l = store
+                .layer(&ns("c"), &lp(&format!("t/{t}")), store.revision().unwrap())
+                .unwrap()
+                .unwrap();
+            // Each thread's commits landed in order: its last value is last.
+            if t % 2 == 0 {
+                assert_eq!(l.document["n"], PER_THREAD - 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_callback_may_write_to_the_store_and_a_refused_change_set_is_reported() {
+    let (_dir, store) = store_with(64);
+    let store = std::sync::Arc::new(store);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let inner = std::sync::Arc::clone(&store);
+    // The refused change set's callback writes a record of the refusal,
+    // from whatever thread calls it: it must not wait for itself.
+    store.commit_then(
+        cs(json!({"ops": [{"op": "unset", "namespace": "c", "layer": "t/1", "key": "missing"}]})),
+        None,
+        None,
+        Box::new(move |r| {
+            let refused = r.unwrap_err();
+            let follow_up = inner.commit(&set_t(9, 1));
+            tx.send((refused, follow_up)).unwrap();
+        }),
+    );
+    let (refused, follow_up) = rx.recv().unwrap();
+    assert!(refused.to_string().contains("t/1"), "{refused}");
+    assert_eq!(follow_up.unwrap().revision, 2);
+    assert_dense(&store);
+}
+
+#[test]
+fn callbacks_queued_when_the_store_is_dropped_are_written_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .commit(&cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "c", "levels": ["counter", "t/{t}"]}}]})))
+            .unwrap();
+        for n in 0..20 {
+            let tx = tx.clone();
+            store.commit_then(
+                set_t(0, n),
+                None,
+                None,
+                Box::new(move |r| tx.send(r).unwrap()),
+            );
+        }
+    }
+    drop(tx);
+    let results: Vec<_> = rx.iter().collect();
+    assert_eq!(results.len(), 20);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.revision().unwrap(), 21);
+}
