@@ -80,15 +80,16 @@ const MAX_PATCH_BYTES: usize = 64 << 10;
 /// The logs of every namespace changed since the engine started.
 pub(crate) type ChangeLogs = HashMap<NamespaceName, ChangeLog>;
 
-/// Records that the commit of `changes` at `revision` changed `ns`.
+/// Records that the commit at `revision` changed `ns` with `patches`
+/// ([`patches_of`] its change set).
 pub(crate) fn record(
     logs: &mut ChangeLogs,
     ns: &NamespaceName,
-    changes: &ChangeSet,
+    patches: Option<Arc<[Patch]>>,
     revision: u64,
 ) {
     let log = logs.entry(ns.clone()).or_default();
-    log.entries.insert(revision, patches_of(changes, ns));
+    log.entries.insert(revision, patches);
     while log.entries.len() > KEPT {
         if let Some((rev, _)) = log.entries.pop_first() {
             log.floor = log.floor.max(rev);
@@ -120,7 +121,7 @@ pub(crate) fn patches_between(
 
 /// The patches a change set makes to `ns`, or `None` if one of its
 /// operations there cannot be patched in.
-fn patches_of(changes: &ChangeSet, ns: &NamespaceName) -> Option<Arc<[Patch]>> {
+pub(crate) fn patches_of(changes: &ChangeSet, ns: &NamespaceName) -> Option<Arc<[Patch]>> {
     let mut patches = Vec::new();
     let mut bytes = 0;
     for op in &changes.ops {

@@ -59,7 +59,9 @@ pub(crate) struct Validator {
     dependents: Mutex<Option<Index>>,
     /// Shared by commits that touch no chain, exclusive from validation to
     /// commit for those that may.
-    pub(crate) lock: std::sync::RwLock<()>,
+    /// (`parking_lot`, whose guards may be released on another thread: an
+    /// async commit's shared guard is released by the store's writer.)
+    pub(crate) lock: Arc<parking_lot::RwLock<()>>,
     limits: Limits,
 }
 

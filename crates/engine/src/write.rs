@@ -8,7 +8,8 @@ use confstrata_core::timing::Timings as _;
 use confstrata_access::{Action, Outcome, Resource};
 use confstrata_core::serde_json::Value;
 use confstrata_core::{
-    At, ChangeSet, CommitInfo, Document, Error, LayerPath, NamespaceName, Op, Result, diff,
+    At, ChangeSet, CommitDone, CommitInfo, Document, Error, LayerPath, NamespaceName, Op, Result,
+    diff,
 };
 
 use crate::security::{Caller, Gate, contains_sealed, crypto_error, journal_fn};
@@ -61,11 +62,7 @@ impl Engine {
             .iter()
             .any(|op| matches!(op, confstrata_core::Op::PutNamespace { .. }));
         if !declares {
-            let _shared = self
-                .validator
-                .lock
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _shared = self.validator.lock.read();
             let revision = self.store.revision()?;
             if !self.validator.may_need(&*self.store, revision, changes)? {
                 return self.commit_sealed(g, changes, action, operation);
@@ -76,11 +73,7 @@ impl Engine {
             // still until it is done.
             return self.commit_checked(g, changes, action, operation, Some(self.check_fn()));
         }
-        let _exclusive = self
-            .validator
-            .lock
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _exclusive = self.validator.lock.write();
         let result = self.check_and_commit(g, changes, action, operation);
         if declares {
             self.validator.declarations_changed();
@@ -230,14 +223,101 @@ impl Engine {
         operation: &str,
         check: Option<confstrata_core::CheckFn>,
     ) -> Result<CommitInfo> {
+        let (pending, journal) = self.begin_commit(g, changes, action, operation);
+        let committed = self.store.commit_checked(changes, Some(journal), check);
+        self.end_commit(pending, committed)
+    }
+
+    /// [`Engine::commit`] without blocking the calling thread on the store:
+    /// for async front ends. Authorization, sealing and the audit record's
+    /// preparation run in the calling thread (microseconds, no I/O); the
+    /// store's writer commits the change set with the others queued (and
+    /// validates it there, when a chain may need it), and `done` gets the
+    /// result once it is durable, on the thread that wrote it.
+    ///
+    /// Hands `done` back, having done nothing, when the commit must take
+    /// the blocking path ([`Engine::commit`]): it declares a namespace
+    /// (validated under the exclusive lock), the caller may not make one
+    /// of its changes (the refusal is audited, which writes), or a
+    /// declaration is being committed right now.
+    pub fn commit_async(
+        &self,
+        caller: &Caller,
+        changes: &ChangeSet,
+        done: CommitDone,
+    ) -> std::result::Result<(), CommitDone> {
+        if changes
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::PutNamespace { .. }))
+        {
+            return Err(done);
+        }
+        let g = self.gate(caller);
+        if !changes
+            .ops
+            .iter()
+            .all(|op| g.allows(Action::Write, &op_resource(op)))
+        {
+            return Err(done);
+        }
+        // Shared with other commits that declare nothing; released by the
+        // store's writer once this one is written.
+        let Some(shared) = self.validator.lock.try_read_arc() else {
+            return Err(done);
+        };
+        let started = self.timings.start();
+        let prepared = (|| {
+            let sealed = self.seal_changes(&g, changes, false)?;
+            let revision = self.store.revision()?;
+            let check = if self.validator.may_need(&*self.store, revision, &sealed)? {
+                Some(self.check_fn())
+            } else {
+                None
+            };
+            Ok((sealed, check))
+        })();
+        let (sealed, check) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                drop(shared);
+                done(Err(e));
+                return Ok(());
+            }
+        };
+        let (pending, journal) = self.begin_commit(&g, &sealed, Action::Write, "commit");
+        let engine = self.clone();
+        self.store.commit_then(
+            sealed,
+            Some(journal),
+            check,
+            Box::new(move |committed| {
+                let result = engine.end_commit(pending, committed);
+                drop(shared);
+                started.stop(&*engine.timings, confstrata_core::timing::Stage::Commit);
+                done(result);
+            }),
+        );
+        Ok(())
+    }
+
+    /// Before a change set goes to the store: the view cache serves
+    /// nothing of the namespaces it touches while it is in flight (and
+    /// learns its revision before anyone else); the journal record of its
+    /// success, and what [`Engine::end_commit`] needs.
+    fn begin_commit(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+    ) -> (PendingCommit, confstrata_core::JournalFn) {
         let resource = changes_resource(changes);
         let entry = g
             .entry(action, resource.clone(), Outcome::Success)
             .detail("operation", operation)
             .detail("message", changes.message.clone())
             .detail("ops", describe_ops(changes));
-        // The view cache serves nothing of these namespaces while the
-        // commit is in flight, and learns its revision before anyone else.
         let touched: std::collections::BTreeSet<&NamespaceName> = changes
             .ops
             .iter()
@@ -249,21 +329,41 @@ impl Engine {
                 | Op::Delete { namespace, .. } => namespace,
             })
             .collect();
-        for ns in &touched {
-            self.views.begin(ns);
-        }
-        let committed =
-            self.store
-                .commit_checked(changes, Some(journal_fn(&self.security, entry)), check);
+        let touched: Vec<_> = touched
+            .into_iter()
+            .map(|ns| {
+                self.views.begin(ns);
+                (ns.clone(), crate::incremental::patches_of(changes, ns))
+            })
+            .collect();
+        let pending = PendingCommit {
+            caller: g.caller.clone(),
+            action,
+            resource,
+            operation: operation.to_owned(),
+            ops: describe_ops(changes),
+            touched,
+        };
+        (pending, journal_fn(&self.security, entry))
+    }
+
+    /// After the store answered: the view cache learns the revision (and
+    /// the change log the patches), watchers are notified, and a failure is
+    /// audited (its own record; the failure itself is what the caller sees).
+    fn end_commit(
+        &self,
+        pending: PendingCommit,
+        committed: Result<CommitInfo>,
+    ) -> Result<CommitInfo> {
         if let Ok(info) = &committed {
             // Before `finish`: a reader that sees the change finished finds
             // it in the log.
             let mut logs = crate::lock(&self.changes);
-            for ns in &touched {
-                crate::incremental::record(&mut logs, ns, changes, info.revision);
+            for (ns, patches) in &pending.touched {
+                crate::incremental::record(&mut logs, ns, patches.clone(), info.revision);
             }
         }
-        for ns in &touched {
+        for (ns, _) in &pending.touched {
             self.views
                 .finish(ns, committed.as_ref().ok().map(|i| i.revision));
         }
@@ -273,12 +373,11 @@ impl Engine {
                 Ok(info)
             }
             Err(e) => {
-                // A refused change set is audited too (its own record; the
-                // failure itself is what the caller sees).
-                let failed = g
-                    .entry(action, resource, Outcome::Failed)
-                    .detail("operation", operation)
-                    .detail("ops", describe_ops(changes))
+                let failed = self
+                    .gate(&pending.caller)
+                    .entry(pending.action, pending.resource, Outcome::Failed)
+                    .detail("operation", pending.operation)
+                    .detail("ops", pending.ops)
                     .detail("error", e.root().to_string());
                 if let Err(w) = self
                     .store
@@ -294,28 +393,7 @@ impl Engine {
     /// Refuses unless the caller may do every op of a change set.
     fn authorize_changes(&self, g: &Gate<'_>, changes: &ChangeSet, action: Action) -> Result<()> {
         for op in &changes.ops {
-            let resource = match op {
-                Op::PutNamespace { spec, .. } => Resource::namespace(spec.name.clone()),
-                Op::Put {
-                    namespace, layer, ..
-                }
-                | Op::Delete {
-                    namespace, layer, ..
-                } => Resource::layer(namespace.clone(), layer.clone()),
-                Op::Set {
-                    namespace,
-                    layer,
-                    key,
-                    ..
-                }
-                | Op::Unset {
-                    namespace,
-                    layer,
-                    key,
-                    ..
-                } => Resource::key(namespace.clone(), layer.clone(), key.clone()),
-            };
-            g.require(action, resource)?;
+            g.require(action, op_resource(op))?;
         }
         Ok(())
     }
@@ -698,6 +776,44 @@ fn op_name(index: usize, changes: &ChangeSet) -> String {
 
 /// The resource an audit record of a change set names: its namespace if it
 /// touches one, everything otherwise.
+/// What an op changes, for authorization: the namespace for
+/// `put-namespace`, the layer for `put` and `delete`, the key for `set` and
+/// `unset`.
+fn op_resource(op: &Op) -> Resource {
+    match op {
+        Op::PutNamespace { spec, .. } => Resource::namespace(spec.name.clone()),
+        Op::Put {
+            namespace, layer, ..
+        }
+        | Op::Delete {
+            namespace, layer, ..
+        } => Resource::layer(namespace.clone(), layer.clone()),
+        Op::Set {
+            namespace,
+            layer,
+            key,
+            ..
+        }
+        | Op::Unset {
+            namespace,
+            layer,
+            key,
+            ..
+        } => Resource::key(namespace.clone(), layer.clone(), key.clone()),
+    }
+}
+
+/// A change set on its way to the store (see [`Engine::commit_async`]).
+struct PendingCommit {
+    caller: Caller,
+    action: Action,
+    resource: Resource,
+    operation: String,
+    ops: String,
+    /// The namespaces it changes, with the patches it makes to each.
+    touched: Vec<(NamespaceName, Option<Arc<[crate::incremental::Patch]>>)>,
+}
+
 fn changes_resource(changes: &ChangeSet) -> Resource {
     let mut names = changes.ops.iter().map(|op| match op {
         Op::PutNamespace { spec, .. } => &spec.name,

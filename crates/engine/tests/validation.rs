@@ -399,3 +399,93 @@ fn concurrent_validated_commits_each_see_the_state_they_land_on() {
     assert_eq!(ok + refused, 240);
     assert!(ok > 0, "some commits landed");
 }
+
+/// `commit_async`, waiting for its callback.
+fn commit_async(engine: &Engine, me: &Caller, changes: &ChangeSet) -> confstrata_core::Result<u64> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine
+        .commit_async(me, changes, Box::new(move |r| tx.send(r).unwrap()))
+        .unwrap_or_else(|_| panic!("the async path declined"));
+    rx.recv().unwrap().map(|i| i.revision)
+}
+
+#[test]
+fn async_commits_are_validated_audited_and_seen_like_blocking_ones() {
+    let (_dir, engine, me) = engine();
+    let before = engine.revision().unwrap();
+    // Refused by the chain inside the store's transaction, with every finding.
+    let err = commit_async(&engine, &me, &bad_change()).unwrap_err();
+    let Error::Validation { findings } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        errors(findings),
+        errors(match &engine.commit(&me, &bad_change()).unwrap_err() {
+            Error::Validation { findings } => findings,
+            other => panic!("{other}"),
+        })
+    );
+    assert_eq!(engine.revision().unwrap(), before, "nothing was committed");
+    // The refusal is in the audit log, as a failure.
+    let records = engine.audit_records(&me, 0, 10_000).unwrap();
+    let failed = records
+        .iter()
+        .filter(|r| format!("{:?}", r.outcome) == "Failed")
+        .count();
+    assert!(failed >= 2, "both refusals audited: {failed}");
+    // A good change lands, and a read after it sees it.
+    let good = cs(
+        json!({"ops": [{"op": "set", "namespace": "orders", "layer": "defaults",
+        "key": "note", "value": "async"}]}),
+    );
+    let rev = commit_async(&engine, &me, &good).unwrap();
+    assert_eq!(rev, before + 1);
+    let ctx = confstrata_core::parse_context("env=prod").unwrap();
+    let view = engine
+        .resolve(
+            &me,
+            &"orders".parse().unwrap(),
+            &ctx,
+            confstrata_core::At::Latest,
+        )
+        .unwrap();
+    assert_eq!(view.document["note"], json!("async"));
+    assert!(engine.audit_verify(&me).is_ok());
+}
+
+#[test]
+fn async_commits_decline_what_must_take_the_blocking_path() {
+    let (_dir, engine, me) = engine();
+    let declares = import(&examples().join("orders"));
+    assert!(
+        engine
+            .commit_async(&me, &declares, Box::new(|_| panic!("not called")))
+            .is_err(),
+        "a declaration is validated under the exclusive lock"
+    );
+    engine
+        .add_principal(
+            &me,
+            "vic",
+            "vic",
+            confstrata_engine::PrincipalKind::User,
+            &["viewer".into()],
+        )
+        .unwrap();
+    let token = engine.issue_token(&me, "vic", "t").unwrap();
+    let vic = engine
+        .authenticate(Some(&format!("Bearer {}", token.expose_secret())), "r")
+        .unwrap();
+    let change = cs(
+        json!({"ops": [{"op": "set", "namespace": "orders", "layer": "defaults",
+        "key": "note", "value": "x"}]}),
+    );
+    assert!(
+        engine
+            .commit_async(&vic, &change, Box::new(|_| panic!("not called")))
+            .is_err(),
+        "a refusal is audited on the blocking path"
+    );
+    let refused = engine.commit(&vic, &change).unwrap_err();
+    assert!(refused.to_string().contains("vic"), "{refused}");
+}

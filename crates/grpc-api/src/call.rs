@@ -103,6 +103,47 @@ impl Calls {
         f(&self.engine, &caller)
     }
 
+    /// Commits a change set: on the calling async thread when the engine
+    /// can take it there ([`Engine::commit_async`]: the credentials check
+    /// out without an audit record, the caller may make every change, and
+    /// it declares nothing), awaiting the store's writer instead of parking
+    /// a blocking thread; else as [`Calls::write`] does.
+    pub(crate) async fn commit(
+        &self,
+        auth: Auth,
+        field: &'static str,
+        changes: confstrata_core::ChangeSet,
+    ) -> Result<confstrata_core::CommitInfo, Status> {
+        if let Some(caller) = self
+            .engine
+            .authenticate_quietly(auth.header.as_deref(), &auth.request_id)
+        {
+            let permit = self
+                .writes
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the server is shutting down"))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let submitted = self.engine.commit_async(
+                &caller,
+                &changes,
+                Box::new(move |result| {
+                    // The caller may have gone away; the commit stands.
+                    let _ = tx.send(result);
+                }),
+            );
+            if submitted.is_ok() {
+                let result = rx
+                    .await
+                    .map_err(|_| Status::internal("the commit's result was lost"))?;
+                drop(permit);
+                return result.map_err(|e| status::from_core(&e, field));
+            }
+        }
+        self.write(auth, field, move |e, c| e.commit(c, &changes))
+            .await
+    }
+
     /// [`Calls::run`] for an engine call that commits.
     pub(crate) async fn write<T: Send + 'static>(
         &self,

@@ -42,10 +42,7 @@ impl Service {
             message,
             ops,
         };
-        let info = self
-            .calls
-            .write(auth, field, move |e, c| e.commit(c, &cs))
-            .await?;
+        let info = self.calls.commit(auth, field, cs).await?;
         Ok(info.into())
     }
 }
@@ -494,10 +491,7 @@ impl ConfigService for Service {
             .change_set
             .ok_or_else(|| status::field(missing("change_set")))?;
         let cs = convert::change_set("change_set", &wire, &self.limits).map_err(status::field)?;
-        let info = self
-            .calls
-            .write(a, "change_set", move |e, c| e.commit(c, &cs))
-            .await?;
+        let info = self.calls.commit(a, "change_set", cs).await?;
         Ok(Response::new(v1::CommitResponse {
             commit: Some(info.into()),
         }))
