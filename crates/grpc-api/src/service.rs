@@ -8,9 +8,7 @@ use confstrata_core::{At, ChangeSet, Limits, Op};
 use confstrata_engine::{LayerDiff, LayerStatus};
 use confstrata_proto::convert::{self, to_json};
 use confstrata_proto::v1::{self, config_service_server::ConfigService};
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::call::{Auth, Calls, auth, missing};
@@ -597,15 +595,12 @@ impl ConfigService for Service {
             start_revision: r.start_revision,
         };
         let caller = self.calls.run(a, "", |_, c| Ok(c.clone())).await?;
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(watch::run(
+        Ok(Response::new(Box::pin(watch::stream(
             self.calls.engine.clone(),
-            self.hub.clone(),
+            &self.hub,
             caller,
             spec,
-            tx,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        ))))
     }
 }
 

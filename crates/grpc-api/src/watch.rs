@@ -13,14 +13,15 @@
 //! policy every watcher re-checks its token; a revoked token's watch ends
 //! at once with UNAUTHENTICATED.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use confstrata_core::{At, Change, Context, NamespaceName, NamespaceSpec};
 use confstrata_engine::{Action, Caller, Engine, Resource};
 use confstrata_proto::convert;
 use confstrata_proto::v1;
-use tokio::sync::{OnceCell, broadcast, mpsc, watch};
+use futures_util::Stream;
+use tokio::sync::{OnceCell, broadcast, watch};
 use tonic::Status;
 
 use crate::status;
@@ -157,8 +158,6 @@ pub(crate) struct WatchSpec {
     pub(crate) start_revision: u64,
 }
 
-type Out = mpsc::Sender<Result<v1::WatchResponse, Status>>;
-
 async fn blocking<T: Send + 'static>(
     engine: &Engine,
     f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
@@ -170,12 +169,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| status::from_core(&e, ""))
 }
 
-/// Runs one watcher until the client goes away, the server shuts down, or an
-/// error is sent.
-pub(crate) async fn run(engine: Engine, hub: Hub, caller: Caller, spec: WatchSpec, out: Out) {
-    let mut rx = hub.changes.subscribe();
-    let mut shutdown = hub.shutdown.clone();
-    let mut policy = hub.policy.clone();
+/// One watcher, as the response stream itself: the stream is polled when
+/// the connection can take more, and each poll does the watcher's next
+/// step (no task and channel of its own between the broadcast and the
+/// connection: one wake-up per watcher per event instead of two). It ends
+/// when the server shuts down, after an error it sends, or when the client
+/// goes away (the stream is dropped).
+pub(crate) fn stream(
+    engine: Engine,
+    hub: &Hub,
+    caller: Caller,
+    spec: WatchSpec,
+) -> impl Stream<Item = Result<v1::WatchResponse, Status>> + Send + 'static {
+    // Subscribed before the backlog is read: nothing falls between.
+    let rx = hub.changes.subscribe();
     let group = (
         spec.namespace.clone(),
         spec.context
@@ -184,40 +191,98 @@ pub(crate) async fn run(engine: Engine, hub: Hub, caller: Caller, spec: WatchSpe
             .unwrap_or_default(),
         caller.principal().to_string(),
     );
-    let mut w = Watcher {
-        engine,
-        caller,
-        spec,
-        out,
-        next: 0,
-        ns_spec: None,
-        events: Arc::clone(&hub.events),
-        group,
+    let state = State {
+        w: Watcher {
+            engine,
+            caller,
+            spec,
+            out: VecDeque::new(),
+            next: 0,
+            ns_spec: None,
+            events: Arc::clone(&hub.events),
+            group,
+        },
+        rx,
+        shutdown: hub.shutdown.clone(),
+        policy: hub.policy.clone(),
+        phase: Phase::Start,
     };
-    if let Err(status) = w.start().await {
-        let _ = w.out.send(Err(status)).await;
-        return;
-    }
-    loop {
-        let result = tokio::select! {
-            r = rx.recv() => match r {
-                Ok(change) if change.info.revision < w.next => Ok(()),
-                Ok(change) if change.info.revision == w.next => w.emit(&change).await,
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.w.out.pop_front() {
+                return Some((item, st));
+            }
+            let next = match st.phase {
+                Phase::Done => return None,
+                Phase::Start => st.w.start().await.map(|()| Phase::CatchUp { marker: true }),
+                Phase::CatchUp { marker } => match st.w.catch_up_page().await {
+                    Ok(true) => Ok(Phase::CatchUp { marker }),
+                    Ok(false) => {
+                        if marker {
+                            st.w.send(v1::WatchResponse {
+                                caught_up_revision: st.w.next - 1,
+                                ..Default::default()
+                            });
+                        }
+                        Ok(Phase::Live)
+                    }
+                    Err(status) => Err(status),
+                },
+                Phase::Live => st.live().await,
+            };
+            st.phase = next.unwrap_or_else(|status| {
+                st.w.out.push_back(Err(status));
+                Phase::Done
+            });
+        }
+    })
+}
+
+/// Where a watcher is.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Not started: the request is checked and the start revision set.
+    Start,
+    /// Reading retained revisions from the store, a page per step; then
+    /// the caught-up marker if `marker` (after the start, not after a gap).
+    CatchUp { marker: bool },
+    /// Following the broadcast.
+    Live,
+    /// Ended (after anything still buffered).
+    Done,
+}
+
+struct State {
+    w: Watcher,
+    rx: broadcast::Receiver<Arc<Change>>,
+    shutdown: watch::Receiver<bool>,
+    policy: watch::Receiver<u64>,
+    phase: Phase,
+}
+
+impl State {
+    /// Waits for the next change (or the end) and emits it.
+    async fn live(&mut self) -> Result<Phase, Status> {
+        tokio::select! {
+            r = self.rx.recv() => match r {
+                Ok(change) if change.info.revision < self.w.next => Ok(Phase::Live),
+                Ok(change) if change.info.revision == self.w.next => {
+                    self.w.emit(&change).await.map(|()| Phase::Live)
+                }
                 // A gap (or a lagging receiver): read what was missed from the store.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => w.catch_up().await,
-                Err(broadcast::error::RecvError::Closed) => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Phase::CatchUp { marker: false })
+                }
+                Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
             },
-            _ = w.out.closed() => break,
-            _ = shutdown.changed() => break,
+            _ = self.shutdown.changed() => Ok(Phase::Done),
             // The policy changed: a revoked token ends the watch now.
-            _ = policy.changed() => w
+            _ = self.policy.changed() => self
+                .w
                 .engine
-                .check_caller(&w.caller)
+                .check_caller(&self.w.caller)
+                .map(|()| Phase::Live)
                 .map_err(|e| status::from_core(&e, "")),
-        };
-        if let Err(status) = result {
-            let _ = w.out.send(Err(status)).await;
-            break;
         }
     }
 }
@@ -226,7 +291,8 @@ struct Watcher {
     engine: Engine,
     caller: Caller,
     spec: WatchSpec,
-    out: Out,
+    /// Events built and not yet taken by the stream.
+    out: VecDeque<Result<v1::WatchResponse, Status>>,
     /// The next revision to report.
     next: u64,
     /// The namespace declaration, for context watches (`None`: read it
@@ -237,6 +303,7 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// Checks the request against the store and sets the start revision.
     async fn start(&mut self) -> Result<(), Status> {
         let ns = self.spec.namespace.clone();
         let caller = self.caller.clone();
@@ -265,38 +332,32 @@ impl Watcher {
             ));
         }
         self.next = start;
-        self.catch_up().await?;
-        let caught_up = v1::WatchResponse {
-            caught_up_revision: self.next - 1,
-            ..Default::default()
-        };
-        self.send(caught_up).await
+        Ok(())
     }
 
-    /// Reads and emits every retained revision from `next` on.
-    async fn catch_up(&mut self) -> Result<(), Status> {
-        loop {
-            let after = self.next - 1;
-            let page =
-                blocking(&self.engine, move |e| e.store().changes_since(after, PAGE)).await?;
-            if page.is_empty() {
-                return Ok(());
-            }
-            for c in &page {
-                if c.info.revision >= self.next {
-                    self.emit(c).await?;
-                }
+    /// Reads one page of retained revisions from `next` on and emits them;
+    /// `false` once there is nothing more to read.
+    async fn catch_up_page(&mut self) -> Result<bool, Status> {
+        let after = self.next - 1;
+        let page = blocking(&self.engine, move |e| e.store().changes_since(after, PAGE)).await?;
+        if page.is_empty() {
+            return Ok(false);
+        }
+        for c in &page {
+            if c.info.revision >= self.next {
+                self.emit(c).await?;
             }
         }
+        Ok(true)
     }
 
     async fn emit(&mut self, change: &Change) -> Result<(), Status> {
         self.next = change.info.revision + 1;
         let Some(cell) = self.events.cell(&self.group, change.info.revision) else {
-            return match self.build(change).await? {
-                Some(event) => self.send(event).await,
-                None => Ok(()),
-            };
+            if let Some(event) = self.build(change).await? {
+                self.send(event);
+            }
+            return Ok(());
         };
         let mut built_here = false;
         let event = cell
@@ -315,10 +376,10 @@ impl Watcher {
             // one reads it before it next builds an event itself.
             self.ns_spec = None;
         }
-        match event {
-            Some(event) => self.send(v1::WatchResponse::clone(&event)).await,
-            None => Ok(()),
+        if let Some(event) = event {
+            self.send(v1::WatchResponse::clone(&event));
         }
+        Ok(())
     }
 
     /// The event this watcher sees for a change (`None`: nothing of it).
@@ -386,9 +447,8 @@ impl Watcher {
         Ok(Some(event))
     }
 
-    async fn send(&self, event: v1::WatchResponse) -> Result<(), Status> {
-        // A closed channel means the client went away; the loop notices.
-        let _ = self.out.send(Ok(event)).await;
-        Ok(())
+    /// Queues an event for the stream.
+    fn send(&mut self, event: v1::WatchResponse) {
+        self.out.push_back(Ok(event));
     }
 }
