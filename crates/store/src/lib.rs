@@ -11,7 +11,9 @@
 //!   each change set in its own savepoint, so a change set that fails its
 //!   checks changes nothing and does not consume a revision. Callers get their
 //!   answer only after the batch's `COMMIT` returned. An uncontended commit
-//!   runs in the caller's thread, with no hand-off.
+//!   from a waiting thread runs in that thread, with no hand-off; a commit
+//!   reported to a callback (`Store::commit_then`, for async callers) is
+//!   led by the store's writer thread.
 //! - **Reads** use a small pool of read-only connections, each read in one
 //!   snapshot transaction, so they never wait for the writer.
 //! - **Schema** versions are tracked with `PRAGMA user_version` and migrated
