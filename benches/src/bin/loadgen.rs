@@ -579,6 +579,11 @@ async fn etcd_startup(keys: usize) {
     );
 }
 
+/// The allocator `confstrata serve` uses, so the embedded servers measure
+/// what it does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `RUST_LOG=h2=warn` (say) shows what the HTTP/2 layers report.
     if std::env::var_os("RUST_LOG").is_some() {

@@ -18,6 +18,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: under load glibc's malloc spent a tenth of the server's CPU
+/// consolidating its free lists when tonic asked for 8 KiB encode buffers
+/// (docs/PERFORMANCE.md, durable commits).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match commands::run(cli) {
