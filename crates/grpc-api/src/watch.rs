@@ -439,6 +439,16 @@ impl Watcher {
             let rev = change.info.revision;
             let (ns, caller) = (self.spec.namespace.clone(), self.caller.clone());
             let view = blocking(&self.engine, move |e| {
+                // The newest revision is resolved from the view cache (a
+                // view made stale by this very commit is rebuilt from the
+                // change, not merged again); if another commit landed
+                // meanwhile, this revision is merged as it was.
+                if e.revision()? == rev {
+                    let latest = e.resolve(&caller, &ns, &ctx, At::Latest)?;
+                    if latest.revision == rev {
+                        return Ok(latest);
+                    }
+                }
                 e.resolve(&caller, &ns, &ctx, At::Revision(rev))
             })
             .await?;
