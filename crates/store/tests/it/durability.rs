@@ -263,3 +263,33 @@ fn a_version_1_database_migrates_and_keeps_its_data() {
     assert!(store.journal(0, 10).unwrap().is_empty());
     assert_eq!(store.setting("policy").unwrap(), None);
 }
+
+#[test]
+fn the_wal_stays_bounded_under_a_stream_of_commits() {
+    // Every commit appends pages to the WAL; SQLite's automatic checkpoint
+    // (run by the writer after the commit that passes 1,000 pages) copies
+    // them back and lets the WAL start over, so it never holds much more
+    // than 1,000 pages of 4 KiB, however much is written (here ~12,000
+    // pages). A WAL that only grew would also make every fsync slower
+    // (docs/PERFORMANCE.md).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store
+        .commit(&crate::cs(
+            json!({"ops": [{"op": "put-namespace", "spec": {"name": "w", "levels": ["l/{n}"]}}]}),
+        ))
+        .unwrap();
+    let filler = "x".repeat(12_000);
+    for n in 0..3_000u64 {
+        store
+            .commit(&crate::cs(json!({"ops": [{"op": "put", "namespace": "w",
+                "layer": format!("l/{}", n % 50), "document": {"n": n, "filler": filler}}]})))
+            .unwrap();
+    }
+    let wal = std::fs::metadata(dir.path().join("store.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal <= 2_000 * (4096 + 24), "the WAL grew to {wal} bytes");
+    assert_eq!(store.revision().unwrap(), 3_001);
+}
