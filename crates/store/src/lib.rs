@@ -8,8 +8,9 @@
 //! - **Writes** go through one writer that owns the only read-write
 //!   connection. Committers queue; the first in line writes everything queued
 //!   behind it as one transaction (group commit: one fsync for the batch),
-//!   each change set in its own savepoint, so a change set that fails its
-//!   checks changes nothing and does not consume a revision. Callers get their
+//!   each change set planned and checked before its first write, so a change
+//!   set that fails its checks writes nothing and does not consume a
+//!   revision. Callers get their
 //!   answer only after the batch's `COMMIT` returned. An uncontended commit
 //!   from a waiting thread runs in that thread, with no hand-off; a commit
 //!   reported to a callback (`Store::commit_then`, for async callers) is

@@ -4,8 +4,10 @@
 //! read-write connection. Jobs queue up; whoever leads writes every job
 //! queued so far (up to `max_batch`) as one transaction with one fsync,
 //! while the next jobs queue behind it (group commit, LevelDB's writer-queue
-//! design). Each change set runs in its own savepoint, so a failed one
-//! changes nothing and does not consume a revision. Submitters learn their
+//! design). Each change set is planned and checked, and its journal record
+//! made, before its first write, so a refused one writes nothing and does
+//! not consume a revision; a write that fails (disk full, I/O error) fails
+//! the whole batch, whose state is then unknown. Submitters learn their
 //! result only once the batch's `COMMIT` has returned.
 //!
 //! Two kinds of submitters share the queue:
@@ -29,8 +31,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use confstrata_core::timing::{NoTimings, Stage, Timings};
 use confstrata_core::{
     ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
-    Limits, Plan, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next,
-    plan, retention_floor,
+    Limits, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
+    retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -463,8 +465,8 @@ fn commit_batch_inner(
     for job in batch {
         match run_one(&mut tx, limits, job, &mut head) {
             Ok(result) => results.push(result),
-            // The savepoint machinery itself failed: the transaction's state is
-            // unknown, so nothing of the batch may be committed.
+            // A write failed: the transaction's state is unknown, so nothing
+            // of the batch may be committed.
             Err(e) => {
                 let message = match e {
                     Error::Storage { message } => message,
@@ -498,128 +500,168 @@ fn commit_batch_inner(
     results
 }
 
-/// Runs one job inside its own savepoint. The outer error means the
-/// savepoint could not be released or rolled back, or SQLite ended the whole
-/// transaction: then nothing of the batch may be committed.
+/// Runs one job. Everything that can refuse it (planning, the check,
+/// making its journal record, encoding what it writes) runs before its
+/// first write, so a refused job has written nothing and needs no
+/// savepoint to roll back (a savepoint copies every page the job then
+/// touches into a sub-journal: the writer's largest memcpy, `perf`). The
+/// outer error means a write itself failed (disk full, I/O error), which
+/// leaves the transaction's state unknown: then nothing of the batch may
+/// be committed.
 fn run_one(
     tx: &mut Transaction<'_>,
     limits: &Limits,
     job: Job,
     head: &mut Option<JournalHead>,
 ) -> Result<Result<Done>> {
-    // Savepoints through cached statements: rusqlite's `Savepoint` parses
-    // its SQL on every use (9% of the CPU of a commit-heavy load, `perf`).
-    let sp: &Connection = tx;
-    run_cached(sp, "SAVEPOINT job")?;
-    let mut record = None;
-    let result = match job {
-        Job::Commit(changes, journal, check) => plan(&changes, &mut TxReader(sp), limits)
-            .and_then(|p| {
-                if let Some(check) = check {
-                    check(&p, &mut TxReader(sp))?;
-                }
-                Ok(p)
-            })
-            .and_then(|p| write(sp, &changes, p))
-            .and_then(|info| {
-                if let Some(f) = journal {
-                    record = Some(append(sp, *head, Some(info.revision), f)?);
-                }
-                Ok(Done::Commit(info))
-            }),
-        Job::Journal(f) => append(sp, *head, None, f).map(|r| {
-            record = Some(r.clone());
-            Done::Journal(Some(r))
-        }),
-        Job::Settings(writes, journal) => (|| {
-            if let Some(f) = journal {
-                record = Some(append(sp, *head, None, f)?);
-            }
-            for w in &writes {
-                db::write_setting(sp, w)?;
-            }
-            Ok(Done::Journal(record.clone()))
-        })(),
+    let conn: &Connection = tx;
+    let prepared = match prepare(conn, limits, job, *head) {
+        Ok(p) => p,
+        Err(refused) => return Ok(Err(refused)),
     };
-    match result {
-        Ok(_) => {
-            run_cached(sp, "RELEASE job")?;
-            if let Some(r) = &record {
-                *head = Some(r.head());
-            }
-        }
-        Err(_) => {
-            run_cached(sp, "ROLLBACK TO job")?;
-            run_cached(sp, "RELEASE job")?;
-        }
+    let record = prepared.record.clone();
+    let done = prepared
+        .write(conn)
+        .map_err(|e| Error::storage(format!("a write failed mid-batch: {}", e.root())))?;
+    if let Some(r) = &record {
+        *head = Some(r.head());
     }
     if tx.is_autocommit() {
         return Err(Error::storage(
             "SQLite rolled the transaction back (disk full or I/O error?)",
         ));
     }
-    Ok(result)
+    Ok(Ok(done))
 }
 
-/// Runs a statement without parameters or rows, prepared once.
-fn run_cached(conn: &Connection, sql: &str) -> Result<()> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.raw_execute())
-        .map(drop)
-        .map_err(db)
+/// A job checked and ready to write.
+struct Prepared {
+    record: Option<JournalRecord>,
+    writes: Writes,
 }
 
-/// Makes the next journal record and inserts it.
-fn append(
+enum Writes {
+    Commit {
+        info: CommitInfo,
+        author: String,
+        message: String,
+        namespaces: Vec<(String, String)>,
+        layers: Vec<(String, String, Option<String>)>,
+    },
+    Journal,
+    Settings(Vec<SettingWrite>),
+}
+
+/// Plans and checks a job and makes its journal record, writing nothing.
+fn prepare(
     conn: &Connection,
+    limits: &Limits,
+    job: Job,
     head: Option<JournalHead>,
-    revision: Option<u64>,
-    f: JournalFn,
-) -> Result<JournalRecord> {
-    let record = f(JournalSlot { revision, head })?;
-    check_next(head, &record)?;
-    db::insert_journal(conn, &record)?;
-    Ok(record)
+) -> Result<Prepared> {
+    let record = |f: JournalFn, revision: Option<u64>| -> Result<JournalRecord> {
+        let record = f(JournalSlot { revision, head })?;
+        check_next(head, &record)?;
+        Ok(record)
+    };
+    match job {
+        Job::Commit(changes, journal, check) => {
+            let p = plan(&changes, &mut TxReader(conn), limits)?;
+            if let Some(check) = check {
+                check(&p, &mut TxReader(conn))?;
+            }
+            let (revision, time) = match db::last_revision(conn)? {
+                Some((rev, last)) => (rev + 1, Timestamp::now().max(last)),
+                None => (1, Timestamp::now()),
+            };
+            let namespaces = p
+                .namespaces
+                .iter()
+                .map(|spec| Ok((spec.name.to_string(), db::encode_spec(spec)?)))
+                .collect::<Result<_>>()?;
+            let layers = p
+                .layers
+                .iter()
+                .map(|(ns, layer, doc)| {
+                    let text = doc.as_ref().map(db::encode_document).transpose()?;
+                    Ok((ns.to_string(), layer.to_string(), text))
+                })
+                .collect::<Result<_>>()?;
+            let record = journal.map(|f| record(f, Some(revision))).transpose()?;
+            let ChangeSet {
+                author, message, ..
+            } = changes;
+            Ok(Prepared {
+                record,
+                writes: Writes::Commit {
+                    info: CommitInfo { revision, time },
+                    author,
+                    message,
+                    namespaces,
+                    layers,
+                },
+            })
+        }
+        Job::Journal(f) => Ok(Prepared {
+            record: Some(record(f, None)?),
+            writes: Writes::Journal,
+        }),
+        Job::Settings(writes, journal) => Ok(Prepared {
+            record: journal.map(|f| record(f, None)).transpose()?,
+            writes: Writes::Settings(writes),
+        }),
+    }
 }
 
-/// Writes the revision row and the versions a plan computed.
-fn write(conn: &Connection, changes: &ChangeSet, plan: Plan) -> Result<CommitInfo> {
-    let (revision, time) = match db::last_revision(conn)? {
-        Some((rev, last)) => (rev + 1, Timestamp::now().max(last)),
-        None => (1, Timestamp::now()),
-    };
-    let rev = to_sql(revision)?;
-    conn.prepare_cached(
-        "INSERT INTO revisions (rev, time_ms, author, message) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .map_err(db)?
-    .execute(rusqlite::params![
-        rev,
-        time.0,
-        changes.author,
-        changes.message
-    ])
-    .map_err(db)?;
-    for spec in &plan.namespaces {
-        conn.prepare_cached("INSERT INTO namespace_versions (name, rev, spec) VALUES (?1, ?2, ?3)")
-            .map_err(db)?
-            .execute(rusqlite::params![
-                spec.name.as_str(),
-                rev,
-                db::encode_spec(spec)?
-            ])
-            .map_err(db)?;
+impl Prepared {
+    /// Writes the job's rows.
+    fn write(self, conn: &Connection) -> Result<Done> {
+        let done = match self.writes {
+            Writes::Commit {
+                info,
+                author,
+                message,
+                namespaces,
+                layers,
+            } => {
+                let rev = to_sql(info.revision)?;
+                conn.prepare_cached(
+                    "INSERT INTO revisions (rev, time_ms, author, message) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?
+                .execute(rusqlite::params![rev, info.time.0, author, message])
+                .map_err(db)?;
+                for (name, spec) in &namespaces {
+                    conn.prepare_cached(
+                        "INSERT INTO namespace_versions (name, rev, spec) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db)?
+                    .execute(rusqlite::params![name, rev, spec])
+                    .map_err(db)?;
+                }
+                for (ns, layer, text) in &layers {
+                    conn.prepare_cached(
+                        "INSERT INTO layer_versions (ns, layer, rev, doc) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(db)?
+                    .execute(rusqlite::params![ns, layer, rev, text])
+                    .map_err(db)?;
+                }
+                Done::Commit(info)
+            }
+            Writes::Journal => Done::Journal(self.record.clone()),
+            Writes::Settings(writes) => {
+                for w in &writes {
+                    db::write_setting(conn, w)?;
+                }
+                Done::Journal(self.record.clone())
+            }
+        };
+        if let Some(r) = &self.record {
+            db::insert_journal(conn, r)?;
+        }
+        Ok(done)
     }
-    for (ns, layer, doc) in &plan.layers {
-        let text = doc.as_ref().map(db::encode_document).transpose()?;
-        conn.prepare_cached(
-            "INSERT INTO layer_versions (ns, layer, rev, doc) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(db)?
-        .execute(rusqlite::params![ns.as_str(), layer.as_str(), rev, text])
-        .map_err(db)?;
-    }
-    Ok(CommitInfo { revision, time })
 }
 
 /// Drops what the policy does not keep, exactly as the memory store does: for
