@@ -427,6 +427,24 @@ fn etcd_version() -> String {
         .unwrap_or_else(|| "etcd".into())
 }
 
+/// Waits until `w` watchers have reported revision `rev` (each watcher
+/// sends the revisions it sees on `rx`).
+async fn wait_for_watchers<R: PartialEq>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<R>,
+    rev: R,
+    w: usize,
+    who: &str,
+) {
+    let mut got = 0;
+    while got < w {
+        match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
+            Ok(Some(r)) if r == rev => got += 1,
+            Ok(Some(_)) => {}
+            _ => panic!("{who} watchers stopped after {got} of {w} events"),
+        }
+    }
+}
+
 /// `w` etcd watchers, each on its own Watch stream on one key, spread over
 /// fresh connections; returns the 5 sorted times (ms) from a Put until the
 /// last watcher saw it.
@@ -488,14 +506,7 @@ async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> Vec
             .header
             .expect("etcd response header")
             .revision;
-        let mut got = 0;
-        while got < w {
-            match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-                Ok(Some(r)) if r == rev => got += 1,
-                Ok(Some(_)) => {}
-                _ => panic!("etcd watchers stopped after {got} of {w} events"),
-            }
-        }
+        wait_for_watchers(&mut rx, rev, w, "etcd").await;
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     for t in tasks {
@@ -826,14 +837,7 @@ fn main() {
                     .commit
                     .expect("commit info")
                     .revision;
-                let mut got = 0;
-                while got < w {
-                    match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
-                        Ok(Some(r)) if r == rev => got += 1,
-                        Ok(Some(_)) => {}
-                        _ => panic!("watchers stopped after {got} of {w} events"),
-                    }
-                }
+                wait_for_watchers(&mut rx, rev, w, "confstrata").await;
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(f64::total_cmp);

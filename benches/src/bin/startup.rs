@@ -150,6 +150,17 @@ fn startup(n: usize) -> (f64, f64, f64) {
     (populate_s, opened, served)
 }
 
+/// One row of a memory table: bytes, bytes per key, and the ratio to the
+/// JSON's size.
+fn memory_row(what: &str, bytes: u64, keys: usize, json: usize) {
+    println!(
+        "| {what} | {:.1} MB | {:.0} | {:.2} |",
+        bytes as f64 / 1e6,
+        bytes as f64 / keys as f64,
+        bytes as f64 / json as f64
+    );
+}
+
 fn memory(keys: usize) {
     let base = rss();
     let doc = confstrata_benches::layer(keys, 1);
@@ -169,14 +180,7 @@ fn memory(keys: usize) {
     let with_prov = rss();
     println!("| what | resident bytes | per key | × JSON |");
     println!("|---|---|---|---|");
-    let row = |what: &str, bytes: u64| {
-        println!(
-            "| {what} | {:.1} MB | {:.0} | {:.2} |",
-            bytes as f64 / 1e6,
-            bytes as f64 / keys as f64,
-            bytes as f64 / json as f64
-        );
-    };
+    let row = |what: &str, bytes: u64| memory_row(what, bytes, keys, json);
     row("raw JSON of the layer", json as u64);
     row(
         "a parsed layer (serde_json::Map tree)",
@@ -235,14 +239,7 @@ fn engine_view(keys: usize, json: usize) {
         .resolve_cached(&me, &big, &none, None)
         .expect("cached");
     assert!(fast.json.len() >= json / 2, "the view is the whole layer");
-    let row = |what: &str, bytes: u64| {
-        println!(
-            "| {what} | {:.1} MB | {:.0} | {:.2} |",
-            bytes as f64 / 1e6,
-            bytes as f64 / keys as f64,
-            bytes as f64 / json as f64
-        );
-    };
+    let row = |what: &str, bytes: u64| memory_row(what, bytes, keys, json);
     row(
         "an engine cached view (the cache's account: JSON text + 2 B per leaf)",
         account,

@@ -313,11 +313,12 @@ impl Engine {
         operation: &str,
     ) -> (PendingCommit, confstrata_core::JournalFn) {
         let resource = changes_resource(changes);
+        let ops = describe_ops(changes);
         let entry = g
             .entry(action, resource.clone(), Outcome::Success)
             .detail("operation", operation)
             .detail("message", changes.message.clone())
-            .detail("ops", describe_ops(changes));
+            .detail("ops", ops.clone());
         let touched: std::collections::BTreeSet<&NamespaceName> = changes
             .ops
             .iter()
@@ -341,7 +342,7 @@ impl Engine {
             action,
             resource,
             operation: operation.to_owned(),
-            ops: describe_ops(changes),
+            ops,
             touched,
         };
         (pending, journal_fn(&self.security, entry))
