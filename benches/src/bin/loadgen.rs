@@ -427,6 +427,22 @@ fn etcd_version() -> String {
         .unwrap_or_else(|| "etcd".into())
 }
 
+/// The commit a load-generator task makes: its own `instance/i-<task>`
+/// layer's `counter` key, in namespace `ns` (`n` is the task and call number,
+/// as `drive` numbers them).
+fn counter_set(ns: &str, n: usize) -> v1::SetKeysRequest {
+    v1::SetKeysRequest {
+        namespace: ns.into(),
+        layer: format!("instance/i-{}", n / 1_000_000),
+        entries: vec![v1::KeyValue {
+            key: "counter".into(),
+            value_json: (n % 1_000_000).to_string(),
+            secret: false,
+        }],
+        ..Default::default()
+    }
+}
+
 /// Waits until `w` watchers have reported revision `rev` (each watcher
 /// sends the revisions it sees on `rx`).
 async fn wait_for_watchers<R: PartialEq>(
@@ -720,14 +736,7 @@ fn main() {
         for &c in &[1usize, 16, 64] {
             let before = engine.stats(&Caller::local("loadgen")).expect("stats");
             let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
-                cl.set_keys(v1::SetKeysRequest {
-                    namespace: "webshop".into(),
-                    layer: format!("instance/i-{}", n / 1_000_000),
-                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string(), secret: false }],
-                    ..Default::default()
-                })
-                .await
-                .map(drop)
+                cl.set_keys(counter_set("webshop", n)).await.map(drop)
             })
             .await;
             let extra = if has_etcd {
@@ -760,14 +769,7 @@ fn main() {
         for &c in &[1usize, 16, 64] {
             let before = engine.stats(&Caller::local("loadgen")).expect("stats");
             let r = drive(&ours, c, a.seconds, |mut cl, n| async move {
-                cl.set_keys(v1::SetKeysRequest {
-                    namespace: "checked".into(),
-                    layer: format!("instance/i-{}", n / 1_000_000),
-                    entries: vec![v1::KeyValue { key: "counter".into(), value_json: (n % 1_000_000).to_string(), secret: false }],
-                    ..Default::default()
-                })
-                .await
-                .map(drop)
+                cl.set_keys(counter_set("checked", n)).await.map(drop)
             })
             .await;
             let after = engine.stats(&Caller::local("loadgen")).expect("stats");

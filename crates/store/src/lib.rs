@@ -87,6 +87,20 @@ impl Default for Options {
     }
 }
 
+/// A layer's record from what the database holds for it.
+fn layer_record(
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    (document, revision): (confstrata_core::Document, u64),
+) -> LayerRecord {
+    LayerRecord {
+        namespace: ns.clone(),
+        layer: layer.clone(),
+        document,
+        revision,
+    }
+}
+
 /// A durable [`Store`] in one SQLite database file. See the [crate docs](crate).
 ///
 /// Open a database file through one `SqliteStore` at a time: it keeps the
@@ -277,12 +291,8 @@ impl Store for SqliteStore {
     ) -> confstrata_core::Result<Option<LayerRecord>> {
         self.read_at(revision, |conn| {
             Ok(
-                db::layer_at(conn, ns, layer, revision)?.map(|(document, revision)| LayerRecord {
-                    namespace: ns.clone(),
-                    layer: layer.clone(),
-                    document,
-                    revision,
-                }),
+                db::layer_at(conn, ns, layer, revision)?
+                    .map(|found| layer_record(ns, layer, found)),
             )
         })
     }
@@ -295,16 +305,8 @@ impl Store for SqliteStore {
         section: &str,
     ) -> confstrata_core::Result<Option<LayerRecord>> {
         self.read_at(revision, |conn| {
-            Ok(
-                db::layer_section_at(conn, ns, layer, revision, section)?.map(
-                    |(document, revision)| LayerRecord {
-                        namespace: ns.clone(),
-                        layer: layer.clone(),
-                        document,
-                        revision,
-                    },
-                ),
-            )
+            Ok(db::layer_section_at(conn, ns, layer, revision, section)?
+                .map(|found| layer_record(ns, layer, found)))
         })
     }
 
