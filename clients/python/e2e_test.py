@@ -200,10 +200,44 @@ def main(addr):
         v = stub.Validate(svc.ValidateRequest(namespace="pyvalid"), timeout=TIMEOUT)
         assert list(v.findings) == [], v.findings
 
+    def many_findings():
+        # 200 contexts x 50 failing rules: 10,000 findings. The refusal must
+        # reach the caller (its trailers fit under gRPC C-core's metadata
+        # cap), with the total count; DryRun's body carries every finding.
+        spec = types.NamespaceSpec(
+            name="pymany", levels=["defaults", "k/{k}"],
+            matrix={"k": types.MatrixValues(values=[f"v{i}" for i in range(200)])})
+        stub.Commit(svc.CommitRequest(change_set=types.ChangeSet(ops=[
+            types.Operation(put_namespace=types.PutNamespaceOp(spec=spec)),
+            types.Operation(put=types.PutLayerOp(namespace="pymany", layer="defaults", document_json='{"n": 1}'))])),
+            timeout=TIMEOUT)
+        spec.validation_json = json.dumps({"rules": [
+            {"id": f"r{i}", "check": "cfg.n > 1", "message": "n is too small " + "x" * 100} for i in range(50)]})
+        declare = types.ChangeSet(ops=[types.Operation(put_namespace=types.PutNamespaceOp(spec=spec))])
+        dry = stub.DryRun(svc.DryRunRequest(change_set=declare), timeout=TIMEOUT)
+        assert len(dry.findings) == 10_000, len(dry.findings)
+        try:
+            stub.Commit(svc.CommitRequest(change_set=declare), timeout=TIMEOUT)
+            raise AssertionError("a declaration failing 10,000 checks was committed")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+            assert "validation failed with 10000 errors" in e.details(), e.details()
+            trailers = dict(e.trailing_metadata() or ())
+            assert "grpc-status-details-bin" in trailers, trailers.keys()
+            assert len(trailers["grpc-status-details-bin"]) < 8192, len(trailers["grpc-status-details-bin"])
+        ns = stub.GetNamespace(svc.GetNamespaceRequest(name="pymany"), timeout=TIMEOUT)
+        assert ns.namespace.spec.validation_json == "", "the refused declaration was stored"
+
     def bad_input():
         cases = [
             (svc.PutLayerRequest(namespace="pyshop", layer="../x", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
             (svc.PutLayerRequest(namespace="pyshop", layer="%2e%2e", document_json="{}"), grpc.StatusCode.INVALID_ARGUMENT),
+            # No document is not an empty document.
+            (svc.PutLayerRequest(namespace="pyshop", layer="defaults"), grpc.StatusCode.INVALID_ARGUMENT),
+            (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json='{"$sealed": {"v": 1}}'),
+             grpc.StatusCode.INVALID_ARGUMENT),
+            (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json='{"a": 1, "a": 2}'),
+             grpc.StatusCode.INVALID_ARGUMENT),
             (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json="{nope"), grpc.StatusCode.INVALID_ARGUMENT),
             (svc.PutLayerRequest(namespace="nope", layer="defaults", document_json="{}"), grpc.StatusCode.NOT_FOUND),
             (svc.PutLayerRequest(namespace="pyshop", layer="defaults", document_json="{}", expect_revision=999),
@@ -222,7 +256,7 @@ def main(addr):
     for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
                      ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch),
                      ("secrets and auth", secrets_and_auth), ("validation", validation),
-                     ("bad input", bad_input)]:
+                     ("many findings", many_findings), ("bad input", bad_input)]:
         checks.run(name, fn)
     print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1

@@ -769,24 +769,43 @@ pub(crate) fn is_invalid_config(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The error findings of a commit refused by validation, one line each.
-pub(crate) fn validation_errors(e: &anyhow::Error) -> Vec<String> {
+/// The first error findings of a commit refused by validation, one line
+/// each, and how many there were in all. A server attaches only as many as
+/// fit in a status (its trailers are capped), so both modes show at most
+/// [`SHOWN_FINDINGS`].
+pub(crate) fn validation_errors(e: &anyhow::Error) -> (Vec<String>, usize) {
     for c in e.chain() {
         if let Some(confstrata_core::Error::Validation { findings }) = c
             .downcast_ref::<confstrata_core::Error>()
             .map(confstrata_core::Error::root)
         {
-            return findings
+            let errors: Vec<String> = findings
                 .iter()
                 .filter(|f| f.severity == confstrata_core::Severity::Error)
                 .map(ToString::to_string)
                 .collect();
+            let total = errors.len();
+            return (errors.into_iter().take(SHOWN_FINDINGS).collect(), total);
         }
         if let Some(ce) = c.downcast_ref::<confstrata_client::Error>()
             && ce.is_validation_failed()
         {
-            return ce.violations().to_vec();
+            let shown: Vec<String> = ce
+                .violations()
+                .iter()
+                .take(SHOWN_FINDINGS)
+                .cloned()
+                .collect();
+            let total = ce
+                .error_count()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(shown.len())
+                .max(shown.len());
+            return (shown, total);
         }
     }
-    Vec::new()
+    (Vec::new(), 0)
 }
+
+/// Most findings an error message lists.
+pub(crate) const SHOWN_FINDINGS: usize = 20;

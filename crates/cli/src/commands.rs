@@ -338,15 +338,27 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 cs.author = ctx.author.clone();
             }
             if dry_run {
+                // Prints what `validate -f` prints and exits as it does (6
+                // when the commit would be refused): a dry run answers
+                // "would this go through?", so a script can branch on it.
                 let d = ctx.backend.dry_run(&cs)?;
                 if ctx.output == Output::Table {
                     print_diff(&d);
                     if !d.findings.is_empty() {
                         print_findings(&d.findings);
                     }
-                    return Ok(());
+                } else {
+                    structured(&d, ctx.output, &[], Vec::new)?;
                 }
-                return structured(&d, ctx.output, &[], Vec::new);
+                let errors = d
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == confstrata_core::Severity::Error)
+                    .count();
+                if errors > 0 {
+                    return Err(ValidationFailed(errors).into());
+                }
+                return Ok(());
             }
             ctx.commit(&cs)
         }

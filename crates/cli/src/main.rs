@@ -43,10 +43,17 @@ fn main() -> ExitCode {
             }
             let msg = msg.replace('\n', " ");
             eprintln!("error: {msg}");
-            // A refused commit: every finding, one per line, the same
-            // locally and from a server.
-            for line in backend::validation_errors(&e) {
+            // A refused commit: its first findings, one per line, and how
+            // many more there are.
+            let (lines, total) = backend::validation_errors(&e);
+            for line in &lines {
                 eprintln!("  {line}");
+            }
+            if total > lines.len() {
+                eprintln!(
+                    "  … and {} more errors; `confstrata validate` or `apply --dry-run` lists every finding",
+                    total - lines.len()
+                );
             }
             ExitCode::from(exit_code(&e))
         }

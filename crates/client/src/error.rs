@@ -44,6 +44,11 @@ pub enum Error {
         /// The store's revision when the call failed (from the `ErrorInfo`
         /// metadata `current_revision`, sent with conflicts and future revisions).
         current_revision: Option<u64>,
+        /// For a refused commit, how many error findings there were in all
+        /// (`ErrorInfo` metadata `errors`); `violations` holds the first
+        /// few, as many as fit in a status. `DryRun` and `Validate` return
+        /// every one.
+        error_count: Option<u32>,
     },
     /// The connection to the server could not be made or broke.
     #[error("cannot connect to Confstrata at {addr}: {}", chain(source))]
@@ -209,6 +214,15 @@ impl Error {
         }
     }
 
+    /// How many error findings a refused commit had in all (see
+    /// [`Error::violations`] for the first few).
+    pub fn error_count(&self) -> Option<u32> {
+        match self {
+            Error::Status { error_count, .. } => *error_count,
+            _ => None,
+        }
+    }
+
     /// The store's current revision, when the server reported it (on a conflict).
     pub fn current_revision(&self) -> Option<u64> {
         match self {
@@ -241,6 +255,9 @@ impl Error {
         let current_revision = info
             .and_then(|i| i.metadata.get("current_revision"))
             .and_then(|v| v.trim().parse().ok());
+        let error_count = info
+            .and_then(|i| i.metadata.get("errors"))
+            .and_then(|v| v.trim().parse().ok());
         // A status made by the transport (connection refused, reset) keeps
         // the cause in its source; fold it into the message.
         let mut message = status.message().to_owned();
@@ -260,6 +277,7 @@ impl Error {
             violations,
             reason,
             current_revision,
+            error_count,
         }
     }
 }

@@ -12,6 +12,10 @@ pub type Document = Map<String, Value>;
 /// specific layer removes the key from the resolved configuration.
 pub const DELETE_MARKER_KEY: &str = "$delete";
 
+/// The key of a sealed value's table: `{ "$sealed": {...} }` (made and
+/// opened by `confstrata-crypto`; here only reserved).
+pub const SEALED_MARKER_KEY: &str = "$sealed";
+
 /// Whether `value` is the delete marker `{ "$delete": true }`.
 pub fn is_delete_marker(value: &Value) -> bool {
     match value {
@@ -80,6 +84,7 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
         }
         match value {
             Value::Object(m) => {
+                check_reserved(what, path, m)?;
                 for (k, v) in m {
                     check_key(what, path, k)?;
                     path.push(k.clone());
@@ -124,14 +129,62 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
             return Err(Error::invalid(
                 what,
                 format!(
-                    "key {key:?} under {} contains a control character",
+                    "key {:?} under {} contains a control character",
+                    crate::clip(key, 80),
                     show(path)
                 ),
             ));
         }
+        if key == "." || key == ".." {
+            // Such a key reads as a relative path to every tool that maps
+            // keys to files or paths; layer segments refuse them too.
+            return Err(Error::invalid(
+                what,
+                format!("the key {key:?} under {} is not allowed", show(path)),
+            ));
+        }
+        Ok(())
+    }
+    /// `$delete` and `$sealed` are markers, meaningful only as the single
+    /// key of a table under a key: anywhere else they would be stored as
+    /// literal keys and served as configuration, so they are refused, at
+    /// every depth and at the top alike.
+    fn check_reserved(what: &str, path: &[String], table: &Document) -> Result<()> {
+        for marker in [DELETE_MARKER_KEY, SEALED_MARKER_KEY] {
+            let Some(v) = table.get(marker) else { continue };
+            let reason = if path.is_empty() {
+                format!(
+                    "{marker:?} at the top of a document: a layer cannot be {}",
+                    if marker == DELETE_MARKER_KEY {
+                        "a delete marker (delete the layer instead)"
+                    } else {
+                        "a sealed value (seal a key with `set --secret`)"
+                    }
+                )
+            } else if table.len() > 1 {
+                format!(
+                    "{marker:?} under {} is reserved: it must be the only key of its table",
+                    show(path)
+                )
+            } else if marker == DELETE_MARKER_KEY && *v != Value::Bool(true) {
+                format!(
+                    "{marker:?} under {} is reserved: the delete marker is `{{ \"$delete\" = true }}`",
+                    show(path)
+                )
+            } else if marker == SEALED_MARKER_KEY && !v.is_object() {
+                format!(
+                    "{marker:?} under {} is reserved for sealed values",
+                    show(path)
+                )
+            } else {
+                continue;
+            };
+            return Err(Error::invalid(what, reason));
+        }
         Ok(())
     }
     let mut path = Vec::new();
+    check_reserved(what, &path, doc)?;
     for (k, v) in doc {
         check_key(what, &path, k)?;
         path.push(k.clone());

@@ -24,7 +24,7 @@ pub enum Error {
         reason: String,
     },
     /// A document (layer, namespace spec, change set) is structurally invalid.
-    #[error("invalid {what}: {reason}")]
+    #[error("invalid {}: {}", Clip(what, 200), Clip(reason, 500))]
     Invalid {
         /// What was being checked, e.g. `layer webshop:env/prod`.
         what: String,
@@ -32,7 +32,7 @@ pub enum Error {
         reason: String,
     },
     /// Text could not be parsed as the given format.
-    #[error("{source_name}: {}{message}", Location(*line, *column))]
+    #[error("{}: {}{}", Clip(source_name, 200), Location(*line, *column), Clip(message, 500))]
     Parse {
         /// File name or other origin (`<stdin>`, `--value`).
         source_name: String,
@@ -54,7 +54,7 @@ pub enum Error {
         valid_up_to: usize,
     },
     /// Something is bigger than its configured limit.
-    #[error("{what} is {size} bytes, over the limit of {limit} bytes")]
+    #[error("{} is {size} bytes, over the limit of {limit} bytes", Clip(what, 200))]
     TooLarge {
         /// What was measured.
         what: String,
@@ -64,7 +64,11 @@ pub enum Error {
         limit: usize,
     },
     /// A document nests deeper than the configured limit.
-    #[error("{what} nests deeper than the limit of {limit} levels (at {path})")]
+    #[error(
+        "{} nests deeper than the limit of {limit} levels (at {})",
+        Clip(what, 200),
+        Clip(path, 200)
+    )]
     TooDeep {
         /// What was checked.
         what: String,
@@ -88,7 +92,7 @@ pub enum Error {
         layer: String,
     },
     /// A key does not exist in a layer or resolved document.
-    #[error("key {key} not found in {location}")]
+    #[error("key {} not found in {}", Clip(key, 200), Clip(location, 200))]
     KeyNotFound {
         /// Where it was looked up.
         location: String,
@@ -112,8 +116,8 @@ pub enum Error {
     },
     /// A context names a variable that no level of the namespace uses.
     #[error(
-        "context variable {variable:?} is not used by namespace {namespace:?} (known variables: {})",
-        known.join(", ")
+        "context variable {:?} is not used by namespace {namespace:?} (known variables: {})",
+        Clip(variable, 80), Clip(&known.join(", "), 500)
     )]
     UnknownContextVariable {
         /// The namespace name.
@@ -125,8 +129,8 @@ pub enum Error {
     },
     /// A context value outside the namespace's context matrix.
     #[error(
-        "context {variable}={value:?} is not in the matrix of namespace {namespace:?} (allowed: {})",
-        allowed.join(", ")
+        "context {}={:?} is not in the matrix of namespace {namespace:?} (allowed: {})",
+        Clip(variable, 80), Clip(value, 80), Clip(&allowed.join(", "), 500)
     )]
     ContextValueNotAllowed {
         /// The namespace name.
@@ -140,7 +144,8 @@ pub enum Error {
     },
     /// An expected-revision precondition failed; nothing was changed.
     #[error(
-        "conflict on {target}: expected revision {expected}, found {actual}; nothing was changed (store is at revision {current_revision})"
+        "conflict on {}: expected revision {expected}, found {actual}; nothing was changed (store is at revision {current_revision})",
+        Clip(target, 200)
     )]
     Conflict {
         /// What the precondition was on, e.g. `layer webshop:env/prod`.
@@ -153,7 +158,7 @@ pub enum Error {
         current_revision: u64,
     },
     /// The namespace or other object already exists.
-    #[error("{what} already exists")]
+    #[error("{} already exists", Clip(what, 200))]
     AlreadyExists {
         /// What exists.
         what: String,
@@ -189,7 +194,7 @@ pub enum Error {
     },
     /// The request carried no valid credentials (missing, malformed,
     /// unknown or revoked token).
-    #[error("unauthenticated: {message}")]
+    #[error("unauthenticated: {}", Clip(message, 500))]
     Unauthenticated {
         /// What was wrong with the credentials.
         message: String,
@@ -267,6 +272,36 @@ fn validation_summary(findings: &[crate::validation::Finding]) -> String {
         out.push_str(&f.to_string());
     }
     out
+}
+
+/// Shows user input in a message at most `.1` bytes long (cut at a
+/// character boundary, with `…`): an error never echoes a whole input back,
+/// however long it was.
+pub(crate) struct Clip<'a>(pub(crate) &'a str, pub(crate) usize);
+
+impl fmt::Display for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&clip(self.0, self.1))
+    }
+}
+
+impl fmt::Debug for Clip<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*clip(self.0, self.1), f)
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…`
+/// when something was cut.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
 }
 
 struct Location(Option<usize>, Option<usize>);

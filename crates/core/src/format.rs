@@ -148,6 +148,9 @@ pub fn parse(bytes: &[u8], format: Format, source_name: &str, limits: &Limits) -
             }
         })?
     };
+    if matches!(format, Format::Json | Format::Yaml) {
+        unique_keys(text, format, source_name)?;
+    }
     match value {
         Value::Object(doc) => finish(doc, source_name, limits),
         other => Err(Error::Parse {
@@ -403,3 +406,229 @@ fn contains_null(v: &Value) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Refuses a JSON or YAML text with a key twice in one table, naming the
+/// line: both parsers keep the last silently, so one of two values a user
+/// wrote would be dropped (TOML's parser refuses them itself).
+fn unique_keys(text: &str, format: Format, source_name: &str) -> Result<()> {
+    let parse_error = |line: Option<usize>, column: Option<usize>, message: String| Error::Parse {
+        source_name: source_name.to_owned(),
+        format: format.name(),
+        line,
+        column,
+        message,
+    };
+    match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde::Deserialize::deserialize(&mut de)
+                .map(|Unique| ())
+                .map_err(|e: serde_json::Error| {
+                    let message = e.to_string();
+                    let message = message
+                        .split(" at line ")
+                        .next()
+                        .unwrap_or(&message)
+                        .to_owned();
+                    parse_error(Some(e.line()), Some(e.column()), message)
+                })
+        }
+        Format::Yaml => serde_yaml::from_str::<Unique>(text)
+            .map(|Unique| ())
+            .map_err(|e| {
+                let (mut line, mut column) = e
+                    .location()
+                    .map_or((None, None), |l| (Some(l.line()), Some(l.column())));
+                // serde_yaml places the error at the table; point at the key's
+                // second occurrence when it can be found.
+                if let (Some(table), Some(key)) = (line, duplicate_key(&e.to_string()))
+                    && let Some((l, c)) = second_yaml_key(text, table, &key)
+                {
+                    (line, column) = (Some(l), Some(c));
+                }
+                let message = e.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                parse_error(line, column, message)
+            }),
+        Format::Toml | Format::Env => Ok(()),
+    }
+}
+
+/// The key named by a duplicate-key message, as written (unescaped).
+fn duplicate_key(message: &str) -> Option<String> {
+    let start = message.find("the key \"")? + "the key ".len();
+    let end = message.find("\" occurs twice")? + 1;
+    serde_json::from_str(message.get(start..end)?).ok()
+}
+
+/// The 1-based line and column of the second `key:` at the indentation of
+/// the first, from line `from` on (a block mapping's keys share one).
+fn second_yaml_key(text: &str, from: usize, key: &str) -> Option<(usize, usize)> {
+    let mut indent = None;
+    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        let trimmed = line.trim_start();
+        let at = line.len() - trimmed.len();
+        let rest = trimmed
+            .strip_prefix(key)
+            .or_else(|| trimmed.strip_prefix(&format!("\"{key}\"")))
+            .or_else(|| trimmed.strip_prefix(&format!("'{key}'")));
+        if rest.is_some_and(|r| r.trim_start().starts_with(':')) {
+            match indent {
+                None => indent = Some(at),
+                Some(first) if first == at => return Some((i + 1, at + 1)),
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
+/// Any value, checked only for keys that occur twice in one table.
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i128<E>(self, _: i128) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u128<E>(self, _: u128) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Unique, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Unique, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(
+        self,
+        data: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        // A YAML tagged value (`!tag value`): the value is what counts.
+        use serde::de::VariantAccess as _;
+        let (KeyText(_), variant) = data.variant()?;
+        variant.newtype_variant::<Unique>()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {:?} occurs twice in one table",
+                    crate::clip(&key, 80)
+                )));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
+}
+
+/// A table key as text, whatever scalar the format made of it (YAML keys
+/// may be numbers or booleans).
+struct KeyText(String);
+
+impl<'de> serde::Deserialize<'de> for KeyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = KeyText;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<KeyText, E> {
+        Ok(KeyText(v.to_string()))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<KeyText, E> {
+        Ok(KeyText(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<KeyText, E> {
+        Ok(KeyText("null".to_owned()))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<KeyText, A::Error> {
+        // A complex YAML key: figment refuses it; only its uniqueness is ours.
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(KeyText(String::new()))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        map: A,
+    ) -> std::result::Result<KeyText, A::Error> {
+        UniqueVisitor.visit_map(map)?;
+        Ok(KeyText(String::new()))
+    }
+}

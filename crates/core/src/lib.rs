@@ -53,7 +53,7 @@ pub mod validation;
 pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
 pub use doc::{Document, Limits};
-pub use error::{Error, Result};
+pub use error::{Error, Result, clip};
 pub use journal::{CheckFn, JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 pub use memory::{MemoryStore, check_next};
 pub use namespace::{Context, LevelTemplate, NamespaceSpec, parse_context};

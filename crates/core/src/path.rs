@@ -141,6 +141,9 @@ impl KeyPath {
                     }
                 }
             }
+            if seg == "." || seg == ".." {
+                return Err(err(format!("segment {n} is {seg:?}, which is not allowed")));
+            }
             segments.push(seg);
             if segments.len() > MAX_KEY_SEGMENTS {
                 return Err(err(format!("it has more than {MAX_KEY_SEGMENTS} segments")));
@@ -189,6 +192,13 @@ impl KeyPath {
                     Self::KIND,
                     &text,
                     format!("segment {} contains a control character", i + 1),
+                ));
+            }
+            if s == "." || s == ".." {
+                return Err(path_error(
+                    Self::KIND,
+                    &text,
+                    format!("segment {} is {s:?}, which is not allowed", i + 1),
                 ));
             }
         }

@@ -15,7 +15,11 @@ use crate::namespace::Context;
 /// the custom validators the schema names, then the business rules, then
 /// the cross-namespace rules (rules that read another namespace with
 /// `config("name")`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Only a table is a validation chain: serde would also take a sequence
+/// for a struct (`[]` as "nothing declared"), so deserializing accepts a
+/// map and nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Validation {
     /// A JSON Schema (draft 2020-12) that the resolved configuration of
@@ -33,6 +37,39 @@ pub struct Validation {
     /// Whether a failing stage stops the chain.
     #[serde(default, skip_serializing_if = "ChainMode::is_default")]
     pub mode: ChainMode,
+}
+
+/// The fields of [`Validation`] as serde reads them from a map.
+#[derive(Deserialize)]
+#[serde(remote = "Validation", deny_unknown_fields)]
+struct ValidationFields {
+    #[serde(default)]
+    schema: Option<Value>,
+    #[serde(default)]
+    validators: Vec<ValidatorSpec>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+    #[serde(default)]
+    mode: ChainMode,
+}
+
+impl<'de> Deserialize<'de> for Validation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Table;
+        impl<'de> serde::de::Visitor<'de> for Table {
+            type Value = Validation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a validation chain: a table (schema, validators, rules, mode)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Validation, A::Error> {
+                ValidationFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Table)
+    }
 }
 
 impl Validation {
@@ -149,12 +186,15 @@ impl fmt::Display for Finding {
         };
         write!(
             f,
-            "{sev} [{} {}] {} {ctx}",
-            self.stage, self.rule, self.namespace
+            "{sev} [{} {}] {} {}",
+            self.stage,
+            crate::clip(&self.rule, 100),
+            self.namespace,
+            crate::clip(&ctx, 200)
         )?;
         if let Some(k) = &self.key {
-            write!(f, " {k}")?;
+            write!(f, " {}", crate::clip(k, 200))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", crate::clip(&self.message, 500))
     }
 }

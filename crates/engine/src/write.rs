@@ -24,8 +24,87 @@ impl Engine {
     pub fn commit(&self, caller: &Caller, changes: &ChangeSet) -> Result<CommitInfo> {
         let g = self.gate(caller);
         self.authorize_changes(&g, changes, Action::Write)?;
-        let sealed = self.seal_changes(&g, changes, false)?;
-        self.commit_validated(&g, &sealed, Action::Write, "commit")
+        self.seal_and_commit(&g, changes, false, Action::Write, "commit")
+    }
+
+    /// Seals a change set and commits it. When it needs a namespace's first
+    /// data key, the key is created only once everything that can refuse
+    /// the change set has passed on the state it will land on (planning,
+    /// validation): a refused request leaves no key behind. Sealing first
+    /// uses a throwaway key for that check, then the real key once stored.
+    fn seal_and_commit(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        trusted: bool,
+        action: Action,
+        operation: &str,
+    ) -> Result<CommitInfo> {
+        let (sealed, new_keys) = self.seal_changes(g, changes, trusted)?;
+        if new_keys.is_empty() {
+            return self.commit_validated(g, &sealed, action, operation);
+        }
+        if let Err(e) = self.precheck(&sealed) {
+            self.audit_refused(g, changes, action, operation, &e);
+            return Err(e);
+        }
+        for ns in &new_keys {
+            self.rotate_key_inner(g, ns, "first data key")?;
+        }
+        let (sealed, missing) = self.seal_changes(g, changes, trusted)?;
+        if !missing.is_empty() {
+            return Err(Error::storage("a data key created for this commit is gone"));
+        }
+        self.commit_validated(g, &sealed, action, operation)
+    }
+
+    /// What a commit of `changes` would refuse on the current state
+    /// (planning, preconditions, validation errors), writing nothing.
+    fn precheck(&self, changes: &ChangeSet) -> Result<()> {
+        let _shared = self.validator.lock.read();
+        let revision = self.store.revision()?;
+        let mut reader = crate::StoreReader {
+            store: &*self.store,
+            revision,
+        };
+        let plan =
+            confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())?;
+        let candidate = Candidate::with_plan(&*self.store, revision, &plan);
+        if self.validator.needed(&candidate, &plan)? {
+            let findings = self.validator.check_plan(&candidate, &plan)?;
+            if has_errors(&findings) {
+                return Err(Error::Validation { findings });
+            }
+        }
+        Ok(())
+    }
+
+    /// The audit record of a change set refused before it reached the store.
+    fn audit_refused(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+        error: &Error,
+    ) {
+        let error = match error.root() {
+            Error::Validation { findings } => {
+                format!("validation failed: {} findings", findings.len())
+            }
+            other => other.to_string(),
+        };
+        let refused = g
+            .entry(action, changes_resource(changes), Outcome::Failed)
+            .detail("operation", operation)
+            .detail("ops", describe_ops(changes))
+            .detail("error", error);
+        if let Err(w) = self
+            .store
+            .append_journal(journal_fn(&self.security, refused))
+        {
+            tracing::warn!(error = %w, "the audit record of a refused commit could not be written");
+        }
     }
 
     /// Validates a sealed change set against the state it will land on and
@@ -134,21 +213,9 @@ impl Engine {
                 self.validator.check_plan(&candidate, &plan)
             })?;
             if has_errors(&findings) {
-                let refused = g
-                    .entry(action, changes_resource(changes), Outcome::Failed)
-                    .detail("operation", operation)
-                    .detail("ops", describe_ops(changes))
-                    .detail(
-                        "error",
-                        format!("validation failed: {} findings", findings.len()),
-                    );
-                if let Err(w) = self
-                    .store
-                    .append_journal(journal_fn(&self.security, refused))
-                {
-                    tracing::warn!(error = %w, "the audit record of a refused commit could not be written");
-                }
-                return Err(Error::Validation { findings });
+                let e = Error::Validation { findings };
+                self.audit_refused(g, changes, action, operation, &e);
+                return Err(e);
             }
         }
         self.commit_sealed(g, changes, action, operation)
@@ -268,17 +335,26 @@ impl Engine {
         };
         let started = self.timings.start();
         let prepared = (|| {
-            let sealed = self.seal_changes(&g, changes, false)?;
+            let (sealed, new_keys) = self.seal_changes(&g, changes, false)?;
+            if !new_keys.is_empty() {
+                // A first data key: created only after the blocking path's
+                // precheck.
+                return Ok(None);
+            }
             let revision = self.store.revision()?;
             let check = if self.validator.may_need(&*self.store, revision, &sealed)? {
                 Some(self.check_fn())
             } else {
                 None
             };
-            Ok((sealed, check))
+            Ok(Some((sealed, check)))
         })();
         let (sealed, check) = match prepared {
-            Ok(p) => p,
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                drop(shared);
+                return Err(done);
+            }
             Err(e) => {
                 drop(shared);
                 done(Err(e));
@@ -402,12 +478,17 @@ impl Engine {
     /// Seals what a change set asks for (`secret`) and what the secret rule
     /// matches; refuses `$sealed` tables written by a user (`trusted` is
     /// for change sets the engine built from stored documents).
+    ///
+    /// Writes nothing: a namespace with no data key yet is sealed under a
+    /// throwaway key and returned in the set, for the caller to create its
+    /// key once nothing can refuse the change set, and seal again.
     pub(crate) fn seal_changes(
         &self,
         g: &Gate<'_>,
         changes: &ChangeSet,
         trusted: bool,
-    ) -> Result<ChangeSet> {
+    ) -> Result<(ChangeSet, std::collections::BTreeSet<NamespaceName>)> {
+        let mut probe = Probe::default();
         let mut out = changes.clone();
         if !g.caller.is_local() || out.author.is_empty() {
             out.author = g.caller.author();
@@ -436,7 +517,10 @@ impl Engine {
                     {
                         return Err(at(mask_written(&key.to_string())));
                     }
-                    self.with_data_key(g, namespace, |keyring| {
+                    if !trusted && document.contains_key(confstrata_core::doc::SEALED_MARKER_KEY) {
+                        return Err(at(sealed_by_user()));
+                    }
+                    self.with_data_key(&mut probe, namespace, |keyring| {
                         confstrata_crypto::seal_matching(
                             document,
                             keyring,
@@ -455,7 +539,13 @@ impl Engine {
                     secret,
                     ..
                 } => {
-                    if !trusted && contains_sealed(value) {
+                    if !trusted
+                        && (contains_sealed(value)
+                            || key
+                                .segments()
+                                .iter()
+                                .any(|s| s == confstrata_core::doc::SEALED_MARKER_KEY))
+                    {
                         return Err(at(sealed_by_user()));
                     }
                     if !trusted && contains_mask(value, &mask) {
@@ -474,7 +564,7 @@ impl Engine {
                     confstrata_core::doc::set(&mut doc, key, std::mem::take(value)).map_err(at)?;
                     let explicit = *secret;
                     let key_path = key.clone();
-                    self.with_data_key(g, namespace, |keyring| {
+                    self.with_data_key(&mut probe, namespace, |keyring| {
                         if explicit {
                             confstrata_crypto::seal_paths(
                                 &mut doc,
@@ -502,14 +592,14 @@ impl Engine {
                 Op::PutNamespace { .. } | Op::Unset { .. } | Op::Delete { .. } => {}
             }
         }
-        Ok(out)
+        Ok((out, probe.namespaces))
     }
 
-    /// Runs `f` with the keyring, creating the namespace's first data key
-    /// (stored, audited) if `f` needs one.
+    /// Runs `f` with the keyring; for a namespace with no data key yet,
+    /// with `probe`'s throwaway keyring instead (nothing is stored).
     fn with_data_key<T>(
         &self,
-        g: &Gate<'_>,
+        probe: &mut Probe,
         ns: &NamespaceName,
         mut f: impl FnMut(&confstrata_crypto::Keyring) -> confstrata_crypto::Result<T>,
     ) -> Result<T> {
@@ -524,13 +614,23 @@ impl Engine {
                 other => return other.map_err(crypto_error),
             }
         }
-        self.rotate_key_inner(g, ns, "first data key")?;
-        let keyring = self
-            .security
-            .keyring
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&keyring).map_err(crypto_error)
+        let throwaway = match &mut probe.keyring {
+            Some(k) => k,
+            none => none.insert(confstrata_crypto::Keyring::new(
+                confstrata_crypto::MasterKey::generate().map_err(crypto_error)?,
+            )),
+        };
+        if throwaway.current(ns).is_none() {
+            throwaway.rotate(ns).map_err(crypto_error)?;
+        }
+        match f(throwaway) {
+            // `f` needed no key after all.
+            Err(confstrata_crypto::Error::NoDataKey { .. }) => Err(Error::storage("no data key")),
+            other => {
+                probe.namespaces.insert(ns.clone());
+                other.map_err(crypto_error)
+            }
+        }
     }
 
     /// Checks a change set against the current state exactly as a commit
@@ -539,7 +639,7 @@ impl Engine {
     pub fn dry_run(&self, caller: &Caller, changes: &ChangeSet) -> Result<DryRun> {
         let g = self.gate(caller);
         self.authorize_changes(&g, changes, Action::Write)?;
-        let sealed = self.seal_changes(&g, changes, false)?;
+        let (sealed, _new_keys) = self.seal_changes(&g, changes, false)?;
         let revision = self.store.revision()?;
         let mut reader = crate::StoreReader {
             store: &*self.store,
@@ -650,11 +750,9 @@ impl Engine {
     ) -> Result<Option<CommitInfo>> {
         let g = self.gate(caller);
         match self.rollback_plan(caller, ns, layer, to, message)? {
-            Some(cs) => {
-                let cs = self.seal_changes(&g, &cs, true)?;
-                self.commit_validated(&g, &cs, Action::Publish, "rollback")
-                    .map(Some)
-            }
+            Some(cs) => self
+                .seal_and_commit(&g, &cs, true, Action::Publish, "rollback")
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -745,6 +843,14 @@ impl Engine {
             ops,
         }))
     }
+}
+
+/// What sealing needed that does not exist yet: the namespaces without a
+/// data key, and a throwaway keyring that sealed their values for checks.
+#[derive(Default)]
+struct Probe {
+    keyring: Option<confstrata_crypto::Keyring>,
+    namespaces: std::collections::BTreeSet<NamespaceName>,
 }
 
 fn sealed_by_user() -> Error {

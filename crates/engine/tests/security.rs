@@ -634,3 +634,102 @@ fn without_an_audit_record_nothing_is_committed_and_audited_reads_fail() {
     let v = engine.audit_verify(&admin).unwrap();
     assert!(v.records >= 3, "{v:?}");
 }
+
+/// Issue 12, item 2: a refused write changes nothing, not even the keyring.
+/// Every way a change set can be refused after it asked for a namespace's
+/// first data key leaves no key; only a committed one creates it.
+#[test]
+fn a_refused_write_leaves_no_data_key_behind() {
+    let w = world();
+    let keys = |w: &World| -> Vec<String> {
+        w.engine
+            .keys(&w.admin)
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect()
+    };
+    let before = keys(&w);
+    w.engine
+        .commit(
+            &w.admin,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "checked", "levels": ["defaults"],
+                    "validation": {"rules": [{"id": "small", "check": "cfg.n < 10"}]}}},
+                {"op": "put", "namespace": "checked", "layer": "defaults", "document": {"n": 1}},
+            ]})),
+        )
+        .unwrap();
+    let revision = w.engine.revision().unwrap();
+    let refused = [
+        // The namespace does not exist.
+        json!({"ops": [{"op": "set", "namespace": "nope", "layer": "defaults", "key": "a", "value": "s", "secret": true}]}),
+        // The secret rule seals `password` keys; the layer is outside the hierarchy.
+        json!({"ops": [{"op": "put", "namespace": "hidden", "layer": "env/x", "document": {"password": "p"}}]}),
+        // A precondition fails.
+        json!({"ops": [{"op": "set", "namespace": "hidden", "layer": "defaults", "key": "a", "value": "s", "secret": true, "expect_revision": 999}]}),
+        // Validation refuses the change set.
+        json!({"ops": [
+            {"op": "set", "namespace": "checked", "layer": "defaults", "key": "token", "value": "s", "secret": true},
+            {"op": "set", "namespace": "checked", "layer": "defaults", "key": "n", "value": 50},
+        ]}),
+    ];
+    for changes in refused {
+        let e = w.engine.commit(&w.admin, &cs(changes.clone())).unwrap_err();
+        assert_eq!(keys(&w), before, "{changes}: {e}");
+    }
+    // A dry run seals to show the diff but creates nothing either.
+    let d = w
+        .engine
+        .dry_run(
+            &w.admin,
+            &cs(json!({"ops": [{"op": "set", "namespace": "hidden", "layer": "defaults", "key": "a", "value": "s", "secret": true}]})),
+        )
+        .unwrap();
+    assert_eq!(d.layers.len(), 1);
+    assert_eq!(keys(&w), before);
+    assert_eq!(w.engine.revision().unwrap(), revision);
+    // The same write, accepted: its namespace's first key, and the value opens.
+    w.engine
+        .commit(
+            &w.admin,
+            &cs(json!({"ops": [{"op": "set", "namespace": "checked", "layer": "defaults", "key": "token", "value": "s3", "secret": true}]})),
+        )
+        .unwrap();
+    let after = keys(&w);
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    assert!(after.iter().any(|k| k == "checked#1"), "{after:?}");
+    let v = w
+        .engine
+        .resolve(
+            &w.admin,
+            &"checked".parse().unwrap(),
+            &Default::default(),
+            At::Latest,
+        )
+        .unwrap();
+    assert_eq!(v.document["token"], "s3");
+}
+
+/// Issue 12, item 5: a `$sealed` table is never taken from a user, at the
+/// top of a document, under a key, or through a key path.
+#[test]
+fn no_user_writes_a_sealed_table_at_any_depth() {
+    let w = world();
+    let sealed = json!({"v": 1, "kid": "pay#1", "nonce": "AAAA", "ct": "AAAA"});
+    for changes in [
+        json!({"ops": [{"op": "put", "namespace": "pay", "layer": "defaults", "document": {"$sealed": sealed}}]}),
+        json!({"ops": [{"op": "put", "namespace": "pay", "layer": "defaults", "document": {"a": {"$sealed": sealed}}}]}),
+        json!({"ops": [{"op": "set", "namespace": "pay", "layer": "defaults", "key": "a", "value": {"$sealed": sealed}}]}),
+        json!({"ops": [{"op": "set", "namespace": "pay", "layer": "defaults", "key": "a.$sealed", "value": sealed}]}),
+        json!({"ops": [{"op": "set", "namespace": "pay", "layer": "defaults", "key": "$sealed", "value": sealed}]}),
+        json!({"ops": [{"op": "put", "namespace": "pay", "layer": "defaults", "document": {"$delete": true}}]}),
+    ] {
+        let e = w.engine.commit(&w.admin, &cs(changes.clone())).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("$sealed") || text.contains("$delete"),
+            "{changes}: {text}"
+        );
+    }
+}

@@ -205,6 +205,9 @@ pub async fn serve(
         builder = builder.tls_config(config)?;
     }
     let server = builder
+        .layer(tower::util::MapResponseLayer::new(
+            status::oversize_is_resource_exhausted,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -19,7 +19,9 @@ pub(crate) fn field(e: FieldError) -> Status {
 /// Maps a model error; `field` names the request field the error is about
 /// when the error itself does not say.
 pub(crate) fn from_core(e: &Error, field: &str) -> Status {
-    let message = e.to_string();
+    // The message travels in a trailer too (`grpc-message`): bounded, like
+    // the details, whatever the error echoes.
+    let message = confstrata_core::clip(&e.to_string(), MAX_MESSAGE_BYTES).into_owned();
     let field = match e {
         // Which operation failed is the useful part for a change set.
         Error::Operation { index, .. } if field.starts_with("change_set") || field.is_empty() => {
@@ -117,38 +119,7 @@ pub(crate) fn from_core(e: &Error, field: &str) -> Status {
             ),
         ),
         Error::Unauthenticated { .. } => Status::unauthenticated(message),
-        Error::Validation { findings } => {
-            let mut details = ErrorDetails::with_error_info(
-                "VALIDATION_FAILED",
-                ERROR_DOMAIN,
-                HashMap::from([(
-                    "errors".to_owned(),
-                    findings
-                        .iter()
-                        .filter(|f| f.severity == confstrata_core::Severity::Error)
-                        .count()
-                        .to_string(),
-                )]),
-            );
-            for f in findings
-                .iter()
-                .filter(|f| f.severity == confstrata_core::Severity::Error)
-            {
-                let ctx: Vec<String> = f.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                details.add_bad_request_violation(
-                    format!(
-                        "{} {} {}",
-                        f.namespace,
-                        ctx.join(","),
-                        f.key.as_deref().unwrap_or("")
-                    )
-                    .trim_end()
-                    .to_owned(),
-                    f.to_string(),
-                );
-            }
-            Status::with_error_details(Code::InvalidArgument, message, details)
-        }
+        Error::Validation { findings } => validation_failed(findings, message),
         Error::PermissionDenied {
             action, resource, ..
         } => Status::with_error_details(
@@ -176,10 +147,90 @@ pub(crate) fn from_core(e: &Error, field: &str) -> Status {
     }
 }
 
+/// Most bytes of finding descriptions a refusal carries in its details.
+///
+/// Details travel in HTTP/2 trailers (`grpc-status-details-bin`, base64),
+/// which peers cap: gRPC C-core (Python, Ruby, PHP) starts refusing
+/// metadata over 8 KiB and always over 16 KiB, h2 (Rust) at 16 KiB. 3 KB of
+/// descriptions (and a message of at most 1 KB) stays under every cap with the message and the other
+/// trailers; the whole list is in the `DryRun`/`Validate` response bodies.
+pub(crate) const MAX_FINDING_BYTES: usize = 3000;
+
+/// Most bytes of a status message (`grpc-message`, percent-encoded).
+const MAX_MESSAGE_BYTES: usize = 1000;
+
+/// A commit refused by validation: INVALID_ARGUMENT with the first error
+/// findings that fit in [`MAX_FINDING_BYTES`] (at least one) as field
+/// violations, and an `ErrorInfo` with the total count (`errors`) and how
+/// many are attached (`reported`).
+fn validation_failed(findings: &[confstrata_core::Finding], message: String) -> Status {
+    let errors: Vec<&confstrata_core::Finding> = findings
+        .iter()
+        .filter(|f| f.severity == confstrata_core::Severity::Error)
+        .collect();
+    let mut violations = Vec::new();
+    let mut bytes = 0;
+    for f in &errors {
+        let ctx: Vec<String> = f.context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let field = confstrata_core::clip(
+            format!(
+                "{} {} {}",
+                f.namespace,
+                ctx.join(","),
+                f.key.as_deref().unwrap_or("")
+            )
+            .trim_end(),
+            200,
+        )
+        .into_owned();
+        let description = f.to_string();
+        bytes += field.len() + description.len();
+        if !violations.is_empty() && bytes > MAX_FINDING_BYTES {
+            break;
+        }
+        violations.push((field, description));
+    }
+    let mut details = ErrorDetails::with_error_info(
+        "VALIDATION_FAILED",
+        ERROR_DOMAIN,
+        HashMap::from([
+            ("errors".to_owned(), errors.len().to_string()),
+            ("reported".to_owned(), violations.len().to_string()),
+        ]),
+    );
+    for (field, description) in violations {
+        details.add_bad_request_violation(field, description);
+    }
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
 fn not_found(kind: &str, name: &str, message: &str) -> Status {
     Status::with_error_details(
         Code::NotFound,
         message.to_owned(),
         ErrorDetails::with_resource_info(kind, name, "", message),
     )
+}
+
+/// tonic refuses a request message over the size limit with OUT_OF_RANGE,
+/// which this API uses for revisions outside the readable range (a client
+/// would take it for a compacted revision); the answer is
+/// RESOURCE_EXHAUSTED, as for every other size limit. tonic makes that
+/// status before any handler runs, so it is rewritten on the way out.
+pub(crate) fn oversize_is_resource_exhausted<B>(
+    mut response: http::Response<B>,
+) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let oversize = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers.get("grpc-message").is_some_and(|m| {
+            let m = m.as_bytes();
+            m.windows(b"length%20too%20large".len())
+                .any(|w| w == b"length%20too%20large")
+                || m.windows(b"length too large".len())
+                    .any(|w| w == b"length too large")
+        });
+    if oversize {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
 }

@@ -57,6 +57,16 @@ fn missing(field: &str) -> FieldError {
     }
 }
 
+fn required_json(field: &str, hint: &str) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        error: Box::new(Error::invalid(
+            field,
+            format!("it is required and was empty or absent; {hint}"),
+        )),
+    }
+}
+
 /// A namespace name from a field.
 pub fn namespace_name(field: &str, text: &str) -> FieldResult<NamespaceName> {
     at_field(field, NamespaceName::parse(text))
@@ -91,7 +101,14 @@ pub fn key_path(field: &str, text: &str) -> FieldResult<KeyPath> {
 }
 
 /// A document from a JSON text field, checked against `limits` (size, depth).
+///
+/// The field is required: proto3 cannot tell an absent string from an
+/// empty one, and taking either as `{}` would let a client that forgot
+/// the field wipe a layer. An empty document is sent as `{}`.
 pub fn document(field: &str, json: &str, limits: &Limits) -> FieldResult<Document> {
+    if json.trim().is_empty() {
+        return Err(required_json(field, "an empty document is `{}`"));
+    }
     at_field(
         field,
         format::parse(json.as_bytes(), Format::Json, field, limits),
@@ -99,7 +116,14 @@ pub fn document(field: &str, json: &str, limits: &Limits) -> FieldResult<Documen
 }
 
 /// Any JSON value from a text field, checked for depth and size like a document.
+/// Required, like [`document`]: `null` is sent as `null`.
 pub fn value(field: &str, json: &str, limits: &Limits) -> FieldResult<Value> {
+    if json.trim().is_empty() {
+        return Err(required_json(
+            field,
+            "send JSON text such as `\"text\"`, `1` or `null`",
+        ));
+    }
     let wrapped = format!("{{\"value\": {json}}}");
     let mut doc = document(field, &wrapped, limits).map_err(|mut e| {
         // Report positions in the caller's text, not in the wrapper.

@@ -268,7 +268,43 @@ impl SchemaStage {
     }
 
     /// Validates `instance`; returns the schema findings and the validator findings.
+    ///
+    /// jsonschema recurses along the schema and the instance; both are
+    /// bounded when declared ([`MAX_SCHEMA_DEPTH`], [`MAX_REF_CHAIN`], the
+    /// document depth limit), and the check runs on a thread whose stack
+    /// is sized for that bound ([`SCHEMA_STACK_BYTES`]), whatever thread
+    /// asked: a store's writer, a blocking pool's thread, the CLI's main.
     pub(crate) fn run(&self, instance: &Value, context: &Context) -> (Vec<Finding>, Vec<Finding>) {
+        if ON_SCHEMA_STACK.with(std::cell::Cell::get) {
+            return self.run_here(instance, context);
+        }
+        let ran = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("confstrata-schema".into())
+                .stack_size(SCHEMA_STACK_BYTES)
+                .spawn_scoped(scope, || {
+                    ON_SCHEMA_STACK.with(|on| on.set(true));
+                    self.run_here(instance, context)
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|h| h.join().map_err(|_| "the schema check failed".to_owned()))
+        });
+        ran.unwrap_or_else(|reason| {
+            (
+                vec![Finding {
+                    stage: Stage::Schema,
+                    rule: "#".to_owned(),
+                    severity: Severity::Error,
+                    context: context.clone(),
+                    key: None,
+                    message: format!("the schema could not be checked: {reason}"),
+                }],
+                Vec::new(),
+            )
+        })
+    }
+
+    fn run_here(&self, instance: &Value, context: &Context) -> (Vec<Finding>, Vec<Finding>) {
         let mut schema = Vec::new();
         let mut validators = Vec::new();
         for err in self.validator.iter_errors(instance) {
@@ -434,6 +470,18 @@ struct Refs<'a> {
 
 /// Deepest nesting of subschemas accepted.
 const MAX_SCHEMA_DEPTH: usize = 128;
+
+/// Stack of the threads schemas are checked on. The declared bounds allow
+/// (document depth + 1) × ([`MAX_SCHEMA_DEPTH`] + [`MAX_REF_CHAIN`]) ≈ 8,500
+/// nested subschemas; jsonschema's frames for one are under 2 KiB even in
+/// a debug build, so 64 MiB leaves a wide margin (only the pages touched
+/// are ever committed).
+const SCHEMA_STACK_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// Whether this thread is one of ours with [`SCHEMA_STACK_BYTES`].
+    static ON_SCHEMA_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 fn walk<'a>(value: &'a Value, pointer: &str, embedded: bool, depth: usize, out: &mut Refs<'a>) {
     let Value::Object(map) = value else {
@@ -674,7 +722,59 @@ fn check_refs<'a>(
         }
     }
     check_cycles(&graph)?;
+    check_chains(&graph)?;
     Ok(reached)
+}
+
+/// Longest chain of subschemas applied to one instance (through `$ref`s
+/// and combinators) that a schema may have.
+///
+/// With [`MAX_SCHEMA_DEPTH`] and the document depth limit, this bounds how
+/// deep validation recurses, so a declaration that could overflow the
+/// stack of the thread that checks it is refused when it is declared.
+/// jsonschema recurses once (a few frames) per subschema in the chain.
+pub(crate) const MAX_REF_CHAIN: usize = 128;
+
+/// Refuses a chain of in-place subschemas longer than [`MAX_REF_CHAIN`]
+/// (the graph has no loops: [`check_cycles`] ran first). Iterative, so the
+/// check itself cannot overflow whatever the chain's length.
+fn check_chains(graph: &RefGraph<'_>) -> Result<(), RefError> {
+    let mut longest: BTreeMap<Node<'_>, usize> = BTreeMap::new();
+    for start in graph.edges.keys() {
+        if longest.contains_key(start) {
+            continue;
+        }
+        let mut stack: Vec<(Node<'_>, Vec<Node<'_>>, usize)> =
+            vec![(start.clone(), in_place(graph, start), 0)];
+        while let Some((node, pending, best)) = stack.last_mut() {
+            if let Some(next) = pending.pop() {
+                match longest.get(&next) {
+                    Some(len) => *best = (*best).max(len + 1),
+                    None => {
+                        let succ = in_place(graph, &next);
+                        stack.push((next, succ, 0));
+                    }
+                }
+                continue;
+            }
+            let (node, len) = (node.clone(), *best);
+            stack.pop();
+            if len > MAX_REF_CHAIN {
+                return Err(RefGraph::error(
+                    node.0,
+                    format!(
+                        "$ref chain from {} is {len} subschemas long; the limit is {MAX_REF_CHAIN} (validation recurses once per link): shorten it",
+                        show(&node)
+                    ),
+                ));
+            }
+            if let Some((_, _, parent)) = stack.last_mut() {
+                *parent = (*parent).max(len + 1);
+            }
+            longest.insert(node, len);
+        }
+    }
+    Ok(())
 }
 
 /// The subschemas applied to the same instance as the one at `node`

@@ -264,7 +264,7 @@ fn a_layer_section_is_the_section_of_the_layer() {
         "n": 1.5,
         "s": "text with \"quotes\"",
         "empty": {},
-        "sealed": {"$sealed": "x"},
+        "sealed": {"$sealed": {"v": 1}},
     });
     store
         .commit(&cs(json!({"ops": [

@@ -100,7 +100,10 @@ impl Server {
         assert!(kill.success());
         let status = self.child.wait().unwrap();
         assert!(status.success(), "serve exited with {status}");
-        let rest: Vec<String> = self.log.try_iter().collect();
+        // The reader thread forwards lines until it reads the end of the
+        // pipe, then drops its sender: `iter` waits for that, so no line
+        // the server wrote before exiting is missed (`try_iter` raced it).
+        let rest: Vec<String> = self.log.iter().collect();
         assert!(
             rest.iter().any(|l| l.contains("SIGTERM received")),
             "{rest:?}"
@@ -474,10 +477,10 @@ fn remote_mode_prints_what_local_mode_prints() {
         &["apply", "-f", bad],
         &["apply", "-f", bad, "--dry-run"],
     ] {
+        // A refused commit, `validate -f` and `apply --dry-run` of the same
+        // bad change agree: exit 6.
         let r = same(&local, &remote, args);
-        if args[0] == "apply" && args.len() == 3 || args[0] == "validate" {
-            assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
-        }
+        assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
     }
 
     // Export writes the same files.
@@ -596,4 +599,70 @@ fn stats_show_a_servers_stage_timings_and_cache() {
     ]);
     assert_eq!(bad.code, 1, "{}", bad.stderr);
     assert!(bad.stderr.contains("--section"), "{}", bad.stderr);
+}
+
+/// Issue 12, item 3: a refusal with 10,000 findings reaches the CLI from a
+/// server (it used to be `INTERNAL: h2 protocol error`, exit 1): exit 6,
+/// the first findings, and how many more there are, as locally.
+#[test]
+fn a_refusal_with_ten_thousand_findings_reaches_the_cli() {
+    let server = Server::start();
+    let remote = Remote {
+        server: &server,
+        cwd: tempfile::tempdir().unwrap(),
+    };
+    let local = Env::new();
+    let values: Vec<String> = (0..200).map(|i| format!("\"v{i}\"")).collect();
+    let plain = format!(
+        "name = \"many\"\nlevels = [\"defaults\", \"k/{{k}}\"]\n[matrix]\nk = [{}]\n",
+        values.join(", ")
+    );
+    let rules: String = (0..50)
+        .map(|i| format!("\n[[validation.rules]]\nid = \"r{i}\"\ncheck = \"cfg.n > 1\"\nmessage = \"n is too small\"\n"))
+        .collect();
+    let spec = local.write("many.toml", plain.as_bytes());
+    let checked = local.write("many-checked.toml", format!("{plain}{rules}").as_bytes());
+    let layer = local.write("n.toml", b"n = 1\n");
+    let run_both = |args: &[&str]| (local.run(args), remote.run(args));
+    for args in [
+        &["ns", "create", "-f", spec.as_str()][..],
+        &["put", "many", "defaults", "-f", layer.as_str()],
+    ] {
+        let (l, r) = run_both(args);
+        assert_eq!(
+            (l.code, r.code),
+            (0, 0),
+            "{args:?}: {}{}",
+            l.stderr,
+            r.stderr
+        );
+    }
+    let (l, r) = run_both(&["ns", "create", "-f", checked.as_str(), "--replace"]);
+    for (mode, run) in [("local", &l), ("remote", &r)] {
+        assert_eq!(run.code, 6, "{mode}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("validation failed with 10000 errors"),
+            "{mode}: {}",
+            run.stderr
+        );
+        let listed = run
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("  error "))
+            .count();
+        assert!(
+            (1..=20).contains(&listed),
+            "{mode}: {listed} findings listed"
+        );
+        assert!(
+            run.stderr
+                .contains(&format!("… and {} more errors", 10_000 - listed)),
+            "{mode}: {}",
+            run.stderr
+        );
+    }
+    // Nothing was declared: the namespace has no chain.
+    let (l, r) = run_both(&["validate", "many"]);
+    assert_eq!((l.code, r.code), (0, 0), "{}{}", l.stderr, r.stderr);
+    server.stop();
 }

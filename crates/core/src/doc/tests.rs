@@ -62,3 +62,49 @@ fn leaves_lists_every_leaf() {
     let l: Vec<String> = leaves(&d).iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(l, ["a.b", "a.c", "d", "e"]);
 }
+
+#[test]
+fn reserved_tables_are_refused_or_interpreted_alike_at_every_depth() {
+    let limits = Limits::default();
+    let refused = [
+        // At the top a marker can mean nothing.
+        (json!({"$sealed": {"v": 1}}), "top of a document"),
+        (json!({"$delete": true}), "top of a document"),
+        (json!({"$delete": true, "a": 1}), "top of a document"),
+        // Under a key it must be the table's only key, of the right shape.
+        (json!({"a": {"$sealed": {"v": 1}, "b": 1}}), "only key"),
+        (json!({"a": {"b": {"$delete": true, "c": 1}}}), "only key"),
+        (json!({"a": {"$delete": 1}}), "delete marker is"),
+        (json!({"a": {"$sealed": "x"}}), "reserved for sealed values"),
+        (json!({"a": [{"$delete": false}]}), "delete marker is"),
+    ];
+    for (d, want) in refused {
+        let e = check_document("layer t", &doc(d.clone()), &limits).unwrap_err();
+        assert!(e.to_string().contains(want), "{d}: {e}");
+    }
+    check_document("layer t", &doc(json!({"a": {"$delete": true}})), &limits).unwrap();
+    check_document(
+        "layer t",
+        &doc(json!({"a": {"$sealed": {"v": 1}}})),
+        &limits,
+    )
+    .unwrap();
+    check_document("layer t", &doc(json!({"$other": 1})), &limits).unwrap();
+}
+
+#[test]
+fn dot_and_dot_dot_are_not_keys() {
+    let limits = Limits::default();
+    for d in [
+        json!({"..": 1}),
+        json!({"a": {".": 1}}),
+        json!({"a": [{"..": 1}]}),
+    ] {
+        let e = check_document("layer t", &doc(d.clone()), &limits).unwrap_err();
+        assert!(e.to_string().contains("not allowed"), "{d}: {e}");
+    }
+    assert!(crate::KeyPath::parse("a.\"..\"").is_err());
+    assert!(crate::KeyPath::parse("\".\"").is_err());
+    assert!(crate::KeyPath::from_segments(["a", ".."]).is_err());
+    check_document("layer t", &doc(json!({"...": 1, ".a": 2})), &limits).unwrap();
+}

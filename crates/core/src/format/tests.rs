@@ -106,3 +106,36 @@ fn toml_output_refuses_null() {
         .to_string();
     assert!(e.contains("null at a.b"), "{e}");
 }
+
+#[test]
+fn a_key_twice_in_one_table_is_refused_in_every_format_with_its_line() {
+    // TOML's parser refuses it itself; JSON and YAML parsers keep the last.
+    let cases: [(&str, Format, usize); 5] = [
+        ("{\"a\": 1,\n \"a\": 2}", Format::Json, 2),
+        ("{\"db\": {\"port\": 1,\n\n \"port\": 2}}", Format::Json, 3),
+        ("a: 1\nb:\n  c: 1\n  c: 2\n", Format::Yaml, 4),
+        ("a: 1\na: 2\n", Format::Yaml, 2),
+        ("a = 1\na = 2\n", Format::Toml, 2),
+    ];
+    for (text, format, line) in cases {
+        let e = p(text, format).unwrap_err();
+        let Error::Parse { line: l, .. } = &e else {
+            panic!("{text:?}: {e:?}");
+        };
+        assert_eq!(*l, Some(line), "{text:?}: {e}");
+        if format != Format::Toml {
+            assert!(e.to_string().contains("occurs twice"), "{e}");
+        }
+    }
+    // The same key in two tables is fine.
+    p("{\"a\": {\"x\": 1}, \"b\": {\"x\": 2}}", Format::Json).unwrap();
+    p("a:\n  x: 1\nb:\n  x: 2\n", Format::Yaml).unwrap();
+    p("[{\"x\": 1}, {\"x\": 2}]", Format::Json).unwrap_err(); // not a table, but no panic
+}
+
+#[test]
+fn errors_never_echo_a_whole_long_input() {
+    let long = "x".repeat(5000);
+    let e = p(&format!("{{\"a\": {long}}}"), Format::Json).unwrap_err();
+    assert!(e.to_string().len() < 1200, "{}", e.to_string().len());
+}

@@ -126,3 +126,17 @@ fn bad_specs_are_rejected() {
 fn matrix_contexts_is_the_product() {
     assert_eq!(webshop().matrix_contexts().len(), 6);
 }
+
+#[test]
+fn only_a_table_is_a_validation_chain() {
+    use crate::validation::Validation;
+    for text in ["[]", "[null]", "null", "\"x\"", "1", "true"] {
+        let e = serde_json::from_str::<Validation>(text).unwrap_err();
+        assert!(e.to_string().contains("a table"), "{text}: {e}");
+    }
+    assert!(serde_json::from_str::<Validation>("{}").unwrap().is_empty());
+    assert!(serde_json::from_str::<Validation>("{\"rulez\": []}").is_err());
+    let v: Validation =
+        serde_json::from_str("{\"rules\": [{\"id\": \"a\", \"check\": \"true\"}]}").unwrap();
+    assert_eq!(v.rules.len(), 1);
+}

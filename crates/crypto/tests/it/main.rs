@@ -85,7 +85,11 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn key_path() -> impl Strategy<Value = KeyPath> {
+    // `.` and `..` are not keys (issue 12).
     prop::collection::vec("[^\\p{Cc}]{1,12}", 1..5)
+        .prop_filter("a key is not . or ..", |segs| {
+            segs.iter().all(|s| s != "." && s != "..")
+        })
         .prop_map(|segs| KeyPath::from_segments(segs).unwrap())
 }
 

@@ -94,6 +94,43 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
             None,
             "over the limit",
         ),
+        // proto3 has no presence: no document is not an empty document.
+        (
+            put("defaults", "", None),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "required",
+        ),
+        (
+            put("defaults", "  ", None),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "required",
+        ),
+        (
+            put("defaults", r#"{"$sealed": {"v": 1, "kid": "web#1"}}"#, None),
+            Code::InvalidArgument,
+            None,
+            "top of a document",
+        ),
+        (
+            put("defaults", r#"{"$delete": true}"#, None),
+            Code::InvalidArgument,
+            None,
+            "top of a document",
+        ),
+        (
+            put("defaults", "{\"a\": 1,\n\"a\": 2}", None),
+            Code::InvalidArgument,
+            Some("document_json"),
+            "line 2",
+        ),
+        (
+            put("defaults", r#"{"a": {"..": 1}}"#, None),
+            Code::InvalidArgument,
+            None,
+            "not allowed",
+        ),
         (
             put("defaults", "{}", Some(7)),
             Code::Aborted,
@@ -377,5 +414,166 @@ async fn malformed_bodies_are_invalid_argument_and_the_server_goes_on() {
         );
     }
     assert_eq!(s.snapshot().await, before);
+    s.stop().await;
+}
+
+/// Issue 12, item 4: every JSON field a write needs is required, in every
+/// request that carries one (proto3 cannot tell absent from empty).
+#[tokio::test]
+async fn an_absent_json_field_is_refused_not_taken_as_empty() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let before = s.snapshot().await;
+    let e = s
+        .client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            entries: vec![v1::KeyValue {
+                key: "a".into(),
+                value_json: String::new(),
+                secret: false,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field_of(&e).as_deref()),
+        (Code::InvalidArgument, Some("entries[0].value_json")),
+        "{e:?}"
+    );
+    for op in [
+        json!({"put": {"namespace": "web", "layer": "defaults", "document_json": ""}}),
+        json!({"set": {"namespace": "web", "layer": "defaults", "key": "a", "value_json": ""}}),
+    ] {
+        let e = s
+            .client
+            .commit(v1::CommitRequest {
+                change_set: Some(change_set(json!([op.clone()]))),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{op}: {e:?}");
+        assert!(
+            field_of(&e)
+                .is_some_and(|f| f.starts_with("change_set.ops[0].") && f.ends_with("_json")),
+            "{op}: {e:?}"
+        );
+    }
+    // `validation_json` is absent (no chain) or an object, nothing else.
+    for bad in ["[]", "null", "\"x\"", "[{}]"] {
+        let e = s
+            .client
+            .create_namespace(v1::CreateNamespaceRequest {
+                spec: Some(v1::NamespaceSpec {
+                    name: "v".into(),
+                    levels: vec!["defaults".into()],
+                    validation_json: bad.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), field_of(&e).as_deref()),
+            (Code::InvalidArgument, Some("spec.validation_json")),
+            "{bad}: {e:?}"
+        );
+    }
+    assert_eq!(s.snapshot().await, before);
+    s.stop().await;
+}
+
+/// Issue 12, item 9: a request message over the size limit is
+/// RESOURCE_EXHAUSTED like every other size limit, not OUT_OF_RANGE (which
+/// means a revision outside the readable range here).
+#[tokio::test]
+async fn an_oversize_message_is_resource_exhausted() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let limit = confstrata_grpc_api::ServeOptions::default().max_message_bytes;
+    let e = s
+        .client
+        .put_layer(v1::PutLayerRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            document_json: format!("{{\"a\": \"{}\"}}", "x".repeat(limit + 10)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // The server goes on serving.
+    s.snapshot().await;
+    s.stop().await;
+}
+
+/// Issue 12, item 3: a refusal with 10,000 findings reaches the caller as
+/// INVALID_ARGUMENT with the first findings and the total count, within
+/// what peers accept in trailers; DryRun returns every one.
+#[tokio::test]
+async fn a_refusal_with_ten_thousand_findings_reaches_the_caller() {
+    let mut s = Server::start().await;
+    let values: Vec<String> = (0..200).map(|i| format!("v{i}")).collect();
+    let spec = |validation: Option<serde_json::Value>| {
+        let mut spec = json!({"name": "many", "levels": ["defaults", "k/{k}"],
+            "matrix": {"k": {"values": values}}});
+        if let Some(v) = validation {
+            spec["validation"] = v;
+        }
+        spec
+    };
+    s.client
+        .commit(v1::CommitRequest {
+            change_set: Some(change_set(json!([
+                {"put_namespace": {"spec": spec(None)}},
+                {"put": {"namespace": "many", "layer": "defaults", "document_json": "{\"n\": 1}"}},
+            ]))),
+        })
+        .await
+        .unwrap();
+    let rules: Vec<serde_json::Value> = (0..50)
+        .map(|i| json!({"id": format!("r{i}"), "check": "cfg.n > 1", "message": format!("n is too small {}", "x".repeat(300))}))
+        .collect();
+    let declare = change_set(json!([
+        {"put_namespace": {"spec": spec(Some(json!({"rules": rules})))}},
+    ]));
+    let dry = s
+        .client
+        .dry_run(v1::DryRunRequest {
+            change_set: Some(declare.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dry.findings.len(), 10_000);
+    let e = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(declare),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert_eq!(info_of(&e, "errors").as_deref(), Some("10000"));
+    let reported: usize = info_of(&e, "reported").unwrap().parse().unwrap();
+    let violations = e.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations.len(), reported);
+    assert!((1..10_000).contains(&reported), "{reported}");
+    assert!(
+        e.details().len() < 6_000,
+        "{} bytes of details",
+        e.details().len()
+    );
+    assert!(
+        e.message().len() <= 1_100,
+        "{} bytes of message",
+        e.message().len()
+    );
+    // The Rust client keeps the count.
+    let ce = confstrata_client::Error::from(e);
+    assert_eq!(ce.error_count(), Some(10_000));
     s.stop().await;
 }

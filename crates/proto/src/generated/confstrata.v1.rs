@@ -332,7 +332,7 @@ pub struct PutLayerOp {
     /// The layer path.
     #[prost(string, tag = "2")]
     pub layer: ::prost::alloc::string::String,
-    /// The new document, a JSON object.
+    /// Required: the new document, a JSON object (`{}` for an empty one).
     #[prost(string, tag = "3")]
     pub document_json: ::prost::alloc::string::String,
 }
@@ -348,7 +348,7 @@ pub struct SetKeyOp {
     /// The key path, e.g. "db.pool.max".
     #[prost(string, tag = "3")]
     pub key: ::prost::alloc::string::String,
-    /// The value, as JSON (e.g. "50", ""text"", "\[1,2\]").
+    /// Required: the value, as JSON (e.g. "50", ""text"", "\[1,2\]", "null").
     #[prost(string, tag = "4")]
     pub value_json: ::prost::alloc::string::String,
     /// Seal the value: stored encrypted, shown only to callers allowed to read
@@ -2177,7 +2177,7 @@ pub struct PutLayerRequest {
     /// The layer path.
     #[prost(string, tag = "2")]
     pub layer: ::prost::alloc::string::String,
-    /// The new document, a JSON object.
+    /// Required: the new document, a JSON object (`{}` for an empty one).
     #[prost(string, tag = "3")]
     pub document_json: ::prost::alloc::string::String,
     /// Precondition on the layer's revision (0: must not exist).
@@ -2203,7 +2203,7 @@ pub struct KeyValue {
     /// The key path.
     #[prost(string, tag = "1")]
     pub key: ::prost::alloc::string::String,
-    /// The value as JSON.
+    /// Required: the value as JSON (`null` for null).
     #[prost(string, tag = "2")]
     pub value_json: ::prost::alloc::string::String,
     /// Seal the value (see SetKeyOp.secret).

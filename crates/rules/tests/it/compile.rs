@@ -299,3 +299,59 @@ fn empty_and_non_empty() {
     assert!(!compile(json!({"schema": true})).is_empty());
     assert!(!compile(json!({"rules": [{"id": "r", "check": "true"}]})).is_empty());
 }
+
+/// A `$ref` chain one link per `$defs` entry, `n` long, ending at a type.
+fn ref_chain(n: usize) -> serde_json::Value {
+    let mut defs = serde_json::Map::new();
+    for i in 0..n {
+        defs.insert(
+            format!("a{i}"),
+            json!({"$ref": format!("#/$defs/a{}", i + 1)}),
+        );
+    }
+    defs.insert(format!("a{n}"), json!({"type": "object"}));
+    json!({"schema": {"$defs": defs, "$ref": "#/$defs/a0"}})
+}
+
+/// Issue 12, item 1: a schema whose validation would recurse deeper than
+/// the bound is refused when declared (it used to be accepted, then
+/// overflow the stack of the thread that checked the next commit).
+#[test]
+fn a_ref_chain_longer_than_the_bound_is_refused_when_declared() {
+    for n in [200, 20_000] {
+        refused(ref_chain(n), &["$ref chain from #", "the limit is 128"]);
+    }
+    // Through combinators too.
+    let mut defs = serde_json::Map::new();
+    for i in 0..300 {
+        defs.insert(
+            format!("a{i}"),
+            json!({"allOf": [{"$ref": format!("#/$defs/a{}", i + 1)}]}),
+        );
+    }
+    defs.insert("a300".into(), json!({}));
+    refused(
+        json!({"schema": {"$defs": defs, "$ref": "#/$defs/a0"}}),
+        &["$ref chain"],
+    );
+}
+
+/// At the bound, the chain compiles and checks on any thread, even one
+/// with a small stack (as a store's writer or a pool thread may have).
+#[test]
+fn a_ref_chain_at_the_bound_checks_on_a_small_stack() {
+    let compiled = compile(ref_chain(120));
+    let findings = std::thread::Builder::new()
+        .stack_size(64 << 10)
+        .spawn(move || {
+            compiled.check(
+                &crate::ctx("env=prod"),
+                &crate::doc(json!({"a": 1})),
+                &crate::NoLookup,
+            )
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+}
