@@ -74,6 +74,12 @@ fn rule(i: usize) -> Value {
 }
 
 fn setup() -> (Compiled, Document, Context) {
+    chain(RULES, true)
+}
+
+/// The bench document, and a chain of its schema (when `schema`) and the
+/// first `rules` rules.
+fn chain(rules: usize, schema: bool) -> (Compiled, Document, Context) {
     let mut properties = Map::new();
     let mut document = Map::new();
     for i in 0..PROPERTIES {
@@ -86,13 +92,16 @@ fn setup() -> (Compiled, Document, Context) {
         json!({"$ref": "confstrata:positive-integer"}),
     );
     document.insert("replicas".into(), json!(3));
-    let validation: Validation = serde_json::from_value(json!({
-        "schema": {"type": "object", "properties": properties, "required": ["replicas"]},
+    let mut declared = json!({
         "validators": [{"name": "is_power_of_two", "body": "value > 0 && (value & (value - 1)) == 0"}],
-        "rules": (0..RULES).map(rule).collect::<Vec<_>>(),
+        "rules": (0..rules).map(rule).collect::<Vec<_>>(),
         "mode": "collect-all"
-    }))
-    .unwrap();
+    });
+    if schema {
+        declared["schema"] =
+            json!({"type": "object", "properties": properties, "required": ["replicas"]});
+    }
+    let validation: Validation = serde_json::from_value(declared).unwrap();
     let ns = NamespaceName::parse("bench").unwrap();
     let compiled = Compiled::compile(&ns, &validation, &Limits::default()).unwrap();
     let ctx = confstrata_core::parse_context("env=prod,region=eu").unwrap();
@@ -130,5 +139,26 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// What one context × rule costs (issue 12's validation budget is spent
+/// in these units): the same document checked by chains of 1, 10 and 50
+/// rules and no schema, and by the schema alone (which runs on a thread
+/// with a stack sized for the declared bounds).
+fn per_context_and_rule(c: &mut Criterion) {
+    let mut g = c.benchmark_group("context x rule");
+    for (rules, schema) in [(1usize, false), (10, false), (50, false), (0, true)] {
+        let (compiled, document, ctx) = chain(rules, schema);
+        assert!(compiled.check(&ctx, &document, &NoOther).is_empty());
+        let name = if schema {
+            "the 50-property schema alone, one context".to_owned()
+        } else {
+            format!("{rules} rules, one context")
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(compiled.check(&ctx, &document, &NoOther)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, per_context_and_rule);
 criterion_main!(benches);

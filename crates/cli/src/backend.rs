@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 pub(crate) enum Backend {
     /// The embedded store in a data directory.
     Local {
-        /// The engine over it.
-        engine: Engine,
+        /// The engine over it (boxed: the variants stay close in size).
+        engine: Box<Engine>,
         /// The local operating-system user, who acts with admin rights.
         caller: Caller,
         /// Where it lives.
@@ -43,7 +43,7 @@ impl Backend {
         let engine = Engine::open(&data_dir)
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         Ok(Backend::Local {
-            engine,
+            engine: Box::new(engine),
             caller: Caller::local_user().with_author(author),
             data_dir,
         })

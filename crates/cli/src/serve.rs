@@ -49,6 +49,9 @@ pub(crate) struct Settings {
     cache_max_views: usize,
     /// ...and about this many bytes (least recently used views go first).
     cache_max_bytes: usize,
+    /// Longest a commit's (or a declaration's, or `validate`'s) whole
+    /// validation may take, in milliseconds; past it the change is refused.
+    validation_budget_ms: u64,
 }
 
 impl Default for Settings {
@@ -70,6 +73,10 @@ impl Default for Settings {
             tls_client_ca_file: None,
             cache_max_views: confstrata_engine::Budget::default().max_entries,
             cache_max_bytes: confstrata_engine::Budget::default().max_bytes,
+            validation_budget_ms: u64::try_from(
+                confstrata_engine::DEFAULT_VALIDATION_BUDGET.as_millis(),
+            )
+            .unwrap_or(u64::MAX),
         }
     }
 }
@@ -111,6 +118,7 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "tls_client_ca_file",
             "cache_max_views",
             "cache_max_bytes",
+            "validation_budget_ms",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -191,6 +199,9 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
                 max_entries: settings.cache_max_views,
                 max_bytes: settings.cache_max_bytes,
             },
+            validation_budget: Some(std::time::Duration::from_millis(
+                settings.validation_budget_ms,
+            )),
         },
     )
     .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;

@@ -41,7 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use confstrata_access::{AuditEntry, Outcome};
+use confstrata_access::Outcome;
 use confstrata_core::serde_json::Value;
 use confstrata_core::{
     At, Context, DiffEntry, Document, Error, Explanation, KeyPath, LayerInput, LayerPath,
@@ -52,7 +52,9 @@ use confstrata_crypto::MasterKey;
 use serde::Serialize;
 
 mod admin;
+mod auth_failures;
 mod incremental;
+mod locks;
 mod security;
 mod validate;
 mod write;
@@ -65,7 +67,7 @@ pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_cache::{ViewCache, ViewKey};
 use confstrata_core::timing::{Stage, Timings as _};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
-pub use validate::LIBRARY_NAMESPACE;
+pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
 
 /// The built-in schema library (`"$ref": "confstrata:<name>"`): name → schema.
 pub fn schema_library() -> &'static BTreeMap<String, Value> {
@@ -84,6 +86,8 @@ pub struct Engine {
     policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
     security: Arc<Security>,
     validator: Arc<validate::Validator>,
+    /// Failed authentications, counted per source (`auth_failures`).
+    auth_failures: Arc<auth_failures::AuthFailures>,
     views: Arc<ViewCache<CachedView>>,
     /// What recent commits changed, per namespace, for rebuilding stale
     /// views (`incremental`).
@@ -505,6 +509,9 @@ pub struct OpenOptions {
     pub audit_reads: bool,
     /// What the resolved-view cache may hold.
     pub cache: Budget,
+    /// Longest a whole validation may take (a commit's, a declaration's,
+    /// a dry run's, `validate`'s); `None`: [`DEFAULT_VALIDATION_BUDGET`].
+    pub validation_budget: Option<std::time::Duration>,
 }
 
 /// The name of the master key file inside a data directory.
@@ -532,12 +539,16 @@ impl Engine {
     ) -> Result<Self> {
         let timings = Arc::new(StageTimings::new());
         store.set_timings(Arc::clone(&timings) as Arc<dyn confstrata_core::timing::Timings>);
-        let security = Security::load(&*store, options)?;
+        let security = Arc::new(Security::load(&*store, options)?);
         Ok(Engine {
+            auth_failures: Arc::new(auth_failures::AuthFailures::new(
+                Arc::clone(&store),
+                Arc::clone(&security),
+            )),
             store,
             observers: Arc::default(),
             policy_observers: Arc::default(),
-            security: Arc::new(security),
+            security,
             validator: Arc::default(),
             views: Arc::new(ViewCache::with_budget(cache)),
             changes: Arc::default(),
@@ -593,10 +604,11 @@ impl Engine {
         };
         let mut security = SecurityOptions::new(key);
         security.audit_reads = options.audit_reads;
-        Ok((
-            Self::with_cache(Arc::new(store), security, options.cache)?,
-            source,
-        ))
+        let engine = Self::with_cache(Arc::new(store), security, options.cache)?;
+        if let Some(budget) = options.validation_budget {
+            engine.set_validation_budget(budget);
+        }
+        Ok((engine, source))
     }
 
     /// Registers a function called with the new revision after every commit
@@ -649,29 +661,31 @@ impl Engine {
     }
 
     /// Authenticates a request by its `Authorization` header value
-    /// (`Bearer cst_...`). A failure is audited (without the token).
+    /// (`Bearer cst_...`). A failure is audited (without the token), as
+    /// from the source `unknown`: see [`Engine::authenticate_from`].
     pub fn authenticate(&self, authorization: Option<&str>, request_id: &str) -> Result<Caller> {
+        self.authenticate_from(authorization, request_id, "unknown")
+    }
+
+    /// [`Engine::authenticate`] for a request from `source` (a client's
+    /// address). Failures are audited per source without letting a caller
+    /// fill the disk: the first in a minute is a record at once, the rest
+    /// of that minute become one record with their count (written when the
+    /// source fails again after the minute, or when the engine is dropped).
+    pub fn authenticate_from(
+        &self,
+        authorization: Option<&str>,
+        request_id: &str,
+        source: &str,
+    ) -> Result<Caller> {
         let checked = self.timed(Stage::Authenticate, || {
             self.security.authenticate(authorization)
         });
         match checked {
             Ok(c) => Ok(c.with_request_id(request_id)),
             Err(e) => {
-                let entry = AuditEntry::new(
-                    Timestamp::now(),
-                    None,
-                    Action::Read,
-                    Resource::everything(),
-                    Outcome::Unauthenticated,
-                )
-                .request_id(request_id)
-                .detail("reason", e.to_string());
-                if let Err(w) = self
-                    .store
-                    .append_journal(security::journal_fn(&self.security, entry))
-                {
-                    tracing::warn!(error = %w, "the audit record of a failed authentication could not be written");
-                }
+                self.auth_failures
+                    .failed(source, request_id, &e.to_string());
                 Err(e)
             }
         }
@@ -689,6 +703,22 @@ impl Engine {
         })
         .ok()
         .map(|c| c.with_request_id(request_id))
+    }
+
+    /// Sets the longest a whole validation may take from now on (a
+    /// commit's, a declaration's, a dry run's, `validate`'s): a check still
+    /// running then stops, and the change is refused with a finding that
+    /// names the slowest rule and context.
+    pub fn set_validation_budget(&self, budget: std::time::Duration) {
+        self.validator.set_budget(budget);
+    }
+
+    /// Calls `hook` before each commit's validation, from the committing
+    /// thread, with the commit's locks held (`None` removes it). For tests
+    /// that must hold a commit inside its validation to see what waits.
+    #[doc(hidden)]
+    pub fn set_validation_hook(&self, hook: Option<validate::ValidationHook>) {
+        self.validator.set_hook(hook);
     }
 
     /// Checks that a caller's credentials still hold (its token was not

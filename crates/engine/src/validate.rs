@@ -11,10 +11,12 @@
 //! - Rules see sealed values as `"<sealed>"`: a finding can never carry a
 //!   secret, and schemas still see a string.
 //! - Chains are compiled once per declaration and cached.
-//! - A commit that may need validation holds the engine's validation lock
-//!   for writing from the check to the commit, so nothing another commit
-//!   writes can slip in between: the committed state is the validated one.
-//!   Commits that touch no chain hold it for reading and keep group commit.
+//! - A commit that may need validation holds exclusive locks on every
+//!   namespace the check reads or writes (`locks`) from the check to the
+//!   commit, so nothing another commit writes can slip in between: the
+//!   committed state is the validated one. Commits that touch no chain hold
+//!   shared locks on what they write and keep group commit; unrelated
+//!   namespaces never wait for a validation.
 //! - The user library (schema entries and global validators shared by every
 //!   namespace) is the validation chain declared on the reserved namespace
 //!   [`LIBRARY_NAMESPACE`]: versioned like any declaration. A change to it is
@@ -45,11 +47,25 @@ struct Index {
     chained: std::collections::HashSet<NamespaceName>,
     /// Referenced namespace → the namespaces whose rules read it.
     readers: HashMap<NamespaceName, BTreeSet<NamespaceName>>,
+    /// Namespace with a chain → the namespaces its rules read.
+    reads: HashMap<NamespaceName, BTreeSet<NamespaceName>>,
+}
+
+/// What a change set's commit must hold while it is checked and committed
+/// (see `locks`).
+pub(crate) enum Scope {
+    /// It changes the validation library, which every chain reads: it
+    /// holds the validation lock alone.
+    Everything,
+    /// These namespaces; `validated` when some chain must run.
+    Namespaces {
+        want: crate::locks::Want,
+        validated: bool,
+    },
 }
 
 /// Compiled chains by namespace and declaration, and which namespaces read
 /// which (for cross-namespace rules).
-#[derive(Default)]
 pub(crate) struct Validator {
     compiled: Mutex<HashMap<(NamespaceName, String), Arc<Compiled>>>,
     /// The user library, by its declaration's text.
@@ -57,13 +73,118 @@ pub(crate) struct Validator {
     /// Referenced namespace → the namespaces whose rules read it; rebuilt
     /// after any declaration changes.
     dependents: Mutex<Option<Index>>,
-    /// Shared by commits that touch no chain, exclusive from validation to
-    /// commit for those that may.
+    /// Shared by every commit but one that changes the validation library
+    /// (which every chain reads): that one holds it alone.
     /// (`parking_lot`, whose guards may be released on another thread: an
     /// async commit's shared guard is released by the store's writer.)
     pub(crate) lock: Arc<parking_lot::RwLock<()>>,
+    /// Moves on each change of declarations (see `declarations_changed`).
+    generation: std::sync::atomic::AtomicU64,
+    /// Which commits wait for which (`locks`).
+    pub(crate) ns_locks: Arc<crate::locks::NamespaceLocks>,
+    /// Called before each commit's validation (tests hold a commit there).
+    hook: Mutex<Option<ValidationHook>>,
+    /// Longest a whole validation (a commit's, a declaration's, a dry
+    /// run's, `validate`'s) may take.
+    budget: Mutex<std::time::Duration>,
     limits: Limits,
 }
+
+/// The default [`Validator`] budget: what a commit, a declaration or a
+/// `validate` may spend on validation in all.
+pub const DEFAULT_VALIDATION_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Default for Validator {
+    fn default() -> Self {
+        Validator {
+            compiled: Mutex::default(),
+            library: Mutex::default(),
+            dependents: Mutex::default(),
+            lock: Arc::default(),
+            generation: std::sync::atomic::AtomicU64::default(),
+            ns_locks: Arc::default(),
+            hook: Mutex::default(),
+            budget: Mutex::new(DEFAULT_VALIDATION_BUDGET),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where one validation's time goes, against its budget.
+pub(crate) struct Spend {
+    started: std::time::Instant,
+    budget: std::time::Duration,
+    /// The slowest stage or rule so far, its context, and its time.
+    slowest: Option<(String, Context, std::time::Duration)>,
+    /// Whether it ran out (and said so in a finding).
+    stopped: bool,
+}
+
+impl Spend {
+    fn new(budget: std::time::Duration) -> Spend {
+        Spend {
+            started: std::time::Instant::now(),
+            budget,
+            slowest: None,
+            stopped: false,
+        }
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.started.checked_add(self.budget)
+    }
+
+    fn over(&self) -> bool {
+        self.started.elapsed() >= self.budget
+    }
+
+    fn note(&mut self, slowest: Option<(String, std::time::Duration)>, ctx: &Context) {
+        if let Some((what, took)) = slowest
+            && self.slowest.as_ref().is_none_or(|(_, _, t)| took > *t)
+        {
+            self.slowest = Some((what, ctx.clone(), took));
+        }
+    }
+
+    /// The error finding of a validation stopped by its budget.
+    fn exhausted(&mut self, ns: &NamespaceName, checked: usize, total: usize) -> Finding {
+        self.stopped = true;
+        let (context, slowest) = match &self.slowest {
+            Some((what, ctx, took)) => {
+                let shown: Vec<String> = ctx.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (
+                    ctx.clone(),
+                    format!(
+                        "; the slowest was {what} in {} ({} ms)",
+                        if shown.is_empty() {
+                            "(no context)".to_owned()
+                        } else {
+                            shown.join(",")
+                        },
+                        took.as_millis()
+                    ),
+                )
+            }
+            None => (Context::new(), String::new()),
+        };
+        Finding {
+            namespace: ns.to_string(),
+            stage: "budget".to_owned(),
+            rule: "validation-budget".to_owned(),
+            severity: Severity::Error,
+            context,
+            key: None,
+            message: format!(
+                "validation ran out of its budget of {} ms after {} ms, with {checked} of {total} contexts of {ns} checked{slowest}; make the rules cheaper, narrow the matrix, or raise the server's validation_budget_ms",
+                self.budget.as_millis(),
+                self.started.elapsed().as_millis(),
+            ),
+        }
+    }
+}
+
+/// A function called before each commit's validation.
+pub type ValidationHook = Arc<dyn Fn() + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -76,10 +197,6 @@ pub(crate) struct Candidate<'a> {
     pub(crate) revision: u64,
     pub(crate) specs: BTreeMap<NamespaceName, NamespaceSpec>,
     pub(crate) layers: BTreeMap<(NamespaceName, LayerPath), Option<Document>>,
-    /// Inside a commit's transaction: reads the state the change set lands
-    /// on (the store at `revision` plus the change sets before it in the
-    /// same group commit) instead of the store at `revision`.
-    pub(crate) in_commit: Option<std::cell::RefCell<&'a mut dyn confstrata_core::StateReader>>,
 }
 
 impl<'a> Candidate<'a> {
@@ -90,22 +207,7 @@ impl<'a> Candidate<'a> {
             revision,
             specs: BTreeMap::new(),
             layers: BTreeMap::new(),
-            in_commit: None,
         }
-    }
-
-    /// `plan`'s writes over the state a store's transaction reads through
-    /// `reader` (see [`confstrata_core::CheckFn`]). `store` and `revision`
-    /// serve only the index of chains, which no commit on this path changes.
-    pub(crate) fn in_commit(
-        store: &'a dyn Store,
-        revision: u64,
-        plan: &Plan,
-        reader: &'a mut dyn confstrata_core::StateReader,
-    ) -> Candidate<'a> {
-        let mut c = Candidate::with_plan(store, revision, plan);
-        c.in_commit = Some(std::cell::RefCell::new(reader));
-        c
     }
 
     /// `plan`'s writes over the state at `revision`.
@@ -124,18 +226,12 @@ impl<'a> Candidate<'a> {
         if let Some(s) = self.specs.get(ns) {
             return Ok(Some(s.clone()));
         }
-        if let Some(reader) = &self.in_commit {
-            return Ok(reader.borrow_mut().namespace(ns)?.map(|(spec, _)| spec));
-        }
         Ok(self.store.namespace(ns, self.revision)?.map(|r| r.spec))
     }
 
     fn layer(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Document>> {
         if let Some(d) = self.layers.get(&(ns.clone(), layer.clone())) {
             return Ok(d.clone());
-        }
-        if let Some(reader) = &self.in_commit {
-            return Ok(reader.borrow_mut().layer(ns, layer)?.map(|(doc, _)| doc));
         }
         Ok(self
             .store
@@ -273,9 +369,130 @@ impl Validator {
         Ok(c)
     }
 
-    /// Forgets which namespaces read which (a declaration changed).
+    /// Forgets which namespaces read which (a declaration changed). Called
+    /// while the declaring commit still holds its locks, so a commit that
+    /// decided its scope before sees the generation move and decides again.
     pub(crate) fn declarations_changed(&self) {
         *lock(&self.dependents) = None;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A new [`Spend`] of the current budget.
+    pub(crate) fn spend(&self) -> Spend {
+        Spend::new(*lock(&self.budget))
+    }
+
+    /// Sets the budget of every validation from now on.
+    pub(crate) fn set_budget(&self, budget: std::time::Duration) {
+        *lock(&self.budget) = budget;
+    }
+
+    /// The hook called before each commit's validation.
+    pub(crate) fn hook(&self) -> Option<ValidationHook> {
+        lock(&self.hook).clone()
+    }
+
+    /// Sets [`Validator::hook`].
+    pub(crate) fn set_hook(&self, hook: Option<ValidationHook>) {
+        *lock(&self.hook) = hook;
+    }
+
+    /// Moves on each change of declarations.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What a commit of `changes` must hold (see `locks`): shared locks on
+    /// the namespaces it writes when no chain is affected; otherwise
+    /// exclusive locks on what it writes, on every namespace whose chain
+    /// it must run, and on every namespace those chains read. From the ops
+    /// and the cached index alone (and the chains the change set declares).
+    pub(crate) fn scope(
+        &self,
+        store: &dyn Store,
+        revision: u64,
+        changes: &confstrata_core::ChangeSet,
+    ) -> Result<Scope> {
+        use crate::locks::Mode;
+        use confstrata_core::Op;
+        let mut touched: BTreeSet<&NamespaceName> = BTreeSet::new();
+        let mut declared: BTreeMap<&NamespaceName, &NamespaceSpec> = BTreeMap::new();
+        for op in &changes.ops {
+            match op {
+                Op::PutNamespace { spec, .. } => {
+                    touched.insert(&spec.name);
+                    declared.insert(&spec.name, spec);
+                }
+                Op::Put { namespace, .. }
+                | Op::Set { namespace, .. }
+                | Op::Unset { namespace, .. }
+                | Op::Delete { namespace, .. } => {
+                    touched.insert(namespace);
+                }
+            }
+        }
+        if touched.iter().any(|ns| is_library(ns)) {
+            return Ok(Scope::Everything);
+        }
+        // The references of chains this change set declares.
+        let mut declared_reads: HashMap<NamespaceName, BTreeSet<NamespaceName>> = HashMap::new();
+        if declared.values().any(|s| !s.validation.is_empty()) {
+            let library = self
+                .library(&Candidate::current(store, revision))
+                .unwrap_or_else(|_| (String::new(), Arc::new(Library::default())));
+            for (ns, spec) in &declared {
+                if spec.validation.is_empty() {
+                    continue;
+                }
+                // A chain that does not compile is refused by the check;
+                // it reads nothing meanwhile.
+                let reads = self
+                    .compiled(spec, &library)
+                    .map(|c| c.references().into_iter().collect())
+                    .unwrap_or_default();
+                declared_reads.insert((*ns).clone(), reads);
+            }
+        }
+        self.with_index(store, revision, |i| {
+            let mut checked: BTreeSet<NamespaceName> = BTreeSet::new();
+            for ns in &touched {
+                let chained = match declared.get(ns) {
+                    Some(spec) => !spec.validation.is_empty(),
+                    None => i.chained.contains(*ns),
+                };
+                if chained {
+                    checked.insert((*ns).clone());
+                }
+                if let Some(readers) = i.readers.get(*ns) {
+                    checked.extend(readers.iter().cloned());
+                }
+            }
+            if checked.is_empty() {
+                return Scope::Namespaces {
+                    want: crate::locks::all(touched.iter().copied(), Mode::Shared),
+                    validated: false,
+                };
+            }
+            let mut want = crate::locks::all(touched.iter().copied(), Mode::Exclusive);
+            for ns in &checked {
+                want.add(ns, Mode::Exclusive);
+                let reads = declared_reads.get(ns).or_else(|| {
+                    if declared.contains_key(ns) {
+                        None
+                    } else {
+                        i.reads.get(ns)
+                    }
+                });
+                for r in reads.into_iter().flatten() {
+                    want.add(r, Mode::Exclusive);
+                }
+            }
+            Scope::Namespaces {
+                want,
+                validated: true,
+            }
+        })
     }
 
     /// Runs `f` on the index of chains, building it if a declaration
@@ -303,9 +520,14 @@ impl Validator {
                     for referenced in c.references() {
                         index
                             .readers
-                            .entry(referenced)
+                            .entry(referenced.clone())
                             .or_default()
                             .insert(r.spec.name.clone());
+                        index
+                            .reads
+                            .entry(r.spec.name.clone())
+                            .or_default()
+                            .insert(referenced);
                     }
                 }
             }
@@ -326,37 +548,6 @@ impl Validator {
     ) -> Result<BTreeSet<NamespaceName>> {
         self.with_index(store, revision, |i| {
             i.readers.get(ns).cloned().unwrap_or_default()
-        })
-    }
-
-    /// Whether a change set could need validation, from its ops alone (no
-    /// reads beyond the cached index): it touches a namespace with a chain
-    /// or one that chains read, the library, or declares a chain. When this
-    /// is false the commit skips planning here and goes straight to the
-    /// store, keeping the cost of unvalidated commits as it was.
-    pub(crate) fn may_need(
-        &self,
-        store: &dyn Store,
-        revision: u64,
-        changes: &confstrata_core::ChangeSet,
-    ) -> Result<bool> {
-        use confstrata_core::Op;
-        self.with_index(store, revision, |i| {
-            changes.ops.iter().any(|op| {
-                let ns = match op {
-                    Op::PutNamespace { spec, .. } => {
-                        if !spec.validation.is_empty() {
-                            return true;
-                        }
-                        &spec.name
-                    }
-                    Op::Put { namespace, .. }
-                    | Op::Set { namespace, .. }
-                    | Op::Unset { namespace, .. }
-                    | Op::Delete { namespace, .. } => namespace,
-                };
-                is_library(ns) || i.chained.contains(ns) || i.readers.contains_key(ns)
-            })
         })
     }
 
@@ -393,12 +584,6 @@ impl Validator {
         let library = self.library(candidate)?;
         let mut work: BTreeMap<NamespaceName, BTreeSet<Context>> = BTreeMap::new();
         if touched.keys().any(is_library) {
-            if candidate.in_commit.is_some() {
-                // A library change declares: it takes the exclusive path.
-                return Err(Error::storage(
-                    "a library change cannot be checked inside a group commit",
-                ));
-            }
             // Every chain may read the library: check them all.
             let mut names: BTreeSet<NamespaceName> = candidate
                 .store
@@ -442,11 +627,21 @@ impl Validator {
             }
         }
         let mut findings = Vec::new();
+        let mut spend = self.spend();
         for (ns, contexts) in work {
             let Some(spec) = candidate.spec(&ns)? else {
                 continue;
             };
-            findings.extend(self.check_namespace(candidate, &library, &spec, contexts.iter())?);
+            if spend.stopped {
+                break;
+            }
+            findings.extend(self.check_namespace(
+                candidate,
+                &library,
+                &spec,
+                contexts.iter(),
+                &mut spend,
+            )?);
         }
         Ok(findings)
     }
@@ -458,15 +653,29 @@ impl Validator {
         library: &(String, Arc<Library>),
         spec: &NamespaceSpec,
         contexts: impl Iterator<Item = &'c Context>,
+        spend: &mut Spend,
     ) -> Result<Vec<Finding>> {
         if is_library(&spec.name) {
             return Ok(Vec::new());
         }
         let compiled = self.compiled(spec, library)?;
+        let contexts: Vec<&Context> = contexts.collect();
         let mut findings = Vec::new();
-        for ctx in contexts {
+        for (i, ctx) in contexts.iter().enumerate() {
+            // The first context is always checked (its rules stop at the
+            // deadline), so a refusal can name what took the time.
+            if i > 0 && spend.over() {
+                findings.push(spend.exhausted(&spec.name, i, contexts.len()));
+                break;
+            }
             let doc = candidate.resolve(&spec.name, ctx)?.unwrap_or_default();
-            for f in compiled.check(ctx, &doc, candidate) {
+            let checked = compiled.check_until(ctx, &doc, candidate, spend.deadline());
+            spend.note(checked.slowest, ctx);
+            if spend.over() {
+                // Its rules may have been cut short: say why.
+                findings.push(spend.exhausted(&spec.name, i + 1, contexts.len()));
+            }
+            for f in checked.findings {
                 findings.push(Finding {
                     namespace: spec.name.to_string(),
                     stage: f.stage.to_string(),
@@ -476,6 +685,9 @@ impl Validator {
                     key: f.key,
                     message: f.message,
                 });
+            }
+            if spend.stopped {
+                break;
             }
         }
         Ok(findings)

@@ -13,7 +13,7 @@ use confstrata_core::{
 };
 
 use crate::security::{Caller, Gate, contains_sealed, crypto_error, journal_fn};
-use crate::validate::{Candidate, has_errors};
+use crate::validate::{Candidate, Scope, has_errors};
 use crate::{DryRun, Engine, LayerDiff, LayerStatus};
 
 impl Engine {
@@ -110,13 +110,14 @@ impl Engine {
     /// Validates a sealed change set against the state it will land on and
     /// commits it. A refusal is audited.
     ///
-    /// Commits that touch no chain (decided from the ops and the cached
-    /// index alone) share the validation lock for reading and go straight
-    /// to the store, so they keep group commit. A commit that may need
-    /// validation, or changes a declaration, takes it for writing from the
-    /// check through the commit to the index update: nothing can land
-    /// between what was validated and what is committed, and no commit sees
-    /// a stale index of chains.
+    /// The commit first holds the namespace locks of its scope (`locks`):
+    /// shared on what it writes when no chain is affected, so such commits
+    /// go straight to the store together and keep group commit; exclusive
+    /// on everything a validation reads or writes otherwise, so nothing can
+    /// land between what was validated and what is committed, while commits
+    /// to unrelated namespaces go on. Validation runs in the calling thread,
+    /// never in the store's writer, so a slow chain delays only the commits
+    /// whose outcome can depend on it.
     pub(crate) fn commit_validated(
         &self,
         g: &Gate<'_>,
@@ -140,54 +141,41 @@ impl Engine {
             .ops
             .iter()
             .any(|op| matches!(op, confstrata_core::Op::PutNamespace { .. }));
-        if !declares {
-            let _shared = self.validator.lock.read();
+        loop {
+            let generation = self.validator.generation();
             let revision = self.store.revision()?;
-            if !self.validator.may_need(&*self.store, revision, changes)? {
-                return self.commit_sealed(g, changes, action, operation);
+            let scope = self.validator.scope(&*self.store, revision, changes)?;
+            let (want, validated) = match scope {
+                Scope::Everything => {
+                    let _alone = self.validator.lock.write();
+                    let result = self.check_and_commit(g, changes, action, operation);
+                    self.validator.declarations_changed();
+                    return result;
+                }
+                Scope::Namespaces { want, validated } => (want, validated),
+            };
+            let _shared = self.validator.lock.read();
+            let _held = self.validator.ns_locks.acquire(want);
+            if self.validator.generation() != generation {
+                // A declaration committed while this one waited: its scope
+                // may have changed. Decide again.
+                continue;
             }
-            // Validated inside the store's transaction, against the state it
-            // lands on, so it still shares a group commit with others. The
-            // shared lock keeps declarations (and so the index of chains)
-            // still until it is done.
-            return self.commit_checked(g, changes, action, operation, Some(self.check_fn()));
+            let result = if validated {
+                self.check_and_commit(g, changes, action, operation)
+            } else {
+                self.commit_sealed(g, changes, action, operation)
+            };
+            if declares {
+                // Before the locks go: see `Validator::declarations_changed`.
+                self.validator.declarations_changed();
+            }
+            return result;
         }
-        let _exclusive = self.validator.lock.write();
-        let result = self.check_and_commit(g, changes, action, operation);
-        if declares {
-            self.validator.declarations_changed();
-        }
-        result
     }
 
-    /// The check a change set's plan runs inside the store's transaction:
-    /// the validation chains it affects, over the state it lands on. Errors
-    /// refuse it with every finding.
-    fn check_fn(&self) -> confstrata_core::CheckFn {
-        let validator = Arc::clone(&self.validator);
-        let store = Arc::clone(&self.store);
-        let timings = Arc::clone(&self.timings);
-        Box::new(move |plan, reader| {
-            let started = timings.start();
-            let revision = store.revision()?;
-            let candidate = Candidate::in_commit(&*store, revision, plan, reader);
-            let result = (|| {
-                if !validator.needed(&candidate, plan)? {
-                    return Ok(());
-                }
-                let findings = validator.check_plan(&candidate, plan)?;
-                if has_errors(&findings) {
-                    return Err(Error::Validation { findings });
-                }
-                Ok(())
-            })();
-            started.stop(&*timings, confstrata_core::timing::Stage::Validate);
-            result
-        })
-    }
-
-    /// Plans, validates and commits; the caller holds the validation lock
-    /// for writing.
+    /// Plans, validates and commits; the caller holds the locks of the
+    /// change set's scope.
     fn check_and_commit(
         &self,
         g: &Gate<'_>,
@@ -209,6 +197,9 @@ impl Engine {
         };
         let candidate = Candidate::with_plan(&*self.store, revision, &plan);
         if self.validator.needed(&candidate, &plan)? {
+            if let Some(hook) = self.validator.hook() {
+                hook();
+            }
             let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
                 self.validator.check_plan(&candidate, &plan)
             })?;
@@ -256,6 +247,7 @@ impl Engine {
         let candidate = Candidate::current(&*self.store, revision);
         let library = self.validator.library(&candidate)?;
         let mut findings = Vec::new();
+        let mut spend = self.validator.spend();
         for spec in specs.iter().filter(|s| !s.validation.is_empty()) {
             let contexts = spec.matrix_contexts();
             findings.extend(self.validator.check_namespace(
@@ -263,6 +255,7 @@ impl Engine {
                 &library,
                 spec,
                 contexts.iter(),
+                &mut spend,
             )?);
         }
         Ok(findings)
@@ -298,15 +291,16 @@ impl Engine {
     /// [`Engine::commit`] without blocking the calling thread on the store:
     /// for async front ends. Authorization, sealing and the audit record's
     /// preparation run in the calling thread (microseconds, no I/O); the
-    /// store's writer commits the change set with the others queued (and
-    /// validates it there, when a chain may need it), and `done` gets the
-    /// result once it is durable, on the thread that wrote it.
+    /// store's writer commits the change set with the others queued, and
+    /// `done` gets the result once it is durable, on the thread that wrote
+    /// it.
     ///
     /// Hands `done` back, having done nothing, when the commit must take
-    /// the blocking path ([`Engine::commit`]): it declares a namespace
-    /// (validated under the exclusive lock), the caller may not make one
-    /// of its changes (the refusal is audited, which writes), or a
-    /// declaration is being committed right now.
+    /// the blocking path ([`Engine::commit`]): it declares a namespace, a
+    /// chain must check it (validation never runs on an async thread or in
+    /// the writer), it needs a namespace's first data key, the caller may
+    /// not make one of its changes (the refusal is audited, which writes),
+    /// or a validation holds one of its namespaces right now.
     pub fn commit_async(
         &self,
         caller: &Caller,
@@ -334,6 +328,7 @@ impl Engine {
             return Err(done);
         };
         let started = self.timings.start();
+        let generation = self.validator.generation();
         let prepared = (|| {
             let (sealed, new_keys) = self.seal_changes(&g, changes, false)?;
             if !new_keys.is_empty() {
@@ -342,14 +337,26 @@ impl Engine {
                 return Ok(None);
             }
             let revision = self.store.revision()?;
-            let check = if self.validator.may_need(&*self.store, revision, &sealed)? {
-                Some(self.check_fn())
-            } else {
-                None
-            };
-            Ok(Some((sealed, check)))
+            match self.validator.scope(&*self.store, revision, &sealed)? {
+                // A validation runs on the blocking path.
+                Scope::Everything
+                | Scope::Namespaces {
+                    validated: true, ..
+                } => Ok(None),
+                Scope::Namespaces { want, .. } => {
+                    // Shared locks, released by the writer with the
+                    // validation lock; taken only if free right now.
+                    let Some(held) = self.validator.ns_locks.try_acquire(want) else {
+                        return Ok(None);
+                    };
+                    if self.validator.generation() != generation {
+                        return Ok(None);
+                    }
+                    Ok(Some((sealed, held)))
+                }
+            }
         })();
-        let (sealed, check) = match prepared {
+        let (sealed, held) = match prepared {
             Ok(Some(p)) => p,
             Ok(None) => {
                 drop(shared);
@@ -366,9 +373,10 @@ impl Engine {
         self.store.commit_then(
             sealed,
             Some(journal),
-            check,
+            None,
             Box::new(move |committed| {
                 let result = engine.end_commit(pending, committed);
+                drop(held);
                 drop(shared);
                 started.stop(&*engine.timings, confstrata_core::timing::Stage::Commit);
                 done(result);

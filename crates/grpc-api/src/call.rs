@@ -17,6 +17,9 @@ use crate::status;
 pub(crate) struct Auth {
     header: Option<String>,
     request_id: String,
+    /// The client's address (its IP: a client's port changes per
+    /// connection), for counting failed authentications per source.
+    source: String,
 }
 
 /// Request ids for requests that bring none.
@@ -43,7 +46,14 @@ pub(crate) fn auth<T>(req: &Request<T>) -> Auth {
             },
             str::to_owned,
         );
-    Auth { header, request_id }
+    let source = req
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    Auth {
+        header,
+        request_id,
+        source,
+    }
 }
 
 /// Which semaphore an engine call takes.
@@ -172,7 +182,7 @@ impl Calls {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
             let caller = engine
-                .authenticate(auth.header.as_deref(), &auth.request_id)
+                .authenticate_from(auth.header.as_deref(), &auth.request_id, &auth.source)
                 .map_err(|e| (e, ""))?;
             f(&engine, &caller).map_err(|e| (e, field))
         })

@@ -183,6 +183,17 @@ impl Default for Limits {
     }
 }
 
+/// What [`Compiled::check_until`] found, and where the time went.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Checked {
+    /// Every finding, as [`Compiled::check`] returns them.
+    pub findings: Vec<Finding>,
+    /// The stage or rule that took longest (`the schema`, `rule "id"`),
+    /// and how long.
+    pub slowest: Option<(String, std::time::Duration)>,
+}
+
 /// The stage of the chain a finding comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -493,6 +504,39 @@ impl Compiled {
         resolved: &Document,
         lookup: &dyn Lookup,
     ) -> Vec<Finding> {
+        self.check_until(context, resolved, lookup, None).findings
+    }
+
+    /// [`Compiled::check`] with a deadline over the whole check (a
+    /// commit's validation budget): a rule still running then stops as if
+    /// at its own time limit. Says which stage or rule took longest.
+    pub fn check_until(
+        &self,
+        context: &Context,
+        resolved: &Document,
+        lookup: &dyn Lookup,
+        deadline: Option<std::time::Instant>,
+    ) -> Checked {
+        let mut slowest = None;
+        let findings = script::with_outer_deadline(deadline, || {
+            self.check_timed(context, resolved, lookup, &mut slowest)
+        });
+        Checked { findings, slowest }
+    }
+
+    fn check_timed(
+        &self,
+        context: &Context,
+        resolved: &Document,
+        lookup: &dyn Lookup,
+        slowest: &mut Option<(String, std::time::Duration)>,
+    ) -> Vec<Finding> {
+        let mut note = |what: &str, started: std::time::Instant| {
+            let took = started.elapsed();
+            if slowest.as_ref().is_none_or(|(_, t)| took > *t) {
+                *slowest = Some((what.to_owned(), took));
+            }
+        };
         let inner = &*self.inner;
         let stop = inner.mode == ChainMode::StopAtFirstFailingStage;
         let blocks =
@@ -500,8 +544,10 @@ impl Compiled {
         let mut out = Vec::new();
 
         if let Some(schema) = &inner.schema {
+            let started = std::time::Instant::now();
             let (schema_findings, validator_findings) =
                 schema.run(&Value::Object(resolved.clone()), context);
+            note("the schema", started);
             let schema_blocks = blocks(&schema_findings);
             out.extend(schema_findings);
             if schema_blocks {
@@ -519,14 +565,28 @@ impl Compiled {
 
         let cfg = script::document_to_dynamic(resolved);
         let ctx = script::context_to_dynamic(context);
-        let local = self.run_rules(Stage::Rule, context, resolved, &cfg, &ctx, None);
+        let local = self.run_rules(
+            Stage::Rule,
+            context,
+            resolved,
+            (&cfg, &ctx),
+            None,
+            &mut note,
+        );
         let local_blocks = blocks(&local);
         out.extend(local);
         if local_blocks || !inner.rules.iter().any(|r| r.stage == Stage::Cross) {
             return out;
         }
         let fetched = script::fetch(&inner.references, context, lookup);
-        out.extend(self.run_rules(Stage::Cross, context, resolved, &cfg, &ctx, Some(&fetched)));
+        out.extend(self.run_rules(
+            Stage::Cross,
+            context,
+            resolved,
+            (&cfg, &ctx),
+            Some(&fetched),
+            &mut note,
+        ));
         out
     }
 
@@ -535,13 +595,16 @@ impl Compiled {
         stage: Stage,
         context: &Context,
         resolved: &Document,
-        cfg: &Dynamic,
-        ctx: &Dynamic,
+        (cfg, ctx): (&Dynamic, &Dynamic),
         fetched: Option<&Arc<script::Fetched>>,
+        note: &mut dyn FnMut(&str, std::time::Instant),
     ) -> Vec<Finding> {
         let sandbox = &self.inner.sandbox;
         let mut out = Vec::new();
         for rule in self.inner.rules.iter().filter(|r| r.stage == stage) {
+            let started = std::time::Instant::now();
+            let ran = sandbox.run_rule(&rule.ast, cfg, ctx, fetched);
+            note(&format!("rule {:?}", rule.id), started);
             let finding = |severity: Severity, message: String| Finding {
                 stage,
                 rule: rule.id.clone(),
@@ -550,7 +613,7 @@ impl Compiled {
                 key: rule.key.clone(),
                 message,
             };
-            match sandbox.run_rule(&rule.ast, cfg, ctx, fetched) {
+            match ran {
                 Err(err) => out.push(finding(
                     Severity::Error,
                     format!(

@@ -48,10 +48,34 @@ thread_local! {
 /// Sets this thread's deadline for one script run; restores the previous one on drop.
 struct RunGuard(Budget);
 
+thread_local! {
+    /// A deadline over every run on this thread (a commit's validation
+    /// budget): a run stops at whichever comes first, it or its own limit.
+    static OUTER: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every script run on this thread stopped at `deadline` at
+/// the latest.
+pub(crate) fn with_outer_deadline<T>(deadline: Option<Instant>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OUTER.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OUTER.with(|o| o.replace(deadline)));
+    f()
+}
+
 impl RunGuard {
     fn start(limits: &Limits) -> RunGuard {
+        let own = Instant::now().checked_add(limits.max_duration);
+        let deadline = match (own, OUTER.with(Cell::get)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let budget = Budget {
-            deadline: Instant::now().checked_add(limits.max_duration),
+            deadline,
             next_check: 0,
         };
         RunGuard(BUDGET.with(|b| b.replace(budget)))
