@@ -129,11 +129,19 @@ fn bench(c: &mut Criterion) {
     assert_eq!(compiled.check(&ctx, &failing, &NoOther).len(), 3);
 
     let mut group = c.benchmark_group("rules");
+    // On a thread with the check stack, as the engine runs checks (from
+    // an ordinary thread each check starts one: see `context x rule`).
     group.bench_function("check-50-properties-20-rules", |b| {
-        b.iter(|| black_box(compiled.check(black_box(&ctx), black_box(&document), &NoOther)))
+        confstrata_rules::on_check_stack(|| {
+            b.iter(|| black_box(compiled.check(black_box(&ctx), black_box(&document), &NoOther)))
+        })
+        .unwrap()
     });
     group.bench_function("check-failing-3-findings", |b| {
-        b.iter(|| black_box(compiled.check(black_box(&ctx), black_box(&failing), &NoOther)))
+        confstrata_rules::on_check_stack(|| {
+            b.iter(|| black_box(compiled.check(black_box(&ctx), black_box(&failing), &NoOther)))
+        })
+        .unwrap()
     });
     group.bench_function("compile", |b| b.iter(|| black_box(setup())));
     group.finish();
@@ -153,10 +161,20 @@ fn per_context_and_rule(c: &mut Criterion) {
         } else {
             format!("{rules} rules, one context")
         };
+        // As the engine runs it: on a thread with the check stack.
         g.bench_function(name, |b| {
-            b.iter(|| black_box(compiled.check(&ctx, &document, &NoOther)))
+            confstrata_rules::on_check_stack(|| {
+                b.iter(|| black_box(compiled.check(&ctx, &document, &NoOther)))
+            })
+            .unwrap()
         });
     }
+    // What a check called from an ordinary thread adds: starting a thread
+    // with the check stack.
+    let (compiled, document, ctx) = chain(1, false);
+    g.bench_function("1 rule, one context, from an ordinary thread", |b| {
+        b.iter(|| black_box(compiled.check(&ctx, &document, &NoOther)))
+    });
     g.finish();
 }
 

@@ -575,11 +575,19 @@ impl Validator {
     }
 
     /// Runs the chains a plan can affect, over the state it would leave.
+    ///
+    /// Runs on a thread whose stack fits the deepest check a declaration
+    /// can make ([`confstrata_rules::on_check_stack`]).
     pub(crate) fn check_plan(
         &self,
         candidate: &Candidate<'_>,
         plan: &Plan,
     ) -> Result<Vec<Finding>> {
+        confstrata_rules::on_check_stack(|| self.check_plan_here(candidate, plan))
+            .map_err(Error::storage)?
+    }
+
+    fn check_plan_here(&self, candidate: &Candidate<'_>, plan: &Plan) -> Result<Vec<Finding>> {
         let touched = touched(plan);
         let library = self.library(candidate)?;
         let mut work: BTreeMap<NamespaceName, BTreeSet<Context>> = BTreeMap::new();

@@ -246,18 +246,23 @@ impl Engine {
         };
         let candidate = Candidate::current(&*self.store, revision);
         let library = self.validator.library(&candidate)?;
-        let mut findings = Vec::new();
-        let mut spend = self.validator.spend();
-        for spec in specs.iter().filter(|s| !s.validation.is_empty()) {
-            let contexts = spec.matrix_contexts();
-            findings.extend(self.validator.check_namespace(
-                &candidate,
-                &library,
-                spec,
-                contexts.iter(),
-                &mut spend,
-            )?);
-        }
+        // On a stack that fits the deepest check (see `check_plan`).
+        let findings = confstrata_rules::on_check_stack(|| {
+            let mut findings = Vec::new();
+            let mut spend = self.validator.spend();
+            for spec in specs.iter().filter(|s| !s.validation.is_empty()) {
+                let contexts = spec.matrix_contexts();
+                findings.extend(self.validator.check_namespace(
+                    &candidate,
+                    &library,
+                    spec,
+                    contexts.iter(),
+                    &mut spend,
+                )?);
+            }
+            Ok::<_, Error>(findings)
+        })
+        .map_err(Error::storage)??;
         Ok(findings)
     }
 

@@ -119,6 +119,7 @@ mod library;
 mod schema;
 mod script;
 mod shared;
+mod stack;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -132,6 +133,7 @@ use rhai::{AST, Dynamic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use stack::{CHECK_STACK_BYTES, on_check_stack};
 pub use library::library;
 pub use shared::{Library, MAX_ENTRY_NAME};
 
@@ -270,8 +272,9 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Reads other namespaces for cross-namespace rules.
-pub trait Lookup {
+/// Reads other namespaces for cross-namespace rules. `Sync`: a check may
+/// run on a thread of its own (see [`on_check_stack`]).
+pub trait Lookup: Sync {
     /// The resolved configuration of `namespace` for `context`, or `None`
     /// when there is no such namespace. An `Err` is reported to the rule
     /// that asked, as a script error.
@@ -517,11 +520,27 @@ impl Compiled {
         lookup: &dyn Lookup,
         deadline: Option<std::time::Instant>,
     ) -> Checked {
-        let mut slowest = None;
-        let findings = script::with_outer_deadline(deadline, || {
-            self.check_timed(context, resolved, lookup, &mut slowest)
+        // On a stack that fits the deepest check the chain allows: at once
+        // on a thread that has one (the engine validates on one), else on
+        // a thread started for it.
+        let ran = on_check_stack(|| {
+            let mut slowest = None;
+            let findings = script::with_outer_deadline(deadline, || {
+                self.check_timed(context, resolved, lookup, &mut slowest)
+            });
+            Checked { findings, slowest }
         });
-        Checked { findings, slowest }
+        ran.unwrap_or_else(|reason| Checked {
+            findings: vec![Finding {
+                stage: Stage::Rule,
+                rule: "#".to_owned(),
+                severity: Severity::Error,
+                context: context.clone(),
+                key: None,
+                message: format!("the chain could not be checked: {reason}"),
+            }],
+            slowest: None,
+        })
     }
 
     fn check_timed(

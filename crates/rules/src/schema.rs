@@ -272,23 +272,10 @@ impl SchemaStage {
     /// jsonschema recurses along the schema and the instance; both are
     /// bounded when declared ([`MAX_SCHEMA_DEPTH`], [`MAX_REF_CHAIN`], the
     /// document depth limit), and the check runs on a thread whose stack
-    /// is sized for that bound ([`SCHEMA_STACK_BYTES`]), whatever thread
-    /// asked: a store's writer, a blocking pool's thread, the CLI's main.
+    /// is sized for that bound (`stack::CHECK_STACK_BYTES`), whatever thread
+    /// asked.
     pub(crate) fn run(&self, instance: &Value, context: &Context) -> (Vec<Finding>, Vec<Finding>) {
-        if ON_SCHEMA_STACK.with(std::cell::Cell::get) {
-            return self.run_here(instance, context);
-        }
-        let ran = std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("confstrata-schema".into())
-                .stack_size(SCHEMA_STACK_BYTES)
-                .spawn_scoped(scope, || {
-                    ON_SCHEMA_STACK.with(|on| on.set(true));
-                    self.run_here(instance, context)
-                })
-                .map_err(|e| e.to_string())
-                .and_then(|h| h.join().map_err(|_| "the schema check failed".to_owned()))
-        });
+        let ran = crate::stack::on_check_stack(|| self.run_here(instance, context));
         ran.unwrap_or_else(|reason| {
             (
                 vec![Finding {
@@ -470,18 +457,6 @@ struct Refs<'a> {
 
 /// Deepest nesting of subschemas accepted.
 const MAX_SCHEMA_DEPTH: usize = 128;
-
-/// Stack of the threads schemas are checked on. The declared bounds allow
-/// (document depth + 1) × ([`MAX_SCHEMA_DEPTH`] + [`MAX_REF_CHAIN`]) ≈ 8,500
-/// nested subschemas; jsonschema's frames for one are under 2 KiB even in
-/// a debug build, so 64 MiB leaves a wide margin (only the pages touched
-/// are ever committed).
-const SCHEMA_STACK_BYTES: usize = 64 << 20;
-
-thread_local! {
-    /// Whether this thread is one of ours with [`SCHEMA_STACK_BYTES`].
-    static ON_SCHEMA_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
 
 fn walk<'a>(value: &'a Value, pointer: &str, embedded: bool, depth: usize, out: &mut Refs<'a>) {
     let Value::Object(map) = value else {

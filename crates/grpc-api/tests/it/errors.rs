@@ -577,3 +577,59 @@ async fn a_refusal_with_ten_thousand_findings_reaches_the_caller() {
     assert_eq!(ce.error_count(), Some(10_000));
     s.stop().await;
 }
+
+/// Issue 12, item 1: a declaration whose check would recurse past what any
+/// thread can hold is refused when declared, naming the limit, and the
+/// server goes on (it used to accept it, then abort on the next commit).
+/// At the bound, commits to the namespace are checked on any path.
+#[tokio::test]
+async fn a_schema_too_deep_to_check_is_refused_when_declared() {
+    let mut s = Server::start().await;
+    let chain = |n: usize| {
+        let mut defs = serde_json::Map::new();
+        for i in 0..n {
+            defs.insert(format!("a{i}"), json!({"$ref": format!("#/$defs/a{}", i + 1)}));
+        }
+        defs.insert(format!("a{n}"), json!({"type": "object"}));
+        json!({"schema": {"$defs": defs, "$ref": "#/$defs/a0"}})
+    };
+    let declare = |n: usize| {
+        change_set(json!([
+            {"put_namespace": {"spec": {"name": "deep", "levels": ["defaults"], "validation": chain(n)}}},
+            {"put": {"namespace": "deep", "layer": "defaults", "document_json": "{\"a\": {\"b\": [1, 2]}}"}},
+        ]))
+    };
+    let e = s
+        .client
+        .commit(v1::CommitRequest {
+            change_set: Some(declare(20_000)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("the limit is 128"), "{}", e.message());
+    // At the bound: declared, and every later commit is checked.
+    s.client
+        .commit(v1::CommitRequest {
+            change_set: Some(declare(120)),
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.client
+            .set_keys(v1::SetKeysRequest {
+                namespace: "deep".into(),
+                layer: "defaults".into(),
+                entries: vec![v1::KeyValue {
+                    key: format!("k{i}"),
+                    value_json: "1".into(),
+                    secret: false,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.snapshot().await["revision"], 4);
+    s.stop().await;
+}

@@ -135,7 +135,7 @@ fn cross_namespaces_are_not_read_when_the_chain_stops_before() {
         &doc(bad()),
         &lookup,
     );
-    assert!(lookup.asked.borrow().is_empty());
+    assert!(lookup.asked.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn config_reads_the_other_namespace_for_the_same_context() {
         ["error [cross same-region] region=us: billing is not configured for this region"]
     );
     // Each check fetches each referenced namespace once.
-    assert_eq!(*lookup.asked.borrow(), ["billing", "billing"]);
+    assert_eq!(*lookup.asked.lock().unwrap(), ["billing", "billing"]);
 }
 
 #[test]
@@ -104,5 +104,5 @@ fn config_through_a_function_pointer_is_refused_at_run_time() {
         found[0].starts_with("error [rule sneaky] env=prod: script error: config(\"billing\") is only available in rules that name the namespace with a string literal"),
         "{found:?}"
     );
-    assert!(lookup.asked.borrow().is_empty());
+    assert!(lookup.asked.lock().unwrap().is_empty());
 }

@@ -8,7 +8,6 @@ mod props;
 mod sandbox;
 mod user_library;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use confstrata_core::{Context, Document, NamespaceName, Validation};
@@ -32,12 +31,12 @@ pub(crate) struct MapLookup {
     pub(crate) docs: BTreeMap<String, Document>,
     pub(crate) per_context: BTreeMap<(String, Context), Document>,
     pub(crate) failing: BTreeMap<String, String>,
-    pub(crate) asked: RefCell<Vec<String>>,
+    pub(crate) asked: std::sync::Mutex<Vec<String>>,
 }
 
 impl Lookup for MapLookup {
     fn resolved(&self, ns: &NamespaceName, ctx: &Context) -> Result<Option<Document>, String> {
-        self.asked.borrow_mut().push(ns.to_string());
+        self.asked.lock().unwrap().push(ns.to_string());
         if let Some(reason) = self.failing.get(ns.as_str()) {
             return Err(reason.clone());
         }
