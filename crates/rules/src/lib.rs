@@ -133,9 +133,9 @@ use rhai::{AST, Dynamic};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use stack::{CHECK_STACK_BYTES, on_check_stack};
 pub use library::library;
 pub use shared::{Library, MAX_ENTRY_NAME};
+pub use stack::{CHECK_STACK_BYTES, on_check_stack};
 
 use schema::{Catalog, SchemaStage};
 use script::{Failure, Origin, Sandbox};
@@ -550,10 +550,14 @@ impl Compiled {
         lookup: &dyn Lookup,
         slowest: &mut Option<(String, std::time::Duration)>,
     ) -> Vec<Finding> {
-        let mut note = |what: &str, started: std::time::Instant| {
+        // `what` is a rule's id, or `None` for the schema; the name is made
+        // only for a new slowest.
+        let mut note = |what: Option<&str>, started: std::time::Instant| {
             let took = started.elapsed();
             if slowest.as_ref().is_none_or(|(_, t)| took > *t) {
-                *slowest = Some((what.to_owned(), took));
+                let name =
+                    what.map_or_else(|| "the schema".to_owned(), |id| format!("rule {id:?}"));
+                *slowest = Some((name, took));
             }
         };
         let inner = &*self.inner;
@@ -566,7 +570,7 @@ impl Compiled {
             let started = std::time::Instant::now();
             let (schema_findings, validator_findings) =
                 schema.run(&Value::Object(resolved.clone()), context);
-            note("the schema", started);
+            note(None, started);
             let schema_blocks = blocks(&schema_findings);
             out.extend(schema_findings);
             if schema_blocks {
@@ -616,14 +620,14 @@ impl Compiled {
         resolved: &Document,
         (cfg, ctx): (&Dynamic, &Dynamic),
         fetched: Option<&Arc<script::Fetched>>,
-        note: &mut dyn FnMut(&str, std::time::Instant),
+        note: &mut dyn FnMut(Option<&str>, std::time::Instant),
     ) -> Vec<Finding> {
         let sandbox = &self.inner.sandbox;
         let mut out = Vec::new();
         for rule in self.inner.rules.iter().filter(|r| r.stage == stage) {
             let started = std::time::Instant::now();
             let ran = sandbox.run_rule(&rule.ast, cfg, ctx, fetched);
-            note(&format!("rule {:?}", rule.id), started);
+            note(Some(&rule.id), started);
             let finding = |severity: Severity, message: String| Finding {
                 stage,
                 rule: rule.id.clone(),

@@ -588,7 +588,10 @@ async fn a_schema_too_deep_to_check_is_refused_when_declared() {
     let chain = |n: usize| {
         let mut defs = serde_json::Map::new();
         for i in 0..n {
-            defs.insert(format!("a{i}"), json!({"$ref": format!("#/$defs/a{}", i + 1)}));
+            defs.insert(
+                format!("a{i}"),
+                json!({"$ref": format!("#/$defs/a{}", i + 1)}),
+            );
         }
         defs.insert(format!("a{n}"), json!({"type": "object"}));
         json!({"schema": {"$defs": defs, "$ref": "#/$defs/a0"}})
