@@ -454,7 +454,7 @@ impl Validator {
                 declared_reads.insert((*ns).clone(), reads);
             }
         }
-        self.with_index(store, revision, |i| {
+        self.with_index(store, |i| {
             let mut checked: BTreeSet<NamespaceName> = BTreeSet::new();
             for ns in &touched {
                 let chained = match declared.get(ns) {
@@ -497,14 +497,16 @@ impl Validator {
 
     /// Runs `f` on the index of chains, building it if a declaration
     /// changed since.
-    fn with_index<T>(
-        &self,
-        store: &dyn Store,
-        revision: u64,
-        f: impl FnOnce(&Index) -> T,
-    ) -> Result<T> {
+    ///
+    /// The index is built from the store's newest revision, read under the
+    /// index's lock, never from a revision the caller read earlier: a
+    /// declaration commits before it clears the index, so an index built
+    /// after the clearing always includes it (one built from an older
+    /// revision could be kept as current and miss it).
+    fn with_index<T>(&self, store: &dyn Store, f: impl FnOnce(&Index) -> T) -> Result<T> {
         let mut guard = lock(&self.dependents);
         if guard.is_none() {
+            let revision = store.revision()?;
             let mut index = Index::default();
             let library = self
                 .library(&Candidate::current(store, revision))
@@ -540,15 +542,8 @@ impl Validator {
     }
 
     /// The namespaces whose rules read `ns`.
-    fn dependents(
-        &self,
-        store: &dyn Store,
-        revision: u64,
-        ns: &NamespaceName,
-    ) -> Result<BTreeSet<NamespaceName>> {
-        self.with_index(store, revision, |i| {
-            i.readers.get(ns).cloned().unwrap_or_default()
-        })
+    fn dependents(&self, store: &dyn Store, ns: &NamespaceName) -> Result<BTreeSet<NamespaceName>> {
+        self.with_index(store, |i| i.readers.get(ns).cloned().unwrap_or_default())
     }
 
     /// Whether a plan touches anything with a validation chain, directly or
@@ -564,10 +559,7 @@ impl Validator {
             {
                 return Ok(true);
             }
-            if !self
-                .dependents(candidate.store, candidate.revision, ns)?
-                .is_empty()
-            {
+            if !self.dependents(candidate.store, ns)?.is_empty() {
                 return Ok(true);
             }
         }
@@ -626,7 +618,7 @@ impl Validator {
                     }
                 }
             }
-            for dependent in self.dependents(candidate.store, candidate.revision, ns)? {
+            for dependent in self.dependents(candidate.store, ns)? {
                 if let Some(dspec) = candidate.spec(&dependent)? {
                     work.entry(dependent)
                         .or_default()

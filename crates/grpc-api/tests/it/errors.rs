@@ -636,3 +636,48 @@ async fn a_schema_too_deep_to_check_is_refused_when_declared() {
     assert_eq!(s.snapshot().await["revision"], 4);
     s.stop().await;
 }
+
+/// Issue 12, item 9: an error never echoes a whole input back (a 5,000
+/// character context value made a 5 KB message).
+#[tokio::test]
+async fn errors_quote_long_inputs_only_in_part() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let long = "x".repeat(5_000);
+    let calls = [
+        v1::ResolveRequest {
+            namespace: "web".into(),
+            context: ctx(&[("env", &long)]),
+            ..Default::default()
+        },
+        v1::ResolveRequest {
+            namespace: "web".into(),
+            context: ctx(&[(&long, "prod")]),
+            ..Default::default()
+        },
+        v1::ResolveRequest {
+            namespace: "web".into(),
+            section: long.clone(),
+            ..Default::default()
+        },
+    ];
+    for req in calls {
+        let e = s.client.resolve(req).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().len() < 1_000, "{} bytes", e.message().len());
+        assert!(e.message().contains("xxxx"), "{}", e.message());
+    }
+    let e = s
+        .client
+        .put_layer(v1::PutLayerRequest {
+            namespace: "web".into(),
+            layer: "defaults".into(),
+            document_json: format!("{{\"a\": {long}}}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().len() < 1_100, "{} bytes", e.message().len());
+    s.stop().await;
+}
