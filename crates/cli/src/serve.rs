@@ -224,9 +224,14 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
             token.expose_secret()
         );
     }
+    // Validation runs on the blocking pool: its threads get the stack every
+    // check fits in (reserved, only touched pages committed), so no check
+    // starts a thread of its own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("confstrata-serve")
+        .thread_stack_size(confstrata_engine::CHECK_STACK_BYTES)
+        .on_thread_start(confstrata_engine::assume_check_stack)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {

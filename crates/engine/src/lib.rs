@@ -66,6 +66,7 @@ pub use confstrata_analytics::{StageSummary, TimingsSnapshot};
 pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_cache::{ViewCache, ViewKey};
 use confstrata_core::timing::{Stage, Timings as _};
+pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
 

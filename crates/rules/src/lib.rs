@@ -135,7 +135,7 @@ use serde_json::Value;
 
 pub use library::library;
 pub use shared::{Library, MAX_ENTRY_NAME};
-pub use stack::{CHECK_STACK_BYTES, on_check_stack};
+pub use stack::{CHECK_STACK_BYTES, assume_check_stack, on_check_stack};
 
 use schema::{Catalog, SchemaStage};
 use script::{Failure, Origin, Sandbox};

@@ -23,6 +23,16 @@ thread_local! {
     static ON_CHECK_STACK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Declares that this thread was started with at least
+/// [`CHECK_STACK_BYTES`] of stack, so checks run on it at once instead of
+/// on a thread started for each (a server's runtime sets its threads'
+/// stack size and calls this from `on_thread_start`). Calling it on a
+/// thread with a smaller stack gives up the guarantee that no check can
+/// overflow it.
+pub fn assume_check_stack() {
+    ON_CHECK_STACK.with(|on| on.set(true));
+}
+
 /// Runs `f` on a thread with [`CHECK_STACK_BYTES`] of stack, or at once
 /// when this thread is one. An error says why it could not run (no thread
 /// could be started, or `f` panicked).
