@@ -55,6 +55,7 @@ mod admin;
 mod auth_failures;
 mod incremental;
 mod locks;
+mod pipeline;
 mod security;
 mod validate;
 mod write;

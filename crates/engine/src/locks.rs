@@ -1,7 +1,9 @@
 //! Namespace locks: which commits wait for which.
 //!
 //! A commit holds a lock on every namespace its outcome depends on, from
-//! its check to its commit: shared on the namespaces it only writes
+//! its check until it is in the store's writer queue (`pipeline`: later
+//! validated commits are checked against the queued ones), or until it is
+//! durable when it is not pipelined: shared on the namespaces it only writes
 //! without validation, exclusive on everything a validation it runs reads
 //! or writes (the namespaces it validates, what their rules read, what it
 //! writes). So:

@@ -82,6 +82,8 @@ pub(crate) struct Validator {
     generation: std::sync::atomic::AtomicU64,
     /// Which commits wait for which (`locks`).
     pub(crate) ns_locks: Arc<crate::locks::NamespaceLocks>,
+    /// Validated commits queued in the store's writer (`pipeline`).
+    pub(crate) queue: Arc<crate::pipeline::Queue>,
     /// Called before each commit's validation (tests hold a commit there).
     hook: Mutex<Option<ValidationHook>>,
     /// Longest a whole validation (a commit's, a declaration's, a dry
@@ -103,6 +105,7 @@ impl Default for Validator {
             lock: Arc::default(),
             generation: std::sync::atomic::AtomicU64::default(),
             ns_locks: Arc::default(),
+            queue: Arc::default(),
             hook: Mutex::default(),
             budget: Mutex::new(DEFAULT_VALIDATION_BUDGET),
             limits: Limits::default(),
@@ -197,6 +200,9 @@ pub(crate) struct Candidate<'a> {
     pub(crate) revision: u64,
     pub(crate) specs: BTreeMap<NamespaceName, NamespaceSpec>,
     pub(crate) layers: BTreeMap<(NamespaceName, LayerPath), Option<Document>>,
+    /// What queued commits will write, under the plan's writes and over
+    /// the store (`pipeline`).
+    pub(crate) overlay: crate::pipeline::Overlay,
 }
 
 impl<'a> Candidate<'a> {
@@ -207,6 +213,7 @@ impl<'a> Candidate<'a> {
             revision,
             specs: BTreeMap::new(),
             layers: BTreeMap::new(),
+            overlay: crate::pipeline::Overlay::default(),
         }
     }
 
@@ -226,11 +233,17 @@ impl<'a> Candidate<'a> {
         if let Some(s) = self.specs.get(ns) {
             return Ok(Some(s.clone()));
         }
+        if let Some(s) = self.overlay.specs.get(ns) {
+            return Ok(Some(s.clone()));
+        }
         Ok(self.store.namespace(ns, self.revision)?.map(|r| r.spec))
     }
 
     fn layer(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Document>> {
         if let Some(d) = self.layers.get(&(ns.clone(), layer.clone())) {
+            return Ok(d.clone());
+        }
+        if let Some(d) = self.overlay.layers.get(&(ns.clone(), layer.clone())) {
             return Ok(d.clone());
         }
         Ok(self

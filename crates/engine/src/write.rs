@@ -114,8 +114,9 @@ impl Engine {
     /// shared on what it writes when no chain is affected, so such commits
     /// go straight to the store together and keep group commit; exclusive
     /// on everything a validation reads or writes otherwise, so nothing can
-    /// land between what was validated and what is committed, while commits
-    /// to unrelated namespaces go on. Validation runs in the calling thread,
+    /// land between what was validated and what is committed (a validated
+    /// commit lets go once queued in the writer: the next one is checked
+    /// against it, `pipeline`), while commits to unrelated namespaces go on. Validation runs in the calling thread,
     /// never in the store's writer, so a slow chain delays only the commits
     /// whose outcome can depend on it.
     pub(crate) fn commit_validated(
@@ -154,24 +155,140 @@ impl Engine {
                 }
                 Scope::Namespaces { want, validated } => (want, validated),
             };
+            let scope: std::collections::BTreeSet<NamespaceName> = want.0.keys().cloned().collect();
             let _shared = self.validator.lock.read();
-            let _held = self.validator.ns_locks.acquire(want);
+            let held = self.validator.ns_locks.acquire(want);
             if self.validator.generation() != generation {
                 // A declaration committed while this one waited: its scope
                 // may have changed. Decide again.
                 continue;
             }
-            let result = if validated {
-                self.check_and_commit(g, changes, action, operation)
-            } else {
-                self.commit_sealed(g, changes, action, operation)
-            };
+            if !validated {
+                return self.commit_sealed(g, changes, action, operation);
+            }
+            let pipelined = !declares
+                && changes.ops.iter().all(|op| match op {
+                    Op::PutNamespace {
+                        expect_revision, ..
+                    }
+                    | Op::Put {
+                        expect_revision, ..
+                    }
+                    | Op::Set {
+                        expect_revision, ..
+                    }
+                    | Op::Unset {
+                        expect_revision, ..
+                    }
+                    | Op::Delete {
+                        expect_revision, ..
+                    } => expect_revision.is_none(),
+                });
+            if pipelined {
+                match self.commit_pipelined(g, changes, action, operation, &scope, held)? {
+                    Some(info) => return Ok(info),
+                    // A commit it was validated against failed: again.
+                    None => continue,
+                }
+            }
+            // Preconditions and declarations: on the store alone, once
+            // nothing queued touches the scope, holding the locks until
+            // durable.
+            self.validator.queue.wait_idle(&scope);
+            let result = self.check_and_commit(g, changes, action, operation);
             if declares {
                 // Before the locks go: see `Validator::declarations_changed`.
                 self.validator.declarations_changed();
             }
+            drop(held);
             return result;
         }
+    }
+
+    /// Validates a change set against the store plus the validated commits
+    /// queued before it (`pipeline`), queues it in the store's writer, and
+    /// releases `held` once it is queued, so the next commit to the same
+    /// namespaces validates while this one is written. `None`: a queued
+    /// commit it was validated against failed, so it was not committed and
+    /// must be validated again.
+    fn commit_pipelined(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+        scope: &std::collections::BTreeSet<NamespaceName>,
+        held: crate::locks::Held,
+    ) -> Result<Option<CommitInfo>> {
+        // The overlay before the revision: see `pipeline`.
+        let overlay = self.validator.queue.overlay(scope);
+        let revision = self.store.revision()?;
+        let mut reader = crate::pipeline::OverlayReader {
+            store: &*self.store,
+            revision,
+            overlay: &overlay,
+        };
+        // A change set that does not plan fails in the store just the same
+        // (and is audited there).
+        let Ok(plan) =
+            confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())
+        else {
+            return self.commit_sealed(g, changes, action, operation).map(Some);
+        };
+        let mut candidate = Candidate::with_plan(&*self.store, revision, &plan);
+        candidate.overlay = overlay.clone();
+        if self.validator.needed(&candidate, &plan)? {
+            if let Some(hook) = self.validator.hook() {
+                hook();
+            }
+            let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
+                self.validator.check_plan(&candidate, &plan)
+            })?;
+            if has_errors(&findings) {
+                let e = Error::Validation { findings };
+                self.audit_refused(g, changes, action, operation, &e);
+                return Err(e);
+            }
+        }
+        drop(candidate);
+        let ticket = crate::pipeline::Ticket::push(&self.validator.queue, &plan);
+        let (pending, journal) = self.begin_commit(g, changes, action, operation);
+        let stale = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let check: Option<confstrata_core::CheckFn> = if overlay.is_empty() {
+            None
+        } else {
+            let stale = Arc::clone(&stale);
+            Some(Box::new(move |_plan, reader| {
+                if overlay.holds_in(reader)? {
+                    Ok(())
+                } else {
+                    stale.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Err(Error::storage(
+                        "a commit this one was validated against did not commit",
+                    ))
+                }
+            }))
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.store.commit_then(
+            changes.clone(),
+            Some(journal),
+            check,
+            Box::new(move |committed| {
+                let _ = tx.send(committed);
+            }),
+        );
+        // Queued: the next commit to these namespaces may validate now.
+        drop(held);
+        let committed = rx
+            .recv()
+            .unwrap_or_else(|_| Err(Error::storage("the store's writer went away")));
+        ticket.finish(committed.is_ok());
+        if stale.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = self.end_commit_audited(pending, committed, false);
+            return Ok(None);
+        }
+        self.end_commit(pending, committed).map(Some)
     }
 
     /// Plans, validates and commits; the caller holds the locks of the
@@ -209,7 +326,12 @@ impl Engine {
                 return Err(e);
             }
         }
-        self.commit_sealed(g, changes, action, operation)
+        // In the queue too, so that a pipelined commit's overlay never puts
+        // an older queued write over this one (`pipeline`).
+        let ticket = crate::pipeline::Ticket::push(&self.validator.queue, &plan);
+        let result = self.commit_sealed(g, changes, action, operation);
+        ticket.finish(result.is_ok());
+        result
     }
 
     /// Runs the validation chains on the current state: every context of
@@ -445,6 +567,17 @@ impl Engine {
         pending: PendingCommit,
         committed: Result<CommitInfo>,
     ) -> Result<CommitInfo> {
+        self.end_commit_audited(pending, committed, true)
+    }
+
+    /// [`Engine::end_commit`]; a failure is audited only if `audit_failure`
+    /// (not when the commit is about to be tried again).
+    fn end_commit_audited(
+        &self,
+        pending: PendingCommit,
+        committed: Result<CommitInfo>,
+        audit_failure: bool,
+    ) -> Result<CommitInfo> {
         if let Ok(info) = &committed {
             // Before `finish`: a reader that sees the change finished finds
             // it in the log.
@@ -462,6 +595,7 @@ impl Engine {
                 self.notify(info.revision);
                 Ok(info)
             }
+            Err(e) if !audit_failure => Err(e),
             Err(e) => {
                 let failed = self
                     .gate(&pending.caller)
