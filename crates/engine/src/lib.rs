@@ -614,8 +614,9 @@ impl Engine {
     }
 
     /// Registers a function called with the new revision after every commit
-    /// made through this engine (or its clones). Keep it cheap: it runs on
-    /// the committing thread.
+    /// made through this engine (or its clones). Keep it cheap, and never
+    /// commit from it: it runs on the committing thread, or on the store's
+    /// writer thread for a commit made with [`Engine::commit_async`].
     pub fn on_commit(&self, observer: CommitObserver) {
         lock(&self.observers).push(observer);
     }

@@ -11,17 +11,18 @@
 //! while it holds its exclusive locks, so commits that touch the same
 //! namespaces enter this list and the writer's queue in the same order).
 //!
-//! - Entries leave the list only from its front, once done, so anything
-//!   that left it is durable, and any write newer than the store's state
-//!   for a namespace in the list is in the list: the overlay is never older
-//!   than the store.
-//! - The overlay is read *before* the store's revision, so an entry that
-//!   leaves the list meanwhile is in the store that is read.
-//! - A queued commit can still fail (an I/O error, a refusal in the
-//!   writer). So each commit's check in the writer compares what it was
-//!   validated against from the overlay with what the transaction holds;
-//!   if they differ, it is refused unwritten and validated again. A failed
-//!   entry is left out of every later overlay.
+//! - The overlay is the writes of the entries not yet done, merged in
+//!   list order, read *before* the store's revision: an entry done by then
+//!   (committed, so durable, or failed) is in the store that is read, or
+//!   nowhere.
+//! - Anything else that can make the overlay differ from what the commit
+//!   lands on (a queued commit that fails in the writer, a write that
+//!   takes no ticket such as a key rewrap) is caught in the writer: each
+//!   commit's check compares the overlay it was validated against with
+//!   what the transaction holds, and if they differ it is refused unwritten
+//!   and validated again. A change set that does not plan against a
+//!   non-empty overlay is never sent unchecked: it waits for the queue and
+//!   is planned again.
 //! - Commits with preconditions (`expect_revision`) and declarations are
 //!   not pipelined: they wait until no queued commit touches their
 //!   namespaces, then validate against the store alone, and hold their
@@ -116,7 +117,9 @@ impl Queue {
     pub(crate) fn overlay(&self, namespaces: &BTreeSet<NamespaceName>) -> Overlay {
         let mut out = Overlay::default();
         for e in self.lock().iter() {
-            if e.failed.load(Ordering::SeqCst) || e.namespaces.is_disjoint(namespaces) {
+            // Done: committed (and so in the store read after this) or
+            // failed (and so nowhere).
+            if e.done.load(Ordering::SeqCst) || e.namespaces.is_disjoint(namespaces) {
                 continue;
             }
             for (ns, spec) in &e.specs {

@@ -164,7 +164,13 @@ impl Engine {
                 continue;
             }
             if !validated {
-                return self.commit_sealed(g, changes, action, operation);
+                let result = self.commit_sealed(g, changes, action, operation);
+                if declares {
+                    // Before the locks go, even when no chain ran (a chain
+                    // removed): see `Validator::declarations_changed`.
+                    self.validator.declarations_changed();
+                }
+                return result;
             }
             let pipelined = !declares
                 && changes.ops.iter().all(|op| match op {
@@ -228,12 +234,18 @@ impl Engine {
             revision,
             overlay: &overlay,
         };
-        // A change set that does not plan fails in the store just the same
-        // (and is audited there).
         let Ok(plan) =
             confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())
         else {
-            return self.commit_sealed(g, changes, action, operation).map(Some);
+            if overlay.is_empty() {
+                // Nothing queued touches the scope and its locks are held:
+                // the store fails it just the same (and audits it).
+                return self.commit_sealed(g, changes, action, operation).map(Some);
+            }
+            // Against queued writes that may still fail: never send it
+            // unchecked. Once they are done, plan it again.
+            self.validator.queue.wait_idle(scope);
+            return Ok(None);
         };
         let mut candidate = Candidate::with_plan(&*self.store, revision, &plan);
         candidate.overlay = overlay.clone();

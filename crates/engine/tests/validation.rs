@@ -667,3 +667,37 @@ fn a_validation_over_its_budget_is_refused_naming_the_slowest_rule() {
         "{findings:#?}"
     );
 }
+
+/// A declaration that removes a chain (so no chain runs on it) still
+/// refreshes which namespaces are read: commits to what it used to read
+/// are plain commits again, and take the async path.
+#[test]
+fn removing_a_chain_frees_what_it_read() {
+    let (_dir, engine, me) = engine();
+    engine
+        .commit(
+            &me,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "src", "levels": ["defaults"]}},
+                {"op": "put", "namespace": "src", "layer": "defaults", "document": {"n": 1}},
+                {"op": "put-namespace", "spec": {"name": "z", "levels": ["defaults"],
+                    "validation": {"rules": [{"id": "r", "check": "config(\"src\").n < 10"}]}}},
+            ]})),
+        )
+        .unwrap();
+    let change = cs(json!({"ops": [{"op": "set", "namespace": "src", "layer": "defaults", "key": "n", "value": 2}]}));
+    assert!(
+        engine
+            .commit_async(&me, &change, Box::new(|_| panic!("not called")))
+            .is_err(),
+        "z's rules read src: validated, on the blocking path"
+    );
+    engine
+        .commit(
+            &me,
+            &cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "z", "levels": ["defaults"]}}]})),
+        )
+        .unwrap();
+    let rev = commit_async(&engine, &me, &change).unwrap();
+    assert_eq!(rev, engine.revision().unwrap());
+}

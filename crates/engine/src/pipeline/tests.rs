@@ -49,8 +49,10 @@ fn the_overlay_is_the_queued_writes_in_queue_order_without_the_failed() {
     // The newest fails: the one before it is what the store will hold.
     c.finish(false);
     assert_eq!(v(&q.overlay(&scope(&["x"])), "x", "defaults"), Some(2));
-    // Done entries leave only from the front: `b` stays while `a` is queued.
+    // A committed entry is in the store: out of the overlay at once, though
+    // it leaves the list only from the front, after `a`.
     b.finish(true);
+    assert_eq!(v(&q.overlay(&scope(&["x"])), "x", "defaults"), Some(1));
     assert_eq!(q.lock().len(), 3);
     a.finish(true);
     assert_eq!(q.lock().len(), 0);
