@@ -685,7 +685,9 @@ fn removing_a_chain_frees_what_it_read() {
             ]})),
         )
         .unwrap();
-    let change = cs(json!({"ops": [{"op": "set", "namespace": "src", "layer": "defaults", "key": "n", "value": 2}]}));
+    let change = cs(
+        json!({"ops": [{"op": "set", "namespace": "src", "layer": "defaults", "key": "n", "value": 2}]}),
+    );
     assert!(
         engine
             .commit_async(&me, &change, Box::new(|_| panic!("not called")))
