@@ -249,19 +249,7 @@ impl Engine {
         };
         let mut candidate = Candidate::with_plan(&*self.store, revision, &plan);
         candidate.overlay = overlay.clone();
-        if self.validator.needed(&candidate, &plan)? {
-            if let Some(hook) = self.validator.hook() {
-                hook();
-            }
-            let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
-                self.validator.check_plan(&candidate, &plan)
-            })?;
-            if has_errors(&findings) {
-                let e = Error::Validation { findings };
-                self.audit_refused(g, changes, action, operation, &e);
-                return Err(e);
-            }
-        }
+        self.check_or_refuse(g, changes, action, operation, &candidate, &plan)?;
         drop(candidate);
         let ticket = crate::pipeline::Ticket::push(&self.validator.queue, &plan);
         let (pending, journal) = self.begin_commit(g, changes, action, operation);
@@ -325,25 +313,41 @@ impl Engine {
             return self.commit_sealed(g, changes, action, operation);
         };
         let candidate = Candidate::with_plan(&*self.store, revision, &plan);
-        if self.validator.needed(&candidate, &plan)? {
-            if let Some(hook) = self.validator.hook() {
-                hook();
-            }
-            let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
-                self.validator.check_plan(&candidate, &plan)
-            })?;
-            if has_errors(&findings) {
-                let e = Error::Validation { findings };
-                self.audit_refused(g, changes, action, operation, &e);
-                return Err(e);
-            }
-        }
+        self.check_or_refuse(g, changes, action, operation, &candidate, &plan)?;
         // In the queue too, so that a pipelined commit's overlay never puts
         // an older queued write over this one (`pipeline`).
         let ticket = crate::pipeline::Ticket::push(&self.validator.queue, &plan);
         let result = self.commit_sealed(g, changes, action, operation);
         ticket.finish(result.is_ok());
         result
+    }
+
+    /// A commit's validation: the chains its plan affects, over
+    /// `candidate`; an error finding refuses it, audited.
+    fn check_or_refuse(
+        &self,
+        g: &Gate<'_>,
+        changes: &ChangeSet,
+        action: Action,
+        operation: &str,
+        candidate: &Candidate<'_>,
+        plan: &confstrata_core::Plan,
+    ) -> Result<()> {
+        if !self.validator.needed(candidate, plan)? {
+            return Ok(());
+        }
+        if let Some(hook) = self.validator.hook() {
+            hook();
+        }
+        let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
+            self.validator.check_plan(candidate, plan)
+        })?;
+        if has_errors(&findings) {
+            let e = Error::Validation { findings };
+            self.audit_refused(g, changes, action, operation, &e);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Runs the validation chains on the current state: every context of
