@@ -1,16 +1,16 @@
 //! Confstrata's measurements. For now: stage timings, one Prometheus
-//! histogram per [`Stage`], summarised into percentiles for
+//! histogram per [`Phase`], summarised into percentiles for
 //! `confstrata stats` and registered in a [`prometheus::Registry`] that the
 //! metrics endpoint will export.
 //!
 //! ```
 //! use confstrata_analytics::StageTimings;
-//! use confstrata_core::timing::{Stage, Timings};
+//! use confstrata_core::timing::{Phase, Timings};
 //! use std::time::Duration;
 //!
 //! let t = StageTimings::new();
 //! for us in [10, 20, 30, 40, 1000] {
-//!     t.observe(Stage::Resolve, Duration::from_micros(us));
+//!     t.observe(Phase::Resolve, Duration::from_micros(us));
 //! }
 //! let s = t.snapshot();
 //! let resolve = s.stages.iter().find(|s| s.stage == "resolve").unwrap();
@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use confstrata_core::timing::{Stage, Timings};
+use confstrata_core::timing::{Phase, Timings};
 /// Re-exported for the registry's type ([`StageTimings::registry`]).
 pub use prometheus;
 use prometheus::core::Collector;
@@ -33,7 +33,7 @@ fn buckets() -> Vec<f64> {
     (0..24).map(|i| 1e-6 * f64::from(1u32 << i)).collect()
 }
 
-/// Stage timings and group-commit batch sizes, as Prometheus histograms.
+/// Phase timings and group-commit batch sizes, as Prometheus histograms.
 pub struct StageTimings {
     registry: Registry,
     stages: Vec<Histogram>,
@@ -67,7 +67,7 @@ pub struct StageSummary {
 /// Every stage's figures, and the sizes of group-commit transactions.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TimingsSnapshot {
-    /// One entry per stage, in [`Stage::ALL`] order.
+    /// One entry per stage, in [`Phase::ALL`] order.
     pub stages: Vec<StageSummary>,
     /// Transactions the store committed.
     pub batches: u64,
@@ -85,7 +85,7 @@ impl StageTimings {
     /// Empty histograms, registered in a fresh registry.
     pub fn new() -> StageTimings {
         let registry = Registry::new();
-        let stages = Stage::ALL
+        let stages = Phase::ALL
             .iter()
             .map(|s| {
                 let opts = HistogramOpts::new(
@@ -119,7 +119,7 @@ impl StageTimings {
 
     /// Every stage's figures now.
     pub fn snapshot(&self) -> TimingsSnapshot {
-        let stages = Stage::ALL
+        let stages = Phase::ALL
             .iter()
             .zip(&self.stages)
             .map(|(stage, h)| {
@@ -200,7 +200,7 @@ fn quantile(buckets: &[(f64, u64)], q: f64) -> f64 {
 }
 
 impl Timings for StageTimings {
-    fn observe(&self, stage: Stage, elapsed: Duration) {
+    fn observe(&self, stage: Phase, elapsed: Duration) {
         if let Some(h) = self.stages.get(stage.index()) {
             h.observe(elapsed.as_secs_f64());
         }
@@ -220,11 +220,11 @@ mod tests {
         let t = StageTimings::new();
         // 99 fast commits and one slow one.
         for _ in 0..99 {
-            t.observe(Stage::Commit, Duration::from_micros(100));
+            t.observe(Phase::Commit, Duration::from_micros(100));
         }
-        t.observe(Stage::Commit, Duration::from_millis(50));
+        t.observe(Phase::Commit, Duration::from_millis(50));
         let s = t.snapshot();
-        let c = &s.stages[Stage::Commit.index()];
+        let c = &s.stages[Phase::Commit.index()];
         assert_eq!(c.stage, "commit");
         assert_eq!(c.count, 100);
         // 100 µs lies in (64 µs, 128 µs].
@@ -233,7 +233,7 @@ mod tests {
         // The 99th of 100 samples is still a fast one; the max is not a percentile.
         assert!(c.p99_seconds <= 128e-6, "{c:?}");
         // Stages nobody timed are empty, not missing.
-        let v = &s.stages[Stage::Validate.index()];
+        let v = &s.stages[Phase::Validate.index()];
         assert_eq!((v.count, v.p99_seconds), (0, 0.0));
     }
 
@@ -241,20 +241,20 @@ mod tests {
     fn slow_tail_shows_in_p99() {
         let t = StageTimings::new();
         for _ in 0..90 {
-            t.observe(Stage::Fsync, Duration::from_micros(300));
+            t.observe(Phase::Fsync, Duration::from_micros(300));
         }
         for _ in 0..10 {
-            t.observe(Stage::Fsync, Duration::from_millis(20));
+            t.observe(Phase::Fsync, Duration::from_millis(20));
         }
-        let f = &t.snapshot().stages[Stage::Fsync.index()];
+        let f = &t.snapshot().stages[Phase::Fsync.index()];
         assert!(f.p99_seconds > 16e-3 && f.p99_seconds <= 33e-3, "{f:?}");
     }
 
     #[test]
     fn beyond_the_last_bucket_reports_the_last_bound() {
         let t = StageTimings::new();
-        t.observe(Stage::Resolve, Duration::from_secs(60));
-        let r = &t.snapshot().stages[Stage::Resolve.index()];
+        t.observe(Phase::Resolve, Duration::from_secs(60));
+        let r = &t.snapshot().stages[Phase::Resolve.index()];
         assert!(r.p50_seconds >= 4.0 && r.p50_seconds < 60.0, "{r:?}");
     }
 
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn histograms_are_registered_for_export() {
         let t = StageTimings::new();
-        t.observe(Stage::Authorize, Duration::from_nanos(300));
+        t.observe(Phase::Authorize, Duration::from_nanos(300));
         let families = t.registry().gather();
         let names: Vec<&str> = families.iter().map(|f| f.name()).collect();
         assert!(names.contains(&"confstrata_stage_seconds"), "{names:?}");

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use confstrata_client::{Client, ClientOptions};
 use confstrata_core::{
-    At, ChangeSet, CommitInfo, Context, DiffEntry, KeyPath, LayerPath, LayerRecord, LayerVersion,
-    NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport,
+    At, ChangeSet, CommitInfo, Context, DiffEntry, ErrorKind, KeyPath, LayerPath, LayerRecord,
+    LayerVersion, NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport,
 };
 use confstrata_engine::{
     Caller, DryRun, Engine, ExplainView, LayerDiff, LayerStatus, ResolvedView,
@@ -399,7 +399,7 @@ impl Backend {
                         |c| async move { c.namespace(ns, at).await },
                     ) {
                         Ok(r) => Ok(Some(r)),
-                        Err(e) if is_not_found(&e) => Ok(None),
+                        Err(e) if is(&e, ErrorKind::NotFound) => Ok(None),
                         Err(e) => Err(e),
                     }
                 };
@@ -694,36 +694,6 @@ impl Backend {
     }
 }
 
-/// Whether a command failed on an expected-revision precondition (exit 3).
-pub(crate) fn is_conflict(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<confstrata_core::Error>()
-                .map(confstrata_core::Error::root),
-            Some(confstrata_core::Error::Conflict { .. })
-        ) || c
-            .downcast_ref::<confstrata_client::Error>()
-            .is_some_and(confstrata_client::Error::is_conflict)
-    })
-}
-
-/// Whether a command failed on something that does not exist (exit 4).
-pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<confstrata_core::Error>()
-                .map(confstrata_core::Error::root),
-            Some(
-                confstrata_core::Error::NamespaceNotFound { .. }
-                    | confstrata_core::Error::LayerNotFound { .. }
-                    | confstrata_core::Error::KeyNotFound { .. }
-            )
-        ) || c
-            .downcast_ref::<confstrata_client::Error>()
-            .is_some_and(confstrata_client::Error::is_not_found)
-    })
-}
-
 fn layer_diff(d: confstrata_client::LayerDiff) -> LayerDiff {
     LayerDiff {
         namespace: d.namespace,
@@ -737,36 +707,28 @@ fn layer_diff(d: confstrata_client::LayerDiff) -> LayerDiff {
     }
 }
 
-/// Whether a command was refused for its credentials or rights (exit 5).
-pub(crate) fn is_denied(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<confstrata_core::Error>()
-                .map(confstrata_core::Error::root),
-            Some(
-                confstrata_core::Error::PermissionDenied { .. }
-                    | confstrata_core::Error::Unauthenticated { .. }
-            )
-        ) || c
-            .downcast_ref::<confstrata_client::Error>()
-            .is_some_and(|e| e.is_permission_denied() || e.is_unauthenticated())
+/// The kind of a command's error: that of the first error in its chain
+/// that has one (a model error, a server's answer, or `validate` finding
+/// errors).
+pub(crate) fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
+    e.chain().find_map(|c| {
+        if c.downcast_ref::<crate::commands::ValidationFailed>()
+            .is_some()
+        {
+            return Some(ErrorKind::ValidationFailed);
+        }
+        c.downcast_ref::<confstrata_core::Error>()
+            .map(confstrata_core::Error::kind)
+            .or_else(|| {
+                c.downcast_ref::<confstrata_client::Error>()
+                    .and_then(confstrata_client::Error::kind)
+            })
     })
 }
 
-/// Whether a command failed validation (exit 6): a refused commit or a
-/// `validate` that found errors.
-pub(crate) fn is_invalid_config(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<crate::commands::ValidationFailed>()
-            .is_some()
-            || matches!(
-                c.downcast_ref::<confstrata_core::Error>()
-                    .map(confstrata_core::Error::root),
-                Some(confstrata_core::Error::Validation { .. })
-            )
-            || c.downcast_ref::<confstrata_client::Error>()
-                .is_some_and(confstrata_client::Error::is_validation_failed)
-    })
+/// Whether a command failed with an error of `kind`.
+pub(crate) fn is(e: &anyhow::Error, kind: ErrorKind) -> bool {
+    error_kind(e) == Some(kind)
 }
 
 /// The first error findings of a commit refused by validation, one line

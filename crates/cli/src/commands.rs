@@ -509,7 +509,7 @@ pub(crate) fn print_findings(findings: &[confstrata_core::Finding]) {
                     confstrata_core::Severity::Error => "error".into(),
                     confstrata_core::Severity::Warning => "warning".into(),
                 },
-                f.stage.clone(),
+                f.stage.to_string(),
                 f.rule.clone(),
                 f.namespace.clone(),
                 f.context
@@ -630,7 +630,7 @@ impl Ctx {
                     }],
                 };
                 match self.backend.commit(&cs) {
-                    Err(e) if crate::backend::is_conflict(&e) => {
+                    Err(e) if crate::backend::is(&e, confstrata_core::ErrorKind::Conflict) => {
                         Err(confstrata_core::Error::AlreadyExists {
                             what: format!("namespace {name:?} (use --replace to replace it)"),
                         }
@@ -882,7 +882,7 @@ impl Ctx {
             LibraryCommand::Show => {
                 let user = match self.backend.namespace(&name, At::Latest) {
                     Ok(r) => Some(r.spec.validation),
-                    Err(e) if crate::backend::is_not_found(&e) => None,
+                    Err(e) if crate::backend::is(&e, confstrata_core::ErrorKind::NotFound) => None,
                     Err(e) => return Err(e),
                 };
                 let mut rows = Vec::new();

@@ -17,6 +17,7 @@ mod serve;
 use std::process::ExitCode;
 
 use clap::Parser;
+use confstrata_core::ErrorKind;
 
 /// mimalloc: under load glibc's malloc spent a tenth of the server's CPU
 /// consolidating its free lists when tonic asked for 8 KiB encode buffers
@@ -60,19 +61,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// 1 for most errors; 3 for a conflict (retry may help); 4 for not found;
-/// 5 for a missing, bad or revoked token or a refused action; whether the
-/// store is embedded or a server's.
+/// The exit code of each kind of error: the one table (tested against
+/// [`ErrorKind::ALL`]), the same whether the store is embedded or a server's.
+const EXIT_CODES: &[(ErrorKind, u8)] = &[
+    (ErrorKind::InvalidInput, 1),
+    (ErrorKind::TooLarge, 1),
+    (ErrorKind::AlreadyExists, 1),
+    (ErrorKind::OutOfRange, 1),
+    (ErrorKind::Integrity, 1),
+    (ErrorKind::Unavailable, 1),
+    (ErrorKind::Internal, 1),
+    // Retrying (after re-reading) may help.
+    (ErrorKind::Conflict, 3),
+    (ErrorKind::NotFound, 4),
+    // A missing, bad or revoked token, or a refused action.
+    (ErrorKind::Unauthenticated, 5),
+    (ErrorKind::PermissionDenied, 5),
+    // A refused commit, or `validate` finding errors.
+    (ErrorKind::ValidationFailed, 6),
+];
+
+/// 1 for an error of no kind (a file that cannot be read, a bad flag).
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if backend::is_denied(e) {
-        5
-    } else if backend::is_invalid_config(e) {
-        6
-    } else if backend::is_conflict(e) {
-        3
-    } else if backend::is_not_found(e) {
-        4
-    } else {
-        1
-    }
+    backend::error_kind(e)
+        .and_then(|kind| EXIT_CODES.iter().find(|(k, _)| *k == kind))
+        .map_or(1, |(_, code)| *code)
 }
+
+#[cfg(test)]
+mod tests;

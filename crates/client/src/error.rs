@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use confstrata_core::ErrorKind;
 use confstrata_proto::convert::FieldError;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -129,71 +130,91 @@ impl Error {
         }
     }
 
+    /// The kind of error, as the server sorted it: from the status code by
+    /// [`CODE_KINDS`] (INVALID_ARGUMENT with reason `VALIDATION_FAILED` is
+    /// [`ErrorKind::ValidationFailed`]); a refused argument's own kind; a
+    /// transport failure or time-out is [`ErrorKind::Unavailable`]. `None`
+    /// for errors of the client itself (a bad token or address, a fallback
+    /// file) and for codes the server never sends.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Error::Status {
+                reason: Some(r), ..
+            } if r == "VALIDATION_FAILED" => Some(ErrorKind::ValidationFailed),
+            Error::Status { code, .. } => CODE_KINDS
+                .iter()
+                .find(|(c, _)| c == code)
+                .map(|(_, kind)| *kind),
+            Error::Model(e) => Some(e.kind()),
+            Error::Transport { .. } | Error::Timeout { .. } | Error::Offline { .. } => {
+                Some(ErrorKind::Unavailable)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether an expected-revision precondition failed (`ABORTED`): nothing
     /// was changed; re-read and retry.
     pub fn is_conflict(&self) -> bool {
-        self.code() == Some(Code::Aborted)
+        self.kind() == Some(ErrorKind::Conflict)
     }
 
     /// Whether a namespace, layer or key does not exist (`NOT_FOUND`).
     pub fn is_not_found(&self) -> bool {
-        self.code() == Some(Code::NotFound)
+        self.kind() == Some(ErrorKind::NotFound)
     }
 
     /// Whether the object to create already exists (`ALREADY_EXISTS`).
     pub fn is_already_exists(&self) -> bool {
-        self.code() == Some(Code::AlreadyExists)
+        self.kind() == Some(ErrorKind::AlreadyExists)
     }
 
     /// Whether the server did not accept the token (`UNAUTHENTICATED`): none
     /// was sent, or it is malformed, unknown or revoked.
     pub fn is_unauthenticated(&self) -> bool {
-        self.code() == Some(Code::Unauthenticated)
+        self.kind() == Some(ErrorKind::Unauthenticated)
     }
 
     /// Whether a commit was refused because the configuration it would leave
     /// fails validation (`INVALID_ARGUMENT` with reason `VALIDATION_FAILED`;
     /// the status's field violations are the findings).
     pub fn is_validation_failed(&self) -> bool {
-        matches!(self, Error::Status { reason: Some(r), .. } if r == "VALIDATION_FAILED")
+        self.kind() == Some(ErrorKind::ValidationFailed)
     }
 
     /// Whether the token's principal may not do this (`PERMISSION_DENIED`);
     /// the message names the action and the resource.
     pub fn is_permission_denied(&self) -> bool {
-        self.code() == Some(Code::PermissionDenied)
+        self.kind() == Some(ErrorKind::PermissionDenied)
     }
 
     /// Whether a revision was removed by retention or is not reached yet
     /// (`OUT_OF_RANGE`).
     pub fn is_out_of_range(&self) -> bool {
-        self.code() == Some(Code::OutOfRange)
+        self.kind() == Some(ErrorKind::OutOfRange)
     }
 
     /// Whether the request was malformed (`INVALID_ARGUMENT`, or rejected
     /// before sending); [`Error::field`] names the field when the server did.
     pub fn is_invalid_argument(&self) -> bool {
-        matches!(self, Error::Model(_)) || self.code() == Some(Code::InvalidArgument)
+        matches!(self, Error::Model(_))
+            || matches!(
+                self.kind(),
+                Some(ErrorKind::InvalidInput | ErrorKind::ValidationFailed)
+            )
     }
 
     /// Whether the server could not be reached or the connection broke:
     /// the same call may succeed later.
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Error::Transport { .. } | Error::Timeout { .. } | Error::Offline { .. } => true,
-            Error::Status { code, .. } => matches!(
-                code,
-                Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown
-            ),
-            _ => false,
-        }
+        self.kind() == Some(ErrorKind::Unavailable)
     }
 
     /// Whether a long-lived call (a watch) should be retried after this
     /// error: [`Error::is_unavailable`], plus `INTERNAL` (a stream cut by a
     /// server going down is reported as such by some transports).
     pub fn is_retryable(&self) -> bool {
-        self.is_unavailable() || self.code() == Some(Code::Internal)
+        self.is_unavailable() || self.kind() == Some(ErrorKind::Internal)
     }
 
     /// The request field the server rejected, e.g. `change_set.ops[2].set.key`.
@@ -293,6 +314,27 @@ impl From<FieldError> for Error {
         Error::InvalidResponse(e)
     }
 }
+
+/// The kind of error each gRPC code a server answers with stands for:
+/// the inverse of the server's table, plus the codes a transport or a
+/// proxy produces (CANCELLED, DEADLINE_EXCEEDED, UNKNOWN: unavailable, so
+/// a call is retried). Tested against [`ErrorKind::ALL`].
+pub const CODE_KINDS: &[(Code, ErrorKind)] = &[
+    (Code::InvalidArgument, ErrorKind::InvalidInput),
+    (Code::ResourceExhausted, ErrorKind::TooLarge),
+    (Code::NotFound, ErrorKind::NotFound),
+    (Code::AlreadyExists, ErrorKind::AlreadyExists),
+    (Code::Aborted, ErrorKind::Conflict),
+    (Code::OutOfRange, ErrorKind::OutOfRange),
+    (Code::Unauthenticated, ErrorKind::Unauthenticated),
+    (Code::PermissionDenied, ErrorKind::PermissionDenied),
+    (Code::DataLoss, ErrorKind::Integrity),
+    (Code::Unavailable, ErrorKind::Unavailable),
+    (Code::Cancelled, ErrorKind::Unavailable),
+    (Code::DeadlineExceeded, ErrorKind::Unavailable),
+    (Code::Unknown, ErrorKind::Unavailable),
+    (Code::Internal, ErrorKind::Internal),
+];
 
 /// The canonical upper-case name of a code, as in the gRPC spec.
 pub(crate) fn code_name(code: Code) -> &'static str {

@@ -74,7 +74,8 @@ mod watch;
 mod wire;
 
 pub use client::{Client, ClientOptions, ClientTls};
-pub use error::{Error, Result};
+pub use confstrata_core::ErrorKind;
+pub use error::{CODE_KINDS, Error, Result};
 pub use provider::ConfstrataProvider;
 pub use types::{
     AuditVerification, DryRun, Explained, IssuedToken, KeyInfo, KeyValue, LayerDiff, LayerStatus,

@@ -417,3 +417,27 @@ fn an_invalid_namespace_is_rejected_before_connecting() {
         .to_string();
     assert!(err.contains("invalid namespace"), "{err}");
 }
+
+#[test]
+fn every_error_kind_is_reached_from_a_server_answer() {
+    use crate::{CODE_KINDS, ErrorKind};
+    for kind in ErrorKind::ALL {
+        let reached = CODE_KINDS.iter().any(|(_, k)| *k == kind)
+            // INVALID_ARGUMENT with reason VALIDATION_FAILED.
+            || kind == ErrorKind::ValidationFailed;
+        assert!(reached, "no gRPC code maps to {kind} in CODE_KINDS");
+    }
+    let codes: std::collections::BTreeSet<i32> =
+        CODE_KINDS.iter().map(|(c, _)| *c as i32).collect();
+    assert_eq!(codes.len(), CODE_KINDS.len(), "a code has two rows");
+    let e = Error::from(tonic::Status::new(
+        Code::NotFound,
+        "namespace \"web\" not found",
+    ));
+    assert_eq!(e.kind(), Some(ErrorKind::NotFound));
+    assert!(e.is_not_found() && !e.is_retryable());
+    let e = Error::from(tonic::Status::new(Code::Cancelled, "gone"));
+    assert_eq!(e.kind(), Some(ErrorKind::Unavailable));
+    let e = Error::from(tonic::Status::new(Code::Unimplemented, "no"));
+    assert_eq!(e.kind(), None);
+}

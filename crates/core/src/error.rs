@@ -230,6 +230,101 @@ pub enum Error {
         /// The backend's message.
         message: String,
     },
+    /// The service cannot take the request now (it is shutting down);
+    /// retrying elsewhere or later may succeed.
+    #[error("unavailable: {message}")]
+    Unavailable {
+        /// Why.
+        message: String,
+    },
+    /// A bug or a broken invariant of the server (a task that panicked).
+    #[error("internal error: {message}")]
+    Internal {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The kind of an [`Error`]: the one sorting of errors that every front
+/// end maps to its own vocabulary with one small table (gRPC codes, HTTP
+/// statuses, the CLI's exit codes, the client's `is_*` questions).
+///
+/// ```
+/// use confstrata_core::{Error, ErrorKind};
+/// let e = Error::NamespaceNotFound { namespace: "web".into() };
+/// assert_eq!(e.kind(), ErrorKind::NotFound);
+/// assert!(ErrorKind::ALL.contains(&e.kind()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input is malformed or does not fit the namespace: a bad path,
+    /// document, context, or a parse error. Fix the request.
+    InvalidInput,
+    /// Something is over a size limit.
+    TooLarge,
+    /// A namespace, layer or key does not exist.
+    NotFound,
+    /// What was to be created exists.
+    AlreadyExists,
+    /// An expected-revision precondition failed; re-read and retry.
+    Conflict,
+    /// A revision outside the readable range (compacted away, or in the future).
+    OutOfRange,
+    /// No valid credentials.
+    Unauthenticated,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// The change would leave configuration that fails validation.
+    ValidationFailed,
+    /// Stored data failed an integrity check.
+    Integrity,
+    /// The service cannot take the request now; retry.
+    Unavailable,
+    /// The store or the server failed.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind: a front end's table is tested against this list.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::TooLarge,
+        ErrorKind::NotFound,
+        ErrorKind::AlreadyExists,
+        ErrorKind::Conflict,
+        ErrorKind::OutOfRange,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::ValidationFailed,
+        ErrorKind::Integrity,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
+    /// Its name in text and JSON: `not-found`, `validation-failed`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid-input",
+            ErrorKind::TooLarge => "too-large",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::AlreadyExists => "already-exists",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::OutOfRange => "out-of-range",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::PermissionDenied => "permission-denied",
+            ErrorKind::ValidationFailed => "validation-failed",
+            ErrorKind::Integrity => "integrity",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Error {
@@ -245,6 +340,37 @@ impl Error {
         Error::Invalid {
             what: what.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// Its kind (that of the innermost error: an [`Error::Operation`] is
+    /// of its cause's kind).
+    pub fn kind(&self) -> ErrorKind {
+        match self.root() {
+            Error::InvalidPath { .. }
+            | Error::Invalid { .. }
+            | Error::Parse { .. }
+            | Error::InvalidUtf8 { .. }
+            | Error::TooDeep { .. }
+            | Error::LayerOutsideHierarchy { .. }
+            | Error::UnknownContextVariable { .. }
+            | Error::ContextValueNotAllowed { .. } => ErrorKind::InvalidInput,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::NamespaceNotFound { .. }
+            | Error::LayerNotFound { .. }
+            | Error::KeyNotFound { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Compacted { .. } | Error::FutureRevision { .. } => ErrorKind::OutOfRange,
+            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::Validation { .. } => ErrorKind::ValidationFailed,
+            Error::Integrity { .. } => ErrorKind::Integrity,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            // `root()` never returns `Operation`.
+            Error::Storage { .. } | Error::Internal { .. } | Error::Operation { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

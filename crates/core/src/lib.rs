@@ -49,11 +49,12 @@ mod resolve;
 mod store;
 pub mod timing;
 pub mod validation;
+pub mod view;
 
 pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
 pub use doc::{Document, Limits};
-pub use error::{Error, Result, clip};
+pub use error::{Error, ErrorKind, Result, clip};
 pub use journal::{CheckFn, JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 pub use memory::{MemoryStore, check_next};
 pub use namespace::{Context, LevelTemplate, NamespaceSpec, parse_context};
@@ -67,7 +68,7 @@ pub use store::{
     NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
     check_readable, retention_floor,
 };
-pub use validation::{ChainMode, Finding, RuleSpec, Severity, Validation, ValidatorSpec};
+pub use validation::{ChainMode, Finding, RuleSpec, Severity, Stage, Validation, ValidatorSpec};
 
 /// Re-exported so users of the `Document` type need not depend on `serde_json` themselves.
 pub use serde_json;

@@ -1,4 +1,4 @@
-//! Stage timings: what each stage of a request took, reported to a sink
+//! Stage timings: what each phase of a request or commit took, reported to a sink
 //! that the server keeps (histograms in `confstrata-analytics`).
 //!
 //! The stages are fixed so that recording one is an index into an array,
@@ -6,28 +6,29 @@
 //! adds, cheap enough to stay on for every request.
 //!
 //! ```
-//! use confstrata_core::timing::{Stage, Timings};
+//! use confstrata_core::timing::{Phase, Timings};
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //!
 //! #[derive(Default)]
 //! struct Count(AtomicU64);
 //! impl Timings for Count {
-//!     fn observe(&self, _: Stage, _: std::time::Duration) {
+//!     fn observe(&self, _: Phase, _: std::time::Duration) {
 //!         self.0.fetch_add(1, Ordering::Relaxed);
 //!     }
 //! }
 //! let c = Count::default();
 //! let t = c.start();
-//! t.stop(&c, Stage::Resolve);
+//! t.stop(&c, Phase::Resolve);
 //! assert_eq!(c.0.load(Ordering::Relaxed), 1);
-//! assert_eq!("cache-lookup".parse::<Stage>(), Ok(Stage::CacheLookup));
+//! assert_eq!("cache-lookup".parse::<Phase>(), Ok(Phase::CacheLookup));
 //! ```
 
 use std::time::{Duration, Instant};
 
-/// A stage of a request or of a commit.
+/// A phase of a request or of a commit, as the stage timings name it (not
+/// the validation chain's [`Stage`](crate::validation::Stage)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stage {
+pub enum Phase {
     /// Checking a bearer token.
     Authenticate,
     /// The policy decisions of a request.
@@ -48,21 +49,21 @@ pub enum Stage {
     Fsync,
 }
 
-impl Stage {
-    /// Every stage, in a fixed order (the order of [`Stage::index`]).
-    pub const ALL: [Stage; 9] = [
-        Stage::Authenticate,
-        Stage::Authorize,
-        Stage::CacheLookup,
-        Stage::Resolve,
-        Stage::Present,
-        Stage::Validate,
-        Stage::Commit,
-        Stage::StoreBatch,
-        Stage::Fsync,
+impl Phase {
+    /// Every stage, in a fixed order (the order of [`Phase::index`]).
+    pub const ALL: [Phase; 9] = [
+        Phase::Authenticate,
+        Phase::Authorize,
+        Phase::CacheLookup,
+        Phase::Resolve,
+        Phase::Present,
+        Phase::Validate,
+        Phase::Commit,
+        Phase::StoreBatch,
+        Phase::Fsync,
     ];
 
-    /// The stage's position in [`Stage::ALL`].
+    /// The stage's position in [`Phase::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
@@ -70,33 +71,33 @@ impl Stage {
     /// The name used in reports and metrics (`cache-lookup`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
-            Stage::Authenticate => "authenticate",
-            Stage::Authorize => "authorize",
-            Stage::CacheLookup => "cache-lookup",
-            Stage::Resolve => "resolve",
-            Stage::Present => "present",
-            Stage::Validate => "validate",
-            Stage::Commit => "commit",
-            Stage::StoreBatch => "store-batch",
-            Stage::Fsync => "fsync",
+            Phase::Authenticate => "authenticate",
+            Phase::Authorize => "authorize",
+            Phase::CacheLookup => "cache-lookup",
+            Phase::Resolve => "resolve",
+            Phase::Present => "present",
+            Phase::Validate => "validate",
+            Phase::Commit => "commit",
+            Phase::StoreBatch => "store-batch",
+            Phase::Fsync => "fsync",
         }
     }
 }
 
-impl std::fmt::Display for Stage {
+impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl std::str::FromStr for Stage {
+impl std::str::FromStr for Phase {
     type Err = String;
-    fn from_str(s: &str) -> Result<Stage, String> {
-        Stage::ALL
+    fn from_str(s: &str) -> Result<Phase, String> {
+        Phase::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+                let names: Vec<&str> = Phase::ALL.iter().map(|s| s.as_str()).collect();
                 format!("unknown stage {s:?}; expected one of {}", names.join(", "))
             })
     }
@@ -105,7 +106,7 @@ impl std::str::FromStr for Stage {
 /// Where timings go.
 pub trait Timings: Send + Sync {
     /// Records that `stage` took `elapsed`.
-    fn observe(&self, stage: Stage, elapsed: Duration);
+    fn observe(&self, stage: Phase, elapsed: Duration);
 
     /// Records the number of jobs one group-commit transaction carried.
     fn batch(&self, _size: usize) {}
@@ -123,7 +124,7 @@ pub struct Started(Instant);
 
 impl Started {
     /// Records the time since the start as `stage`.
-    pub fn stop(self, timings: &(impl Timings + ?Sized), stage: Stage) {
+    pub fn stop(self, timings: &(impl Timings + ?Sized), stage: Phase) {
         timings.observe(stage, self.0.elapsed());
     }
 }
@@ -133,5 +134,5 @@ impl Started {
 pub struct NoTimings;
 
 impl Timings for NoTimings {
-    fn observe(&self, _: Stage, _: Duration) {}
+    fn observe(&self, _: Phase, _: Duration) {}
 }

@@ -148,27 +148,90 @@ impl ChainMode {
     }
 }
 
+/// The stage of the chain a finding comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// The JSON Schema.
+    Schema,
+    /// A named validator called by `x-validator` in the schema.
+    Validator,
+    /// A business rule over the resolved configuration.
+    Rule,
+    /// A rule that reads another namespace with `config("name")`.
+    Cross,
+    /// The validation budget: the chain ran out of time.
+    Budget,
+}
+
+impl Stage {
+    /// Every stage.
+    pub const ALL: [Stage; 5] = [
+        Stage::Schema,
+        Stage::Validator,
+        Stage::Rule,
+        Stage::Cross,
+        Stage::Budget,
+    ];
+
+    /// The name used in text and JSON: `schema`, `validator`, `rule`, `cross`, `budget`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Schema => "schema",
+            Stage::Validator => "validator",
+            Stage::Rule => "rule",
+            Stage::Cross => "cross",
+            Stage::Budget => "budget",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not a validation stage (one of schema, validator, rule, cross, budget)",
+                    crate::clip(s, 40)
+                )
+            })
+    }
+}
+
 /// One thing the validation chain found, in one context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The namespace whose chain found it.
     pub namespace: String,
-    /// The stage: `schema`, `validator`, `rule` or `cross`.
-    pub stage: String,
-    /// The rule id, validator name or schema keyword location.
+    /// Which stage found it.
+    pub stage: Stage,
+    /// What found it: the schema keyword location
+    /// (`/properties/port/maximum`), the validator's name or the rule's id.
     pub rule: String,
-    /// Whether it blocks the commit.
+    /// Whether it blocks (schema and validator findings and script errors
+    /// are always errors; a rule's own failure has the rule's severity).
     pub severity: Severity,
-    /// The context it was found in.
+    /// The context whose resolved configuration was checked.
     pub context: Context,
-    /// The key it is about, dotted, if any.
+    /// The key it is about, dotted (`db.pool.max`), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// What is wrong.
+    /// What is wrong, for people.
     pub message: String,
 }
 
 impl fmt::Display for Finding {
+    /// One line: `error [rule pool-fits] web env=prod,region=eu db.pool.max: message`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sev = match self.severity {
             Severity::Error => "error",
@@ -188,7 +251,7 @@ impl fmt::Display for Finding {
             f,
             "{sev} [{} {}] {} {}",
             self.stage,
-            crate::clip(&self.rule, 100),
+            crate::clip(&self.rule, 200),
             self.namespace,
             crate::clip(&ctx, 200)
         )?;

@@ -66,7 +66,7 @@ use confstrata_analytics::StageTimings;
 pub use confstrata_analytics::{StageSummary, TimingsSnapshot};
 pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_cache::{ViewCache, ViewKey};
-use confstrata_core::timing::{Stage, Timings as _};
+use confstrata_core::timing::{Phase, Timings as _};
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
@@ -681,7 +681,7 @@ impl Engine {
         request_id: &str,
         source: &str,
     ) -> Result<Caller> {
-        let checked = self.timed(Stage::Authenticate, || {
+        let checked = self.timed(Phase::Authenticate, || {
             self.security.authenticate(authorization)
         });
         match checked {
@@ -701,7 +701,7 @@ impl Engine {
         authorization: Option<&str>,
         request_id: &str,
     ) -> Option<Caller> {
-        self.timed(Stage::Authenticate, || {
+        self.timed(Phase::Authenticate, || {
             self.security.authenticate(authorization)
         })
         .ok()
@@ -880,7 +880,7 @@ impl Engine {
         let mut view = if at == At::Latest {
             self.resolve_latest(&g, ns, ctx, section)?
         } else {
-            let merged = self.timed(Stage::Resolve, || {
+            let merged = self.timed(Phase::Resolve, || {
                 self.with_resolved_section(&g, ns, ctx, at, section, |rev, resolved| ResolvedView {
                     namespace: ns.clone(),
                     context: ctx.clone(),
@@ -895,7 +895,7 @@ impl Engine {
                 None => merged,
             }
         };
-        self.timed(Stage::Present, || self.present_resolved(&g, &mut view))?;
+        self.timed(Phase::Present, || self.present_resolved(&g, &mut view))?;
         g.audit_read(Resource::namespace(ns.clone()), view.revision)?;
         Ok(view)
     }
@@ -929,13 +929,13 @@ impl Engine {
         ) {
             return None;
         }
-        authorize.stop(&*self.timings, Stage::Authorize);
+        authorize.stop(&*self.timings, Phase::Authorize);
         // Read first: a view that is current now is current at this revision.
         let current = self.store.revision().ok()?;
         let key = context_key(ns, ctx);
         let lookup = self.timings.start();
         let (_, cached) = self.views.get_or_fall_back(&key)?;
-        lookup.stop(&*self.timings, Stage::CacheLookup);
+        lookup.stop(&*self.timings, Phase::CacheLookup);
         let authorize = self.timings.start();
         for layer in &cached.wanted {
             if !g.allows(Action::Read, &Resource::layer(ns.clone(), layer.clone())) {
@@ -950,7 +950,7 @@ impl Engine {
                 return None;
             }
         }
-        authorize.stop(&*self.timings, Stage::Authorize);
+        authorize.stop(&*self.timings, Phase::Authorize);
         let json = cached.masked().ok()?;
         let json = match section {
             None => json,
@@ -968,7 +968,7 @@ impl Engine {
     }
 
     /// Times `f` as `stage`.
-    fn timed<T>(&self, stage: Stage, f: impl FnOnce() -> T) -> T {
+    fn timed<T>(&self, stage: Phase, f: impl FnOnce() -> T) -> T {
         let started = self.timings.start();
         let out = f();
         started.stop(&*self.timings, stage);
@@ -987,12 +987,12 @@ impl Engine {
         ctx: &Context,
         section: Option<&KeyPath>,
     ) -> Result<ResolvedView> {
-        self.timed(Stage::Authorize, || g.require_some(Action::Read, ns))?;
+        self.timed(Phase::Authorize, || g.require_some(Action::Read, ns))?;
         // Read first: a view that is current now is current at this revision.
         let current = self.store.revision()?;
         let key = context_key(ns, ctx);
-        if let Some((_, cached)) = self.timed(Stage::CacheLookup, || self.views.get(&key)) {
-            self.timed(Stage::Authorize, || {
+        if let Some((_, cached)) = self.timed(Phase::CacheLookup, || self.views.get(&key)) {
+            self.timed(Phase::Authorize, || {
                 cached.wanted.iter().try_for_each(|layer| {
                     g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
                 })
@@ -1000,7 +1000,7 @@ impl Engine {
             return cached.view(current, section);
         }
         if let Some(rebuilt) = self.rebuild(&key, ns, current) {
-            self.timed(Stage::Authorize, || {
+            self.timed(Phase::Authorize, || {
                 rebuilt.wanted.iter().try_for_each(|layer| {
                     g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
                 })
@@ -1008,7 +1008,7 @@ impl Engine {
             return rebuilt.view(current, section);
         }
         let mut wanted = Vec::new();
-        let view = self.timed(Stage::Resolve, || {
+        let view = self.timed(Phase::Resolve, || {
             self.with_resolved_section(
                 g,
                 ns,
@@ -1073,7 +1073,7 @@ impl Engine {
         let weight = rebuilt.weight();
         self.views
             .insert_rebuilt(key, current, Arc::clone(&rebuilt), weight);
-        started.stop(&*self.timings, Stage::Resolve);
+        started.stop(&*self.timings, Phase::Resolve);
         Some(rebuilt)
     }
 

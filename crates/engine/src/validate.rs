@@ -172,7 +172,7 @@ impl Spend {
         };
         Finding {
             namespace: ns.to_string(),
-            stage: "budget".to_owned(),
+            stage: confstrata_core::Stage::Budget,
             rule: "validation-budget".to_owned(),
             severity: Severity::Error,
             context,
@@ -688,17 +688,7 @@ impl Validator {
                 // Its rules may have been cut short: say why.
                 findings.push(spend.exhausted(&spec.name, i + 1, contexts.len()));
             }
-            for f in checked.findings {
-                findings.push(Finding {
-                    namespace: spec.name.to_string(),
-                    stage: f.stage.to_string(),
-                    rule: f.rule,
-                    severity: f.severity,
-                    context: f.context,
-                    key: f.key,
-                    message: f.message,
-                });
-            }
+            findings.extend(checked.findings);
             if spend.stopped {
                 break;
             }

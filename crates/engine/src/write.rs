@@ -126,7 +126,7 @@ impl Engine {
         action: Action,
         operation: &str,
     ) -> Result<CommitInfo> {
-        self.timed(confstrata_core::timing::Stage::Commit, || {
+        self.timed(confstrata_core::timing::Phase::Commit, || {
             self.commit_validated_untimed(g, changes, action, operation)
         })
     }
@@ -339,7 +339,7 @@ impl Engine {
         if let Some(hook) = self.validator.hook() {
             hook();
         }
-        let findings = self.timed(confstrata_core::timing::Stage::Validate, || {
+        let findings = self.timed(confstrata_core::timing::Phase::Validate, || {
             self.validator.check_plan(candidate, plan)
         })?;
         if has_errors(&findings) {
@@ -521,7 +521,7 @@ impl Engine {
                 let result = engine.end_commit(pending, committed);
                 drop(held);
                 drop(shared);
-                started.stop(&*engine.timings, confstrata_core::timing::Stage::Commit);
+                started.stop(&*engine.timings, confstrata_core::timing::Phase::Commit);
                 done(result);
             }),
         );

@@ -84,7 +84,7 @@ fn errors(findings: &[Finding]) -> Vec<(String, String, Option<String>)> {
     let mut v: Vec<_> = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
-        .map(|f| (f.stage.clone(), f.rule.clone(), f.key.clone()))
+        .map(|f| (f.stage.to_string(), f.rule.clone(), f.key.clone()))
         .collect();
     v.sort();
     v
@@ -160,7 +160,7 @@ fn only_affected_contexts_are_checked_and_dependents_too() {
     };
     assert!(
         findings.iter().any(|f| f.namespace == "orders"
-            && f.stage == "cross"
+            && f.stage == confstrata_core::Stage::Cross
             && f.rule == "pool-within-platform-budget"),
         "{findings:#?}"
     );

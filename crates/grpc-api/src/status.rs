@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use confstrata_core::Error;
+use confstrata_core::{Error, ErrorKind};
 use confstrata_proto::convert::FieldError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -41,110 +41,110 @@ pub(crate) fn from_core(e: &Error, field: &str) -> Status {
         }
         _ => field.to_owned(),
     };
-    match e.root() {
-        Error::InvalidPath { .. }
-        | Error::Invalid { .. }
-        | Error::Parse { .. }
-        | Error::InvalidUtf8 { .. }
-        | Error::TooDeep { .. }
-        | Error::LayerOutsideHierarchy { .. }
-        | Error::UnknownContextVariable { .. }
-        | Error::ContextValueNotAllowed { .. } => Status::with_error_details(
-            Code::InvalidArgument,
-            message.clone(),
-            ErrorDetails::with_bad_request_violation(field, message),
-        ),
-        Error::TooLarge { size, limit, .. } => Status::with_error_details(
-            Code::ResourceExhausted,
-            message.clone(),
-            ErrorDetails::with_error_info(
-                "TOO_LARGE",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("field".to_owned(), field),
-                    ("size".to_owned(), size.to_string()),
-                    ("limit".to_owned(), limit.to_string()),
-                ]),
-            ),
-        ),
-        Error::NamespaceNotFound { namespace } => not_found("namespace", namespace, &message),
-        Error::LayerNotFound { namespace, layer } => {
-            not_found("layer", &format!("{namespace}:{layer}"), &message)
-        }
+    let details = match e.root() {
+        Error::TooLarge { size, limit, .. } => Some(ErrorDetails::with_error_info(
+            "TOO_LARGE",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("field".to_owned(), field),
+                ("size".to_owned(), size.to_string()),
+                ("limit".to_owned(), limit.to_string()),
+            ]),
+        )),
+        Error::NamespaceNotFound { namespace } => Some(not_found("namespace", namespace, &message)),
+        Error::LayerNotFound { namespace, layer } => Some(not_found(
+            "layer",
+            &format!("{namespace}:{layer}"),
+            &message,
+        )),
         Error::KeyNotFound { location, key } => {
-            not_found("key", &format!("{location} {key}"), &message)
+            Some(not_found("key", &format!("{location} {key}"), &message))
         }
         Error::Conflict {
             target,
             expected,
             actual,
             current_revision,
-        } => Status::with_error_details(
-            Code::Aborted,
-            message,
-            ErrorDetails::with_error_info(
-                "CONFLICT",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("target".to_owned(), target.clone()),
-                    ("expected".to_owned(), expected.to_string()),
-                    ("actual".to_owned(), actual.to_string()),
-                    ("current_revision".to_owned(), current_revision.to_string()),
-                ]),
-            ),
-        ),
-        Error::AlreadyExists { .. } => Status::already_exists(message),
-        Error::Compacted { oldest, requested } => Status::with_error_details(
-            Code::OutOfRange,
-            message,
-            ErrorDetails::with_error_info(
-                "COMPACTED",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("oldest_revision".to_owned(), oldest.to_string()),
-                    ("requested".to_owned(), requested.to_string()),
-                ]),
-            ),
-        ),
-        Error::FutureRevision { current, requested } => Status::with_error_details(
-            Code::OutOfRange,
-            message,
-            ErrorDetails::with_error_info(
-                "FUTURE_REVISION",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("current_revision".to_owned(), current.to_string()),
-                    ("requested".to_owned(), requested.to_string()),
-                ]),
-            ),
-        ),
-        Error::Unauthenticated { .. } => Status::unauthenticated(message),
-        Error::Validation { findings } => validation_failed(findings, message),
+        } => Some(ErrorDetails::with_error_info(
+            "CONFLICT",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("target".to_owned(), target.clone()),
+                ("expected".to_owned(), expected.to_string()),
+                ("actual".to_owned(), actual.to_string()),
+                ("current_revision".to_owned(), current_revision.to_string()),
+            ]),
+        )),
+        Error::Compacted { oldest, requested } => Some(ErrorDetails::with_error_info(
+            "COMPACTED",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("oldest_revision".to_owned(), oldest.to_string()),
+                ("requested".to_owned(), requested.to_string()),
+            ]),
+        )),
+        Error::FutureRevision { current, requested } => Some(ErrorDetails::with_error_info(
+            "FUTURE_REVISION",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("current_revision".to_owned(), current.to_string()),
+                ("requested".to_owned(), requested.to_string()),
+            ]),
+        )),
+        Error::Validation { findings } => Some(validation_failed(findings)),
         Error::PermissionDenied {
             action, resource, ..
-        } => Status::with_error_details(
-            Code::PermissionDenied,
-            message,
-            ErrorDetails::with_error_info(
-                "PERMISSION_DENIED",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("action".to_owned(), action.clone()),
-                    ("resource".to_owned(), resource.clone()),
-                ]),
-            ),
-        ),
-        Error::Integrity { .. } => {
-            tracing::error!(error = %message, "integrity error");
-            Status::data_loss(message)
+        } => Some(ErrorDetails::with_error_info(
+            "PERMISSION_DENIED",
+            ERROR_DOMAIN,
+            HashMap::from([
+                ("action".to_owned(), action.clone()),
+                ("resource".to_owned(), resource.clone()),
+            ]),
+        )),
+        _ if e.kind() == ErrorKind::InvalidInput => Some(ErrorDetails::with_bad_request_violation(
+            field,
+            message.clone(),
+        )),
+        _ => None,
+    };
+    match e.kind() {
+        ErrorKind::Integrity | ErrorKind::Internal => {
+            tracing::error!(error = %message, kind = %e.kind(), "server error");
         }
-        Error::Storage { .. } => {
-            tracing::error!(error = %message, "storage error");
-            Status::internal(message)
-        }
-        // `root()` never returns `Operation`; any variant added later is internal until mapped.
-        _ => Status::internal(message),
+        _ => {}
     }
+    let code = code(e.kind());
+    match details {
+        Some(details) => Status::with_error_details(code, message, details),
+        None => Status::new(code, message),
+    }
+}
+
+/// The gRPC code of each kind of error: the one table, tested against
+/// [`ErrorKind::ALL`].
+pub(crate) const CODES: &[(ErrorKind, Code)] = &[
+    (ErrorKind::InvalidInput, Code::InvalidArgument),
+    (ErrorKind::TooLarge, Code::ResourceExhausted),
+    (ErrorKind::NotFound, Code::NotFound),
+    (ErrorKind::AlreadyExists, Code::AlreadyExists),
+    (ErrorKind::Conflict, Code::Aborted),
+    (ErrorKind::OutOfRange, Code::OutOfRange),
+    (ErrorKind::Unauthenticated, Code::Unauthenticated),
+    (ErrorKind::PermissionDenied, Code::PermissionDenied),
+    // With an `ErrorInfo` of reason VALIDATION_FAILED.
+    (ErrorKind::ValidationFailed, Code::InvalidArgument),
+    (ErrorKind::Integrity, Code::DataLoss),
+    (ErrorKind::Unavailable, Code::Unavailable),
+    (ErrorKind::Internal, Code::Internal),
+];
+
+/// The code of `kind` in [`CODES`] (INTERNAL for a kind added later and not yet mapped).
+pub(crate) fn code(kind: ErrorKind) -> Code {
+    CODES
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(Code::Internal, |(_, c)| *c)
 }
 
 /// Most bytes of finding descriptions a refusal carries in its details.
@@ -163,7 +163,7 @@ const MAX_MESSAGE_BYTES: usize = 1000;
 /// findings that fit in [`MAX_FINDING_BYTES`] (at least one) as field
 /// violations, and an `ErrorInfo` with the total count (`errors`) and how
 /// many are attached (`reported`).
-fn validation_failed(findings: &[confstrata_core::Finding], message: String) -> Status {
+fn validation_failed(findings: &[confstrata_core::Finding]) -> ErrorDetails {
     let errors: Vec<&confstrata_core::Finding> = findings
         .iter()
         .filter(|f| f.severity == confstrata_core::Severity::Error)
@@ -201,15 +201,11 @@ fn validation_failed(findings: &[confstrata_core::Finding], message: String) -> 
     for (field, description) in violations {
         details.add_bad_request_violation(field, description);
     }
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    details
 }
 
-fn not_found(kind: &str, name: &str, message: &str) -> Status {
-    Status::with_error_details(
-        Code::NotFound,
-        message.to_owned(),
-        ErrorDetails::with_resource_info(kind, name, "", message),
-    )
+fn not_found(kind: &str, name: &str, message: &str) -> ErrorDetails {
+    ErrorDetails::with_resource_info(kind, name, "", message)
 }
 
 /// tonic refuses a request message over the size limit with OUT_OF_RANGE,
@@ -234,3 +230,6 @@ pub(crate) fn oversize_is_resource_exhausted<B>(
     }
     response
 }
+
+#[cfg(test)]
+mod tests;

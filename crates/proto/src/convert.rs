@@ -414,7 +414,7 @@ impl From<&confstrata_core::Finding> for v1::Finding {
     fn from(f: &confstrata_core::Finding) -> Self {
         v1::Finding {
             namespace: f.namespace.clone(),
-            stage: f.stage.clone(),
+            stage: f.stage.as_str().to_owned(),
             rule: f.rule.clone(),
             severity: match f.severity {
                 confstrata_core::Severity::Error => "error",
@@ -447,9 +447,13 @@ pub fn finding(field: &str, f: &v1::Finding) -> FieldResult<confstrata_core::Fin
             });
         }
     };
+    let stage = f.stage.parse().map_err(|reason: String| FieldError {
+        field: format!("{field}.stage"),
+        error: Box::new(confstrata_core::Error::invalid("stage", reason)),
+    })?;
     Ok(confstrata_core::Finding {
         namespace: f.namespace.clone(),
-        stage: f.stage.clone(),
+        stage,
         rule: f.rule.clone(),
         severity,
         context: f

@@ -108,9 +108,9 @@
 //! let findings = compiled.check(&ctx, &bad, &NoOther);
 //! let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
 //! assert_eq!(lines, [
-//!     "error [schema /properties/port/$ref/maximum] env=prod port: 70000 is greater than the maximum of 65535",
-//!     "error [validator is_power_of_two] env=prod workers: failed is_power_of_two: a power of two",
-//!     "warning [rule workers-fit] env=prod workers: 24 workers for 4 CPUs",
+//!     "error [schema /properties/port/$ref/maximum] web env=prod port: 70000 is greater than the maximum of 65535",
+//!     "error [validator is_power_of_two] web env=prod workers: failed is_power_of_two: a power of two",
+//!     "warning [rule workers-fit] web env=prod workers: 24 workers for 4 CPUs",
 //! ]);
 //! assert_eq!(findings[1].stage, Stage::Validator);
 //! ```
@@ -130,9 +130,9 @@ use confstrata_core::{
     ChainMode, Context, Document, Error, KeyPath, NamespaceName, Severity, Validation,
 };
 use rhai::{AST, Dynamic};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use confstrata_core::validation::{Finding, Stage};
 pub use library::library;
 pub use shared::{Library, MAX_ENTRY_NAME};
 pub use stack::{CHECK_STACK_BYTES, assume_check_stack, on_check_stack};
@@ -196,82 +196,6 @@ pub struct Checked {
     pub slowest: Option<(String, std::time::Duration)>,
 }
 
-/// The stage of the chain a finding comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    /// The JSON Schema.
-    Schema,
-    /// A named validator called by `x-validator` in the schema.
-    Validator,
-    /// A business rule over the resolved configuration.
-    Rule,
-    /// A rule that reads another namespace with `config("name")`.
-    Cross,
-}
-
-impl Stage {
-    /// The name used in text and JSON: `schema`, `validator`, `rule`, `cross`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Schema => "schema",
-            Stage::Validator => "validator",
-            Stage::Rule => "rule",
-            Stage::Cross => "cross",
-        }
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One problem the chain found in one context.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Which stage found it.
-    pub stage: Stage,
-    /// What found it: the schema keyword location
-    /// (`/properties/port/maximum`), the validator's name or the rule's id.
-    pub rule: String,
-    /// Whether it blocks (schema and validator findings and script errors
-    /// are always errors; a rule's own failure has the rule's severity).
-    pub severity: Severity,
-    /// The context whose resolved configuration was checked.
-    pub context: Context,
-    /// The key it is about, dotted (`db.pool.max`), when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// What is wrong, for people.
-    pub message: String,
-}
-
-impl fmt::Display for Finding {
-    /// One line: `error [rule pool-fits] env=prod,region=eu db.pool.max: message`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{severity} [{} {}]", self.stage, self.rule)?;
-        if !self.context.is_empty() {
-            f.write_str(" ")?;
-            for (i, (k, v)) in self.context.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(",")?;
-                }
-                write!(f, "{k}={v}")?;
-            }
-        }
-        if let Some(key) = &self.key {
-            write!(f, " {key}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
 /// Reads other namespaces for cross-namespace rules. `Sync`: a check may
 /// run on a thread of its own (see [`on_check_stack`]).
 pub trait Lookup: Sync {
@@ -297,6 +221,8 @@ struct Rule {
 }
 
 struct Inner {
+    /// The namespace whose chain this is, named by every finding.
+    namespace: String,
     mode: ChainMode,
     sandbox: Arc<Sandbox>,
     schema: Option<SchemaStage>,
@@ -490,6 +416,7 @@ impl Compiled {
 
         Ok(Compiled {
             inner: Arc::new(Inner {
+                namespace: namespace.to_string(),
                 mode: validation.mode,
                 sandbox,
                 schema,
@@ -532,6 +459,7 @@ impl Compiled {
         });
         ran.unwrap_or_else(|reason| Checked {
             findings: vec![Finding {
+                namespace: self.inner.namespace.clone(),
                 stage: Stage::Rule,
                 rule: "#".to_owned(),
                 severity: Severity::Error,
@@ -569,7 +497,7 @@ impl Compiled {
         if let Some(schema) = &inner.schema {
             let started = std::time::Instant::now();
             let (schema_findings, validator_findings) =
-                schema.run(&Value::Object(resolved.clone()), context);
+                schema.run(&inner.namespace, &Value::Object(resolved.clone()), context);
             note(None, started);
             let schema_blocks = blocks(&schema_findings);
             out.extend(schema_findings);
@@ -629,6 +557,7 @@ impl Compiled {
             let ran = sandbox.run_rule(&rule.ast, cfg, ctx, fetched);
             note(Some(&rule.id), started);
             let finding = |severity: Severity, message: String| Finding {
+                namespace: self.inner.namespace.clone(),
                 stage,
                 rule: rule.id.clone(),
                 severity,

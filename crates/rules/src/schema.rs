@@ -274,11 +274,17 @@ impl SchemaStage {
     /// document depth limit), and the check runs on a thread whose stack
     /// is sized for that bound (`stack::CHECK_STACK_BYTES`), whatever thread
     /// asked.
-    pub(crate) fn run(&self, instance: &Value, context: &Context) -> (Vec<Finding>, Vec<Finding>) {
-        let ran = crate::stack::on_check_stack(|| self.run_here(instance, context));
+    pub(crate) fn run(
+        &self,
+        namespace: &str,
+        instance: &Value,
+        context: &Context,
+    ) -> (Vec<Finding>, Vec<Finding>) {
+        let ran = crate::stack::on_check_stack(|| self.run_here(namespace, instance, context));
         ran.unwrap_or_else(|reason| {
             (
                 vec![Finding {
+                    namespace: namespace.to_owned(),
                     stage: Stage::Schema,
                     rule: "#".to_owned(),
                     severity: Severity::Error,
@@ -291,7 +297,12 @@ impl SchemaStage {
         })
     }
 
-    fn run_here(&self, instance: &Value, context: &Context) -> (Vec<Finding>, Vec<Finding>) {
+    fn run_here(
+        &self,
+        namespace: &str,
+        instance: &Value,
+        context: &Context,
+    ) -> (Vec<Finding>, Vec<Finding>) {
         let mut schema = Vec::new();
         let mut validators = Vec::new();
         for err in self.validator.iter_errors(instance) {
@@ -302,6 +313,7 @@ impl SchemaStage {
                         .split_once(NAME_END)
                         .unwrap_or((X_VALIDATOR, message.as_str()));
                     validators.push(Finding {
+                        namespace: namespace.to_owned(),
                         stage: Stage::Validator,
                         rule: rule.to_owned(),
                         severity: Severity::Error,
@@ -313,6 +325,7 @@ impl SchemaStage {
                 _ => {
                     let location = err.evaluation_path().as_str();
                     schema.push(Finding {
+                        namespace: namespace.to_owned(),
                         stage: Stage::Schema,
                         rule: if location.is_empty() {
                             "#".to_owned()

@@ -28,7 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
-use confstrata_core::timing::{NoTimings, Stage, Timings};
+use confstrata_core::timing::{NoTimings, Phase, Timings};
 use confstrata_core::{
     ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
     Limits, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
@@ -382,7 +382,7 @@ impl Shared {
             let (conn, mode) = &mut *guard;
             let started = timings.start();
             let results = commit_batch_in_mode(conn, mode, &self.limits, jobs, &*timings);
-            started.stop(&*timings, Stage::StoreBatch);
+            started.stop(&*timings, Phase::StoreBatch);
             results
         }));
         let results = written.unwrap_or_else(|_| {
@@ -481,7 +481,7 @@ fn commit_batch_inner(
     if results.iter().any(Result::is_ok) {
         let started = timings.start();
         let committed = tx.commit();
-        started.stop(timings, Stage::Fsync);
+        started.stop(timings, Phase::Fsync);
         if let Err(e) = committed {
             let e = Error::storage(format!(
                 "SQLite: COMMIT failed: {e}; the change set was rolled back"

@@ -61,11 +61,11 @@ fn collect_all_reports_every_stage_in_order() {
     assert_eq!(
         render(&found),
         [
-            "error [schema /properties/port/$ref/minimum] env=prod,region=eu port: 0 is less than the minimum of 1",
-            "error [validator at_most] env=prod,region=eu db.pool.max: 150 is over 100",
-            "error [validator is_power_of_two] env=prod,region=eu workers: failed is_power_of_two: must be a power of two",
-            "error [rule pool-fits] env=prod,region=eu db.pool.max: pool of 150 does not fit 100 connections over 3 replicas",
-            "error [cross same-currency] env=prod,region=eu currency: currency EUR differs from billing's",
+            "error [schema /properties/port/$ref/minimum] web env=prod,region=eu port: 0 is less than the minimum of 1",
+            "error [validator at_most] web env=prod,region=eu db.pool.max: 150 is over 100",
+            "error [validator is_power_of_two] web env=prod,region=eu workers: failed is_power_of_two: must be a power of two",
+            "error [rule pool-fits] web env=prod,region=eu db.pool.max: pool of 150 does not fit 100 connections over 3 replicas",
+            "error [cross same-currency] web env=prod,region=eu currency: currency EUR differs from billing's",
         ]
     );
     let stages: Vec<Stage> = found.iter().map(|f| f.stage).collect();
@@ -121,8 +121,8 @@ fn warnings_never_stop_the_chain() {
     assert_eq!(
         render(&found),
         [
-            "warning [rule pool-fits] env=prod,region=eu db.pool.max: pool of 90 does not fit 100 connections over 3 replicas",
-            "error [cross same-currency] env=prod,region=eu currency: currency EUR differs from billing's",
+            "warning [rule pool-fits] web env=prod,region=eu db.pool.max: pool of 90 does not fit 100 connections over 3 replicas",
+            "error [cross same-currency] web env=prod,region=eu currency: currency EUR differs from billing's",
         ]
     );
 }
@@ -168,9 +168,9 @@ fn validators_run_wherever_the_schema_applies() {
     assert_eq!(
         lines(&compiled, json!({"a": [2, 3, 4, 5], "b": {"x": 1, "y": 2}})),
         [
-            "error [validator even] env=prod a.1: failed even",
-            "error [validator even] env=prod a.3: failed even",
-            "error [validator even] env=prod b.x: failed even",
+            "error [validator even] web env=prod a.1: failed even",
+            "error [validator even] web env=prod a.3: failed even",
+            "error [validator even] web env=prod b.x: failed even",
         ]
     );
 }
@@ -192,9 +192,9 @@ fn rules_can_call_validators_and_return_messages() {
     assert_eq!(
         lines(&compiled, json!({"x": 5})),
         [
-            "error [rule as-message] env=prod: too big: 5",
-            "error [rule combined] env=prod: x is 5",
-            "warning [rule ctx] env=prod: check failed: ctx.env == \"dev\"",
+            "error [rule as-message] web env=prod: too big: 5",
+            "error [rule combined] web env=prod: x is 5",
+            "warning [rule ctx] web env=prod: check failed: ctx.env == \"dev\"",
         ]
     );
 }
@@ -227,13 +227,15 @@ fn schema_messages_never_carry_the_whole_document() {
     let found = lines(&compiled, json!({"password": "hunter2", "s": secret}));
     assert_eq!(
         found,
-        ["error [schema /type] env=prod: value is not of type \"array\""]
+        ["error [schema /type] web env=prod: value is not of type \"array\""]
     );
     let compiled = compile(json!({"schema": {"properties": {"s": {"maxLength": 3}}}}));
     let found = lines(&compiled, json!({"s": "x".repeat(200)}));
     assert_eq!(
         found,
-        ["error [schema /properties/s/maxLength] env=prod s: value is longer than 3 characters"]
+        [
+            "error [schema /properties/s/maxLength] web env=prod s: value is longer than 3 characters"
+        ]
     );
 }
 
@@ -245,8 +247,8 @@ fn formats_are_asserted() {
     assert_eq!(
         lines(&compiled, json!({"mail": "nope", "when": "2024-13-01"})),
         [
-            "error [schema /properties/mail/format] env=prod mail: \"nope\" is not a \"email\"",
-            "error [schema /properties/when/format] env=prod when: \"2024-13-01\" is not a \"date\"",
+            "error [schema /properties/mail/format] web env=prod mail: \"nope\" is not a \"email\"",
+            "error [schema /properties/when/format] web env=prod when: \"2024-13-01\" is not a \"date\"",
         ]
     );
 }
@@ -259,7 +261,7 @@ fn keys_are_dotted_and_quoted_where_needed() {
     assert_eq!(
         lines(&compiled, json!({"labels": {"app.kubernetes.io/name": 1}})),
         [
-            "error [schema /properties/labels/additionalProperties/type] env=prod labels.\"app.kubernetes.io/name\": 1 is not of type \"string\""
+            "error [schema /properties/labels/additionalProperties/type] web env=prod labels.\"app.kubernetes.io/name\": 1 is not of type \"string\""
         ]
     );
 }
@@ -267,6 +269,7 @@ fn keys_are_dotted_and_quoted_where_needed() {
 #[test]
 fn finding_display_and_json() {
     let finding = Finding {
+        namespace: "web".into(),
         stage: Stage::Rule,
         rule: "pool-fits".into(),
         severity: Severity::Error,
@@ -276,12 +279,12 @@ fn finding_display_and_json() {
     };
     assert_eq!(
         finding.to_string(),
-        "error [rule pool-fits] env=prod,region=eu db.pool.max: message"
+        "error [rule pool-fits] web env=prod,region=eu db.pool.max: message"
     );
     let json = serde_json::to_value(&finding).unwrap();
     assert_eq!(
         json,
-        json!({"stage": "rule", "rule": "pool-fits", "severity": "error",
+        json!({"namespace": "web", "stage": "rule", "rule": "pool-fits", "severity": "error",
                "context": {"env": "prod", "region": "eu"}, "key": "db.pool.max", "message": "message"})
     );
     assert_eq!(serde_json::from_value::<Finding>(json).unwrap(), finding);
@@ -292,7 +295,10 @@ fn finding_display_and_json() {
         severity: Severity::Warning,
         ..finding
     };
-    assert_eq!(bare.to_string(), "warning [cross pool-fits]: message");
+    assert_eq!(
+        bare.to_string(),
+        "warning [cross pool-fits] web (no context): message"
+    );
     assert_eq!(
         serde_json::to_value(Stage::Validator).unwrap(),
         json!("validator")

@@ -242,7 +242,7 @@ fn recursion_through_a_property_is_fine() {
     assert_eq!(
         found,
         [
-            "error [schema /properties/tree/$ref/properties/children/items/$ref/properties/children/items/$ref/properties/name/type] env=prod tree.children.0.children.0.name: 3 is not of type \"string\""
+            "error [schema /properties/tree/$ref/properties/children/items/$ref/properties/children/items/$ref/properties/name/type] web env=prod tree.children.0.children.0.name: 3 is not of type \"string\""
         ]
     );
 }

@@ -49,7 +49,7 @@ fn config_reads_the_other_namespace_for_the_same_context() {
     );
     assert_eq!(
         render(&compiled.check(&ctx("region=us"), &doc(json!({})), &lookup)),
-        ["error [cross same-region] region=us: billing is not configured for this region"]
+        ["error [cross same-region] web region=us: billing is not configured for this region"]
     );
     // Each check fetches each referenced namespace once.
     assert_eq!(*lookup.asked.lock().unwrap(), ["billing", "billing"]);
@@ -70,8 +70,8 @@ fn unknown_namespace_and_lookup_failures_are_clear_script_errors() {
     assert_eq!(
         render(&compiled.check(&ctx("env=prod"), &doc(json!({})), &lookup)),
         [
-            "error [cross unknown] env=prod: script error: config(\"nope\"): there is no namespace named \"nope\" (line 1, column 1)",
-            "error [cross failing] env=prod: script error: config(\"flaky\"): could not read it: store unavailable (line 1, column 1)",
+            "error [cross unknown] web env=prod: script error: config(\"nope\"): there is no namespace named \"nope\" (line 1, column 1)",
+            "error [cross failing] web env=prod: script error: config(\"flaky\"): could not read it: store unavailable (line 1, column 1)",
         ]
     );
 }
@@ -101,7 +101,7 @@ fn config_through_a_function_pointer_is_refused_at_run_time() {
     let found = render(&compiled.check(&ctx("env=prod"), &doc(json!({})), &lookup));
     assert_eq!(found.len(), 1);
     assert!(
-        found[0].starts_with("error [rule sneaky] env=prod: script error: config(\"billing\") is only available in rules that name the namespace with a string literal"),
+        found[0].starts_with("error [rule sneaky] web env=prod: script error: config(\"billing\") is only available in rules that name the namespace with a string literal"),
         "{found:?}"
     );
     assert!(lookup.asked.lock().unwrap().is_empty());

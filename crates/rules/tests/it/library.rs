@@ -276,6 +276,8 @@ fn reference_with_a_fragment() {
     assert!(lines(&compiled, json!({"p": 80})).is_empty());
     assert_eq!(
         lines(&compiled, json!({"p": 0})),
-        ["error [schema /properties/p/$ref/minimum] env=prod p: 0 is less than the minimum of 1"]
+        [
+            "error [schema /properties/p/$ref/minimum] web env=prod p: 0 is less than the minimum of 1"
+        ]
     );
 }

@@ -22,7 +22,7 @@ fn stopped(check: &str, limits: &Limits, expected: &str) {
         let found = lines(&compiled, json!({"ok": true}));
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(
-            found[0].starts_with("error [rule bad] env=prod: script error: ")
+            found[0].starts_with("error [rule bad] web env=prod: script error: ")
                 && found[0].contains(expected),
             "{expected:?} not in {found:?}"
         );
@@ -30,7 +30,7 @@ fn stopped(check: &str, limits: &Limits, expected: &str) {
     // The rule after the stopped one still runs, and fails on its own.
     let found = lines(&compiled, json!({"ok": false}));
     assert_eq!(found.len(), 2, "{found:?}");
-    assert_eq!(found[1], "error [rule good] env=prod: not ok");
+    assert_eq!(found[1], "error [rule good] web env=prod: not ok");
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn wall_time_limit_is_wired() {
         assert_eq!(
             lines(&compiled, json!({})),
             [
-                "error [rule spin] env=prod: script error: stopped after running longer than 0ns, the limit"
+                "error [rule spin] web env=prod: script error: stopped after running longer than 0ns, the limit"
             ]
         );
     }
@@ -121,7 +121,7 @@ fn limits_apply_to_validators_called_from_the_schema() {
     let found = lines(&compiled, json!({"a": 1}));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
-        found[0].starts_with("error [validator spin] env=prod a: validator spin failed with a script error: stopped after 100000 operations"),
+        found[0].starts_with("error [validator spin] web env=prod a: validator spin failed with a script error: stopped after 100000 operations"),
         "{found:?}"
     );
 }
@@ -176,7 +176,7 @@ fn script_errors_become_findings() {
         let found = lines(&compiled, json!({"db": {}, "name": "x", "list": [1]}));
         assert_eq!(found.len(), 1, "{check}: {found:?}");
         assert!(
-            found[0].starts_with("error [rule r] env=prod: script error: ")
+            found[0].starts_with("error [rule r] web env=prod: script error: ")
                 && found[0].contains(expected),
             "{check}: {expected:?} not in {found:?}"
         );

@@ -100,13 +100,13 @@ fn an_entry_is_used_by_ref_like_a_built_in() {
     assert_eq!(
         lines(&compiled, json!({"pool": 0})),
         [
-            "error [schema /properties/pool/$ref/minimum] env=prod pool: 0 is less than the minimum of 1"
+            "error [schema /properties/pool/$ref/minimum] web env=prod pool: 0 is less than the minimum of 1"
         ]
     );
     assert_eq!(
         lines(&compiled, json!({"pool": "ten"})),
         [
-            "error [schema /properties/pool/$ref/type] env=prod pool: \"ten\" is not of type \"integer\""
+            "error [schema /properties/pool/$ref/type] web env=prod pool: \"ten\" is not of type \"integer\""
         ]
     );
     // Without the library, the entry does not exist.
@@ -139,15 +139,15 @@ fn an_entry_can_reference_built_ins_and_other_entries() {
             json!({"db": {"port": 70000, "pool": 500, "timeout": "soon"}})
         ),
         [
-            "error [schema /properties/db/$ref/properties/pool/$ref/maximum] env=prod db.pool: 500 is greater than the maximum of 100",
-            "error [schema /properties/db/$ref/properties/port/$ref/maximum] env=prod db.port: 70000 is greater than the maximum of 65535",
-            "error [schema /properties/db/$ref/properties/timeout/$ref/$ref/format] env=prod db.timeout: \"soon\" is not a \"confstrata:duration\"",
+            "error [schema /properties/db/$ref/properties/pool/$ref/maximum] web env=prod db.pool: 500 is greater than the maximum of 100",
+            "error [schema /properties/db/$ref/properties/port/$ref/maximum] web env=prod db.port: 70000 is greater than the maximum of 65535",
+            "error [schema /properties/db/$ref/properties/timeout/$ref/$ref/format] web env=prod db.timeout: \"soon\" is not a \"confstrata:duration\"",
         ]
     );
     assert_eq!(
         lines(&compiled, json!({"db": {"pool": 2}})),
         [
-            "error [schema /properties/db/$ref/required] env=prod db: \"port\" is a required property"
+            "error [schema /properties/db/$ref/required] web env=prod db: \"port\" is a required property"
         ]
     );
 }
@@ -196,13 +196,13 @@ fn a_global_validator_is_callable_from_rules() {
     assert_eq!(
         lines(&compiled, json!({"workers": 11})),
         [
-            "error [rule even-workers] env=prod workers: 11 workers",
-            "error [rule both] env=prod: check failed: if small(cfg.workers) { multiple_of(cfg.workers, 3) } else { false }",
+            "error [rule even-workers] web env=prod workers: 11 workers",
+            "error [rule both] web env=prod: check failed: if small(cfg.workers) { multiple_of(cfg.workers, 3) } else { false }",
         ]
     );
     assert_eq!(
         lines(&compiled, json!({"workers": 4})),
-        ["error [rule both] env=prod: 4 is not a multiple of 3"]
+        ["error [rule both] web env=prod: 4 is not a multiple of 3"]
     );
 }
 
@@ -222,8 +222,8 @@ fn a_global_validator_is_callable_from_x_validator() {
     assert_eq!(
         lines(&compiled, json!({"workers": 3, "step": 6})),
         [
-            "error [validator multiple_of] env=prod step: 6 is not a multiple of 4",
-            "error [validator is_even] env=prod workers: failed is_even: an even number",
+            "error [validator multiple_of] web env=prod step: 6 is not a multiple of 4",
+            "error [validator is_even] web env=prod workers: failed is_even: an even number",
         ]
     );
 }
@@ -255,9 +255,9 @@ fn entries_can_use_global_validators() {
             json!({"port": 8081, "admin-port": 70000, "batch": 7})
         ),
         [
-            "error [schema /properties/admin-port/$ref/allOf/0/$ref/maximum] env=prod admin-port: 70000 is greater than the maximum of 65535",
-            "error [validator multiple_of] env=prod batch: 7 is not a multiple of 5",
-            "error [validator is_even] env=prod port: failed is_even: an even number",
+            "error [schema /properties/admin-port/$ref/allOf/0/$ref/maximum] web env=prod admin-port: 70000 is greater than the maximum of 65535",
+            "error [validator multiple_of] web env=prod batch: 7 is not a multiple of 5",
+            "error [validator is_even] web env=prod port: failed is_even: an even number",
         ]
     );
 }

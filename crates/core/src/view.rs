@@ -1,0 +1,168 @@
+//! The answers of Confstrata, as plain values: what the engine returns and
+//! what every front end (gRPC, REST), the Rust client and the CLI pass on
+//! and print. Each answer type is written once, here; a front end converts
+//! it to its wire form (`confstrata_proto::convert` for gRPC) and back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ChangeSet, CommitInfo, Context, DiffEntry, Document, Explanation, Finding, KeyPath, LayerPath,
+    NamespaceName, Provenance, RevisionInfo,
+};
+
+/// A resolved configuration: the answer of a resolve.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResolvedView {
+    /// The namespace.
+    pub namespace: NamespaceName,
+    /// The context it was resolved for.
+    pub context: Context,
+    /// The revision it was read at.
+    pub revision: u64,
+    /// The layers that exist for this context, most general first.
+    pub layers: Vec<Provenance>,
+    /// The resolved document.
+    pub document: Document,
+    /// Every leaf's provenance, in key order (empty unless asked for).
+    #[serde(serialize_with = "serialize_provenance")]
+    pub provenance: Vec<(KeyPath, Provenance)>,
+}
+
+fn serialize_provenance<S: serde::Serializer>(
+    p: &[(KeyPath, Provenance)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(p.iter().map(|(k, v)| (k.to_string(), v)))
+}
+
+/// Why a key has its value, with the change behind each layer: the answer
+/// of an explain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainView {
+    /// Every layer that sets the key, most specific first.
+    #[serde(flatten)]
+    pub explanation: Explanation,
+    /// Who changed each of those layers last, when and why, by revision
+    /// (absent where retention removed the record).
+    pub changes: BTreeMap<u64, RevisionInfo>,
+}
+
+/// What happened to a layer between two states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerStatus {
+    /// Exists only on the new side.
+    Created,
+    /// Exists only on the old side.
+    Deleted,
+    /// Exists on both sides, with different content.
+    Changed,
+}
+
+/// The key-level changes of one layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerDiff {
+    /// The namespace.
+    pub namespace: NamespaceName,
+    /// The layer.
+    pub layer: LayerPath,
+    /// Whether the layer was created, deleted, or changed.
+    pub status: LayerStatus,
+    /// The keys that differ.
+    pub changes: Vec<DiffEntry>,
+}
+
+/// What a change set would do: the answer of a dry run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRun {
+    /// The revision the change set was checked against.
+    pub revision: u64,
+    /// The layers it would change, with their key-level diffs.
+    pub layers: Vec<LayerDiff>,
+    /// The namespaces whose declaration it would create or change.
+    pub namespaces: Vec<NamespaceName>,
+    /// What the validation chains of the affected namespaces and contexts
+    /// found (a commit would be refused if any is an error).
+    pub findings: Vec<Finding>,
+}
+
+/// The answer of a rollback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollback {
+    /// The commit; `None` for a dry run or when nothing differs.
+    pub commit: Option<CommitInfo>,
+    /// The change set that was (or, for a dry run, would be) committed,
+    /// with sealed values masked; `None` when the target already matches.
+    pub change_set: Option<ChangeSet>,
+}
+
+/// Whether a principal is a person or a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrincipalKind {
+    /// A person.
+    User,
+    /// A program (a service reading its configuration, a CI job).
+    Service,
+}
+
+/// One data key, as `keys list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// `namespace#n`.
+    pub id: String,
+    /// Whether new values of its namespace are sealed with it.
+    pub current: bool,
+}
+
+/// A principal as listed (never a token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrincipalInfo {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    pub name: String,
+    /// A person or a program.
+    pub kind: PrincipalKind,
+    /// Its roles.
+    pub roles: Vec<String>,
+    /// Its tokens (hash prefixes, never the tokens).
+    pub tokens: Vec<TokenInfo>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// A token as listed: a hash prefix, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The first characters of its SHA-256, to name it in `token revoke`.
+    pub hash: String,
+    /// What it is for.
+    pub label: String,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AuditVerification {
+    /// How many records were checked.
+    pub records: u64,
+    /// The last record's seq (0 for an empty log).
+    pub last_seq: u64,
+}
+
+/// The state of a store: the answer of `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerStatus {
+    /// The newest committed revision.
+    pub revision: u64,
+    /// The oldest revision that can still be read.
+    pub oldest_revision: u64,
+    /// How many namespaces exist.
+    pub namespaces: u64,
+    /// The server's version.
+    pub version: String,
+}
