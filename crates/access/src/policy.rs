@@ -137,15 +137,8 @@ impl Role {
     }
 }
 
-/// Whether a principal is a person or a program.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrincipalKind {
-    /// A person.
-    User,
-    /// A program (a service reading its configuration, a CI job).
-    Service,
-}
+/// Whether a principal is a person or a program (the answer type is core's).
+pub use confstrata_core::view::PrincipalKind;
 
 /// A stored token: its hash, never the token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

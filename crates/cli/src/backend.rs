@@ -7,13 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use confstrata_client::{Client, ClientOptions};
+use confstrata_core::view::{DryRun, ExplainView, LayerDiff, ResolvedView, Rollback};
 use confstrata_core::{
     At, ChangeSet, CommitInfo, Context, DiffEntry, ErrorKind, KeyPath, LayerPath, LayerRecord,
-    LayerVersion, NamespaceName, NamespaceRecord, RetentionPolicy, RetentionReport,
+    LayerVersion, NamespaceName, NamespaceRecord, NamespaceSpec, RetentionPolicy, RetentionReport,
 };
-use confstrata_engine::{
-    Caller, DryRun, Engine, ExplainView, LayerDiff, LayerStatus, ResolvedView,
-};
+use confstrata_engine::{Caller, Engine};
 use serde_json::{Value, json};
 
 /// The store a command works on.
@@ -96,13 +95,7 @@ impl Backend {
         match self {
             Backend::Local { engine, caller, .. } => Ok(engine.dry_run(caller, cs)?),
             Backend::Remote { client, runtime } => {
-                let d = Self::call(client, runtime, |c| async move { c.dry_run(cs).await })?;
-                Ok(DryRun {
-                    revision: d.revision,
-                    layers: d.layers.into_iter().map(layer_diff).collect(),
-                    namespaces: d.namespaces,
-                    findings: d.findings,
-                })
+                Self::call(client, runtime, |c| async move { c.dry_run(cs).await })
             }
         }
     }
@@ -174,20 +167,10 @@ impl Backend {
             Backend::Local { engine, caller, .. } => {
                 Ok(engine.resolve_section(caller, ns, ctx, section, at)?)
             }
-            Backend::Remote { client, runtime } => {
-                let r = Self::call(client, runtime, |c| async move {
-                    c.resolve_section(ns, ctx, section, at, with_provenance)
-                        .await
-                })?;
-                Ok(ResolvedView {
-                    namespace: r.namespace,
-                    context: r.context,
-                    revision: r.revision,
-                    layers: r.layers,
-                    document: r.document,
-                    provenance: r.provenance,
-                })
-            }
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.resolve_section(ns, ctx, section, at, with_provenance)
+                    .await
+            }),
         }
     }
 
@@ -201,15 +184,9 @@ impl Backend {
     ) -> Result<ExplainView> {
         match self {
             Backend::Local { engine, caller, .. } => Ok(engine.explain(caller, ns, ctx, key, at)?),
-            Backend::Remote { client, runtime } => {
-                let x = Self::call(client, runtime, |c| async move {
-                    c.explain(ns, ctx, key, at).await
-                })?;
-                Ok(ExplainView {
-                    explanation: x.explanation,
-                    changes: x.changes,
-                })
-            }
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.explain(ns, ctx, key, at).await
+            }),
         }
     }
 
@@ -260,12 +237,9 @@ impl Backend {
             Backend::Local { engine, caller, .. } => {
                 Ok(engine.diff_namespace(caller, ns, from, to)?)
             }
-            Backend::Remote { client, runtime } => {
-                let d = Self::call(client, runtime, |c| async move {
-                    c.diff_revisions(ns, None, from, to).await
-                })?;
-                Ok(d.into_iter().map(layer_diff).collect())
-            }
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.diff_revisions(ns, None, from, to).await
+            }),
         }
     }
 
@@ -294,23 +268,34 @@ impl Backend {
         author: &str,
         message: &str,
         dry_run: bool,
-    ) -> Result<(Option<ChangeSet>, Option<CommitInfo>)> {
+    ) -> Result<Rollback> {
         match self {
             Backend::Local { engine, caller, .. } => {
-                let plan = engine.rollback_plan(caller, ns, layer, to, message)?;
-                let commit = match &plan {
-                    Some(_) if !dry_run => engine.rollback(caller, ns, layer, to, message)?,
-                    _ => None,
-                };
-                Ok((plan.map(|cs| engine.masked_change_set(cs)), commit))
+                Ok(engine.rollback(caller, ns, layer, to, message, dry_run)?)
             }
             Backend::Remote { client, runtime } => {
                 let options = confstrata_client::WriteOptions::message(message).author(author);
-                let r = Self::call(client, runtime, |c| async move {
+                Self::call(client, runtime, |c| async move {
                     c.rollback(ns, layer, to, &options, dry_run).await
-                })?;
-                Ok((r.change_set, r.commit))
+                })
             }
+        }
+    }
+
+    /// Declares a namespace (`replace`: replaces its declaration).
+    pub(crate) fn create_namespace(
+        &self,
+        spec: &NamespaceSpec,
+        replace: bool,
+        author: &str,
+    ) -> Result<(NamespaceRecord, CommitInfo)> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.create_namespace(caller, spec.clone(), replace, "")?)
+            }
+            Backend::Remote { client, runtime } => Self::call(client, runtime, |c| async move {
+                c.create_namespace(spec, replace, author).await
+            }),
         }
     }
 
@@ -691,19 +676,6 @@ impl Backend {
                 )
             }
         }
-    }
-}
-
-fn layer_diff(d: confstrata_client::LayerDiff) -> LayerDiff {
-    LayerDiff {
-        namespace: d.namespace,
-        layer: d.layer,
-        status: match d.status {
-            confstrata_client::LayerStatus::Created => LayerStatus::Created,
-            confstrata_client::LayerStatus::Deleted => LayerStatus::Deleted,
-            confstrata_client::LayerStatus::Changed => LayerStatus::Changed,
-        },
-        changes: d.changes,
     }
 }
 

@@ -303,7 +303,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         } => {
             let layer = layer.as_deref().map(layer_path).transpose()?;
             let to: At = to.parse()?;
-            let (plan, commit) = ctx.backend.rollback(
+            let done = ctx.backend.rollback(
                 &ns(&namespace)?,
                 layer.as_ref(),
                 to,
@@ -311,7 +311,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 &message,
                 dry_run,
             )?;
-            match (plan, commit) {
+            match (done.change_set, done.commit) {
                 (None, _) => {
                     eprintln!("nothing to roll back: {namespace} already matches {to:?}");
                     Ok(())
@@ -619,28 +619,16 @@ impl Ctx {
                     spec
                 };
                 spec.validate()?;
-                let name = spec.name.clone();
-                let expect = if replace { None } else { Some(0) };
-                let cs = ChangeSet {
-                    author: self.author.clone(),
-                    message: format!("create namespace {name}"),
-                    ops: vec![Op::PutNamespace {
-                        spec,
-                        expect_revision: expect,
-                    }],
-                };
-                match self.backend.commit(&cs) {
-                    Err(e) if crate::backend::is(&e, confstrata_core::ErrorKind::Conflict) => {
-                        Err(confstrata_core::Error::AlreadyExists {
-                            what: format!("namespace {name:?} (use --replace to replace it)"),
-                        }
-                        .into())
-                    }
-                    other => {
-                        other?;
-                        self.commit_summary_for(&name)
-                    }
-                }
+                let (record, _) = self
+                    .backend
+                    .create_namespace(&spec, replace, &self.author)?;
+                let v = json!({"namespace": record.spec.name, "revision": record.revision});
+                structured(&v, self.output, &["NAMESPACE", "REVISION"], || {
+                    vec![vec![
+                        record.spec.name.to_string(),
+                        record.revision.to_string(),
+                    ]]
+                })
             }
             NsCommand::List { at } => {
                 let list = self.backend.namespaces(at_of(&at)?)?;
@@ -744,14 +732,6 @@ impl Ctx {
                 })
             }
         }
-    }
-
-    fn commit_summary_for(&self, name: &NamespaceName) -> Result<()> {
-        let n = self.backend.namespace(name, At::Latest)?;
-        let v = json!({"namespace": name, "revision": n.revision});
-        structured(&v, self.output, &["NAMESPACE", "REVISION"], || {
-            vec![vec![name.to_string(), n.revision.to_string()]]
-        })
     }
 
     fn diff(&self, a: DiffArgs) -> Result<()> {

@@ -6,15 +6,13 @@
 //! for the log); others get `PERMISSION_DENIED`.
 
 use confstrata_core::serde_json::Value;
-use confstrata_core::{CommitInfo, Error as ModelError, NamespaceName};
-use confstrata_proto::convert::{self, FieldError, FieldResult};
+use confstrata_core::{CommitInfo, NamespaceName};
+use confstrata_proto::convert;
 use confstrata_proto::v1;
 
 use crate::client::{Client, commit_of};
 use crate::error::Result;
-use crate::types::{
-    AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind, TokenInfo,
-};
+use crate::types::{AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind};
 use crate::wire;
 
 impl Client {
@@ -38,13 +36,7 @@ impl Client {
             .list_keys(self.request(v1::ListKeysRequest {}))
             .await?
             .into_inner();
-        Ok(r.keys
-            .into_iter()
-            .map(|k| KeyInfo {
-                id: k.id,
-                current: k.current,
-            })
-            .collect())
+        Ok(r.keys.iter().map(KeyInfo::from).collect())
     }
 
     /// Re-seals every sealed value of a namespace's current layers under its
@@ -83,7 +75,7 @@ impl Client {
             .add_principal(self.request(v1::AddPrincipalRequest {
                 id: id.to_owned(),
                 name: name.to_owned(),
-                kind: kind_to_wire(kind) as i32,
+                kind: v1::PrincipalKind::from(kind) as i32,
                 roles: roles.to_vec(),
             }))
             .await?;
@@ -97,7 +89,7 @@ impl Client {
             .list_principals(self.request(v1::ListPrincipalsRequest {}))
             .await?
             .into_inner();
-        Ok(wire::list("principals", &r.principals, principal)?)
+        Ok(wire::list("principals", &r.principals, convert::principal)?)
     }
 
     /// Grants a role to a principal.
@@ -197,48 +189,6 @@ impl Client {
             .verify_audit(self.request(v1::VerifyAuditRequest {}))
             .await?
             .into_inner();
-        Ok(AuditVerification {
-            records: r.records,
-            last_seq: r.last_seq,
-        })
+        Ok(AuditVerification::from(&r))
     }
-}
-
-fn kind_to_wire(kind: PrincipalKind) -> v1::PrincipalKind {
-    match kind {
-        PrincipalKind::User => v1::PrincipalKind::User,
-        PrincipalKind::Service => v1::PrincipalKind::Service,
-    }
-}
-
-fn principal(field: &str, p: &v1::Principal) -> FieldResult<PrincipalInfo> {
-    let kind = match v1::PrincipalKind::try_from(p.kind) {
-        Ok(v1::PrincipalKind::Unspecified | v1::PrincipalKind::User) => PrincipalKind::User,
-        Ok(v1::PrincipalKind::Service) => PrincipalKind::Service,
-        Err(_) => {
-            return Err(FieldError {
-                field: format!("{field}.kind"),
-                error: Box::new(ModelError::invalid(
-                    "principal kind",
-                    format!("{} is not a known PrincipalKind", p.kind),
-                )),
-            });
-        }
-    };
-    Ok(PrincipalInfo {
-        id: p.id.clone(),
-        name: p.name.clone(),
-        kind,
-        roles: p.roles.clone(),
-        tokens: p
-            .tokens
-            .iter()
-            .map(|t| TokenInfo {
-                hash: t.hash_prefix.clone(),
-                label: t.label.clone(),
-                revoked: t.revoked,
-            })
-            .collect(),
-        revoked: p.revoked,
-    })
 }

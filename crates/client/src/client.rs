@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
 use crate::types::{
-    DryRun, Explained, KeyValue, LayerDiff, Resolved, Rollback, ServerStatus, WriteOptions,
+    DryRun, ExplainView, KeyValue, LayerDiff, ResolvedView, Rollback, ServerStatus, WriteOptions,
 };
 use crate::watch::{ResolvedStream, WatchOptions, WatchStream};
 use crate::wire;
@@ -340,12 +340,7 @@ impl Client {
             .get_status(self.request(v1::GetStatusRequest {}))
             .await?
             .into_inner();
-        Ok(ServerStatus {
-            revision: r.revision,
-            oldest_revision: r.oldest_revision,
-            namespaces: r.namespaces,
-            version: r.version,
-        })
+        Ok(ServerStatus::from(&r))
     }
 
     async fn list_namespaces(&self, at: At) -> Result<(u64, Vec<NamespaceRecord>)> {
@@ -532,7 +527,7 @@ impl Client {
         context: &Context,
         at: At,
         with_provenance: bool,
-    ) -> Result<Resolved> {
+    ) -> Result<ResolvedView> {
         self.resolve_section(ns, context, None, at, with_provenance)
             .await
     }
@@ -546,7 +541,7 @@ impl Client {
         section: Option<&KeyPath>,
         at: At,
         with_provenance: bool,
-    ) -> Result<Resolved> {
+    ) -> Result<ResolvedView> {
         let r = self
             .raw()
             .resolve(self.request(v1::ResolveRequest {
@@ -569,7 +564,7 @@ impl Client {
         context: &Context,
         key: &KeyPath,
         at: At,
-    ) -> Result<Explained> {
+    ) -> Result<ExplainView> {
         let r = self
             .raw()
             .explain(self.request(v1::ExplainRequest {

@@ -15,7 +15,7 @@ use confstrata_core::{Context, Document, NamespaceName, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::types::Resolved;
+use crate::types::ResolvedView;
 
 /// The version of the file layout.
 const FORMAT: u32 = 1;
@@ -47,7 +47,7 @@ fn fail(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// Writes `resolved` to `path` atomically.
-pub(crate) fn write(path: &Path, address: &str, resolved: &Resolved) -> Result<()> {
+pub(crate) fn write(path: &Path, address: &str, resolved: &ResolvedView) -> Result<()> {
     let file = FallbackFile {
         format: FORMAT,
         address: address.to_owned(),

@@ -75,13 +75,13 @@ mod wire;
 
 pub use client::{Client, ClientOptions, ClientTls};
 pub use confstrata_core::ErrorKind;
+pub use confstrata_core::view::{
+    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
+    PrincipalKind, ResolvedView, Rollback, ServerStatus, TokenInfo,
+};
 pub use error::{CODE_KINDS, Error, Result};
 pub use provider::ConfstrataProvider;
-pub use types::{
-    AuditVerification, DryRun, Explained, IssuedToken, KeyInfo, KeyValue, LayerDiff, LayerStatus,
-    PrincipalInfo, PrincipalKind, Resolved, Rollback, ServerStatus, TokenInfo, WatchEvent,
-    WriteOptions,
-};
+pub use types::{IssuedToken, KeyValue, WatchEvent, WriteOptions};
 pub use watch::{Reloader, ReloaderBuilder, ResolvedStream, WatchOptions, WatchStream};
 
 /// The model crate, so users need not depend on it separately.

@@ -177,7 +177,7 @@ impl ConfstrataProvider {
 
     /// Resolves on a dedicated thread with its own runtime, so this works
     /// from sync code and from inside any runtime alike.
-    fn fetch(&self, namespace: &NamespaceName) -> Result<crate::Resolved> {
+    fn fetch(&self, namespace: &NamespaceName) -> Result<crate::ResolvedView> {
         let addr = self.addr.clone();
         let shown = self.display_addr();
         let namespace = namespace.clone();
@@ -186,7 +186,7 @@ impl ConfstrataProvider {
         let token = self.token.as_ref().map(|t| t.0.clone());
         let worker = std::thread::Builder::new()
             .name("confstrata-provider".into())
-            .spawn(move || -> Result<crate::Resolved> {
+            .spawn(move || -> Result<crate::ResolvedView> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -13,9 +13,10 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::client::normalize_addr;
 use crate::error::Error;
-use crate::types::{LayerStatus, Resolved, WatchEvent};
+use crate::types::{ResolvedView, WatchEvent};
 use crate::watch::{Backoff, WatchOptions};
 use crate::{ConfstrataProvider, fallback, wire};
+use confstrata_core::view::LayerStatus;
 
 fn check_addr(input: &str, expected: Result<&str, &str>) {
     match (normalize_addr(input), expected) {
@@ -278,8 +279,8 @@ fn backoff_doubles_up_to_the_cap_and_resets() {
     assert_eq!(b.next_delay(), Duration::from_millis(10));
 }
 
-fn sample(revision: u64) -> Resolved {
-    Resolved {
+fn sample(revision: u64) -> ResolvedView {
+    ResolvedView {
         namespace: "web".parse().unwrap(),
         context: parse_context("env=prod").unwrap(),
         revision,

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::client::Client;
 use crate::error::{Error, OneLine, Result};
 use crate::fallback;
-use crate::types::{Resolved, WatchEvent};
+use crate::types::{ResolvedView, WatchEvent};
 use crate::wire;
 
 /// The events of one `Watch` call: see [`Client::watch`].
@@ -126,7 +126,7 @@ impl Backoff {
 /// to resume from was removed by retention (`OUT_OF_RANGE`), or the server
 /// rejects the request (an unknown namespace, an invalid context).
 pub struct ResolvedStream {
-    inner: Pin<Box<dyn Stream<Item = Result<Resolved>> + Send>>,
+    inner: Pin<Box<dyn Stream<Item = Result<ResolvedView>> + Send>>,
 }
 
 impl std::fmt::Debug for ResolvedStream {
@@ -166,7 +166,7 @@ impl State {
         None
     }
 
-    async fn next(&mut self) -> Option<Result<Resolved>> {
+    async fn next(&mut self) -> Option<Result<ResolvedView>> {
         while !self.done {
             let Some(last) = self.last else {
                 match self
@@ -231,7 +231,7 @@ impl State {
                         },
                     };
                     self.last = Some(info.revision);
-                    return Some(Ok(Resolved {
+                    return Some(Ok(ResolvedView {
                         namespace: self.namespace.clone(),
                         context: self.context.clone(),
                         revision: info.revision,
@@ -290,7 +290,7 @@ impl ResolvedStream {
 }
 
 impl Stream for ResolvedStream {
-    type Item = Result<Resolved>;
+    type Item = Result<ResolvedView>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
@@ -319,7 +319,7 @@ impl Stream for ResolvedStream {
 /// ```
 #[derive(Debug)]
 pub struct Reloader {
-    rx: watch::Receiver<Resolved>,
+    rx: watch::Receiver<ResolvedView>,
     task: Option<JoinHandle<Result<()>>>,
 }
 
@@ -387,7 +387,7 @@ impl ReloaderBuilder {
 }
 
 /// Writes the fallback file, logging (not failing) on error.
-async fn mirror(path: Option<&PathBuf>, addr: &str, resolved: &Resolved) {
+async fn mirror(path: Option<&PathBuf>, addr: &str, resolved: &ResolvedView) {
     let Some(path) = path else { return };
     let (path, addr, resolved) = (path.clone(), addr.to_owned(), resolved.clone());
     let result =
@@ -412,13 +412,13 @@ impl Reloader {
     }
 
     /// The latest configuration.
-    pub fn current(&self) -> Resolved {
+    pub fn current(&self) -> ResolvedView {
         self.rx.borrow().clone()
     }
 
     /// A receiver that sees every update (`changed().await`); it errors
     /// once the reloader stops.
-    pub fn subscribe(&self) -> watch::Receiver<Resolved> {
+    pub fn subscribe(&self) -> watch::Receiver<ResolvedView> {
         self.rx.clone()
     }
 

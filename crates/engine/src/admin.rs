@@ -9,61 +9,15 @@ use confstrata_access::{
     Action, AuditRecord, Head, Outcome, Policy, PrincipalId, PrincipalKind, Resource, RoleName,
     Token, TokenHash,
 };
+use confstrata_core::view::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
 use confstrata_core::{ChangeSet, CommitInfo, Error, NamespaceName, Op, Result, Timestamp};
 use confstrata_crypto::KeyId;
-use serde::Serialize;
 
 use crate::Engine;
 use crate::security::{
     self, Caller, Gate, crypto_error, from_access, from_journal, journal_fn, keyring_write,
     policy_write,
 };
-
-/// One data key, as `keys list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeyInfo {
-    /// `namespace#n`.
-    pub id: String,
-    /// Whether new values are sealed with it.
-    pub current: bool,
-}
-
-/// What `audit verify` found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditVerification {
-    /// How many records were checked.
-    pub records: u64,
-    /// The last record's seq (0 for an empty log).
-    pub last_seq: u64,
-}
-
-/// A principal as `principals list` shows it (never a token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PrincipalInfo {
-    /// Its id.
-    pub id: String,
-    /// Its display name.
-    pub name: String,
-    /// `user` or `service`.
-    pub kind: PrincipalKind,
-    /// Its roles.
-    pub roles: Vec<String>,
-    /// Its tokens: short hash prefix, label, whether revoked.
-    pub tokens: Vec<TokenInfo>,
-    /// Whether it was revoked.
-    pub revoked: bool,
-}
-
-/// A token as listed: a hash prefix, never the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TokenInfo {
-    /// The first characters of its SHA-256, to name it in `token revoke`.
-    pub hash: String,
-    /// What it is for.
-    pub label: String,
-    /// Whether it was revoked.
-    pub revoked: bool,
-}
 
 const PAGE: usize = 1000;
 

@@ -44,9 +44,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use confstrata_access::Outcome;
 use confstrata_core::serde_json::Value;
 use confstrata_core::{
-    At, Context, DiffEntry, Document, Error, Explanation, KeyPath, LayerInput, LayerPath,
-    LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, Provenance, Result, RetentionPolicy,
-    RetentionReport, RevisionInfo, Store, Timestamp, diff, resolve,
+    At, Context, DiffEntry, Document, Error, KeyPath, LayerInput, LayerPath, LayerRecord,
+    LayerVersion, NamespaceName, NamespaceRecord, Provenance, Result, RetentionPolicy,
+    RetentionReport, Store, Timestamp, diff, resolve,
 };
 use confstrata_crypto::MasterKey;
 use serde::Serialize;
@@ -60,16 +60,20 @@ mod security;
 mod validate;
 mod write;
 
-pub use admin::{AuditVerification, KeyInfo, PrincipalInfo, TokenInfo};
 pub use confstrata_access::{Action, AuditRecord, PrincipalKind, Resource, Token};
 use confstrata_analytics::StageTimings;
 pub use confstrata_analytics::{StageSummary, TimingsSnapshot};
 pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_cache::{ViewCache, ViewKey};
 use confstrata_core::timing::{Phase, Timings as _};
+pub use confstrata_core::view::{
+    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
+    ResolvedView, Rollback, ServerStatus, TokenInfo,
+};
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
+pub use write::{BlockingCommit, Route};
 
 /// The built-in schema library (`"$ref": "confstrata:<name>"`): name → schema.
 pub fn schema_library() -> &'static BTreeMap<String, Value> {
@@ -390,20 +394,6 @@ pub type PolicyObserver = Arc<dyn Fn() + Send + Sync>;
 /// Called with the new revision after every commit made through the engine.
 pub type CommitObserver = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// What a change set would do: the answer of [`Engine::dry_run`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DryRun {
-    /// The revision the change set was checked against.
-    pub revision: u64,
-    /// The layers it would change, with their key-level diffs.
-    pub layers: Vec<LayerDiff>,
-    /// The namespaces whose declaration it would create or change.
-    pub namespaces: Vec<NamespaceName>,
-    /// What the validation chains of the affected namespaces and contexts
-    /// found (a commit would be refused if any is an error).
-    pub findings: Vec<confstrata_core::Finding>,
-}
-
 /// Reads the committed state at one revision, for planning a dry run.
 pub(crate) struct StoreReader<'s> {
     pub(crate) store: &'s dyn Store,
@@ -429,67 +419,6 @@ impl confstrata_core::StateReader for StoreReader<'_> {
             .layer(ns, layer, self.revision)?
             .map(|r| (r.document, r.revision)))
     }
-}
-
-/// A resolved configuration, owned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ResolvedView {
-    /// The namespace.
-    pub namespace: NamespaceName,
-    /// The context it was resolved for.
-    pub context: Context,
-    /// The revision it was read at.
-    pub revision: u64,
-    /// The layers that exist for this context, most general first.
-    pub layers: Vec<Provenance>,
-    /// The resolved document.
-    pub document: Document,
-    /// Every leaf's provenance, in key order.
-    #[serde(serialize_with = "serialize_provenance")]
-    pub provenance: Vec<(KeyPath, Provenance)>,
-}
-
-fn serialize_provenance<S: serde::Serializer>(
-    p: &[(KeyPath, Provenance)],
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_map(p.iter().map(|(k, v)| (k.to_string(), v)))
-}
-
-/// An [`Explanation`] with the change sets behind it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExplainView {
-    /// Every layer that sets the key, most specific first.
-    #[serde(flatten)]
-    pub explanation: Explanation,
-    /// Who changed each of those layers last, when and why, by revision
-    /// (absent where retention removed the record).
-    pub changes: BTreeMap<u64, RevisionInfo>,
-}
-
-/// The key-level changes of one layer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LayerDiff {
-    /// The namespace.
-    pub namespace: NamespaceName,
-    /// The layer.
-    pub layer: LayerPath,
-    /// Whether the layer was created, deleted, or changed.
-    pub status: LayerStatus,
-    /// The keys that differ.
-    pub changes: Vec<DiffEntry>,
-}
-
-/// What happened to a layer between two revisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LayerStatus {
-    /// Exists only at the newer revision.
-    Created,
-    /// Exists only at the older revision.
-    Deleted,
-    /// Exists at both, with different content.
-    Changed,
 }
 
 /// Where the master key comes from, and what opening did about it.
@@ -616,7 +545,7 @@ impl Engine {
     /// Registers a function called with the new revision after every commit
     /// made through this engine (or its clones). Keep it cheap, and never
     /// commit from it: it runs on the committing thread, or on the store's
-    /// writer thread for a commit made with [`Engine::commit_async`].
+    /// writer thread for a commit made with [`Engine::submit`].
     pub fn on_commit(&self, observer: CommitObserver) {
         lock(&self.observers).push(observer);
     }

@@ -76,10 +76,16 @@ fn rollback_restores_and_is_a_new_revision() {
     .unwrap();
     e.commit(&me(), &cs).unwrap();
     let before = e.layers(&me(), &web(), At::Revision(1)).unwrap();
-    let info = e
-        .rollback(&me(), &web(), None, At::Revision(1), "")
-        .unwrap()
+    let planned = e
+        .rollback(&me(), &web(), None, At::Revision(1), "", true)
         .unwrap();
+    assert!(planned.commit.is_none(), "a dry run commits nothing");
+    assert_eq!(e.revision().unwrap(), 2);
+    let done = e
+        .rollback(&me(), &web(), None, At::Revision(1), "", false)
+        .unwrap();
+    assert_eq!(done.change_set, planned.change_set);
+    let info = done.commit.unwrap();
     assert_eq!(info.revision, 3);
     assert_eq!(
         e.layers(&me(), &web(), At::Latest)
@@ -98,9 +104,12 @@ fn rollback_restores_and_is_a_new_revision() {
     );
     // Nothing left to do.
     assert!(
-        e.rollback(&me(), &web(), None, At::Revision(1), "")
+        e.rollback(&me(), &web(), None, At::Revision(1), "", false)
             .unwrap()
-            .is_none()
+            == confstrata_core::view::Rollback {
+                commit: None,
+                change_set: None
+            }
     );
     // Namespace diff between revisions.
     let d = e

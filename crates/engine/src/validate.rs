@@ -427,6 +427,33 @@ impl Validator {
         revision: u64,
         changes: &confstrata_core::ChangeSet,
     ) -> Result<Scope> {
+        match self.scope_with(store, revision, changes, true)? {
+            Some(scope) => Ok(scope),
+            None => Err(Error::Internal {
+                message: "the index of chains was not built".to_owned(),
+            }),
+        }
+    }
+
+    /// [`Validator::scope`] without I/O, for a commit on an async thread:
+    /// `None` when finding the scope would read the store (the index of
+    /// chains must be rebuilt, or the change set declares a chain).
+    pub(crate) fn scope_in_memory(
+        &self,
+        store: &dyn Store,
+        revision: u64,
+        changes: &confstrata_core::ChangeSet,
+    ) -> Result<Option<Scope>> {
+        self.scope_with(store, revision, changes, false)
+    }
+
+    fn scope_with(
+        &self,
+        store: &dyn Store,
+        revision: u64,
+        changes: &confstrata_core::ChangeSet,
+        may_read: bool,
+    ) -> Result<Option<Scope>> {
         use crate::locks::Mode;
         use confstrata_core::Op;
         let mut touched: BTreeSet<&NamespaceName> = BTreeSet::new();
@@ -446,11 +473,15 @@ impl Validator {
             }
         }
         if touched.iter().any(|ns| is_library(ns)) {
-            return Ok(Scope::Everything);
+            return Ok(Some(Scope::Everything));
         }
         // The references of chains this change set declares.
         let mut declared_reads: HashMap<NamespaceName, BTreeSet<NamespaceName>> = HashMap::new();
         if declared.values().any(|s| !s.validation.is_empty()) {
+            if !may_read {
+                // Reading the library reads the store.
+                return Ok(None);
+            }
             let library = self
                 .library(&Candidate::current(store, revision))
                 .unwrap_or_else(|_| (String::new(), Arc::new(Library::default())));
@@ -466,6 +497,10 @@ impl Validator {
                     .unwrap_or_default();
                 declared_reads.insert((*ns).clone(), reads);
             }
+        }
+        if !may_read && lock(&self.dependents).is_none() {
+            // Building the index reads every declaration.
+            return Ok(None);
         }
         self.with_index(store, |i| {
             let mut checked: BTreeSet<NamespaceName> = BTreeSet::new();
@@ -506,6 +541,7 @@ impl Validator {
                 validated: true,
             }
         })
+        .map(Some)
     }
 
     /// Runs `f` on the index of chains, building it if a declaration

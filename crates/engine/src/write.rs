@@ -7,9 +7,10 @@ use confstrata_core::timing::Timings as _;
 
 use confstrata_access::{Action, Outcome, Resource};
 use confstrata_core::serde_json::Value;
+use confstrata_core::view::Rollback;
 use confstrata_core::{
-    At, ChangeSet, CommitDone, CommitInfo, Document, Error, LayerPath, NamespaceName, Op, Result,
-    diff,
+    At, ChangeSet, CommitDone, CommitInfo, Document, Error, LayerPath, NamespaceName,
+    NamespaceRecord, NamespaceSpec, Op, Result, diff,
 };
 
 use crate::security::{Caller, Gate, contains_sealed, crypto_error, journal_fn};
@@ -431,20 +432,33 @@ impl Engine {
         self.end_commit(pending, committed)
     }
 
-    /// [`Engine::commit`] without blocking the calling thread on the store:
-    /// for async front ends. Authorization, sealing and the audit record's
-    /// preparation run in the calling thread (microseconds, no I/O); the
-    /// store's writer commits the change set with the others queued, and
-    /// `done` gets the result once it is durable, on the thread that wrote
-    /// it.
-    ///
-    /// Hands `done` back, having done nothing, when the commit must take
-    /// the blocking path ([`Engine::commit`]): it declares a namespace, a
-    /// chain must check it (validation never runs on an async thread or in
-    /// the writer), it needs a namespace's first data key, the caller may
-    /// not make one of its changes (the refusal is audited, which writes),
-    /// or a validation holds one of its namespaces right now.
-    pub fn commit_async(
+    /// The one entry for a commit from an async front end: the engine
+    /// decides how it runs. [`Route::Queued`]: authorized, sealed and
+    /// queued in the store's writer from the calling thread (microseconds,
+    /// no I/O), awaiting nothing; `done` gets the result once it is
+    /// durable, on the thread that wrote it. [`Route::Blocking`]: it must
+    /// run where blocking is allowed ([`BlockingCommit::run`], which calls
+    /// `done`), because it declares a namespace, a chain must check it
+    /// (validation never runs on an async thread or in the writer), it
+    /// needs a namespace's first data key (a durable write), finding its
+    /// scope would read the store (the index of chains is being rebuilt),
+    /// the caller may not make one of its changes (the refusal is audited,
+    /// which writes), or a validation holds one of its namespaces right now.
+    pub fn submit(&self, caller: &Caller, changes: ChangeSet, done: CommitDone) -> Route {
+        match self.try_queue(caller, &changes, done) {
+            Ok(()) => Route::Queued,
+            Err(done) => Route::Blocking(Box::new(BlockingCommit {
+                engine: self.clone(),
+                caller: caller.clone(),
+                changes,
+                done,
+            })),
+        }
+    }
+
+    /// Queues a commit in the store's writer if it can go there without
+    /// I/O in this thread; hands `done` back otherwise ([`Engine::submit`]).
+    fn try_queue(
         &self,
         caller: &Caller,
         changes: &ChangeSet,
@@ -480,13 +494,19 @@ impl Engine {
                 return Ok(None);
             }
             let revision = self.store.revision()?;
-            match self.validator.scope(&*self.store, revision, &sealed)? {
+            match self
+                .validator
+                .scope_in_memory(&*self.store, revision, &sealed)?
+            {
+                // Finding the scope would read the store (the index of
+                // chains is being rebuilt): the blocking path.
+                None
                 // A validation runs on the blocking path.
-                Scope::Everything
-                | Scope::Namespaces {
+                | Some(Scope::Everything)
+                | Some(Scope::Namespaces {
                     validated: true, ..
-                } => Ok(None),
-                Scope::Namespaces { want, .. } => {
+                }) => Ok(None),
+                Some(Scope::Namespaces { want, .. }) => {
                     // Shared locks, released by the writer with the
                     // validation lock; taken only if free right now.
                     let Some(held) = self.validator.ns_locks.try_acquire(want) else {
@@ -879,30 +899,11 @@ impl Engine {
             .collect()
     }
 
-    /// Builds the change set that brings a namespace (or one of its layers)
-    /// back to its state at `to`; `None` if it is already there. Needs
-    /// `publish` on every layer it changes. The plan's documents hold
-    /// sealed values as stored; show it through [`Engine::dry_run`]-style
-    /// masking before printing it.
-    pub fn rollback_plan(
-        &self,
-        caller: &Caller,
-        ns: &NamespaceName,
-        layer: Option<&LayerPath>,
-        to: At,
-        message: &str,
-    ) -> Result<Option<ChangeSet>> {
-        let g = self.gate(caller);
-        g.require_some(Action::Publish, ns)?;
-        let plan = self.rollback_changes(ns, layer, to, &g.caller.author(), message)?;
-        if let Some(cs) = &plan {
-            self.authorize_changes(&g, cs, Action::Publish)?;
-        }
-        Ok(plan)
-    }
-
-    /// Rolls a namespace (or one layer) back to its state at `to`, as a new
-    /// change set guarded by preconditions; `None` if nothing differs.
+    /// Rolls a namespace (or one of its layers) back to its state at `to`,
+    /// as a new change set guarded by preconditions (planned once), and
+    /// commits it unless `dry_run`. Needs `publish` on every layer it
+    /// changes. The answer's change set has sealed values masked; both
+    /// parts are `None` when the target already matches.
     pub fn rollback(
         &self,
         caller: &Caller,
@@ -910,14 +911,62 @@ impl Engine {
         layer: Option<&LayerPath>,
         to: At,
         message: &str,
-    ) -> Result<Option<CommitInfo>> {
+        dry_run: bool,
+    ) -> Result<Rollback> {
         let g = self.gate(caller);
-        match self.rollback_plan(caller, ns, layer, to, message)? {
-            Some(cs) => self
-                .seal_and_commit(&g, &cs, true, Action::Publish, "rollback")
-                .map(Some),
-            None => Ok(None),
-        }
+        g.require_some(Action::Publish, ns)?;
+        let Some(plan) = self.rollback_changes(ns, layer, to, &g.caller.author(), message)? else {
+            return Ok(Rollback {
+                commit: None,
+                change_set: None,
+            });
+        };
+        self.authorize_changes(&g, &plan, Action::Publish)?;
+        let commit = if dry_run {
+            None
+        } else {
+            Some(self.seal_and_commit(&g, &plan, true, Action::Publish, "rollback")?)
+        };
+        Ok(Rollback {
+            commit,
+            change_set: Some(self.masked_change_set(plan)),
+        })
+    }
+
+    /// Declares a namespace: creates it, or with `replace` replaces its
+    /// declaration. Without `replace`, an existing namespace is
+    /// [`Error::AlreadyExists`]. Answers with the namespace as committed
+    /// and the commit.
+    pub fn create_namespace(
+        &self,
+        caller: &Caller,
+        spec: NamespaceSpec,
+        replace: bool,
+        message: &str,
+    ) -> Result<(NamespaceRecord, CommitInfo)> {
+        let name = spec.name.clone();
+        let cs = ChangeSet {
+            author: String::new(),
+            message: if message.is_empty() {
+                format!("create namespace {name}")
+            } else {
+                message.to_owned()
+            },
+            ops: vec![Op::PutNamespace {
+                spec,
+                expect_revision: if replace { None } else { Some(0) },
+            }],
+        };
+        let info = self.commit(caller, &cs).map_err(|err| match err.root() {
+            Error::Conflict { .. } if !replace => Error::AlreadyExists {
+                what: format!(
+                    "namespace {name:?} (replace it to change its declaration: `ns create --replace`, or `replace` in the request)"
+                ),
+            },
+            _ => err,
+        })?;
+        let record = self.namespace(caller, &name, At::Revision(info.revision))?;
+        Ok((record, info))
     }
 
     fn rollback_changes(
@@ -1106,4 +1155,47 @@ fn describe_ops(changes: &ChangeSet) -> String {
         .map(Op::describe)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// How [`Engine::submit`] runs a commit.
+#[must_use = "a blocking commit does nothing until it is run"]
+pub enum Route {
+    /// Queued in the store's writer; `done` will be called with the result.
+    Queued,
+    /// To be run on a thread that may block (boxed: the variants stay
+    /// close in size).
+    Blocking(Box<BlockingCommit>),
+}
+
+/// A commit that must run on a thread that may block (a blocking pool's).
+pub struct BlockingCommit {
+    engine: Engine,
+    caller: Caller,
+    changes: ChangeSet,
+    done: CommitDone,
+}
+
+impl BlockingCommit {
+    /// Commits ([`Engine::commit`]) and calls `done` with the result.
+    pub fn run(self) {
+        let result = self.engine.commit(&self.caller, &self.changes);
+        (self.done)(result);
+    }
+}
+
+impl std::fmt::Debug for BlockingCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingCommit")
+            .field("ops", &self.changes.ops.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Queued => f.write_str("Queued"),
+            Route::Blocking(b) => b.fmt(f),
+        }
+    }
 }

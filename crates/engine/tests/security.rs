@@ -281,6 +281,7 @@ fn every_role_against_every_operation() {
                     Some(&"env/staging".parse().unwrap()),
                     At::Revision(1),
                     "",
+                    false,
                 )
                 .is_ok(),
             w.engine.rotate_key(&c, &pay).is_ok(),

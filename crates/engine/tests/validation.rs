@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use confstrata_core::serde_json::{Value, json};
 use confstrata_core::{ChangeSet, Error, Finding, NamespaceSpec, Op, Severity, format};
-use confstrata_engine::{Caller, Engine};
+use confstrata_engine::{Caller, Engine, Route};
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/validated")
@@ -400,13 +400,23 @@ fn concurrent_validated_commits_each_see_the_state_they_land_on() {
     assert!(ok > 0, "some commits landed");
 }
 
-/// `commit_async`, waiting for its callback.
+/// `submit`, which must queue the commit, waiting for its callback. A dry
+/// run first builds the index of chains if a declaration cleared it: the
+/// async path never reads the store to build it (it declines instead).
 fn commit_async(engine: &Engine, me: &Caller, changes: &ChangeSet) -> confstrata_core::Result<u64> {
+    engine.dry_run(me, changes)?;
     let (tx, rx) = std::sync::mpsc::channel();
-    engine
-        .commit_async(me, changes, Box::new(move |r| tx.send(r).unwrap()))
-        .unwrap_or_else(|_| panic!("the async path declined"));
+    let route = engine.submit(me, changes.clone(), Box::new(move |r| tx.send(r).unwrap()));
+    assert!(matches!(route, Route::Queued), "the async path declined");
     rx.recv().unwrap().map(|i| i.revision)
+}
+
+/// Whether `submit` sends a commit to the blocking path (the commit is not run).
+fn declined(engine: &Engine, me: &Caller, changes: &ChangeSet) -> bool {
+    matches!(
+        engine.submit(me, changes.clone(), Box::new(|_| panic!("not called"))),
+        Route::Blocking(_)
+    )
 }
 
 /// A change a chain must check never validates on an async thread or in
@@ -418,9 +428,7 @@ fn async_commits_leave_validation_to_the_blocking_path() {
     let (_dir, engine, me) = engine();
     let before = engine.revision().unwrap();
     assert!(
-        engine
-            .commit_async(&me, &bad_change(), Box::new(|_| panic!("not called")))
-            .is_err(),
+        declined(&engine, &me, &bad_change()),
         "a validated change is handed back"
     );
     assert!(matches!(
@@ -459,9 +467,7 @@ fn async_commits_decline_what_must_take_the_blocking_path() {
     let (_dir, engine, me) = engine();
     let declares = import(&examples().join("orders"));
     assert!(
-        engine
-            .commit_async(&me, &declares, Box::new(|_| panic!("not called")))
-            .is_err(),
+        declined(&engine, &me, &declares),
         "a declaration is validated under the exclusive lock"
     );
     engine
@@ -482,9 +488,7 @@ fn async_commits_decline_what_must_take_the_blocking_path() {
         "key": "note", "value": "x"}]}),
     );
     assert!(
-        engine
-            .commit_async(&vic, &change, Box::new(|_| panic!("not called")))
-            .is_err(),
+        declined(&engine, &vic, &change),
         "a refusal is audited on the blocking path"
     );
     let refused = engine.commit(&vic, &change).unwrap_err();
@@ -689,9 +693,7 @@ fn removing_a_chain_frees_what_it_read() {
         json!({"ops": [{"op": "set", "namespace": "src", "layer": "defaults", "key": "n", "value": 2}]}),
     );
     assert!(
-        engine
-            .commit_async(&me, &change, Box::new(|_| panic!("not called")))
-            .is_err(),
+        declined(&engine, &me, &change),
         "z's rules read src: validated, on the blocking path"
     );
     engine
@@ -700,6 +702,11 @@ fn removing_a_chain_frees_what_it_read() {
             &cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "z", "levels": ["defaults"]}}]})),
         )
         .unwrap();
+    assert!(
+        declined(&engine, &me, &change),
+        "the declaration cleared the index of chains: rebuilding it reads the store, \
+         which the async path never does"
+    );
     let rev = commit_async(&engine, &me, &change).unwrap();
     assert_eq!(rev, engine.revision().unwrap());
 }

@@ -4,8 +4,6 @@
 //! the engine, which authorizes the caller (`admin`, or `audit` for the
 //! log) and audits the change itself; this module only translates.
 
-use confstrata_core::Error;
-use confstrata_engine::PrincipalKind;
 use confstrata_proto::convert;
 use confstrata_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
@@ -33,29 +31,6 @@ fn required(field: &'static str, value: String) -> Result<String, Status> {
     }
 }
 
-fn kind_from_wire(kind: i32) -> Result<PrincipalKind, Status> {
-    match v1::PrincipalKind::try_from(kind) {
-        Ok(v1::PrincipalKind::Unspecified | v1::PrincipalKind::User) => Ok(PrincipalKind::User),
-        Ok(v1::PrincipalKind::Service) => Ok(PrincipalKind::Service),
-        Err(_) => Err(status::from_core(
-            &Error::invalid(
-                "principal kind",
-                format!(
-                    "{kind} is not a PrincipalKind; use PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE"
-                ),
-            ),
-            "kind",
-        )),
-    }
-}
-
-fn kind_to_wire(kind: PrincipalKind) -> v1::PrincipalKind {
-    match kind {
-        PrincipalKind::User => v1::PrincipalKind::User,
-        PrincipalKind::Service => v1::PrincipalKind::Service,
-    }
-}
-
 #[tonic::async_trait]
 impl AdminService for Service {
     async fn rotate_key(&self, req: Request<v1::RotateKeyRequest>) -> Res<v1::RotateKeyResponse> {
@@ -72,13 +47,7 @@ impl AdminService for Service {
     async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Res<v1::ListKeysResponse> {
         let keys = self.calls.run(auth(&req), "", |e, c| e.keys(c)).await?;
         Ok(Response::new(v1::ListKeysResponse {
-            keys: keys
-                .into_iter()
-                .map(|k| v1::DataKey {
-                    id: k.id,
-                    current: k.current,
-                })
-                .collect(),
+            keys: keys.iter().map(Into::into).collect(),
         }))
     }
 
@@ -114,7 +83,7 @@ impl AdminService for Service {
         let a = auth(&req);
         let r = req.into_inner();
         let id = required("id", r.id)?;
-        let kind = kind_from_wire(r.kind)?;
+        let kind = convert::principal_kind("kind", r.kind).map_err(status::field)?;
         let (name, roles) = (r.name, r.roles);
         self.calls
             .write(a, "id", move |e, c| {
@@ -133,25 +102,7 @@ impl AdminService for Service {
             .run(auth(&req), "", |e, c| e.principals(c))
             .await?;
         Ok(Response::new(v1::ListPrincipalsResponse {
-            principals: list
-                .into_iter()
-                .map(|p| v1::Principal {
-                    id: p.id,
-                    name: p.name,
-                    kind: kind_to_wire(p.kind) as i32,
-                    roles: p.roles,
-                    tokens: p
-                        .tokens
-                        .into_iter()
-                        .map(|t| v1::TokenSummary {
-                            hash_prefix: t.hash,
-                            label: t.label,
-                            revoked: t.revoked,
-                        })
-                        .collect(),
-                    revoked: p.revoked,
-                })
-                .collect(),
+            principals: list.iter().map(Into::into).collect(),
         }))
     }
 
@@ -259,10 +210,7 @@ impl AdminService for Service {
             .calls
             .run(auth(&req), "", |e, c| e.audit_verify(c))
             .await?;
-        Ok(Response::new(v1::VerifyAuditResponse {
-            records: v.records,
-            last_seq: v.last_seq,
-        }))
+        Ok(Response::new(v.into()))
     }
 
     async fn get_stats(&self, req: Request<v1::GetStatsRequest>) -> Res<v1::GetStatsResponse> {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use confstrata_engine::{Caller, Engine};
+use confstrata_engine::{Caller, Engine, Route};
 use tokio::sync::Semaphore;
 use tonic::{Request, Status};
 
@@ -113,45 +113,44 @@ impl Calls {
         f(&self.engine, &caller)
     }
 
-    /// Commits a change set: on the calling async thread when the engine
-    /// can take it there ([`Engine::commit_async`]: the credentials check
-    /// out without an audit record, the caller may make every change, and
-    /// it declares nothing), awaiting the store's writer instead of parking
-    /// a blocking thread; else as [`Calls::write`] does.
+    /// Commits a change set by the engine's one entry ([`Engine::submit`]):
+    /// the engine queues it from this async thread when it can, awaiting
+    /// the store's writer instead of parking a blocking thread, or hands it
+    /// back to run on the blocking pool. Credentials that do not check out
+    /// without an audit record are checked again on the blocking pool
+    /// (which audits the failure).
     pub(crate) async fn commit(
         &self,
         auth: Auth,
         field: &'static str,
         changes: confstrata_core::ChangeSet,
     ) -> Result<confstrata_core::CommitInfo, Status> {
-        if let Some(caller) = self
+        let Some(caller) = self
             .engine
             .authenticate_quietly(auth.header.as_deref(), &auth.request_id)
-        {
-            let permit = self
-                .writes
-                .acquire()
-                .await
-                .map_err(|_| Status::unavailable("the server is shutting down"))?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let submitted = self.engine.commit_async(
-                &caller,
-                &changes,
-                Box::new(move |result| {
-                    // The caller may have gone away; the commit stands.
-                    let _ = tx.send(result);
-                }),
-            );
-            if submitted.is_ok() {
-                let result = rx
-                    .await
-                    .map_err(|_| Status::internal("the commit's result was lost"))?;
-                drop(permit);
-                return result.map_err(|e| status::from_core(&e, field));
-            }
-        }
-        self.write(auth, field, move |e, c| e.commit(c, &changes))
+        else {
+            return self
+                .write(auth, field, move |e, c| e.commit(c, &changes))
+                .await;
+        };
+        let _permit = self
+            .writes
+            .acquire()
             .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Box::new(move |result| {
+            // The caller may have gone away; the commit stands.
+            let _ = tx.send(result);
+        });
+        if let Route::Blocking(commit) = self.engine.submit(&caller, changes, done) {
+            tokio::task::spawn_blocking(move || commit.run())
+                .await
+                .map_err(|e| Status::internal(format!("task failed: {e}")))?;
+        }
+        rx.await
+            .map_err(|_| Status::internal("the commit's result was lost"))?
+            .map_err(|e| status::from_core(&e, field))
     }
 
     /// [`Calls::run`] for an engine call that commits.

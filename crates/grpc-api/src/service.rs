@@ -5,7 +5,6 @@
 use std::pin::Pin;
 
 use confstrata_core::{At, ChangeSet, Limits, Op};
-use confstrata_engine::{LayerDiff, LayerStatus};
 use confstrata_proto::convert::{self, to_json};
 use confstrata_proto::v1::{self, config_service_server::ConfigService};
 use tokio_stream::Stream;
@@ -45,19 +44,6 @@ impl Service {
     }
 }
 
-fn layer_diff(d: &LayerDiff) -> v1::LayerDiff {
-    v1::LayerDiff {
-        namespace: d.namespace.to_string(),
-        layer: d.layer.to_string(),
-        status: match d.status {
-            LayerStatus::Created => v1::layer_diff::Status::Created,
-            LayerStatus::Deleted => v1::layer_diff::Status::Deleted,
-            LayerStatus::Changed => v1::layer_diff::Status::Changed,
-        } as i32,
-        changes: d.changes.iter().map(Into::into).collect(),
-    }
-}
-
 #[tonic::async_trait]
 impl ConfigService for Service {
     async fn create_namespace(
@@ -71,27 +57,11 @@ impl ConfigService for Service {
             .as_ref()
             .ok_or_else(|| status::field(missing("spec")))?;
         let spec = convert::namespace_spec("spec", wire).map_err(status::field)?;
-        let name = spec.name.clone();
-        let cs = ChangeSet {
-            author: String::new(),
-            message: format!("create namespace {name}"),
-            ops: vec![Op::PutNamespace {
-                spec,
-                expect_revision: if r.replace { None } else { Some(0) },
-            }],
-        };
-        let (info, record) = self
+        let replace = r.replace;
+        let (record, info) = self
             .calls
             .write(a, "spec", move |e, c| {
-                let info = e.commit(c, &cs).map_err(|err| match err.root() {
-                    confstrata_core::Error::Conflict { .. } => {
-                        confstrata_core::Error::AlreadyExists {
-                            what: format!("namespace {name:?} (set replace to replace it)"),
-                        }
-                    }
-                    _ => err,
-                })?;
-                Ok((info, e.namespace(c, &name, At::Revision(info.revision))?))
+                e.create_namespace(c, spec, replace, "")
             })
             .await?;
         Ok(Response::new(v1::CreateNamespaceResponse {
@@ -287,21 +257,20 @@ impl ConfigService for Service {
                 .fast(&a, |e, c| e.resolve_cached(c, &ns, &ctx, section.as_ref()))
         {
             let provenance = if r.with_provenance {
-                shared
-                    .provenance()
-                    .map_err(|e| status::from_core(&e, "context"))?
-                    .iter()
-                    .map(|(k, p)| (k.to_string(), p.into()))
-                    .collect()
+                Some(
+                    shared
+                        .provenance()
+                        .map_err(|e| status::from_core(&e, "context"))?,
+                )
             } else {
-                Default::default()
+                None
             };
-            return Ok(Response::new(v1::ResolveResponse {
-                revision: shared.revision,
-                document_json: shared.json.to_string(),
-                layers: shared.layers().iter().map(Into::into).collect(),
-                provenance,
-            }));
+            return Ok(Response::new(convert::resolve_response(
+                shared.revision,
+                shared.json.to_string(),
+                shared.layers(),
+                provenance.as_deref(),
+            )));
         }
         let view = self
             .calls
@@ -309,11 +278,11 @@ impl ConfigService for Service {
                 e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
             })
             .await?;
-        Ok(Response::new(resolve_response(
+        Ok(Response::new(convert::resolve_response(
             view.revision,
             to_json(&view.document),
-            &view,
-            r.with_provenance,
+            &view.layers,
+            r.with_provenance.then_some(view.provenance.as_slice()),
         )))
     }
 
@@ -328,28 +297,7 @@ impl ConfigService for Service {
             .calls
             .run(a, "context", move |e, c| e.explain(c, &ns, &ctx, &key, at))
             .await?;
-        Ok(Response::new(v1::ExplainResponse {
-            key: x.explanation.key.to_string(),
-            value_json: x
-                .explanation
-                .value
-                .as_ref()
-                .map(to_json)
-                .unwrap_or_default(),
-            entries: x
-                .explanation
-                .entries
-                .iter()
-                .map(|en| v1::ExplainEntry {
-                    layer: en.layer.to_string(),
-                    revision: en.revision,
-                    value_json: en.value.as_ref().map(to_json).unwrap_or_default(),
-                    deleted: en.deleted,
-                    winner: en.winner,
-                    change: x.changes.get(&en.revision).map(Into::into),
-                })
-                .collect(),
-        }))
+        Ok(Response::new((&x).into()))
     }
 
     async fn diff(&self, req: Request<v1::DiffRequest>) -> Res<v1::DiffResponse> {
@@ -432,7 +380,7 @@ impl ConfigService for Service {
                             .await?;
                         Ok(Response::new(v1::DiffResponse {
                             changes: vec![],
-                            layers: d.iter().map(layer_diff).collect(),
+                            layers: d.iter().map(Into::into).collect(),
                         }))
                     }
                 }
@@ -506,12 +454,7 @@ impl ConfigService for Service {
             .calls
             .run(a, "change_set", move |e, c| e.dry_run(c, &cs))
             .await?;
-        Ok(Response::new(v1::DryRunResponse {
-            revision: d.revision,
-            layers: d.layers.iter().map(layer_diff).collect(),
-            namespaces: d.namespaces.iter().map(ToString::to_string).collect(),
-            findings: d.findings.iter().map(Into::into).collect(),
-        }))
+        Ok(Response::new((&d).into()))
     }
 
     async fn validate(&self, req: Request<v1::ValidateRequest>) -> Res<v1::ValidateResponse> {
@@ -542,20 +485,15 @@ impl ConfigService for Service {
         }
         let to = convert::read_at("to", r.to.as_ref()).map_err(status::field)?;
         let (dry_run, message) = (r.dry_run, r.message);
-        let (cs, info) = self
+        let done = self
             .calls
             .write(a, "to", move |e, c| {
-                let cs = e.rollback_plan(c, &ns, layer.as_ref(), to, &message)?;
-                let info = match (&cs, dry_run) {
-                    (Some(_), false) => e.rollback(c, &ns, layer.as_ref(), to, &message)?,
-                    _ => None,
-                };
-                Ok((cs.map(|cs| e.masked_change_set(cs)), info))
+                e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
             })
             .await?;
         Ok(Response::new(v1::RollbackResponse {
-            commit: info.map(Into::into),
-            change_set: cs.as_ref().map(Into::into),
+            commit: done.commit.map(Into::into),
+            change_set: done.change_set.as_ref().map(Into::into),
         }))
     }
 
@@ -601,27 +539,5 @@ impl ConfigService for Service {
             caller,
             spec,
         ))))
-    }
-}
-
-/// A Resolve answer.
-fn resolve_response(
-    revision: u64,
-    document_json: String,
-    view: &confstrata_engine::ResolvedView,
-    with_provenance: bool,
-) -> v1::ResolveResponse {
-    v1::ResolveResponse {
-        revision,
-        document_json,
-        layers: view.layers.iter().map(Into::into).collect(),
-        provenance: if with_provenance {
-            view.provenance
-                .iter()
-                .map(|(k, p)| (k.to_string(), p.into()))
-                .collect()
-        } else {
-            Default::default()
-        },
     }
 }

@@ -312,8 +312,22 @@ pub fn layer_record(field: &str, l: &v1::Layer) -> FieldResult<LayerRecord> {
     })
 }
 
-/// Limits for reading what a server sent: the server already enforced its own.
-fn unlimited() -> Limits {
+/// A list, each element converted with its index in the field name.
+pub fn list<W, T>(
+    field: &str,
+    items: &[W],
+    f: impl Fn(&str, &W) -> FieldResult<T>,
+) -> FieldResult<Vec<T>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, w)| f(&format!("{field}[{i}]"), w))
+        .collect()
+}
+
+/// Limits for reading what a server sent: the server already enforced its
+/// own when the data was written, so only the parser's recursion is guarded.
+pub fn unlimited() -> Limits {
     Limits {
         max_document_bytes: usize::MAX / 8,
         max_change_set_bytes: usize::MAX / 8,
@@ -697,6 +711,9 @@ pub fn change_set(field: &str, cs: &v1::ChangeSet, limits: &Limits) -> FieldResu
         ops,
     })
 }
+
+mod view;
+pub use view::*;
 
 #[cfg(test)]
 mod tests;

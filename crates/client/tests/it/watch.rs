@@ -7,7 +7,7 @@ use std::time::Duration;
 use confstrata_client::model::serde_json::json;
 use confstrata_client::model::{RetentionPolicy, parse_context};
 use confstrata_client::{
-    Client, ConfstrataProvider, Reloader, Resolved, ResolvedStream, WatchOptions, WriteOptions,
+    Client, ConfstrataProvider, Reloader, ResolvedStream, ResolvedView, WatchOptions, WriteOptions,
 };
 use confstrata_engine::{Caller, Engine};
 use figment::Provider;
@@ -19,7 +19,7 @@ fn fast() -> WatchOptions {
     WatchOptions::default().backoff(Duration::from_millis(20), Duration::from_millis(200))
 }
 
-async fn next(stream: &mut ResolvedStream) -> Resolved {
+async fn next(stream: &mut ResolvedStream) -> ResolvedView {
     tokio::time::timeout(GUARD, stream.next())
         .await
         .expect("hang guard: no update")
