@@ -71,9 +71,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             write,
         } => {
             let (namespace, layer) = (ns(&namespace)?, layer_path(&layer)?);
-            let mut ops = Vec::new();
+            let mut entries = Vec::new();
             let mut stdin_used = false;
-            for (i, pair) in pairs.iter().enumerate() {
+            for pair in &pairs {
                 let (k, v) = split_pair(pair)?;
                 let from_stdin;
                 let v = if secret && v == "-" {
@@ -95,16 +95,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
                 } else {
                     parse_value(v)
                 };
-                ops.push(Op::Set {
-                    namespace: namespace.clone(),
-                    layer: layer.clone(),
-                    key: key_path(k)?,
-                    value,
-                    secret,
-                    // The precondition is on the state before the change set: once is enough.
-                    expect_revision: if i == 0 { write.expect_revision } else { None },
-                });
+                entries.push((key_path(k)?, value, secret));
             }
+            let ops = Op::set_keys(&namespace, &layer, entries, write.expect_revision);
             ctx.commit_ops(ops, &write)
         }
         Command::Unset {
@@ -114,18 +107,11 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             write,
         } => {
             let (namespace, layer) = (ns(&namespace)?, layer_path(&layer)?);
-            let ops = keys
+            let keys = keys
                 .iter()
-                .enumerate()
-                .map(|(i, k)| {
-                    Ok(Op::Unset {
-                        namespace: namespace.clone(),
-                        layer: layer.clone(),
-                        key: key_path(k)?,
-                        expect_revision: if i == 0 { write.expect_revision } else { None },
-                    })
-                })
+                .map(|k| key_path(k))
                 .collect::<Result<Vec<_>>>()?;
+            let ops = Op::unset_keys(&namespace, &layer, keys, write.expect_revision);
             ctx.commit_ops(ops, &write)
         }
         Command::Delete {

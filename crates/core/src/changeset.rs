@@ -98,6 +98,49 @@ pub enum Op {
 }
 
 impl Op {
+    /// The ops that set keys of one layer (`SetKeys`, `confstrata set`):
+    /// one `set` per entry `(key, value, secret)`, in order, with
+    /// `expect_revision` on the first only (preconditions are checked
+    /// against the state before the change set: once is enough).
+    pub fn set_keys(
+        namespace: &NamespaceName,
+        layer: &LayerPath,
+        entries: impl IntoIterator<Item = (KeyPath, Value, bool)>,
+        expect_revision: Option<u64>,
+    ) -> Vec<Op> {
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (key, value, secret))| Op::Set {
+                namespace: namespace.clone(),
+                layer: layer.clone(),
+                key,
+                value,
+                secret,
+                expect_revision: if i == 0 { expect_revision } else { None },
+            })
+            .collect()
+    }
+
+    /// The ops that remove keys of one layer (`UnsetKeys`, `confstrata
+    /// unset`), with `expect_revision` on the first only.
+    pub fn unset_keys(
+        namespace: &NamespaceName,
+        layer: &LayerPath,
+        keys: impl IntoIterator<Item = KeyPath>,
+        expect_revision: Option<u64>,
+    ) -> Vec<Op> {
+        keys.into_iter()
+            .enumerate()
+            .map(|(i, key)| Op::Unset {
+                namespace: namespace.clone(),
+                layer: layer.clone(),
+                key,
+                expect_revision: if i == 0 { expect_revision } else { None },
+            })
+            .collect()
+    }
+
     /// A short description for errors: `set webshop:env/prod db.pool.max`.
     pub fn describe(&self) -> String {
         match self {

@@ -173,24 +173,20 @@ impl ConfigService for Service {
         if r.entries.is_empty() {
             return Err(status::field(missing("entries")));
         }
-        let mut ops = Vec::with_capacity(r.entries.len());
+        let mut entries = Vec::with_capacity(r.entries.len());
         for (i, kv) in r.entries.iter().enumerate() {
-            ops.push(Op::Set {
-                namespace: namespace.clone(),
-                layer: layer.clone(),
-                key: convert::key_path(&format!("entries[{i}].key"), &kv.key)
-                    .map_err(status::field)?,
-                value: convert::value(
+            entries.push((
+                convert::key_path(&format!("entries[{i}].key"), &kv.key).map_err(status::field)?,
+                convert::value(
                     &format!("entries[{i}].value_json"),
                     &kv.value_json,
                     &self.limits,
                 )
                 .map_err(status::field)?,
-                secret: kv.secret,
-                // Preconditions are checked against the state before the change set: once is enough.
-                expect_revision: if i == 0 { r.expect_revision } else { None },
-            });
+                kv.secret,
+            ));
         }
+        let ops = Op::set_keys(&namespace, &layer, entries, r.expect_revision);
         let commit = self.commit_ops(a, "entries", r.message, ops).await?;
         Ok(Response::new(v1::SetKeysResponse {
             commit: Some(commit),
@@ -206,15 +202,14 @@ impl ConfigService for Service {
         if r.keys.is_empty() {
             return Err(status::field(missing("keys")));
         }
-        let mut ops = Vec::with_capacity(r.keys.len());
-        for (i, k) in r.keys.iter().enumerate() {
-            ops.push(Op::Unset {
-                namespace: namespace.clone(),
-                layer: layer.clone(),
-                key: convert::key_path(&format!("keys[{i}]"), k).map_err(status::field)?,
-                expect_revision: if i == 0 { r.expect_revision } else { None },
-            });
-        }
+        let keys = r
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| convert::key_path(&format!("keys[{i}]"), k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status::field)?;
+        let ops = Op::unset_keys(&namespace, &layer, keys, r.expect_revision);
         let commit = self.commit_ops(a, "keys", r.message, ops).await?;
         Ok(Response::new(v1::UnsetKeysResponse {
             commit: Some(commit),

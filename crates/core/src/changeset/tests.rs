@@ -159,3 +159,48 @@ fn unknown_fields_in_change_set_files_are_rejected() {
     .to_string();
     assert!(e.contains("segment 1 is \"..\""), "{e}");
 }
+
+#[test]
+fn set_and_unset_keys_guard_only_their_first_op() {
+    let ns: NamespaceName = "web".parse().unwrap();
+    let layer: LayerPath = "defaults".parse().unwrap();
+    let ops = Op::set_keys(
+        &ns,
+        &layer,
+        [
+            (KeyPath::parse("a").unwrap(), serde_json::json!(1), false),
+            (KeyPath::parse("b").unwrap(), serde_json::json!("s"), true),
+        ],
+        Some(7),
+    );
+    let guards: Vec<Option<u64>> = ops
+        .iter()
+        .map(|op| match op {
+            Op::Set {
+                expect_revision, ..
+            } => *expect_revision,
+            other => panic!("not a set: {other:?}"),
+        })
+        .collect();
+    assert_eq!(guards, [Some(7), None]);
+    assert!(matches!(&ops[1], Op::Set { secret: true, key, .. } if key.to_string() == "b"));
+    let ops = Op::unset_keys(
+        &ns,
+        &layer,
+        [KeyPath::parse("a").unwrap(), KeyPath::parse("b").unwrap()],
+        Some(0),
+    );
+    assert!(matches!(
+        ops.as_slice(),
+        [
+            Op::Unset {
+                expect_revision: Some(0),
+                ..
+            },
+            Op::Unset {
+                expect_revision: None,
+                ..
+            }
+        ]
+    ));
+}
