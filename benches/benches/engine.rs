@@ -19,7 +19,7 @@ use confstrata_engine::{Caller, Engine, PrincipalKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn engine(dir: &std::path::Path) -> (Engine, String, String) {
-    let engine = Engine::open(dir).unwrap();
+    let engine = confstrata_host::open(dir).unwrap();
     let admin = Caller::local("bench");
     let seed = confstrata_core::serde_json::from_value(confstrata_core::serde_json::json!({"ops": [
         {"op": "put-namespace", "spec": {"name": "webshop",
@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
 fn validation(c: &mut Criterion) {
     use confstrata_core::serde_json::{Map, Value, json};
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path()).unwrap();
+    let engine = confstrata_host::open(dir.path()).unwrap();
     let admin = Caller::local("bench");
     let mut props = Map::new();
     let mut doc = Map::new();

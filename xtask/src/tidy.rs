@@ -36,16 +36,27 @@ const INTERNAL: &[(&str, &[&str])] = &[
     ),
     // Only behind the `core` feature, for the shared wire conversions.
     ("proto", &["core"]),
-    ("grpc-api", &["core", "engine", "proto"]),
+    // The protocol-free runtime: opening the store is its job, not the engine's.
+    ("host", &["core", "engine", "store"]),
+    // The two front doors sit on the host, never on each other.
+    ("grpc-api", &["core", "engine", "host", "proto"]),
+    ("http-api", &["core", "engine", "host"]),
     ("client", &["core", "proto"]),
-    ("cli", &["core", "engine", "grpc-api", "client", "proto"]),
+    (
+        "cli",
+        &[
+            "core", "engine", "host", "grpc-api", "http-api", "client", "proto",
+        ],
+    ),
 ];
 
 /// External crates only some workspace members may use. `xtask` runs the
 /// code generator; `benches` holds the gRPC load generator.
 const RESTRICTED: &[(&str, &[&str])] = &[
     ("rusqlite", &["confstrata-store", "confstrata-benches"]),
-    ("tokio-postgres", &["confstrata-store"]),
+    // A PostgreSQL store is a crate of its own, never inside the SQLite one;
+    // the whole family is caught (see `family`).
+    ("postgres", &["confstrata-store-postgres"]),
     (
         "tonic",
         &[
@@ -66,13 +77,42 @@ const RESTRICTED: &[(&str, &[&str])] = &[
             "xtask",
         ],
     ),
-    ("axum", &["confstrata-grpc-api"]),
+    // The router type of the front doors and the host's listener.
+    (
+        "axum",
+        &[
+            "confstrata-host",
+            "confstrata-grpc-api",
+            "confstrata-http-api",
+        ],
+    ),
+    // The listener itself: only the host serves connections.
+    ("hyper", &["confstrata-host"]),
+    ("hyper-util", &["confstrata-host"]),
+    ("tokio-rustls", &["confstrata-host"]),
+    // OpenAPI: the REST door (and, behind a derive-only feature, core).
+    ("utoipa", &["confstrata-http-api", "confstrata-core"]),
     ("rhai", &["confstrata-rules"]),
     ("jsonschema", &["confstrata-rules"]),
     ("prometheus", &["confstrata-analytics"]),
     ("chacha20poly1305", &["confstrata-crypto"]),
     ("dashmap", &["confstrata-cache"]),
 ];
+
+/// The restricted family a crate belongs to, by name: `tonic-health` is
+/// tonic's, `prost-types` prost's; every PostgreSQL client (`postgres`,
+/// `tokio-postgres`, `deadpool-postgres`, `sqlx`, `diesel`) is `postgres`.
+fn family(dep: &str) -> Option<&'static str> {
+    let base = dep.split('-').next().unwrap_or(dep);
+    match base {
+        "tonic" => Some("tonic"),
+        "prost" => Some("prost"),
+        _ if dep.contains("postgres") || base == "sqlx" || base == "diesel" || dep == "pq-sys" => {
+            Some("postgres")
+        }
+        _ => None,
+    }
+}
 
 /// Runs `cargo metadata` for the workspace.
 pub(crate) fn metadata() -> Result<Value> {
@@ -117,6 +157,14 @@ pub(crate) fn check_dependencies(meta: &Value) -> Result<Vec<String>> {
             .and_then(|m| m.rsplit_once("/crates/"))
             .map(|(_, f)| f)
         {
+            if p["description"].as_str().is_none_or(str::is_empty) {
+                problems.push(format!("{name} has no description in its Cargo.toml"));
+            }
+            if !manifest_inherits_lints(manifest) {
+                problems.push(format!(
+                    "{name} must say `[lints] workspace = true` in its Cargo.toml"
+                ));
+            }
             if name != format!("confstrata-{folder}") {
                 problems.push(format!(
                     "crates/{folder} must be named confstrata-{folder}, not {name}"
@@ -140,11 +188,8 @@ pub(crate) fn check_dependencies(meta: &Value) -> Result<Vec<String>> {
             if !normal {
                 continue;
             }
-            let base = dep.split('-').next().unwrap_or(dep);
             for (restricted, users) in RESTRICTED {
-                let hit = dep == restricted
-                    || (restricted == &"tonic" && base == "tonic")
-                    || (restricted == &"prost" && base == "prost");
+                let hit = dep == restricted || family(dep) == Some(*restricted);
                 if hit && !users.contains(&name) {
                     problems.push(format!(
                         "{name} must not depend on {dep} (only {users:?} may)"
@@ -154,6 +199,24 @@ pub(crate) fn check_dependencies(meta: &Value) -> Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// Whether a crate's manifest inherits the workspace lints. `cargo
+/// metadata` does not say, so the manifest is read (a missing file: the
+/// test data of the checker's own test, which has none to read).
+fn manifest_inherits_lints(manifest: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(manifest) else {
+        return true;
+    };
+    let mut in_lints = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+        } else if in_lints && line.replace(' ', "") == "workspace=true" {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -169,15 +232,21 @@ mod tests {
     #[test]
     fn the_checker_catches_a_bad_edge() {
         let meta = serde_json::json!({"packages": [
-            {"name": "confstrata-core", "manifest_path": "/w/crates/core/Cargo.toml",
+            {"name": "confstrata-core", "manifest_path": "/w/crates/core/Cargo.toml", "description": "d",
              "dependencies": [{"name": "rusqlite", "kind": null}, {"name": "confstrata-store", "kind": null}]},
-            {"name": "confstrata-store", "manifest_path": "/w/crates/store/Cargo.toml",
-             "dependencies": [{"name": "tonic-health", "kind": null}, {"name": "tempfile", "kind": "dev"}]},
+            {"name": "confstrata-store", "manifest_path": "/w/crates/store/Cargo.toml", "description": "d",
+             "dependencies": [{"name": "tonic-health", "kind": null}, {"name": "tempfile", "kind": "dev"},
+                              {"name": "sqlx", "kind": null}]},
+            {"name": "confstrata-http-api", "manifest_path": "/w/crates/http-api/Cargo.toml",
+             "dependencies": [{"name": "confstrata-grpc-api", "kind": null}]},
         ]});
         let p = check_dependencies(&meta).unwrap();
-        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p.len(), 6, "{p:?}");
         assert!(p[0].contains("confstrata-core must not depend on confstrata-store"));
         assert!(p[1].contains("confstrata-core must not depend on rusqlite"));
         assert!(p[2].contains("confstrata-store must not depend on tonic-health"));
+        assert!(p[3].contains("confstrata-store must not depend on sqlx"));
+        assert!(p[4].contains("confstrata-http-api has no description"));
+        assert!(p[5].contains("confstrata-http-api must not depend on confstrata-grpc-api"));
     }
 }

@@ -261,9 +261,9 @@ async fn clients(addr: SocketAddr, token: Option<&str>) -> Vec<Cfg> {
 /// values, and each such read is audited), and a `viewer` (sees them masked,
 /// so its resolves write nothing).
 fn seeded(dir: &std::path::Path, audit_reads: bool) -> (Engine, String, String) {
-    let (engine, _) = Engine::open_with(
+    let (engine, _) = confstrata_host::open_with(
         dir,
-        &confstrata_engine::OpenOptions {
+        &confstrata_host::OpenOptions {
             audit_reads,
             ..Default::default()
         },

@@ -27,8 +27,9 @@ use std::time::Instant;
 
 use confstrata_core::serde_json::json;
 use confstrata_core::{ChangeSet, LayerInput, LayerPath, resolve};
-use confstrata_engine::{Caller, Engine, OpenOptions};
+use confstrata_engine::{Caller, Engine};
 use confstrata_grpc_api::{ServeOptions, serve};
+use confstrata_host::OpenOptions;
 use confstrata_proto::v1::{self, config_service_client::ConfigServiceClient};
 
 fn list(flag: &str, default: &[usize]) -> Vec<usize> {
@@ -56,7 +57,7 @@ fn rss() -> u64 {
 /// Writes `n` layers: 1,000 namespaces (`svc-<i>`) of up to 100
 /// `instance/<id>` layers each, a few keys per layer, 100 layers per commit.
 fn populate(dir: &std::path::Path, n: usize) {
-    let engine = Engine::open(dir).expect("store");
+    let engine = confstrata_host::open(dir).expect("store");
     let me = Caller::local("bench");
     let namespaces = n.div_ceil(100).max(1);
     for ns in 0..namespaces {
@@ -82,17 +83,17 @@ fn startup(n: usize) -> (f64, f64, f64) {
     if n > 0 {
         populate(&data, n);
     } else {
-        drop(Engine::open(&data).expect("store"));
+        drop(confstrata_host::open(&data).expect("store"));
     }
     let populate_s = t.elapsed().as_secs_f64();
-    let size = std::fs::metadata(data.join(confstrata_engine::DB_FILE)).map_or(0, |m| m.len());
+    let size = std::fs::metadata(data.join(confstrata_host::DB_FILE)).map_or(0, |m| m.len());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let started = Instant::now();
-    let (engine, _) = Engine::open_with(&data, &OpenOptions::default()).expect("open");
+    let (engine, _) = confstrata_host::open_with(&data, &OpenOptions::default()).expect("open");
     let opened = started.elapsed().as_secs_f64();
     let me = Caller::local("bench");
     let token = {

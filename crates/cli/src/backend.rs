@@ -39,7 +39,7 @@ pub(crate) enum Backend {
 impl Backend {
     /// Opens the embedded store in `data_dir`.
     pub(crate) fn local(data_dir: PathBuf, author: &str) -> Result<Backend> {
-        let engine = Engine::open(&data_dir)
+        let engine = confstrata_host::open(&data_dir)
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         Ok(Backend::Local {
             engine: Box::new(engine),

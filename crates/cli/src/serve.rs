@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use confstrata_engine::{Engine, OpenOptions};
 use confstrata_grpc_api::ServeOptions;
+use confstrata_host::OpenOptions;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -190,7 +190,7 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         },
         ..ServeOptions::default()
     };
-    let (engine, key) = Engine::open_with(
+    let (engine, key) = confstrata_host::open_with(
         &settings.data_dir,
         &OpenOptions {
             master_key_file: settings.master_key_file.clone(),
@@ -248,7 +248,17 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
             revision = engine.store().revision().unwrap_or(0),
             "listening"
         );
-        confstrata_grpc_api::serve(engine, listener, options, shutdown).await?;
+        // Both front doors on one listener: gRPC by its content type,
+        // everything else to the HTTP router.
+        let host = confstrata_host::Host::new(engine)?;
+        let grpc = confstrata_grpc_api::router(&host, &options).await?;
+        let http = confstrata_http_api::router(&host);
+        let doors = confstrata_host::Doors::new(http).with(confstrata_grpc_api::CONTENT_TYPE, grpc);
+        let serve = confstrata_host::ServeOptions {
+            shutdown_grace: options.shutdown_grace,
+            tls: options.tls,
+        };
+        host.serve(listener, doors, &serve, shutdown).await?;
         anyhow::Ok(())
     })?;
     // The engine (and with it the store) was dropped when serve returned.

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ChangeSet, CommitInfo, Context, DiffEntry, Document, Explanation, Finding, KeyPath, LayerPath,
-    NamespaceName, Provenance, RevisionInfo,
+    ChangeItem, ChangeSet, CommitInfo, Context, DiffEntry, Document, Explanation, Finding, KeyPath,
+    LayerPath, NamespaceName, Provenance, RevisionInfo,
 };
 
 /// A resolved configuration: the answer of a resolve.
@@ -165,4 +165,27 @@ pub struct ServerStatus {
     pub namespaces: u64,
     /// The server's version.
     pub version: String,
+}
+
+/// One event of a watch, as a server sends it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// A revision that changed the watched namespace.
+    Change {
+        /// The revision, who made it and why.
+        info: RevisionInfo,
+        /// What it wrote in the watched namespace (what the watcher may
+        /// read of it).
+        items: Vec<ChangeItem>,
+        /// For a context watch: the resolved document at this revision, as
+        /// the watcher may see it, as compact JSON (made once for every
+        /// watcher of the same namespace, context and principal).
+        resolved_json: Option<String>,
+    },
+    /// Sent once per stream, after the backlog: every retained revision up
+    /// to `revision` has been reported.
+    CaughtUp {
+        /// The store's revision when the stream started.
+        revision: u64,
+    },
 }

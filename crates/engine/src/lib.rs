@@ -38,7 +38,7 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+
 use std::sync::{Arc, Mutex, PoisonError};
 
 use confstrata_access::Outcome;
@@ -48,7 +48,7 @@ use confstrata_core::{
     LayerVersion, NamespaceName, NamespaceRecord, Provenance, Result, RetentionPolicy,
     RetentionReport, Store, Timestamp, diff, resolve,
 };
-use confstrata_crypto::MasterKey;
+pub use confstrata_crypto::{MASTER_KEY_ENV, MasterKey};
 use serde::Serialize;
 
 mod admin;
@@ -71,7 +71,9 @@ pub use confstrata_core::view::{
     ResolvedView, Rollback, ServerStatus, TokenInfo,
 };
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
-pub use security::{Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, from_journal};
+pub use security::{
+    Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
+};
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
 pub use write::{BlockingCommit, Route};
 
@@ -80,9 +82,6 @@ pub fn schema_library() -> &'static BTreeMap<String, Value> {
     confstrata_rules::library()
 }
 use security::{Gate, Security};
-
-/// The file name of the SQLite database inside a data directory.
-pub const DB_FILE: &str = "confstrata.db";
 
 /// The engine: operations over a store.
 #[derive(Clone)]
@@ -421,33 +420,6 @@ impl confstrata_core::StateReader for StoreReader<'_> {
     }
 }
 
-/// Where the master key comes from, and what opening did about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeySource {
-    /// `CONFSTRATA_MASTER_KEY` or the key file's path.
-    pub origin: String,
-    /// Whether this start created the key file.
-    pub created: bool,
-}
-
-/// Options for [`Engine::open_with`].
-#[derive(Debug, Clone, Default)]
-pub struct OpenOptions {
-    /// The master key file (default: `master.key` in the data directory).
-    /// `CONFSTRATA_MASTER_KEY`, when set, wins over any file.
-    pub master_key_file: Option<PathBuf>,
-    /// Audit every read, not only changes, secret reads and refusals.
-    pub audit_reads: bool,
-    /// What the resolved-view cache may hold.
-    pub cache: Budget,
-    /// Longest a whole validation may take (a commit's, a declaration's,
-    /// a dry run's, `validate`'s); `None`: [`DEFAULT_VALIDATION_BUDGET`].
-    pub validation_budget: Option<std::time::Duration>,
-}
-
-/// The name of the master key file inside a data directory.
-pub const MASTER_KEY_FILE: &str = "master.key";
-
 impl Engine {
     /// An engine over any store, with a fresh in-memory master key (so
     /// sealed values live only as long as the process: for tests and
@@ -494,52 +466,6 @@ impl Engine {
     pub fn set_incremental(&self, on: bool) {
         self.incremental
             .store(on, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Opens (creating if needed) the embedded SQLite store in `data_dir`,
-    /// with default [`OpenOptions`].
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        Ok(Self::open_with(data_dir, &OpenOptions::default())?.0)
-    }
-
-    /// Opens (creating if needed) the embedded SQLite store in `data_dir`:
-    /// the directory is created with mode 0700, the master key comes from
-    /// `CONFSTRATA_MASTER_KEY` or a key file (created, mode 0600, if
-    /// missing). Says where the key came from.
-    pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Self, KeySource)> {
-        create_private_dir(data_dir)?;
-        let store = confstrata_store::SqliteStore::open(&data_dir.join(DB_FILE))?;
-        let (key, source) = match MasterKey::from_env().map_err(security::crypto_error)? {
-            Some(key) => (
-                key,
-                KeySource {
-                    origin: confstrata_crypto::MASTER_KEY_ENV.to_owned(),
-                    created: false,
-                },
-            ),
-            None => {
-                let path = options
-                    .master_key_file
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
-                let (key, created) = MasterKey::load_or_generate_file(&path)
-                    .map_err(|e| Error::invalid("master key", e.to_string()))?;
-                (
-                    key,
-                    KeySource {
-                        origin: path.display().to_string(),
-                        created,
-                    },
-                )
-            }
-        };
-        let mut security = SecurityOptions::new(key);
-        security.audit_reads = options.audit_reads;
-        let engine = Self::with_cache(Arc::new(store), security, options.cache)?;
-        if let Some(budget) = options.validation_budget {
-            engine.set_validation_budget(budget);
-        }
-        Ok((engine, source))
     }
 
     /// Registers a function called with the new revision after every commit
@@ -670,6 +596,39 @@ impl Engine {
     pub fn allows_some(&self, caller: &Caller, action: Action, resource: &Resource) -> bool {
         let policy = self.security.policy();
         self.security.allows_some(&policy, caller, action, resource)
+    }
+
+    /// What `caller` may see of a change in namespace `ns` (a watch
+    /// event): the change's items in `ns` that it may read, a layer by
+    /// `read` on the layer, a declaration by `read` on some of the
+    /// namespace. Empty: nothing of it.
+    pub fn visible_items(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        change: &confstrata_core::Change,
+    ) -> Vec<confstrata_core::ChangeItem> {
+        let policy = self.security.policy();
+        change
+            .items
+            .iter()
+            .filter(|i| &i.namespace == ns)
+            .filter(|i| match &i.layer {
+                Some(l) => self.security.allows(
+                    &policy,
+                    caller,
+                    Action::Read,
+                    &Resource::layer(i.namespace.clone(), l.clone()),
+                ),
+                None => self.security.allows_some(
+                    &policy,
+                    caller,
+                    Action::Read,
+                    &Resource::namespace(i.namespace.clone()),
+                ),
+            })
+            .cloned()
+            .collect()
     }
 
     /// Every namespace at a revision that the caller may read some of.
@@ -1448,39 +1407,6 @@ fn security_read(sec: &Security) -> std::sync::RwLockReadGuard<'_, confstrata_cr
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Creates the data directory with mode 0700, or warns if an existing one
-/// is open to other users.
-fn create_private_dir(dir: &Path) -> Result<()> {
-    let cannot = |e: std::io::Error| {
-        Error::storage(format!(
-            "cannot create data directory {}: {e}",
-            dir.display()
-        ))
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(cannot)?;
-        } else if let Ok(meta) = std::fs::metadata(dir)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                dir = %dir.display(),
-                mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "the data directory is open to other users; `chmod 700` it"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir).map_err(cannot)?;
-    Ok(())
 }
 
 #[cfg(test)]

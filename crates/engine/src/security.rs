@@ -178,7 +178,7 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 /// Maps a crypto error to the engine's error type, keeping its message
 /// (which never holds plaintext or key bytes).
-pub(crate) fn crypto_error(e: confstrata_crypto::Error) -> Error {
+pub fn crypto_error(e: confstrata_crypto::Error) -> Error {
     use confstrata_crypto::Error as C;
     match e {
         C::Core(e) => e,

@@ -21,7 +21,7 @@ fn set(n: u64) -> ChangeSet {
 
 fn engine() -> (tempfile::TempDir, Engine, Caller) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let me = Caller::local("test");
     engine
         .commit(
@@ -199,9 +199,9 @@ fn the_fast_path_answers_what_the_slow_path_would_or_nothing() {
 #[test]
 fn the_fast_path_stays_off_when_every_read_is_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, _) = Engine::open_with(
+    let (engine, _) = confstrata_host::open_with(
         &dir.path().join("data"),
-        &confstrata_engine::OpenOptions {
+        &confstrata_host::OpenOptions {
             audit_reads: true,
             ..Default::default()
         },

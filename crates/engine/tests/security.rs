@@ -18,7 +18,7 @@ struct World {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let admin = Caller::local("ops");
     engine
         .commit(
@@ -377,7 +377,7 @@ fn a_tampered_ciphertext_is_an_integrity_error_never_garbage() {
     let data = dir.path().join("data");
     let pay: confstrata_core::NamespaceName = "pay".parse().unwrap();
     {
-        let e = Engine::open(&data).unwrap();
+        let e = confstrata_host::open(&data).unwrap();
         let admin = Caller::local("ops");
         e.commit(
             &admin,
@@ -414,7 +414,7 @@ fn a_tampered_ciphertext_is_an_integrity_error_never_garbage() {
     )
     .unwrap();
     drop(conn);
-    let e = Engine::open(&data).unwrap();
+    let e = confstrata_host::open(&data).unwrap();
     let err = e
         .resolve(&Caller::local("ops"), &pay, &Default::default(), At::Latest)
         .unwrap_err();
@@ -427,7 +427,7 @@ fn a_different_master_key_cannot_open_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     {
-        let e = Engine::open(&data).unwrap();
+        let e = confstrata_host::open(&data).unwrap();
         e.commit(
             &Caller::local("ops"),
             &cs(json!({"ops": [
@@ -438,7 +438,7 @@ fn a_different_master_key_cannot_open_the_store() {
         .unwrap();
     }
     std::fs::remove_file(data.join("master.key")).unwrap();
-    let err = Engine::open(&data).err().unwrap();
+    let err = confstrata_host::open(&data).err().unwrap();
     assert!(
         err.to_string().contains("master key"),
         "a new key cannot unwrap the old data keys: {err}"

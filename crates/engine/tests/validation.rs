@@ -57,7 +57,7 @@ fn import(dir: &Path) -> ChangeSet {
 
 fn engine() -> (tempfile::TempDir, Engine, Caller) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let me = Caller::local("test");
     engine
         .commit(&me, &import(&examples().join("platform")))
@@ -279,7 +279,7 @@ fn the_user_library_is_shared_versioned_and_checked() {
 #[test]
 fn concurrent_writers_never_leave_state_that_a_new_chain_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let me = Caller::local("test");
     engine
         .commit(
@@ -325,7 +325,7 @@ fn concurrent_writers_never_leave_state_that_a_new_chain_refuses() {
 #[test]
 fn concurrent_validated_commits_each_see_the_state_they_land_on() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&dir.path().join("data")).unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let me = Caller::local("test");
     engine
         .commit(

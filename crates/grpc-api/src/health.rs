@@ -3,7 +3,8 @@
 //! tonic-health's own Watch streams never end, and a graceful shutdown waits
 //! for every in-flight stream: one health watcher (a load balancer, a
 //! Kubernetes probe) would hold the server open forever. This wrapper sends
-//! NOT_SERVING (published by the reporter), then ends the stream.
+//! NOT_SERVING, then ends the stream. Once the host is stopping, Check and
+//! the last Watch answer are NOT_SERVING whatever the reporter says yet.
 
 use std::pin::Pin;
 
@@ -32,7 +33,13 @@ impl Health for ShutdownAwareHealth {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        self.service().check(request).await
+        let stopping = *self.stop.borrow();
+        let answer = self.service().check(request).await?;
+        Ok(if stopping {
+            Response::new(not_serving())
+        } else {
+            answer
+        })
     }
 
     type WatchStream =
@@ -45,14 +52,15 @@ impl Health for ShutdownAwareHealth {
         let service = request.get_ref().service.clone();
         let inner = self.service().watch(request).await?.into_inner();
         let mut stop = self.stop.clone();
-        // The stop signal may win the race against the reporter's last update,
-        // so the stream ends with the status as it is then: NOT_SERVING.
+        // The last answer: NOT_SERVING for a known service (the stop signal
+        // may win the race against the reporter's update), the reporter's
+        // NOT_FOUND for an unknown one.
         let checker = self.service();
         let last = futures_util::stream::once(async move {
             checker
                 .check(Request::new(HealthCheckRequest { service }))
                 .await
-                .map(Response::into_inner)
+                .map(|_| not_serving())
         });
         let stopped = async move {
             while !*stop.borrow_and_update() {
@@ -64,5 +72,11 @@ impl Health for ShutdownAwareHealth {
         Ok(Response::new(Box::pin(
             inner.take_until(stopped).chain(last),
         )))
+    }
+}
+
+fn not_serving() -> HealthCheckResponse {
+    HealthCheckResponse {
+        status: tonic_health::pb::health_check_response::ServingStatus::NotServing as i32,
     }
 }

@@ -1,18 +1,19 @@
-//! Confstrata's gRPC server: `ConfigService` and `AdminService` (data keys,
-//! principals and tokens, the audit log) over the [`Engine`], with watch
-//! fan-out, gRPC health and reflection (v1 and v1alpha), so grpcurl, grpcui
+//! Confstrata's gRPC front door: `ConfigService` and `AdminService` (data
+//! keys, principals and tokens, the audit log) over the host's runner, with
+//! watch, gRPC health and reflection (v1 and v1alpha), so grpcurl, grpcui
 //! and Postman work with no proto files.
 //!
-//! [`serve`] runs until its shutdown future completes, then shuts down
-//! gracefully: health turns NOT_SERVING, watches end cleanly, in-flight
-//! requests finish, and it returns.
+//! [`router`] builds the services as an axum `Router` for the host's
+//! listener ([`confstrata_host::Host::serve`], beside other front doors);
+//! [`serve`] runs them alone on a listener until its shutdown future
+//! completes, then shuts down gracefully: health turns NOT_SERVING,
+//! watches end cleanly, in-flight requests finish, and it returns.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use confstrata_engine::Engine;
 //! use confstrata_grpc_api::{ServeOptions, serve};
 //!
-//! let engine = Engine::open(std::path::Path::new("./confstrata-data"))?;
+//! let engine = confstrata_host::open(std::path::Path::new("./confstrata-data"))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7400").await?;
 //! serve(engine, listener, ServeOptions::default(), async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -22,9 +23,9 @@
 //! # }
 //! ```
 //!
-//! This crate holds no model logic: requests become model values through
-//! `confstrata_proto::convert`, errors become statuses in one place
-//! (`status.rs`), and everything else is the engine's.
+//! Requests become model values through `confstrata_proto::convert`, model
+//! errors become statuses by one table (`status.rs`); authorization,
+//! validation and every use case are the engine's.
 
 mod admin;
 mod call;
@@ -37,15 +38,15 @@ use std::future::Future;
 
 use confstrata_core::Limits;
 use confstrata_engine::Engine;
+use confstrata_host::{Doors, Host};
 use confstrata_proto::v1::admin_service_server::{
     AdminServiceServer, SERVICE_NAME as ADMIN_SERVICE_NAME,
 };
 use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_NAME};
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use crate::status::ERROR_DOMAIN;
+pub use confstrata_host::TlsOptions;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -62,29 +63,6 @@ pub struct ServeOptions {
     pub shutdown_grace: std::time::Duration,
     /// Serve over TLS (rustls) instead of plaintext HTTP/2.
     pub tls: Option<TlsOptions>,
-}
-
-/// TLS for the server: its certificate chain and key, and optionally the CA
-/// that client certificates must chain to (mutual TLS: a client without
-/// such a certificate cannot even connect; tokens still say who it is).
-#[derive(Clone)]
-pub struct TlsOptions {
-    /// The server's certificate chain, PEM.
-    pub cert_pem: Vec<u8>,
-    /// The server's private key, PEM.
-    pub key_pem: Vec<u8>,
-    /// The CA that client certificates must chain to, PEM; `None`: no
-    /// client certificates asked for.
-    pub client_ca_pem: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for TlsOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the key.
-        f.debug_struct("TlsOptions")
-            .field("mutual", &self.client_ca_pem.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for ServeOptions {
@@ -109,28 +87,25 @@ pub enum Error {
     /// The reflection service could not load the descriptors.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC transport error: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    /// The listener failed (TLS settings, ...).
+    #[error(transparent)]
+    Serve(#[from] confstrata_host::ServeError),
 }
 
-/// The HTTP/2 connection window the server advertises (see `serve`).
-const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
+/// The content type of every gRPC request: the host sends requests with it
+/// to this router.
+pub const CONTENT_TYPE: &str = "application/grpc";
 
-/// Serves the Confstrata API on `listener` until `shutdown` completes.
-pub async fn serve(
-    engine: Engine,
-    listener: TcpListener,
-    options: ServeOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let hub = watch::Hub::start(&engine, stop_rx.clone())?;
-    // One set of concurrency bounds for both services: they share the engine.
-    let calls = call::Calls::new(engine);
+/// The gRPC services of a server as one axum router: health, reflection,
+/// `ConfigService` and `AdminService`. Health answers NOT_SERVING once the
+/// host is stopping, and its watch streams end then.
+pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router, Error> {
+    let calls = call::Calls {
+        runner: host.runner().clone(),
+    };
     let service = service::Service {
         calls: calls.clone(),
-        hub,
+        host: host.clone(),
         limits: options.limits,
     };
     let config = ConfigServiceServer::new(service)
@@ -144,7 +119,7 @@ pub async fn serve(
     let health_service =
         tonic_health::pb::health_server::HealthServer::new(health::ShutdownAwareHealth {
             reporter: health.clone(),
-            stop: stop_rx.clone(),
+            stop: host.stopping(),
         });
     health
         .set_serving::<ConfigServiceServer<service::Service>>()
@@ -155,6 +130,19 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
+    let mut stopping = host.stopping();
+    tokio::spawn(async move {
+        while !*stopping.borrow_and_update() {
+            if stopping.changed().await.is_err() {
+                return;
+            }
+        }
+        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+    });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(confstrata_proto::FILE_DESCRIPTOR_SET)
@@ -165,71 +153,32 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(stream) = &conn {
-            // Small request/response pairs: do not wait to coalesce packets.
-            let _ = stream.set_nodelay(true);
-        }
-        conn
-    });
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: health NOT_SERVING, closing watches, finishing requests");
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        health
-            .set_service_status(SERVICE_NAME, tonic_health::ServingStatus::NotServing)
-            .await;
-        health
-            .set_service_status(ADMIN_SERVICE_NAME, tonic_health::ServingStatus::NotServing)
-            .await;
-        // Watch streams end; tonic then waits for in-flight requests.
-        let _ = stop_tx.send(true);
-    };
-    // A 16 MiB connection window. h2 closes a connection whose peer has more
-    // small DATA frames buffered than half the connection window can pay
-    // for (GOAWAY "too_many_data_frames", a flood protection); with the
-    // default 64 KiB window, a client opening ~150 watches at once on one
-    // connection tripped it and lost every stream on it. Half of 16 MiB
-    // covers ~37,000 watch requests in flight per connection.
-    let mut builder =
-        tonic::transport::Server::builder().initial_connection_window_size(CONNECTION_WINDOW_BYTES);
-    if let Some(tls) = &options.tls {
-        let mut config = tonic::transport::ServerTlsConfig::new().identity(
-            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
-        );
-        if let Some(ca) = &tls.client_ca_pem {
-            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-        }
-        builder = builder.tls_config(config)?;
-    }
-    let server = builder
-        .layer(tower::util::MapResponseLayer::new(
-            status::oversize_is_resource_exhausted,
-        ))
-        .add_service(health_service)
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(config)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, signal);
-    // A backstop: a client-held stream (reflection, say) must not keep a
-    // stopping server alive forever.
-    let mut stopping = stop_rx;
-    let grace = options.shutdown_grace;
-    let backstop = async move {
-        while !*stopping.borrow_and_update() {
-            if stopping.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        tokio::time::sleep(grace).await;
+        .add_service(admin);
+    Ok(routes
+        .into_axum_router()
+        .layer(tower::util::MapResponseLayer::new(
+            status::oversize_is_resource_exhausted,
+        )))
+}
+
+/// Serves the gRPC API alone on `listener` until `shutdown` completes.
+pub async fn serve(
+    engine: Engine,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let host = Host::new(engine)?;
+    let grpc = router(&host, &options).await?;
+    let serve = confstrata_host::ServeOptions {
+        shutdown_grace: options.shutdown_grace,
+        tls: options.tls,
     };
-    tokio::select! {
-        result = server => result?,
-        () = backstop => tracing::warn!(?grace, "closing connections with requests still in flight after the shutdown grace period"),
-    }
-    tracing::info!("server stopped");
+    host.serve(listener, Doors::new(grpc), &serve, shutdown)
+        .await?;
     Ok(())
 }

@@ -10,16 +10,19 @@ use confstrata_proto::v1::{self, config_service_server::ConfigService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::call::{Auth, Calls, auth, missing};
+use confstrata_host::watch::WatchSpec;
+use confstrata_host::{Credentials as Auth, Host};
+
+use crate::call::{Calls, auth, missing};
 use crate::status;
-use crate::watch::{self, Hub, WatchSpec};
+use crate::watch;
 
 /// The most versions one History call returns.
 const MAX_HISTORY: u32 = 10_000;
 
 pub(crate) struct Service {
     pub(crate) calls: Calls,
-    pub(crate) hub: Hub,
+    pub(crate) host: Host,
     pub(crate) limits: Limits,
 }
 
@@ -529,10 +532,7 @@ impl ConfigService for Service {
         };
         let caller = self.calls.run(a, "", |_, c| Ok(c.clone())).await?;
         Ok(Response::new(Box::pin(watch::stream(
-            self.calls.engine.clone(),
-            &self.hub,
-            caller,
-            spec,
+            &self.host, caller, spec,
         ))))
     }
 }

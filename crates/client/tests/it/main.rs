@@ -50,7 +50,7 @@ impl Server {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let engine = Engine::open(&dir).unwrap();
+                let engine = confstrata_host::open(&dir).unwrap();
                 admin_token(&engine, &dir);
                 let mut attempt = 0;
                 let listener = loop {

@@ -9,7 +9,7 @@ use confstrata_client::model::{RetentionPolicy, parse_context};
 use confstrata_client::{
     Client, ConfstrataProvider, Reloader, ResolvedStream, ResolvedView, WatchOptions, WriteOptions,
 };
-use confstrata_engine::{Caller, Engine};
+use confstrata_engine::Caller;
 use figment::Provider;
 use futures_util::StreamExt;
 
@@ -41,7 +41,7 @@ async fn set_pool(client: &Client, pool: u32) -> u64 {
 }
 
 fn commit_offline(data: &std::path::Path, pool: u32) -> u64 {
-    let engine = Engine::open(data).unwrap();
+    let engine = confstrata_host::open(data).unwrap();
     let mut cs = seed();
     cs.ops = vec![confstrata_client::model::Op::Set {
         namespace: "web".parse().unwrap(),
@@ -134,7 +134,7 @@ async fn watch_resolved_gives_up_when_the_resume_revision_was_compacted() {
         // Keep only the latest state. Retention counts days from "now" in
         // milliseconds: retry (bounded) until the clock has passed the
         // last commit and the floor reaches it.
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = confstrata_host::open(dir.path()).unwrap();
         let policy = RetentionPolicy {
             keep_versions: 1,
             keep_days: 0,

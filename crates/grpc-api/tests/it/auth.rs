@@ -123,7 +123,7 @@ async fn bad_credentials_are_unauthenticated_and_never_echoed() {
 /// Failed authentications on record in a stopped server's data dir: one
 /// per record, plus each record's count of repeats.
 fn failed_authentications(dir: &std::path::Path) -> u64 {
-    let engine = confstrata_engine::Engine::open(dir).unwrap();
+    let engine = confstrata_host::open(dir).unwrap();
     let records = engine
         .audit_records(&confstrata_engine::Caller::local("test"), 0, 1_000_000)
         .unwrap();

@@ -87,7 +87,7 @@ impl Server {
     }
 
     pub(crate) async fn start_in(dir: tempfile::TempDir, listen: &str) -> Server {
-        let engine = Engine::open(dir.path()).unwrap();
+        let engine = confstrata_host::open(dir.path()).unwrap();
         let admin_token = match engine.bootstrap_admin().unwrap() {
             Some(t) => t.expose_secret().to_owned(),
             // A restart on the same dir: the tests keep the first token in a file.

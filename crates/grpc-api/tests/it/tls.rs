@@ -4,7 +4,6 @@
 //! the rest still need a token.
 
 use confstrata_client::{Client, ClientOptions, ClientTls};
-use confstrata_engine::Engine;
 use confstrata_grpc_api::{ServeOptions, TlsOptions, serve};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
@@ -48,7 +47,7 @@ fn pki() -> Pki {
 
 /// Starts a TLS server; returns its address and the admin token.
 async fn start(dir: &std::path::Path, tls: TlsOptions) -> (String, String) {
-    let engine = Engine::open(dir).unwrap();
+    let engine = confstrata_host::open(dir).unwrap();
     let token = engine.bootstrap_admin().unwrap().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

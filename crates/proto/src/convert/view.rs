@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use confstrata_core::view::{
     AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
-    PrincipalKind, ResolvedView, ServerStatus, TokenInfo,
+    PrincipalKind, ResolvedView, ServerStatus, TokenInfo, WatchEvent,
 };
 use confstrata_core::{
     ChangeItem, Context, Error, ExplainEntry, Explanation, KeyPath, NamespaceName, Provenance,
@@ -342,6 +342,27 @@ impl From<&v1::GetStatusResponse> for ServerStatus {
             oldest_revision: s.oldest_revision,
             namespaces: s.namespaces,
             version: s.version.clone(),
+        }
+    }
+}
+
+impl From<&WatchEvent> for v1::WatchResponse {
+    fn from(e: &WatchEvent) -> Self {
+        match e {
+            WatchEvent::Change {
+                info,
+                items,
+                resolved_json,
+            } => v1::WatchResponse {
+                info: Some(info.into()),
+                items: items.iter().map(Into::into).collect(),
+                resolved_json: resolved_json.clone().unwrap_or_default(),
+                ..Default::default()
+            },
+            WatchEvent::CaughtUp { revision } => v1::WatchResponse {
+                caught_up_revision: *revision,
+                ..Default::default()
+            },
         }
     }
 }

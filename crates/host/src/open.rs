@@ -1,0 +1,122 @@
+//! Opening a data directory: the directory itself (mode 0700), the
+//! embedded SQLite store in it, and the master key (from
+//! `CONFSTRATA_MASTER_KEY` or a key file). The engine is given the store
+//! and never opens one; choosing the store is the host's job (a PostgreSQL
+//! store will be chosen here too).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use confstrata_core::{Error, Result};
+use confstrata_engine::{Budget, Engine, MASTER_KEY_ENV, MasterKey, SecurityOptions, crypto_error};
+
+/// The file name of the SQLite database inside a data directory.
+pub const DB_FILE: &str = "confstrata.db";
+
+/// The name of the master key file inside a data directory (by default:
+/// keep it elsewhere in production, see docs/SECURITY.md).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Where the master key comes from, and what opening did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySource {
+    /// `CONFSTRATA_MASTER_KEY` or the key file's path.
+    pub origin: String,
+    /// Whether this start created the key file.
+    pub created: bool,
+}
+
+/// Options for [`open_with`].
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The master key file (default: `master.key` in the data directory).
+    /// `CONFSTRATA_MASTER_KEY`, when set, wins over any file.
+    pub master_key_file: Option<PathBuf>,
+    /// Audit every read, not only changes, secret reads and refusals.
+    pub audit_reads: bool,
+    /// What the resolved-view cache may hold.
+    pub cache: Budget,
+    /// Longest a whole validation may take (a commit's, a declaration's,
+    /// a dry run's, `validate`'s); `None`: the engine's default.
+    pub validation_budget: Option<std::time::Duration>,
+}
+
+/// Opens (creating if needed) the embedded SQLite store in `data_dir`,
+/// with default [`OpenOptions`].
+pub fn open(data_dir: &Path) -> Result<Engine> {
+    Ok(open_with(data_dir, &OpenOptions::default())?.0)
+}
+
+/// Opens (creating if needed) the embedded SQLite store in `data_dir`: the
+/// directory is created with mode 0700, the master key comes from
+/// `CONFSTRATA_MASTER_KEY` or a key file (created, mode 0600, if missing).
+/// Says where the key came from.
+pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Engine, KeySource)> {
+    create_private_dir(data_dir)?;
+    let store = confstrata_store::SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let from_env = MasterKey::from_env().map_err(crypto_error)?;
+    let (key, source) = match from_env {
+        Some(key) => (
+            key,
+            KeySource {
+                origin: MASTER_KEY_ENV.to_owned(),
+                created: false,
+            },
+        ),
+        None => {
+            let path = options
+                .master_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+            let (key, created) = MasterKey::load_or_generate_file(&path)
+                .map_err(|e| Error::invalid("master key", e.to_string()))?;
+            (
+                key,
+                KeySource {
+                    origin: path.display().to_string(),
+                    created,
+                },
+            )
+        }
+    };
+    let mut security = SecurityOptions::new(key);
+    security.audit_reads = options.audit_reads;
+    let engine = Engine::with_cache(Arc::new(store), security, options.cache)?;
+    if let Some(budget) = options.validation_budget {
+        engine.set_validation_budget(budget);
+    }
+    Ok((engine, source))
+}
+
+/// Creates the data directory, readable by its owner only; warns when an
+/// existing one is open to others.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let cannot = |e: std::io::Error| {
+        Error::storage(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(cannot)?;
+        } else if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the data directory is open to other users; `chmod 700` it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! What every request of every front door does around its engine call:
+//! take the credentials from the request headers, authenticate, and run
+//! the engine on the blocking pool under a concurrency bound. Answers are
+//! `confstrata_core` results; each front door maps errors with its table.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use confstrata_core::{ChangeSet, CommitInfo, Error, Result};
+use confstrata_engine::{Caller, Engine, Route};
+use tokio::sync::Semaphore;
+
+/// The credentials of a request, read from its headers before the body is
+/// taken: the `authorization` header, the request id (`x-request-id`, or a
+/// fresh one) and the client's address (its IP: a client's port changes
+/// per connection), for counting failed authentications per source.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    header: Option<String>,
+    request_id: String,
+    source: String,
+}
+
+/// Request ids for requests that bring none.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Credentials {
+    /// Reads a request's credentials from its headers; `remote` is the
+    /// peer's address when known, `door` names the front door in request
+    /// ids made here (`grpc-17`, `http-4`).
+    pub fn from_headers(
+        headers: &http::HeaderMap,
+        remote: Option<SocketAddr>,
+        door: &str,
+    ) -> Credentials {
+        let header = headers.get(http::header::AUTHORIZATION).map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|_| "<not ASCII>".to_owned())
+        });
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map_or_else(
+                || {
+                    format!(
+                        "{door}-{}",
+                        NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    )
+                },
+                str::to_owned,
+            );
+        let source = remote.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        Credentials {
+            header,
+            request_id,
+            source,
+        }
+    }
+
+    /// The request id (as given, or made for it).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+/// The peer address of a connection, put in every request's extensions by
+/// the host's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+/// Which semaphore an engine call takes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// Runs engine calls for the front doors of one server; clones share the
+/// engine and the concurrency bounds.
+#[derive(Clone)]
+pub struct Runner {
+    engine: Engine,
+    /// Bounds concurrent engine reads to what the CPUs can run: more
+    /// threads than cores only add contention (and SQLite connections).
+    reads: Arc<Semaphore>,
+    /// Bounds concurrent commits, generously: waiting committers are what
+    /// group commit batches together.
+    writes: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("reads", &self.reads.available_permits())
+            .field("writes", &self.writes.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable {
+        message: "the server is shutting down".to_owned(),
+    }
+}
+
+fn task_failed(e: &tokio::task::JoinError) -> Error {
+    Error::Internal {
+        message: format!("task failed: {e}"),
+    }
+}
+
+impl Runner {
+    /// A runner over `engine`, with bounds sized to the machine.
+    pub fn new(engine: Engine) -> Runner {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Runner {
+            engine,
+            reads: Arc::new(Semaphore::new((2 * cores).max(4))),
+            writes: Arc::new(Semaphore::new(256)),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Authenticates and runs an engine read on the blocking pool (SQLite
+    /// does file I/O; a refused token is audited, which writes too).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        credentials: Credentials,
+        f: impl FnOnce(&Engine, &Caller) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run_as(Kind::Read, credentials, f).await
+    }
+
+    /// [`Runner::run`] for an engine call that commits.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        credentials: Credentials,
+        f: impl FnOnce(&Engine, &Caller) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run_as(Kind::Write, credentials, f).await
+    }
+
+    /// Runs an engine call that never blocks (an answer from memory) on the
+    /// calling async thread. `None` when the credentials do not check out
+    /// or the call itself says no: the caller then takes the slow path
+    /// ([`Runner::run`]), which authenticates again and audits a failure.
+    pub fn fast<T>(
+        &self,
+        credentials: &Credentials,
+        f: impl FnOnce(&Engine, &Caller) -> Option<T>,
+    ) -> Option<T> {
+        let caller = self
+            .engine
+            .authenticate_quietly(credentials.header.as_deref(), &credentials.request_id)?;
+        f(&self.engine, &caller)
+    }
+
+    /// Commits a change set by the engine's one entry ([`Engine::submit`]):
+    /// the engine queues it from this async thread when it can, awaiting
+    /// the store's writer instead of parking a blocking thread, or hands it
+    /// back to run on the blocking pool. Credentials that do not check out
+    /// without an audit record are checked again on the blocking pool
+    /// (which audits the failure).
+    pub async fn commit(&self, credentials: Credentials, changes: ChangeSet) -> Result<CommitInfo> {
+        let Some(caller) = self
+            .engine
+            .authenticate_quietly(credentials.header.as_deref(), &credentials.request_id)
+        else {
+            return self
+                .write(credentials, move |e, c| e.commit(c, &changes))
+                .await;
+        };
+        let _permit = self.writes.acquire().await.map_err(|_| shutting_down())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = Box::new(move |result| {
+            // The caller may have gone away; the commit stands.
+            let _ = tx.send(result);
+        });
+        if let Route::Blocking(commit) = self.engine.submit(&caller, changes, done) {
+            tokio::task::spawn_blocking(move || commit.run())
+                .await
+                .map_err(|e| task_failed(&e))?;
+        }
+        rx.await.map_err(|_| Error::Internal {
+            message: "the commit's result was lost".to_owned(),
+        })?
+    }
+
+    /// Authenticates on the blocking pool and answers with the caller (for
+    /// long-lived requests: a watch).
+    pub async fn caller(&self, credentials: Credentials) -> Result<Caller> {
+        self.run(credentials, |_, c| Ok(c.clone())).await
+    }
+
+    async fn run_as<T: Send + 'static>(
+        &self,
+        kind: Kind,
+        credentials: Credentials,
+        f: impl FnOnce(&Engine, &Caller) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let semaphore = match kind {
+            Kind::Read => &self.reads,
+            Kind::Write => &self.writes,
+        };
+        let _permit = semaphore.acquire().await.map_err(|_| shutting_down())?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let caller = engine.authenticate_from(
+                credentials.header.as_deref(),
+                &credentials.request_id,
+                &credentials.source,
+            )?;
+            f(&engine, &caller)
+        })
+        .await
+        .map_err(|e| task_failed(&e))?
+    }
+}

@@ -1,0 +1,487 @@
+//! The watch feed: one fan-out for every watcher, yielding model events
+//! ([`WatchEvent`]) that each front door converts to its wire form.
+//!
+//! The engine calls an observer after each commit; one hub task reads the new
+//! revisions from the store once and broadcasts them. Each watcher subscribes
+//! to the broadcast *before* reading its backlog from the store, and fills
+//! any gap (a lagging receiver, a revision it has not seen) from the store,
+//! so a watcher never misses a revision and the store is not polled per
+//! watcher.
+//!
+//! A watcher sees only what its caller may read: events name only layers
+//! the caller may read (the engine decides: `Engine::visible_items`), a resolved document is the caller's view (sealed
+//! values masked without `read-secrets`), and after any change to the access
+//! policy every watcher re-checks its token; a revoked token's watch ends
+//! at once with UNAUTHENTICATED.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use confstrata_core::view::WatchEvent;
+use confstrata_core::{At, Change, Context, Error, NamespaceName, NamespaceSpec};
+use confstrata_engine::{Caller, Engine};
+use futures_util::Stream;
+use tokio::sync::{OnceCell, broadcast, watch};
+
+/// How many changes one store read returns.
+const PAGE: usize = 256;
+
+/// Why a watch ended with an error: the model error, and the request
+/// field it is about (`""` when none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchError {
+    /// What went wrong.
+    pub error: Error,
+    /// The request field it is about: `context`, `start_revision`, or `""`.
+    pub field: &'static str,
+}
+
+fn fail(error: Error, field: &'static str) -> WatchError {
+    WatchError { error, field }
+}
+
+/// What a watch stream yields.
+pub type WatchItem = Result<Arc<WatchEvent>, WatchError>;
+
+/// The broadcast side: shared by every watcher of a server.
+#[derive(Clone)]
+pub struct Hub {
+    changes: broadcast::Sender<Arc<Change>>,
+    /// Bumped after every change to the access policy.
+    policy: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    events: Arc<EventCache>,
+}
+
+/// One event, built once for every watcher of a group (`None`: the group
+/// has nothing to see in this change).
+type Cell = Arc<OnceCell<Option<Arc<WatchEvent>>>>;
+
+/// Which watchers see the same events: the namespace, the context (as
+/// JSON; empty for a namespace watch) and the principal (each principal has
+/// its own view: the layers it may read, its view of sealed values).
+type GroupKey = (NamespaceName, String, String);
+
+/// The events of the newest revision, built once per group: the first
+/// watcher of a group filters the change, resolves the context and builds
+/// the event; the others of the group await the same cell and send a copy.
+#[derive(Default)]
+struct EventCache {
+    inner: std::sync::Mutex<(u64, HashMap<GroupKey, Cell>)>,
+}
+
+impl EventCache {
+    /// The cell of `group` at `revision`; `None` for an older revision than
+    /// the newest seen (a watcher catching up builds its own).
+    fn cell(&self, group: &GroupKey, revision: u64) -> Option<Cell> {
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (rev, map) = &mut *guard;
+        if revision > *rev {
+            *rev = revision;
+            map.clear();
+        }
+        if revision < *rev {
+            return None;
+        }
+        if let Some(c) = map.get(group) {
+            return Some(Arc::clone(c));
+        }
+        let c = Cell::default();
+        map.insert(group.clone(), Arc::clone(&c));
+        Some(c)
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("watchers", &self.changes.receiver_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts the hub task (on the current tokio runtime); it stops when
+    /// `shutdown` turns true.
+    pub fn start(
+        engine: &Engine,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Hub, confstrata_core::Error> {
+        let (changes, _) = broadcast::channel(1024);
+        let start = engine.store().revision()?;
+        let (revision_tx, mut revision_rx) = watch::channel(start);
+        engine.on_commit(Arc::new(move |rev| {
+            revision_tx.send_if_modified(|r| {
+                let newer = rev > *r;
+                if newer {
+                    *r = rev;
+                }
+                newer
+            });
+        }));
+        let (policy_tx, policy) = watch::channel(0u64);
+        engine.on_policy_change(Arc::new(move || {
+            policy_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }));
+        let hub = Hub {
+            changes: changes.clone(),
+            policy,
+            shutdown: shutdown.clone(),
+            events: Arc::default(),
+        };
+        let engine = engine.clone();
+        let mut stop = shutdown;
+        tokio::spawn(async move {
+            let mut last = start;
+            loop {
+                tokio::select! {
+                    changed = revision_rx.changed() => if changed.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+                let target = *revision_rx.borrow_and_update();
+                while last < target {
+                    let e = engine.clone();
+                    let after = last;
+                    let page =
+                        tokio::task::spawn_blocking(move || e.store().changes_since(after, PAGE))
+                            .await;
+                    match page {
+                        Ok(Ok(page)) if !page.is_empty() => {
+                            for c in page {
+                                last = c.info.revision;
+                                // No receivers is fine: nobody watches right now.
+                                let _ = changes.send(Arc::new(c));
+                            }
+                        }
+                        Ok(Ok(_)) => break,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "watch hub cannot read changes; watchers will catch up from the store");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "watch hub read task failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            tracing::debug!("watch hub stopped");
+        });
+        Ok(hub)
+    }
+}
+
+/// A validated watch request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// The namespace watched.
+    pub namespace: NamespaceName,
+    /// For a context watch: the context whose resolved document each event
+    /// carries.
+    pub context: Option<Context>,
+    /// The first revision to report (0: the next one).
+    pub start_revision: u64,
+}
+
+async fn blocking<T: Send + 'static>(
+    engine: &Engine,
+    f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
+) -> Result<T, WatchError> {
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || f(&e))
+        .await
+        .map_err(|e| {
+            fail(
+                Error::Internal {
+                    message: format!("task failed: {e}"),
+                },
+                "",
+            )
+        })?
+        .map_err(|e| fail(e, ""))
+}
+
+/// One watcher, as the response stream itself: the stream is polled when
+/// the connection can take more, and each poll does the watcher's next
+/// step (no task and channel of its own between the broadcast and the
+/// connection: one wake-up per watcher per event instead of two). It ends
+/// when the server shuts down, after an error it sends, or when the client
+/// goes away (the stream is dropped).
+pub fn stream(
+    engine: Engine,
+    hub: &Hub,
+    caller: Caller,
+    spec: WatchSpec,
+) -> impl Stream<Item = WatchItem> + Send + 'static {
+    // Subscribed before the backlog is read: nothing falls between.
+    let rx = hub.changes.subscribe();
+    let group = (
+        spec.namespace.clone(),
+        spec.context
+            .as_ref()
+            .map(|c| confstrata_core::serde_json::to_string(c).unwrap_or_default())
+            .unwrap_or_default(),
+        caller.principal().to_string(),
+    );
+    let state = State {
+        w: Watcher {
+            engine,
+            caller,
+            spec,
+            out: VecDeque::new(),
+            next: 0,
+            ns_spec: None,
+            events: Arc::clone(&hub.events),
+            group,
+        },
+        rx,
+        shutdown: hub.shutdown.clone(),
+        policy: hub.policy.clone(),
+        phase: Phase::Start,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.w.out.pop_front() {
+                return Some((item, st));
+            }
+            let next = match st.phase {
+                Phase::Done => return None,
+                Phase::Start => st.w.start().await.map(|()| Phase::CatchUp { marker: true }),
+                Phase::CatchUp { marker } => match st.w.catch_up_page().await {
+                    Ok(true) => Ok(Phase::CatchUp { marker }),
+                    Ok(false) => {
+                        if marker {
+                            st.w.send(Arc::new(WatchEvent::CaughtUp {
+                                revision: st.w.next - 1,
+                            }));
+                        }
+                        Ok(Phase::Live)
+                    }
+                    Err(e) => Err(e),
+                },
+                Phase::Live => st.live().await,
+            };
+            st.phase = next.unwrap_or_else(|e| {
+                st.w.out.push_back(Err(e));
+                Phase::Done
+            });
+        }
+    })
+}
+
+/// Where a watcher is.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Not started: the request is checked and the start revision set.
+    Start,
+    /// Reading retained revisions from the store, a page per step; then
+    /// the caught-up marker if `marker` (after the start, not after a gap).
+    CatchUp { marker: bool },
+    /// Following the broadcast.
+    Live,
+    /// Ended (after anything still buffered).
+    Done,
+}
+
+struct State {
+    w: Watcher,
+    rx: broadcast::Receiver<Arc<Change>>,
+    shutdown: watch::Receiver<bool>,
+    policy: watch::Receiver<u64>,
+    phase: Phase,
+}
+
+impl State {
+    /// Waits for the next change (or the end) and emits it.
+    async fn live(&mut self) -> Result<Phase, WatchError> {
+        tokio::select! {
+            r = self.rx.recv() => match r {
+                Ok(change) if change.info.revision < self.w.next => Ok(Phase::Live),
+                Ok(change) if change.info.revision == self.w.next => {
+                    self.w.emit(&change).await.map(|()| Phase::Live)
+                }
+                // A gap (or a lagging receiver): read what was missed from the store.
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Phase::CatchUp { marker: false })
+                }
+                Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
+            },
+            _ = self.shutdown.changed() => Ok(Phase::Done),
+            // The policy changed: a revoked token ends the watch now.
+            _ = self.policy.changed() => self
+                .w
+                .engine
+                .check_caller(&self.w.caller)
+                .map(|()| Phase::Live)
+                .map_err(|e| fail(e, "")),
+        }
+    }
+}
+
+struct Watcher {
+    engine: Engine,
+    caller: Caller,
+    spec: WatchSpec,
+    /// Events built and not yet taken by the stream.
+    out: VecDeque<WatchItem>,
+    /// The next revision to report.
+    next: u64,
+    /// The namespace declaration, for context watches (`None`: read it
+    /// again before the next event this watcher builds itself).
+    ns_spec: Option<NamespaceSpec>,
+    events: Arc<EventCache>,
+    group: GroupKey,
+}
+
+impl Watcher {
+    /// Checks the request against the store and sets the start revision.
+    async fn start(&mut self) -> Result<(), WatchError> {
+        let ns = self.spec.namespace.clone();
+        let caller = self.caller.clone();
+        let (current, spec) = blocking(&self.engine, move |e| {
+            let current = e.store().revision()?;
+            Ok((current, e.namespace(&caller, &ns, At::Latest)?.spec))
+        })
+        .await?;
+        if let Some(ctx) = &self.spec.context {
+            spec.check_context(ctx).map_err(|e| fail(e, "context"))?;
+        }
+        self.ns_spec = Some(spec);
+        let start = if self.spec.start_revision == 0 {
+            current + 1
+        } else {
+            self.spec.start_revision
+        };
+        if start > current + 1 {
+            return Err(fail(
+                Error::FutureRevision {
+                    requested: start,
+                    current,
+                },
+                "start_revision",
+            ));
+        }
+        self.next = start;
+        Ok(())
+    }
+
+    /// Reads one page of retained revisions from `next` on and emits them;
+    /// `false` once there is nothing more to read.
+    async fn catch_up_page(&mut self) -> Result<bool, WatchError> {
+        let after = self.next - 1;
+        let page = blocking(&self.engine, move |e| e.store().changes_since(after, PAGE)).await?;
+        if page.is_empty() {
+            return Ok(false);
+        }
+        for c in &page {
+            if c.info.revision >= self.next {
+                self.emit(c).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn emit(&mut self, change: &Change) -> Result<(), WatchError> {
+        self.next = change.info.revision + 1;
+        let Some(cell) = self.events.cell(&self.group, change.info.revision) else {
+            if let Some(event) = self.build(change).await? {
+                self.send(Arc::new(event));
+            }
+            return Ok(());
+        };
+        let mut built_here = false;
+        let event = cell
+            .get_or_try_init(|| async {
+                built_here = true;
+                Ok::<_, WatchError>(self.build(change).await?.map(Arc::new))
+            })
+            .await?
+            .clone();
+        let spec_changed = change
+            .items
+            .iter()
+            .any(|i| i.namespace == self.spec.namespace && i.layer.is_none());
+        if !built_here && spec_changed {
+            // Another watcher of the group read the new declaration; this
+            // one reads it before it next builds an event itself.
+            self.ns_spec = None;
+        }
+        if let Some(event) = event {
+            self.send(event);
+        }
+        Ok(())
+    }
+
+    /// The event this watcher sees for a change (`None`: nothing of it).
+    async fn build(&mut self, change: &Change) -> Result<Option<WatchEvent>, WatchError> {
+        let items = self
+            .engine
+            .visible_items(&self.caller, &self.spec.namespace, change);
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut resolved_json = None;
+        if let Some(ctx) = self.spec.context.clone() {
+            let spec_changed = change
+                .items
+                .iter()
+                .any(|i| i.namespace == self.spec.namespace && i.layer.is_none());
+            if spec_changed || self.ns_spec.is_none() {
+                let ns = self.spec.namespace.clone();
+                let rev = change.info.revision;
+                self.ns_spec = blocking(&self.engine, move |e| {
+                    Ok(e.store().namespace(&ns, rev)?.map(|r| r.spec))
+                })
+                .await?;
+            }
+            let Some(spec) = &self.ns_spec else {
+                // The namespace is gone at this revision: nothing resolves.
+                return Ok(Some(WatchEvent::Change {
+                    info: change.info.clone(),
+                    items,
+                    resolved_json: None,
+                }));
+            };
+            let layers = spec.layers_for(&ctx).unwrap_or_default();
+            let relevant = spec_changed
+                || change.items.iter().any(|i| {
+                    i.namespace == self.spec.namespace
+                        && i.layer.as_ref().is_some_and(|l| layers.contains(l))
+                });
+            if !relevant {
+                return Ok(None);
+            }
+            let rev = change.info.revision;
+            let (ns, caller) = (self.spec.namespace.clone(), self.caller.clone());
+            let view = blocking(&self.engine, move |e| {
+                // The newest revision is resolved from the view cache (a
+                // view made stale by this very commit is rebuilt from the
+                // change, not merged again); if another commit landed
+                // meanwhile, this revision is merged as it was.
+                if e.revision()? == rev {
+                    let latest = e.resolve(&caller, &ns, &ctx, At::Latest)?;
+                    if latest.revision == rev {
+                        return Ok(latest);
+                    }
+                }
+                e.resolve(&caller, &ns, &ctx, At::Revision(rev))
+            })
+            .await?;
+            resolved_json =
+                Some(confstrata_core::serde_json::to_string(&view.document).unwrap_or_default());
+        }
+        Ok(Some(WatchEvent::Change {
+            info: change.info.clone(),
+            items,
+            resolved_json,
+        }))
+    }
+
+    /// Queues an event for the stream.
+    fn send(&mut self, event: Arc<WatchEvent>) {
+        self.out.push_back(Ok(event));
+    }
+}

@@ -1,0 +1,76 @@
+//! The HTTP front door on the host's listener, over real TCP: liveness,
+//! readiness, 404 for the rest, and requests told apart by content type.
+
+use std::time::Duration;
+
+use confstrata_host::{Doors, Host, ServeOptions};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// One HTTP/1.1 request on a fresh connection; the response's status line
+/// and body.
+async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    let status = out.lines().next().unwrap_or_default().to_owned();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn liveness_readiness_and_doors_by_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
+    let host = Host::new(engine).unwrap();
+    let other = axum::Router::new().fallback(|| async { "the other door" });
+    let doors = Doors::new(confstrata_http_api::router(&host)).with("application/grpc", other);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let options = ServeOptions {
+                shutdown_grace: Duration::from_secs(5),
+                tls: None,
+            };
+            host.serve(listener, doors, &options, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+
+    assert_eq!(
+        request(addr, "GET /healthz HTTP/1.1").await,
+        ("HTTP/1.1 200 OK".to_owned(), "ok".to_owned())
+    );
+    assert_eq!(
+        request(addr, "GET /readyz HTTP/1.1").await,
+        ("HTTP/1.1 200 OK".to_owned(), "ready".to_owned())
+    );
+    let (status, _) = request(addr, "GET /no/such/thing HTTP/1.1").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, body) = request(
+        addr,
+        "POST /healthz HTTP/1.1\r\nContent-Type: application/grpc+proto\r\nContent-Length: 0",
+    )
+    .await;
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "the other door")
+    );
+    assert!(!host.is_stopping());
+
+    stop_tx.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert!(host.is_stopping(), "the host says it stopped");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
