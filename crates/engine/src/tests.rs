@@ -3,7 +3,10 @@ use serde_json::json;
 use std::sync::Mutex;
 
 use super::*;
-use confstrata_core::{ChangeSet, MemoryStore, parse_context};
+use confstrata_core::view::LayerStatus;
+use confstrata_core::{At, ChangeSet, Context, Error, KeyPath, MemoryStore, parse_context};
+
+use crate::view::Winners;
 
 fn engine() -> Engine {
     let e = Engine::new(Arc::new(MemoryStore::new())).unwrap();

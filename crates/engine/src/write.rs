@@ -581,7 +581,10 @@ impl Engine {
             .into_iter()
             .map(|ns| {
                 self.views.begin(ns);
-                (ns.clone(), crate::incremental::patches_of(changes, ns))
+                (
+                    ns.clone(),
+                    crate::view::incremental::patches_of(changes, ns),
+                )
             })
             .collect();
         let pending = PendingCommit {
@@ -619,7 +622,7 @@ impl Engine {
             // it in the log.
             let mut logs = crate::lock(&self.changes);
             for (ns, patches) in &pending.touched {
-                crate::incremental::record(&mut logs, ns, patches.clone(), info.revision);
+                crate::view::incremental::record(&mut logs, ns, patches.clone(), info.revision);
             }
         }
         for (ns, _) in &pending.touched {
@@ -874,7 +877,9 @@ impl Engine {
                 Op::Put { document, .. } => {
                     confstrata_crypto::mask(document);
                 }
-                Op::Set { value, .. } if contains_sealed(value) => crate::mask_value(value),
+                Op::Set { value, .. } if contains_sealed(value) => {
+                    crate::present::mask_value(value)
+                }
                 _ => {}
             }
         }
@@ -891,7 +896,7 @@ impl Engine {
             .map(|mut e| {
                 for v in [&mut e.old, &mut e.new].into_iter().flatten() {
                     if contains_sealed(v) {
-                        crate::mask_value(v);
+                        crate::present::mask_value(v);
                     }
                 }
                 e
@@ -1130,7 +1135,10 @@ struct PendingCommit {
     operation: String,
     ops: String,
     /// The namespaces it changes, with the patches it makes to each.
-    touched: Vec<(NamespaceName, Option<Arc<[crate::incremental::Patch]>>)>,
+    touched: Vec<(
+        NamespaceName,
+        Option<Arc<[crate::view::incremental::Patch]>>,
+    )>,
 }
 
 fn changes_resource(changes: &ChangeSet) -> Resource {

@@ -35,8 +35,8 @@ use confstrata_core::doc::{is_atomic_table, is_delete_marker};
 use confstrata_core::serde_json::{self, Map, Value};
 use confstrata_core::{ChangeSet, Document, KeyPath, LayerPath, NamespaceName, Op};
 
+use super::{CachedView, Winners};
 use crate::security::contains_sealed;
-use crate::{CachedView, Winners};
 
 /// Where a top-level section of a view's JSON starts, and the index (in
 /// `doc::leaves` order) of its first leaf. The section's value runs from

@@ -1,0 +1,95 @@
+//! Presenting what a caller may see: opening a sealed value where the
+//! caller has `read-secrets` on it, masking it otherwise, and the one audit
+//! record of a request that opened anything. Resolves, explain and diffs
+//! all go through here.
+
+use confstrata_access::{Action, Resource};
+use confstrata_core::serde_json::Value;
+use confstrata_core::view::ResolvedView;
+use confstrata_core::{DiffEntry, Document, LayerPath, NamespaceName, Result};
+
+use crate::security::{self, Gate};
+use crate::{Engine, security_read};
+
+impl Engine {
+    /// Opens or masks the sealed leaves of a resolved view.
+    pub(crate) fn present_resolved(&self, g: &Gate<'_>, view: &mut ResolvedView) -> Result<()> {
+        let ns = &view.namespace;
+        let mut opened = Vec::new();
+        let keyring = security_read(&self.security);
+        for (key, prov) in &view.provenance {
+            let Some(slot) = confstrata_core::doc::get_mut(&mut view.document, key) else {
+                continue;
+            };
+            if !confstrata_crypto::is_sealed(slot) && !security::contains_sealed(slot) {
+                continue;
+            }
+            let resource = Resource::key(ns.clone(), prov.layer.clone(), key.clone());
+            if confstrata_crypto::is_sealed(slot) && g.allows(Action::ReadSecrets, &resource) {
+                *slot = confstrata_crypto::open_value(&keyring, ns, &prov.layer, key, slot)
+                    .map_err(security::crypto_error)?;
+                opened.push(resource.to_string());
+            } else {
+                mask_value(slot);
+            }
+        }
+        drop(keyring);
+        g.audit_opened(ns, &opened, view.revision)
+    }
+
+    /// Opens or masks the sealed values of diff entries between two layer
+    /// versions; for a caller who may read them, entries whose plaintexts
+    /// are equal (a value sealed again) are dropped.
+    pub(crate) fn present_diff(
+        &self,
+        g: &Gate<'_>,
+        entries: Vec<DiffEntry>,
+        a: (&NamespaceName, &LayerPath),
+        b: (&NamespaceName, &LayerPath),
+        revision: u64,
+    ) -> Result<Vec<DiffEntry>> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut opened = Vec::new();
+        let keyring = security_read(&self.security);
+        for mut e in entries {
+            let mut show =
+                |v: &mut Option<Value>, (ns, layer): (&NamespaceName, &LayerPath)| -> Result<()> {
+                    let Some(v) = v.as_mut() else { return Ok(()) };
+                    if confstrata_crypto::is_sealed(v) {
+                        let resource = Resource::key(ns.clone(), layer.clone(), e.key.clone());
+                        if g.allows(Action::ReadSecrets, &resource) {
+                            *v = confstrata_crypto::open_value(&keyring, ns, layer, &e.key, v)
+                                .map_err(security::crypto_error)?;
+                            opened.push(resource.to_string());
+                            return Ok(());
+                        }
+                    }
+                    if security::contains_sealed(v) {
+                        mask_value(v);
+                    }
+                    Ok(())
+                };
+            show(&mut e.old, a)?;
+            show(&mut e.new, b)?;
+            let sealed_both = e.old.is_some() && e.old == e.new;
+            if !sealed_both || e.old.as_ref().is_some_and(|v| v == confstrata_crypto::MASK) {
+                out.push(e);
+            }
+        }
+        drop(keyring);
+        g.audit_opened(a.0, &opened, revision)?;
+        Ok(out)
+    }
+}
+
+/// Replaces a value that holds sealed tables with the mask.
+pub(crate) fn mask_value(v: &mut Value) {
+    if confstrata_crypto::is_sealed(v) {
+        *v = Value::String(confstrata_crypto::MASK.to_owned());
+        return;
+    }
+    let mut one = Document::new();
+    one.insert(String::new(), std::mem::take(v));
+    confstrata_crypto::mask(&mut one);
+    *v = one.remove("").unwrap_or(Value::Null);
+}

@@ -1,0 +1,49 @@
+//! What the engine measures: cache counters, stage timings, the metrics
+//! registry.
+
+use confstrata_access::{Action, Resource};
+use confstrata_analytics::TimingsSnapshot;
+use confstrata_cache::{Budget, CacheStats};
+use confstrata_core::Result;
+use serde::Serialize;
+
+use crate::Engine;
+use crate::security::Caller;
+
+/// What [`Engine::stats`] reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineStats {
+    /// The store's revision.
+    pub revision: u64,
+    /// The resolved-view cache's counters.
+    pub cache: CacheStats,
+    /// What the cache may hold.
+    pub cache_budget: Budget,
+    /// Every stage's timings.
+    pub timings: TimingsSnapshot,
+}
+
+impl Engine {
+    /// The view cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.views.stats()
+    }
+
+    /// The view cache's counters and budget, and every stage's timings since
+    /// the engine started. Needs `audit` on everything.
+    pub fn stats(&self, caller: &Caller) -> Result<EngineStats> {
+        self.gate(caller)
+            .require(Action::Audit, Resource::everything())?;
+        Ok(EngineStats {
+            revision: self.store.revision().unwrap_or(0),
+            cache: self.views.stats(),
+            cache_budget: self.views.budget(),
+            timings: self.timings.snapshot(),
+        })
+    }
+
+    /// The registry holding the stage histograms (for a metrics endpoint).
+    pub fn metrics_registry(&self) -> &confstrata_analytics::prometheus::Registry {
+        self.timings.registry()
+    }
+}
