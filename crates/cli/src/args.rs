@@ -55,198 +55,46 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run the server: gRPC (with health, reflection and watch) on an embedded store.
+    /// Run the server: gRPC (with health, reflection and watch) and HTTP (/healthz, /readyz) on one port, on an embedded store.
     Serve(ServeArgs),
     /// Manage namespaces.
     #[command(subcommand)]
     Ns(NsCommand),
     /// Replace a whole layer with a document from a file or stdin.
-    Put {
-        /// Namespace.
-        namespace: String,
-        /// Layer path, e.g. env/prod.
-        layer: String,
-        /// File to read (`-` for stdin).
-        #[arg(short, long, default_value = "-")]
-        file: String,
-        /// Format of the input (default: from the file extension, else TOML).
-        #[arg(long)]
-        format: Option<String>,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Put(PutArgs),
     /// Set keys in a layer: KEY=VALUE, VALUE read as TOML (50, true, "s", [1, 2]) or else as a string.
-    Set {
-        /// Namespace.
-        namespace: String,
-        /// Layer path.
-        layer: String,
-        /// KEY=VALUE pairs.
-        #[arg(required = true)]
-        pairs: Vec<String>,
-        /// Take every VALUE as a plain string.
-        #[arg(long)]
-        string: bool,
-        /// Seal the values: stored encrypted, shown only to callers with
-        /// `read-secrets`. A VALUE of `-` is read from stdin (keeps it out
-        /// of shell history and `ps`). Keys such as `password` or `*_token`
-        /// are sealed even without this flag.
-        #[arg(long)]
-        secret: bool,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Set(SetArgs),
     /// Remove keys from a layer.
-    Unset {
-        /// Namespace.
-        namespace: String,
-        /// Layer path.
-        layer: String,
-        /// Keys to remove.
-        #[arg(required = true)]
-        keys: Vec<String>,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Unset(UnsetArgs),
     /// Delete a whole layer.
-    Delete {
-        /// Namespace.
-        namespace: String,
-        /// Layer path.
-        layer: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
+    Delete(DeleteArgs),
     /// Show a layer's document.
-    Get {
-        /// Namespace.
-        namespace: String,
-        /// Layer path.
-        layer: String,
-        #[command(flatten)]
-        at: AtArg,
-    },
+    Get(GetArgs),
     /// List the layers of a namespace.
-    Layers {
-        /// Namespace.
-        namespace: String,
-        #[command(flatten)]
-        at: AtArg,
-    },
+    Layers(LayersArgs),
     /// Resolve a namespace for a context.
-    Resolve {
-        /// Namespace.
-        namespace: String,
-        /// Context, e.g. env=prod,region=eu (repeatable).
-        #[arg(short, long = "context")]
-        context: Vec<String>,
-        /// Include each key's layer and revision.
-        #[arg(long)]
-        provenance: bool,
-        /// Only this section (a key path: `db` gives db.*), still under its full path.
-        #[arg(long, value_name = "KEY")]
-        section: Option<String>,
-        #[command(flatten)]
-        at: AtArg,
-    },
+    Resolve(ResolveArgs),
     /// Explain why a key has its value: every layer that sets it, winner first.
-    Explain {
-        /// Namespace.
-        namespace: String,
-        /// Key path, e.g. db.pool.max.
-        key: String,
-        /// Context, e.g. env=prod,region=eu (repeatable).
-        #[arg(short, long = "context")]
-        context: Vec<String>,
-        #[command(flatten)]
-        at: AtArg,
-    },
+    Explain(ExplainArgs),
     /// Show what differs: two layers, a layer or namespace between revisions, or two contexts.
     Diff(DiffArgs),
     /// Show the history of a namespace or one layer, newest first.
-    History {
-        /// Namespace.
-        namespace: String,
-        /// Layer path (default: all layers).
-        layer: Option<String>,
-        /// At most this many entries.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-    },
+    History(HistoryArgs),
     /// Roll a namespace (or one layer) back to a revision or time, as a new change.
-    Rollback {
-        /// Namespace.
-        namespace: String,
-        /// Layer path (default: the whole namespace).
-        layer: Option<String>,
-        /// Revision number or RFC 3339 time to go back to.
-        #[arg(long)]
-        to: String,
-        /// Show the change set without committing it.
-        #[arg(long)]
-        dry_run: bool,
-        /// Change message.
-        #[arg(short, long, default_value = "")]
-        message: String,
-    },
+    Rollback(RollbackArgs),
     /// Commit a change set file (TOML, YAML or JSON) with many operations, atomically.
-    Apply {
-        /// Change set file (`-` for stdin).
-        #[arg(short, long)]
-        file: String,
-        /// Format of the file (default: from the extension, else TOML).
-        #[arg(long)]
-        format: Option<String>,
-        /// Override the file's message.
-        #[arg(short, long)]
-        message: Option<String>,
-        /// Check the change set and show the diff it would make, without committing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Apply(ApplyArgs),
     /// Run the validation chains without committing: on the current state
     /// (every context of NAMESPACE's matrix, or of every namespace), or on
     /// a change set file (`-f`: its diff and what its commit would find).
     /// Exits 6 if anything is an error.
-    Validate {
-        /// Namespace (default: every namespace with a chain).
-        namespace: Option<String>,
-        /// A change set file to check instead (`-` for stdin).
-        #[arg(short, long, conflicts_with = "namespace")]
-        file: Option<String>,
-        /// Format of the file (default: from the extension, else TOML).
-        #[arg(long)]
-        format: Option<String>,
-    },
+    Validate(ValidateArgs),
     /// Import a namespace directory (namespace.toml and layers/**) as one change.
-    Import {
-        /// Directory holding namespace.{toml,yaml,json} and a layers/ tree.
-        dir: PathBuf,
-        /// Change message.
-        #[arg(short, long, default_value = "")]
-        message: String,
-    },
+    Import(ImportArgs),
     /// Export a namespace to a directory (namespace.toml and layers/**).
-    Export {
-        /// Namespace.
-        namespace: String,
-        /// Target directory (created; existing files are overwritten).
-        dir: PathBuf,
-        /// Format of the layer files.
-        #[arg(long, default_value = "toml")]
-        format: String,
-        #[command(flatten)]
-        at: AtArg,
-    },
+    Export(ExportArgs),
     /// Drop old history: keep at least N versions per layer and T days.
-    Compact {
-        /// Versions to keep per layer.
-        #[arg(long, default_value_t = 100)]
-        keep_versions: usize,
-        /// Days to keep.
-        #[arg(long, default_value_t = 90)]
-        keep_days: u64,
-    },
+    Compact(CompactArgs),
     /// Show the store's revision range.
     Status,
     /// The validation library shared by every namespace: schema entries
@@ -268,6 +116,218 @@ pub(crate) enum Command {
     /// A server's measurements since it started: each stage's timings
     /// (p50/p90/p99) and the view cache's counters. Needs `audit`.
     Stats,
+}
+
+// The arguments of `confstrata put` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path, e.g. env/prod.
+    pub(crate) layer: String,
+    /// File to read (`-` for stdin).
+    #[arg(short, long, default_value = "-")]
+    pub(crate) file: String,
+    /// Format of the input (default: from the file extension, else TOML).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    #[command(flatten)]
+    pub(crate) write: WriteArgs,
+}
+
+// The arguments of `confstrata set` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct SetArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path.
+    pub(crate) layer: String,
+    /// KEY=VALUE pairs.
+    #[arg(required = true)]
+    pub(crate) pairs: Vec<String>,
+    /// Take every VALUE as a plain string.
+    #[arg(long)]
+    pub(crate) string: bool,
+    /// Seal the values: stored encrypted, shown only to callers with
+    /// `read-secrets`. A VALUE of `-` is read from stdin (keeps it out
+    /// of shell history and `ps`). Keys such as `password` or `*_token`
+    /// are sealed even without this flag.
+    #[arg(long)]
+    pub(crate) secret: bool,
+    #[command(flatten)]
+    pub(crate) write: WriteArgs,
+}
+
+// The arguments of `confstrata unset` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct UnsetArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path.
+    pub(crate) layer: String,
+    /// Keys to remove.
+    #[arg(required = true)]
+    pub(crate) keys: Vec<String>,
+    #[command(flatten)]
+    pub(crate) write: WriteArgs,
+}
+
+// The arguments of `confstrata delete` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path.
+    pub(crate) layer: String,
+    #[command(flatten)]
+    pub(crate) write: WriteArgs,
+}
+
+// The arguments of `confstrata get` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path.
+    pub(crate) layer: String,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+// The arguments of `confstrata layers` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct LayersArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+// The arguments of `confstrata resolve` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ResolveArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Context, e.g. env=prod,region=eu (repeatable).
+    #[arg(short, long = "context")]
+    pub(crate) context: Vec<String>,
+    /// Include each key's layer and revision.
+    #[arg(long)]
+    pub(crate) provenance: bool,
+    /// Only this section (a key path: `db` gives db.*), still under its full path.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) section: Option<String>,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+// The arguments of `confstrata explain` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Key path, e.g. db.pool.max.
+    pub(crate) key: String,
+    /// Context, e.g. env=prod,region=eu (repeatable).
+    #[arg(short, long = "context")]
+    pub(crate) context: Vec<String>,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+// The arguments of `confstrata history` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path (default: all layers).
+    pub(crate) layer: Option<String>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: usize,
+}
+
+// The arguments of `confstrata rollback` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Layer path (default: the whole namespace).
+    pub(crate) layer: Option<String>,
+    /// Revision number or RFC 3339 time to go back to.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// Show the change set without committing it.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Change message.
+    #[arg(short, long, default_value = "")]
+    pub(crate) message: String,
+}
+
+// The arguments of `confstrata apply` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// Change set file (`-` for stdin).
+    #[arg(short, long)]
+    pub(crate) file: String,
+    /// Format of the file (default: from the extension, else TOML).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    /// Override the file's message.
+    #[arg(short, long)]
+    pub(crate) message: Option<String>,
+    /// Check the change set and show the diff it would make, without committing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+// The arguments of `confstrata validate` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Namespace (default: every namespace with a chain).
+    pub(crate) namespace: Option<String>,
+    /// A change set file to check instead (`-` for stdin).
+    #[arg(short, long, conflicts_with = "namespace")]
+    pub(crate) file: Option<String>,
+    /// Format of the file (default: from the extension, else TOML).
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+}
+
+// The arguments of `confstrata import` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// Directory holding namespace.{toml,yaml,json} and a layers/ tree.
+    pub(crate) dir: PathBuf,
+    /// Change message.
+    #[arg(short, long, default_value = "")]
+    pub(crate) message: String,
+}
+
+// The arguments of `confstrata export` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Namespace.
+    pub(crate) namespace: String,
+    /// Target directory (created; existing files are overwritten).
+    pub(crate) dir: PathBuf,
+    /// Format of the layer files.
+    #[arg(long, default_value = "toml")]
+    pub(crate) format: String,
+    #[command(flatten)]
+    pub(crate) at: AtArg,
+}
+
+// The arguments of `confstrata compact` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct CompactArgs {
+    /// Versions to keep per layer.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) keep_versions: usize,
+    /// Days to keep.
+    #[arg(long, default_value_t = 90)]
+    pub(crate) keep_days: u64,
 }
 
 #[derive(Debug, Subcommand)]

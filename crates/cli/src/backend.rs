@@ -384,7 +384,7 @@ impl Backend {
                         |c| async move { c.namespace(ns, at).await },
                     ) {
                         Ok(r) => Ok(Some(r)),
-                        Err(e) if is(&e, ErrorKind::NotFound) => Ok(None),
+                        Err(e) if crate::errors::is(&e, ErrorKind::NotFound) => Ok(None),
                         Err(e) => Err(e),
                     }
                 };
@@ -678,68 +678,3 @@ impl Backend {
         }
     }
 }
-
-/// The kind of a command's error: that of the first error in its chain
-/// that has one (a model error, a server's answer, or `validate` finding
-/// errors).
-pub(crate) fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
-    e.chain().find_map(|c| {
-        if c.downcast_ref::<crate::commands::ValidationFailed>()
-            .is_some()
-        {
-            return Some(ErrorKind::ValidationFailed);
-        }
-        c.downcast_ref::<confstrata_core::Error>()
-            .map(confstrata_core::Error::kind)
-            .or_else(|| {
-                c.downcast_ref::<confstrata_client::Error>()
-                    .and_then(confstrata_client::Error::kind)
-            })
-    })
-}
-
-/// Whether a command failed with an error of `kind`.
-pub(crate) fn is(e: &anyhow::Error, kind: ErrorKind) -> bool {
-    error_kind(e) == Some(kind)
-}
-
-/// The first error findings of a commit refused by validation, one line
-/// each, and how many there were in all. A server attaches only as many as
-/// fit in a status (its trailers are capped), so both modes show at most
-/// [`SHOWN_FINDINGS`].
-pub(crate) fn validation_errors(e: &anyhow::Error) -> (Vec<String>, usize) {
-    for c in e.chain() {
-        if let Some(confstrata_core::Error::Validation { findings }) = c
-            .downcast_ref::<confstrata_core::Error>()
-            .map(confstrata_core::Error::root)
-        {
-            let errors: Vec<String> = findings
-                .iter()
-                .filter(|f| f.severity == confstrata_core::Severity::Error)
-                .map(ToString::to_string)
-                .collect();
-            let total = errors.len();
-            return (errors.into_iter().take(SHOWN_FINDINGS).collect(), total);
-        }
-        if let Some(ce) = c.downcast_ref::<confstrata_client::Error>()
-            && ce.is_validation_failed()
-        {
-            let shown: Vec<String> = ce
-                .violations()
-                .iter()
-                .take(SHOWN_FINDINGS)
-                .cloned()
-                .collect();
-            let total = ce
-                .error_count()
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(shown.len())
-                .max(shown.len());
-            return (shown, total);
-        }
-    }
-    (Vec::new(), 0)
-}
-
-/// Most findings an error message lists.
-pub(crate) const SHOWN_FINDINGS: usize = 20;

@@ -10,14 +10,14 @@
 mod args;
 mod backend;
 mod commands;
+mod errors;
+mod input;
 mod output;
-mod security;
 mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use confstrata_core::ErrorKind;
 
 /// mimalloc: under load glibc's malloc spent a tenth of the server's CPU
 /// consolidating its free lists when tonic asked for 8 KiB encode buffers
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             // A refused commit: its first findings, one per line, and how
             // many more there are.
-            let (lines, total) = backend::validation_errors(&e);
+            let (lines, total) = errors::validation_errors(&e);
             for line in &lines {
                 eprintln!("  {line}");
             }
@@ -56,37 +56,7 @@ fn main() -> ExitCode {
                     total - lines.len()
                 );
             }
-            ExitCode::from(exit_code(&e))
+            ExitCode::from(errors::exit_code(&e))
         }
     }
 }
-
-/// The exit code of each kind of error: the one table (tested against
-/// [`ErrorKind::ALL`]), the same whether the store is embedded or a server's.
-const EXIT_CODES: &[(ErrorKind, u8)] = &[
-    (ErrorKind::InvalidInput, 1),
-    (ErrorKind::TooLarge, 1),
-    (ErrorKind::AlreadyExists, 1),
-    (ErrorKind::OutOfRange, 1),
-    (ErrorKind::Integrity, 1),
-    (ErrorKind::Unavailable, 1),
-    (ErrorKind::Internal, 1),
-    // Retrying (after re-reading) may help.
-    (ErrorKind::Conflict, 3),
-    (ErrorKind::NotFound, 4),
-    // A missing, bad or revoked token, or a refused action.
-    (ErrorKind::Unauthenticated, 5),
-    (ErrorKind::PermissionDenied, 5),
-    // A refused commit, or `validate` finding errors.
-    (ErrorKind::ValidationFailed, 6),
-];
-
-/// 1 for an error of no kind (a file that cannot be read, a bad flag).
-fn exit_code(e: &anyhow::Error) -> u8 {
-    backend::error_kind(e)
-        .and_then(|kind| EXIT_CODES.iter().find(|(k, _)| *k == kind))
-        .map_or(1, |(_, code)| *code)
-}
-
-#[cfg(test)]
-mod tests;

@@ -23,7 +23,7 @@ pub(crate) fn keys(backend: &Backend, output: Output, c: KeysCommand) -> Result<
             })
         }
         KeysCommand::Rotate { namespace } => {
-            let id = backend.rotate_key(&crate::commands::ns(&namespace)?)?;
+            let id = backend.rotate_key(&crate::input::ns(&namespace)?)?;
             done(
                 output,
                 &json!({"key": id}),
@@ -33,7 +33,7 @@ pub(crate) fn keys(backend: &Backend, output: Output, c: KeysCommand) -> Result<
             )
         }
         KeysCommand::Rewrap { namespace } => {
-            match backend.rewrap(&crate::commands::ns(&namespace)?)? {
+            match backend.rewrap(&crate::input::ns(&namespace)?)? {
                 Some(info) => done(
                     output,
                     &json!({"revision": info.revision}),

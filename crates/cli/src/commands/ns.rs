@@ -1,0 +1,178 @@
+//! `ns create | list | show | history | diff`: namespaces and their declarations.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+use confstrata_core::{At, NamespaceSpec};
+use serde_json::json;
+
+use crate::args::NsCommand;
+use crate::input::{at_of, ns, parse_spec, pick_format, read_input};
+use crate::output::{cell, structured};
+
+use super::Ctx;
+
+impl Ctx {
+    pub(super) fn ns(&self, c: NsCommand) -> Result<()> {
+        match c {
+            NsCommand::Create {
+                name,
+                levels,
+                matrix,
+                description,
+                file,
+                replace,
+            } => {
+                let spec = if let Some(file) = file {
+                    let (bytes, src) = read_input(&file)?;
+                    let fmt = pick_format(None, &src)?;
+                    let mut spec = parse_spec(&bytes, fmt, &src)?;
+                    if let Some(name) = name {
+                        spec.name = ns(&name)?;
+                    }
+                    spec
+                } else {
+                    let name = name.ok_or_else(|| {
+                        anyhow!("give the namespace name, or a spec file with -f")
+                    })?;
+                    if levels.is_empty() {
+                        bail!(
+                            "give at least one --level (for example --level defaults --level 'env/{{env}}')"
+                        );
+                    }
+                    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                    for entry in &matrix {
+                        let (var, values) = entry.split_once('=').ok_or_else(|| {
+                            anyhow!("--matrix {entry:?} is not of the form var=value1,value2")
+                        })?;
+                        m.insert(
+                            var.trim().to_owned(),
+                            values
+                                .split(',')
+                                .map(|v| v.trim().to_owned())
+                                .filter(|v| !v.is_empty())
+                                .collect(),
+                        );
+                    }
+                    let spec: NamespaceSpec = serde_json::from_value(json!({
+                        "name": name, "description": description, "levels": levels, "matrix": m,
+                    }))
+                    .map_err(|e| anyhow!("{e}"))?;
+                    spec
+                };
+                spec.validate()?;
+                let (record, _) = self
+                    .backend
+                    .create_namespace(&spec, replace, &self.author)?;
+                let v = json!({"namespace": record.spec.name, "revision": record.revision});
+                structured(&v, self.output, &["NAMESPACE", "REVISION"], || {
+                    vec![vec![
+                        record.spec.name.to_string(),
+                        record.revision.to_string(),
+                    ]]
+                })
+            }
+            NsCommand::List { at } => {
+                let list = self.backend.namespaces(at_of(&at)?)?;
+                structured(
+                    &list,
+                    self.output,
+                    &["NAMESPACE", "LEVELS", "REVISION", "DESCRIPTION"],
+                    || {
+                        list.iter()
+                            .map(|n| {
+                                vec![
+                                    n.spec.name.to_string(),
+                                    n.spec
+                                        .levels
+                                        .iter()
+                                        .map(ToString::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(" < "),
+                                    n.revision.to_string(),
+                                    n.spec.description.clone(),
+                                ]
+                            })
+                            .collect()
+                    },
+                )
+            }
+            NsCommand::Show { name, at } => {
+                let n = self.backend.namespace(&ns(&name)?, at_of(&at)?)?;
+                structured(&n, self.output, &["FIELD", "VALUE"], || {
+                    let mut rows = vec![
+                        vec!["name".into(), n.spec.name.to_string()],
+                        vec!["revision".into(), n.revision.to_string()],
+                    ];
+                    if !n.spec.description.is_empty() {
+                        rows.push(vec!["description".into(), n.spec.description.clone()]);
+                    }
+                    for (i, l) in n.spec.levels.iter().enumerate() {
+                        rows.push(vec![format!("level {}", i + 1), l.to_string()]);
+                    }
+                    for (var, values) in &n.spec.matrix {
+                        rows.push(vec![format!("matrix {var}"), values.join(", ")]);
+                    }
+                    let v = &n.spec.validation;
+                    if !v.is_empty() {
+                        rows.push(vec![
+                            "validation".into(),
+                            format!(
+                                "{}{} validators, {} rules",
+                                if v.schema.is_some() { "schema, " } else { "" },
+                                v.validators.len(),
+                                v.rules.len()
+                            ),
+                        ]);
+                    }
+                    rows
+                })
+            }
+            NsCommand::History { name, limit } => {
+                let h = self.backend.declaration_history(&ns(&name)?, limit)?;
+                structured(
+                    &h,
+                    self.output,
+                    &["REVISION", "TIME", "AUTHOR", "MESSAGE", "RULES"],
+                    || {
+                        h.iter()
+                            .map(|v| {
+                                vec![
+                                    v.info.revision.to_string(),
+                                    v.info.time.to_string(),
+                                    v.info.author.clone(),
+                                    v.info.message.clone(),
+                                    v.spec.as_ref().map_or("(deleted)".into(), |s| {
+                                        s.validation.rules.len().to_string()
+                                    }),
+                                ]
+                            })
+                            .collect()
+                    },
+                )
+            }
+            NsCommand::Diff { name, from, to } => {
+                let name = ns(&name)?;
+                let from: At = from.parse()?;
+                let to: At = to
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()?
+                    .unwrap_or(At::Latest);
+                let d = self.backend.diff_declaration(&name, from, to)?;
+                structured(&d, self.output, &["KEY", "CHANGE", "OLD", "NEW"], || {
+                    d.iter()
+                        .map(|c| {
+                            vec![
+                                c.key.to_string(),
+                                format!("{:?}", c.kind).to_lowercase(),
+                                c.old.as_ref().map(cell).unwrap_or_default(),
+                                c.new.as_ref().map(cell).unwrap_or_default(),
+                            ]
+                        })
+                        .collect()
+                })
+            }
+        }
+    }
+}
