@@ -7,7 +7,7 @@
 //!   operating-system user of a data directory ([`Caller::local`]), who acts
 //!   with admin rights (the data directory's permissions guard it) and is
 //!   audited under the name `local:<user>`.
-//! - Every engine operation calls [`Security::require`] (or a filter built on
+//! - Every engine operation calls `Gate::require` (or a filter built on
 //!   [`Security::allows`]) before it reads anything. A refusal is written to
 //!   the audit journal and returned as [`Error::PermissionDenied`].
 //! - Change sets are sealed before they are planned: `set` with `secret`

@@ -1,0 +1,8 @@
+//! The engine's integration tests, one binary: the view cache, incremental
+//! re-resolve (property tests), security (authorization, sealing, audit)
+//! and validation on the commit path.
+
+mod cache;
+mod incremental;
+mod security;
+mod validation;
