@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 struct Env {
     dir: tempfile::TempDir,
+    /// The failures seen by [`Env::fails`], for snapshots.
+    transcript: std::cell::RefCell<Vec<String>>,
 }
 
 struct Run {
@@ -35,6 +37,7 @@ impl Env {
     fn new() -> Self {
         Env {
             dir: tempfile::tempdir().unwrap(),
+            transcript: std::cell::RefCell::default(),
         }
     }
 
@@ -81,7 +84,21 @@ impl Env {
     fn fails(&self, args: &[&str], code: i32, needle: &str) -> String {
         let before = self.snapshot();
         let r = self.run(args);
-        self.check_failure(args, &r, code, needle, &before)
+        let stderr = self.check_failure(args, &r, code, needle, &before);
+        let shown = stderr.replace(&self.dir.path().display().to_string(), "<dir>");
+        self.transcript.borrow_mut().push(format!(
+            "$ confstrata {}\nexit {code}: {}",
+            args.join(" ")
+                .replace(&self.dir.path().display().to_string(), "<dir>"),
+            shown.trim_end()
+        ));
+        stderr
+    }
+
+    /// Every failure [`Env::fails`] saw, with its command and exit code,
+    /// paths shown relative to the test's directory: what a snapshot holds.
+    fn transcript(&self) -> String {
+        self.transcript.borrow().join("\n\n")
     }
 
     fn check_failure(
@@ -774,6 +791,9 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         4,
         "namespace \"webshop\" not found",
     );
+    // Every message whole, as a user reads it: a change to any wording or
+    // exit code shows in review.
+    insta::assert_snapshot!("bad_input_errors", env.transcript());
 }
 
 #[test]
