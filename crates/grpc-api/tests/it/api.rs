@@ -260,12 +260,7 @@ async fn explain_diff_dry_run_and_rollback() {
         1,
         "a dry run commits nothing"
     );
-    s.client
-        .commit(v1::CommitRequest {
-            change_set: Some(cs),
-        })
-        .await
-        .unwrap();
+    s.client.commit(crate::req::commit(cs)).await.unwrap();
 
     let d = s
         .client
@@ -308,11 +303,7 @@ async fn explain_diff_dry_run_and_rollback() {
     assert_eq!(done.commit.unwrap().revision, 3);
     let v = s
         .client
-        .resolve(v1::ResolveRequest {
-            namespace: "web".into(),
-            context: ctx(&[("env", "dev")]),
-            ..Default::default()
-        })
+        .resolve(crate::req::resolve("web", ctx(&[("env", "dev")])))
         .await
         .unwrap()
         .into_inner();

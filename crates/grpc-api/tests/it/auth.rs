@@ -10,11 +10,7 @@ use tonic::metadata::MetadataValue;
 use crate::{Server, client_with, ctx};
 
 fn resolve_req() -> v1::ResolveRequest {
-    v1::ResolveRequest {
-        namespace: "web".into(),
-        context: ctx(&[("env", "prod")]),
-        ..Default::default()
-    }
+    crate::req::resolve("web", ctx(&[("env", "prod")]))
 }
 
 #[tokio::test]
@@ -73,11 +69,9 @@ async fn bad_credentials_are_unauthenticated_and_never_echoed() {
         );
         // Writes are refused the same way, and change nothing.
         let e = c
-            .commit(v1::CommitRequest {
-                change_set: Some(crate::change_set(serde_json::json!([
-                    {"put": {"namespace": "web", "layer": "defaults", "document_json": "{}"}}
-                ]))),
-            })
+            .commit(crate::req::commit(crate::change_set(serde_json::json!([
+                {"put": {"namespace": "web", "layer": "defaults", "document_json": "{}"}}
+            ]))))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{what}: {e:?}");
@@ -259,16 +253,7 @@ async fn traversal_in_every_encoding_is_refused_on_every_endpoint() {
     for bad in ["..", ".", "a..b", ".a", "a.", "", "a.\u{0}"] {
         let e = s
             .client
-            .set_keys(v1::SetKeysRequest {
-                namespace: "web".into(),
-                layer: "defaults".into(),
-                entries: vec![v1::KeyValue {
-                    key: bad.into(),
-                    value_json: "1".into(),
-                    secret: false,
-                }],
-                ..Default::default()
-            })
+            .set_keys(crate::req::set("web", "defaults", bad, "1"))
             .await
             .expect_err(bad);
         assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");

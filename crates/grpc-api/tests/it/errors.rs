@@ -190,11 +190,7 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
     // Contexts and keys.
     let e = s
         .client
-        .resolve(v1::ResolveRequest {
-            namespace: "web".into(),
-            context: ctx(&[("colour", "red")]),
-            ..Default::default()
-        })
+        .resolve(crate::req::resolve("web", ctx(&[("colour", "red")])))
         .await
         .unwrap_err();
     assert_eq!(
@@ -230,16 +226,7 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
     );
     let e = s
         .client
-        .set_keys(v1::SetKeysRequest {
-            namespace: "web".into(),
-            layer: "defaults".into(),
-            entries: vec![v1::KeyValue {
-                key: "a".into(),
-                value_json: "not json".into(),
-                secret: false,
-            }],
-            ..Default::default()
-        })
+        .set_keys(crate::req::set("web", "defaults", "a", "not json"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -266,25 +253,13 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
         {"set": {"namespace": "web", "layer": "defaults", "key": "a", "value_json": "1"}},
         {"set": {"namespace": "web", "layer": "defaults", "key": "b", "value_json": "2"}, "expect_revision": 42},
     ]));
-    let e = s
-        .client
-        .commit(v1::CommitRequest {
-            change_set: Some(cs),
-        })
-        .await
-        .unwrap_err();
+    let e = s.client.commit(crate::req::commit(cs)).await.unwrap_err();
     assert_eq!(e.code(), Code::Aborted, "{e:?}");
     assert!(e.message().contains("operation 1"), "{}", e.message());
     let cs = change_set(
         json!([{"set": {"namespace": "web", "layer": "../../etc", "key": "a", "value_json": "1"}}]),
     );
-    let e = s
-        .client
-        .commit(v1::CommitRequest {
-            change_set: Some(cs),
-        })
-        .await
-        .unwrap_err();
+    let e = s.client.commit(crate::req::commit(cs)).await.unwrap_err();
     assert_eq!(
         (e.code(), field_of(&e).as_deref()),
         (Code::InvalidArgument, Some("change_set.ops[0].set.layer")),
@@ -301,9 +276,7 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() {
     );
     let e = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(v1::ChangeSet::default()),
-        })
+        .commit(crate::req::commit(v1::ChangeSet::default()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "an empty change set");
@@ -426,16 +399,7 @@ async fn an_absent_json_field_is_refused_not_taken_as_empty() {
     let before = s.snapshot().await;
     let e = s
         .client
-        .set_keys(v1::SetKeysRequest {
-            namespace: "web".into(),
-            layer: "defaults".into(),
-            entries: vec![v1::KeyValue {
-                key: "a".into(),
-                value_json: String::new(),
-                secret: false,
-            }],
-            ..Default::default()
-        })
+        .set_keys(crate::req::set("web", "defaults", "a", String::new()))
         .await
         .unwrap_err();
     assert_eq!(
@@ -551,9 +515,7 @@ async fn a_refusal_with_ten_thousand_findings_reaches_the_caller() {
     assert_eq!(dry.findings.len(), 10_000);
     let e = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(declare),
-        })
+        .commit(crate::req::commit(declare))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
@@ -604,32 +566,19 @@ async fn a_schema_too_deep_to_check_is_refused_when_declared() {
     };
     let e = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(declare(20_000)),
-        })
+        .commit(crate::req::commit(declare(20_000)))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("the limit is 128"), "{}", e.message());
     // At the bound: declared, and every later commit is checked.
     s.client
-        .commit(v1::CommitRequest {
-            change_set: Some(declare(120)),
-        })
+        .commit(crate::req::commit(declare(120)))
         .await
         .unwrap();
     for i in 0..3 {
         s.client
-            .set_keys(v1::SetKeysRequest {
-                namespace: "deep".into(),
-                layer: "defaults".into(),
-                entries: vec![v1::KeyValue {
-                    key: format!("k{i}"),
-                    value_json: "1".into(),
-                    secret: false,
-                }],
-                ..Default::default()
-            })
+            .set_keys(crate::req::set("deep", "defaults", format!("k{i}"), "1"))
             .await
             .unwrap();
     }
@@ -645,16 +594,8 @@ async fn errors_quote_long_inputs_only_in_part() {
     s.seed().await;
     let long = "x".repeat(5_000);
     let calls = [
-        v1::ResolveRequest {
-            namespace: "web".into(),
-            context: ctx(&[("env", &long)]),
-            ..Default::default()
-        },
-        v1::ResolveRequest {
-            namespace: "web".into(),
-            context: ctx(&[(&long, "prod")]),
-            ..Default::default()
-        },
+        crate::req::resolve("web", ctx(&[("env", &long)])),
+        crate::req::resolve("web", ctx(&[(&long, "prod")])),
         v1::ResolveRequest {
             namespace: "web".into(),
             section: long.clone(),

@@ -169,9 +169,7 @@ impl Server {
         ]));
         let r = self
             .client
-            .commit(v1::CommitRequest {
-                change_set: Some(cs),
-            })
+            .commit(req::commit(cs))
             .await
             .unwrap()
             .into_inner();
@@ -281,4 +279,47 @@ pub(crate) fn at_rev(r: u64) -> Option<v1::ReadAt> {
 
 pub(crate) fn parse(json: &str) -> Value {
     serde_json::from_str(json).unwrap()
+}
+
+/// Small builders for the requests the tests send most, so a test says
+/// what it asks and nothing else.
+pub(crate) mod req {
+    use std::collections::HashMap;
+
+    use confstrata_proto::v1;
+
+    /// Commit `change_set`.
+    pub(crate) fn commit(change_set: v1::ChangeSet) -> v1::CommitRequest {
+        v1::CommitRequest {
+            change_set: Some(change_set),
+        }
+    }
+
+    /// Set one key (its value as JSON text) in a layer.
+    pub(crate) fn set(
+        namespace: &str,
+        layer: &str,
+        key: impl Into<String>,
+        value_json: impl Into<String>,
+    ) -> v1::SetKeysRequest {
+        v1::SetKeysRequest {
+            namespace: namespace.into(),
+            layer: layer.into(),
+            entries: vec![v1::KeyValue {
+                key: key.into(),
+                value_json: value_json.into(),
+                secret: false,
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Resolve a namespace for a context.
+    pub(crate) fn resolve(namespace: &str, context: HashMap<String, String>) -> v1::ResolveRequest {
+        v1::ResolveRequest {
+            namespace: namespace.into(),
+            context,
+            ..Default::default()
+        }
+    }
 }

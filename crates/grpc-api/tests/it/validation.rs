@@ -24,9 +24,7 @@ async fn refused_commits_dry_runs_and_validate() {
         {"put": {"namespace": "svc", "layer": "env/prod", "document_json": r#"{"replicas": 3}"#}},
     ]);
     s.client
-        .commit(v1::CommitRequest {
-            change_set: Some(change_set(ops)),
-        })
+        .commit(crate::req::commit(change_set(ops)))
         .await
         .unwrap();
     let before = s.snapshot().await;
@@ -36,9 +34,7 @@ async fn refused_commits_dry_runs_and_validate() {
     ]));
     let e = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(bad.clone()),
-        })
+        .commit(crate::req::commit(bad.clone()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
@@ -59,11 +55,9 @@ async fn refused_commits_dry_runs_and_validate() {
     // With a good port, the rule speaks, in prod only.
     let e = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(change_set(json!([
+        .commit(crate::req::commit(change_set(json!([
                 {"set": {"namespace": "svc", "layer": "env/prod", "key": "replicas", "value_json": "1"}},
-            ]))),
-        })
+            ]))))
         .await
         .unwrap_err();
     let details = e.get_error_details();

@@ -277,9 +277,7 @@ async fn a_thousand_watchers_each_get_every_event() {
     );
     let rev = s
         .client
-        .commit(v1::CommitRequest {
-            change_set: Some(cs),
-        })
+        .commit(crate::req::commit(cs))
         .await
         .unwrap()
         .into_inner()
