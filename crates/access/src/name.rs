@@ -1,10 +1,5 @@
 //! Validated names of principals, roles and groups.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::error::{Error, Result, shown};
 
 /// Longest principal id, role name or group name, in bytes.
@@ -41,54 +36,7 @@ fn check_name(kind: &'static str, input: &str) -> Result<()> {
 
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Parses and validates the text form.
-            pub fn parse(input: &str) -> Result<Self> {
-                check_name($kind, input)?;
-                Ok($name(input.to_owned()))
-            }
-
-            /// The text form.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{:?}", self.0)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                $name::parse(s)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                $name::parse(&s).map_err(serde::de::Error::custom)
-            }
-        }
+        confstrata_core::text_newtype!($(#[$doc])* $name, $kind, check_name, Error);
     };
 }
 

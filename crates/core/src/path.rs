@@ -325,16 +325,23 @@ fn check_slash_path(kind: &'static str, input: &str) -> Result<()> {
     Ok(())
 }
 
-macro_rules! slash_path {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+/// Defines a validated text newtype: `$name(String)`, built only by
+/// `parse` (which runs `$check(kind, input)`), with `as_str`, `Display`,
+/// `Debug` (quoted), `FromStr` and serde as a string that is checked on the
+/// way in. Shared by core's paths and access's names, so every validated
+/// name behaves alike. The crate using it needs `serde`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! text_newtype {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:path, $error:ty) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(String);
 
         impl $name {
             /// Parses and validates the text form.
-            pub fn parse(input: &str) -> Result<Self> {
-                check_slash_path($kind, input)?;
+            pub fn parse(input: &str) -> ::std::result::Result<Self, $error> {
+                $check($kind, input)?;
                 Ok($name(input.to_owned()))
             }
 
@@ -342,42 +349,55 @@ macro_rules! slash_path {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
-
-            /// The `/`-separated segments.
-            pub fn segments(&self) -> impl Iterator<Item = &str> {
-                self.0.split('/')
-            }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, "{:?}", self.0)
             }
         }
 
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
+        impl ::std::str::FromStr for $name {
+            type Err = $error;
+            fn from_str(s: &str) -> ::std::result::Result<Self, $error> {
                 $name::parse(s)
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                $name::parse(&s).map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                $name::parse(&s).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+macro_rules! slash_path {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $crate::text_newtype!($(#[$doc])* $name, $kind, check_slash_path, Error);
+
+        impl $name {
+            /// The `/`-separated segments.
+            pub fn segments(&self) -> impl Iterator<Item = &str> {
+                self.0.split('/')
             }
         }
     };
