@@ -178,7 +178,7 @@ impl Engine {
             message: format!("rewrap the sealed values of {ns} under the current key"),
             ops,
         };
-        self.commit_sealed(&g, &cs, Action::Admin, "key rewrap")
+        self.store_commit(&g, &cs, Action::Admin, "key rewrap", None)
             .map(Some)
     }
 

@@ -128,11 +128,11 @@ impl Engine {
         operation: &str,
     ) -> Result<CommitInfo> {
         self.timed(confstrata_core::timing::Phase::Commit, || {
-            self.commit_validated_untimed(g, changes, action, operation)
+            self.commit_in_scope(g, changes, action, operation)
         })
     }
 
-    fn commit_validated_untimed(
+    fn commit_in_scope(
         &self,
         g: &Gate<'_>,
         changes: &ChangeSet,
@@ -150,7 +150,7 @@ impl Engine {
             let (want, validated) = match scope {
                 Scope::Everything => {
                     let _alone = self.validator.lock.write();
-                    let result = self.check_and_commit(g, changes, action, operation);
+                    let result = self.validate_and_store(g, changes, action, operation);
                     self.validator.declarations_changed();
                     return result;
                 }
@@ -165,7 +165,7 @@ impl Engine {
                 continue;
             }
             if !validated {
-                let result = self.commit_sealed(g, changes, action, operation);
+                let result = self.store_commit(g, changes, action, operation, None);
                 if declares {
                     // Before the locks go, even when no chain ran (a chain
                     // removed): see `Validator::declarations_changed`.
@@ -202,7 +202,7 @@ impl Engine {
             // nothing queued touches the scope, holding the locks until
             // durable.
             self.validator.queue.wait_idle(&scope);
-            let result = self.check_and_commit(g, changes, action, operation);
+            let result = self.validate_and_store(g, changes, action, operation);
             if declares {
                 // Before the locks go: see `Validator::declarations_changed`.
                 self.validator.declarations_changed();
@@ -241,7 +241,9 @@ impl Engine {
             if overlay.is_empty() {
                 // Nothing queued touches the scope and its locks are held:
                 // the store fails it just the same (and audits it).
-                return self.commit_sealed(g, changes, action, operation).map(Some);
+                return self
+                    .store_commit(g, changes, action, operation, None)
+                    .map(Some);
             }
             // Against queued writes that may still fail: never send it
             // unchecked. Once they are done, plan it again.
@@ -294,7 +296,7 @@ impl Engine {
 
     /// Plans, validates and commits; the caller holds the locks of the
     /// change set's scope.
-    fn check_and_commit(
+    fn validate_and_store(
         &self,
         g: &Gate<'_>,
         changes: &ChangeSet,
@@ -311,14 +313,14 @@ impl Engine {
         let Ok(plan) =
             confstrata_core::plan(changes, &mut reader, &confstrata_core::Limits::default())
         else {
-            return self.commit_sealed(g, changes, action, operation);
+            return self.store_commit(g, changes, action, operation, None);
         };
         let candidate = Candidate::with_plan(&*self.store, revision, &plan);
         self.check_or_refuse(g, changes, action, operation, &candidate, &plan)?;
         // In the queue too, so that a pipelined commit's overlay never puts
         // an older queued write over this one (`pipeline`).
         let ticket = crate::pipeline::Ticket::push(&self.validator.queue, &plan);
-        let result = self.commit_sealed(g, changes, action, operation);
+        let result = self.store_commit(g, changes, action, operation, None);
         ticket.finish(result.is_ok());
         result
     }
@@ -405,21 +407,10 @@ impl Engine {
         Ok(findings)
     }
 
-    /// Commits a change set that is already authorized and sealed, with
-    /// its audit record, and notifies watchers.
-    pub(crate) fn commit_sealed(
-        &self,
-        g: &Gate<'_>,
-        changes: &ChangeSet,
-        action: Action,
-        operation: &str,
-    ) -> Result<CommitInfo> {
-        self.commit_checked(g, changes, action, operation, None)
-    }
-
-    /// [`Engine::commit_sealed`] with a check run inside the store's
-    /// transaction.
-    pub(crate) fn commit_checked(
+    /// Commits a change set that is already authorized, sealed and
+    /// validated, with its audit record (and `check`, run inside the
+    /// store's transaction), and notifies watchers.
+    pub(crate) fn store_commit(
         &self,
         g: &Gate<'_>,
         changes: &ChangeSet,
