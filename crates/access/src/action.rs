@@ -1,7 +1,6 @@
 //! The actions a grant can allow or deny.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -82,25 +81,7 @@ impl fmt::Debug for Action {
     }
 }
 
-impl FromStr for Action {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Action::parse(s)
-    }
-}
-
-impl Serialize for Action {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Action {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Action::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+confstrata_core::text_serde!(Action, Error);
 
 /// A set of actions; serialized as a list such as `["read", "write"]`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -503,25 +503,7 @@ impl fmt::Debug for ResourcePattern {
     }
 }
 
-impl FromStr for ResourcePattern {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        ResourcePattern::parse(s)
-    }
-}
-
-impl Serialize for ResourcePattern {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ResourcePattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ResourcePattern::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+confstrata_core::text_serde!(ResourcePattern, Error);
 
 /// What a request touches: everything, a namespace, a layer, or a key
 /// subtree (in one layer, or in the resolved view of a namespace).

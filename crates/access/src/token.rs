@@ -9,11 +9,9 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -219,25 +217,7 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-impl FromStr for TokenHash {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        TokenHash::parse(s)
-    }
-}
-
-impl Serialize for TokenHash {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        TokenHash::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+confstrata_core::text_serde!(TokenHash, Error);
 
 /// A hasher for maps keyed by [`TokenHash`]: the key is already uniformly
 /// random, so its first word is used as is (no SipHash rounds per lookup).

@@ -325,6 +325,41 @@ fn check_slash_path(kind: &'static str, input: &str) -> Result<()> {
     Ok(())
 }
 
+/// `FromStr`, `Serialize` (its `Display` text) and `Deserialize` (a string
+/// read back with `$name::parse`, an invalid one a serde error) for a type
+/// that has `parse(&str) -> Result<Self, $error>` and `Display`: a value
+/// that travels as its text form. The crate using it needs `serde`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! text_serde {
+    ($name:ty, $error:ty) => {
+        impl ::std::str::FromStr for $name {
+            type Err = $error;
+            fn from_str(s: &str) -> ::std::result::Result<Self, $error> {
+                <$name>::parse(s)
+            }
+        }
+
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(
+                &self,
+                s: S,
+            ) -> ::std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                <$name>::parse(&s).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// Defines a validated text newtype: `$name(String)`, built only by
 /// `parse` (which runs `$check(kind, input)`), with `as_str`, `Display`,
 /// `Debug` (quoted), `FromStr` and serde as a string that is checked on the
@@ -363,30 +398,7 @@ macro_rules! text_newtype {
             }
         }
 
-        impl ::std::str::FromStr for $name {
-            type Err = $error;
-            fn from_str(s: &str) -> ::std::result::Result<Self, $error> {
-                $name::parse(s)
-            }
-        }
-
-        impl ::serde::Serialize for $name {
-            fn serialize<S: ::serde::Serializer>(
-                &self,
-                s: S,
-            ) -> ::std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(
-                d: D,
-            ) -> ::std::result::Result<Self, D::Error> {
-                let s = <String as ::serde::Deserialize>::deserialize(d)?;
-                $name::parse(&s).map_err(::serde::de::Error::custom)
-            }
-        }
+        $crate::text_serde!($name, $error);
     };
 }
 

@@ -2,14 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, Payload};
 use confstrata_core::NamespaceName;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -97,25 +96,7 @@ impl fmt::Debug for KeyId {
     }
 }
 
-impl FromStr for KeyId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<KeyId> {
-        KeyId::parse(s)
-    }
-}
-
-impl Serialize for KeyId {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for KeyId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        KeyId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
+confstrata_core::text_serde!(KeyId, Error);
 
 /// One data key as stored: wrapped (XChaCha20-Poly1305) by the master key,
 /// with the key id bound into the associated data, so a wrapped key cannot
