@@ -21,10 +21,10 @@ const INTERNAL: &[(&str, &[&str])] = &[
     ("backup", &["core"]),
     ("templates", &["core", "rules"]),
     (
+        // Given its store, never opening one (the host does).
         "engine",
         &[
             "core",
-            "store",
             "cache",
             "crypto",
             "access",
