@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confstrata_core::{ChangeSet, Store};
-use confstrata_store::SqliteStore;
+use confstrata_store_sqlite::SqliteStore;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 

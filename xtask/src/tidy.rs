@@ -12,7 +12,9 @@ use serde_json::Value;
 /// Internal crates each crate may depend on (normal dependencies).
 const INTERNAL: &[(&str, &[&str])] = &[
     ("core", &[]),
-    ("store", &["core"]),
+    // One crate per store backend: the SQLite one now, PostgreSQL later.
+    ("store-sqlite", &["core"]),
+    ("store-postgres", &["core"]),
     ("cache", &["core"]),
     ("crypto", &["core"]),
     ("access", &["core"]),
@@ -37,7 +39,10 @@ const INTERNAL: &[(&str, &[&str])] = &[
     // Only behind the `core` feature, for the shared wire conversions.
     ("proto", &["core"]),
     // The protocol-free runtime: opening the store is its job, not the engine's.
-    ("host", &["core", "engine", "store"]),
+    (
+        "host",
+        &["core", "engine", "store-sqlite", "store-postgres"],
+    ),
     // The two front doors sit on the host, never on each other.
     ("grpc-api", &["core", "engine", "host", "proto"]),
     ("http-api", &["core", "engine", "host"]),
@@ -53,7 +58,10 @@ const INTERNAL: &[(&str, &[&str])] = &[
 /// External crates only some workspace members may use. `xtask` runs the
 /// code generator; `benches` holds the gRPC load generator.
 const RESTRICTED: &[(&str, &[&str])] = &[
-    ("rusqlite", &["confstrata-store", "confstrata-benches"]),
+    (
+        "rusqlite",
+        &["confstrata-store-sqlite", "confstrata-benches"],
+    ),
     // A PostgreSQL store is a crate of its own, never inside the SQLite one;
     // the whole family is caught (see `family`).
     ("postgres", &["confstrata-store-postgres"]),

@@ -260,9 +260,9 @@ fn rebuild(keys: usize, rounds: usize, sections: &mut Vec<String>) {
         max_change_set_bytes: 1 << 30,
         ..Default::default()
     };
-    let store = confstrata_store::SqliteStore::open_with(
+    let store = confstrata_store_sqlite::SqliteStore::open_with(
         &dir.path().join("bench.db"),
-        confstrata_store::Options {
+        confstrata_store_sqlite::Options {
             limits,
             ..Default::default()
         },

@@ -53,7 +53,7 @@ pub fn open(data_dir: &Path) -> Result<Engine> {
 /// Says where the key came from.
 pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Engine, KeySource)> {
     create_private_dir(data_dir)?;
-    let store = confstrata_store::SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let store = confstrata_store_sqlite::SqliteStore::open(&data_dir.join(DB_FILE))?;
     let from_env = MasterKey::from_env().map_err(crypto_error)?;
     let (key, source) = match from_env {
         Some(key) => (

@@ -10,8 +10,8 @@ fn workspace_dependencies_point_the_right_way() {
 fn the_checker_catches_a_bad_edge() {
     let meta = serde_json::json!({"packages": [
         {"name": "confstrata-core", "manifest_path": "/w/crates/core/Cargo.toml", "description": "d",
-         "dependencies": [{"name": "rusqlite", "kind": null}, {"name": "confstrata-store", "kind": null}]},
-        {"name": "confstrata-store", "manifest_path": "/w/crates/store/Cargo.toml", "description": "d",
+         "dependencies": [{"name": "rusqlite", "kind": null}, {"name": "confstrata-store-sqlite", "kind": null}]},
+        {"name": "confstrata-store-sqlite", "manifest_path": "/w/crates/store-sqlite/Cargo.toml", "description": "d",
          "dependencies": [{"name": "tonic-health", "kind": null}, {"name": "tempfile", "kind": "dev"},
                           {"name": "sqlx", "kind": null}]},
         {"name": "confstrata-http-api", "manifest_path": "/w/crates/http-api/Cargo.toml",
@@ -19,10 +19,10 @@ fn the_checker_catches_a_bad_edge() {
     ]});
     let p = check_dependencies(&meta).unwrap();
     assert_eq!(p.len(), 6, "{p:?}");
-    assert!(p[0].contains("confstrata-core must not depend on confstrata-store"));
+    assert!(p[0].contains("confstrata-core must not depend on confstrata-store-sqlite"));
     assert!(p[1].contains("confstrata-core must not depend on rusqlite"));
-    assert!(p[2].contains("confstrata-store must not depend on tonic-health"));
-    assert!(p[3].contains("confstrata-store must not depend on sqlx"));
+    assert!(p[2].contains("confstrata-store-sqlite must not depend on tonic-health"));
+    assert!(p[3].contains("confstrata-store-sqlite must not depend on sqlx"));
     assert!(p[4].contains("confstrata-http-api has no description"));
     assert!(p[5].contains("confstrata-http-api must not depend on confstrata-grpc-api"));
 }

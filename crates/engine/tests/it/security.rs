@@ -448,7 +448,7 @@ fn a_different_master_key_cannot_open_the_store() {
 /// The real SQLite store with its journal switched off on demand: what a
 /// full disk or a broken audit table looks like to the engine.
 struct BrokenJournal {
-    inner: confstrata_store::SqliteStore,
+    inner: confstrata_store_sqlite::SqliteStore,
     broken: std::sync::atomic::AtomicBool,
 }
 
@@ -585,7 +585,7 @@ impl confstrata_core::Store for BrokenJournal {
 fn without_an_audit_record_nothing_is_committed_and_audited_reads_fail() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(BrokenJournal {
-        inner: confstrata_store::SqliteStore::open(&dir.path().join("db")).unwrap(),
+        inner: confstrata_store_sqlite::SqliteStore::open(&dir.path().join("db")).unwrap(),
         broken: std::sync::atomic::AtomicBool::new(false),
     });
     let mut options =

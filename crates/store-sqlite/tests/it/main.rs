@@ -1,4 +1,4 @@
-//! The integration tests of `confstrata-store`: one binary, one module per concern.
+//! The integration tests of `confstrata-store-sqlite`: one binary, one module per concern.
 
 mod bad_input;
 mod concurrency;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use confstrata_core::serde_json::{self, Value};
 use confstrata_core::{ChangeSet, LayerPath, NamespaceName};
-use confstrata_store::SqliteStore;
+use confstrata_store_sqlite::SqliteStore;
 
 /// A change set from its JSON form.
 pub fn cs(v: Value) -> ChangeSet {

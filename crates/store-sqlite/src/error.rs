@@ -1,4 +1,4 @@
-//! The error type of `confstrata-store`: what can go wrong while opening a store.
+//! The error type of `confstrata-store-sqlite`: what can go wrong while opening a store.
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use confstrata_core::serde_json::json;
 use confstrata_core::{Error, Store};
-use confstrata_store::{Options, SqliteStore};
+use confstrata_store_sqlite::{Options, SqliteStore};
 
 use crate::{cs, lp, ns};
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use confstrata_core::serde_json::json;
 use confstrata_core::{RetentionPolicy, Store, Timestamp};
-use confstrata_store::{Error, Options, SqliteStore};
+use confstrata_store_sqlite::{Error, Options, SqliteStore};
 
 use crate::{cs, lp, ns, open};
 
@@ -220,12 +220,15 @@ fn a_corrupt_row_is_a_storage_error_naming_the_layer() {
 fn a_second_handle_on_the_same_store_is_refused_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let first = confstrata_store::SqliteStore::open(&path).unwrap();
-    let e = confstrata_store::SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(e, confstrata_store::Error::Locked { .. }), "{e:?}");
+    let first = confstrata_store_sqlite::SqliteStore::open(&path).unwrap();
+    let e = confstrata_store_sqlite::SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(e, confstrata_store_sqlite::Error::Locked { .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("in use by another process"), "{e}");
     drop(first);
-    confstrata_store::SqliteStore::open(&path).unwrap();
+    confstrata_store_sqlite::SqliteStore::open(&path).unwrap();
 }
 
 #[test]

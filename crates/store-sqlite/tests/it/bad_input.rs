@@ -2,7 +2,7 @@
 
 use confstrata_core::serde_json::{Value, json};
 use confstrata_core::{ChangeSet, Error, Limits, Store};
-use confstrata_store::{Options, SqliteStore};
+use confstrata_store_sqlite::{Options, SqliteStore};
 
 use crate::{cs, ns};
 

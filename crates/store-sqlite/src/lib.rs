@@ -25,7 +25,7 @@
 //! ```
 //! use confstrata_core::{ChangeSet, Store};
 //! use confstrata_core::serde_json::json;
-//! use confstrata_store::SqliteStore;
+//! use confstrata_store_sqlite::SqliteStore;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
