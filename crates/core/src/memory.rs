@@ -286,14 +286,6 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn commit_journaled(
-        &self,
-        changes: &ChangeSet,
-        journal: Option<JournalFn>,
-    ) -> Result<CommitInfo> {
-        self.commit_checked(changes, journal, None)
-    }
-
     fn commit_checked(
         &self,
         changes: &ChangeSet,

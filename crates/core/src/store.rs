@@ -270,34 +270,20 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
     /// Commits a change set atomically as one new revision.
     fn commit(&self, changes: &ChangeSet) -> Result<CommitInfo> {
-        self.commit_journaled(changes, None)
+        self.commit_checked(changes, None, None)
     }
 
-    /// Commits a change set and, in the same transaction, the journal record
-    /// `journal` makes for it: either both are durable or neither is.
-    fn commit_journaled(
-        &self,
-        changes: &ChangeSet,
-        journal: Option<JournalFn>,
-    ) -> Result<CommitInfo>;
-
-    /// [`Store::commit_journaled`] with a check that runs on the plan
-    /// inside the commit's transaction, against the state the change set
-    /// lands on (see [`crate::CheckFn`]). Stores that cannot run one refuse
-    /// a commit that brings one.
+    /// Commits a change set with, in the same transaction, the journal
+    /// record `journal` makes for it (either both are durable or neither
+    /// is) and `check`, run on the plan against the state the change set
+    /// lands on (see [`crate::CheckFn`]); a store that cannot run a check
+    /// refuses a commit that brings one.
     fn commit_checked(
         &self,
         changes: &ChangeSet,
         journal: Option<JournalFn>,
         check: Option<crate::CheckFn>,
-    ) -> Result<CommitInfo> {
-        match check {
-            None => self.commit_journaled(changes, journal),
-            Some(_) => Err(Error::storage(
-                "this store cannot check a change set inside its commit",
-            )),
-        }
-    }
+    ) -> Result<CommitInfo>;
 
     /// [`Store::commit_checked`] reporting to `done` instead of returning:
     /// a store with a writer thread of its own queues the change set and

@@ -348,14 +348,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn commit_journaled(
-        &self,
-        changes: &ChangeSet,
-        journal: Option<JournalFn>,
-    ) -> confstrata_core::Result<CommitInfo> {
-        self.commit_checked(changes, journal, None)
-    }
-
     fn commit_checked(
         &self,
         changes: &ChangeSet,

@@ -525,10 +525,11 @@ impl confstrata_core::Store for BrokenJournal {
     ) -> confstrata_core::Result<Vec<confstrata_core::Change>> {
         self.inner.changes_since(a, limit)
     }
-    fn commit_journaled(
+    fn commit_checked(
         &self,
         c: &ChangeSet,
         j: Option<confstrata_core::JournalFn>,
+        check: Option<confstrata_core::CheckFn>,
     ) -> confstrata_core::Result<confstrata_core::CommitInfo> {
         // The journal function runs inside the transaction: failing there
         // is failing to store the record.
@@ -542,7 +543,7 @@ impl confstrata_core::Store for BrokenJournal {
                 }
             })
         });
-        self.inner.commit_journaled(c, j)
+        self.inner.commit_checked(c, j, check)
     }
     fn append_journal(
         &self,

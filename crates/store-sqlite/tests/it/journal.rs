@@ -48,7 +48,7 @@ fn setup() -> confstrata_core::ChangeSet {
 fn a_commit_and_its_record_land_together() {
     both(|store| {
         let info = store
-            .commit_journaled(&setup(), Some(record("c1")))
+            .commit_checked(&setup(), Some(record("c1")), None)
             .unwrap();
         store.append_journal(record("read")).unwrap();
         let records = store.journal(0, 10).unwrap();
@@ -68,7 +68,9 @@ fn a_record_that_cannot_be_made_stops_the_commit() {
     both(|store| {
         let failing: JournalFn =
             Box::new(|_| Err(confstrata_core::Error::storage("the audit key is gone")));
-        let err = store.commit_journaled(&setup(), Some(failing)).unwrap_err();
+        let err = store
+            .commit_checked(&setup(), Some(failing), None)
+            .unwrap_err();
         assert!(err.to_string().contains("the audit key is gone"), "{err}");
         assert_eq!(store.revision().unwrap(), 0, "nothing was committed");
         assert!(store.journal(0, 10).unwrap().is_empty());
@@ -83,19 +85,19 @@ fn a_record_that_cannot_be_made_stops_the_commit() {
             })
         });
         let err = store
-            .commit_journaled(&setup(), Some(wrong_seq))
+            .commit_checked(&setup(), Some(wrong_seq), None)
             .unwrap_err();
         assert!(err.to_string().contains("does not follow"), "{err}");
         assert_eq!(store.revision().unwrap(), 0);
         // And a conflicting change set writes no record.
         store
-            .commit_journaled(&setup(), Some(record("ok")))
+            .commit_checked(&setup(), Some(record("ok")), None)
             .unwrap();
         let conflict = cs(json!({"ops": [
             {"op": "put", "namespace": "web", "layer": "defaults", "document": {}, "expect_revision": 0},
         ]}));
         store
-            .commit_journaled(&conflict, Some(record("no")))
+            .commit_checked(&conflict, Some(record("no")), None)
             .unwrap_err();
         assert_eq!(store.journal(0, 10).unwrap().len(), 1);
     });
@@ -142,7 +144,7 @@ fn settings_change_with_their_record() {
 fn concurrent_commits_form_one_unbroken_chain() {
     let (_dir, store) = sqlite();
     store
-        .commit_journaled(&setup(), Some(record("setup")))
+        .commit_checked(&setup(), Some(record("setup")), None)
         .unwrap();
     let store = Arc::new(store);
     let threads: Vec<_> = (0..8)
@@ -153,7 +155,7 @@ fn concurrent_commits_form_one_unbroken_chain() {
                     let c = cs(json!({"ops": [
                         {"op": "set", "namespace": "web", "layer": "defaults", "key": format!("k{t}_{i}"), "value": i},
                     ]}));
-                    store.commit_journaled(&c, Some(record("c"))).unwrap();
+                    store.commit_checked(&c, Some(record("c")), None).unwrap();
                     if i % 5 == 0 {
                         store.append_journal(record("r")).unwrap();
                     }
@@ -188,12 +190,14 @@ fn the_journal_is_append_only_survives_reopening_and_retention() {
     let path = dir.path().join("store.db");
     {
         let store = open(&path);
-        store.commit_journaled(&setup(), Some(record("a"))).unwrap();
+        store
+            .commit_checked(&setup(), Some(record("a")), None)
+            .unwrap();
         for i in 0..5 {
             let c = cs(json!({"ops": [
                 {"op": "set", "namespace": "web", "layer": "defaults", "key": "n", "value": i},
             ]}));
-            store.commit_journaled(&c, Some(record("b"))).unwrap();
+            store.commit_checked(&c, Some(record("b")), None).unwrap();
         }
         store
             .apply_retention(
