@@ -1,6 +1,8 @@
 //! The HTTP front door on the host's listener, over real TCP: liveness,
 //! readiness, 404 for the rest, and requests told apart by content type.
 
+mod tls;
+
 use std::time::Duration;
 
 use confstrata_host::{Doors, Host, ServeOptions};
