@@ -253,7 +253,8 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         let host = confstrata_host::Host::new(engine)?;
         let grpc = confstrata_grpc_api::router(&host, &options).await?;
         let http = confstrata_http_api::router(&host);
-        let doors = confstrata_host::Doors::new(http).with(confstrata_grpc_api::CONTENT_TYPE, grpc);
+        let doors =
+            confstrata_host::Doors::new(http).with_http2(confstrata_grpc_api::CONTENT_TYPE, grpc);
         let serve = confstrata_host::ServeOptions {
             shutdown_grace: options.shutdown_grace,
             tls: options.tls,
@@ -266,7 +267,6 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called (before the server says it is listening), so a signal sent as
 /// soon as `listening` appears is never the default "terminate now".

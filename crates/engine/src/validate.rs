@@ -498,11 +498,9 @@ impl Validator {
                 declared_reads.insert((*ns).clone(), reads);
             }
         }
-        if !may_read && lock(&self.dependents).is_none() {
-            // Building the index reads every declaration.
-            return Ok(None);
-        }
-        self.with_index(store, |i| {
+        // Building the index reads every declaration: without `may_read`,
+        // only an index already built will do (checked under its lock).
+        self.with_index(store, may_read, |i| {
             let mut checked: BTreeSet<NamespaceName> = BTreeSet::new();
             for ns in &touched {
                 let chained = match declared.get(ns) {
@@ -541,20 +539,30 @@ impl Validator {
                 validated: true,
             }
         })
-        .map(Some)
     }
 
     /// Runs `f` on the index of chains, building it if a declaration
-    /// changed since.
+    /// changed since; `None` (and `f` not run) when it must be built and
+    /// `may_build` is false. Whether it is built is decided under the
+    /// index's lock, so a declaration clearing it in between cannot make a
+    /// caller on an async thread read the store.
     ///
     /// The index is built from the store's newest revision, read under the
     /// index's lock, never from a revision the caller read earlier: a
     /// declaration commits before it clears the index, so an index built
     /// after the clearing always includes it (one built from an older
     /// revision could be kept as current and miss it).
-    fn with_index<T>(&self, store: &dyn Store, f: impl FnOnce(&Index) -> T) -> Result<T> {
+    fn with_index<T>(
+        &self,
+        store: &dyn Store,
+        may_build: bool,
+        f: impl FnOnce(&Index) -> T,
+    ) -> Result<Option<T>> {
         let mut guard = lock(&self.dependents);
         if guard.is_none() {
+            if !may_build {
+                return Ok(None);
+            }
             let revision = store.revision()?;
             let mut index = Index::default();
             let library = self
@@ -584,15 +592,18 @@ impl Validator {
             }
             *guard = Some(index);
         }
-        Ok(match guard.as_ref() {
+        Ok(Some(match guard.as_ref() {
             Some(i) => f(i),
             None => f(&Index::default()),
-        })
+        }))
     }
 
     /// The namespaces whose rules read `ns`.
     fn dependents(&self, store: &dyn Store, ns: &NamespaceName) -> Result<BTreeSet<NamespaceName>> {
-        self.with_index(store, |i| i.readers.get(ns).cloned().unwrap_or_default())
+        Ok(self
+            .with_index(store, true, |i| i.readers.get(ns).cloned())?
+            .flatten()
+            .unwrap_or_default())
     }
 
     /// Whether a plan touches anything with a validation chain, directly or

@@ -29,6 +29,7 @@
 
 mod admin;
 mod call;
+mod deadline;
 mod health;
 mod service;
 mod status;
@@ -162,7 +163,8 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .into_axum_router()
         .layer(tower::util::MapResponseLayer::new(
             status::oversize_is_resource_exhausted,
-        )))
+        ))
+        .layer(axum::middleware::from_fn(deadline::enforce)))
 }
 
 /// Serves the gRPC API alone on `listener` until `shutdown` completes.
@@ -178,7 +180,14 @@ pub async fn serve(
         shutdown_grace: options.shutdown_grace,
         tls: options.tls,
     };
-    host.serve(listener, Doors::new(grpc), &serve, shutdown)
-        .await?;
+    // Alone on its listener: anything but gRPC is told so.
+    let other = axum::Router::new().fallback(|| async {
+        (
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this listener serves gRPC only (content-type application/grpc over HTTP/2)\n",
+        )
+    });
+    let doors = Doors::new(other).with_http2(CONTENT_TYPE, grpc);
+    host.serve(listener, doors, &serve, shutdown).await?;
     Ok(())
 }

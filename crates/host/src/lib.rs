@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
 pub use runner::{Credentials, Peer, Runner};
-pub use serve::{Doors, ServeError, ServeOptions, TlsOptions, peer};
+pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};
 
 /// One server's runtime state, shared by its front doors: the engine, the
 /// runner with its bounds, the watch hub, and whether it is stopping.

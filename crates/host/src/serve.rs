@@ -89,8 +89,15 @@ pub enum ServeError {
 /// fallback.
 #[derive(Clone, Debug)]
 pub struct Doors {
-    by_type: Vec<(&'static str, Router)>,
+    by_type: Vec<Door>,
     default: Router,
+}
+
+#[derive(Clone, Debug)]
+struct Door {
+    prefix: &'static str,
+    router: Router,
+    http2_only: bool,
 }
 
 impl Doors {
@@ -103,24 +110,72 @@ impl Doors {
     }
 
     /// Sends requests whose `content-type` starts with `prefix` (e.g.
-    /// `application/grpc`) to `router`.
+    /// `text/event-stream`) to `router`.
     #[must_use]
     pub fn with(mut self, prefix: &'static str, router: Router) -> Doors {
-        self.by_type.push((prefix, router));
+        self.by_type.push(Door {
+            prefix,
+            router,
+            http2_only: false,
+        });
         self
     }
 
-    fn door(&self, headers: &http::HeaderMap) -> Router {
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        self.by_type
+    /// As [`Doors::with`], for a protocol that needs HTTP/2 (gRPC): such a
+    /// request over HTTP/1.x is answered `505 HTTP Version Not Supported`
+    /// with a message saying so, and never reaches `router`.
+    #[must_use]
+    pub fn with_http2(mut self, prefix: &'static str, router: Router) -> Doors {
+        self.by_type.push(Door {
+            prefix,
+            router,
+            http2_only: true,
+        });
+        self
+    }
+
+    /// The router for `req`; `None` when its door needs HTTP/2 and it came
+    /// over HTTP/1.x.
+    fn door(&self, req: &http::Request<Incoming>) -> Option<Router> {
+        match self
+            .by_type
             .iter()
-            .find(|(prefix, _)| content_type.starts_with(prefix))
-            .map_or_else(|| self.default.clone(), |(_, r)| r.clone())
+            .find(|d| content_type(req).starts_with(d.prefix))
+        {
+            None => Some(self.default.clone()),
+            Some(d) if d.http2_only && req.version() < http::Version::HTTP_2 => None,
+            Some(d) => Some(d.router.clone()),
+        }
     }
 }
+
+fn content_type<B>(req: &http::Request<B>) -> &str {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The answer to a request whose door needs HTTP/2, over HTTP/1.x.
+fn needs_http2(req: &http::Request<Incoming>) -> http::Response<axum::body::Body> {
+    let mut response = http::Response::new(axum::body::Body::from(format!(
+        "{} needs HTTP/2; this request came over {:?} (gRPC-Web is not served)\n",
+        content_type(req),
+        req.version()
+    )));
+    *response.status_mut() = http::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The client's certificate chain (leaf first) on a mutual-TLS connection:
+/// an extension of every request on it, for the front doors to map to a
+/// principal.
+#[derive(Clone, Debug)]
+pub struct PeerCertificates(pub Arc<[CertificateDer<'static>]>);
 
 /// The HTTP/2 connection window the server advertises. h2 closes a
 /// connection whose peer has more small DATA frames buffered than half the
@@ -195,53 +250,91 @@ pub(crate) async fn serve(
     // hyper enforces its HTTP/1 header read timeout only with a timer.
     builder.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Every connection task, so that those still running after the grace
+    // period are aborted (their connections closed) before returning.
+    let mut tasks = tokio::task::JoinSet::new();
+    // Turns true on shutdown: ends TLS handshakes in progress.
+    let (stop, _) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
+                Err(e) if is_connection_error(&e) => {
+                    // That connection is gone; the next may be fine.
+                    tracing::debug!(error = %e, "a connection failed before it was accepted");
+                    continue;
+                }
                 Err(e) => {
-                    // Out of file descriptors, say: try again shortly.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors or memory: accepting again at
+                    // once would spin. Wait for connections to close.
+                    tracing::warn!(error = %e, "cannot accept a connection; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
         };
         // Small request/response pairs: do not wait to coalesce packets.
         let _ = stream.set_nodelay(true);
-        let doors = doors.clone();
-        let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(Peer(peer));
-            let door = doors.door(req.headers());
-            async move { Ok::<_, Infallible>(door.oneshot(req).await.unwrap_or_else(|e| match e {})) }
-        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
+        let doors = doors.clone();
+        let mut stopped = stop.subscribe();
+        tasks.spawn(async move {
+            let service = |certs: Option<PeerCertificates>| {
+                hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    if let Some(certs) = &certs {
+                        req.extensions_mut().insert(certs.clone());
+                    }
+                    let door = doors.door(&req).ok_or_else(|| needs_http2(&req));
+                    async move {
+                        Ok::<_, Infallible>(match door {
+                            Ok(door) => door.oneshot(req).await.unwrap_or_else(|e| match e {}),
+                            Err(refusal) => refusal,
+                        })
+                    }
+                })
+            };
             let result = match acceptor {
                 None => {
                     let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None));
                     watcher.watch(conn.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = stopped.wait_for(|s| *s) => {
+                            tracing::debug!(%peer, "shutting down: TLS handshake abandoned");
                             return;
                         }
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                    let certs = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            PeerCertificates(c.iter().map(|c| c.clone().into_owned()).collect())
+                        });
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service(certs));
                     watcher.watch(conn.into_owned()).await
                 }
             };
@@ -252,20 +345,109 @@ pub(crate) async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: health NOT_SERVING, closing watches, finishing requests");
+    stop.send_replace(true);
     stopping();
     let grace = options.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => tracing::warn!(
             ?grace,
+            remaining = tasks.len(),
             "closing connections with requests still in flight after the shutdown grace period"
         ),
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// How long the listener pauses after an accept error that is not about
+/// one connection (out of file descriptors or memory).
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// Whether an accept error concerns only the connection being accepted
+/// (the peer gave up or reset it), so the next accept may go on at once;
+/// hyper 0.14's listener drew the same line.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    )
 }
 
 /// The peer address of a request served by the host.
 pub fn peer<B>(req: &http::Request<B>) -> Option<SocketAddr> {
     req.extensions().get::<Peer>().map(|p| p.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ServeError, TlsOptions, tls_acceptor};
+
+    fn self_signed() -> (Vec<u8>, Vec<u8>) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        (
+            c.cert.pem().into_bytes(),
+            c.signing_key.serialize_pem().into_bytes(),
+        )
+    }
+
+    fn refusal(tls: &TlsOptions) -> String {
+        match tls_acceptor(tls) {
+            Err(ServeError::Tls(m)) => m,
+            Err(e) => panic!("not a TLS refusal: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn unusable_tls_files_are_refused_naming_the_part() {
+        let (cert, key) = self_signed();
+        let (other_cert, other_key) = self_signed();
+        let good = TlsOptions {
+            cert_pem: cert.clone(),
+            key_pem: key.clone(),
+            client_ca_pem: Some(other_cert.clone()),
+        };
+        assert!(tls_acceptor(&good).is_ok());
+
+        let m = refusal(&TlsOptions {
+            cert_pem: b"not pem at all".to_vec(),
+            ..good.clone()
+        });
+        assert!(m.contains("holds no PEM certificate"), "{m}");
+        let m = refusal(&TlsOptions {
+            key_pem: b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec(),
+            ..good.clone()
+        });
+        assert!(
+            m.starts_with("the certificate and key") || m.starts_with("the private key"),
+            "{m}"
+        );
+        let m = refusal(&TlsOptions {
+            key_pem: other_key,
+            ..good.clone()
+        });
+        assert!(m.starts_with("the certificate and key"), "{m}");
+        // A bundle with one good CA and one entry that is not a certificate.
+        let mut bundle = other_cert.clone();
+        bundle.extend_from_slice(
+            b"-----BEGIN CERTIFICATE-----\nMIIBkTCB+wIJAKHBfpegPjMCMA0GCSqGSIb3DQEBCwUAMBEx\n-----END CERTIFICATE-----\n",
+        );
+        let m = refusal(&TlsOptions {
+            client_ca_pem: Some(bundle),
+            ..good.clone()
+        });
+        assert!(m.starts_with("the client CA"), "{m}");
+        let m = refusal(&TlsOptions {
+            client_ca_pem: Some(Vec::new()),
+            ..good
+        });
+        assert!(m.starts_with("the client CA"), "{m}");
+    }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 mod python;
 mod tls;
+mod transport;
 mod validation;
 mod watch;
 

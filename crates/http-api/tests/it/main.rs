@@ -29,7 +29,10 @@ async fn liveness_readiness_and_doors_by_content_type() {
     let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let host = Host::new(engine).unwrap();
     let other = axum::Router::new().fallback(|| async { "the other door" });
-    let doors = Doors::new(confstrata_http_api::router(&host)).with("application/grpc", other);
+    let h2 = axum::Router::new().fallback(|| async { "the HTTP/2 door" });
+    let doors = Doors::new(confstrata_http_api::router(&host))
+        .with("application/x-other", other)
+        .with_http2("application/grpc", h2);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -59,12 +62,24 @@ async fn liveness_readiness_and_doors_by_content_type() {
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let (status, body) = request(
         addr,
-        "POST /healthz HTTP/1.1\r\nContent-Type: application/grpc+proto\r\nContent-Length: 0",
+        "POST /healthz HTTP/1.1\r\nContent-Type: application/x-other+json\r\nContent-Length: 0",
     )
     .await;
     assert_eq!(
         (status.as_str(), body.as_str()),
         ("HTTP/1.1 200 OK", "the other door")
+    );
+    // A door for HTTP/2 only is not reached over HTTP/1.1; the client is
+    // told why.
+    let (status, body) = request(
+        addr,
+        "POST /healthz HTTP/1.1\r\nContent-Type: application/grpc+proto\r\nContent-Length: 0",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 505 HTTP Version Not Supported");
+    assert!(
+        body.starts_with("application/grpc+proto needs HTTP/2; this request came over HTTP/1.1"),
+        "{body}"
     );
     assert!(!host.is_stopping());
 
@@ -74,5 +89,51 @@ async fn liveness_readiness_and_doors_by_content_type() {
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
+    );
+}
+
+#[tokio::test]
+async fn connections_still_busy_after_the_grace_period_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
+    let host = Host::new(engine).unwrap();
+    // A request that never finishes on its own.
+    let (entered_tx, entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stuck = axum::Router::new().fallback(move || {
+        let _ = entered_tx.send(());
+        std::future::pending::<&'static str>()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let options = ServeOptions {
+                shutdown_grace: Duration::from_millis(100),
+                tls: None,
+            };
+            host.serve(listener, Doors::new(stuck), &options, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /forever HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut entered = entered;
+    entered.recv().await.unwrap();
+    stop_tx.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    // The server returned: the connection it could not finish is closed,
+    // not left running on the runtime with nobody to end it.
+    let mut rest = Vec::new();
+    let read = stream.read_to_end(&mut rest).await;
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "the stuck connection is closed, got {read:?} {rest:?}"
     );
 }
