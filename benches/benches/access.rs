@@ -65,7 +65,8 @@ fn policy() -> (Policy, Vec<Token>) {
             name: role_name(r),
             description: String::new(),
             grants,
-        });
+        })
+        .expect("a well-formed custom role");
     }
     for g in 0..GROUPS {
         let name = GroupName::parse(&format!("group-{g}")).unwrap();

@@ -117,6 +117,32 @@ pub enum Error {
         /// Who holds it, e.g. `principal "alice"`.
         holder: String,
     },
+    /// A built-in role cannot be replaced or removed.
+    #[error(
+        "role {role:?} is built in; it cannot be changed or removed (make a custom role instead)"
+    )]
+    BuiltinRole {
+        /// The role.
+        role: String,
+    },
+    /// A role is malformed.
+    #[error("invalid role {role:?}: {reason}")]
+    InvalidRole {
+        /// The role.
+        role: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A binding or membership to take away is not held.
+    #[error("{subject} does not hold {binding}; {held}")]
+    NotHeld {
+        /// `principal alice`, `group sre`.
+        subject: String,
+        /// What was to be taken away.
+        binding: String,
+        /// What it holds instead.
+        held: String,
+    },
     /// A stored policy is inconsistent (it names roles, groups or principals that do not exist).
     #[error("invalid policy: {reason}")]
     InvalidPolicy {

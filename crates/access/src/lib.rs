@@ -46,6 +46,7 @@
 
 mod action;
 pub mod audit;
+mod binding;
 mod error;
 mod name;
 pub mod pattern;
@@ -57,11 +58,12 @@ pub use audit::{
     AuditChain, AuditEntry, AuditKey, AuditRecord, ChainProblem, Detail, Head, KeyId, Mac, Outcome,
     SecretFingerprint,
 };
+pub use binding::{Binding, Explanation, GrantSource, Subject};
 pub use error::{Error, Result};
 pub use name::{GroupName, MAX_NAME_BYTES, PrincipalId, RoleName};
 pub use pattern::{MAX_PATTERN_BYTES, MAX_PATTERN_SEGMENTS, Resource, ResourcePattern};
 pub use policy::{
-    Decision, Effect, Grant, Group, Policy, Principal, PrincipalKind, Refusal, RefusalCause, Role,
-    TokenRecord,
+    Decision, Effect, Grant, Group, MAX_BINDINGS, MAX_DESCRIPTION_BYTES, MAX_GRANTS, Policy,
+    Principal, PrincipalKind, Refusal, RefusalCause, Role, TokenRecord,
 };
 pub use token::{TOKEN_LEN, TOKEN_PREFIX, TOKEN_RANDOM_BYTES, Token, TokenHash};

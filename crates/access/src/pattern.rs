@@ -270,6 +270,11 @@ impl ResourcePattern {
         }
     }
 
+    /// Whether this is `**`, covering every resource.
+    pub fn is_everything(&self) -> bool {
+        self.namespace.is_all() && self.layer.is_all() && self.key.is_all()
+    }
+
     /// Parses the text form, naming the bad part on error.
     pub fn parse(input: &str) -> Result<ResourcePattern> {
         let err = |part: &'static str, reason: String| Error::InvalidPattern {

@@ -8,6 +8,7 @@ use confstrata_core::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionSet};
+use crate::binding::{Binding, Explanation, GrantSource, Subject};
 use crate::error::{Error, Result};
 use crate::name::{GroupName, PrincipalId, RoleName};
 use crate::pattern::{Resource, ResourcePattern};
@@ -68,7 +69,66 @@ pub struct Role {
     pub grants: Vec<Grant>,
 }
 
+/// The most grants one role may hold.
+pub const MAX_GRANTS: usize = 256;
+/// The most role bindings one principal or group may hold.
+pub const MAX_BINDINGS: usize = 1024;
+/// The longest description of a role or group, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+
+fn check_description(d: &str) -> Result<()> {
+    if d.len() > MAX_DESCRIPTION_BYTES {
+        return Err(Error::InvalidPolicy {
+            reason: format!(
+                "a description is {} bytes long; the limit is {MAX_DESCRIPTION_BYTES}",
+                d.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Role {
+    /// Whether `name` is one of the [built-in roles](Role::builtin), which
+    /// cannot be replaced or removed.
+    pub fn is_builtin(name: &RoleName) -> bool {
+        matches!(
+            name.as_str(),
+            "viewer"
+                | "editor"
+                | "publisher"
+                | "secret-reader"
+                | "auditor"
+                | "backup-operator"
+                | "admin"
+                | "non-prod-editor"
+        )
+    }
+
+    /// Checks that the role is well formed: at least one grant and at
+    /// most [`MAX_GRANTS`], each with at least one action, and a
+    /// description of at most [`MAX_DESCRIPTION_BYTES`].
+    pub fn check(&self) -> Result<()> {
+        let bad = |reason: String| Error::InvalidRole {
+            role: self.name.to_string(),
+            reason,
+        };
+        if self.grants.is_empty() {
+            return Err(bad(
+                "it has no grants; a role must allow or deny something".into()
+            ));
+        }
+        if self.grants.len() > MAX_GRANTS {
+            return Err(bad(format!(
+                "it has {} grants; the limit is {MAX_GRANTS}",
+                self.grants.len()
+            )));
+        }
+        if let Some(i) = self.grants.iter().position(|g| g.actions.is_empty()) {
+            return Err(bad(format!("grant {i} names no action")));
+        }
+        check_description(&self.description).map_err(|e| bad(e.to_string()))
+    }
     /// The built-in roles, which [`Policy::with_builtin_roles`] installs:
     ///
     /// | role | grants |
@@ -164,7 +224,7 @@ pub struct Principal {
     name: String,
     kind: PrincipalKind,
     #[serde(default)]
-    roles: BTreeSet<RoleName>,
+    roles: Vec<Binding>,
     #[serde(default)]
     tokens: Vec<TokenRecord>,
     #[serde(default)]
@@ -187,8 +247,8 @@ impl Principal {
         self.kind
     }
 
-    /// The roles held directly (not through groups).
-    pub fn roles(&self) -> &BTreeSet<RoleName> {
+    /// The roles held directly (not through groups), with their scopes.
+    pub fn bindings(&self) -> &[Binding] {
         &self.roles
     }
 
@@ -209,9 +269,11 @@ impl Principal {
 pub struct Group {
     name: GroupName,
     #[serde(default)]
+    description: String,
+    #[serde(default)]
     members: BTreeSet<PrincipalId>,
     #[serde(default)]
-    roles: BTreeSet<RoleName>,
+    roles: Vec<Binding>,
 }
 
 impl Group {
@@ -225,8 +287,13 @@ impl Group {
         &self.members
     }
 
-    /// The roles every member holds.
-    pub fn roles(&self) -> &BTreeSet<RoleName> {
+    /// What it is for, for people.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The roles every member holds, with their scopes.
+    pub fn bindings(&self) -> &[Binding] {
         &self.roles
     }
 }
@@ -308,13 +375,28 @@ impl Decision {
     }
 }
 
-/// A grant as the decision loop sees it: the actions expanded (`admin` → all).
+/// A grant as the decision loop sees it: the actions expanded (`admin` →
+/// all), the binding's scope beside the grant's pattern (or in its place
+/// when the grant's pattern is `**`).
 #[derive(Clone, Debug)]
 struct CompiledGrant {
     deny: bool,
     actions: ActionSet,
     on: ResourcePattern,
-    role: RoleName,
+    scope: Option<ResourcePattern>,
+    source: std::sync::Arc<GrantSource>,
+}
+
+impl CompiledGrant {
+    /// Whether this grant decides a request for `resource`: a deny that
+    /// overlaps it, or an allow that covers it.
+    fn applies(&self, resource: &Resource) -> bool {
+        if self.deny {
+            self.on.overlaps(resource) && self.scope.as_ref().is_none_or(|s| s.overlaps(resource))
+        } else {
+            self.on.covers(resource) && self.scope.as_ref().is_none_or(|s| s.covers(resource))
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -322,6 +404,16 @@ struct CompiledPrincipal {
     revoked: bool,
     /// Deny grants first, then allow grants.
     grants: Vec<CompiledGrant>,
+}
+
+impl CompiledPrincipal {
+    /// The grant that decides `action` on `resource`: the first deny that
+    /// applies, else the first allow that does (denies come first).
+    fn deciding(&self, action: Action, resource: &Resource) -> Option<&CompiledGrant> {
+        self.grants
+            .iter()
+            .find(|g| g.actions.contains(action) && g.applies(resource))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -459,20 +551,50 @@ impl Policy {
         if compiled.revoked {
             return refuse(RefusalCause::PrincipalRevoked);
         }
-        for g in &compiled.grants {
-            if !g.actions.contains(action) {
-                continue;
-            }
-            if g.deny {
-                if g.on.overlaps(resource) {
-                    return refuse(RefusalCause::DeniedBy(g.role.clone()));
-                }
-            } else if g.on.covers(resource) {
-                // Deny grants come first, so none applies.
-                return Decision::Allow;
-            }
+        match compiled.deciding(action, resource) {
+            Some(g) if g.deny => refuse(RefusalCause::DeniedBy(g.source.role.clone())),
+            Some(_) => Decision::Allow,
+            None => refuse(RefusalCause::NoGrant),
         }
-        refuse(RefusalCause::NoGrant)
+    }
+
+    /// [`decide`](Policy::decide), with the grant that decided: the
+    /// answer of `auth can-i`.
+    pub fn explain(
+        &self,
+        principal: &PrincipalId,
+        action: Action,
+        resource: &Resource,
+    ) -> Explanation {
+        let refused = |cause| Explanation {
+            allowed: false,
+            deciding: None,
+            cause: Some(cause),
+        };
+        let Some(compiled) = self.compiled.get(principal) else {
+            return refused(RefusalCause::UnknownPrincipal);
+        };
+        if compiled.revoked {
+            return refused(RefusalCause::PrincipalRevoked);
+        }
+        match compiled.deciding(action, resource) {
+            Some(g) => Explanation {
+                allowed: !g.deny,
+                deciding: Some((*g.source).clone()),
+                cause: g
+                    .deny
+                    .then(|| RefusalCause::DeniedBy(g.source.role.clone())),
+            },
+            None => refused(RefusalCause::NoGrant),
+        }
+    }
+
+    /// Every grant a principal holds, directly and through its groups,
+    /// denies first; `None` for an unknown principal.
+    pub fn effective_grants(&self, principal: &PrincipalId) -> Option<Vec<GrantSource>> {
+        self.compiled
+            .get(principal)
+            .map(|c| c.grants.iter().map(|g| (*g.source).clone()).collect())
     }
 
     /// Whether `principal` holds an allow grant for `action` on *some* part
@@ -498,11 +620,21 @@ impl Policy {
             if !g.actions.contains(action) {
                 continue;
             }
-            if g.deny {
-                if g.on.covers(resource) {
+            let (on, scope) = if g.deny {
+                (
+                    g.on.covers(resource),
+                    g.scope.as_ref().is_none_or(|s| s.covers(resource)),
+                )
+            } else {
+                (
+                    g.on.overlaps(resource),
+                    g.scope.as_ref().is_none_or(|s| s.overlaps(resource)),
+                )
+            };
+            if on && scope {
+                if g.deny {
                     return false;
                 }
-            } else if g.on.overlaps(resource) {
                 allowed = true;
             }
         }
@@ -525,21 +657,38 @@ impl Policy {
 
     // ---- changes --------------------------------------------------------
 
-    /// Adds a role, or replaces the one with the same name.
-    pub fn put_role(&mut self, role: Role) {
+    /// Adds a role, or replaces the custom role with the same name (every
+    /// holder's decisions change at once). Built-in roles cannot be
+    /// replaced, and a role must be [well formed](Role::check).
+    pub fn put_role(&mut self, role: Role) -> Result<()> {
+        role.check()?;
+        if Role::is_builtin(&role.name) {
+            return Err(Error::BuiltinRole {
+                role: role.name.to_string(),
+            });
+        }
         self.roles.insert(role.name.clone(), role);
         self.recompile_all();
+        Ok(())
     }
 
-    /// Removes a role that no principal or group holds.
+    /// Removes a custom role. Refused while a principal or group holds it
+    /// (take it away first: a deletion never silently changes what someone
+    /// may do), and for the built-in roles.
     pub fn remove_role(&mut self, name: &RoleName) -> Result<Role> {
-        if let Some(p) = self.principals.values().find(|p| p.roles.contains(name)) {
+        if Role::is_builtin(name) {
+            return Err(Error::BuiltinRole {
+                role: name.to_string(),
+            });
+        }
+        let holds = |b: &[Binding]| b.iter().any(|b| &b.role == name);
+        if let Some(p) = self.principals.values().find(|p| holds(&p.roles)) {
             return Err(Error::RoleInUse {
                 role: name.to_string(),
                 holder: format!("principal {:?}", p.id.as_str()),
             });
         }
-        if let Some(g) = self.groups.values().find(|g| g.roles.contains(name)) {
+        if let Some(g) = self.groups.values().find(|g| holds(&g.roles)) {
             return Err(Error::RoleInUse {
                 role: name.to_string(),
                 holder: format!("group {:?}", g.name.as_str()),
@@ -569,7 +718,7 @@ impl Policy {
                 id: id.clone(),
                 name: name.into(),
                 kind,
-                roles: BTreeSet::new(),
+                roles: Vec::new(),
                 tokens: Vec::new(),
                 revoked: false,
             },
@@ -652,46 +801,152 @@ impl Policy {
         Ok(())
     }
 
-    /// Gives a principal a role.
+    /// Gives a principal a role over everything its grants name.
     pub fn grant_role(&mut self, id: &PrincipalId, role: &RoleName) -> Result<()> {
-        self.require_role(role)?;
-        let p = self
-            .principals
-            .get_mut(id)
-            .ok_or_else(|| not_found("principal", id))?;
-        p.roles.insert(role.clone());
-        self.recompile(id);
+        self.bind(
+            &Subject::Principal(id.clone()),
+            Binding::everywhere(role.clone()),
+        )
+        .map(drop)
+    }
+
+    /// Takes a role (held over everything) away from a principal; groups
+    /// may still give it.
+    pub fn revoke_role(&mut self, id: &PrincipalId, role: &RoleName) -> Result<()> {
+        self.unbind(
+            &Subject::Principal(id.clone()),
+            &Binding::everywhere(role.clone()),
+        )
+    }
+
+    /// Gives a principal or group a role, over everything or within a
+    /// scope. `false` when the subject held that binding already.
+    pub fn bind(&mut self, subject: &Subject, binding: Binding) -> Result<bool> {
+        self.require_role(&binding.role)?;
+        let bindings = self.bindings_mut(subject)?;
+        if bindings.contains(&binding) {
+            return Ok(false);
+        }
+        if bindings.len() >= MAX_BINDINGS {
+            return Err(Error::InvalidPolicy {
+                reason: format!(
+                    "{subject} holds {MAX_BINDINGS} roles already, the most one may hold"
+                ),
+            });
+        }
+        bindings.push(binding);
+        self.recompile_subject(subject);
+        Ok(true)
+    }
+
+    /// Takes a binding away from a principal or group. A binding that is
+    /// not held is an error that lists the subject's bindings of that role,
+    /// so a scope mistyped is not taken for done.
+    pub fn unbind(&mut self, subject: &Subject, binding: &Binding) -> Result<()> {
+        let bindings = self.bindings_mut(subject)?;
+        let Some(i) = bindings.iter().position(|b| b == binding) else {
+            let held: Vec<String> = bindings
+                .iter()
+                .filter(|b| b.role == binding.role)
+                .map(ToString::to_string)
+                .collect();
+            return Err(Error::NotHeld {
+                subject: subject.to_string(),
+                binding: binding.to_string(),
+                held: if held.is_empty() {
+                    "it holds no binding of that role".to_owned()
+                } else {
+                    format!("it holds {}", held.join(", "))
+                },
+            });
+        };
+        bindings.remove(i);
+        self.recompile_subject(subject);
         Ok(())
     }
 
-    /// Takes a role away from a principal (groups may still give it).
-    pub fn revoke_role(&mut self, id: &PrincipalId, role: &RoleName) -> Result<()> {
-        let p = self
-            .principals
-            .get_mut(id)
-            .ok_or_else(|| not_found("principal", id))?;
-        p.roles.remove(role);
-        self.recompile(id);
-        Ok(())
+    fn bindings_mut(&mut self, subject: &Subject) -> Result<&mut Vec<Binding>> {
+        match subject {
+            Subject::Principal(id) => self
+                .principals
+                .get_mut(id)
+                .map(|p| &mut p.roles)
+                .ok_or_else(|| not_found("principal", id)),
+            Subject::Group(g) => self
+                .groups
+                .get_mut(g)
+                .map(|g| &mut g.roles)
+                .ok_or_else(|| not_found("group", g)),
+        }
+    }
+
+    fn recompile_subject(&mut self, subject: &Subject) {
+        match subject {
+            Subject::Principal(id) => self.recompile(id),
+            Subject::Group(g) => self.recompile_members(g),
+        }
+    }
+
+    fn recompile_members(&mut self, group: &GroupName) {
+        let members: Vec<PrincipalId> = self
+            .groups
+            .get(group)
+            .map(|g| g.members.iter().cloned().collect())
+            .unwrap_or_default();
+        for m in &members {
+            self.recompile(m);
+        }
     }
 
     /// Adds an empty group.
     pub fn add_group(&mut self, name: GroupName) -> Result<()> {
-        if self.groups.contains_key(&name) {
-            return Err(Error::AlreadyExists {
+        self.put_group(name, String::new(), true)
+    }
+
+    /// Adds a group with no members and no roles, or (unless
+    /// `create_only`) changes an existing group's description.
+    pub fn put_group(
+        &mut self,
+        name: GroupName,
+        description: String,
+        create_only: bool,
+    ) -> Result<()> {
+        check_description(&description)?;
+        match self.groups.get_mut(&name) {
+            Some(_) if create_only => Err(Error::AlreadyExists {
                 kind: "group",
                 name: name.to_string(),
-            });
+            }),
+            Some(g) => {
+                g.description = description;
+                Ok(())
+            }
+            None => {
+                self.groups.insert(
+                    name.clone(),
+                    Group {
+                        name,
+                        description,
+                        members: BTreeSet::new(),
+                        roles: Vec::new(),
+                    },
+                );
+                Ok(())
+            }
         }
-        self.groups.insert(
-            name.clone(),
-            Group {
-                name,
-                members: BTreeSet::new(),
-                roles: BTreeSet::new(),
-            },
-        );
-        Ok(())
+    }
+
+    /// Removes a group: its members lose the roles they held through it
+    /// (at once), and keep everything else.
+    pub fn remove_group(&mut self, name: &GroupName) -> Result<Group> {
+        let g = self
+            .groups
+            .remove(name)
+            .ok_or_else(|| not_found("group", name))?;
+        for m in &g.members {
+            self.recompile(m);
+        }
+        Ok(g)
     }
 
     /// Adds a principal to a group.
@@ -714,38 +969,32 @@ impl Policy {
             .groups
             .get_mut(group)
             .ok_or_else(|| not_found("group", group))?;
-        g.members.remove(id);
+        if !g.members.remove(id) {
+            return Err(Error::NotHeld {
+                subject: format!("group {group}"),
+                binding: format!("member {id}"),
+                held: format!("{id} is not a member"),
+            });
+        }
         self.recompile(id);
         Ok(())
     }
 
     /// Gives every member of a group a role.
     pub fn grant_group_role(&mut self, group: &GroupName, role: &RoleName) -> Result<()> {
-        self.require_role(role)?;
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| not_found("group", group))?;
-        g.roles.insert(role.clone());
-        let members: Vec<_> = g.members.iter().cloned().collect();
-        for m in &members {
-            self.recompile(m);
-        }
-        Ok(())
+        self.bind(
+            &Subject::Group(group.clone()),
+            Binding::everywhere(role.clone()),
+        )
+        .map(drop)
     }
 
-    /// Takes a role away from a group.
+    /// Takes a role (held over everything) away from a group.
     pub fn revoke_group_role(&mut self, group: &GroupName, role: &RoleName) -> Result<()> {
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| not_found("group", group))?;
-        g.roles.remove(role);
-        let members: Vec<_> = g.members.iter().cloned().collect();
-        for m in &members {
-            self.recompile(m);
-        }
-        Ok(())
+        self.unbind(
+            &Subject::Group(group.clone()),
+            &Binding::everywhere(role.clone()),
+        )
     }
 
     fn require_role(&self, role: &RoleName) -> Result<()> {
@@ -800,18 +1049,33 @@ fn compile(
     roles: &BTreeMap<RoleName, Role>,
     groups: &BTreeMap<GroupName, Group>,
 ) -> CompiledPrincipal {
-    let mut held: BTreeSet<&RoleName> = p.roles.iter().collect();
+    let mut held: Vec<(&Binding, Option<&GroupName>)> = p.roles.iter().map(|b| (b, None)).collect();
     for g in groups.values().filter(|g| g.members.contains(&p.id)) {
-        held.extend(g.roles.iter());
+        held.extend(g.roles.iter().map(|b| (b, Some(&g.name))));
     }
     let mut grants = Vec::new();
-    for role in held.into_iter().filter_map(|r| roles.get(r)) {
-        for g in &role.grants {
+    for (binding, group) in held {
+        let Some(role) = roles.get(&binding.role) else {
+            continue;
+        };
+        for (index, g) in role.grants.iter().enumerate() {
+            // A scope over a grant on everything is just a pattern.
+            let (on, scope) = match &binding.on {
+                Some(scope) if g.on.is_everything() => (scope.clone(), None),
+                scope => (g.on.clone(), scope.clone()),
+            };
             grants.push(CompiledGrant {
                 deny: g.effect == Effect::Deny,
                 actions: g.actions.effective(),
-                on: g.on.clone(),
-                role: role.name.clone(),
+                on,
+                scope,
+                source: std::sync::Arc::new(GrantSource {
+                    grant: g.clone(),
+                    role: role.name.clone(),
+                    index,
+                    scope: binding.on.clone(),
+                    group: group.cloned(),
+                }),
             });
         }
     }
@@ -867,15 +1131,19 @@ impl Policy {
             }
             p.roles.insert(r.name.clone(), r);
         }
+        // The built-in roles are the code's, whatever was stored.
+        for r in Role::builtin() {
+            p.roles.insert(r.name.clone(), r);
+        }
         let mut hashes = HashMap::new();
         for pr in data.principals {
             if p.principals.contains_key(&pr.id) {
                 return Err(invalid(format!("principal {} appears twice", pr.id)));
             }
-            if let Some(r) = pr.roles.iter().find(|r| !p.roles.contains_key(*r)) {
+            if let Some(r) = pr.roles.iter().find(|b| !p.roles.contains_key(&b.role)) {
                 return Err(invalid(format!(
-                    "principal {} holds role {r}, which does not exist",
-                    pr.id
+                    "principal {} holds role {}, which does not exist",
+                    pr.id, r.role
                 )));
             }
             for t in &pr.tokens {
@@ -893,10 +1161,10 @@ impl Policy {
             if p.groups.contains_key(&g.name) {
                 return Err(invalid(format!("group {} appears twice", g.name)));
             }
-            if let Some(r) = g.roles.iter().find(|r| !p.roles.contains_key(*r)) {
+            if let Some(r) = g.roles.iter().find(|b| !p.roles.contains_key(&b.role)) {
                 return Err(invalid(format!(
-                    "group {} holds role {r}, which does not exist",
-                    g.name
+                    "group {} holds role {}, which does not exist",
+                    g.name, r.role
                 )));
             }
             if let Some(m) = g.members.iter().find(|m| !p.principals.contains_key(*m)) {

@@ -110,6 +110,16 @@ pub(crate) enum Command {
     /// Principals (users and services) and their roles.
     #[command(subcommand)]
     Principal(PrincipalCommand),
+    /// Roles: named sets of grants (allow or deny actions on resource
+    /// patterns); the built-in ones are fixed.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Groups of principals that hold roles for their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Ask the policy.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Bearer tokens: issue (shown once) and revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -410,24 +420,146 @@ pub(crate) enum PrincipalCommand {
     },
     /// List principals, their roles and token hashes.
     List,
-    /// Grant a role.
+    /// Show a principal: its roles, groups, tokens and every grant it
+    /// holds (directly and through groups), denies first.
+    Show {
+        /// Principal id.
+        id: String,
+    },
+    /// Grant a role, over everything or only within a pattern (`--on`).
     Grant {
         /// Principal id.
         id: String,
         /// Role.
         role: String,
+        /// Only within this resource pattern, e.g. 'payments/**' or
+        /// 'payments:env/staging/**'.
+        #[arg(long)]
+        on: Option<String>,
     },
-    /// Take a role away.
+    /// Take a role binding away (the one over everything, or the one
+    /// `--on` names).
     Ungrant {
         /// Principal id.
         id: String,
         /// Role.
         role: String,
+        /// The scope the role was granted on.
+        #[arg(long)]
+        on: Option<String>,
     },
     /// Revoke a principal and all its tokens.
     Revoke {
         /// Principal id.
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RoleCommand {
+    /// List roles and their grants.
+    List,
+    /// Show one role.
+    Show {
+        /// Role name.
+        name: String,
+    },
+    /// Create a custom role.
+    Create(RoleArgs),
+    /// Replace a custom role's description and grants (every holder's
+    /// access changes on its next request).
+    Update(RoleArgs),
+    /// Delete a custom role (refused while anyone holds it).
+    Delete {
+        /// Role name.
+        name: String,
+    },
+}
+
+// The arguments of `role create` and `role update`.
+#[derive(Debug, Args)]
+pub(crate) struct RoleArgs {
+    /// Role name, e.g. payments-editor.
+    pub(crate) name: String,
+    /// What it is for.
+    #[arg(long, default_value = "")]
+    pub(crate) description: String,
+    /// An allow grant, ACTIONS=PATTERN (repeatable), e.g.
+    /// 'read,write=payments:env/staging/**'.
+    #[arg(long = "allow", value_name = "ACTIONS=PATTERN")]
+    pub(crate) allow: Vec<String>,
+    /// A deny grant, ACTIONS=PATTERN (repeatable); a deny wins over every
+    /// allow, e.g. 'write=*:env/prod/**'.
+    #[arg(long = "deny", value_name = "ACTIONS=PATTERN")]
+    pub(crate) deny: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List groups, their members and roles.
+    List,
+    /// Create a group.
+    Create {
+        /// Group name, e.g. payments-team.
+        name: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a group; its members lose the roles held through it.
+    Delete {
+        /// Group name.
+        name: String,
+    },
+    /// Add principals to a group.
+    AddMember {
+        /// Group name.
+        group: String,
+        /// Principal ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove principals from a group.
+    RemoveMember {
+        /// Group name.
+        group: String,
+        /// Principal ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Grant a role to every member, over everything or within `--on`.
+    Grant {
+        /// Group name.
+        group: String,
+        /// Role.
+        role: String,
+        /// Only within this resource pattern.
+        #[arg(long)]
+        on: Option<String>,
+    },
+    /// Take a role binding away from a group.
+    Ungrant {
+        /// Group name.
+        group: String,
+        /// Role.
+        role: String,
+        /// The scope the role was granted on.
+        #[arg(long)]
+        on: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Whether PRINCIPAL may do ACTION on RESOURCE, and the grant that
+    /// decides. Exits 0 for yes, 1 for no.
+    CanI {
+        /// Principal id.
+        principal: String,
+        /// read, read-secrets, write, publish, admin, audit or backup.
+        action: String,
+        /// namespace[:layer][#key], e.g. payments:env/prod#db.
+        resource: String,
     },
 }
 

@@ -15,6 +15,8 @@ use confstrata_core::{
 use confstrata_engine::{Caller, Engine};
 use serde_json::{Value, json};
 
+mod rbac;
+
 /// The store a command works on.
 pub(crate) enum Backend {
     /// The embedded store in a data directory.
@@ -606,32 +608,6 @@ impl Backend {
                         revoked: p.revoked,
                     })
                     .collect())
-            }
-        }
-    }
-
-    pub(crate) fn grant_role(&self, id: &str, role: &str) -> Result<()> {
-        match self {
-            Backend::Local { engine, caller, .. } => Ok(engine.grant_role(caller, id, role)?),
-            Backend::Remote { client, runtime } => {
-                Self::call(
-                    client,
-                    runtime,
-                    |c| async move { c.grant_role(id, role).await },
-                )
-            }
-        }
-    }
-
-    pub(crate) fn revoke_role(&self, id: &str, role: &str) -> Result<()> {
-        match self {
-            Backend::Local { engine, caller, .. } => Ok(engine.revoke_role(caller, id, role)?),
-            Backend::Remote { client, runtime } => {
-                Self::call(
-                    client,
-                    runtime,
-                    |c| async move { c.revoke_role(id, role).await },
-                )
             }
         }
     }

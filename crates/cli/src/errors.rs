@@ -105,6 +105,19 @@ const EXIT_CODES: &[(ErrorKind, u8)] = &[
 ];
 
 /// 1 for an error of no kind (a file that cannot be read, a bad flag).
+/// A command's answer was printed already and means failure for the
+/// shell (`auth can-i` answering no): exit with this code, print nothing.
+#[derive(Debug)]
+pub(crate) struct Answered(pub(crate) u8);
+
+impl std::fmt::Display for Answered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "answered (exit code {})", self.0)
+    }
+}
+
+impl std::error::Error for Answered {}
+
 pub(crate) fn exit_code(e: &anyhow::Error) -> u8 {
     error_kind(e)
         .and_then(|kind| EXIT_CODES.iter().find(|(k, _)| *k == kind))

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // An answer already printed (`auth can-i`: no).
+        Err(e) if e.downcast_ref::<errors::Answered>().is_some() => {
+            ExitCode::from(e.downcast_ref::<errors::Answered>().map_or(1, |a| a.0))
+        }
         Err(e) => {
             // One line: the chain of causes, skipping a cause that its
             // parent's message already includes.

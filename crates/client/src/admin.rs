@@ -14,6 +14,7 @@ use crate::client::{Client, commit_of};
 use crate::error::Result;
 use crate::types::{AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind};
 use crate::wire;
+use confstrata_core::view::{AccessCheck, GroupInfo, Holder, PrincipalDetail, RoleInfo};
 
 impl Client {
     /// Adds a new current data key for a namespace and returns its id
@@ -92,23 +93,159 @@ impl Client {
         Ok(wire::list("principals", &r.principals, convert::principal)?)
     }
 
-    /// Grants a role to a principal.
+    /// Grants a role to a principal, over everything its grants name.
     pub async fn grant_role(&self, id: &str, role: &str) -> Result<()> {
-        self.raw_admin()
+        self.bind(&Holder::Principal(id.to_owned()), role, None)
+            .await
+            .map(drop)
+    }
+
+    /// Takes a role (held over everything) from a principal.
+    pub async fn revoke_role(&self, id: &str, role: &str) -> Result<()> {
+        self.unbind(&Holder::Principal(id.to_owned()), role, None)
+            .await
+    }
+
+    /// Grants a role to a principal or group, over everything or within
+    /// the pattern `on`. `false` when that binding was held already.
+    pub async fn bind(&self, holder: &Holder, role: &str, on: Option<&str>) -> Result<bool> {
+        let (principal_id, group) = holder_fields(holder);
+        let r = self
+            .raw_admin()
             .grant_role(self.request(v1::GrantRoleRequest {
-                principal_id: id.to_owned(),
+                principal_id,
+                group,
                 role: role.to_owned(),
+                on: on.map(str::to_owned),
+            }))
+            .await?
+            .into_inner();
+        Ok(r.granted)
+    }
+
+    /// Takes a binding (the role over everything, or within `on`) from a
+    /// principal or group.
+    pub async fn unbind(&self, holder: &Holder, role: &str, on: Option<&str>) -> Result<()> {
+        let (principal_id, group) = holder_fields(holder);
+        self.raw_admin()
+            .revoke_role(self.request(v1::RevokeRoleRequest {
+                principal_id,
+                group,
+                role: role.to_owned(),
+                on: on.map(str::to_owned),
             }))
             .await?;
         Ok(())
     }
 
-    /// Takes a role from a principal.
-    pub async fn revoke_role(&self, id: &str, role: &str) -> Result<()> {
-        self.raw_admin()
-            .revoke_role(self.request(v1::RevokeRoleRequest {
+    /// A principal with its groups and effective grants.
+    pub async fn principal(&self, id: &str) -> Result<PrincipalDetail> {
+        let r = self
+            .raw_admin()
+            .get_principal(self.request(v1::GetPrincipalRequest {
                 principal_id: id.to_owned(),
-                role: role.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        Ok(convert::principal_detail(&r)?)
+    }
+
+    /// Whether `principal` may do `action` on `resource`, and the grant
+    /// that decides.
+    pub async fn can_i(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+    ) -> Result<AccessCheck> {
+        let r = self
+            .raw_admin()
+            .check_access(self.request(v1::CheckAccessRequest {
+                principal_id: principal.to_owned(),
+                action: action.to_owned(),
+                resource: resource.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        Ok(convert::access_check(&r)?)
+    }
+
+    /// Every role, built-in and custom.
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>> {
+        let r = self
+            .raw_admin()
+            .list_roles(self.request(v1::ListRolesRequest {}))
+            .await?
+            .into_inner();
+        Ok(r.roles.iter().map(Into::into).collect())
+    }
+
+    /// Creates a custom role (`create_only`), or creates or replaces one.
+    pub async fn put_role(&self, role: &RoleInfo, create_only: bool) -> Result<()> {
+        self.raw_admin()
+            .put_role(self.request(v1::PutRoleRequest {
+                role: Some(role.into()),
+                create_only,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a custom role nobody holds.
+    pub async fn delete_role(&self, name: &str) -> Result<()> {
+        self.raw_admin()
+            .delete_role(self.request(v1::DeleteRoleRequest {
+                name: name.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Every group with its members and roles.
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>> {
+        let r = self
+            .raw_admin()
+            .list_groups(self.request(v1::ListGroupsRequest {}))
+            .await?
+            .into_inner();
+        Ok(r.groups.iter().map(Into::into).collect())
+    }
+
+    /// Creates a group (`create_only`), or creates one or changes its
+    /// description.
+    pub async fn put_group(&self, name: &str, description: &str, create_only: bool) -> Result<()> {
+        self.raw_admin()
+            .put_group(self.request(v1::PutGroupRequest {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                create_only,
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a group; its members lose the roles held through it.
+    pub async fn delete_group(&self, name: &str) -> Result<()> {
+        self.raw_admin()
+            .delete_group(self.request(v1::DeleteGroupRequest {
+                name: name.to_owned(),
+            }))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds and removes members of a group, all or nothing.
+    pub async fn update_group_members(
+        &self,
+        group: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<()> {
+        self.raw_admin()
+            .update_group_members(self.request(v1::UpdateGroupMembersRequest {
+                group: group.to_owned(),
+                add: add.to_vec(),
+                remove: remove.to_vec(),
             }))
             .await?;
         Ok(())
@@ -190,5 +327,12 @@ impl Client {
             .await?
             .into_inner();
         Ok(AuditVerification::from(&r))
+    }
+}
+
+fn holder_fields(holder: &Holder) -> (String, String) {
+    match holder {
+        Holder::Principal(id) => (id.clone(), String::new()),
+        Holder::Group(g) => (String::new(), g.clone()),
     }
 }

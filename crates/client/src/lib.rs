@@ -76,8 +76,9 @@ mod wire;
 pub use client::{Client, ClientOptions, ClientTls};
 pub use confstrata_core::ErrorKind;
 pub use confstrata_core::view::{
-    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
-    PrincipalKind, ResolvedView, Rollback, ServerStatus, TokenInfo,
+    AccessCheck, AuditVerification, BindingInfo, DryRun, EffectiveGrant, ExplainView, GrantInfo,
+    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PrincipalDetail, PrincipalInfo,
+    PrincipalKind, ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
 };
 pub use error::{CODE_KINDS, Error, Result};
 pub use provider::ConfstrataProvider;

@@ -126,12 +126,151 @@ pub struct PrincipalInfo {
     pub name: String,
     /// A person or a program.
     pub kind: PrincipalKind,
-    /// Its roles.
-    pub roles: Vec<String>,
+    /// The roles it holds directly (not through groups), with their scopes.
+    pub roles: Vec<BindingInfo>,
     /// Its tokens (hash prefixes, never the tokens).
     pub tokens: Vec<TokenInfo>,
     /// Whether it was revoked.
     pub revoked: bool,
+}
+
+/// A role held by a principal or group, over everything or within a
+/// pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingInfo {
+    /// The role.
+    pub role: String,
+    /// The scope: a resource pattern such as `payments/**`; `None`: the
+    /// role applies wherever its grants say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+}
+
+impl std::fmt::Display for BindingInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.on {
+            None => f.write_str(&self.role),
+            Some(on) => write!(f, "{} on {on}", self.role),
+        }
+    }
+}
+
+/// One grant of a role: allow or deny actions on a resource pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantInfo {
+    /// `allow` or `deny`.
+    pub effect: String,
+    /// The actions: `read`, `read-secrets`, `write`, `publish`, `admin`,
+    /// `audit`, `backup`.
+    pub actions: Vec<String>,
+    /// The resource pattern, e.g. `payments:env/prod#db.*`.
+    pub on: String,
+}
+
+impl std::fmt::Display for GrantInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} on {}",
+            self.effect,
+            self.actions.join(","),
+            self.on
+        )
+    }
+}
+
+/// A role as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleInfo {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Whether it is built in (fixed: cannot be changed or removed).
+    pub builtin: bool,
+    /// Its grants.
+    pub grants: Vec<GrantInfo>,
+}
+
+/// A group as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupInfo {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Its members' principal ids.
+    pub members: Vec<String>,
+    /// The roles its members hold through it.
+    pub roles: Vec<BindingInfo>,
+}
+
+/// Who holds a role binding: a principal or a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Holder {
+    /// A principal, by id.
+    Principal(String),
+    /// A group, by name.
+    Group(String),
+}
+
+/// One grant a principal holds, and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EffectiveGrant {
+    /// The grant as its role states it.
+    pub grant: GrantInfo,
+    /// The role.
+    pub role: String,
+    /// The grant's position among the role's grants (0-based).
+    pub index: u32,
+    /// The binding's scope, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The group the role is held through; `None`: held directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+impl std::fmt::Display for EffectiveGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (role {} grant {}", self.grant, self.role, self.index)?;
+        if let Some(scope) = &self.scope {
+            write!(f, ", bound on {scope}")?;
+        }
+        match &self.group {
+            Some(g) => write!(f, ", through group {g})"),
+            None => f.write_str(", held directly)"),
+        }
+    }
+}
+
+/// The answer of `auth can-i`: whether a principal may do an action on a
+/// resource, and which grant decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessCheck {
+    /// Whether it would be allowed.
+    pub allowed: bool,
+    /// The grant that decided: the deny that refuses or the allow that
+    /// allows; `None` when refused by default or the principal is unknown
+    /// or revoked.
+    pub deciding: Option<EffectiveGrant>,
+    /// The decision in words.
+    pub reason: String,
+}
+
+/// A principal with everything it may do: its groups and every grant it
+/// holds, directly and through them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrincipalDetail {
+    /// The principal.
+    pub principal: PrincipalInfo,
+    /// The groups it is a member of.
+    pub groups: Vec<String>,
+    /// Its effective grants, denies first.
+    pub effective: Vec<EffectiveGrant>,
 }
 
 /// A token as listed: a hash prefix, never the token.

@@ -239,7 +239,7 @@ impl Engine {
 
     /// Changes the policy with `f`, stores it with its audit record, and
     /// tells long-lived requests to re-check their callers.
-    fn change_policy<T>(
+    pub(crate) fn change_policy<T>(
         &self,
         caller: &Caller,
         operation: &str,
@@ -366,25 +366,7 @@ impl Engine {
         self.gate(caller)
             .require(Action::Admin, Resource::everything())?;
         let policy = self.security.policy();
-        Ok(policy
-            .principals()
-            .map(|p| PrincipalInfo {
-                id: p.id().to_string(),
-                name: p.name().to_owned(),
-                kind: p.kind(),
-                roles: p.roles().iter().map(ToString::to_string).collect(),
-                tokens: p
-                    .tokens()
-                    .iter()
-                    .map(|t| TokenInfo {
-                        hash: t.hash.short(),
-                        label: t.label.clone(),
-                        revoked: t.revoked,
-                    })
-                    .collect(),
-                revoked: p.is_revoked(),
-            })
-            .collect())
+        Ok(policy.principals().map(principal_info).collect())
     }
 
     // ---- the audit log -----------------------------------------------------
@@ -432,5 +414,25 @@ impl Engine {
             records: count,
             last_seq: head.map_or(0, |h| h.seq),
         })
+    }
+}
+
+/// The listed form of a principal.
+pub(crate) fn principal_info(p: &confstrata_access::Principal) -> PrincipalInfo {
+    PrincipalInfo {
+        id: p.id().to_string(),
+        name: p.name().to_owned(),
+        kind: p.kind(),
+        roles: p.bindings().iter().map(crate::rbac::binding_info).collect(),
+        tokens: p
+            .tokens()
+            .iter()
+            .map(|t| TokenInfo {
+                hash: t.hash.short(),
+                label: t.label.clone(),
+                revoked: t.revoked,
+            })
+            .collect(),
+        revoked: p.is_revoked(),
     }
 }

@@ -62,6 +62,7 @@ mod history;
 mod locks;
 mod pipeline;
 mod present;
+mod rbac;
 mod read;
 mod security;
 mod stats;
@@ -76,11 +77,13 @@ use confstrata_cache::ViewCache;
 pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_core::timing::{Phase, Timings as _};
 pub use confstrata_core::view::{
-    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
-    ResolvedView, Rollback, ServerStatus, TokenInfo,
+    AccessCheck, AuditVerification, BindingInfo, DryRun, EffectiveGrant, ExplainView, GrantInfo,
+    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PrincipalDetail, PrincipalInfo,
+    ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
 };
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use history::spec_document;
+pub use rbac::{binding, grants_from_info};
 pub use security::{
     Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
 };
@@ -312,6 +315,14 @@ impl Engine {
     /// revoked since it authenticated).
     pub fn check_caller(&self, caller: &Caller) -> Result<()> {
         self.security.still_valid(caller)
+    }
+
+    /// Whether a watch of `ns` may go on after a policy change: the
+    /// caller's token still holds, and it may still read some of the
+    /// namespace (as when the watch began). A refusal is audited.
+    pub fn check_watch(&self, caller: &Caller, ns: &NamespaceName) -> Result<()> {
+        self.security.still_valid(caller)?;
+        self.gate(caller).require_some(Action::Read, ns)
     }
 
     /// Whether the caller may perform `action` on `resource` (for front

@@ -222,6 +222,9 @@ pub(crate) fn from_access(e: confstrata_access::Error) -> Error {
         e @ (A::InvalidName { .. } | A::InvalidPattern { .. }) => {
             Error::invalid("access request", e.to_string())
         }
+        A::AlreadyExists { kind, name } => Error::AlreadyExists {
+            what: format!("{kind} {name:?}"),
+        },
         e => Error::invalid("access", e.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 //! the engine, which authorizes the caller (`admin`, or `audit` for the
 //! log) and audits the change itself; this module only translates.
 
+use confstrata_core::view::Holder;
 use confstrata_proto::convert;
 use confstrata_proto::v1::{self, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
@@ -28,6 +29,23 @@ fn required(field: &'static str, value: String) -> Result<String, Status> {
         Err(status::field(missing(field)))
     } else {
         Ok(value)
+    }
+}
+
+/// The holder a GrantRole or RevokeRole names: exactly one of
+/// `principal_id` and `group`.
+fn holder(principal_id: String, group: String) -> Result<Holder, Status> {
+    match (principal_id.is_empty(), group.is_empty()) {
+        (false, true) => Ok(Holder::Principal(principal_id)),
+        (true, false) => Ok(Holder::Group(group)),
+        (true, true) => Err(status::field(missing("principal_id"))),
+        (false, false) => Err(status::field(confstrata_proto::convert::FieldError {
+            field: "group".to_owned(),
+            error: Box::new(confstrata_core::Error::invalid(
+                "group",
+                "give a principal_id or a group, not both",
+            )),
+        })),
     }
 }
 
@@ -109,12 +127,16 @@ impl AdminService for Service {
     async fn grant_role(&self, req: Request<v1::GrantRoleRequest>) -> Res<v1::GrantRoleResponse> {
         let a = auth(&req);
         let r = req.into_inner();
-        let id = required("principal_id", r.principal_id)?;
+        let holder = holder(r.principal_id, r.group)?;
         let role = required("role", r.role)?;
-        self.calls
-            .write(a, "role", move |e, c| e.grant_role(c, &id, &role))
+        let on = r.on;
+        let granted = self
+            .calls
+            .write(a, "role", move |e, c| {
+                e.bind(c, &holder, &role, on.as_deref())
+            })
             .await?;
-        Ok(Response::new(v1::GrantRoleResponse {}))
+        Ok(Response::new(v1::GrantRoleResponse { granted }))
     }
 
     async fn revoke_role(
@@ -123,12 +145,131 @@ impl AdminService for Service {
     ) -> Res<v1::RevokeRoleResponse> {
         let a = auth(&req);
         let r = req.into_inner();
-        let id = required("principal_id", r.principal_id)?;
+        let holder = holder(r.principal_id, r.group)?;
         let role = required("role", r.role)?;
+        let on = r.on;
         self.calls
-            .write(a, "role", move |e, c| e.revoke_role(c, &id, &role))
+            .write(a, "role", move |e, c| {
+                e.unbind(c, &holder, &role, on.as_deref())
+            })
             .await?;
         Ok(Response::new(v1::RevokeRoleResponse {}))
+    }
+
+    async fn get_principal(
+        &self,
+        req: Request<v1::GetPrincipalRequest>,
+    ) -> Res<v1::GetPrincipalResponse> {
+        let a = auth(&req);
+        let id = required("principal_id", req.into_inner().principal_id)?;
+        let detail = self
+            .calls
+            .run(a, "principal_id", move |e, c| e.principal(c, &id))
+            .await?;
+        Ok(Response::new((&detail).into()))
+    }
+
+    async fn check_access(
+        &self,
+        req: Request<v1::CheckAccessRequest>,
+    ) -> Res<v1::CheckAccessResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let id = required("principal_id", r.principal_id)?;
+        let action = required("action", r.action)?;
+        let resource = required("resource", r.resource)?;
+        let check = self
+            .calls
+            .run(a, "resource", move |e, c| {
+                e.can_i(c, &id, &action, &resource)
+            })
+            .await?;
+        Ok(Response::new((&check).into()))
+    }
+
+    async fn list_roles(&self, req: Request<v1::ListRolesRequest>) -> Res<v1::ListRolesResponse> {
+        let roles = self.calls.run(auth(&req), "", |e, c| e.roles(c)).await?;
+        Ok(Response::new(v1::ListRolesResponse {
+            roles: roles.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn put_role(&self, req: Request<v1::PutRoleRequest>) -> Res<v1::PutRoleResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let role = r.role.ok_or_else(|| status::field(missing("role")))?;
+        let name = required("role.name", role.name)?;
+        let grants: Vec<_> = role.grants.iter().map(Into::into).collect();
+        let (description, create_only) = (role.description, r.create_only);
+        self.calls
+            .write(a, "role", move |e, c| {
+                e.put_role(c, &name, &description, &grants, create_only)
+            })
+            .await?;
+        Ok(Response::new(v1::PutRoleResponse {}))
+    }
+
+    async fn delete_role(
+        &self,
+        req: Request<v1::DeleteRoleRequest>,
+    ) -> Res<v1::DeleteRoleResponse> {
+        let a = auth(&req);
+        let name = required("name", req.into_inner().name)?;
+        self.calls
+            .write(a, "name", move |e, c| e.delete_role(c, &name))
+            .await?;
+        Ok(Response::new(v1::DeleteRoleResponse {}))
+    }
+
+    async fn list_groups(
+        &self,
+        req: Request<v1::ListGroupsRequest>,
+    ) -> Res<v1::ListGroupsResponse> {
+        let groups = self.calls.run(auth(&req), "", |e, c| e.groups(c)).await?;
+        Ok(Response::new(v1::ListGroupsResponse {
+            groups: groups.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn put_group(&self, req: Request<v1::PutGroupRequest>) -> Res<v1::PutGroupResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let name = required("name", r.name)?;
+        let (description, create_only) = (r.description, r.create_only);
+        self.calls
+            .write(a, "name", move |e, c| {
+                e.put_group(c, &name, &description, create_only)
+            })
+            .await?;
+        Ok(Response::new(v1::PutGroupResponse {}))
+    }
+
+    async fn delete_group(
+        &self,
+        req: Request<v1::DeleteGroupRequest>,
+    ) -> Res<v1::DeleteGroupResponse> {
+        let a = auth(&req);
+        let name = required("name", req.into_inner().name)?;
+        self.calls
+            .write(a, "name", move |e, c| e.delete_group(c, &name))
+            .await?;
+        Ok(Response::new(v1::DeleteGroupResponse {}))
+    }
+
+    async fn update_group_members(
+        &self,
+        req: Request<v1::UpdateGroupMembersRequest>,
+    ) -> Res<v1::UpdateGroupMembersResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let group = required("group", r.group)?;
+        let (add, remove) = (r.add, r.remove);
+        self.calls
+            .write(a, "group", move |e, c| {
+                e.update_group_members(c, &group, &add, &remove)
+            })
+            .await?;
+        Ok(Response::new(v1::UpdateGroupMembersResponse {}))
     }
 
     async fn issue_token(

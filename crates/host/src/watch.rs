@@ -9,10 +9,13 @@
 //! watcher.
 //!
 //! A watcher sees only what its caller may read: events name only layers
-//! the caller may read (the engine decides: `Engine::visible_items`), a resolved document is the caller's view (sealed
-//! values masked without `read-secrets`), and after any change to the access
-//! policy every watcher re-checks its token; a revoked token's watch ends
-//! at once with UNAUTHENTICATED.
+//! the caller may read (the engine decides: `Engine::visible_items`), a
+//! resolved document is the caller's view (sealed values masked without
+//! `read-secrets`), and after any change to the access policy every
+//! watcher re-checks its caller: a revoked token's watch ends at once with
+//! UNAUTHENTICATED, and one whose caller may no longer read any of the
+//! namespace (a role, binding or group membership taken away) with
+//! PERMISSION_DENIED.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -310,11 +313,13 @@ impl State {
                 Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
             },
             _ = self.shutdown.changed() => Ok(Phase::Done),
-            // The policy changed: a revoked token ends the watch now.
+            // The policy changed: a revoked token, or a caller that may no
+            // longer read the namespace (a role or group membership taken
+            // away), ends the watch now.
             _ = self.policy.changed() => self
                 .w
                 .engine
-                .check_caller(&self.w.caller)
+                .check_watch(&self.w.caller, &self.w.spec.namespace)
                 .map(|()| Phase::Live)
                 .map_err(|e| fail(e, "")),
         }

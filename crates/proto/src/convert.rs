@@ -714,6 +714,8 @@ pub fn change_set(field: &str, cs: &v1::ChangeSet, limits: &Limits) -> FieldResu
 
 mod view;
 pub use view::*;
+mod access;
+pub use access::*;
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 mod audit;
 mod policy;
 mod roles;
+mod scoped;
 mod tokens;
 
 use confstrata_access::{PrincipalId, Resource, ResourcePattern, RoleName};

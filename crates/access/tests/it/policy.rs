@@ -21,12 +21,14 @@ fn policy() -> Policy {
             &[Action::ReadSecrets],
             pat("payments#db.password"),
         )],
-    });
+    })
+    .unwrap();
     p.put_role(Role {
         name: role("no-prod-at-all"),
         description: String::new(),
         grants: vec![Grant::deny(&[Action::Admin], pat("*:env/prod"))],
-    });
+    })
+    .unwrap();
     for who in ["alice", "bob", "carol"] {
         p.add_principal(id(who), who, PrincipalKind::User).unwrap();
     }
@@ -123,21 +125,37 @@ fn admin_stands_for_every_action_in_allow_and_deny() {
 fn changes_take_effect_for_the_next_decision() {
     let mut p = policy();
     let r = res("payments:env/dev");
-    p.grant_role(&id("carol"), &role("viewer")).unwrap();
+    p.put_role(Role {
+        name: role("reader"),
+        description: "reads".into(),
+        grants: vec![Grant::allow(&[Action::Read], pat("**"))],
+    })
+    .unwrap();
+    p.grant_role(&id("carol"), &role("reader")).unwrap();
     assert!(p.decide(&id("carol"), Action::Read, &r).is_allowed());
     // Changing a role changes every holder.
     p.put_role(Role {
-        name: role("viewer"),
+        name: role("reader"),
         description: "narrowed".into(),
         grants: vec![Grant::allow(&[Action::Read], pat("shared/**"))],
-    });
+    })
+    .unwrap();
     assert!(!p.decide(&id("carol"), Action::Read, &r).is_allowed());
     assert!(
         p.decide(&id("carol"), Action::Read, &res("shared/logging"))
             .is_allowed()
     );
+    // Built-in roles are fixed.
+    let e = p
+        .put_role(Role {
+            name: role("viewer"),
+            description: "narrowed".into(),
+            grants: vec![Grant::allow(&[Action::Read], pat("shared/**"))],
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::BuiltinRole { .. }), "{e}");
     // Taking the role away.
-    p.revoke_role(&id("carol"), &role("viewer")).unwrap();
+    p.revoke_role(&id("carol"), &role("reader")).unwrap();
     assert!(
         !p.decide(&id("carol"), Action::Read, &res("shared/logging"))
             .is_allowed()
@@ -230,14 +248,24 @@ fn policy_changes_refuse_bad_references() {
             ..
         })
     ));
-    p.grant_role(&id("alice"), &role("viewer")).unwrap();
-    let err = p.remove_role(&role("viewer")).unwrap_err();
+    p.grant_role(&id("alice"), &role("no-prod-at-all")).unwrap();
+    let err = p.remove_role(&role("no-prod-at-all")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"role "viewer" is still held by principal "alice"; take it away first"#
+        r#"role "no-prod-at-all" is still held by principal "alice"; take it away first"#
     );
-    p.revoke_role(&id("alice"), &role("viewer")).unwrap();
-    assert!(p.remove_role(&role("viewer")).is_ok());
+    p.revoke_role(&id("alice"), &role("no-prod-at-all"))
+        .unwrap();
+    assert!(p.remove_role(&role("no-prod-at-all")).is_ok());
+    assert!(matches!(
+        p.remove_role(&role("viewer")),
+        Err(Error::BuiltinRole { .. })
+    ));
+    let err = p.revoke_role(&id("alice"), &role("viewer")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "principal alice does not hold viewer; it holds no binding of that role"
+    );
     let t = p.issue_token(&id("bob"), "", Timestamp(0)).unwrap();
     assert!(matches!(
         p.add_token_hash(&id("carol"), t.hash(), "", Timestamp(0)),
@@ -277,17 +305,18 @@ fn a_stored_policy_loads_back_and_decides_the_same() {
 #[test]
 fn an_inconsistent_stored_policy_is_refused() {
     let mut p = policy();
-    p.grant_role(&id("alice"), &role("viewer")).unwrap();
+    p.grant_role(&id("alice"), &role("no-prod-at-all")).unwrap();
     let t = p.issue_token(&id("alice"), "", Timestamp(0)).unwrap();
     let good = serde_json::to_value(&p).unwrap();
 
+    // Without its custom roles (the built-in ones always exist).
     let mut bad = good.clone();
     bad["roles"] = serde_json::json!([]);
     let err = serde_json::from_value::<Policy>(bad)
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("principal alice holds role viewer, which does not exist"),
+        err.contains("principal alice holds role no-prod-at-all, which does not exist"),
         "{err}"
     );
 

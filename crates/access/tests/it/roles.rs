@@ -43,7 +43,8 @@ fn policy_with_all_roles() -> Policy {
             Grant::allow(&[Action::Read, Action::Write], pat("payments:env/*#db")),
             Grant::deny(&[Action::Write], pat("payments:env/prod#db.password")),
         ],
-    });
+    })
+    .unwrap();
     let names: Vec<_> = p.roles().map(|r| r.name.clone()).collect();
     for name in names {
         let who = id(&format!("holder-of-{name}"));

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use confstrata_core::{ChangeSet, CommitInfo, Op};
 use serde_json::json;
 
+mod access;
 mod changes;
 mod layers;
 mod library;
@@ -69,6 +70,9 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Keys(c) => security::keys(&ctx.backend, ctx.output, c),
         Command::Audit(c) => security::audit(&ctx.backend, ctx.output, c),
         Command::Principal(c) => security::principal(&ctx.backend, ctx.output, c),
+        Command::Role(c) => access::role(&ctx.backend, ctx.output, c),
+        Command::Group(c) => access::group(&ctx.backend, ctx.output, c),
+        Command::Auth(c) => access::auth(&ctx.backend, ctx.output, c),
         Command::Token(c) => security::token(&ctx.backend, ctx.output, c),
         Command::Stats => stats(&ctx.backend, ctx.output),
     }

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use anyhow::{Context as _, Result};
-use confstrata_engine::{AuditRecord, KeyInfo, PrincipalInfo, PrincipalKind};
+use confstrata_engine::{AuditRecord, Holder, KeyInfo, PrincipalInfo, PrincipalKind};
 use serde_json::json;
 
 use crate::args::{AuditCommand, KeysCommand, Output, PrincipalCommand, TokenCommand};
@@ -160,7 +160,11 @@ pub(crate) fn principal(backend: &Backend, output: Output, c: PrincipalCommand) 
                             vec![
                                 p.id.clone(),
                                 format!("{:?}", p.kind).to_lowercase(),
-                                p.roles.join(","),
+                                p.roles
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
                                 p.tokens
                                     .iter()
                                     .map(|t| {
@@ -179,22 +183,23 @@ pub(crate) fn principal(backend: &Backend, output: Output, c: PrincipalCommand) 
                 },
             )
         }
-        PrincipalCommand::Grant { id, role } => {
-            backend.grant_role(&id, &role)?;
-            done(
-                output,
-                &json!({"principal": id, "granted": role}),
-                &format!("granted {role} to {id}"),
-            )
+        PrincipalCommand::Show { id } => {
+            crate::commands::access::show_principal(backend, output, &id)
         }
-        PrincipalCommand::Ungrant { id, role } => {
-            backend.revoke_role(&id, &role)?;
-            done(
-                output,
-                &json!({"principal": id, "revoked": role}),
-                &format!("took {role} from {id}"),
-            )
-        }
+        PrincipalCommand::Grant { id, role, on } => crate::commands::access::grant(
+            backend,
+            output,
+            Holder::Principal(id),
+            &role,
+            on.as_deref(),
+        ),
+        PrincipalCommand::Ungrant { id, role, on } => crate::commands::access::ungrant(
+            backend,
+            output,
+            Holder::Principal(id),
+            &role,
+            on.as_deref(),
+        ),
         PrincipalCommand::Revoke { id } => {
             backend.revoke_principal(&id)?;
             done(
@@ -236,7 +241,7 @@ pub(crate) fn token(backend: &Backend, output: Output, c: TokenCommand) -> Resul
 }
 
 /// Prints a confirmation (table) or a structured answer.
-fn done(output: Output, value: &serde_json::Value, text: &str) -> Result<()> {
+pub(crate) fn done(output: Output, value: &serde_json::Value, text: &str) -> Result<()> {
     match output {
         Output::Table => {
             emit(&format!("{text}\n"));

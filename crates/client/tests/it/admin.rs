@@ -30,7 +30,14 @@ async fn admin_calls_principals_keys_and_audit() {
         .unwrap();
     assert_eq!(
         (bob_info.kind, bob_info.roles.as_slice()),
-        (PrincipalKind::User, ["viewer".to_owned()].as_slice())
+        (
+            PrincipalKind::User,
+            [confstrata_client::BindingInfo {
+                role: "viewer".to_owned(),
+                on: None
+            }]
+            .as_slice()
+        )
     );
     assert_eq!(bob_info.tokens[0].hash, issued.hash);
 

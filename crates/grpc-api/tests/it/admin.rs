@@ -137,6 +137,7 @@ async fn a_viewer_reads_but_may_not_write_or_administer_and_revocation_ends_its_
         .grant_role(v1::GrantRoleRequest {
             principal_id: "bob".into(),
             role: "admin".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -240,6 +241,7 @@ async fn roles_can_be_granted_and_revoked() {
         .grant_role(v1::GrantRoleRequest {
             principal_id: "bob".into(),
             role: "editor".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -251,6 +253,7 @@ async fn roles_can_be_granted_and_revoked() {
         .revoke_role(v1::RevokeRoleRequest {
             principal_id: "bob".into(),
             role: "editor".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -304,6 +307,7 @@ async fn bad_admin_requests_name_the_field() {
         .grant_role(v1::GrantRoleRequest {
             principal_id: "nobody".into(),
             role: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use confstrata_core::view::{
-    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus, PrincipalInfo,
-    PrincipalKind, ResolvedView, ServerStatus, TokenInfo, WatchEvent,
+    AuditVerification, BindingInfo, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus,
+    PrincipalInfo, PrincipalKind, ResolvedView, ServerStatus, TokenInfo, WatchEvent,
 };
 use confstrata_core::{
     ChangeItem, Context, Error, ExplainEntry, Explanation, KeyPath, NamespaceName, Provenance,
@@ -253,7 +253,13 @@ impl From<&PrincipalInfo> for v1::Principal {
             id: p.id.clone(),
             name: p.name.clone(),
             kind: v1::PrincipalKind::from(p.kind) as i32,
-            roles: p.roles.clone(),
+            roles: p
+                .roles
+                .iter()
+                .filter(|b| b.on.is_none())
+                .map(|b| b.role.clone())
+                .collect(),
+            bindings: p.roles.iter().map(Into::into).collect(),
             tokens: p
                 .tokens
                 .iter()
@@ -274,7 +280,18 @@ pub fn principal(field: &str, p: &v1::Principal) -> FieldResult<PrincipalInfo> {
         id: p.id.clone(),
         name: p.name.clone(),
         kind: principal_kind(&format!("{field}.kind"), p.kind)?,
-        roles: p.roles.clone(),
+        // A server before scoped bindings sent names only.
+        roles: if p.bindings.is_empty() {
+            p.roles
+                .iter()
+                .map(|r| BindingInfo {
+                    role: r.clone(),
+                    on: None,
+                })
+                .collect()
+        } else {
+            p.bindings.iter().map(Into::into).collect()
+        },
         tokens: p
             .tokens
             .iter()

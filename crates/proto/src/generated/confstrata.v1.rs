@@ -498,7 +498,8 @@ pub struct Principal {
     /// A person or a program (never PRINCIPAL_KIND_UNSPECIFIED).
     #[prost(enumeration = "PrincipalKind", tag = "3")]
     pub kind: i32,
-    /// Its roles.
+    /// The roles it holds directly over everything (no scope), by name; every
+    /// binding, scoped ones included, is in `bindings`.
     #[prost(string, repeated, tag = "4")]
     pub roles: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     /// Its tokens.
@@ -507,7 +508,219 @@ pub struct Principal {
     /// Whether it was revoked (and so all its tokens).
     #[prost(bool, tag = "6")]
     pub revoked: bool,
+    /// Every role it holds directly (not through groups), with its scope.
+    #[prost(message, repeated, tag = "7")]
+    pub bindings: ::prost::alloc::vec::Vec<RoleBinding>,
 }
+/// A role held over everything, or within a resource pattern.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RoleBinding {
+    /// The role, e.g. "viewer".
+    #[prost(string, tag = "1")]
+    pub role: ::prost::alloc::string::String,
+    /// The scope, a resource pattern such as "payments/\*\*"; unset: the role
+    /// applies wherever its grants say.
+    #[prost(string, optional, tag = "2")]
+    pub on: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// One grant of a role.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RoleGrant {
+    /// "allow" or "deny".
+    #[prost(string, tag = "1")]
+    pub effect: ::prost::alloc::string::String,
+    /// The actions: read, read-secrets, write, publish, admin (every action),
+    /// audit, backup.
+    #[prost(string, repeated, tag = "2")]
+    pub actions: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The resource pattern, e.g. "payments:env/prod#db.\*".
+    #[prost(string, tag = "3")]
+    pub on: ::prost::alloc::string::String,
+}
+/// A role.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Role {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// What it is for.
+    #[prost(string, tag = "2")]
+    pub description: ::prost::alloc::string::String,
+    /// Whether it is built in (fixed).
+    #[prost(bool, tag = "3")]
+    pub builtin: bool,
+    /// Its grants; a deny wins over every allow.
+    #[prost(message, repeated, tag = "4")]
+    pub grants: ::prost::alloc::vec::Vec<RoleGrant>,
+}
+/// A group of principals that holds roles for them.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Group {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// What it is for.
+    #[prost(string, tag = "2")]
+    pub description: ::prost::alloc::string::String,
+    /// Its members' principal ids.
+    #[prost(string, repeated, tag = "3")]
+    pub members: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The roles its members hold through it.
+    #[prost(message, repeated, tag = "4")]
+    pub bindings: ::prost::alloc::vec::Vec<RoleBinding>,
+}
+/// One grant a principal holds and where it comes from.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EffectiveGrant {
+    /// The grant as its role states it.
+    #[prost(message, optional, tag = "1")]
+    pub grant: ::core::option::Option<RoleGrant>,
+    /// The role.
+    #[prost(string, tag = "2")]
+    pub role: ::prost::alloc::string::String,
+    /// The grant's position among the role's grants (0-based).
+    #[prost(uint32, tag = "3")]
+    pub index: u32,
+    /// The binding's scope, if any.
+    #[prost(string, optional, tag = "4")]
+    pub scope: ::core::option::Option<::prost::alloc::string::String>,
+    /// The group the role is held through; unset: held directly.
+    #[prost(string, optional, tag = "5")]
+    pub group: ::core::option::Option<::prost::alloc::string::String>,
+}
+/// Request of GetPrincipal.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetPrincipalRequest {
+    /// The principal's id.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+}
+/// Response of GetPrincipal.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetPrincipalResponse {
+    /// The principal.
+    #[prost(message, optional, tag = "1")]
+    pub principal: ::core::option::Option<Principal>,
+    /// The groups it is a member of.
+    #[prost(string, repeated, tag = "2")]
+    pub groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Every grant it holds, denies first.
+    #[prost(message, repeated, tag = "3")]
+    pub effective: ::prost::alloc::vec::Vec<EffectiveGrant>,
+}
+/// Request of CheckAccess.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckAccessRequest {
+    /// The principal asked about.
+    #[prost(string, tag = "1")]
+    pub principal_id: ::prost::alloc::string::String,
+    /// The action, e.g. "write".
+    #[prost(string, tag = "2")]
+    pub action: ::prost::alloc::string::String,
+    /// The resource: "namespace\[:layer\]\[\#key\]", e.g. "payments:env/prod#db".
+    #[prost(string, tag = "3")]
+    pub resource: ::prost::alloc::string::String,
+}
+/// Response of CheckAccess.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CheckAccessResponse {
+    /// Whether it would be allowed.
+    #[prost(bool, tag = "1")]
+    pub allowed: bool,
+    /// The grant that decides: the deny that refuses or the allow that
+    /// allows; unset when refused by default (no grant applies), or the
+    /// principal is unknown or revoked.
+    #[prost(message, optional, tag = "2")]
+    pub deciding: ::core::option::Option<EffectiveGrant>,
+    /// The decision in words.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+/// Request of ListRoles.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListRolesRequest {}
+/// Response of ListRoles.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListRolesResponse {
+    /// Every role, by name.
+    #[prost(message, repeated, tag = "1")]
+    pub roles: ::prost::alloc::vec::Vec<Role>,
+}
+/// Request of PutRole.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PutRoleRequest {
+    /// The role (`builtin` is ignored).
+    #[prost(message, optional, tag = "1")]
+    pub role: ::core::option::Option<Role>,
+    /// Refuse with ALREADY_EXISTS if a role of that name exists.
+    #[prost(bool, tag = "2")]
+    pub create_only: bool,
+}
+/// Response of PutRole.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutRoleResponse {}
+/// Request of DeleteRole.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRoleRequest {
+    /// The role's name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+}
+/// Response of DeleteRole.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRoleResponse {}
+/// Request of ListGroups.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListGroupsRequest {}
+/// Response of ListGroups.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListGroupsResponse {
+    /// Every group, by name.
+    #[prost(message, repeated, tag = "1")]
+    pub groups: ::prost::alloc::vec::Vec<Group>,
+}
+/// Request of PutGroup.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutGroupRequest {
+    /// The group's name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// What it is for.
+    #[prost(string, tag = "2")]
+    pub description: ::prost::alloc::string::String,
+    /// Refuse with ALREADY_EXISTS if a group of that name exists.
+    #[prost(bool, tag = "3")]
+    pub create_only: bool,
+}
+/// Response of PutGroup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutGroupResponse {}
+/// Request of DeleteGroup.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteGroupRequest {
+    /// The group's name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+}
+/// Response of DeleteGroup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteGroupResponse {}
+/// Request of UpdateGroupMembers.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateGroupMembersRequest {
+    /// The group's name.
+    #[prost(string, tag = "1")]
+    pub group: ::prost::alloc::string::String,
+    /// Principals to add.
+    #[prost(string, repeated, tag = "2")]
+    pub add: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Principals to remove (each must be a member).
+    #[prost(string, repeated, tag = "3")]
+    pub remove: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Response of UpdateGroupMembers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateGroupMembersResponse {}
 /// Response of ListPrincipals.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ListPrincipalsResponse {
@@ -518,25 +731,43 @@ pub struct ListPrincipalsResponse {
 /// Request of GrantRole.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GrantRoleRequest {
-    /// The principal's id.
+    /// The principal's id (exactly one of principal_id and group).
     #[prost(string, tag = "1")]
     pub principal_id: ::prost::alloc::string::String,
     /// The role, e.g. "editor".
     #[prost(string, tag = "2")]
     pub role: ::prost::alloc::string::String,
+    /// A group instead of a principal.
+    #[prost(string, tag = "3")]
+    pub group: ::prost::alloc::string::String,
+    /// Only within this resource pattern, e.g. "payments/\*\*"; unset: wherever
+    /// the role's grants say.
+    #[prost(string, optional, tag = "4")]
+    pub on: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// Response of GrantRole.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct GrantRoleResponse {}
+pub struct GrantRoleResponse {
+    /// False when the binding was held already (nothing changed).
+    #[prost(bool, tag = "1")]
+    pub granted: bool,
+}
 /// Request of RevokeRole.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RevokeRoleRequest {
-    /// The principal's id.
+    /// The principal's id (exactly one of principal_id and group).
     #[prost(string, tag = "1")]
     pub principal_id: ::prost::alloc::string::String,
     /// The role.
     #[prost(string, tag = "2")]
     pub role: ::prost::alloc::string::String,
+    /// A group instead of a principal.
+    #[prost(string, tag = "3")]
+    pub group: ::prost::alloc::string::String,
+    /// The scope of the binding to take away; unset: the binding over
+    /// everything. A binding not held is INVALID_ARGUMENT listing those held.
+    #[prost(string, optional, tag = "4")]
+    pub on: ::core::option::Option<::prost::alloc::string::String>,
 }
 /// Response of RevokeRole.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -972,7 +1203,8 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.AdminService", "ListPrincipals"));
             self.inner.unary(req, path, codec).await
         }
-        /// Grants a role to a principal.
+        /// Grants a role to a principal or a group, over everything or within a
+        /// resource pattern (`on`).
         pub async fn grant_role(
             &mut self,
             request: impl tonic::IntoRequest<super::GrantRoleRequest>,
@@ -997,7 +1229,7 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.AdminService", "GrantRole"));
             self.inner.unary(req, path, codec).await
         }
-        /// Takes a role from a principal.
+        /// Takes a role binding from a principal or a group.
         pub async fn revoke_role(
             &mut self,
             request: impl tonic::IntoRequest<super::RevokeRoleRequest>,
@@ -1020,6 +1252,242 @@ pub mod admin_service_client {
             let mut req = request.into_request();
             req.extensions_mut()
                 .insert(GrpcMethod::new("confstrata.v1.AdminService", "RevokeRole"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// A principal with its groups and every grant it holds, directly and
+        /// through groups. A caller may ask about itself; about others it needs
+        /// `admin` or `audit`.
+        pub async fn get_principal(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetPrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPrincipalResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/GetPrincipal",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "GetPrincipal"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Whether a principal may do an action on a resource, and the grant that
+        /// decides (as `kubectl auth can-i`). About itself anyone may ask; about
+        /// others the caller needs `admin` or `audit`.
+        pub async fn check_access(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CheckAccessRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckAccessResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/CheckAccess",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "CheckAccess"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists every role, built-in and custom, with its grants (`admin` or
+        /// `audit`).
+        pub async fn list_roles(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListRolesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRolesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ListRoles",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ListRoles"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Creates a custom role, or replaces one (unless `create_only`). Every
+        /// holder's decisions change on their next request and on open watches.
+        /// Built-in roles cannot be replaced (FAILED_PRECONDITION-like
+        /// INVALID_ARGUMENT naming the role).
+        pub async fn put_role(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutRoleResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/PutRole",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "PutRole"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deletes a custom role. Refused while any principal or group holds it
+        /// (the error names one), and for built-in roles.
+        pub async fn delete_role(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteRoleResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/DeleteRole",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "DeleteRole"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists every group with its members and roles (`admin` or `audit`).
+        pub async fn list_groups(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListGroupsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListGroupsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ListGroups",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ListGroups"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Creates a group, or changes its description (unless `create_only`).
+        pub async fn put_group(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutGroupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutGroupResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/PutGroup",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "PutGroup"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Deletes a group; its members lose the roles held through it at once.
+        pub async fn delete_group(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteGroupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteGroupResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/DeleteGroup",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "DeleteGroup"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Adds and removes members of a group, all or nothing.
+        pub async fn update_group_members(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateGroupMembersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateGroupMembersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/UpdateGroupMembers",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.AdminService", "UpdateGroupMembers"),
+                );
             self.inner.unary(req, path, codec).await
         }
         /// Issues a new token for a principal. The token is in the response only:
@@ -1248,7 +1716,8 @@ pub mod admin_service_server {
             tonic::Response<super::ListPrincipalsResponse>,
             tonic::Status,
         >;
-        /// Grants a role to a principal.
+        /// Grants a role to a principal or a group, over everything or within a
+        /// resource pattern (`on`).
         async fn grant_role(
             &self,
             request: tonic::Request<super::GrantRoleRequest>,
@@ -1256,12 +1725,90 @@ pub mod admin_service_server {
             tonic::Response<super::GrantRoleResponse>,
             tonic::Status,
         >;
-        /// Takes a role from a principal.
+        /// Takes a role binding from a principal or a group.
         async fn revoke_role(
             &self,
             request: tonic::Request<super::RevokeRoleRequest>,
         ) -> std::result::Result<
             tonic::Response<super::RevokeRoleResponse>,
+            tonic::Status,
+        >;
+        /// A principal with its groups and every grant it holds, directly and
+        /// through groups. A caller may ask about itself; about others it needs
+        /// `admin` or `audit`.
+        async fn get_principal(
+            &self,
+            request: tonic::Request<super::GetPrincipalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetPrincipalResponse>,
+            tonic::Status,
+        >;
+        /// Whether a principal may do an action on a resource, and the grant that
+        /// decides (as `kubectl auth can-i`). About itself anyone may ask; about
+        /// others the caller needs `admin` or `audit`.
+        async fn check_access(
+            &self,
+            request: tonic::Request<super::CheckAccessRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CheckAccessResponse>,
+            tonic::Status,
+        >;
+        /// Lists every role, built-in and custom, with its grants (`admin` or
+        /// `audit`).
+        async fn list_roles(
+            &self,
+            request: tonic::Request<super::ListRolesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRolesResponse>,
+            tonic::Status,
+        >;
+        /// Creates a custom role, or replaces one (unless `create_only`). Every
+        /// holder's decisions change on their next request and on open watches.
+        /// Built-in roles cannot be replaced (FAILED_PRECONDITION-like
+        /// INVALID_ARGUMENT naming the role).
+        async fn put_role(
+            &self,
+            request: tonic::Request<super::PutRoleRequest>,
+        ) -> std::result::Result<tonic::Response<super::PutRoleResponse>, tonic::Status>;
+        /// Deletes a custom role. Refused while any principal or group holds it
+        /// (the error names one), and for built-in roles.
+        async fn delete_role(
+            &self,
+            request: tonic::Request<super::DeleteRoleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteRoleResponse>,
+            tonic::Status,
+        >;
+        /// Lists every group with its members and roles (`admin` or `audit`).
+        async fn list_groups(
+            &self,
+            request: tonic::Request<super::ListGroupsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListGroupsResponse>,
+            tonic::Status,
+        >;
+        /// Creates a group, or changes its description (unless `create_only`).
+        async fn put_group(
+            &self,
+            request: tonic::Request<super::PutGroupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutGroupResponse>,
+            tonic::Status,
+        >;
+        /// Deletes a group; its members lose the roles held through it at once.
+        async fn delete_group(
+            &self,
+            request: tonic::Request<super::DeleteGroupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteGroupResponse>,
+            tonic::Status,
+        >;
+        /// Adds and removes members of a group, all or nothing.
+        async fn update_group_members(
+            &self,
+            request: tonic::Request<super::UpdateGroupMembersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpdateGroupMembersResponse>,
             tonic::Status,
         >;
         /// Issues a new token for a principal. The token is in the response only:
@@ -1741,6 +2288,412 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RevokeRoleSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/GetPrincipal" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetPrincipalSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GetPrincipalRequest>
+                    for GetPrincipalSvc<T> {
+                        type Response = super::GetPrincipalResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetPrincipalRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_principal(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetPrincipalSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/CheckAccess" => {
+                    #[allow(non_camel_case_types)]
+                    struct CheckAccessSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::CheckAccessRequest>
+                    for CheckAccessSvc<T> {
+                        type Response = super::CheckAccessResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CheckAccessRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::check_access(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CheckAccessSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ListRoles" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListRolesSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListRolesRequest>
+                    for ListRolesSvc<T> {
+                        type Response = super::ListRolesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListRolesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_roles(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListRolesSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/PutRole" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutRoleSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::PutRoleRequest>
+                    for PutRoleSvc<T> {
+                        type Response = super::PutRoleResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutRoleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::put_role(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutRoleSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/DeleteRole" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteRoleSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::DeleteRoleRequest>
+                    for DeleteRoleSvc<T> {
+                        type Response = super::DeleteRoleResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteRoleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_role(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteRoleSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ListGroups" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListGroupsSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListGroupsRequest>
+                    for ListGroupsSvc<T> {
+                        type Response = super::ListGroupsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListGroupsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_groups(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListGroupsSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/PutGroup" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutGroupSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::PutGroupRequest>
+                    for PutGroupSvc<T> {
+                        type Response = super::PutGroupResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutGroupRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::put_group(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutGroupSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/DeleteGroup" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteGroupSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::DeleteGroupRequest>
+                    for DeleteGroupSvc<T> {
+                        type Response = super::DeleteGroupResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteGroupRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_group(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteGroupSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/UpdateGroupMembers" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateGroupMembersSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::UpdateGroupMembersRequest>
+                    for UpdateGroupMembersSvc<T> {
+                        type Response = super::UpdateGroupMembersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateGroupMembersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::update_group_members(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateGroupMembersSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
