@@ -200,6 +200,15 @@ impl AdminService for Service {
         let role = r.role.ok_or_else(|| status::field(missing("role")))?;
         let name = required("role.name", role.name)?;
         let grants: Vec<_> = role.grants.iter().map(Into::into).collect();
+        // Checked here too, so that a bad grant is named as a field of
+        // the request (`role.grants[0].on`).
+        if let Err(e) = confstrata_engine::grants_from_info(&grants) {
+            let field = match &e {
+                confstrata_core::Error::Invalid { what, .. } => format!("role.{what}"),
+                _ => "role.grants".to_owned(),
+            };
+            return Err(status::from_core(&e, &field));
+        }
         let (description, create_only) = (role.description, r.create_only);
         self.calls
             .write(a, "role", move |e, c| {

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `confstrata` binary on a real store directory,
 //! and (`remote`) on a `confstrata serve` child process with `--addr`.
 
+mod access;
 mod canary;
 mod remote;
 mod tls;

@@ -10,20 +10,20 @@ use std::time::Duration;
 use super::{Env, Run, examples, to_run};
 
 /// `confstrata serve` on a free port, over its own data directory.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     /// A token of the principal `tester` (an admin), made on the data dir
     /// before the server started, so that remote changes carry the same
     /// author as local ones (`CONFSTRATA_AUTHOR=tester`).
-    token: String,
+    pub(crate) token: String,
     /// Every stderr line after `listening`, for the shutdown check.
     log: mpsc::Receiver<String>,
     _data: tempfile::TempDir,
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let data = tempfile::tempdir().unwrap();
         let local = |args: &[&str]| {
             let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
@@ -94,7 +94,7 @@ impl Server {
     }
 
     /// SIGTERM; the server must exit 0 and say it stopped.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();
         let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(kill.success());

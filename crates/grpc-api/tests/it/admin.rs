@@ -572,3 +572,206 @@ async fn the_audit_log_lists_verifies_and_catches_tampering() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn groups_scoped_roles_and_denies_hold_on_the_wire_and_on_open_watches() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut admin = admin_of(&s).await;
+    let (token, _) = principal_with_token(&mut admin, "bob", &["editor"]).await;
+    let mut ed = client_with(s.addr, Some(&format!("Bearer {token}"))).await;
+    admin
+        .put_role(v1::PutRoleRequest {
+            role: Some(v1::Role {
+                name: "no-debug".into(),
+                description: "debug stays as it is".into(),
+                builtin: false,
+                grants: vec![v1::RoleGrant {
+                    effect: "deny".into(),
+                    actions: vec!["write".into()],
+                    on: "**#debug".into(),
+                }],
+            }),
+            create_only: true,
+        })
+        .await
+        .unwrap();
+    admin
+        .put_group(v1::PutGroupRequest {
+            name: "web-team".into(),
+            description: "the web team".into(),
+            create_only: true,
+        })
+        .await
+        .unwrap();
+    admin
+        .update_group_members(v1::UpdateGroupMembersRequest {
+            group: "web-team".into(),
+            add: vec!["bob".into()],
+            remove: vec![],
+        })
+        .await
+        .unwrap();
+    let granted = admin
+        .grant_role(v1::GrantRoleRequest {
+            group: "web-team".into(),
+            role: "no-debug".into(),
+            on: Some("web".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(granted.granted);
+
+    // A deny through the group beats the allow of bob's own role.
+    let e = ed
+        .set_keys(set_req("debug", "false", false))
+        .await
+        .unwrap_err();
+    assert_denied(&e, "write", "web:defaults#debug");
+    ed.set_keys(set_req("other", "1", false)).await.unwrap();
+    let check = admin
+        .check_access(v1::CheckAccessRequest {
+            principal_id: "bob".into(),
+            action: "write".into(),
+            resource: "web:defaults#debug".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!check.allowed);
+    let deciding = check.deciding.unwrap();
+    assert_eq!(
+        (
+            deciding.role.as_str(),
+            deciding.group.as_deref(),
+            deciding.scope.as_deref()
+        ),
+        ("no-debug", Some("web-team"), Some("web"))
+    );
+    let detail = admin
+        .get_principal(v1::GetPrincipalRequest {
+            principal_id: "bob".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(detail.groups, ["web-team"]);
+    assert_eq!(detail.effective.len(), 2);
+    assert_eq!(detail.principal.unwrap().roles, ["editor"]);
+    let groups = admin
+        .list_groups(v1::ListGroupsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .groups;
+    assert_eq!(groups[0].members, ["bob"]);
+
+    // Reading through a group only: the watch ends when the membership does.
+    admin
+        .revoke_role(v1::RevokeRoleRequest {
+            principal_id: "bob".into(),
+            role: "editor".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    admin
+        .grant_role(v1::GrantRoleRequest {
+            group: "web-team".into(),
+            role: "viewer".into(),
+            on: Some("web".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut watch = ed
+        .watch(v1::WatchRequest {
+            namespace: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let caught_up = tokio::time::timeout(GUARD, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(caught_up.info.is_none());
+    admin
+        .update_group_members(v1::UpdateGroupMembersRequest {
+            group: "web-team".into(),
+            add: vec![],
+            remove: vec!["bob".into()],
+        })
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(GUARD, watch.next())
+        .await
+        .expect("the watch ends")
+        .expect("with a status");
+    let e = end.expect_err("an error, not an event");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+
+    // Bad requests name the field.
+    let field = |e: &tonic::Status| {
+        e.get_details_bad_request()
+            .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+    };
+    let e = admin
+        .grant_role(v1::GrantRoleRequest {
+            principal_id: "bob".into(),
+            group: "web-team".into(),
+            role: "viewer".into(),
+            on: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field(&e).as_deref()),
+        (Code::InvalidArgument, Some("group"))
+    );
+    let e = admin
+        .put_role(v1::PutRoleRequest {
+            role: Some(v1::Role {
+                name: "bad".into(),
+                grants: vec![v1::RoleGrant {
+                    effect: "permit".into(),
+                    actions: vec!["read".into()],
+                    on: "**".into(),
+                }],
+                ..Default::default()
+            }),
+            create_only: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field(&e).as_deref()),
+        (Code::InvalidArgument, Some("role.grants[0].effect"))
+    );
+    let e = admin
+        .put_group(v1::PutGroupRequest {
+            name: "web-team".into(),
+            description: String::new(),
+            create_only: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+    let e = admin
+        .check_access(v1::CheckAccessRequest {
+            principal_id: "bob".into(),
+            action: "read".into(),
+            resource: "web:../x".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), field(&e).as_deref()),
+        (Code::InvalidArgument, Some("resource"))
+    );
+    s.stop().await;
+}

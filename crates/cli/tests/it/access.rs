@@ -1,0 +1,400 @@
+//! Access control as a team uses it, through the binary: custom roles,
+//! groups, roles granted within a scope, `auth can-i` naming the deciding
+//! grant, `principal show`; then the same policy enforced by a server on
+//! the callers' own tokens; and the bad inputs.
+
+use std::process::{Command, Stdio};
+
+use super::remote::Server;
+use super::{Env, Run, to_run};
+
+/// Two namespaces with defaults, staging and prod layers.
+const SETUP: &str = r#"
+message = "two team namespaces"
+
+[[ops]]
+op = "put-namespace"
+spec = { name = "payments", levels = ["defaults", "env/{env}"], matrix = { env = ["staging", "prod"] } }
+
+[[ops]]
+op = "put-namespace"
+spec = { name = "orders", levels = ["defaults", "env/{env}"], matrix = { env = ["staging", "prod"] } }
+
+[[ops]]
+op = "put"
+namespace = "payments"
+layer = "defaults"
+document = { db = { host = "localhost", pool = 5 }, port = 8080 }
+
+[[ops]]
+op = "put"
+namespace = "payments"
+layer = "env/prod"
+document = { db = { host = "db.prod" } }
+
+[[ops]]
+op = "put"
+namespace = "orders"
+layer = "defaults"
+document = { port = 9090 }
+"#;
+
+/// The team's policy, made with the commands a platform admin runs.
+fn team(run: &dyn Fn(&[&str]) -> Run) {
+    let ok = |args: &[&str]| {
+        let r = run(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    ok(&["principal", "add", "ed", "--name", "Ed, payments team"]);
+    ok(&["principal", "add", "billing-svc", "--service"]);
+    ok(&["principal", "add", "audra"]);
+    ok(&[
+        "group",
+        "create",
+        "payments-team",
+        "--description",
+        "the payments team",
+    ]);
+    ok(&["group", "add-member", "payments-team", "ed"]);
+    ok(&[
+        "group",
+        "grant",
+        "payments-team",
+        "non-prod-editor",
+        "--on",
+        "payments/**",
+    ]);
+    ok(&[
+        "role",
+        "create",
+        "db-reader",
+        "--description",
+        "the db section, no password",
+        "--allow",
+        "read=**#db",
+        "--deny",
+        "read,read-secrets=**#db.password",
+    ]);
+    ok(&[
+        "principal",
+        "grant",
+        "billing-svc",
+        "db-reader",
+        "--on",
+        "payments",
+    ]);
+    ok(&["principal", "grant", "audra", "auditor"]);
+}
+
+#[test]
+fn a_team_policy_is_built_asked_and_shown() {
+    let env = Env::new();
+    let setup = env.write("setup.toml", SETUP.as_bytes());
+    env.ok(&["apply", "-f", &setup]);
+    team(&|args| env.run(args));
+
+    // Ask the policy: yes (exit 0) and the grant that allows.
+    let r = env.ok(&["auth", "can-i", "ed", "write", "payments:env/staging"]);
+    assert_eq!(
+        r.stdout,
+        "yes\nallowed by allow read,write on ** (role non-prod-editor grant 0, bound on payments/**, through group payments-team)\n"
+    );
+    // No (exit 1): the deny that refuses, or no grant at all.
+    let r = env.run(&["auth", "can-i", "ed", "write", "payments:env/prod"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "no\nrefused by deny write,publish on **:env/prod/** (role non-prod-editor grant 1, bound on payments/**, through group payments-team); a deny wins over every allow\n"
+    );
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    let r = env.run(&["auth", "can-i", "ed", "write", "orders:env/staging"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            1,
+            "no\nrefused by default: no grant of ed allows write on all of orders:env/staging\n"
+        )
+    );
+    let j = env
+        .ok(&[
+            "auth",
+            "can-i",
+            "billing-svc",
+            "read",
+            "payments#db.host",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(j["allowed"], true);
+    assert_eq!(j["deciding"]["role"], "db-reader");
+    assert_eq!(j["deciding"]["scope"], "payments");
+    let j = env.run(&[
+        "auth",
+        "can-i",
+        "billing-svc",
+        "read",
+        "payments#db.password",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(j.code, 1);
+    assert_eq!(j.json()["deciding"]["grant"]["effect"], "deny");
+    let r = env.run(&["auth", "can-i", "billing-svc", "read", "orders#db"]);
+    assert_eq!(r.code, 1, "the scope keeps db-reader inside payments");
+
+    // What ed may do, through its group.
+    let show = env.ok(&["principal", "show", "ed"]).stdout;
+    assert_eq!(
+        show,
+        "principal ed (user)\n\
+         name:   Ed, payments team\n\
+         roles:  (none)\n\
+         groups: payments-team\n\
+         tokens: 0\n\
+         effective grants (a deny wins over every allow):\n  \
+         deny write,publish on **:env/prod/** (role non-prod-editor grant 1, bound on payments/**, through group payments-team)\n  \
+         allow read,write on ** (role non-prod-editor grant 0, bound on payments/**, through group payments-team)\n"
+    );
+    let list = env.ok(&["principal", "list"]).stdout;
+    assert!(list.contains("db-reader on payments"), "{list}");
+    let groups = env.ok(&["group", "list", "-o", "json"]).json();
+    assert_eq!(groups[0]["name"], "payments-team");
+    assert_eq!(groups[0]["members"][0], "ed");
+    assert_eq!(
+        groups[0]["roles"][0],
+        serde_json::json!({"role": "non-prod-editor", "on": "payments/**"})
+    );
+    let role = env.ok(&["role", "show", "db-reader", "-o", "json"]).json();
+    assert_eq!(role["builtin"], false);
+    assert_eq!(role["grants"][1]["effect"], "deny");
+
+    // Leaving the group takes the access away at once.
+    env.ok(&["group", "remove-member", "payments-team", "ed"]);
+    assert_eq!(
+        env.run(&["auth", "can-i", "ed", "write", "payments:env/staging"])
+            .code,
+        1
+    );
+    // A role in use cannot be deleted; once nobody holds it, it can.
+    env.fails(
+        &["role", "delete", "db-reader"],
+        1,
+        "role \"db-reader\" is still held by principal \"billing-svc\"; take it away first",
+    );
+    env.ok(&[
+        "principal",
+        "ungrant",
+        "billing-svc",
+        "db-reader",
+        "--on",
+        "payments",
+    ]);
+    env.ok(&["role", "delete", "db-reader"]);
+    // Every change was audited.
+    let audit = env.ok(&["audit", "list", "-o", "json"]).json();
+    let ops: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["details"]["operation"]["text"].as_str())
+        .collect();
+    for op in [
+        "group create",
+        "group members",
+        "role grant",
+        "role create",
+        "role revoke",
+        "role delete",
+    ] {
+        assert!(ops.contains(&op), "{op} not audited: {ops:?}");
+    }
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn bad_access_input_is_refused_naming_what_and_where() {
+    let env = Env::new();
+    team(&|args| env.run(args));
+    let fails = |args: &[&str], needle: &str| {
+        let r = env.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+    };
+    fails(
+        &["auth", "can-i", "ed", "fly", "payments"],
+        "unknown action \"fly\"",
+    );
+    fails(
+        &["role", "create", "r1", "--allow", "read,fly=payments"],
+        "grants[0].actions",
+    );
+    fails(
+        &["role", "create", "r1", "--allow", "readpayments"],
+        "write ACTIONS=PATTERN",
+    );
+    fails(
+        &["role", "create", "r1"],
+        "give at least one --allow or --deny",
+    );
+    fails(
+        &["role", "update", "viewer", "--allow", "read=**"],
+        "role \"viewer\" is built in",
+    );
+    fails(&["role", "delete", "admin"], "role \"admin\" is built in");
+    fails(
+        &["role", "create", "non-prod-editor", "--allow", "read=**"],
+        "role \"non-prod-editor\" already exists",
+    );
+    fails(
+        &["group", "add-member", "payments-team", "ghost"],
+        "principal \"ghost\" does not exist",
+    );
+    fails(
+        &["group", "grant", "nobody", "viewer"],
+        "group \"nobody\" does not exist",
+    );
+    fails(
+        &["principal", "ungrant", "ed", "viewer"],
+        "principal ed does not hold viewer; it holds no binding of that role",
+    );
+    // Every traversal encoding in a pattern, in a scope and in a grant.
+    for bad in [
+        "payments/../orders",
+        "payments/%2e%2e/orders",
+        "payments/..%2forders",
+        "payments%2f..%2forders",
+        "payments\\..\\orders",
+        "./payments",
+        "payments/./x",
+        "/payments",
+        "payments/",
+        "payments//orders",
+        "payments/\u{2025}/orders",
+        "payments/\u{ff0e}\u{ff0e}/orders",
+        "payments:env/../prod",
+        "payments:env/%2e%2e/prod",
+        "payments#db..password",
+        "payments#../db",
+        "",
+    ] {
+        fails(
+            &["principal", "grant", "ed", "viewer", "--on", bad],
+            "invalid resource pattern",
+        );
+        fails(
+            &["role", "create", "r2", "--allow", &format!("read={bad}")],
+            "grants[0].on",
+        );
+        let r = env.run(&["auth", "can-i", "ed", "read", bad]);
+        assert_eq!(r.code, 1, "{bad:?}");
+        assert!(
+            r.stderr.contains("invalid resource"),
+            "{bad:?}: {}",
+            r.stderr
+        );
+    }
+    // Nothing of it landed.
+    let roles = env.ok(&["role", "list", "-o", "json"]).json();
+    assert_eq!(roles.as_array().unwrap().len(), 9, "{roles}");
+    let ed = env.ok(&["principal", "show", "ed", "-o", "json"]).json();
+    assert_eq!(ed["principal"]["roles"], serde_json::json!([]));
+}
+
+/// Runs the binary against `server` with `token`.
+fn remote(server: &Server, token: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        .arg("--addr")
+        .arg(&server.addr)
+        .args(args)
+        .env("CONFSTRATA_TOKEN", token)
+        .env_remove("CONFSTRATA_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    to_run(out)
+}
+
+#[test]
+fn a_server_enforces_the_team_policy_on_its_callers() {
+    let server = Server::start();
+    let admin = |args: &[&str]| remote(&server, &server.token, args);
+    let cwd = tempfile::tempdir().unwrap();
+    let setup = cwd.path().join("setup.toml");
+    std::fs::write(&setup, SETUP).unwrap();
+    let r = admin(&["apply", "-f", setup.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    team(&admin);
+    let issue = |who: &str| {
+        let r = admin(&["token", "issue", who]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_owned()
+    };
+    let (ed, svc) = (issue("ed"), issue("billing-svc"));
+    let as_ed = |args: &[&str]| remote(&server, &ed, args);
+
+    // The team editor changes staging, and only staging of payments.
+    let r = as_ed(&["set", "payments", "env/staging", "db.pool=7"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = as_ed(&["set", "payments", "env/prod", "db.pool=7"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("may not write payments:env/prod"),
+        "{}",
+        r.stderr
+    );
+    let r = as_ed(&["set", "orders", "env/staging", "port=1"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    // It may ask about itself, not about others.
+    assert_eq!(
+        as_ed(&["auth", "can-i", "ed", "write", "payments:env/staging"]).code,
+        0
+    );
+    let r = as_ed(&["auth", "can-i", "audra", "audit", "**"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    // It cannot give itself more, scoped or not.
+    for args in [
+        &["principal", "grant", "ed", "admin", "--on", "payments/**"][..],
+        &["principal", "grant", "ed", "admin"],
+        &[
+            "group",
+            "grant",
+            "payments-team",
+            "admin",
+            "--on",
+            "payments",
+        ],
+        &["role", "create", "mine", "--allow", "admin=payments/**"],
+        &["group", "add-member", "payments-team", "billing-svc"],
+    ] {
+        let r = as_ed(args);
+        assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("may not admin **"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let show = admin(&["principal", "show", "ed", "-o", "json"]).json();
+    assert_eq!(show["effective"].as_array().unwrap().len(), 2, "{show}");
+
+    // The service may read its db section, and asks so itself; a whole
+    // layer holds more than that, so reading all of it is refused.
+    let r = remote(
+        &server,
+        &svc,
+        &[
+            "auth",
+            "can-i",
+            "billing-svc",
+            "read",
+            "payments:defaults#db.pool",
+        ],
+    );
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let r = remote(&server, &svc, &["get", "payments", "defaults"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    server.stop();
+}
