@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use serde::de::{self, MapAccess, Visitor};
+use confstrata_core::view::BindingInfo;
+use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::name::{GroupName, PrincipalId, RoleName};
@@ -63,51 +64,26 @@ impl fmt::Debug for Binding {
 
 impl Serialize for Binding {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Scoped<'a> {
-            role: &'a RoleName,
-            on: &'a ResourcePattern,
+        BindingInfo {
+            role: self.role.to_string(),
+            on: self.on.as_ref().map(ToString::to_string),
         }
-        match &self.on {
-            None => self.role.serialize(s),
-            Some(on) => Scoped {
-                role: &self.role,
-                on,
-            }
-            .serialize(s),
-        }
+        .serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Binding {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Binding;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a role name, or a table {role = \"...\", on = \"pattern\"}")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Binding, E> {
-                RoleName::parse(v)
-                    .map(Binding::everywhere)
-                    .map_err(E::custom)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Binding, A::Error> {
-                let mut role: Option<RoleName> = None;
-                let mut on: Option<ResourcePattern> = None;
-                while let Some(k) = map.next_key::<String>()? {
-                    match k.as_str() {
-                        "role" if role.is_none() => role = Some(map.next_value()?),
-                        "on" if on.is_none() => on = Some(map.next_value()?),
-                        "role" | "on" => return Err(de::Error::duplicate_field("role or on")),
-                        other => return Err(de::Error::unknown_field(other, &["role", "on"])),
-                    }
-                }
-                let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
-                Ok(Binding { role, on })
-            }
-        }
-        d.deserialize_any(V)
+        let info = BindingInfo::deserialize(d)?;
+        Ok(Binding {
+            role: RoleName::parse(&info.role).map_err(de::Error::custom)?,
+            on: info
+                .on
+                .as_deref()
+                .map(ResourcePattern::parse)
+                .transpose()
+                .map_err(de::Error::custom)?,
+        })
     }
 }
 

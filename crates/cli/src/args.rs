@@ -120,6 +120,10 @@ pub(crate) enum Command {
     /// Ask the policy.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// The whole access policy as a file for review in git: export it,
+    /// see what a file would change, apply it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Bearer tokens: issue (shown once) and revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -546,6 +550,42 @@ pub(crate) enum GroupCommand {
         /// The scope the role was granted on.
         #[arg(long)]
         on: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Write the policy (custom roles, groups, principals and their roles;
+    /// never tokens) as TOML, YAML or JSON.
+    Export {
+        /// File to write (`-` for stdout).
+        #[arg(short, long, default_value = "-")]
+        file: String,
+        /// toml, yaml or json (default: from the file extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show what applying a policy file would change; change nothing.
+    Diff {
+        /// The policy file (`-` for stdin).
+        #[arg(short, long)]
+        file: String,
+        /// toml, yaml or json (default: from the file extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Make the policy what a file says, as one audited change: prints
+    /// the changes, then applies them (tokens are kept).
+    Apply {
+        /// The policy file (`-` for stdin).
+        #[arg(short, long)]
+        file: String,
+        /// toml, yaml or json (default: from the file extension, else TOML).
+        #[arg(long)]
+        format: Option<String>,
+        /// Only show the changes (the same as `policy diff`).
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

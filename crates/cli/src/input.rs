@@ -107,7 +107,14 @@ pub(crate) fn parse_structured<T: serde::de::DeserializeOwned>(
         bail!("{name}: .env files hold layers only; use TOML, YAML or JSON");
     }
     let doc = format::parse(bytes, fmt, name, limits)?;
-    serde_json::from_value(Value::Object(doc)).map_err(|e| anyhow!("{name}: {e}"))
+    serde_path_to_error::deserialize(Value::Object(doc)).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow!("{name}: {}", e.inner())
+        } else {
+            anyhow!("{name}: {path}: {}", e.inner())
+        }
+    })
 }
 
 pub(crate) fn parse_change_set(bytes: &[u8], fmt: Format, name: &str) -> Result<ChangeSet> {

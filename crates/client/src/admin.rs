@@ -14,7 +14,9 @@ use crate::client::{Client, commit_of};
 use crate::error::Result;
 use crate::types::{AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind};
 use crate::wire;
-use confstrata_core::view::{AccessCheck, GroupInfo, Holder, PrincipalDetail, RoleInfo};
+use confstrata_core::view::{
+    AccessCheck, GroupInfo, Holder, PolicyApply, PolicyDocument, PrincipalDetail, RoleInfo,
+};
 
 impl Client {
     /// Adds a new current data key for a namespace and returns its id
@@ -199,6 +201,34 @@ impl Client {
             }))
             .await?;
         Ok(())
+    }
+
+    /// The access policy as a document for review.
+    pub async fn export_policy(&self) -> Result<PolicyDocument> {
+        let r = self
+            .raw_admin()
+            .export_policy(self.request(v1::ExportPolicyRequest {}))
+            .await?
+            .into_inner();
+        let doc = r.policy.ok_or_else(|| wire::missing("policy"))?;
+        Ok(convert::policy_document("policy", &doc)?)
+    }
+
+    /// Makes the policy what `doc` says (or, with `dry_run`, says what
+    /// would change).
+    pub async fn apply_policy(&self, doc: &PolicyDocument, dry_run: bool) -> Result<PolicyApply> {
+        let r = self
+            .raw_admin()
+            .apply_policy(self.request(v1::ApplyPolicyRequest {
+                policy: Some(doc.into()),
+                dry_run,
+            }))
+            .await?
+            .into_inner();
+        Ok(PolicyApply {
+            changes: r.changes,
+            applied: r.applied,
+        })
     }
 
     /// Every group with its members and roles.

@@ -136,15 +136,69 @@ pub struct PrincipalInfo {
 
 /// A role held by a principal or group, over everything or within a
 /// pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Written as the role's name alone when it has no scope (`"viewer"`),
+/// otherwise as a table (`{role = "viewer", on = "payments/**"}`); read
+/// in either form, and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BindingInfo {
     /// The role.
     pub role: String,
     /// The scope: a resource pattern such as `payments/**`; `None`: the
     /// role applies wherever its grants say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<String>,
+}
+
+impl Serialize for BindingInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Scoped<'a> {
+            role: &'a str,
+            on: &'a str,
+        }
+        match &self.on {
+            None => s.serialize_str(&self.role),
+            Some(on) => Scoped {
+                role: &self.role,
+                on,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BindingInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BindingInfo;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a role name, or a table {role = \"...\", on = \"pattern\"}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BindingInfo, E> {
+                Ok(BindingInfo {
+                    role: v.to_owned(),
+                    on: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BindingInfo, A::Error> {
+                let mut role: Option<String> = None;
+                let mut on: Option<String> = None;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "role" if role.is_none() => role = Some(map.next_value()?),
+                        "on" if on.is_none() => on = Some(map.next_value()?),
+                        "role" | "on" => return Err(de::Error::duplicate_field("role or on")),
+                        other => return Err(de::Error::unknown_field(other, &["role", "on"])),
+                    }
+                }
+                let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
+                Ok(BindingInfo { role, on })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl std::fmt::Display for BindingInfo {
@@ -271,6 +325,90 @@ pub struct PrincipalDetail {
     pub groups: Vec<String>,
     /// Its effective grants, denies first.
     pub effective: Vec<EffectiveGrant>,
+}
+
+/// The access policy as a file for review in git (`confstrata policy
+/// export`, `policy apply -f`): custom roles, groups and principals with
+/// their roles. Never tokens (they stay as they are), never the built-in
+/// roles (fixed). Unknown fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDocument {
+    /// Custom roles.
+    #[serde(default)]
+    pub roles: Vec<PolicyRole>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<PolicyGroup>,
+    /// Principals (every one the server has: applying a file that leaves
+    /// one out is refused, so nobody disappears by accident).
+    #[serde(default)]
+    pub principals: Vec<PolicyPrincipal>,
+}
+
+/// A custom role in a [`PolicyDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRole {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Its grants.
+    pub grants: Vec<GrantInfo>,
+}
+
+/// A group in a [`PolicyDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyGroup {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Its members.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// The roles its members hold through it.
+    #[serde(default)]
+    pub roles: Vec<BindingInfo>,
+}
+
+/// A principal in a [`PolicyDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPrincipal {
+    /// Its id.
+    pub id: String,
+    /// Its display name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// A person or a program.
+    #[serde(default = "user")]
+    pub kind: PrincipalKind,
+    /// The roles it holds directly.
+    #[serde(default)]
+    pub roles: Vec<BindingInfo>,
+    /// Whether it is revoked (a revoked principal cannot be restored).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+fn user() -> PrincipalKind {
+    PrincipalKind::User
+}
+
+/// What applying a [`PolicyDocument`] changes (or, for a dry run, would).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyApply {
+    /// One line per change: `+ role db-reader: ...`, `- group old`,
+    /// `~ principal ed: roles viewer -> viewer, editor on payments/**`.
+    pub changes: Vec<String>,
+    /// Whether the changes were applied (false for a dry run, and when
+    /// there was nothing to change).
+    pub applied: bool,
 }
 
 /// A token as listed: a hash prefix, never the token.

@@ -246,6 +246,18 @@ impl Engine {
         subject: &str,
         f: impl FnOnce(&mut Policy) -> confstrata_access::Result<T>,
     ) -> Result<T> {
+        self.change_policy_with(caller, operation, subject, |p| f(p).map_err(from_access))
+    }
+
+    /// [`Engine::change_policy`] for a change whose errors are the
+    /// engine's own (naming fields of a request or file).
+    pub(crate) fn change_policy_with<T>(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        subject: &str,
+        f: impl FnOnce(&mut Policy) -> Result<T>,
+    ) -> Result<T> {
         let g = self.gate(caller);
         g.require(Action::Admin, Resource::everything())?;
         let _admin = self
@@ -254,7 +266,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut policy = (*self.security.policy()).clone();
-        let out = f(&mut policy).map_err(from_access)?;
+        let out = f(&mut policy)?;
         let entry = g
             .entry(Action::Admin, Resource::everything(), Outcome::Success)
             .detail("operation", operation)

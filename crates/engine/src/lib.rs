@@ -78,8 +78,9 @@ pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_core::timing::{Phase, Timings as _};
 pub use confstrata_core::view::{
     AccessCheck, AuditVerification, BindingInfo, DryRun, EffectiveGrant, ExplainView, GrantInfo,
-    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PrincipalDetail, PrincipalInfo,
-    ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
+    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PolicyApply, PolicyDocument, PolicyGroup,
+    PolicyPrincipal, PolicyRole, PrincipalDetail, PrincipalInfo, ResolvedView, RoleInfo, Rollback,
+    ServerStatus, TokenInfo,
 };
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use history::spec_document;

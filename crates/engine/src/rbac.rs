@@ -13,8 +13,8 @@ use confstrata_access::{
     Role, RoleName, Subject,
 };
 use confstrata_core::view::{
-    AccessCheck, BindingInfo, EffectiveGrant, GrantInfo, GroupInfo, Holder, PrincipalDetail,
-    RoleInfo,
+    AccessCheck, BindingInfo, EffectiveGrant, GrantInfo, GroupInfo, Holder, PolicyApply,
+    PolicyDocument, PolicyGroup, PolicyPrincipal, PolicyRole, PrincipalDetail, RoleInfo,
 };
 use confstrata_core::{Error, Result};
 
@@ -371,5 +371,314 @@ impl Engine {
             return Ok(());
         }
         g.require(Action::Admin, Resource::everything())
+    }
+}
+
+/// The policy file of a policy: custom roles, groups, principals.
+fn document(p: &confstrata_access::Policy) -> PolicyDocument {
+    PolicyDocument {
+        roles: p
+            .roles()
+            .filter(|r| !Role::is_builtin(&r.name))
+            .map(|r| PolicyRole {
+                name: r.name.to_string(),
+                description: r.description.clone(),
+                grants: r.grants.iter().map(grant_info).collect(),
+            })
+            .collect(),
+        groups: p
+            .groups()
+            .map(|g| PolicyGroup {
+                name: g.name().to_string(),
+                description: g.description().to_owned(),
+                members: g.members().iter().map(ToString::to_string).collect(),
+                roles: g.bindings().iter().map(binding_info).collect(),
+            })
+            .collect(),
+        principals: p
+            .principals()
+            .map(|pr| PolicyPrincipal {
+                id: pr.id().to_string(),
+                name: pr.name().to_owned(),
+                kind: pr.kind(),
+                roles: pr.bindings().iter().map(binding_info).collect(),
+                revoked: pr.is_revoked(),
+            })
+            .collect(),
+    }
+}
+
+/// Whether some principal that is not revoked may administer everything.
+fn administered(p: &confstrata_access::Policy) -> bool {
+    p.principals().any(|pr| {
+        p.decide(pr.id(), Action::Admin, &Resource::everything())
+            .is_allowed()
+    })
+}
+
+/// The policy `doc` describes, keeping `old`'s tokens, and the changes
+/// from `old` to it. Every error names its place in the file
+/// (`principals[2].roles[0].on`).
+fn rebuild(
+    old: &confstrata_access::Policy,
+    doc: &PolicyDocument,
+) -> Result<(confstrata_access::Policy, Vec<String>)> {
+    use std::collections::BTreeSet;
+    let mut new = confstrata_access::Policy::with_builtin_roles();
+    let invalid = |what: String, e: &dyn std::fmt::Display| Error::invalid(what, e.to_string());
+    for (i, r) in doc.roles.iter().enumerate() {
+        let name = role_name(&format!("roles[{i}].name"), &r.name)?;
+        if new.role(&name).is_some() {
+            return Err(Error::invalid(
+                format!("roles[{i}].name"),
+                if Role::is_builtin(&name) {
+                    format!("role {name:?} is built in; leave the built-in roles out of the file")
+                } else {
+                    format!("role {name:?} appears twice")
+                },
+            ));
+        }
+        let grants = grants_from_info(&r.grants).map_err(|e| match e {
+            Error::Invalid { what, reason } => Error::invalid(format!("roles[{i}].{what}"), reason),
+            e => e,
+        })?;
+        new.put_role(Role {
+            name,
+            description: r.description.clone(),
+            grants,
+        })
+        .map_err(|e| invalid(format!("roles[{i}]"), &e))?;
+    }
+    let bind = |new: &mut confstrata_access::Policy,
+                subject: &Subject,
+                place: &str,
+                roles: &[BindingInfo]|
+     -> Result<()> {
+        for (j, b) in roles.iter().enumerate() {
+            let at = format!("{place}.roles[{j}]");
+            let binding = binding(&b.role, b.on.as_deref()).map_err(|e| match e {
+                Error::Invalid { what, reason } => Error::invalid(format!("{at}.{what}"), reason),
+                e => e,
+            })?;
+            new.bind(subject, binding)
+                .map_err(|e| invalid(at.clone(), &e))?;
+        }
+        Ok(())
+    };
+    let mut listed = BTreeSet::new();
+    for (i, p) in doc.principals.iter().enumerate() {
+        let place = format!("principals[{i}]");
+        let id = principal_id(&format!("{place}.id"), &p.id)?;
+        if !listed.insert(id.clone()) {
+            return Err(Error::invalid(
+                format!("{place}.id"),
+                format!("principal {id:?} appears twice"),
+            ));
+        }
+        new.add_principal(id.clone(), p.name.clone(), p.kind)
+            .map_err(|e| invalid(place.clone(), &e))?;
+        if let Some(before) = old.principal(&id) {
+            if before.is_revoked() && !p.revoked {
+                return Err(Error::invalid(
+                    format!("{place}.revoked"),
+                    format!(
+                        "principal {id:?} is revoked and cannot be restored; add a new principal instead"
+                    ),
+                ));
+            }
+            for t in before.tokens() {
+                new.add_token_hash(&id, t.hash, t.label.clone(), t.created)
+                    .map_err(|e| invalid(place.clone(), &e))?;
+                if t.revoked {
+                    new.revoke_token(&t.hash)
+                        .map_err(|e| invalid(place.clone(), &e))?;
+                }
+            }
+        }
+        bind(&mut new, &Subject::Principal(id.clone()), &place, &p.roles)?;
+        if p.revoked {
+            new.revoke_principal(&id)
+                .map_err(|e| invalid(place.clone(), &e))?;
+        }
+    }
+    if let Some(missing) = old.principals().find(|p| !listed.contains(p.id())) {
+        return Err(Error::invalid(
+            "principals",
+            format!(
+                "principal {:?} is not in the file; a policy file lists every principal (revoke one to take it out of service: `principal revoke`, or `revoked = true`)",
+                missing.id().as_str()
+            ),
+        ));
+    }
+    for (i, g) in doc.groups.iter().enumerate() {
+        let place = format!("groups[{i}]");
+        let name = group_name(&format!("{place}.name"), &g.name)?;
+        new.put_group(name.clone(), g.description.clone(), true)
+            .map_err(|e| invalid(place.clone(), &e))?;
+        for (j, m) in g.members.iter().enumerate() {
+            let id = principal_id(&format!("{place}.members[{j}]"), m)?;
+            new.add_member(&name, &id)
+                .map_err(|e| invalid(format!("{place}.members[{j}]"), &e))?;
+        }
+        bind(&mut new, &Subject::Group(name), &place, &g.roles)?;
+    }
+    if administered(old) && !administered(&new) {
+        return Err(Error::invalid(
+            "principals",
+            "after this change no principal could administer the server (`admin` on **); keep at least one",
+        ));
+    }
+    let changes = changes(&document(old), &document(&new));
+    Ok((new, changes))
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "(none)".to_owned();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `+x -y` between two lists.
+fn delta<T: std::fmt::Display + PartialEq>(old: &[T], new: &[T]) -> String {
+    let mut parts = Vec::new();
+    parts.extend(
+        new.iter()
+            .filter(|x| !old.contains(x))
+            .map(|x| format!("+{x}")),
+    );
+    parts.extend(
+        old.iter()
+            .filter(|x| !new.contains(x))
+            .map(|x| format!("-{x}")),
+    );
+    parts.join(" ")
+}
+
+/// One line per change from `old` to `new`.
+fn changes(old: &PolicyDocument, new: &PolicyDocument) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &old.roles {
+        if !new.roles.iter().any(|n| n.name == r.name) {
+            out.push(format!("- role {}", r.name));
+        }
+    }
+    for r in &new.roles {
+        match old.roles.iter().find(|o| o.name == r.name) {
+            None => out.push(format!("+ role {}: {}", r.name, join(&r.grants))),
+            Some(o) if o != r => {
+                let mut what = Vec::new();
+                if o.grants != r.grants {
+                    what.push(format!("grants {}", delta(&o.grants, &r.grants)));
+                }
+                if o.description != r.description {
+                    what.push(format!("description {:?}", r.description));
+                }
+                out.push(format!("~ role {}: {}", r.name, what.join("; ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for g in &old.groups {
+        if !new.groups.iter().any(|n| n.name == g.name) {
+            out.push(format!("- group {}", g.name));
+        }
+    }
+    for g in &new.groups {
+        match old.groups.iter().find(|o| o.name == g.name) {
+            None => out.push(format!(
+                "+ group {}: members {}; roles {}",
+                g.name,
+                join(&g.members),
+                join(&g.roles)
+            )),
+            Some(o) if o != g => {
+                let mut what = Vec::new();
+                if o.members != g.members {
+                    what.push(format!("members {}", delta(&o.members, &g.members)));
+                }
+                if o.roles != g.roles {
+                    what.push(format!("roles {}", delta(&o.roles, &g.roles)));
+                }
+                if o.description != g.description {
+                    what.push(format!("description {:?}", g.description));
+                }
+                out.push(format!("~ group {}: {}", g.name, what.join("; ")));
+            }
+            Some(_) => {}
+        }
+    }
+    for p in &new.principals {
+        let kind = format!("{:?}", p.kind).to_lowercase();
+        match old.principals.iter().find(|o| o.id == p.id) {
+            None => out.push(format!(
+                "+ principal {} ({kind}): roles {}",
+                p.id,
+                join(&p.roles)
+            )),
+            Some(o) if o != p => {
+                let mut what = Vec::new();
+                if o.roles != p.roles {
+                    what.push(format!("roles {}", delta(&o.roles, &p.roles)));
+                }
+                if o.name != p.name {
+                    what.push(format!("name {:?}", p.name));
+                }
+                if o.kind != p.kind {
+                    what.push(format!("kind {kind}"));
+                }
+                if p.revoked && !o.revoked {
+                    what.push("revoked".to_owned());
+                }
+                out.push(format!("~ principal {}: {}", p.id, what.join("; ")));
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// The access policy as a file for review (`admin` or `audit`).
+    pub fn export_policy(&self, caller: &Caller) -> Result<PolicyDocument> {
+        self.require_admin_or_audit(caller)?;
+        Ok(document(&self.security.policy()))
+    }
+
+    /// Makes the policy what `doc` says (tokens kept), as one audited
+    /// change; or, with `dry_run`, only says what would change. Refused,
+    /// naming the place in the file, for anything malformed, a principal
+    /// left out, a revoked principal restored, or a change after which no
+    /// principal could administer the server.
+    pub fn apply_policy(
+        &self,
+        caller: &Caller,
+        doc: &PolicyDocument,
+        dry_run: bool,
+    ) -> Result<PolicyApply> {
+        self.gate(caller)
+            .require(Action::Admin, Resource::everything())?;
+        let (_, changes) = rebuild(&self.security.policy(), doc)?;
+        if dry_run || changes.is_empty() {
+            return Ok(PolicyApply {
+                changes,
+                applied: false,
+            });
+        }
+        let subject = format!("{} changes", changes.len());
+        let changes = self.change_policy_with(caller, "policy apply", &subject, |p| {
+            // Again under the policy lock: the policy may have moved on.
+            let (new, changes) = rebuild(p, doc)?;
+            *p = new;
+            Ok(changes)
+        })?;
+        Ok(PolicyApply {
+            applied: !changes.is_empty(),
+            changes,
+        })
     }
 }

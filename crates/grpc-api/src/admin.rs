@@ -281,6 +281,38 @@ impl AdminService for Service {
         Ok(Response::new(v1::UpdateGroupMembersResponse {}))
     }
 
+    async fn export_policy(
+        &self,
+        req: Request<v1::ExportPolicyRequest>,
+    ) -> Res<v1::ExportPolicyResponse> {
+        let doc = self
+            .calls
+            .run(auth(&req), "", |e, c| e.export_policy(c))
+            .await?;
+        Ok(Response::new(v1::ExportPolicyResponse {
+            policy: Some((&doc).into()),
+        }))
+    }
+
+    async fn apply_policy(
+        &self,
+        req: Request<v1::ApplyPolicyRequest>,
+    ) -> Res<v1::ApplyPolicyResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let wire = r.policy.ok_or_else(|| status::field(missing("policy")))?;
+        let doc = convert::policy_document("policy", &wire).map_err(status::field)?;
+        let dry_run = r.dry_run;
+        let out = self
+            .calls
+            .write(a, "policy", move |e, c| e.apply_policy(c, &doc, dry_run))
+            .await?;
+        Ok(Response::new(v1::ApplyPolicyResponse {
+            changes: out.changes,
+            applied: out.applied,
+        }))
+    }
+
     async fn issue_token(
         &self,
         req: Request<v1::IssueTokenRequest>,

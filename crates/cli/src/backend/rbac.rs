@@ -1,7 +1,9 @@
 //! Roles, groups, bindings and access checks, on either backend.
 
 use anyhow::Result;
-use confstrata_core::view::{AccessCheck, GroupInfo, Holder, PrincipalDetail, RoleInfo};
+use confstrata_core::view::{
+    AccessCheck, GroupInfo, Holder, PolicyApply, PolicyDocument, PrincipalDetail, RoleInfo,
+};
 
 use super::Backend;
 
@@ -92,5 +94,14 @@ impl Backend {
             |e, c| e.update_group_members(c, group, add, remove),
             |cl| cl.update_group_members(group, add, remove)
         )
+    }
+
+    pub(crate) fn export_policy(&self) -> Result<PolicyDocument> {
+        either!(self, |e, c| e.export_policy(c), |cl| cl.export_policy())
+    }
+
+    pub(crate) fn apply_policy(&self, doc: &PolicyDocument, dry_run: bool) -> Result<PolicyApply> {
+        either!(self, |e, c| e.apply_policy(c, doc, dry_run), |cl| cl
+            .apply_policy(doc, dry_run))
     }
 }

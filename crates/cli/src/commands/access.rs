@@ -4,10 +4,11 @@
 //! rights).
 
 use anyhow::{Result, bail};
-use confstrata_engine::{GrantInfo, Holder, RoleInfo};
+use confstrata_core::format::Format;
+use confstrata_engine::{GrantInfo, Holder, PolicyDocument, RoleInfo};
 use serde_json::json;
 
-use crate::args::{AuthCommand, GroupCommand, Output, RoleArgs, RoleCommand};
+use crate::args::{AuthCommand, GroupCommand, Output, PolicyCommand, RoleArgs, RoleCommand};
 use crate::backend::Backend;
 use crate::commands::security::done;
 use crate::output::{emit, structured};
@@ -306,5 +307,72 @@ pub(crate) fn auth(backend: &Backend, output: Output, c: AuthCommand) -> Result<
                 Err(crate::errors::Answered(1).into())
             }
         }
+    }
+}
+
+/// A policy file, parsed strictly (unknown fields refused, errors with
+/// their line or path).
+fn read_policy(file: &str, format: Option<&str>) -> Result<PolicyDocument> {
+    let (bytes, name) = crate::input::read_input(file)?;
+    let fmt = crate::input::pick_format(format, &name)?;
+    if !matches!(fmt, Format::Toml | Format::Yaml | Format::Json) {
+        bail!("{name}: a policy file is TOML, YAML or JSON");
+    }
+    crate::input::parse_structured(&bytes, fmt, &name, &confstrata_core::Limits::default())
+}
+
+pub(crate) fn policy(backend: &Backend, output: Output, c: PolicyCommand) -> Result<()> {
+    let (file, format, dry_run) = match c {
+        PolicyCommand::Export { file, format } => {
+            let doc = backend.export_policy()?;
+            let fmt = crate::input::pick_format(format.as_deref(), &file)?;
+            let text = match fmt {
+                Format::Toml => {
+                    let mut t = String::from(
+                        "# The Confstrata access policy: custom roles, groups and principals with their\n\
+                         # roles (tokens are never here). Apply with: confstrata policy apply -f FILE\n\n",
+                    );
+                    t.push_str(&toml::to_string_pretty(&doc)?);
+                    t
+                }
+                Format::Yaml => serde_yaml::to_string(&doc)?,
+                Format::Json => format!("{}\n", serde_json::to_string_pretty(&doc)?),
+                _ => bail!("{file}: a policy file is TOML, YAML or JSON"),
+            };
+            if file == "-" {
+                emit(&text);
+            } else {
+                std::fs::write(&file, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {file}: {e}"))?;
+                eprintln!(
+                    "wrote the policy ({} roles, {} groups, {} principals) to {file}",
+                    doc.roles.len(),
+                    doc.groups.len(),
+                    doc.principals.len()
+                );
+            }
+            return Ok(());
+        }
+        PolicyCommand::Diff { file, format } => (file, format, true),
+        PolicyCommand::Apply {
+            file,
+            format,
+            dry_run,
+        } => (file, format, dry_run),
+    };
+    let doc = read_policy(&file, format.as_deref())?;
+    let result = backend.apply_policy(&doc, dry_run)?;
+    match output {
+        Output::Table => {
+            let mut text: String = result.changes.iter().map(|c| format!("{c}\n")).collect();
+            text.push_str(&match (result.changes.len(), result.applied) {
+                (0, _) => "the policy already matches the file; nothing to change\n".to_owned(),
+                (n, true) => format!("applied {n} changes\n"),
+                (n, false) => format!("{n} changes; nothing applied (dry run)\n"),
+            });
+            emit(&text);
+            Ok(())
+        }
+        _ => structured(&result, output, &[], Vec::new),
     }
 }

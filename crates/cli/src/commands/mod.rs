@@ -73,6 +73,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Role(c) => access::role(&ctx.backend, ctx.output, c),
         Command::Group(c) => access::group(&ctx.backend, ctx.output, c),
         Command::Auth(c) => access::auth(&ctx.backend, ctx.output, c),
+        Command::Policy(c) => access::policy(&ctx.backend, ctx.output, c),
         Command::Token(c) => security::token(&ctx.backend, ctx.output, c),
         Command::Stats => stats(&ctx.backend, ctx.output),
     }

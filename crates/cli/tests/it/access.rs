@@ -377,6 +377,29 @@ fn a_server_enforces_the_team_policy_on_its_callers() {
             r.stderr
         );
     }
+    assert_eq!(as_ed(&["policy", "export"]).code, 5);
+    // The policy over the wire: exported, and a file that matches changes nothing.
+    let exported = admin(&["policy", "export"]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    assert!(
+        exported.stdout.contains("name = \"payments-team\""),
+        "{}",
+        exported.stdout
+    );
+    let file = cwd.path().join("policy.toml");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let r = admin(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (
+            0,
+            "the policy already matches the file; nothing to change\n"
+        ),
+        "{}",
+        r.stderr
+    );
+    let r = as_ed(&["policy", "apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
     let show = admin(&["principal", "show", "ed", "-o", "json"]).json();
     assert_eq!(show["effective"].as_array().unwrap().len(), 2, "{show}");
 
@@ -397,4 +420,136 @@ fn a_server_enforces_the_team_policy_on_its_callers() {
     let r = remote(&server, &svc, &["get", "payments", "defaults"]);
     assert_eq!(r.code, 5, "{}", r.stderr);
     server.stop();
+}
+
+#[test]
+fn the_policy_round_trips_through_a_file_with_a_diff_first() {
+    let env = Env::new();
+    env.ok(&["principal", "add", "root", "--role", "admin"]);
+    team(&|args| env.run(args));
+    env.ok(&["token", "issue", "ed"]);
+    let before = env.ok(&["principal", "list", "-o", "json"]).json();
+
+    // Exported, then applied unchanged: nothing to do.
+    for (file, fmt) in [("p.toml", "toml"), ("p.yaml", "yaml"), ("p.json", "json")] {
+        env.ok(&["policy", "export", "-f", file]);
+        let text = std::fs::read_to_string(env.dir.path().join(file)).unwrap();
+        assert!(!text.contains("cst_"), "no token in a policy file: {text}");
+        assert!(!text.contains("\"viewer\"\n  description"), "{fmt}");
+        let r = env.ok(&["policy", "apply", "-f", file]);
+        assert_eq!(
+            r.stdout, "the policy already matches the file; nothing to change\n",
+            "{fmt}"
+        );
+    }
+    let text = std::fs::read_to_string(env.dir.path().join("p.toml")).unwrap();
+    assert!(text.contains("name = \"db-reader\""), "{text}");
+    assert!(
+        !text.contains("name = \"viewer\""),
+        "built-in roles stay out: {text}"
+    );
+
+    // Edited: a new principal in the team, a scope moved, a role changed.
+    let edited = text
+        .replace("members = [\"ed\"]", "members = [\"ed\", \"nia\"]")
+        .replace("on = \"payments\"", "on = \"payments/**\"")
+        .replace("on = \"**#db\"", "on = \"**#db.*\"")
+        + "\n[[principals]]\nid = \"nia\"\nname = \"Nia\"\nroles = [\"viewer\"]\n";
+    let path = env.write("edited.toml", edited.as_bytes());
+    let changes = "\
+~ role db-reader: grants +allow read on **#db.* -allow read on **#db
+~ group payments-team: members +nia
+~ principal billing-svc: roles +db-reader on payments/** -db-reader on payments
++ principal nia (user): roles viewer
+";
+    let r = env.ok(&["policy", "diff", "-f", &path]);
+    assert_eq!(
+        r.stdout,
+        format!("{changes}4 changes; nothing applied (dry run)\n")
+    );
+    assert_eq!(
+        env.ok(&["policy", "export"]).stdout,
+        text,
+        "a diff changes nothing"
+    );
+    let r = env.ok(&["policy", "apply", "-f", &path]);
+    assert_eq!(r.stdout, format!("{changes}applied 4 changes\n"));
+    assert_eq!(env.ok(&["auth", "can-i", "nia", "read", "orders"]).code, 0);
+    // Tokens are kept.
+    let after = env.ok(&["principal", "list", "-o", "json"]).json();
+    let tokens = |v: &serde_json::Value, id: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap()["tokens"]
+            .clone()
+    };
+    assert_eq!(tokens(&before, "ed"), tokens(&after, "ed"));
+    assert_eq!(tokens(&after, "ed").as_array().unwrap().len(), 1);
+    let audit = env.ok(&["audit", "list", "-o", "json"]).json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["details"]["operation"]["text"] == "policy apply"),
+        "{audit}"
+    );
+
+    // Bad files: refused naming the place, nothing changed.
+    let current = env.ok(&["policy", "export"]).stdout;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            current.replace("[[groups]]", "[[groups]]\ncolour = \"red\""),
+            "groups[0].colour: unknown field `colour`",
+        ),
+        (
+            current.replacen(
+                "[[roles]]",
+                "[[roles]]\nname = \"viewer\"\ngrants = []\n\n[[roles]]",
+                1,
+            ),
+            "roles[0].name: role \"viewer\" is built in",
+        ),
+        (
+            current.replace("id = \"nia\"", "id = \"nia2\""),
+            "principal \"nia\" is not in the file",
+        ),
+        (
+            current.replace("on = \"payments/**\"", "on = \"payments/../orders\""),
+            "principals[1].roles[0].on",
+        ),
+        (
+            current.replace("actions = [\"read\"]", "actions = [\"fly\"]"),
+            "roles[0].grants[0].actions",
+        ),
+        (
+            current.replace("roles = [\"admin\"]", "roles = [\"viewer\"]"),
+            "no principal could administer the server",
+        ),
+        (
+            current.replace("    \"nia\",\n]", "    \"ghost\",\n]"),
+            "groups[0].members[1]",
+        ),
+        ("roles = 7\n".to_owned(), "roles: invalid type: integer `7`"),
+        ("[[principals]\n".to_owned(), "line 1, column 13"),
+    ];
+    for (text, needle) in cases {
+        let path = env.write("bad.toml", text.as_bytes());
+        let r = env.run(&["policy", "apply", "-f", &path]);
+        assert_eq!(r.code, 1, "{needle}: {} {}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(needle), "{needle}: {}", r.stderr);
+        assert_eq!(env.ok(&["policy", "export"]).stdout, current, "{needle}");
+    }
+    // A revoked principal stays revoked.
+    env.ok(&["principal", "revoke", "nia"]);
+    let revoked = env.ok(&["policy", "export"]).stdout;
+    assert!(revoked.contains("revoked = true"), "{revoked}");
+    let path = env.write(
+        "unrevoke.toml",
+        revoked.replace("revoked = true\n", "").as_bytes(),
+    );
+    let r = env.run(&["policy", "apply", "-f", &path]);
+    assert!(r.stderr.contains("cannot be restored"), "{}", r.stderr);
 }

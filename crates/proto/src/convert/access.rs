@@ -1,7 +1,8 @@
 //! Roles, groups, bindings and access checks, both directions.
 
 use confstrata_core::view::{
-    AccessCheck, BindingInfo, EffectiveGrant, GrantInfo, GroupInfo, PrincipalDetail, RoleInfo,
+    AccessCheck, BindingInfo, EffectiveGrant, GrantInfo, GroupInfo, PolicyDocument, PolicyGroup,
+    PolicyPrincipal, PolicyRole, PrincipalDetail, RoleInfo,
 };
 
 use super::{FieldResult, missing};
@@ -160,6 +161,83 @@ pub fn principal_detail(r: &v1::GetPrincipalResponse) -> FieldResult<PrincipalDe
             .iter()
             .enumerate()
             .map(|(i, g)| effective_grant(&format!("effective[{i}]"), g))
+            .collect::<FieldResult<_>>()?,
+    })
+}
+
+impl From<&PolicyDocument> for v1::PolicyDocument {
+    fn from(d: &PolicyDocument) -> Self {
+        v1::PolicyDocument {
+            roles: d
+                .roles
+                .iter()
+                .map(|r| v1::Role {
+                    name: r.name.clone(),
+                    description: r.description.clone(),
+                    builtin: false,
+                    grants: r.grants.iter().map(Into::into).collect(),
+                })
+                .collect(),
+            groups: d
+                .groups
+                .iter()
+                .map(|g| v1::Group {
+                    name: g.name.clone(),
+                    description: g.description.clone(),
+                    members: g.members.clone(),
+                    bindings: g.roles.iter().map(Into::into).collect(),
+                })
+                .collect(),
+            principals: d
+                .principals
+                .iter()
+                .map(|p| v1::PolicyPrincipal {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    kind: v1::PrincipalKind::from(p.kind) as i32,
+                    bindings: p.roles.iter().map(Into::into).collect(),
+                    revoked: p.revoked,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A policy document from the wire.
+pub fn policy_document(field: &str, d: &v1::PolicyDocument) -> FieldResult<PolicyDocument> {
+    Ok(PolicyDocument {
+        roles: d
+            .roles
+            .iter()
+            .map(|r| PolicyRole {
+                name: r.name.clone(),
+                description: r.description.clone(),
+                grants: r.grants.iter().map(Into::into).collect(),
+            })
+            .collect(),
+        groups: d
+            .groups
+            .iter()
+            .map(|g| PolicyGroup {
+                name: g.name.clone(),
+                description: g.description.clone(),
+                members: g.members.clone(),
+                roles: g.bindings.iter().map(Into::into).collect(),
+            })
+            .collect(),
+        principals: d
+            .principals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Ok(PolicyPrincipal {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    kind: super::principal_kind(&format!("{field}.principals[{i}].kind"), p.kind)?,
+                    roles: p.bindings.iter().map(Into::into).collect(),
+                    revoked: p.revoked,
+                })
+            })
             .collect::<FieldResult<_>>()?,
     })
 }

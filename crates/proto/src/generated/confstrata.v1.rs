@@ -925,6 +925,69 @@ pub struct GetStatsResponse {
     #[prost(uint64, tag = "5")]
     pub store_batched_jobs: u64,
 }
+/// A principal in a policy document.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PolicyPrincipal {
+    /// Its id.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Its display name.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// A person or a program.
+    #[prost(enumeration = "PrincipalKind", tag = "3")]
+    pub kind: i32,
+    /// The roles it holds directly.
+    #[prost(message, repeated, tag = "4")]
+    pub bindings: ::prost::alloc::vec::Vec<RoleBinding>,
+    /// Whether it is revoked (a revoked principal cannot be restored).
+    #[prost(bool, tag = "5")]
+    pub revoked: bool,
+}
+/// The access policy as a document.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PolicyDocument {
+    /// Custom roles (`builtin` is ignored; built-in roles are refused).
+    #[prost(message, repeated, tag = "1")]
+    pub roles: ::prost::alloc::vec::Vec<Role>,
+    /// Groups.
+    #[prost(message, repeated, tag = "2")]
+    pub groups: ::prost::alloc::vec::Vec<Group>,
+    /// Every principal.
+    #[prost(message, repeated, tag = "3")]
+    pub principals: ::prost::alloc::vec::Vec<PolicyPrincipal>,
+}
+/// Request of ExportPolicy.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExportPolicyRequest {}
+/// Response of ExportPolicy.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExportPolicyResponse {
+    /// The policy.
+    #[prost(message, optional, tag = "1")]
+    pub policy: ::core::option::Option<PolicyDocument>,
+}
+/// Request of ApplyPolicy.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ApplyPolicyRequest {
+    /// The policy to make current.
+    #[prost(message, optional, tag = "1")]
+    pub policy: ::core::option::Option<PolicyDocument>,
+    /// Only say what would change.
+    #[prost(bool, tag = "2")]
+    pub dry_run: bool,
+}
+/// Response of ApplyPolicy.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ApplyPolicyResponse {
+    /// One line per change, e.g. "+ role db-reader: allow read on **\#db",
+    /// "~ principal ed: roles +viewer on payments/**".
+    #[prost(string, repeated, tag = "1")]
+    pub changes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Whether the changes were applied (false for a dry run or no change).
+    #[prost(bool, tag = "2")]
+    pub applied: bool,
+}
 /// Whether a principal is a person or a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1336,8 +1399,7 @@ pub mod admin_service_client {
         }
         /// Creates a custom role, or replaces one (unless `create_only`). Every
         /// holder's decisions change on their next request and on open watches.
-        /// Built-in roles cannot be replaced (FAILED_PRECONDITION-like
-        /// INVALID_ARGUMENT naming the role).
+        /// Built-in roles cannot be replaced (INVALID_ARGUMENT naming the role).
         pub async fn put_role(
             &mut self,
             request: impl tonic::IntoRequest<super::PutRoleRequest>,
@@ -1488,6 +1550,63 @@ pub mod admin_service_client {
                 .insert(
                     GrpcMethod::new("confstrata.v1.AdminService", "UpdateGroupMembers"),
                 );
+            self.inner.unary(req, path, codec).await
+        }
+        /// The access policy as a document for review: custom roles, groups, and
+        /// principals with their roles; never tokens, never built-in roles
+        /// (`admin` or `audit`).
+        pub async fn export_policy(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExportPolicyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExportPolicyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ExportPolicy",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ExportPolicy"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Makes the policy what the document says, as one audited change (tokens
+        /// are kept), and lists what changed; with `dry_run`, only lists it.
+        /// Refused with INVALID_ARGUMENT naming the place in the document
+        /// (`principals[2].roles[0].on`) for anything malformed, a principal left
+        /// out (every principal must be listed), a revoked principal restored, or
+        /// a change after which no principal could administer the server.
+        pub async fn apply_policy(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ApplyPolicyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApplyPolicyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/ApplyPolicy",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "ApplyPolicy"));
             self.inner.unary(req, path, codec).await
         }
         /// Issues a new token for a principal. The token is in the response only:
@@ -1764,8 +1883,7 @@ pub mod admin_service_server {
         >;
         /// Creates a custom role, or replaces one (unless `create_only`). Every
         /// holder's decisions change on their next request and on open watches.
-        /// Built-in roles cannot be replaced (FAILED_PRECONDITION-like
-        /// INVALID_ARGUMENT naming the role).
+        /// Built-in roles cannot be replaced (INVALID_ARGUMENT naming the role).
         async fn put_role(
             &self,
             request: tonic::Request<super::PutRoleRequest>,
@@ -1809,6 +1927,29 @@ pub mod admin_service_server {
             request: tonic::Request<super::UpdateGroupMembersRequest>,
         ) -> std::result::Result<
             tonic::Response<super::UpdateGroupMembersResponse>,
+            tonic::Status,
+        >;
+        /// The access policy as a document for review: custom roles, groups, and
+        /// principals with their roles; never tokens, never built-in roles
+        /// (`admin` or `audit`).
+        async fn export_policy(
+            &self,
+            request: tonic::Request<super::ExportPolicyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExportPolicyResponse>,
+            tonic::Status,
+        >;
+        /// Makes the policy what the document says, as one audited change (tokens
+        /// are kept), and lists what changed; with `dry_run`, only lists it.
+        /// Refused with INVALID_ARGUMENT naming the place in the document
+        /// (`principals[2].roles[0].on`) for anything malformed, a principal left
+        /// out (every principal must be listed), a revoked principal restored, or
+        /// a change after which no principal could administer the server.
+        async fn apply_policy(
+            &self,
+            request: tonic::Request<super::ApplyPolicyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApplyPolicyResponse>,
             tonic::Status,
         >;
         /// Issues a new token for a principal. The token is in the response only:
@@ -2694,6 +2835,96 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = UpdateGroupMembersSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ExportPolicy" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExportPolicySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ExportPolicyRequest>
+                    for ExportPolicySvc<T> {
+                        type Response = super::ExportPolicyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExportPolicyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::export_policy(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExportPolicySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/ApplyPolicy" => {
+                    #[allow(non_camel_case_types)]
+                    struct ApplyPolicySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ApplyPolicyRequest>
+                    for ApplyPolicySvc<T> {
+                        type Response = super::ApplyPolicyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ApplyPolicyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::apply_policy(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ApplyPolicySvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
