@@ -45,6 +45,8 @@ pub(crate) struct Settings {
     tls_key_file: Option<PathBuf>,
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     tls_client_ca_file: Option<PathBuf>,
+    /// How a client certificate names its principal: `cn` or `uri:PREFIX`.
+    tls_client_identity: Option<String>,
     /// The resolved-view cache holds at most this many views...
     cache_max_views: usize,
     /// ...and about this many bytes (least recently used views go first).
@@ -71,6 +73,7 @@ impl Default for Settings {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            tls_client_identity: None,
             cache_max_views: confstrata_engine::Budget::default().max_entries,
             cache_max_bytes: confstrata_engine::Budget::default().max_bytes,
             validation_budget_ms: u64::try_from(
@@ -116,6 +119,7 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "tls_cert_file",
             "tls_key_file",
             "tls_client_ca_file",
+            "tls_client_identity",
             "cache_max_views",
             "cache_max_bytes",
             "validation_budget_ms",
@@ -144,16 +148,31 @@ fn tls_options(s: &Settings) -> Result<Option<confstrata_grpc_api::TlsOptions>> 
     match (&s.tls_cert_file, &s.tls_key_file) {
         (None, None) => {
             anyhow::ensure!(
-                s.tls_client_ca_file.is_none(),
-                "invalid server settings: tls_client_ca_file needs tls_cert_file and tls_key_file"
+                s.tls_client_ca_file.is_none() && s.tls_client_identity.is_none(),
+                "invalid server settings: tls_client_ca_file and tls_client_identity need tls_cert_file and tls_key_file"
             );
             Ok(None)
         }
-        (Some(cert), Some(key)) => Ok(Some(confstrata_grpc_api::TlsOptions {
-            cert_pem: read(cert)?,
-            key_pem: read(key)?,
-            client_ca_pem: s.tls_client_ca_file.as_deref().map(read).transpose()?,
-        })),
+        (Some(cert), Some(key)) => {
+            let client_identity = s
+                .tls_client_identity
+                .as_deref()
+                .map(str::parse::<confstrata_host::ClientIdentity>)
+                .transpose()
+                .map_err(|e| {
+                    anyhow::anyhow!("invalid server settings: tls_client_identity: {e}")
+                })?;
+            anyhow::ensure!(
+                client_identity.is_none() || s.tls_client_ca_file.is_some(),
+                "invalid server settings: tls_client_identity needs tls_client_ca_file (mutual TLS)"
+            );
+            Ok(Some(confstrata_grpc_api::TlsOptions {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+                client_ca_pem: s.tls_client_ca_file.as_deref().map(read).transpose()?,
+                client_identity,
+            }))
+        }
         _ => anyhow::bail!(
             "invalid server settings: give both tls_cert_file and tls_key_file, or neither"
         ),

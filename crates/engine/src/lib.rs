@@ -86,7 +86,8 @@ pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use history::spec_document;
 pub use rbac::{binding, grants_from_info};
 pub use security::{
-    Caller, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
+    Caller, CertificateIdentity, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, crypto_error,
+    from_journal,
 };
 pub use stats::EngineStats;
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
@@ -255,7 +256,7 @@ impl Engine {
     /// (`Bearer cst_...`). A failure is audited (without the token), as
     /// from the source `unknown`: see [`Engine::authenticate_from`].
     pub fn authenticate(&self, authorization: Option<&str>, request_id: &str) -> Result<Caller> {
-        self.authenticate_from(authorization, request_id, "unknown")
+        self.authenticate_from(authorization, None, request_id, "unknown")
     }
 
     /// [`Engine::authenticate`] for a request from `source` (a client's
@@ -263,14 +264,19 @@ impl Engine {
     /// fill the disk: the first in a minute is a record at once, the rest
     /// of that minute become one record with their count (written when the
     /// source fails again after the minute, or when the engine is dropped).
+    ///
+    /// With mutual TLS, `certificate` is what the server's rule read from
+    /// the client's verified certificate: it names the caller when no
+    /// token is sent, and must name the token's principal when one is.
     pub fn authenticate_from(
         &self,
         authorization: Option<&str>,
+        certificate: Option<&CertificateIdentity>,
         request_id: &str,
         source: &str,
     ) -> Result<Caller> {
         let checked = self.timed(Phase::Authenticate, || {
-            self.security.authenticate(authorization)
+            self.security.authenticate(authorization, certificate)
         });
         match checked {
             Ok(c) => Ok(c.with_request_id(request_id)),
@@ -287,10 +293,11 @@ impl Engine {
     pub fn authenticate_quietly(
         &self,
         authorization: Option<&str>,
+        certificate: Option<&CertificateIdentity>,
         request_id: &str,
     ) -> Option<Caller> {
         self.timed(Phase::Authenticate, || {
-            self.security.authenticate(authorization)
+            self.security.authenticate(authorization, certificate)
         })
         .ok()
         .map(|c| c.with_request_id(request_id))

@@ -44,6 +44,20 @@ enum Credential {
     Local,
     /// A bearer token, by its hash.
     Token(TokenHash),
+    /// A verified client certificate that the server's rule maps to the
+    /// principal (mutual TLS, no token).
+    Certificate,
+}
+
+/// What the server read from a request's verified client certificate
+/// (mutual TLS): the principal its rule maps the certificate to, or why it
+/// maps to none, and how, for audit records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateIdentity {
+    /// The principal id the certificate names, or why it names none.
+    pub principal: std::result::Result<String, String>,
+    /// How: `certificate CN=billing`, `certificate URI spiffe://...`.
+    pub via: String,
 }
 
 /// Who is asking: the subject of every engine operation.
@@ -54,6 +68,9 @@ pub struct Caller {
     request_id: String,
     /// For the local user: the author recorded on changes (`--author`).
     author: Option<String>,
+    /// The client certificate that also named the caller, if any (audit
+    /// records carry it).
+    via: Option<String>,
 }
 
 impl Caller {
@@ -84,6 +101,7 @@ impl Caller {
             credential: Credential::Local,
             request_id: String::new(),
             author: None,
+            via: None,
         }
     }
 
@@ -280,16 +298,71 @@ impl Security {
         &self.audit_key
     }
 
-    /// Authenticates a bearer token from an `Authorization` header value.
-    pub(crate) fn authenticate(&self, header: Option<&str>) -> Result<Caller> {
-        let token = Token::from_authorization(header).map_err(from_access)?;
+    /// Authenticates a request: by the bearer token of its
+    /// `Authorization` header, by its client certificate's principal, or
+    /// by both, which must then name the same principal.
+    pub(crate) fn authenticate(
+        &self,
+        header: Option<&str>,
+        certificate: Option<&CertificateIdentity>,
+    ) -> Result<Caller> {
+        let unauthenticated = |message: String| Error::Unauthenticated { message };
         let policy = self.policy();
+        let named = match certificate.map(|c| &c.principal) {
+            Some(Ok(id)) => Some(PrincipalId::parse(id).map_err(|_| {
+                unauthenticated(format!(
+                    "the client certificate names {:?}, which is not a principal id",
+                    confstrata_core::clip(id, 100)
+                ))
+            })?),
+            _ => None,
+        };
+        let via = certificate
+            .filter(|_| named.is_some())
+            .map(|c| c.via.clone());
+        if header.is_none()
+            && let Some(c) = certificate
+        {
+            let Some(id) = named else {
+                let why = c.principal.as_ref().err().map_or("", String::as_str);
+                return Err(unauthenticated(format!(
+                    "the client certificate names no principal ({why}); send a token, or ask an administrator for a certificate the server maps"
+                )));
+            };
+            let p = policy.principal(&id).ok_or_else(|| {
+                unauthenticated(format!(
+                    "the client certificate names principal {id}, which does not exist"
+                ))
+            })?;
+            if p.is_revoked() {
+                return Err(from_access(confstrata_access::Error::RevokedPrincipal {
+                    principal: id.to_string(),
+                }));
+            }
+            return Ok(Caller {
+                principal: id,
+                credential: Credential::Certificate,
+                request_id: String::new(),
+                author: None,
+                via,
+            });
+        }
+        let token = Token::from_authorization(header).map_err(from_access)?;
         let p = policy.authenticate(&token).map_err(from_access)?;
+        if let Some(id) = &named
+            && id != p.id()
+        {
+            return Err(unauthenticated(format!(
+                "the token is principal {}'s and the client certificate names {id}; they must name the same principal",
+                p.id()
+            )));
+        }
         Ok(Caller {
             principal: p.id().clone(),
             credential: Credential::Token(token.hash()),
             request_id: String::new(),
             author: None,
+            via,
         })
     }
 
@@ -297,6 +370,15 @@ impl Security {
     pub(crate) fn still_valid(&self, caller: &Caller) -> Result<()> {
         match &caller.credential {
             Credential::Local => Ok(()),
+            Credential::Certificate => match self.policy().principal(&caller.principal) {
+                Some(p) if !p.is_revoked() => Ok(()),
+                Some(_) => Err(from_access(confstrata_access::Error::RevokedPrincipal {
+                    principal: caller.principal.to_string(),
+                })),
+                None => Err(Error::Unauthenticated {
+                    message: format!("principal {} no longer exists", caller.principal),
+                }),
+            },
             Credential::Token(hash) => self
                 .policy()
                 .authenticate_hash(hash)
@@ -315,7 +397,7 @@ impl Security {
     ) -> bool {
         match caller.credential {
             Credential::Local => true,
-            Credential::Token(_) => policy
+            Credential::Token(_) | Credential::Certificate => policy
                 .decide(&caller.principal, action, resource)
                 .is_allowed(),
         }
@@ -331,7 +413,9 @@ impl Security {
     ) -> bool {
         match caller.credential {
             Credential::Local => true,
-            Credential::Token(_) => policy.allows_some(&caller.principal, action, resource),
+            Credential::Token(_) | Credential::Certificate => {
+                policy.allows_some(&caller.principal, action, resource)
+            }
         }
     }
 }
@@ -404,14 +488,18 @@ impl Gate<'_> {
 
     /// An audit entry for this caller.
     pub(crate) fn entry(&self, action: Action, resource: Resource, outcome: Outcome) -> AuditEntry {
-        AuditEntry::new(
+        let entry = AuditEntry::new(
             Timestamp::now(),
             Some(self.caller.principal.clone()),
             action,
             resource,
             outcome,
         )
-        .request_id(self.caller.request_id.clone())
+        .request_id(self.caller.request_id.clone());
+        match &self.caller.via {
+            Some(via) => entry.detail("credential", via.clone()),
+            None => entry,
+        }
     }
 
     /// Writes an audit record, failing the request if it cannot be written.

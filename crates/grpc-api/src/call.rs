@@ -3,7 +3,7 @@
 //! they are about (`status.rs`).
 
 use confstrata_core::{ChangeSet, CommitInfo};
-use confstrata_engine::{Caller, Engine};
+use confstrata_engine::{Caller, CertificateIdentity, Engine};
 use confstrata_host::{Credentials, Peer, Runner};
 use tonic::{Request, Status};
 
@@ -13,6 +13,7 @@ use crate::status;
 pub(crate) fn auth<T>(req: &Request<T>) -> Credentials {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     Credentials::from_headers(req.metadata().as_ref(), peer, "grpc")
+        .with_certificate(req.extensions().get::<CertificateIdentity>())
 }
 
 /// Runs engine calls for the services of one server (the host's runner).

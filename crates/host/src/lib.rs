@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod identity;
 mod open;
 mod runner;
 mod serve;
@@ -41,6 +42,7 @@ use std::future::Future;
 use confstrata_engine::Engine;
 use tokio::net::TcpListener;
 
+pub use identity::ClientIdentity;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
 pub use runner::{Credentials, Peer, Runner};
 pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use confstrata_core::{ChangeSet, CommitInfo, Error, Result};
-use confstrata_engine::{Caller, Engine, Route};
+use confstrata_engine::{Caller, CertificateIdentity, Engine, Route};
 use tokio::sync::Semaphore;
 
 /// The credentials of a request, read from its headers before the body is
@@ -19,6 +19,7 @@ pub struct Credentials {
     header: Option<String>,
     request_id: String,
     source: String,
+    certificate: Option<CertificateIdentity>,
 }
 
 /// Request ids for requests that bring none.
@@ -56,7 +57,17 @@ impl Credentials {
             header,
             request_id,
             source,
+            certificate: None,
         }
+    }
+
+    /// Adds what the host read from the connection's client certificate
+    /// (the request extension the listener attaches under mutual TLS with
+    /// an identity rule).
+    #[must_use]
+    pub fn with_certificate(mut self, certificate: Option<&CertificateIdentity>) -> Credentials {
+        self.certificate = certificate.cloned();
+        self
     }
 
     /// The request id (as given, or made for it).
@@ -155,9 +166,11 @@ impl Runner {
         credentials: &Credentials,
         f: impl FnOnce(&Engine, &Caller) -> Option<T>,
     ) -> Option<T> {
-        let caller = self
-            .engine
-            .authenticate_quietly(credentials.header.as_deref(), &credentials.request_id)?;
+        let caller = self.engine.authenticate_quietly(
+            credentials.header.as_deref(),
+            credentials.certificate.as_ref(),
+            &credentials.request_id,
+        )?;
         f(&self.engine, &caller)
     }
 
@@ -168,10 +181,11 @@ impl Runner {
     /// without an audit record are checked again on the blocking pool
     /// (which audits the failure).
     pub async fn commit(&self, credentials: Credentials, changes: ChangeSet) -> Result<CommitInfo> {
-        let Some(caller) = self
-            .engine
-            .authenticate_quietly(credentials.header.as_deref(), &credentials.request_id)
-        else {
+        let Some(caller) = self.engine.authenticate_quietly(
+            credentials.header.as_deref(),
+            credentials.certificate.as_ref(),
+            &credentials.request_id,
+        ) else {
             return self
                 .write(credentials, move |e, c| e.commit(c, &changes))
                 .await;
@@ -213,6 +227,7 @@ impl Runner {
         tokio::task::spawn_blocking(move || {
             let caller = engine.authenticate_from(
                 credentials.header.as_deref(),
+                credentials.certificate.as_ref(),
                 &credentials.request_id,
                 &credentials.source,
             )?;

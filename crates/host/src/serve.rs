@@ -58,6 +58,10 @@ pub struct TlsOptions {
     /// The CA that client certificates must chain to, PEM; `None`: no
     /// client certificates asked for.
     pub client_ca_pem: Option<Vec<u8>>,
+    /// How a client certificate names its principal (needs
+    /// `client_ca_pem`); `None`: certificates gate connections only and
+    /// tokens say who the caller is.
+    pub client_identity: Option<crate::ClientIdentity>,
 }
 
 impl std::fmt::Debug for TlsOptions {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for TlsOptions {
         // Never the key.
         f.debug_struct("TlsOptions")
             .field("mutual", &self.client_ca_pem.is_some())
+            .field("client_identity", &self.client_identity)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +196,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn tls_acceptor(tls: &TlsOptions) -> Result<TlsAcceptor, ServeError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Tls(format!("{what}: {e}"));
+    if tls.client_identity.is_some() && tls.client_ca_pem.is_none() {
+        return Err(ServeError::Tls(
+            "a client identity rule needs a client CA (mutual TLS): without one no client certificate is asked for"
+                .to_owned(),
+        ));
+    }
     let certs = CertificateDer::pem_slice_iter(&tls.cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad("the certificate chain", &e))?;
@@ -239,6 +250,7 @@ pub(crate) async fn serve(
     stopping: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let acceptor = options.tls.as_ref().map(tls_acceptor).transpose()?;
+    let identity = options.tls.as_ref().and_then(|t| t.client_identity.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
@@ -281,14 +293,24 @@ pub(crate) async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
+        let identity = identity.clone();
         let doors = doors.clone();
         let mut stopped = stop.subscribe();
         tasks.spawn(async move {
             let service = |certs: Option<PeerCertificates>| {
+                // What the identity rule reads from the client's leaf
+                // certificate, once per connection.
+                let named = identity
+                    .as_ref()
+                    .zip(certs.as_ref().and_then(|c| c.0.first()))
+                    .map(|(rule, leaf)| rule.read(leaf));
                 hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                     req.extensions_mut().insert(Peer(peer));
                     if let Some(certs) = &certs {
                         req.extensions_mut().insert(certs.clone());
+                    }
+                    if let Some(named) = &named {
+                        req.extensions_mut().insert(named.clone());
                     }
                     let door = doors.door(&req).ok_or_else(|| needs_http2(&req));
                     async move {
@@ -413,6 +435,7 @@ mod tests {
             cert_pem: cert.clone(),
             key_pem: key.clone(),
             client_ca_pem: Some(other_cert.clone()),
+            client_identity: None,
         };
         assert!(tls_acceptor(&good).is_ok());
 
@@ -446,8 +469,17 @@ mod tests {
         assert!(m.starts_with("the client CA"), "{m}");
         let m = refusal(&TlsOptions {
             client_ca_pem: Some(Vec::new()),
-            ..good
+            ..good.clone()
         });
         assert!(m.starts_with("the client CA"), "{m}");
+        let m = refusal(&TlsOptions {
+            client_ca_pem: None,
+            client_identity: Some(crate::ClientIdentity::CommonName),
+            ..good
+        });
+        assert!(
+            m.starts_with("a client identity rule needs a client CA"),
+            "{m}"
+        );
     }
 }

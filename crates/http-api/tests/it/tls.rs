@@ -35,6 +35,7 @@ async fn http1_clients_are_served_over_tls() {
             cert_pem: cert.pem().into_bytes(),
             key_pem: key.serialize_pem().into_bytes(),
             client_ca_pem: None,
+            client_identity: None,
         }),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
