@@ -205,6 +205,7 @@ fn resolve_answers_keep_key_order() {
         revision: 1,
     };
     let r = v1::ResolveResponse {
+        partial: false,
         revision: 9,
         document_json: r#"{"b":{"c":1,"d":2},"a":true}"#.into(),
         layers: vec![p("defaults")],
@@ -290,6 +291,7 @@ fn sample(revision: u64) -> ResolvedView {
             .unwrap()
             .clone(),
         provenance: vec![],
+        partial: false,
     }
 }
 

@@ -238,6 +238,7 @@ impl State {
                         layers: Vec::new(),
                         document,
                         provenance: Vec::new(),
+                        partial: false,
                     }));
                 }
                 Some(Err(e)) => {

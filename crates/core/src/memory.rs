@@ -226,6 +226,7 @@ impl Store for MemoryStore {
                         namespace: n.clone(),
                         layer: l.clone(),
                         document: d.clone(),
+                        partial: false,
                     })
                 })
             })

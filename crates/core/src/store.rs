@@ -142,6 +142,10 @@ pub struct LayerVersion {
     pub layer: LayerPath,
     /// The document; `None` where the revision deleted the layer.
     pub document: Option<Document>,
+    /// Whether keys the reader may not read were left out of the document
+    /// (its grants cover only some keys of the layer). A store never sets it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// What one committed revision changed.

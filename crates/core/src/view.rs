@@ -28,6 +28,10 @@ pub struct ResolvedView {
     /// Every leaf's provenance, in key order (empty unless asked for).
     #[serde(serialize_with = "serialize_provenance")]
     pub provenance: Vec<(KeyPath, Provenance)>,
+    /// Whether keys the caller may not read were left out (its grants
+    /// cover only some keys of the context's layers, e.g. `payments#db`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 fn serialize_provenance<S: serde::Serializer>(

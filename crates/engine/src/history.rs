@@ -12,6 +12,7 @@ use confstrata_core::{
 };
 
 use crate::Engine;
+use crate::present::readable_layer;
 use crate::security::Caller;
 
 /// A declaration as a document, for diffs (empty if absent).
@@ -38,18 +39,21 @@ impl Engine {
         let g = self.gate(caller);
         for (ns, layer, _) in [a, b] {
             g.require_some(Action::Read, ns)?;
-            g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
+            if readable_layer(&g, ns, layer, None).is_none() {
+                return Err(g.refuse(Action::Read, Resource::layer(ns.clone(), layer.clone())));
+            }
         }
+        // Keys the caller may not read are left out of both sides.
         let read = |(ns, layer, at): (&NamespaceName, &LayerPath, At)| -> Result<(Document, u64)> {
             let rev = self.store.revision_at(at)?;
             self.namespace_at(ns, rev)?;
-            Ok((
-                self.store
-                    .layer(ns, layer, rev)?
-                    .map(|r| r.document)
-                    .unwrap_or_default(),
-                rev,
-            ))
+            let mut doc = self
+                .store
+                .layer(ns, layer, rev)?
+                .map(|r| r.document)
+                .unwrap_or_default();
+            readable_layer(&g, ns, layer, Some(&mut doc));
+            Ok((doc, rev))
         };
         let (old, _) = read(a)?;
         let (new, rev) = read(b)?;
@@ -91,15 +95,18 @@ impl Engine {
         let empty = Document::new();
         let mut out = Vec::new();
         for p in paths {
-            if !g.allows(Action::Read, &Resource::layer(ns.clone(), p.clone())) {
+            if readable_layer(&g, ns, p, None).is_none() {
                 continue;
             }
             let a = old.iter().find(|r| &r.layer == p);
             let b = new.iter().find(|r| &r.layer == p);
-            let changes = diff(
-                a.map_or(&empty, |r| &r.document),
-                b.map_or(&empty, |r| &r.document),
-            );
+            // Keys the caller may not read are left out of both sides.
+            let cut = |r: Option<&confstrata_core::LayerRecord>| {
+                let mut doc = r.map_or_else(|| empty.clone(), |r| r.document.clone());
+                readable_layer(&g, ns, p, Some(&mut doc));
+                doc
+            };
+            let changes = diff(&cut(a), &cut(b));
             let changes = self.present_diff(&g, changes, (ns, p), (ns, p), to)?;
             let status = match (a, b) {
                 (None, _) => LayerStatus::Created,
@@ -128,8 +135,10 @@ impl Engine {
     ) -> Result<Vec<LayerVersion>> {
         let g = self.gate(caller);
         g.require_some(Action::Read, ns)?;
-        if let Some(l) = layer {
-            g.require(Action::Read, Resource::layer(ns.clone(), l.clone()))?;
+        if let Some(l) = layer
+            && readable_layer(&g, ns, l, None).is_none()
+        {
+            return Err(g.refuse(Action::Read, Resource::layer(ns.clone(), l.clone())));
         }
         let current = self.store.revision()?;
         self.namespace_at(ns, current)?;
@@ -142,9 +151,12 @@ impl Engine {
             let exhausted = versions.len() < fetch;
             out.clear();
             for mut v in versions {
-                if !g.allows(Action::Read, &Resource::layer(ns.clone(), v.layer.clone())) {
+                // Versions of layers the caller may read only some keys of
+                // hold only those keys, and say so.
+                let Some(partial) = readable_layer(&g, ns, &v.layer, v.document.as_mut()) else {
                     continue;
-                }
+                };
+                v.partial = partial;
                 if let Some(doc) = v.document.as_mut() {
                     g.present_layer(ns, &v.layer, doc, v.info.revision)?;
                 }

@@ -37,6 +37,27 @@ impl Engine {
         g.audit_opened(ns, &opened, view.revision)
     }
 
+    /// Leaves out of a resolved view the keys the caller may not read in
+    /// their winning layer, and marks it partial (a grant on `ns#db` only).
+    pub(crate) fn keep_readable(&self, g: &Gate<'_>, view: &mut ResolvedView) {
+        let ns = &view.namespace;
+        let mut hidden = Vec::new();
+        view.provenance.retain(|(key, prov)| {
+            let ok = g.allows(
+                Action::Read,
+                &Resource::key(ns.clone(), prov.layer.clone(), key.clone()),
+            );
+            if !ok {
+                hidden.push(key.clone());
+            }
+            ok
+        });
+        for key in &hidden {
+            confstrata_core::doc::unset(&mut view.document, key);
+        }
+        view.partial = true;
+    }
+
     /// Opens or masks the sealed values of diff entries between two layer
     /// versions; for a caller who may read them, entries whose plaintexts
     /// are equal (a value sealed again) are dropped.
@@ -92,4 +113,38 @@ pub(crate) fn mask_value(v: &mut Value) {
     one.insert(String::new(), std::mem::take(v));
     confstrata_crypto::mask(&mut one);
     *v = one.remove("").unwrap_or(Value::Null);
+}
+
+/// What of one layer the caller may read, its document cut to it:
+/// `Some(false)` all of it (the document untouched), `Some(true)` only
+/// some keys (the others removed), `None` nothing.
+pub(crate) fn readable_layer(
+    g: &Gate<'_>,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    doc: Option<&mut Document>,
+) -> Option<bool> {
+    let whole = Resource::layer(ns.clone(), layer.clone());
+    if g.allows(Action::Read, &whole) {
+        return Some(false);
+    }
+    if !g.sec.allows_some(&g.policy, g.caller, Action::Read, &whole) {
+        return None;
+    }
+    if let Some(doc) = doc {
+        let hidden: Vec<confstrata_core::KeyPath> = confstrata_core::doc::leaves(doc)
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                !g.allows(
+                    Action::Read,
+                    &Resource::key(ns.clone(), layer.clone(), k.clone()),
+                )
+            })
+            .collect();
+        for k in &hidden {
+            confstrata_core::doc::unset(doc, k);
+        }
+    }
+    Some(true)
 }

@@ -15,7 +15,7 @@ use confstrata_core::{
 };
 
 use crate::present::mask_value;
-use crate::security::{self, Caller, Gate};
+use crate::security::{self, Caller, Gate, ReadScope};
 use crate::view::incremental;
 use crate::view::{CachedView, SharedView, context_key, cut_to_section, document_json};
 use crate::{Engine, lock, security_read};
@@ -23,7 +23,8 @@ use crate::{Engine, lock, security_read};
 impl Engine {
     /// What `caller` may see of a change in namespace `ns` (a watch
     /// event): the change's items in `ns` that it may read, a layer by
-    /// `read` on the layer, a declaration by `read` on some of the
+    /// `read` on some of the layer (a resolved document is then cut to the
+    /// keys it may read), a declaration by `read` on some of the
     /// namespace. Empty: nothing of it.
     pub fn visible_items(
         &self,
@@ -37,7 +38,7 @@ impl Engine {
             .iter()
             .filter(|i| &i.namespace == ns)
             .filter(|i| match &i.layer {
-                Some(l) => self.security.allows(
+                Some(l) => self.security.allows_some(
                     &policy,
                     caller,
                     Action::Read,
@@ -191,20 +192,25 @@ impl Engine {
         let mut view = if at == At::Latest {
             self.resolve_latest(&g, ns, ctx, section)?
         } else {
-            let merged = self.timed(Phase::Resolve, || {
-                self.with_resolved_section(&g, ns, ctx, at, section, |rev, resolved| ResolvedView {
+            let (merged, scope) = self.timed(Phase::Resolve, || {
+                self.with_resolved_scoped(&g, ns, ctx, at, section, |rev, resolved| ResolvedView {
                     namespace: ns.clone(),
                     context: ctx.clone(),
                     revision: rev,
                     layers: resolved.layers().collect(),
                     document: resolved.to_document(),
                     provenance: resolved.provenance(),
+                    partial: false,
                 })
             })?;
-            match section {
+            let mut view = match section {
                 Some(key) => cut_to_section(&merged, key),
                 None => merged,
+            };
+            if scope == ReadScope::Keys {
+                self.keep_readable(&g, &mut view);
             }
+            view
         };
         self.timed(Phase::Present, || self.present_resolved(&g, &mut view))?;
         g.audit_read(Resource::namespace(ns.clone()), view.revision)?;
@@ -294,25 +300,25 @@ impl Engine {
         // Read first: a view that is current now is current at this revision.
         let current = self.store.revision()?;
         let key = context_key(ns, ctx);
+        // A caller whose grants cover only some keys gets the view with
+        // the others left out; the cache keeps the whole view.
+        let scoped = |scope: ReadScope, mut view: ResolvedView| {
+            if scope == ReadScope::Keys {
+                self.keep_readable(g, &mut view);
+            }
+            view
+        };
         if let Some((_, cached)) = self.timed(Phase::CacheLookup, || self.views.get(&key)) {
-            self.timed(Phase::Authorize, || {
-                cached.wanted.iter().try_for_each(|layer| {
-                    g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
-                })
-            })?;
-            return cached.view(current, section);
+            let scope = self.timed(Phase::Authorize, || g.read_scope(ns, &cached.wanted))?;
+            return Ok(scoped(scope, cached.view(current, section)?));
         }
         if let Some(rebuilt) = self.rebuild(&key, ns, current) {
-            self.timed(Phase::Authorize, || {
-                rebuilt.wanted.iter().try_for_each(|layer| {
-                    g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))
-                })
-            })?;
-            return rebuilt.view(current, section);
+            let scope = self.timed(Phase::Authorize, || g.read_scope(ns, &rebuilt.wanted))?;
+            return Ok(scoped(scope, rebuilt.view(current, section)?));
         }
         let mut wanted = Vec::new();
-        let view = self.timed(Phase::Resolve, || {
-            self.with_resolved_section(
+        let (view, scope) = self.timed(Phase::Resolve, || {
+            self.with_resolved_scoped(
                 g,
                 ns,
                 ctx,
@@ -327,12 +333,13 @@ impl Engine {
                         layers: resolved.layers().collect(),
                         document: resolved.to_document(),
                         provenance: resolved.provenance(),
+                        partial: false,
                     }
                 },
             )
         })?;
         if let Some(s) = section {
-            return Ok(cut_to_section(&view, s));
+            return Ok(scoped(scope, cut_to_section(&view, s)));
         }
         // Every layer of the context, present or not, is what authorization
         // checks: take them from the declaration, as `with_resolved` did.
@@ -341,7 +348,7 @@ impl Engine {
         let cached = CachedView::new(wanted, view.clone());
         let weight = cached.weight();
         self.views.insert(&key, current, Arc::new(cached), weight);
-        Ok(view)
+        Ok(scoped(scope, view))
     }
 
     /// Brings the cached view of a context up to date, as a resolve at the
@@ -397,9 +404,27 @@ impl Engine {
         at: At,
     ) -> Result<ExplainView> {
         let g = self.gate(caller);
-        let (rev, mut explanation) = self.with_resolved(&g, ns, ctx, at, |rev, resolved| {
-            (rev, resolved.explain(key))
-        })?;
+        let ((rev, mut explanation), scope) =
+            self.with_resolved_scoped(&g, ns, ctx, at, None, |rev, resolved| {
+                (rev, resolved.explain(key))
+            })?;
+        if scope == ReadScope::Keys {
+            // Grants on some keys only: the key must be readable in the
+            // layer that wins it, and the other layers' say is shown only
+            // where the caller may read the key there.
+            if let Some(w) = explanation.entries.iter().find(|e| e.winner) {
+                g.require(
+                    Action::Read,
+                    Resource::key(ns.clone(), w.layer.clone(), key.clone()),
+                )?;
+            }
+            explanation.entries.retain(|e| {
+                g.allows(
+                    Action::Read,
+                    &Resource::key(ns.clone(), e.layer.clone(), key.clone()),
+                )
+            });
+        }
         let mut opened = Vec::new();
         {
             let keyring = security_read(&self.security);
@@ -452,6 +477,9 @@ impl Engine {
         })
     }
 
+    /// Merges the layers of a context, whole (the caller must be able to
+    /// read all of every layer).
+    #[cfg(test)]
     pub(crate) fn with_resolved<T>(
         &self,
         g: &Gate<'_>,
@@ -460,12 +488,21 @@ impl Engine {
         at: At,
         f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
     ) -> Result<T> {
-        self.with_resolved_section(g, ns, ctx, at, None, f)
+        match self.with_resolved_scoped(g, ns, ctx, at, None, f)? {
+            (out, ReadScope::All) => Ok(out),
+            (_, ReadScope::Keys) => Err(Error::PermissionDenied {
+                action: "read".to_owned(),
+                resource: ns.to_string(),
+                message: "only some keys may be read".to_owned(),
+            }),
+        }
     }
 
-    /// [`Engine::with_resolved`] merging only `section` of each layer (the
-    /// merge can leave values outside it that block it: cut the result).
-    pub(crate) fn with_resolved_section<T>(
+    /// Merges the layers of a context, only `section` of each layer if
+    /// given (the merge can leave values outside it that block it: cut the
+    /// result), and says how much of them the caller may read: the caller
+    /// must cut a [`ReadScope::Keys`] answer to what it may read.
+    pub(crate) fn with_resolved_scoped<T>(
         &self,
         g: &Gate<'_>,
         ns: &NamespaceName,
@@ -473,14 +510,12 @@ impl Engine {
         at: At,
         section: Option<&KeyPath>,
         f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
-    ) -> Result<T> {
+    ) -> Result<(T, ReadScope)> {
         g.require_some(Action::Read, ns)?;
         let rev = self.store.revision_at(at)?;
         let spec = self.namespace_at(ns, rev)?.spec;
         let wanted = spec.layers_for(ctx)?;
-        for layer in &wanted {
-            g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
-        }
+        let scope = g.read_scope(ns, &wanted)?;
         let mut records = Vec::with_capacity(wanted.len());
         let top = section.and_then(|s| s.segments().first());
         for layer in &wanted {
@@ -504,6 +539,6 @@ impl Engine {
                 document: &r.document,
             })
             .collect();
-        Ok(f(rev, &resolve(&inputs)))
+        Ok((f(rev, &resolve(&inputs)), scope))
     }
 }

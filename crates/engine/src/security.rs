@@ -420,6 +420,15 @@ impl Security {
     }
 }
 
+/// How much of what a request reads the caller may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadScope {
+    /// Everything.
+    All,
+    /// Only the keys its grants cover; the rest is left out.
+    Keys,
+}
+
 /// A per-request view of the security state: the policy snapshot and the
 /// caller, with the refusals and records it produced.
 pub(crate) struct Gate<'a> {
@@ -459,6 +468,32 @@ impl Gate<'_> {
     /// Whether the caller may perform `action` on `resource` (no audit record).
     pub(crate) fn allows(&self, action: Action, resource: &Resource) -> bool {
         self.sec.allows(&self.policy, self.caller, action, resource)
+    }
+
+    /// How much of `layers` of `ns` the caller may read:
+    /// [`ReadScope::All`] when all of every one; [`ReadScope::Keys`] when
+    /// only some keys of some (a grant on `ns#db`): the answer then holds
+    /// only those keys and says it is partial. Refused (audited, naming the
+    /// first layer) when it may read nothing of any.
+    pub(crate) fn read_scope(&self, ns: &NamespaceName, layers: &[LayerPath]) -> Result<ReadScope> {
+        let mut first_refused = None;
+        let mut some = false;
+        for l in layers {
+            let r = Resource::layer(ns.clone(), l.clone());
+            if self.allows(Action::Read, &r) {
+                some = true;
+                continue;
+            }
+            some |= self
+                .sec
+                .allows_some(&self.policy, self.caller, Action::Read, &r);
+            first_refused.get_or_insert(r);
+        }
+        match first_refused {
+            None => Ok(ReadScope::All),
+            Some(_) if some => Ok(ReadScope::Keys),
+            Some(r) => Err(self.refuse(Action::Read, r)),
+        }
     }
 
     /// Audits a refusal and builds its error.

@@ -229,6 +229,7 @@ fn a_compact_cached_view_reads_back_as_the_view_it_was_made_from() {
     let g = e.gate(&caller);
     let view = e
         .with_resolved(&g, &odd, &prod, At::Latest, |rev, r| ResolvedView {
+            partial: false,
             namespace: odd.clone(),
             context: prod.clone(),
             revision: rev,

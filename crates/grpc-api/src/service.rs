@@ -268,6 +268,7 @@ impl ConfigService for Service {
                 shared.json.to_string(),
                 shared.layers(),
                 provenance.as_deref(),
+                false,
             )));
         }
         let view = self
@@ -281,6 +282,7 @@ impl ConfigService for Service {
             to_json(&view.document),
             &view.layers,
             r.with_provenance.then_some(view.provenance.as_slice()),
+            view.partial,
         )))
     }
 

@@ -122,7 +122,9 @@ mod tests {
         assert_eq!("cn".parse(), Ok(ClientIdentity::CommonName));
         assert_eq!(
             "uri:spiffe://corp.example/svc/".parse(),
-            Ok(ClientIdentity::UriPrefix("spiffe://corp.example/svc/".into()))
+            Ok(ClientIdentity::UriPrefix(
+                "spiffe://corp.example/svc/".into()
+            ))
         );
         for bad in ["", "CN", "uri:", "subject", "san:x"] {
             let e = bad.parse::<ClientIdentity>().unwrap_err();

@@ -534,6 +534,7 @@ impl From<&LayerVersion> for v1::LayerVersion {
             layer: v.layer.to_string(),
             document_json: v.document.as_ref().map(to_json).unwrap_or_default(),
             deleted: v.document.is_none(),
+            partial: v.partial,
         }
     }
 }
@@ -557,6 +558,7 @@ pub fn layer_version(field: &str, v: &v1::LayerVersion) -> FieldResult<LayerVers
                 &unlimited(),
             )?)
         },
+        partial: v.partial,
     })
 }
 

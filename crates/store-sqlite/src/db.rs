@@ -394,6 +394,7 @@ pub(crate) fn history(
             document: text
                 .map(|t| document(ns.as_str(), &layer, rev, &t))
                 .transpose()?,
+            partial: false,
         });
     }
     Ok(out)

@@ -30,6 +30,12 @@ pub(super) fn resolve(ctx: &Ctx, args: ResolveArgs) -> Result<()> {
         at_of(&at)?,
         provenance,
     )?;
+    if view.partial {
+        // On stderr: stdout stays the document a script reads.
+        eprintln!(
+            "note: partial: your grants cover only some keys of {namespace}; the others are left out"
+        );
+    }
     if !provenance {
         return document(&view.document, ctx.output);
     }

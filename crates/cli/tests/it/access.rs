@@ -419,6 +419,21 @@ fn a_server_enforces_the_team_policy_on_its_callers() {
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     let r = remote(&server, &svc, &["get", "payments", "defaults"]);
     assert_eq!(r.code, 5, "{}", r.stderr);
+    // It resolves payments and gets its db section only (no password:
+    // db-reader denies it), told that the answer is partial.
+    let r = remote(
+        &server,
+        &svc,
+        &["resolve", "payments", "-c", "env=prod", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"db": {"host": "db.prod", "pool": 5}})
+    );
+    assert!(r.stderr.contains("partial"), "{}", r.stderr);
+    let r = remote(&server, &svc, &["resolve", "orders", "-c", "env=prod"]);
+    assert_eq!(r.code, 5, "nothing of orders: {}", r.stderr);
     server.stop();
 }
 

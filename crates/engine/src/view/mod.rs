@@ -138,6 +138,7 @@ impl CachedView {
             layers: self.layers.clone(),
             document,
             provenance,
+            partial: false,
         };
         Ok(match section {
             Some(s) => cut_to_section(&view, s),
@@ -286,5 +287,6 @@ pub(crate) fn cut_to_section(view: &ResolvedView, section: &KeyPath) -> Resolved
             .filter(|(k, _)| in_section(k, section))
             .cloned()
             .collect(),
+        partial: view.partial,
     }
 }

@@ -4,5 +4,6 @@
 
 mod cache;
 mod incremental;
+mod scoped;
 mod security;
 mod validation;

@@ -6,17 +6,17 @@ use confstrata_core::serde_json::{Value, json};
 use confstrata_core::{At, ChangeSet, Error, parse_context};
 use confstrata_engine::{Caller, Engine, PrincipalKind};
 
-fn cs(v: Value) -> ChangeSet {
+pub(crate) fn cs(v: Value) -> ChangeSet {
     confstrata_core::serde_json::from_value(v).unwrap()
 }
 
-struct World {
+pub(crate) struct World {
     _dir: tempfile::TempDir,
-    engine: Engine,
-    admin: Caller,
+    pub(crate) engine: Engine,
+    pub(crate) admin: Caller,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
     let admin = Caller::local("ops");
@@ -44,7 +44,7 @@ fn world() -> World {
 
 impl World {
     /// A principal with roles, authenticated through a fresh token.
-    fn user(&self, id: &str, roles: &[&str]) -> Caller {
+    pub(crate) fn user(&self, id: &str, roles: &[&str]) -> Caller {
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         self.engine
             .add_principal(&self.admin, id, id, PrincipalKind::User, &roles)
@@ -56,7 +56,7 @@ impl World {
     }
 }
 
-fn prod() -> confstrata_core::Context {
+pub(crate) fn prod() -> confstrata_core::Context {
     parse_context("env=prod").unwrap()
 }
 

@@ -775,3 +775,89 @@ async fn groups_scoped_roles_and_denies_hold_on_the_wire_and_on_open_watches() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_scoped_reader_resolves_and_watches_only_its_keys() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut admin = admin_of(&s).await;
+    admin
+        .put_role(v1::PutRoleRequest {
+            role: Some(v1::Role {
+                name: "db-only".into(),
+                grants: vec![v1::RoleGrant {
+                    effect: "allow".into(),
+                    actions: vec!["read".into()],
+                    on: "web#db".into(),
+                }],
+                ..Default::default()
+            }),
+            create_only: true,
+        })
+        .await
+        .unwrap();
+    let (token, _) = principal_with_token(&mut admin, "bob", &["db-only"]).await;
+    let mut bob = client_with(s.addr, Some(&format!("Bearer {token}"))).await;
+    let prod = std::collections::HashMap::from([("env".to_owned(), "prod".to_owned())]);
+    let r = bob
+        .resolve(v1::ResolveRequest {
+            namespace: "web".into(),
+            context: prod.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.partial);
+    assert_eq!(
+        parse(&r.document_json),
+        serde_json::json!({"db": {"host": "db.prod", "pool": 5}})
+    );
+    let mut watch = bob
+        .watch(v1::WatchRequest {
+            namespace: "web".into(),
+            context: prod.clone(),
+            start_revision: 0,
+            resolve: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let caught_up = tokio::time::timeout(GUARD, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(caught_up.info.is_none());
+    s.client
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "env/prod".into(),
+            entries: vec![
+                v1::KeyValue {
+                    key: "db.pool".into(),
+                    value_json: "50".into(),
+                    secret: false,
+                },
+                v1::KeyValue {
+                    key: "debug".into(),
+                    value_json: "true".into(),
+                    secret: false,
+                },
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(GUARD, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        parse(&event.resolved_json),
+        serde_json::json!({"db": {"host": "db.prod", "pool": 50}}),
+        "the event carries db.* only"
+    );
+    s.stop().await;
+}

@@ -64,9 +64,11 @@ pub fn resolve_response(
     document_json: String,
     layers: &[Provenance],
     provenance: Option<&[(KeyPath, Provenance)]>,
+    partial: bool,
 ) -> v1::ResolveResponse {
     v1::ResolveResponse {
         revision,
+        partial,
         document_json,
         layers: layers.iter().map(Into::into).collect(),
         provenance: provenance
@@ -100,6 +102,7 @@ pub fn resolved(
         layers: list("layers", &r.layers, provenance_of)?,
         document: document("document_json", &r.document_json, &unlimited())?,
         provenance,
+        partial: r.partial,
     })
 }
 

@@ -267,6 +267,10 @@ pub struct LayerVersion {
     /// Whether this revision deleted the layer.
     #[prost(bool, tag = "5")]
     pub deleted: bool,
+    /// True when keys the caller may not read were left out of the document
+    /// (its grants cover only some keys of the layer).
+    #[prost(bool, tag = "6")]
+    pub partial: bool,
 }
 /// A batch of operations committed atomically as one revision.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -3520,6 +3524,10 @@ pub struct ResolveResponse {
         ::prost::alloc::string::String,
         Provenance,
     >,
+    /// True when keys the caller may not read were left out: its grants cover
+    /// only some keys of the context's layers (`read` on "payments#db").
+    #[prost(bool, tag = "5")]
+    pub partial: bool,
 }
 /// Request of Explain.
 #[derive(Clone, PartialEq, ::prost::Message)]
