@@ -7,7 +7,9 @@
 //!   ("auth on");
 //! - `webshop` (2 sealed values), a `viewer` token: masked, nothing written;
 //! - `webshop`, a `secret-reader` token: opens both and writes one audit
-//!   record per resolve.
+//!   record per resolve;
+//! - `plain`, a token whose role reads only `plain#db` (key-scoped): the
+//!   cached view cut to `db.*` per request, against the viewer's full one.
 //!
 //! Over the real SQLite store in a temp dir.
 //! Run: `cargo bench -p confstrata-benches --bench engine`
@@ -18,7 +20,7 @@ use confstrata_core::{At, parse_context};
 use confstrata_engine::{Caller, Engine, PrincipalKind};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn engine(dir: &std::path::Path) -> (Engine, String, String) {
+fn engine(dir: &std::path::Path) -> (Engine, String, String, String) {
     let engine = confstrata_host::open(dir).unwrap();
     let admin = Caller::local("bench");
     let seed = confstrata_core::serde_json::from_value(confstrata_core::serde_json::json!({"ops": [
@@ -70,8 +72,25 @@ fn engine(dir: &std::path::Path) -> (Engine, String, String) {
             .unwrap(),
         )
         .unwrap();
+    engine
+        .put_role(
+            &admin,
+            "db-only",
+            "",
+            &[confstrata_engine::GrantInfo {
+                effect: "allow".into(),
+                actions: vec!["read".into()],
+                on: "plain#db".into(),
+            }],
+            true,
+        )
+        .unwrap();
     let mut tokens = Vec::new();
-    for (id, role) in [("viewer", "viewer"), ("reader", "secret-reader")] {
+    for (id, role) in [
+        ("scoped", "db-only"),
+        ("viewer", "viewer"),
+        ("reader", "secret-reader"),
+    ] {
         engine
             .add_principal(&admin, id, id, PrincipalKind::Service, &[role.into()])
             .unwrap();
@@ -85,12 +104,13 @@ fn engine(dir: &std::path::Path) -> (Engine, String, String) {
     }
     let reader = tokens.pop().unwrap();
     let viewer = tokens.pop().unwrap();
-    (engine, viewer, reader)
+    let scoped = tokens.pop().unwrap();
+    (engine, viewer, reader, scoped)
 }
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, viewer, reader) = engine(dir.path());
+    let (engine, viewer, reader, scoped) = engine(dir.path());
     let ns = "webshop".parse().unwrap();
     let plain = "plain".parse().unwrap();
     let ctx = parse_context("env=prod,region=eu").unwrap();
@@ -103,6 +123,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let caller = engine.authenticate(Some(&viewer), "bench").unwrap();
             black_box(engine.resolve(&caller, &plain, &ctx, At::Latest).unwrap())
+        })
+    });
+    g.bench_function("plain, db-only token (key-scoped, cut to db.*)", |b| {
+        b.iter(|| {
+            let caller = engine.authenticate(Some(&scoped), "bench").unwrap();
+            let view = engine.resolve(&caller, &plain, &ctx, At::Latest).unwrap();
+            assert!(view.partial);
+            black_box(view)
         })
     });
     g.bench_function("sealed, viewer token (masked)", |b| {
