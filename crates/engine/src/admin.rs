@@ -267,6 +267,16 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut policy = (*self.security.policy()).clone();
         let out = f(&mut policy)?;
+        // No change may leave the server with nobody to administer it over
+        // the API (the local user of the data directory always can).
+        if crate::rbac::administered(&self.security.policy()) && !crate::rbac::administered(&policy)
+        {
+            return Err(Error::invalid(
+                format!("{operation} {subject}"),
+                "after this change no principal could administer the server (`admin` on **); \
+                 grant admin to another principal first",
+            ));
+        }
         let entry = g
             .entry(Action::Admin, Resource::everything(), Outcome::Success)
             .detail("operation", operation)

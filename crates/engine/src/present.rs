@@ -38,23 +38,27 @@ impl Engine {
     }
 
     /// Leaves out of a resolved view the keys the caller may not read in
-    /// their winning layer, and marks it partial (a grant on `ns#db` only).
+    /// their winning layer, and the layers it may read nothing of, and
+    /// marks it partial (a grant on `ns#db` only). The document is rebuilt
+    /// from the readable leaves, so no table that held only hidden keys
+    /// is left behind empty.
     pub(crate) fn keep_readable(&self, g: &Gate<'_>, view: &mut ResolvedView) {
-        let ns = &view.namespace;
-        let mut hidden = Vec::new();
+        let ns = view.namespace.clone();
         view.provenance.retain(|(key, prov)| {
-            let ok = g.allows(
+            g.allows(
                 Action::Read,
                 &Resource::key(ns.clone(), prov.layer.clone(), key.clone()),
-            );
-            if !ok {
-                hidden.push(key.clone());
-            }
-            ok
+            )
         });
-        for key in &hidden {
-            confstrata_core::doc::unset(&mut view.document, key);
-        }
+        view.document = cut_to(&view.document, view.provenance.iter().map(|(k, _)| k));
+        view.layers.retain(|p| {
+            g.sec.allows_some(
+                &g.policy,
+                g.caller,
+                Action::Read,
+                &Resource::layer(ns.clone(), p.layer.clone()),
+            )
+        });
         view.partial = true;
     }
 
@@ -132,19 +136,34 @@ pub(crate) fn readable_layer(
         return None;
     }
     if let Some(doc) = doc {
-        let hidden: Vec<confstrata_core::KeyPath> = confstrata_core::doc::leaves(doc)
+        let kept: Vec<confstrata_core::KeyPath> = confstrata_core::doc::leaves(doc)
             .into_iter()
             .map(|(k, _)| k)
             .filter(|k| {
-                !g.allows(
+                g.allows(
                     Action::Read,
                     &Resource::key(ns.clone(), layer.clone(), k.clone()),
                 )
             })
             .collect();
-        for k in &hidden {
-            confstrata_core::doc::unset(doc, k);
-        }
+        *doc = cut_to(doc, kept.iter());
     }
     Some(true)
+}
+
+/// A document holding only `keys` of `doc` (leaves of it), under their
+/// full paths.
+pub(crate) fn cut_to<'a>(
+    doc: &Document,
+    keys: impl Iterator<Item = &'a confstrata_core::KeyPath>,
+) -> Document {
+    let mut out = Document::new();
+    for key in keys {
+        if let Some(v) = confstrata_core::doc::get(doc, key) {
+            // Leaves of one document never collide; a failure would only
+            // leave the key out.
+            let _ = confstrata_core::doc::set(&mut out, key, v.clone());
+        }
+    }
+    out
 }

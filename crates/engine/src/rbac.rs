@@ -409,7 +409,7 @@ fn document(p: &confstrata_access::Policy) -> PolicyDocument {
 }
 
 /// Whether some principal that is not revoked may administer everything.
-fn administered(p: &confstrata_access::Policy) -> bool {
+pub(crate) fn administered(p: &confstrata_access::Policy) -> bool {
     p.principals().any(|pr| {
         p.decide(pr.id(), Action::Admin, &Resource::everything())
             .is_allowed()

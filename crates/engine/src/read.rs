@@ -409,21 +409,27 @@ impl Engine {
                 (rev, resolved.explain(key))
             })?;
         if scope == ReadScope::Keys {
-            // Grants on some keys only: the key must be readable in the
-            // layer that wins it, and the other layers' say is shown only
-            // where the caller may read the key there.
-            if let Some(w) = explanation.entries.iter().find(|e| e.winner) {
-                g.require(
-                    Action::Read,
-                    Resource::key(ns.clone(), w.layer.clone(), key.clone()),
-                )?;
-            }
-            explanation.entries.retain(|e| {
+            // Grants on some keys only: a key the caller may not read in the
+            // layer that wins it is answered as a missing key (a refusal
+            // would say that it exists, and where); otherwise the other
+            // layers' say is shown only where the caller may read the key.
+            let readable = |layer: &LayerPath| {
                 g.allows(
                     Action::Read,
-                    &Resource::key(ns.clone(), e.layer.clone(), key.clone()),
+                    &Resource::key(ns.clone(), layer.clone(), key.clone()),
                 )
-            });
+            };
+            let winner_hidden = match &explanation.from {
+                Some(from) => !readable(&from.layer),
+                None => false,
+            };
+            if winner_hidden {
+                explanation.value = None;
+                explanation.from = None;
+                explanation.entries.clear();
+            } else {
+                explanation.entries.retain(|e| readable(&e.layer));
+            }
         }
         let mut opened = Vec::new();
         {

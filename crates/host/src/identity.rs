@@ -27,9 +27,15 @@ impl FromStr for ClientIdentity {
         match s {
             "cn" => Ok(ClientIdentity::CommonName),
             _ => match s.strip_prefix("uri:") {
-                Some(prefix) if !prefix.is_empty() => {
+                // The prefix must end at a separator: `spiffe://corp/svc`
+                // would also take `spiffe://corp/svc-evil/x` as `-evil/x`.
+                Some(prefix) if prefix.ends_with('/') || prefix.ends_with(':') => {
                     Ok(ClientIdentity::UriPrefix(prefix.to_owned()))
                 }
+                Some(prefix) if !prefix.is_empty() => Err(format!(
+                    "the client identity rule {s:?} must end with `/` or `:` (e.g. uri:{prefix}/), \
+                     so that it cannot match a longer name that merely starts the same"
+                )),
                 _ => Err(format!(
                     "{s:?} is not a client identity rule; write `cn` (the subject's common name is the principal) \
                      or `uri:PREFIX` (a URI SAN starting with PREFIX, e.g. uri:spiffe://corp.example/svc/)"
@@ -130,6 +136,11 @@ mod tests {
             let e = bad.parse::<ClientIdentity>().unwrap_err();
             assert!(e.contains("is not a client identity rule"), "{bad}: {e}");
         }
+        let e = "uri:spiffe://corp.example/svc"
+            .parse::<ClientIdentity>()
+            .unwrap_err();
+        assert!(e.contains("must end with `/` or `:`"), "{e}");
+        assert!("uri:urn:corp:".parse::<ClientIdentity>().is_ok());
         let der = tokio_rustls::rustls::pki_types::CertificateDer::from(vec![1, 2, 3]);
         let read = ClientIdentity::CommonName.read(&der);
         assert!(read.principal.unwrap_err().contains("does not parse"));

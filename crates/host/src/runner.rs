@@ -190,11 +190,18 @@ impl Runner {
                 .write(credentials, move |e, c| e.commit(c, &changes))
                 .await;
         };
-        let _permit = self.writes.acquire().await.map_err(|_| shutting_down())?;
+        // The permit is held until the commit is done, not until the caller
+        // stops waiting: a caller that goes away (a deadline, a reset) does
+        // not free room for more work while its commit is still queued.
+        let permit = Arc::clone(&self.writes)
+            .acquire_owned()
+            .await
+            .map_err(|_| shutting_down())?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let done = Box::new(move |result| {
             // The caller may have gone away; the commit stands.
             let _ = tx.send(result);
+            drop(permit);
         });
         if let Route::Blocking(commit) = self.engine.submit(&caller, changes, done) {
             tokio::task::spawn_blocking(move || commit.run())
@@ -222,9 +229,15 @@ impl Runner {
             Kind::Read => &self.reads,
             Kind::Write => &self.writes,
         };
-        let _permit = semaphore.acquire().await.map_err(|_| shutting_down())?;
+        // The permit moves into the blocking call: a caller that goes away
+        // leaves the call running, and its permit held until it ends.
+        let permit = Arc::clone(semaphore)
+            .acquire_owned()
+            .await
+            .map_err(|_| shutting_down())?;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let caller = engine.authenticate_from(
                 credentials.header.as_deref(),
                 credentials.certificate.as_ref(),

@@ -75,7 +75,8 @@ fn a_key_scoped_reader_sees_only_its_keys() {
         "the prod-only api key is not in the diff"
     );
 
-    // Explain: its keys, yes; the others, refused.
+    // Explain: its keys, yes; a key it may not read is answered exactly as
+    // a key that does not exist (a refusal would say that it exists).
     let x = e
         .explain(
             &svc,
@@ -86,16 +87,24 @@ fn a_key_scoped_reader_sees_only_its_keys() {
         )
         .unwrap();
     assert_eq!(x.explanation.entries.len(), 2);
-    let err = e
-        .explain(
+    let explain = |key: &str| {
+        e.explain(
             &svc,
             &pay,
             &prod(),
-            &KeyPath::parse("api.signing").unwrap(),
+            &KeyPath::parse(key).unwrap(),
             At::Latest,
         )
-        .unwrap_err();
-    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+        .unwrap()
+        .explanation
+    };
+    let hidden = explain("api.signing");
+    let missing = explain("api.nothing");
+    assert!(hidden.entries.is_empty() && hidden.value.is_none() && hidden.from.is_none());
+    assert_eq!(
+        (hidden.entries, hidden.value, hidden.from),
+        (missing.entries, missing.value, missing.from)
+    );
 
     // History and the namespace diff hold only its keys.
     let history = e.history(&svc, &pay, None, 100).unwrap();
@@ -116,6 +125,45 @@ fn a_key_scoped_reader_sees_only_its_keys() {
         );
     }
     assert!(layers.iter().any(|l| l.layer.as_str() == "env/prod"));
+}
+
+#[test]
+fn a_partial_view_names_only_the_layers_it_may_read_and_no_empty_tables() {
+    let w = world();
+    // `read` on the prod layer's `api` only: the defaults layer, of which
+    // it may read nothing, is not named, and `db` (set by both layers,
+    // readable in neither) leaves no empty table behind.
+    let svc = with_role(&w, "svc", &[("allow", &["read"], "pay:env/prod#api")]);
+    let e = &w.engine;
+    let pay = "pay".parse().unwrap();
+    for _ in 0..2 {
+        let v = e.resolve(&svc, &pay, &prod(), At::Latest).unwrap();
+        assert!(v.partial);
+        assert_eq!(
+            confstrata_core::serde_json::Value::Object(v.document.clone()),
+            json!({"api": {"signing": "<sealed>"}})
+        );
+        let layers: Vec<&str> = v.layers.iter().map(|p| p.layer.as_str()).collect();
+        assert_eq!(layers, ["env/prod"]);
+    }
+    // A deny on every `db` key of a reader of the rest: no `"db": {}`.
+    let reader = with_role(
+        &w,
+        "reader",
+        &[("allow", &["read"], "pay"), ("deny", &["read"], "pay#db")],
+    );
+    let v = e.resolve(&reader, &pay, &prod(), At::Latest).unwrap();
+    assert!(
+        v.partial && !v.document.contains_key("db"),
+        "{:?}",
+        v.document
+    );
+    let history = e.history(&reader, &pay, None, 100).unwrap();
+    for h in &history {
+        if let Some(doc) = &h.document {
+            assert!(!doc.contains_key("db"), "{h:?}");
+        }
+    }
 }
 
 #[test]

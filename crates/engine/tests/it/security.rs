@@ -735,3 +735,36 @@ fn no_user_writes_a_sealed_table_at_any_depth() {
         );
     }
 }
+
+#[test]
+fn no_policy_change_may_leave_the_server_without_an_administrator() {
+    let w = world();
+    let e = &w.engine;
+    let admin = w.user("ada", &["admin"]);
+    let refused = |r: confstrata_core::Result<()>| {
+        let err = r.unwrap_err();
+        assert!(
+            err.to_string().contains("no principal could administer"),
+            "{err}"
+        );
+    };
+    // The last administrator: revoking it, or taking its role, is refused.
+    refused(e.revoke_principal(&admin, "ada"));
+    refused(e.unbind(
+        &w.admin,
+        &confstrata_engine::Holder::Principal("ada".into()),
+        "admin",
+        None,
+    ));
+    // With a second one, either may go.
+    e.add_principal(
+        &w.admin,
+        "bob",
+        "bob",
+        PrincipalKind::User,
+        &["admin".into()],
+    )
+    .unwrap();
+    e.revoke_principal(&admin, "ada").unwrap();
+    refused(e.revoke_principal(&w.admin, "bob"));
+}
