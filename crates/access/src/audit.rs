@@ -587,6 +587,21 @@ pub fn verify_from(
     records: &[AuditRecord],
     key: &AuditKey,
 ) -> Result<Option<Head>> {
+    verify_from_keys(after, records, key, &[])
+}
+
+/// [`verify_from`] for a chain whose key has changed over time (the master
+/// key it derives from was rotated): each record is checked under the key
+/// its `key_id` names, `current` or one of `older`. The chain runs on
+/// across a change of key: the first record under a new key links to the
+/// last one under the old. A record naming a key not given fails with
+/// [`ChainProblem::WrongKey`].
+pub fn verify_from_keys(
+    after: Option<Head>,
+    records: &[AuditRecord],
+    current: &AuditKey,
+    older: &[AuditKey],
+) -> Result<Option<Head>> {
     let mut head = after;
     for (index, r) in records.iter().enumerate() {
         let fail = |problem| Error::AuditChain {
@@ -598,12 +613,15 @@ pub fn verify_from(
             Some(h) => (h.seq.saturating_add(1), h.mac),
             None => (1, Mac::ZERO),
         };
-        if r.key_id != key.id {
+        let Some(key) = std::iter::once(current)
+            .chain(older)
+            .find(|k| k.id == r.key_id)
+        else {
             return Err(fail(ChainProblem::WrongKey {
                 record: r.key_id,
-                given: key.id,
+                given: current.id,
             }));
-        }
+        };
         if r.seq != expected {
             return Err(fail(ChainProblem::UnexpectedSeq { expected }));
         }

@@ -121,6 +121,22 @@ pub struct KeyInfo {
     pub current: bool,
 }
 
+/// What a master-key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterKeyRotation {
+    /// The id of the master key rotated away.
+    pub from: String,
+    /// The id of the new master key.
+    pub to: String,
+    /// How many data keys were wrapped again.
+    pub data_keys: usize,
+    /// How many earlier audit keys the store keeps (for verifying the
+    /// records they keyed).
+    pub audit_keys_kept: usize,
+    /// The id of the audit key new records are keyed by.
+    pub audit_key: String,
+}
+
 /// A principal as listed (never a token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PrincipalInfo {

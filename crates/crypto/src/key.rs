@@ -17,6 +17,16 @@ pub const MASTER_KEY_ENV: &str = "CONFSTRATA_MASTER_KEY";
 /// Length of every key (master and data keys), in bytes.
 pub const KEY_LEN: usize = 32;
 
+/// The label a master key's id is derived with.
+const ID_LABEL: &[u8; 24] = b"confstrata master id v1\0";
+
+/// Domain separation for secrets wrapped by the master key.
+fn secret_aad(purpose: &str) -> Vec<u8> {
+    let mut aad = b"confstrata/secret/v1\0".to_vec();
+    crate::sealed::push_field(&mut aad, purpose.as_bytes());
+    aad
+}
+
 /// Largest key file read, in bytes: a key is 64 hex digits and a newline.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
 
@@ -58,6 +68,76 @@ impl MasterKey {
             )?);
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         out.copy_from_slice(ct.get(..32).unwrap_or(&[0u8; 32]));
+        Ok(out)
+    }
+
+    /// The key's id: `mk-` and 16 hex digits, derived from the key (a
+    /// pseudorandom function of it, so it says nothing of the key). A
+    /// store records the id of the master key its data keys are wrapped
+    /// by, so that the right key file can be told from a wrong or stale one.
+    pub fn id(&self) -> Result<String> {
+        let sub = self.derive_subkey(ID_LABEL)?;
+        Ok(format!("mk-{}", hex(&sub[..8])))
+    }
+
+    /// Wraps a 32-byte secret (an old audit key kept for verification)
+    /// under this key: base64 of a fresh nonce and the ciphertext, bound to
+    /// `purpose`, so it opens only for the same purpose.
+    pub fn wrap_secret(&self, purpose: &str, secret: &[u8; KEY_LEN]) -> Result<String> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        let nonce = crate::sealed::random_nonce()?;
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: &secret[..],
+                    aad: &secret_aad(purpose),
+                },
+            )
+            .map_err(|_| Error::InvalidKeyring {
+                reason: format!("wrapping the {purpose} failed"),
+            })?;
+        let mut out = Vec::with_capacity(nonce.len() + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    /// Opens what [`MasterKey::wrap_secret`] made for `purpose`; an integrity
+    /// error when it was made under another key or for another purpose, or
+    /// was altered.
+    pub fn unwrap_secret(&self, purpose: &str, text: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+        use chacha20poly1305::aead::{Aead, Payload};
+        let bad = |what: &str| Error::InvalidKeyring {
+            reason: format!("the wrapped {purpose}: {what}"),
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| bad("not base64"))?;
+        let (nonce, ct) = raw
+            .split_at_checked(crate::sealed::NONCE_LEN)
+            .ok_or_else(|| bad("too short"))?;
+        let nonce: [u8; crate::sealed::NONCE_LEN] =
+            nonce.try_into().map_err(|_| bad("too short"))?;
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(
+                    &nonce.into(),
+                    Payload {
+                        msg: ct,
+                        aad: &secret_aad(purpose),
+                    },
+                )
+                .map_err(|_| {
+                    bad("it was wrapped by a different master key, or its stored form was altered")
+                })?,
+        );
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.len() != KEY_LEN {
+            return Err(bad("not 32 bytes"));
+        }
+        out.copy_from_slice(&plain);
         Ok(out)
     }
 

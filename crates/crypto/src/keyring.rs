@@ -225,31 +225,42 @@ impl Keyring {
         };
         let kid = KeyId::new(namespace.clone(), number)?;
         let bytes = random_key()?;
-        let nonce = random_nonce()?;
-        let wrapped = self
-            .master
-            .cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: &bytes[..],
-                    aad: &wrap_aad(&kid),
-                },
-            )
-            // A 32-byte message is far below the AEAD's length limit.
-            .map_err(|_| Error::InvalidKeyring {
-                reason: "wrapping a data key failed".into(),
-            })?;
         let key = DataKey {
             cipher: cipher_from(&bytes[..]),
-            wrapped: WrappedKey {
-                kid: kid.clone(),
-                nonce: B64.encode(nonce),
-                key: B64.encode(wrapped),
-            },
+            wrapped: wrap_key(&self.master, &kid, &bytes[..])?,
         };
         self.keys.insert(kid.clone(), key);
         Ok(kid)
+    }
+
+    /// This keyring's data keys wrapped by another master key (for
+    /// rotating the master key): the same keys, so every sealed value
+    /// still opens; only their stored form changes. Fails, changing
+    /// nothing, if a data key cannot be unwrapped.
+    pub fn rewrapped(&self, master: MasterKey) -> Result<Keyring> {
+        let mut keys = BTreeMap::new();
+        for (kid, k) in &self.keys {
+            let plain = unwrap_one(&self.master, &k.wrapped)?;
+            keys.insert(
+                kid.clone(),
+                DataKey {
+                    cipher: cipher_from(&plain),
+                    wrapped: wrap_key(&master, kid, &plain)?,
+                },
+            );
+        }
+        Ok(Keyring { master, keys })
+    }
+
+    /// The master key's id (see [`MasterKey::id`]).
+    pub fn master_id(&self) -> Result<String> {
+        self.master.id()
+    }
+
+    /// The master key, for purposes beside the data keys (wrapping the
+    /// secrets a store keeps, deriving the audit key).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
     }
 
     /// The key new seals in `namespace` use, if it has any.
@@ -331,43 +342,74 @@ fn unwrap_all(master: &MasterKey, stored: &WrappedKeyring) -> Result<BTreeMap<Ke
     }
     let mut keys = BTreeMap::new();
     for w in &stored.keys {
-        let bad = |what: &str| Error::InvalidKeyring {
-            reason: format!("data key {}: {what}", w.kid),
-        };
-        let nonce = B64
-            .decode(&w.nonce)
-            .map_err(|_| bad("the nonce is not base64"))?;
-        let nonce: [u8; NONCE_LEN] = nonce
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad("the nonce is not 24 bytes"))?;
-        let ct = B64
-            .decode(&w.key)
-            .map_err(|_| bad("the wrapped key is not base64"))?;
-        let plain = Zeroizing::new(
-            master
-                .cipher
-                .decrypt(
-                    &nonce.into(),
-                    Payload {
-                        msg: &ct,
-                        aad: &wrap_aad(&w.kid),
-                    },
-                )
-                .map_err(|_| Error::WrongMasterKey {
-                    key_id: w.kid.to_string(),
-                })?,
-        );
-        if plain.len() != KEY_LEN {
-            return Err(bad("the unwrapped key is not 32 bytes"));
-        }
+        let plain = unwrap_one(master, w)?;
         let key = DataKey {
             cipher: cipher_from(&plain),
             wrapped: w.clone(),
         };
         if keys.insert(w.kid.clone(), key).is_some() {
-            return Err(bad("it appears twice"));
+            return Err(Error::InvalidKeyring {
+                reason: format!("data key {}: it appears twice", w.kid),
+            });
         }
     }
     Ok(keys)
+}
+
+/// Wraps a data key's bytes under `master`, binding its id.
+fn wrap_key(master: &MasterKey, kid: &KeyId, bytes: &[u8]) -> Result<WrappedKey> {
+    let nonce = random_nonce()?;
+    let wrapped = master
+        .cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: bytes,
+                aad: &wrap_aad(kid),
+            },
+        )
+        // A 32-byte message is far below the AEAD's length limit.
+        .map_err(|_| Error::InvalidKeyring {
+            reason: "wrapping a data key failed".into(),
+        })?;
+    Ok(WrappedKey {
+        kid: kid.clone(),
+        nonce: B64.encode(nonce),
+        key: B64.encode(wrapped),
+    })
+}
+
+/// Unwraps one stored data key with `master`: its 32 bytes.
+fn unwrap_one(master: &MasterKey, w: &WrappedKey) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = |what: &str| Error::InvalidKeyring {
+        reason: format!("data key {}: {what}", w.kid),
+    };
+    let nonce = B64
+        .decode(&w.nonce)
+        .map_err(|_| bad("the nonce is not base64"))?;
+    let nonce: [u8; NONCE_LEN] = nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad("the nonce is not 24 bytes"))?;
+    let ct = B64
+        .decode(&w.key)
+        .map_err(|_| bad("the wrapped key is not base64"))?;
+    let plain = Zeroizing::new(
+        master
+            .cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: &ct,
+                    aad: &wrap_aad(&w.kid),
+                },
+            )
+            .map_err(|_| Error::WrongMasterKey {
+                key_id: w.kid.to_string(),
+            })?,
+    );
+    if plain.len() != KEY_LEN {
+        return Err(bad("the unwrapped key is not 32 bytes"));
+    }
+    Ok(plain)
 }

@@ -416,7 +416,7 @@ impl Engine {
     pub fn audit_verify(&self, caller: &Caller) -> Result<AuditVerification> {
         self.gate(caller)
             .require(Action::Audit, Resource::everything())?;
-        let key = self.security.audit_key();
+        let (key, older) = self.security.audit_keys();
         let mut head: Option<Head> = None;
         let mut count = 0u64;
         let mut after = 0;
@@ -425,11 +425,10 @@ impl Engine {
             let Some(last) = rows.last() else { break };
             after = last.seq;
             let records = rows.iter().map(from_journal).collect::<Result<Vec<_>>>()?;
-            head = confstrata_access::audit::verify_from(head, &records, key).map_err(|e| {
-                Error::Integrity {
+            head = confstrata_access::audit::verify_from_keys(head, &records, &key, &older)
+                .map_err(|e| Error::Integrity {
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             count += records.len() as u64;
         }
         Ok(AuditVerification {

@@ -54,12 +54,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use confstrata_core::serde_json::Value;
 use confstrata_core::{Document, LayerPath, NamespaceName, Result, Store};
-pub use confstrata_crypto::{MASTER_KEY_ENV, MasterKey};
+pub use confstrata_crypto::{Error as CryptoError, MASTER_KEY_ENV, MasterKey};
 
 mod admin;
 mod auth_failures;
 mod history;
 mod locks;
+mod master;
 mod pipeline;
 mod present;
 mod rbac;
@@ -78,16 +79,17 @@ pub use confstrata_cache::{Budget, CacheStats};
 use confstrata_core::timing::{Phase, Timings as _};
 pub use confstrata_core::view::{
     AccessCheck, AuditVerification, BindingInfo, DryRun, EffectiveGrant, ExplainView, GrantInfo,
-    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PolicyApply, PolicyDocument, PolicyGroup,
-    PolicyPrincipal, PolicyRole, PrincipalDetail, PrincipalInfo, ResolvedView, RoleInfo, Rollback,
-    ServerStatus, TokenInfo,
+    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, MasterKeyRotation, PolicyApply,
+    PolicyDocument, PolicyGroup, PolicyPrincipal, PolicyRole, PrincipalDetail, PrincipalInfo,
+    ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
 };
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
 pub use history::spec_document;
+pub use master::MasterKeyFile;
 pub use rbac::{binding, grants_from_info};
 pub use security::{
-    Caller, CertificateIdentity, KEYRING_SETTING, POLICY_SETTING, SecurityOptions, crypto_error,
-    from_journal,
+    AUDIT_KEYS_SETTING, Caller, CertificateIdentity, KEYRING_SETTING, MASTER_KEY_ID_SETTING,
+    POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
 };
 pub use stats::EngineStats;
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};

@@ -34,8 +34,26 @@ use confstrata_crypto::{Keyring, MasterKey, SecretRule, WrappedKeyring};
 pub const POLICY_SETTING: &str = "policy";
 /// The setting that holds the wrapped data keys.
 pub const KEYRING_SETTING: &str = "keyring";
+/// The setting that holds the id of the master key the data keys are
+/// wrapped by (written by the first master-key rotation; absent before).
+pub const MASTER_KEY_ID_SETTING: &str = "master_key_id";
+/// The setting that holds the audit keys of earlier master keys, wrapped
+/// by the current one, so records they made still verify.
+pub const AUDIT_KEYS_SETTING: &str = "audit_keys";
 /// The label the audit key is derived from the master key with.
-const AUDIT_KEY_LABEL: &[u8; 24] = b"confstrata audit key v1\0";
+pub(crate) const AUDIT_KEY_LABEL: &[u8; 24] = b"confstrata audit key v1\0";
+/// What the earlier audit keys are wrapped for (bound into their wrapping).
+pub(crate) const AUDIT_KEY_PURPOSE: &str = "audit key";
+
+/// The stored form of the earlier audit keys.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoredAuditKeys {
+    pub(crate) v: u32,
+    /// Oldest first: each the audit key of a master key since rotated away,
+    /// wrapped by the current master key.
+    pub(crate) keys: Vec<String>,
+}
 
 /// How a caller proved who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,18 +197,22 @@ impl SecurityOptions {
 pub(crate) struct Security {
     pub(crate) keyring: RwLock<Keyring>,
     policy: RwLock<Arc<Policy>>,
-    audit_key: AuditKey,
+    /// The audit key: the current master key's, and those of the master
+    /// keys rotated away (their bytes, to wrap them again, and the keys).
+    pub(crate) audit: RwLock<AuditKeys>,
+    /// Where the master key is kept, when it can be rotated online.
+    pub(crate) key_file: std::sync::OnceLock<Box<dyn crate::MasterKeyFile>>,
     pub(crate) rule: SecretRule,
     pub(crate) audit_reads: bool,
     /// Serializes changes to the policy and the keyring.
     pub(crate) admin: Mutex<()>,
 }
 
-fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(crate) fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(crate) fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -250,11 +272,19 @@ pub(crate) fn from_access(e: confstrata_access::Error) -> Error {
 impl Security {
     /// Loads the policy and keyring from the store.
     pub(crate) fn load(store: &dyn Store, options: SecurityOptions) -> Result<Security> {
-        let subkey = options
-            .master_key
-            .derive_subkey(AUDIT_KEY_LABEL)
-            .map_err(crypto_error)?;
-        let audit_key = AuditKey::from_bytes(&subkey).map_err(from_access)?;
+        let master = options.master_key;
+        if let Some(stored) = store.setting(MASTER_KEY_ID_SETTING)? {
+            let given = master.id().map_err(crypto_error)?;
+            if stored != given {
+                return Err(Error::Integrity {
+                    message: format!(
+                        "this store's data keys are wrapped by master key {stored}, but the key given is {given}: \
+                         start with the key file or CONFSTRATA_MASTER_KEY that holds {stored}"
+                    ),
+                });
+            }
+        }
+        let audit = AuditKeys::load(store, &master)?;
         let policy = match store.setting(POLICY_SETTING)? {
             Some(text) => confstrata_core::serde_json::from_str::<Policy>(&text).map_err(|e| {
                 Error::Integrity {
@@ -269,14 +299,15 @@ impl Security {
                     .map_err(|e| Error::Integrity {
                         message: format!("the stored keyring cannot be read: {e}"),
                     })?;
-                Keyring::from_wrapped(options.master_key, &wrapped).map_err(crypto_error)?
+                Keyring::from_wrapped(master, &wrapped).map_err(crypto_error)?
             }
-            None => Keyring::new(options.master_key),
+            None => Keyring::new(master),
         };
         Ok(Security {
             keyring: RwLock::new(keyring),
             policy: RwLock::new(Arc::new(policy)),
-            audit_key,
+            audit: RwLock::new(audit),
+            key_file: std::sync::OnceLock::new(),
             rule: options.secret_rule,
             audit_reads: options.audit_reads,
             admin: Mutex::new(()),
@@ -293,9 +324,18 @@ impl Security {
         *write_lock(&self.policy) = Arc::new(policy);
     }
 
-    /// The audit key (for fingerprints and verification).
-    pub(crate) fn audit_key(&self) -> &AuditKey {
-        &self.audit_key
+    /// The current audit key (for fingerprints and new records).
+    pub(crate) fn audit_key(&self) -> AuditKey {
+        read_lock(&self.audit).current.clone()
+    }
+
+    /// The audit keys, current and earlier (for verification).
+    pub(crate) fn audit_keys(&self) -> (AuditKey, Vec<AuditKey>) {
+        let a = read_lock(&self.audit);
+        (
+            a.current.clone(),
+            a.older.iter().map(|(_, k)| k.clone()).collect(),
+        )
     }
 
     /// Authenticates a request: by the bearer token of its
@@ -622,7 +662,7 @@ impl Gate<'_> {
 /// Makes the journal function that turns an audit entry into the next
 /// record of the chain, inside the store's transaction.
 pub(crate) fn journal_fn(sec: &Security, entry: AuditEntry) -> JournalFn {
-    let key = sec.audit_key.clone();
+    let key = sec.audit_key();
     Box::new(move |slot: JournalSlot| {
         let head = slot.head.map(|h| Head {
             seq: h.seq,
@@ -690,6 +730,49 @@ pub(crate) fn keyring_write(keyring: &Keyring) -> Result<SettingWrite> {
                 .map_err(|e| Error::storage(format!("encoding the keyring: {e}")))?,
         ),
     })
+}
+
+/// The audit key of the current master key, and those of earlier ones.
+pub(crate) struct AuditKeys {
+    pub(crate) current: AuditKey,
+    /// The bytes of the current key, to keep it when the master key moves on.
+    pub(crate) current_bytes: zeroize::Zeroizing<[u8; 32]>,
+    /// Earlier keys, oldest first, with their bytes.
+    pub(crate) older: Vec<(zeroize::Zeroizing<[u8; 32]>, AuditKey)>,
+}
+
+impl AuditKeys {
+    /// The audit key derived from `master`, and the earlier ones the store
+    /// keeps wrapped by it.
+    pub(crate) fn load(store: &dyn Store, master: &MasterKey) -> Result<AuditKeys> {
+        let mut keys = AuditKeys::derive(master)?;
+        if let Some(text) = store.setting(AUDIT_KEYS_SETTING)? {
+            let stored: StoredAuditKeys =
+                confstrata_core::serde_json::from_str(&text).map_err(|e| Error::Integrity {
+                    message: format!("the stored earlier audit keys cannot be read: {e}"),
+                })?;
+            for wrapped in &stored.keys {
+                let bytes = master
+                    .unwrap_secret(AUDIT_KEY_PURPOSE, wrapped)
+                    .map_err(crypto_error)?;
+                let key = AuditKey::from_bytes(&bytes).map_err(from_access)?;
+                keys.older.push((bytes, key));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The audit key derived from `master`, with no earlier ones.
+    pub(crate) fn derive(master: &MasterKey) -> Result<AuditKeys> {
+        let bytes = master
+            .derive_subkey(AUDIT_KEY_LABEL)
+            .map_err(crypto_error)?;
+        Ok(AuditKeys {
+            current: AuditKey::from_bytes(&bytes).map_err(from_access)?,
+            current_bytes: bytes,
+            older: Vec::new(),
+        })
+    }
 }
 
 /// Whether a value holds a `$sealed` table anywhere.

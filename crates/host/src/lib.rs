@@ -32,6 +32,7 @@
 //! ```
 
 mod identity;
+mod keyfile;
 mod open;
 mod runner;
 mod serve;
@@ -43,6 +44,7 @@ use confstrata_engine::Engine;
 use tokio::net::TcpListener;
 
 pub use identity::ClientIdentity;
+pub use keyfile::KeyFile;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
 pub use runner::{Credentials, Peer, Runner};
 pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};

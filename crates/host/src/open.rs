@@ -7,8 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use confstrata_core::Store as _;
 use confstrata_core::{Error, Result};
-use confstrata_engine::{Budget, Engine, MASTER_KEY_ENV, MasterKey, SecurityOptions, crypto_error};
+use confstrata_engine::{
+    Budget, Engine, MASTER_KEY_ENV, MASTER_KEY_ID_SETTING, MasterKey, SecurityOptions, crypto_error,
+};
+
+use crate::keyfile::KeyFile;
 
 /// The file name of the SQLite database inside a data directory.
 pub const DB_FILE: &str = "confstrata.db";
@@ -54,34 +59,40 @@ pub fn open(data_dir: &Path) -> Result<Engine> {
 pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Engine, KeySource)> {
     create_private_dir(data_dir)?;
     let store = confstrata_store_sqlite::SqliteStore::open(&data_dir.join(DB_FILE))?;
+    let stored_id = store.setting(MASTER_KEY_ID_SETTING)?;
     let from_env = MasterKey::from_env().map_err(crypto_error)?;
-    let (key, source) = match from_env {
+    let (key, source, file) = match from_env {
         Some(key) => (
             key,
             KeySource {
                 origin: MASTER_KEY_ENV.to_owned(),
                 created: false,
             },
+            None,
         ),
         None => {
             let path = options
                 .master_key_file
                 .clone()
                 .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
-            let (key, created) = MasterKey::load_or_generate_file(&path)
-                .map_err(|e| Error::invalid("master key", e.to_string()))?;
+            let file = KeyFile::new(path.clone());
+            let (key, created) = file.open(stored_id.as_deref())?;
             (
                 key,
                 KeySource {
                     origin: path.display().to_string(),
                     created,
                 },
+                Some(file),
             )
         }
     };
     let mut security = SecurityOptions::new(key);
     security.audit_reads = options.audit_reads;
     let engine = Engine::with_cache(Arc::new(store), security, options.cache)?;
+    if let Some(file) = file {
+        engine.set_master_key_file(Box::new(file));
+    }
     if let Some(budget) = options.validation_budget {
         engine.set_validation_budget(budget);
     }

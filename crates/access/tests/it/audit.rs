@@ -377,3 +377,45 @@ fn audit_keys_are_checked_and_never_shown() {
     let (generated, text) = AuditKey::generate_with_text().unwrap();
     assert_eq!(AuditKey::parse(&text).unwrap().id(), generated.id());
 }
+
+#[test]
+fn a_chain_whose_key_changed_verifies_with_every_key_and_not_without_one() {
+    let old = key();
+    let new = AuditKey::parse(&"5c".repeat(32)).unwrap();
+    let mut records = chain(&old, 4);
+    // The chain runs on under the new key from the last old record.
+    let mut next = AuditChain::resume(new.clone(), Some(records[3].head()));
+    for i in 0..3 {
+        records.push(next.append(AuditEntry::new(
+            Timestamp(1_800_000_000_000 + i),
+            Some(id("bob")),
+            Action::Admin,
+            res("**"),
+            Outcome::Success,
+        )));
+    }
+    let head = confstrata_access::audit::verify_from_keys(
+        None,
+        &records,
+        &new,
+        std::slice::from_ref(&old),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(head.seq, 7);
+    // Without the old key, the first record fails; with the old key only,
+    // the first new one.
+    for (current, older, at) in [(&new, vec![], 0), (&old, vec![], 4)] {
+        match confstrata_access::audit::verify_from_keys(None, &records, current, &older) {
+            Err(Error::AuditChain {
+                index,
+                problem: ChainProblem::WrongKey { .. },
+                ..
+            }) => assert_eq!(index, at),
+            other => panic!("expected a wrong key at {at}, got {other:?}"),
+        }
+    }
+    // A record moved across the change of key still breaks the chain.
+    records.swap(3, 4);
+    assert!(confstrata_access::audit::verify_from_keys(None, &records, &new, &[old]).is_err());
+}

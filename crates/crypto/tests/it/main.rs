@@ -919,3 +919,62 @@ fn errors_and_debug_never_show_plaintext() {
         assert!(!m.contains(CANARY), "{m}");
     }
 }
+
+#[test]
+fn a_keyring_rewrapped_by_a_new_master_key_opens_everything_only_with_it() {
+    let mut keyring = Keyring::new(master());
+    keyring.rotate(&ns("webshop")).unwrap();
+    let old = seal_at(&keyring, "webshop", "defaults", "a", &json!("x"));
+    keyring.rotate(&ns("webshop")).unwrap();
+    let new = MasterKey::generate().unwrap();
+    let new_id = new.id().unwrap();
+    assert_ne!(new_id, master().id().unwrap());
+    assert_eq!(
+        master().id().unwrap(),
+        master().id().unwrap(),
+        "ids are stable"
+    );
+    assert!(new_id.starts_with("mk-") && new_id.len() == 19, "{new_id}");
+    let rewrapped = keyring.rewrapped(new).unwrap();
+    assert_eq!(rewrapped.master_id().unwrap(), new_id);
+    // The same data keys: what the old keyring sealed opens.
+    assert_eq!(
+        open_at(&rewrapped, "webshop", "defaults", "a", &old).unwrap(),
+        "x"
+    );
+    let stored = rewrapped.to_wrapped();
+    assert_ne!(stored, keyring.to_wrapped());
+    // The stored form opens with the new master key only.
+    let err = Keyring::from_wrapped(master(), &stored).unwrap_err();
+    assert!(matches!(err, Error::WrongMasterKey { .. }), "{err}");
+    assert_eq!(stored.keys().len(), 2);
+}
+
+#[test]
+fn secrets_wrapped_by_the_master_key_open_only_with_it_and_for_their_purpose() {
+    let secret = [7u8; 32];
+    let wrapped = master().wrap_secret("audit key", &secret).unwrap();
+    assert_ne!(
+        wrapped,
+        master().wrap_secret("audit key", &secret).unwrap(),
+        "fresh nonces"
+    );
+    assert_eq!(
+        *master().unwrap_secret("audit key", &wrapped).unwrap(),
+        secret
+    );
+    for (key, purpose, text) in [
+        (MasterKey::generate().unwrap(), "audit key", wrapped.clone()),
+        (master(), "other", wrapped.clone()),
+        (master(), "audit key", "not base64!".to_owned()),
+        (master(), "audit key", B64.encode([1u8; 10])),
+        (master(), "audit key", {
+            let mut raw = B64.decode(&wrapped).unwrap();
+            raw[30] ^= 1;
+            B64.encode(raw)
+        }),
+    ] {
+        let err = key.unwrap_secret(purpose, &text).unwrap_err().to_string();
+        assert!(err.contains("the wrapped"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the host: opening a data directory.
+
+mod master_key;
