@@ -383,6 +383,9 @@ pub(crate) enum KeysCommand {
         /// Key id.
         key: String,
     },
+    /// Rotate the master key: every data key is wrapped by a new one, the
+    /// key file is replaced (crash-safe), the audit chain moves on.
+    RotateMaster,
 }
 
 #[derive(Debug, Subcommand)]

@@ -456,6 +456,19 @@ impl Backend {
         }
     }
 
+    pub(crate) fn rotate_master_key(&self) -> Result<confstrata_engine::MasterKeyRotation> {
+        match self {
+            Backend::Local { engine, caller, .. } => Ok(engine.rotate_master_key(caller)?),
+            Backend::Remote { client, runtime } => {
+                Self::call(
+                    client,
+                    runtime,
+                    |c| async move { c.rotate_master_key().await },
+                )
+            }
+        }
+    }
+
     pub(crate) fn rewrap(&self, ns: &NamespaceName) -> Result<Option<CommitInfo>> {
         match self {
             Backend::Local { engine, caller, .. } => Ok(engine.rewrap(caller, ns)?),

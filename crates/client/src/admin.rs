@@ -12,7 +12,9 @@ use confstrata_proto::v1;
 
 use crate::client::{Client, commit_of};
 use crate::error::Result;
-use crate::types::{AuditVerification, IssuedToken, KeyInfo, PrincipalInfo, PrincipalKind};
+use crate::types::{
+    AuditVerification, IssuedToken, KeyInfo, MasterKeyRotation, PrincipalInfo, PrincipalKind,
+};
 use crate::wire;
 use confstrata_core::view::{
     AccessCheck, GroupInfo, Holder, PolicyApply, PolicyDocument, PrincipalDetail, RoleInfo,
@@ -30,6 +32,16 @@ impl Client {
             .await?
             .into_inner();
         Ok(r.key_id)
+    }
+
+    /// Rotates the server's master key (see `AdminService.RotateMasterKey`).
+    pub async fn rotate_master_key(&self) -> Result<MasterKeyRotation> {
+        let r = self
+            .raw_admin()
+            .rotate_master_key(self.request(v1::RotateMasterKeyRequest {}))
+            .await?
+            .into_inner();
+        Ok(r.into())
     }
 
     /// Every data key, by namespace.

@@ -77,9 +77,9 @@ pub use client::{Client, ClientOptions, ClientTls};
 pub use confstrata_core::ErrorKind;
 pub use confstrata_core::view::{
     AccessCheck, AuditVerification, BindingInfo, DryRun, EffectiveGrant, ExplainView, GrantInfo,
-    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, PolicyApply, PolicyDocument, PolicyGroup,
-    PolicyPrincipal, PolicyRole, PrincipalDetail, PrincipalInfo, PrincipalKind, ResolvedView,
-    RoleInfo, Rollback, ServerStatus, TokenInfo,
+    GroupInfo, Holder, KeyInfo, LayerDiff, LayerStatus, MasterKeyRotation, PolicyApply,
+    PolicyDocument, PolicyGroup, PolicyPrincipal, PolicyRole, PrincipalDetail, PrincipalInfo,
+    PrincipalKind, ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
 };
 pub use error::{CODE_KINDS, Error, Result};
 pub use provider::ConfstrataProvider;

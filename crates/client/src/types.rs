@@ -8,8 +8,8 @@
 
 use confstrata_core::serde_json::Value;
 pub(crate) use confstrata_core::view::{
-    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, PrincipalInfo, PrincipalKind,
-    ResolvedView, Rollback, ServerStatus,
+    AuditVerification, DryRun, ExplainView, KeyInfo, LayerDiff, MasterKeyRotation, PrincipalInfo,
+    PrincipalKind, ResolvedView, Rollback, ServerStatus,
 };
 use confstrata_core::{ChangeItem, Document, KeyPath, RevisionInfo};
 

@@ -62,6 +62,17 @@ impl AdminService for Service {
         Ok(Response::new(v1::RotateKeyResponse { key_id }))
     }
 
+    async fn rotate_master_key(
+        &self,
+        req: Request<v1::RotateMasterKeyRequest>,
+    ) -> Res<v1::RotateMasterKeyResponse> {
+        let rotated = self
+            .calls
+            .write(auth(&req), "", |e, c| e.rotate_master_key(c))
+            .await?;
+        Ok(Response::new((&rotated).into()))
+    }
+
     async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Res<v1::ListKeysResponse> {
         let keys = self.calls.run(auth(&req), "", |e, c| e.keys(c)).await?;
         Ok(Response::new(v1::ListKeysResponse {

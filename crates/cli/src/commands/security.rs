@@ -49,6 +49,17 @@ pub(crate) fn keys(backend: &Backend, output: Output, c: KeysCommand) -> Result<
                 ),
             }
         }
+        KeysCommand::RotateMaster => {
+            let r = backend.rotate_master_key()?;
+            done(
+                output,
+                &serde_json::to_value(&r)?,
+                &format!(
+                    "master key {} replaced by {}: {} data keys wrapped again; audit records now keyed by {} ({} earlier audit keys kept for `audit verify`)",
+                    r.from, r.to, r.data_keys, r.audit_key, r.audit_keys_kept
+                ),
+            )
+        }
         KeysCommand::Retire { key } => {
             backend.retire_key(&key)?;
             done(output, &json!({"retired": key}), &format!("retired {key}"))

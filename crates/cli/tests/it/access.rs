@@ -568,3 +568,89 @@ fn the_policy_round_trips_through_a_file_with_a_diff_first() {
     let r = env.run(&["policy", "apply", "-f", &path]);
     assert!(r.stderr.contains("cannot be restored"), "{}", r.stderr);
 }
+
+#[test]
+fn the_master_key_rotates_online_and_the_store_reopens_with_the_new_key() {
+    let server = Server::start();
+    let admin = |args: &[&str]| {
+        let r = remote(&server, &server.token, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    admin(&["ns", "create", "pay", "--level", "defaults"]);
+    admin(&["set", "--secret", "pay", "defaults", "db.pass=canary-mk-1"]);
+    let key_file = server.data_dir().join("master.key");
+    let before = std::fs::read_to_string(&key_file).unwrap();
+
+    // Only an admin rotates it.
+    admin(&["principal", "add", "vic", "--role", "viewer"]);
+    let vic = admin(&["token", "issue", "vic"]).stdout.trim().to_owned();
+    let r = remote(&server, &vic, &["keys", "rotate-master"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), before);
+
+    // Online: the server goes on serving the same secrets, and the chain
+    // goes on under the new audit key.
+    let rotated: serde_json::Value =
+        serde_json::from_str(&admin(&["keys", "rotate-master", "-o", "json"]).stdout).unwrap();
+    assert_ne!(rotated["from"], rotated["to"], "{rotated}");
+    assert_eq!(rotated["audit_keys_kept"], 1, "{rotated}");
+    let after = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(after, before, "the key file holds the new key");
+    assert!(!server.data_dir().join("master.key.next").exists());
+    admin(&["set", "--secret", "pay", "defaults", "db.other=canary-mk-2"]);
+    let shown = admin(&["get", "pay", "defaults", "-o", "json"]).stdout;
+    assert!(
+        shown.contains("canary-mk-1") && shown.contains("canary-mk-2"),
+        "{shown}"
+    );
+    let verified = admin(&["audit", "verify"]).stdout;
+    assert!(verified.contains("audit log intact"), "{verified}");
+
+    // A restart opens the store with the new key, and everything holds.
+    let data = server.stop_keeping_data();
+    let local = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env_remove("CONFSTRATA_ADDR")
+            .env_remove("CONFSTRATA_MASTER_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let r = to_run(out);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    let shown = local(&["get", "pay", "defaults", "-o", "json"]).stdout;
+    assert!(
+        shown.contains("canary-mk-1") && shown.contains("canary-mk-2"),
+        "{shown}"
+    );
+    local(&["audit", "verify"]);
+    // Again, offline this time.
+    local(&["keys", "rotate-master"]);
+    local(&["audit", "verify"]);
+    let shown = local(&["get", "pay", "defaults", "-o", "json"]).stdout;
+    assert!(shown.contains("canary-mk-1"), "{shown}");
+
+    // The old key file no longer opens the store, and says which key would.
+    std::fs::write(data.path().join("master.key"), &before).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["audit", "verify"])
+        .env_remove("CONFSTRATA_MASTER_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = to_run(out);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("wrapped by master key mk-"),
+        "{}",
+        r.stderr
+    );
+}

@@ -93,6 +93,18 @@ impl Server {
         }
     }
 
+    /// The data directory the server runs on.
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
+    /// [`Server::stop`], keeping the data directory for a look after.
+    pub(crate) fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let data = std::mem::replace(&mut self._data, tempfile::tempdir().unwrap());
+        self.stop();
+        data
+    }
+
     /// SIGTERM; the server must exit 0 and say it stopped.
     pub(crate) fn stop(mut self) {
         let pid = self.child.id().to_string();

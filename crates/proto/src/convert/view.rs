@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use confstrata_core::view::{
     AuditVerification, BindingInfo, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus,
-    PrincipalInfo, PrincipalKind, ResolvedView, ServerStatus, TokenInfo, WatchEvent,
+    MasterKeyRotation, PrincipalInfo, PrincipalKind, ResolvedView, ServerStatus, TokenInfo,
+    WatchEvent,
 };
 use confstrata_core::{
     ChangeItem, Context, Error, ExplainEntry, Explanation, KeyPath, NamespaceName, Provenance,
@@ -306,6 +307,30 @@ pub fn principal(field: &str, p: &v1::Principal) -> FieldResult<PrincipalInfo> {
             .collect(),
         revoked: p.revoked,
     })
+}
+
+impl From<&MasterKeyRotation> for v1::RotateMasterKeyResponse {
+    fn from(r: &MasterKeyRotation) -> Self {
+        v1::RotateMasterKeyResponse {
+            from_key_id: r.from.clone(),
+            to_key_id: r.to.clone(),
+            data_keys: u32::try_from(r.data_keys).unwrap_or(u32::MAX),
+            audit_keys_kept: u32::try_from(r.audit_keys_kept).unwrap_or(u32::MAX),
+            audit_key_id: r.audit_key.clone(),
+        }
+    }
+}
+
+impl From<v1::RotateMasterKeyResponse> for MasterKeyRotation {
+    fn from(r: v1::RotateMasterKeyResponse) -> Self {
+        MasterKeyRotation {
+            from: r.from_key_id,
+            to: r.to_key_id,
+            data_keys: r.data_keys as usize,
+            audit_keys_kept: r.audit_keys_kept as usize,
+            audit_key: r.audit_key_id,
+        }
+    }
 }
 
 impl From<&KeyInfo> for v1::DataKey {

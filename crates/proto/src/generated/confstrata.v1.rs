@@ -411,6 +411,28 @@ pub struct RotateKeyResponse {
     #[prost(string, tag = "1")]
     pub key_id: ::prost::alloc::string::String,
 }
+/// Request of RotateMasterKey.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RotateMasterKeyRequest {}
+/// Response of RotateMasterKey.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RotateMasterKeyResponse {
+    /// The id of the master key rotated away, e.g. "mk-3f9a1c0b5d2e4f60".
+    #[prost(string, tag = "1")]
+    pub from_key_id: ::prost::alloc::string::String,
+    /// The id of the new master key.
+    #[prost(string, tag = "2")]
+    pub to_key_id: ::prost::alloc::string::String,
+    /// How many data keys were wrapped again.
+    #[prost(uint32, tag = "3")]
+    pub data_keys: u32,
+    /// How many earlier audit keys the store keeps for verification.
+    #[prost(uint32, tag = "4")]
+    pub audit_keys_kept: u32,
+    /// The id of the audit key new audit records are keyed by.
+    #[prost(string, tag = "5")]
+    pub audit_key_id: ::prost::alloc::string::String,
+}
 /// Request of ListKeys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListKeysRequest {}
@@ -1220,6 +1242,37 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.AdminService", "RetireKey"));
             self.inner.unary(req, path, codec).await
         }
+        /// Rotates the master key (admin on everything): every data key is wrapped
+        /// by a new master key, and the audit chain goes on under the new key's
+        /// audit key (records keyed by earlier ones still verify). Online and
+        /// crash-safe. INVALID_ARGUMENT when the server's
+        /// master key does not come from a key file it can replace.
+        pub async fn rotate_master_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RotateMasterKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RotateMasterKeyResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/RotateMasterKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.AdminService", "RotateMasterKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Adds a principal (a person or a program) with roles.
         pub async fn add_principal(
             &mut self,
@@ -1823,6 +1876,18 @@ pub mod admin_service_server {
             tonic::Response<super::RetireKeyResponse>,
             tonic::Status,
         >;
+        /// Rotates the master key (admin on everything): every data key is wrapped
+        /// by a new master key, and the audit chain goes on under the new key's
+        /// audit key (records keyed by earlier ones still verify). Online and
+        /// crash-safe. INVALID_ARGUMENT when the server's
+        /// master key does not come from a key file it can replace.
+        async fn rotate_master_key(
+            &self,
+            request: tonic::Request<super::RotateMasterKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RotateMasterKeyResponse>,
+            tonic::Status,
+        >;
         /// Adds a principal (a person or a program) with roles.
         async fn add_principal(
             &self,
@@ -2253,6 +2318,52 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RetireKeySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/RotateMasterKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct RotateMasterKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::RotateMasterKeyRequest>
+                    for RotateMasterKeySvc<T> {
+                        type Response = super::RotateMasterKeyResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RotateMasterKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::rotate_master_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RotateMasterKeySvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
