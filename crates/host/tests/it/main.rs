@@ -1,3 +1,4 @@
 //! Integration tests of the host: opening a data directory.
 
 mod master_key;
+mod migration;

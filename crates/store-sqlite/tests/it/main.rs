@@ -6,6 +6,7 @@ mod contract;
 mod crash;
 mod durability;
 mod journal;
+mod migration;
 
 use std::path::Path;
 
