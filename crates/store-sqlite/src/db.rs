@@ -220,6 +220,259 @@ pub(crate) fn namespaces_at(conn: &Connection, revision: u64) -> Result<Vec<Name
     Ok(out)
 }
 
+/// The newest stored version of a layer at or before a revision: its row.
+#[derive(Debug, Clone)]
+pub(crate) struct VersionRow {
+    pub(crate) rev: i64,
+    /// The document, a delta (when `base` is set), or `None`: deleted.
+    pub(crate) doc: Option<String>,
+    /// The revision of the whole version a delta's chain starts from.
+    pub(crate) base: Option<i64>,
+    pub(crate) depth: i64,
+    pub(crate) chain_bytes: i64,
+    /// The size of the chain's whole version (of this row's, if whole).
+    pub(crate) base_bytes: Option<i64>,
+}
+
+const VERSION_COLUMNS: &str = "rev, doc, base, depth, chain_bytes, base_bytes";
+
+fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
+    Ok(VersionRow {
+        rev: r.get(0)?,
+        doc: r.get(1)?,
+        base: r.get(2)?,
+        depth: r.get(3)?,
+        chain_bytes: r.get(4)?,
+        base_bytes: r.get(5)?,
+    })
+}
+
+/// The row of a layer's newest version at or before `revision`.
+pub(crate) fn version_row_at(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    revision: u64,
+) -> Result<Option<VersionRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1"
+    ))
+    .map_err(db)?
+    .query_row(
+        rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?],
+        version_row,
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// The document of a stored version: parsed if whole, rebuilt from its
+/// chain (the whole version and every delta after it) if a delta; `None`
+/// if the version is a deletion.
+pub(crate) fn materialize(
+    conn: &Connection,
+    ns: &str,
+    layer: &str,
+    row: &VersionRow,
+) -> Result<Option<Document>> {
+    let Some(text) = &row.doc else {
+        return Ok(None);
+    };
+    let Some(base) = row.base else {
+        return document(ns, layer, row.rev, text).map(Some);
+    };
+    // The chain: its whole version, then every delta up to this one.
+    let chain: Vec<(i64, Option<String>, Option<i64>)> = rows(
+        conn,
+        "SELECT rev, doc, base FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev >= ?3 AND rev <= ?4 ORDER BY rev",
+        rusqlite::params![ns, layer, base, row.rev],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut chain = chain.into_iter();
+    let mut doc = match chain.next() {
+        Some((rev, Some(text), None)) if rev == base => document(ns, layer, rev, &text)?,
+        _ => {
+            return Err(corrupt(format!(
+                "a delta for layer {ns}:{layer} at revision {} whose whole version (revision {base}) is missing",
+                row.rev
+            )));
+        }
+    };
+    for (rev, text, b) in chain {
+        let Some(text) = text.filter(|_| b == Some(base)) else {
+            return Err(corrupt(format!(
+                "a broken delta chain for layer {ns}:{layer} at revision {rev}"
+            )));
+        };
+        crate::delta::apply(&mut doc, &text, &|| {
+            format!("layer {ns}:{layer} at revision {rev}")
+        })?;
+    }
+    Ok(Some(doc))
+}
+
+/// A layer version ready to insert: whole or a delta, with its chain's
+/// counters (see [`VersionRow`]).
+#[derive(Debug)]
+pub(crate) struct VersionWrite {
+    pub(crate) ns: String,
+    pub(crate) layer: String,
+    pub(crate) doc: Option<String>,
+    pub(crate) base: Option<i64>,
+    pub(crate) depth: i64,
+    pub(crate) chain_bytes: i64,
+    pub(crate) base_bytes: Option<i64>,
+}
+
+/// How to store `new` as the next version of a layer whose newest version
+/// is `prev`: as a delta from it when the layer is big enough for that to
+/// pay and the chain stays within its bounds (`delta.rs`), else whole.
+pub(crate) fn version_write(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+    new: Option<&Document>,
+) -> Result<VersionWrite> {
+    let mut out = VersionWrite {
+        ns: ns.to_string(),
+        layer: layer.to_string(),
+        doc: None,
+        base: None,
+        depth: 0,
+        chain_bytes: 0,
+        base_bytes: None,
+    };
+    let Some(new) = new else {
+        return Ok(out);
+    };
+    let whole = |mut out: VersionWrite| -> Result<VersionWrite> {
+        let text = encode_document(new)?;
+        out.base_bytes = Some(i64::try_from(text.len()).unwrap_or(i64::MAX));
+        out.doc = Some(text);
+        Ok(out)
+    };
+    let prev = match version_row_at(conn, ns, layer, LATEST)? {
+        Some(row) if row.doc.is_some() => row,
+        _ => return whole(out),
+    };
+    let (base, depth, chain_bytes, base_bytes) = match prev.base {
+        None => (
+            prev.rev,
+            0,
+            0,
+            prev.base_bytes
+                .or_else(|| {
+                    prev.doc
+                        .as_ref()
+                        .map(|d| i64::try_from(d.len()).unwrap_or(i64::MAX))
+                })
+                .unwrap_or(0),
+        ),
+        Some(base) => (
+            base,
+            prev.depth,
+            prev.chain_bytes,
+            prev.base_bytes.unwrap_or(0),
+        ),
+    };
+    if base_bytes < crate::delta::MIN_DELTA_BASE || depth >= crate::delta::MAX_DEPTH {
+        return whole(out);
+    }
+    let Some(old) = materialize(conn, ns.as_str(), layer.as_str(), &prev)? else {
+        return whole(out);
+    };
+    let text = crate::delta::delta(&old, new)?.unwrap_or_else(|| "[]".to_owned());
+    let chain_bytes = chain_bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
+    if chain_bytes > base_bytes {
+        return whole(out);
+    }
+    out.doc = Some(text);
+    out.base = Some(base);
+    out.depth = depth + 1;
+    out.chain_bytes = chain_bytes;
+    out.base_bytes = Some(base_bytes);
+    Ok(out)
+}
+
+/// Stores whole every layer version that is the newest at or before
+/// `floor` and is a delta, and makes the deltas after it in its chain
+/// start from it: after this, no version at or after the floor is read
+/// through a version before it.
+pub(crate) fn rebase_versions_at(conn: &Connection, floor: i64) -> Result<()> {
+    let found: Vec<(String, String, VersionRow)> = rows(
+        conn,
+        "SELECT ns, layer, max(rev), doc, base, depth, chain_bytes, base_bytes FROM layer_versions
+         WHERE rev <= ?1 GROUP BY ns, layer",
+        [floor],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                VersionRow {
+                    rev: r.get(2)?,
+                    doc: r.get(3)?,
+                    base: r.get(4)?,
+                    depth: r.get(5)?,
+                    chain_bytes: r.get(6)?,
+                    base_bytes: r.get(7)?,
+                },
+            ))
+        },
+    )?;
+    for (ns, layer, row) in found {
+        let Some(old_base) = row.base else { continue };
+        let Some(doc) = materialize(conn, &ns, &layer, &row)? else {
+            continue;
+        };
+        let text = encode_document(&doc)?;
+        let bytes = i64::try_from(text.len()).unwrap_or(i64::MAX);
+        conn.prepare_cached(
+            "UPDATE layer_versions SET doc = ?4, base = NULL, depth = 0, chain_bytes = 0, base_bytes = ?5
+             WHERE ns = ?1 AND layer = ?2 AND rev = ?3",
+        )
+        .map_err(db)?
+        .execute(rusqlite::params![ns, layer, row.rev, text, bytes])
+        .map_err(db)?;
+        conn.prepare_cached(
+            "UPDATE layer_versions SET base = ?3, depth = depth - ?5, chain_bytes = chain_bytes - ?6, base_bytes = ?7
+             WHERE ns = ?1 AND layer = ?2 AND rev > ?3 AND base = ?4",
+        )
+        .map_err(db)?
+        .execute(rusqlite::params![
+            ns,
+            layer,
+            row.rev,
+            old_base,
+            row.depth,
+            row.chain_bytes,
+            bytes
+        ])
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Inserts a layer version at `rev`.
+pub(crate) fn insert_version(conn: &Connection, rev: i64, v: &VersionWrite) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO layer_versions (ns, layer, rev, doc, base, depth, chain_bytes, base_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(db)?
+    .execute(rusqlite::params![
+        v.ns,
+        v.layer,
+        rev,
+        v.doc,
+        v.base,
+        v.depth,
+        v.chain_bytes,
+        v.base_bytes
+    ])
+    .map_err(db)?;
+    Ok(())
+}
+
 /// One layer's document at a revision and the revision that wrote it.
 pub(crate) fn layer_at(
     conn: &Connection,
@@ -227,22 +480,12 @@ pub(crate) fn layer_at(
     layer: &LayerPath,
     revision: u64,
 ) -> Result<Option<(Document, u64)>> {
-    let row: Option<(i64, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT rev, doc FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1",
-        )
-        .map_err(db)?
-        .query_row(rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()
-        .map_err(db)?;
-    match row {
-        Some((rev, Some(text))) => Ok(Some((
-            document(ns.as_str(), layer.as_str(), rev, &text)?,
-            rev_from_sql(rev)?,
-        ))),
-        _ => Ok(None),
+    let Some(row) = version_row_at(conn, ns, layer, revision)? else {
+        return Ok(None);
+    };
+    match materialize(conn, ns.as_str(), layer.as_str(), &row)? {
+        Some(doc) => Ok(Some((doc, rev_from_sql(row.rev)?))),
+        None => Ok(None),
     }
 }
 
@@ -269,19 +512,29 @@ pub(crate) fn layer_section_at(
         }));
     }
     let path = format!("$.\"{section}\"");
-    let row: Option<(i64, bool, Option<String>)> = conn
+    // Only a whole version can be cut by SQLite: for a delta, `doc -> ?4`
+    // is not evaluated (CASE), and the version is rebuilt instead.
+    let row: Option<(i64, bool, bool, Option<String>)> = conn
         .prepare_cached(
-            "SELECT rev, doc IS NULL, doc -> ?4 FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1",
+            "SELECT rev, doc IS NULL, base IS NOT NULL, CASE WHEN base IS NULL THEN doc -> ?4 END
+             FROM layer_versions WHERE ns = ?1 AND layer = ?2 AND rev <= ?3 ORDER BY rev DESC LIMIT 1",
         )
         .map_err(db)?
         .query_row(
             rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?, path],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()
         .map_err(db)?;
-    let Some((rev, false, text)) = row else {
-        return Ok(None);
+    let (rev, text) = match row {
+        None | Some((_, true, _, _)) => return Ok(None),
+        Some((_, false, true, _)) => {
+            return Ok(layer_at(conn, ns, layer, revision)?.map(|(mut doc, rev)| {
+                doc.retain(|k, _| k == section);
+                (doc, rev)
+            }));
+        }
+        Some((rev, false, false, text)) => (rev, text),
     };
     let mut doc = Document::new();
     if let Some(text) = text {
@@ -302,20 +555,33 @@ pub(crate) fn layers_at(
     revision: u64,
 ) -> Result<Vec<LayerRecord>> {
     // SQLite takes the bare columns of a `max()` aggregate from the row holding the maximum.
-    let found: Vec<(String, i64, Option<String>)> = rows(
+    let found: Vec<(String, VersionRow)> = rows(
         conn,
-        "SELECT layer, max(rev), doc FROM layer_versions WHERE ns = ?1 AND rev <= ?2 GROUP BY layer ORDER BY layer",
+        "SELECT layer, max(rev), doc, base, depth, chain_bytes, base_bytes FROM layer_versions
+         WHERE ns = ?1 AND rev <= ?2 GROUP BY layer ORDER BY layer",
         rusqlite::params![ns.as_str(), to_sql(revision)?],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| {
+            Ok((
+                r.get(0)?,
+                VersionRow {
+                    rev: r.get(1)?,
+                    doc: r.get(2)?,
+                    base: r.get(3)?,
+                    depth: r.get(4)?,
+                    chain_bytes: r.get(5)?,
+                    base_bytes: r.get(6)?,
+                },
+            ))
+        },
     )?;
     let mut out = Vec::with_capacity(found.len());
-    for (layer, rev, text) in found {
-        if let Some(text) = text {
+    for (layer, row) in found {
+        if let Some(document) = materialize(conn, ns.as_str(), &layer, &row)? {
             out.push(LayerRecord {
                 namespace: ns.clone(),
                 layer: layer_path(ns.as_str(), &layer)?,
-                document: document(ns.as_str(), &layer, rev, &text)?,
-                revision: rev_from_sql(rev)?,
+                document,
+                revision: rev_from_sql(row.rev)?,
             });
         }
     }
@@ -356,18 +622,19 @@ pub(crate) fn history(
     layer: Option<&LayerPath>,
     limit: usize,
 ) -> Result<Vec<LayerVersion>> {
-    type Row = (InfoRow, String, Option<String>);
+    type Row = (InfoRow, String, Option<String>, Option<i64>);
     let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Row> {
         Ok((
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
             r.get(4)?,
             r.get(5)?,
+            r.get(6)?,
         ))
     };
     let found: Vec<Row> = match layer {
         Some(layer) => rows(
             conn,
-            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc
+            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc, v.base
              FROM layer_versions v JOIN revisions r ON r.rev = v.rev
              WHERE v.ns = ?1 AND v.layer = ?2
              ORDER BY v.rev DESC LIMIT ?3",
@@ -376,7 +643,7 @@ pub(crate) fn history(
         )?,
         None => rows(
             conn,
-            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc
+            "SELECT v.rev, r.time_ms, r.author, r.message, v.layer, v.doc, v.base
              FROM layer_versions v JOIN revisions r ON r.rev = v.rev
              WHERE v.ns = ?1
              ORDER BY v.rev DESC, v.layer ASC LIMIT ?2",
@@ -385,15 +652,20 @@ pub(crate) fn history(
         )?,
     };
     let mut out = Vec::with_capacity(found.len());
-    for (info_row, layer, text) in found {
-        let rev = info_row.0;
+    for (info_row, layer, doc, base) in found {
+        let row = VersionRow {
+            rev: info_row.0,
+            doc,
+            base,
+            depth: 0,
+            chain_bytes: 0,
+            base_bytes: None,
+        };
         out.push(LayerVersion {
             info: info(info_row)?,
             namespace: ns.clone(),
+            document: materialize(conn, ns.as_str(), &layer, &row)?,
             layer: layer_path(ns.as_str(), &layer)?,
-            document: text
-                .map(|t| document(ns.as_str(), &layer, rev, &t))
-                .transpose()?,
             partial: false,
         });
     }

@@ -47,6 +47,7 @@
 //! ```
 
 mod db;
+mod delta;
 mod error;
 mod schema;
 mod writer;

@@ -67,6 +67,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
          key TEXT PRIMARY KEY,
          value TEXT NOT NULL
      ) WITHOUT ROWID;",
+    // 3: layer versions as deltas (see `delta.rs`). A row with `base` NULL
+    // holds its whole document (every row written before this migration
+    // does); otherwise `doc` holds the edits from the version before, and
+    // `base` is the revision of the whole version its chain starts from.
+    // `depth` and `chain_bytes` count the deltas of the chain up to this
+    // row and their bytes; `base_bytes` is the size of the chain's whole
+    // version (for a whole row: its own; NULL in rows from before).
+    "ALTER TABLE layer_versions ADD COLUMN base INTEGER;
+     ALTER TABLE layer_versions ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE layer_versions ADD COLUMN chain_bytes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE layer_versions ADD COLUMN base_bytes INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -546,7 +546,7 @@ enum Writes {
         author: String,
         message: String,
         namespaces: Vec<(String, String)>,
-        layers: Vec<(String, String, Option<String>)>,
+        layers: Vec<db::VersionWrite>,
     },
     Journal,
     Settings(Vec<SettingWrite>),
@@ -579,13 +579,13 @@ fn prepare(
                 .iter()
                 .map(|spec| Ok((spec.name.to_string(), db::encode_spec(spec)?)))
                 .collect::<Result<_>>()?;
+            // Each layer as a delta from its newest version, or whole.
+            // Decided here, before the first write, from the versions
+            // that earlier jobs of the batch may have written.
             let layers = p
                 .layers
                 .iter()
-                .map(|(ns, layer, doc)| {
-                    let text = doc.as_ref().map(db::encode_document).transpose()?;
-                    Ok((ns.to_string(), layer.to_string(), text))
-                })
+                .map(|(ns, layer, doc)| db::version_write(conn, ns, layer, doc.as_ref()))
                 .collect::<Result<_>>()?;
             let record = journal.map(|f| record(f, Some(revision))).transpose()?;
             let ChangeSet {
@@ -639,13 +639,8 @@ impl Prepared {
                     .execute(rusqlite::params![name, rev, spec])
                     .map_err(db)?;
                 }
-                for (ns, layer, text) in &layers {
-                    conn.prepare_cached(
-                        "INSERT INTO layer_versions (ns, layer, rev, doc) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .map_err(db)?
-                    .execute(rusqlite::params![ns, layer, rev, text])
-                    .map_err(db)?;
+                for v in &layers {
+                    db::insert_version(conn, rev, v)?;
                 }
                 Done::Commit(info)
             }
@@ -689,6 +684,10 @@ pub(crate) fn apply_retention(
         &times,
     );
     let f = to_sql(floor)?;
+    // A layer's version at the floor is kept and everything older goes: a
+    // delta there would lose the chain it is read through, so it is
+    // stored whole first, and the deltas after it start from it.
+    db::rebase_versions_at(&tx, f)?;
     let mut removed = 0;
     for sql in [
         "DELETE FROM namespace_versions AS v WHERE rev < (

@@ -28,10 +28,21 @@ const CHILD_TEST: &str = "crash::child_writer";
 const LAYERS: [&str; 3] = ["l/a", "l/b", "l/c"];
 const ITERATIONS: u64 = 20;
 
+/// Padding that makes each layer big enough to be stored as deltas: a
+/// marker commit then writes a delta (`v` changed) to each layer, and
+/// every 32nd a whole version, so kills land in both.
+fn pad() -> String {
+    "p".repeat(600)
+}
+
+fn marker_document(i: u64) -> Value {
+    json!({"v": i, "pad": pad()})
+}
+
 fn marker_change(i: u64) -> ChangeSet {
     let ops: Vec<Value> = LAYERS
         .iter()
-        .map(|l| json!({"op": "put", "namespace": "crash", "layer": l, "document": {"v": i}}))
+        .map(|l| json!({"op": "put", "namespace": "crash", "layer": l, "document": marker_document(i)}))
         .collect();
     cs(json!({"author": "child", "message": format!("marker {i}"), "ops": ops}))
 }
@@ -128,7 +139,7 @@ fn a_killed_writer_loses_no_acknowledged_commit() {
         );
         // Every acknowledged revision is there, with all three layers holding its marker.
         for (&rev, &marker) in &acks {
-            let expected = Some((json!({"v": marker}), rev));
+            let expected = Some((marker_document(marker), rev));
             assert_eq!(
                 state(&store, rev),
                 vec![expected; 3],
@@ -167,4 +178,17 @@ fn a_killed_writer_loses_no_acknowledged_commit() {
         let latest = state(&store, current);
         assert!(latest.iter().all(|l| *l == latest[0]));
     }
+    // The commits were stored as deltas, with whole versions between.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (whole, deltas): (i64, i64) = conn
+        .query_row(
+            "SELECT sum(base IS NULL), sum(base IS NOT NULL) FROM layer_versions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(
+        deltas > whole && whole > 3,
+        "{whole} whole, {deltas} deltas"
+    );
 }

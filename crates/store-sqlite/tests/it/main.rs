@@ -4,6 +4,7 @@ mod bad_input;
 mod concurrency;
 mod contract;
 mod crash;
+mod deltas;
 mod durability;
 mod journal;
 mod migration;

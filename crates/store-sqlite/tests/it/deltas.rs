@@ -1,0 +1,206 @@
+//! Layer versions stored as deltas read exactly like whole documents: for
+//! random sequences of puts, sets, unsets, layer deletions and retention,
+//! every read at every revision of the SQLite store equals the one of the
+//! memory store, which keeps every version whole (the reference model).
+
+use confstrata_core::serde_json::{Map, Value, json};
+use confstrata_core::{ChangeSet, MemoryStore, NamespaceName, RetentionPolicy, Store, Timestamp};
+use proptest::prelude::*;
+
+use crate::{cs, lp, ns, sqlite};
+
+const LAYERS: [&str; 2] = ["l/a", "l/b"];
+const SEGMENTS: [&str; 4] = ["a", "b", "c", "d"];
+
+#[derive(Debug, Clone)]
+enum Step {
+    Put(usize, Value),
+    Set(usize, Vec<usize>, Value),
+    Unset(usize, Vec<usize>),
+    Delete(usize),
+    Retain(usize),
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        "[a-z]{0,12}".prop_map(Value::from),
+        // Big enough that a few make a layer worth storing as deltas, and
+        // that one can outweigh a chain.
+        (0usize..4).prop_map(|n| Value::from("x".repeat(n * 200))),
+        Just(json!({})),
+        Just(json!({"t": [1, 2, {"u": null}]})),
+    ]
+}
+
+fn path() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0..SEGMENTS.len(), 1..=3)
+}
+
+fn document() -> impl Strategy<Value = Value> {
+    prop::collection::vec((path(), value()), 0..12).prop_map(|entries| {
+        let mut doc = Map::new();
+        for (p, v) in entries {
+            insert(&mut doc, &p, v);
+        }
+        Value::Object(doc)
+    })
+}
+
+/// Sets a path in a map, replacing what is in the way.
+fn insert(doc: &mut Map<String, Value>, p: &[usize], v: Value) {
+    let (last, parents) = p.split_last().unwrap();
+    let mut t = doc;
+    for s in parents {
+        let slot = t.entry(SEGMENTS[*s]).or_insert_with(|| json!({}));
+        if !slot.is_object() {
+            *slot = json!({});
+        }
+        t = slot.as_object_mut().unwrap();
+    }
+    t.insert(SEGMENTS[*last].to_owned(), v);
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..LAYERS.len(), document()).prop_map(|(l, d)| Step::Put(l, d)),
+        8 => (0..LAYERS.len(), path(), value()).prop_map(|(l, p, v)| Step::Set(l, p, v)),
+        3 => (0..LAYERS.len(), path()).prop_map(|(l, p)| Step::Unset(l, p)),
+        1 => (0..LAYERS.len()).prop_map(Step::Delete),
+        1 => (1usize..6).prop_map(Step::Retain),
+    ]
+}
+
+fn key(p: &[usize]) -> String {
+    p.iter().map(|s| SEGMENTS[*s]).collect::<Vec<_>>().join(".")
+}
+
+fn change(step: &Step) -> Option<ChangeSet> {
+    let op = match step {
+        Step::Put(l, d) => {
+            json!({"op": "put", "namespace": "p", "layer": LAYERS[*l], "document": d})
+        }
+        Step::Set(l, p, v) => {
+            json!({"op": "set", "namespace": "p", "layer": LAYERS[*l], "key": key(p), "value": v})
+        }
+        Step::Unset(l, p) => {
+            json!({"op": "unset", "namespace": "p", "layer": LAYERS[*l], "key": key(p)})
+        }
+        Step::Delete(l) => json!({"op": "delete", "namespace": "p", "layer": LAYERS[*l]}),
+        Step::Retain(_) => return None,
+    };
+    Some(cs(json!({"author": "t", "message": "m", "ops": [op]})))
+}
+
+/// Every read of the namespace at every retained revision.
+fn reads(store: &dyn Store) -> Vec<Value> {
+    let p: NamespaceName = ns("p");
+    let oldest = store.oldest_revision().unwrap();
+    let current = store.revision().unwrap();
+    let mut out = vec![json!({"oldest": oldest, "current": current})];
+    for rev in oldest..=current {
+        let mut one = Vec::new();
+        for l in LAYERS {
+            let layer = store.layer(&p, &lp(l), rev).unwrap();
+            let sections: Vec<Value> = SEGMENTS
+                .iter()
+                .map(|s| json!(store.layer_section(&p, &lp(l), rev, s).unwrap()))
+                .collect();
+            one.push(json!([layer, sections]));
+        }
+        out.push(json!({"rev": rev, "layers": store.layers(&p, rev).unwrap(), "one": one}));
+    }
+    // History is compared as (revision, layer, document): the memory
+    // store keeps the same versions.
+    let history: Vec<Value> = store
+        .history(&p, None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|v| json!([v.info.revision, v.layer.as_str(), v.document]))
+        .collect();
+    out.push(json!(history));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn deltas_read_like_whole_documents(steps in prop::collection::vec(step(), 1..90)) {
+        let memory = MemoryStore::new();
+        let (_dir, sqlite) = sqlite();
+        let declare = cs(json!({"author": "t", "message": "declare", "ops": [
+            {"op": "put-namespace", "spec": {"name": "p", "levels": ["l/{x}"], "matrix": {"x": ["a", "b"]}}},
+        ]}));
+        memory.commit(&declare).unwrap();
+        sqlite.commit(&declare).unwrap();
+        for step in &steps {
+            match change(step) {
+                Some(c) => {
+                    let (m, s) = (memory.commit(&c), sqlite.commit(&c));
+                    prop_assert_eq!(
+                        m.as_ref().map(|i| i.revision).map_err(ToString::to_string),
+                        s.as_ref().map(|i| i.revision).map_err(ToString::to_string),
+                        "{:?}", step
+                    );
+                }
+                None => {
+                    let Step::Retain(n) = step else { unreachable!() };
+                    let policy = RetentionPolicy { keep_versions: *n, keep_days: 0 };
+                    let far = Timestamp(i64::MAX);
+                    let (m, s) = (
+                        memory.apply_retention(&policy, far).unwrap(),
+                        sqlite.apply_retention(&policy, far).unwrap(),
+                    );
+                    prop_assert_eq!(m.oldest_revision, s.oldest_revision);
+                }
+            }
+        }
+        let (m, s) = (reads(&memory), reads(&sqlite));
+        prop_assert_eq!(m.len(), s.len());
+        for (a, b) in m.iter().zip(&s) {
+            prop_assert_eq!(a, b);
+        }
+    }
+}
+
+#[test]
+fn a_one_key_change_to_a_large_layer_writes_a_few_bytes() {
+    let (dir, store) = sqlite();
+    let mut doc = Map::new();
+    for i in 0..300 {
+        doc.insert(format!("key{i:03}"), Value::from("v".repeat(16)));
+    }
+    store
+        .commit(&cs(json!({"author": "t", "message": "m", "ops": [
+            {"op": "put-namespace", "spec": {"name": "p", "levels": ["l/{x}"], "matrix": {"x": ["a"]}}},
+            {"op": "put", "namespace": "p", "layer": "l/a", "document": doc},
+        ]})))
+        .unwrap();
+    for i in 0..100 {
+        store
+            .commit(&cs(json!({"author": "t", "message": "m", "ops": [
+                {"op": "set", "namespace": "p", "layer": "l/a", "key": format!("key{:03}", i % 300), "value": i},
+            ]})))
+            .unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let (whole, deltas, delta_bytes): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT sum(base IS NULL), sum(base IS NOT NULL), sum(CASE WHEN base IS NOT NULL THEN length(doc) END) FROM layer_versions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    // The first version and one whole version per chain of 32 deltas.
+    assert_eq!(whole + deltas, 101);
+    assert!(whole <= 5, "{whole} whole versions");
+    assert!(
+        delta_bytes / deltas < 40,
+        "{} bytes per delta",
+        delta_bytes / deltas
+    );
+    let layer = store.layer(&ns("p"), &lp("l/a"), 101).unwrap().unwrap();
+    assert_eq!(layer.document["key099"], 99);
+    assert_eq!(layer.document["key100"], "v".repeat(16));
+}
