@@ -10,14 +10,14 @@ use confstrata_cache::ViewKey;
 use confstrata_core::timing::{Phase, Timings as _};
 use confstrata_core::view::{ExplainView, ResolvedView};
 use confstrata_core::{
-    At, Context, Document, Error, KeyPath, LayerInput, LayerPath, LayerRecord, NamespaceName,
+    At, Context, Error, KeyPath, LayerInput, LayerPath, LayerRecord, NamespaceName,
     NamespaceRecord, Result, resolve,
 };
 
 use crate::present::mask_value;
 use crate::security::{self, Caller, Gate, ReadScope};
 use crate::view::incremental;
-use crate::view::{CachedView, SharedView, context_key, cut_to_section, document_json};
+use crate::view::{CachedView, SharedView, context_key, cut_to_section, section_json};
 use crate::{Engine, lock, security_read};
 
 impl Engine {
@@ -271,10 +271,7 @@ impl Engine {
         let json = cached.masked().ok()?;
         let json = match section {
             None => json,
-            Some(key) => {
-                let document: Document = confstrata_core::serde_json::from_str(&json).ok()?;
-                document_json(&confstrata_core::doc::section(&document, key, false))
-            }
+            Some(key) => section_json(&json, key)?,
         };
         Some(SharedView {
             revision: current,
@@ -316,31 +313,23 @@ impl Engine {
             let scope = self.timed(Phase::Authorize, || g.read_scope(ns, &rebuilt.wanted))?;
             return Ok(scoped(scope, rebuilt.view(current, section)?));
         }
+        // A miss merges the whole context, section or not: the view is
+        // cached, and the next section reads of the context are cut from it.
         let mut wanted = Vec::new();
         let (view, scope) = self.timed(Phase::Resolve, || {
-            self.with_resolved_scoped(
-                g,
-                ns,
-                ctx,
-                At::Revision(current),
-                section,
-                |rev, resolved| {
-                    wanted = resolved.layers().map(|p| p.layer).collect();
-                    ResolvedView {
-                        namespace: ns.clone(),
-                        context: ctx.clone(),
-                        revision: rev,
-                        layers: resolved.layers().collect(),
-                        document: resolved.to_document(),
-                        provenance: resolved.provenance(),
-                        partial: false,
-                    }
-                },
-            )
+            self.with_resolved_scoped(g, ns, ctx, At::Revision(current), None, |rev, resolved| {
+                wanted = resolved.layers().map(|p| p.layer).collect();
+                ResolvedView {
+                    namespace: ns.clone(),
+                    context: ctx.clone(),
+                    revision: rev,
+                    layers: resolved.layers().collect(),
+                    document: resolved.to_document(),
+                    provenance: resolved.provenance(),
+                    partial: false,
+                }
+            })
         })?;
-        if let Some(s) = section {
-            return Ok(scoped(scope, cut_to_section(&view, s)));
-        }
         // Every layer of the context, present or not, is what authorization
         // checks: take them from the declaration, as `with_resolved` did.
         let spec = self.namespace_at(ns, current)?.spec;
@@ -348,7 +337,10 @@ impl Engine {
         let cached = CachedView::new(wanted, view.clone());
         let weight = cached.weight();
         self.views.insert(&key, current, Arc::new(cached), weight);
-        Ok(scoped(scope, view))
+        Ok(match section {
+            Some(s) => scoped(scope, cut_to_section(&view, s)),
+            None => scoped(scope, view),
+        })
     }
 
     /// Brings the cached view of a context up to date, as a resolve at the

@@ -192,6 +192,32 @@ pub(crate) fn mask_all(document: &mut Document) {
     }
 }
 
+/// The JSON of `section` of a document given as compact JSON (a cached
+/// view's), as `doc::section` would cut it: only the top-level structure
+/// and the one top-level value the section is in are parsed. `None` if
+/// the text is not a JSON object.
+pub(crate) fn section_json(json: &str, section: &KeyPath) -> Option<Arc<str>> {
+    use confstrata_core::serde_json::value::RawValue;
+    let top: std::collections::BTreeMap<String, &RawValue> =
+        confstrata_core::serde_json::from_str(json).ok()?;
+    let (first, rest) = section.segments().split_first()?;
+    let Some(raw) = top.get(first) else {
+        return Some("{}".into());
+    };
+    if rest.is_empty() {
+        let key = confstrata_core::serde_json::to_string(first).ok()?;
+        return Some(format!("{{{key}:{}}}", raw.get()).into());
+    }
+    let mut one = Document::new();
+    one.insert(
+        first.clone(),
+        confstrata_core::serde_json::from_str(raw.get()).ok()?,
+    );
+    Some(document_json(&confstrata_core::doc::section(
+        &one, section, false,
+    )))
+}
+
 /// A document as compact JSON (a document is a map of JSON values, so
 /// this cannot fail; `{}` stands in if it ever did).
 pub(crate) fn document_json(doc: &Document) -> Arc<str> {

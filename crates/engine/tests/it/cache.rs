@@ -240,7 +240,9 @@ fn a_section_is_the_same_from_the_cache_the_store_and_the_past() {
     let prod = parse_context("env=prod").unwrap();
     let pool: confstrata_core::KeyPath = "db.pool".parse().unwrap();
     let expected = json!({"db": {"pool": {"max": 50, "min": 1}}});
-    // A miss merges only the section (nothing is cached by it).
+    // Nothing cached yet: the fast path declines.
+    assert!(engine.resolve_cached(&me, &web, &prod, Some(&pool)).is_none());
+    // A miss merges the whole context and caches it.
     let miss = engine
         .resolve_section(&me, &web, &prod, Some(&pool), At::Latest)
         .unwrap();
@@ -248,8 +250,28 @@ fn a_section_is_the_same_from_the_cache_the_store_and_the_past() {
     let keys: Vec<String> = miss.provenance.iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(keys, ["db.pool.max", "db.pool.min"]);
     assert_eq!(miss.provenance[0].1.layer.as_str(), "env/prod");
-    // The whole view is cached by a plain resolve; the section is cut from it.
-    engine.resolve(&me, &web, &prod, At::Latest).unwrap();
+    // The whole view was cached by that miss; sections are cut from it,
+    // on the fast path too, whatever their depth.
+    for (section, want) in [
+        ("db", json!({"db": {"host": "a", "pool": {"max": 50, "min": 1}}})),
+        ("log", json!({"log": "info"})),
+        ("db.pool.max", json!({"db": {"pool": {"max": 50}}})),
+        ("nope", json!({})),
+        ("db.nope", json!({})),
+        ("log.deeper", json!({})),
+    ] {
+        let key: confstrata_core::KeyPath = section.parse().unwrap();
+        let fast = engine.resolve_cached(&me, &web, &prod, Some(&key)).unwrap();
+        assert_eq!(
+            confstrata_core::serde_json::from_str::<Value>(&fast.json).unwrap(),
+            want,
+            "{section}"
+        );
+        let slow = engine
+            .resolve_section(&me, &web, &prod, Some(&key), At::Latest)
+            .unwrap();
+        assert_eq!(Value::Object(slow.document), want, "{section}");
+    }
     let hit = engine
         .resolve_section(&me, &web, &prod, Some(&pool), At::Latest)
         .unwrap();
