@@ -12,7 +12,7 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "CONFSTRATA_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
     /// Work on the server at this address (host:port or http://host:port)
-    /// instead of the embedded store; every command but `compact` and `serve`.
+    /// instead of the embedded store; every command but `serve`.
     #[arg(long, global = true, env = "CONFSTRATA_ADDR")]
     pub(crate) addr: Option<String>,
     /// Bearer token for the server at --addr (shown once when it was
@@ -336,9 +336,9 @@ pub(crate) struct ExportArgs {
 // The arguments of `confstrata compact` (its help is the variant's).
 #[derive(Debug, Args)]
 pub(crate) struct CompactArgs {
-    /// Versions to keep per layer.
-    #[arg(long, default_value_t = 100)]
-    pub(crate) keep_versions: usize,
+    /// Versions to keep per layer (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) keep_versions: u64,
     /// Days to keep.
     #[arg(long, default_value_t = 90)]
     pub(crate) keep_days: u64,

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use confstrata_client::{Client, ClientOptions};
 use confstrata_core::view::{DryRun, ExplainView, LayerDiff, ResolvedView, Rollback};
 use confstrata_core::{
@@ -305,11 +305,9 @@ impl Backend {
     pub(crate) fn apply_retention(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
         match self {
             Backend::Local { engine, caller, .. } => Ok(engine.apply_retention(caller, policy)?),
-            Backend::Remote { client, .. } => bail!(
-                "compact works on the embedded store only, and {} is a server; \
-                 run it on the server's host with --data-dir while the server is stopped",
-                client.addr()
-            ),
+            Backend::Remote { client, runtime } => {
+                Self::call(client, runtime, |c| async move { c.compact(policy).await })
+            }
         }
     }
 
@@ -321,16 +319,26 @@ impl Backend {
             } => {
                 let s = engine.store();
                 let revision = s.revision()?;
+                let size = s.storage_size()?;
                 let v = json!({
                     "data_dir": data_dir,
                     "revision": revision,
                     "oldest_revision": s.oldest_revision()?,
                     "namespaces": s.namespaces(revision)?.len(),
+                    "store_bytes": size.map(|s| s.bytes),
+                    "store_free_bytes": size.map(|s| s.free_bytes),
+                    "size": size.map(|s| crate::output::bytes(s.bytes)),
                 });
                 Ok((
                     v,
-                    vec!["DATA DIR", "REVISION", "OLDEST", "NAMESPACES"],
-                    vec!["data_dir", "revision", "oldest_revision", "namespaces"],
+                    vec!["DATA DIR", "REVISION", "OLDEST", "NAMESPACES", "SIZE"],
+                    vec![
+                        "data_dir",
+                        "revision",
+                        "oldest_revision",
+                        "namespaces",
+                        "size",
+                    ],
                 ))
             }
             Backend::Remote { client, runtime } => {
@@ -340,11 +348,20 @@ impl Backend {
                     "revision": st.revision,
                     "oldest_revision": st.oldest_revision,
                     "namespaces": st.namespaces,
+                    "store_bytes": st.store_bytes,
+                    "store_free_bytes": st.store_free_bytes,
+                    "size": st.store_bytes.map(crate::output::bytes),
                 });
                 Ok((
                     v,
-                    vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES"],
-                    vec!["server", "revision", "oldest_revision", "namespaces"],
+                    vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES", "SIZE"],
+                    vec![
+                        "server",
+                        "revision",
+                        "oldest_revision",
+                        "namespaces",
+                        "size",
+                    ],
                 ))
             }
         }

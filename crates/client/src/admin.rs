@@ -44,6 +44,26 @@ impl Client {
         Ok(r.into())
     }
 
+    /// Drops old history now (see `AdminService.Compact`).
+    pub async fn compact(
+        &self,
+        policy: &confstrata_core::RetentionPolicy,
+    ) -> Result<confstrata_core::RetentionReport> {
+        let r = self
+            .raw_admin()
+            .compact(self.request(v1::CompactRequest {
+                keep_versions: policy.keep_versions as u64,
+                keep_days: policy.keep_days,
+            }))
+            .await?
+            .into_inner();
+        Ok(confstrata_core::RetentionReport {
+            oldest_revision: r.oldest_revision,
+            removed_versions: usize::try_from(r.removed_versions).unwrap_or(usize::MAX),
+            freed_bytes: r.freed_bytes,
+        })
+    }
+
     /// Every data key, by namespace.
     pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
         let r = self

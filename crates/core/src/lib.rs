@@ -65,7 +65,7 @@ pub use path::{
 pub use resolve::{ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve};
 pub use store::{
     At, Change, ChangeItem, CommitDone, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion,
-    NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, Store, Timestamp,
+    NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, StorageSize, Store, Timestamp,
     check_readable, retention_floor,
 };
 pub use validation::{ChainMode, Finding, RuleSpec, Severity, Stage, Validation, ValidatorSpec};

@@ -422,6 +422,7 @@ impl Store for MemoryStore {
         Ok(RetentionReport {
             oldest_revision: floor,
             removed_versions: removed,
+            freed_bytes: 0,
         })
     }
 }

@@ -209,6 +209,18 @@ pub struct RetentionReport {
     pub oldest_revision: u64,
     /// How many stored versions were removed.
     pub removed_versions: usize,
+    /// Bytes of storage given back to the file system (0 for a store
+    /// that keeps nothing on disk).
+    pub freed_bytes: u64,
+}
+
+/// How much space a store takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StorageSize {
+    /// Bytes on disk (the database and its write-ahead log).
+    pub bytes: u64,
+    /// Of those, bytes free for reuse inside the database.
+    pub free_bytes: u64,
 }
 
 /// A versioned store of namespaces and layers.
@@ -324,6 +336,11 @@ pub trait Store: Send + Sync {
     fn journal(&self, after: u64, limit: usize) -> Result<Vec<JournalRecord>>;
     /// Drops history the policy does not keep.
     fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport>;
+
+    /// How much space the store takes, for a store on disk.
+    fn storage_size(&self) -> Result<Option<StorageSize>> {
+        Ok(None)
+    }
 
     /// Sends the store's own stage timings (group-commit transactions, their
     /// `COMMIT`, batch sizes) to `timings`. Stores that measure nothing

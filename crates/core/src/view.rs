@@ -462,6 +462,10 @@ pub struct ServerStatus {
     pub namespaces: u64,
     /// The server's version.
     pub version: String,
+    /// Bytes the store takes on disk, for a store on disk.
+    pub store_bytes: Option<u64>,
+    /// Of those, bytes free for reuse inside the database.
+    pub store_free_bytes: Option<u64>,
 }
 
 /// One event of a watch, as a server sends it.

@@ -73,6 +73,33 @@ impl AdminService for Service {
         Ok(Response::new((&rotated).into()))
     }
 
+    async fn compact(&self, req: Request<v1::CompactRequest>) -> Res<v1::CompactResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        if r.keep_versions == 0 {
+            return Err(status::field(confstrata_proto::convert::FieldError {
+                field: "keep_versions".to_owned(),
+                error: Box::new(confstrata_core::Error::invalid(
+                    "keep_versions",
+                    "keep at least one version (the current one)",
+                )),
+            }));
+        }
+        let policy = confstrata_core::RetentionPolicy {
+            keep_versions: usize::try_from(r.keep_versions).unwrap_or(usize::MAX),
+            keep_days: r.keep_days,
+        };
+        let report = self
+            .calls
+            .write(a, "", move |e, c| e.apply_retention(c, &policy))
+            .await?;
+        Ok(Response::new(v1::CompactResponse {
+            oldest_revision: report.oldest_revision,
+            removed_versions: report.removed_versions as u64,
+            freed_bytes: report.freed_bytes,
+        }))
+    }
+
     async fn list_keys(&self, req: Request<v1::ListKeysRequest>) -> Res<v1::ListKeysResponse> {
         let keys = self.calls.run(auth(&req), "", |e, c| e.keys(c)).await?;
         Ok(Response::new(v1::ListKeysResponse {

@@ -498,7 +498,7 @@ impl ConfigService for Service {
     }
 
     async fn get_status(&self, req: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
-        let (revision, oldest_revision, namespaces) = self
+        let (revision, oldest_revision, namespaces, size) = self
             .calls
             .run(auth(&req), "", |e, c| {
                 let revision = e.revision()?;
@@ -506,6 +506,7 @@ impl ConfigService for Service {
                     revision,
                     e.store().oldest_revision()?,
                     e.namespaces(c, At::Revision(revision))?.len(),
+                    e.store().storage_size()?,
                 ))
             })
             .await?;
@@ -514,6 +515,8 @@ impl ConfigService for Service {
             oldest_revision,
             namespaces: namespaces as u64,
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            store_bytes: size.map(|s| s.bytes),
+            store_free_bytes: size.map(|s| s.free_bytes),
         }))
     }
 

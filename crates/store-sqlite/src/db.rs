@@ -96,6 +96,30 @@ fn rows<T>(
     Ok(out)
 }
 
+/// The size of the database file (pages in use and free).
+pub(crate) fn storage_size(conn: &Connection) -> Result<confstrata_core::StorageSize> {
+    let pragma = |name: &str| -> Result<u64> {
+        let v: i64 = conn
+            .pragma_query_value(None, name, |r| r.get(0))
+            .map_err(db)?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    };
+    let page = pragma("page_size")?;
+    Ok(confstrata_core::StorageSize {
+        bytes: pragma("page_count")?.saturating_mul(page),
+        free_bytes: pragma("freelist_count")?.saturating_mul(page),
+    })
+}
+
+/// Gives every free page back to the file system. SQLite frees one page
+/// per step of the pragma, so it is stepped to the end.
+pub(crate) fn incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 /// The newest revision and its time, if any revision exists.
 pub(crate) fn last_revision(conn: &Connection) -> Result<Option<(u64, Timestamp)>> {
     let row: Option<(i64, i64)> = conn

@@ -422,6 +422,16 @@ impl Store for SqliteStore {
     ) -> confstrata_core::Result<RetentionReport> {
         self.writer.apply_retention(policy, now)
     }
+
+    fn storage_size(&self) -> confstrata_core::Result<Option<confstrata_core::StorageSize>> {
+        let mut size = self.read(db::storage_size)?;
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        if let Ok(meta) = std::fs::metadata(&wal) {
+            size.bytes = size.bytes.saturating_add(meta.len());
+        }
+        Ok(Some(size))
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
     let mut conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     tune(&conn)?;
+    // Space that retention frees goes back to the file system
+    // (`incremental_vacuum` after each run). Settable only before the
+    // first table: a new database gets it here, an older one below.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
@@ -127,6 +131,14 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
     }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn, path)?;
+    let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if auto_vacuum != 2 {
+        // A database made before: switching needs one VACUUM, which
+        // rewrites it (once; it can take a while for a large one).
+        tracing::info!(path = %path.display(), "rewriting the database once so that compaction can give space back");
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
     Ok(conn)
 }
 

@@ -668,6 +668,7 @@ pub(crate) fn apply_retention(
     policy: &RetentionPolicy,
     now: Timestamp,
 ) -> Result<RetentionReport> {
+    let before = db::storage_size(conn)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
@@ -703,13 +704,22 @@ pub(crate) fn apply_retention(
         .map_err(db)?;
     db::set_oldest_revision(&tx, floor)?;
     tx.commit().map_err(db)?;
+    // Give the freed pages back to the file system (a transaction of its
+    // own; the retention above is committed whether or not this works).
+    if let Err(e) = db::incremental_vacuum(conn) {
+        tracing::warn!(error = %e, "the space retention freed could not be given back");
+    }
+    let after = db::storage_size(conn)?;
+    let freed_bytes = before.bytes.saturating_sub(after.bytes);
     tracing::info!(
         oldest_revision = floor,
         removed_versions = removed,
+        freed_bytes,
         "store retention applied"
     );
     Ok(RetentionReport {
         oldest_revision: floor,
         removed_versions: removed,
+        freed_bytes,
     })
 }

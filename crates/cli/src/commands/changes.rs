@@ -159,17 +159,18 @@ pub(super) fn compact(ctx: &Ctx, args: CompactArgs) -> Result<()> {
         keep_days,
     } = args;
     let r = ctx.backend.apply_retention(&RetentionPolicy {
-        keep_versions,
+        keep_versions: usize::try_from(keep_versions).unwrap_or(usize::MAX),
         keep_days,
     })?;
     structured(
         &r,
         ctx.output,
-        &["OLDEST REVISION", "REMOVED VERSIONS"],
+        &["OLDEST REVISION", "REMOVED VERSIONS", "FREED"],
         || {
             vec![vec![
                 r.oldest_revision.to_string(),
                 r.removed_versions.to_string(),
+                crate::output::bytes(r.freed_bytes),
             ]]
         },
     )

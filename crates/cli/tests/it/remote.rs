@@ -514,7 +514,7 @@ fn remote_mode_prints_what_local_mode_prints() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(files(lx.path()), files(rx.path()));
 
-    // Status names the server instead of a directory; compact stays local.
+    // Status names the server instead of a directory, with the size.
     let l = local.ok(&["status", "-o", "json"]).json();
     let r = remote.run(&["status", "-o", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -524,9 +524,40 @@ fn remote_mode_prints_what_local_mode_prints() {
         (&l["revision"], &l["namespaces"])
     );
     assert_eq!(r["server"], format!("http://{}", server.addr));
-    let r = remote.run(&["compact", "--keep-versions", "1"]);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("embedded store only"), "{}", r.stderr);
+    assert!(r["store_bytes"].as_u64().unwrap() > 0, "{r}");
+    assert!(l["store_bytes"].as_u64().unwrap() > 0, "{l}");
+    // Compaction online, as locally: the same floor, the same versions gone.
+    let l = local
+        .ok(&[
+            "compact",
+            "--keep-versions",
+            "1",
+            "--keep-days",
+            "0",
+            "-o",
+            "json",
+        ])
+        .json();
+    let r = remote.run(&[
+        "compact",
+        "--keep-versions",
+        "1",
+        "--keep-days",
+        "0",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = r.json();
+    assert_eq!(
+        (&r["oldest_revision"], &r["removed_versions"]),
+        (&l["oldest_revision"], &l["removed_versions"])
+    );
+    assert!(r["removed_versions"].as_u64().unwrap() > 0, "{r}");
+    let after = remote.run(&["status", "-o", "json"]).json();
+    assert_eq!(after["oldest_revision"], r["oldest_revision"]);
+    let r = remote.run(&["compact", "--keep-versions", "0"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 
     server.stop();
 }

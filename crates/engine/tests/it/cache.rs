@@ -241,7 +241,11 @@ fn a_section_is_the_same_from_the_cache_the_store_and_the_past() {
     let pool: confstrata_core::KeyPath = "db.pool".parse().unwrap();
     let expected = json!({"db": {"pool": {"max": 50, "min": 1}}});
     // Nothing cached yet: the fast path declines.
-    assert!(engine.resolve_cached(&me, &web, &prod, Some(&pool)).is_none());
+    assert!(
+        engine
+            .resolve_cached(&me, &web, &prod, Some(&pool))
+            .is_none()
+    );
     // A miss merges the whole context and caches it.
     let miss = engine
         .resolve_section(&me, &web, &prod, Some(&pool), At::Latest)
@@ -253,7 +257,10 @@ fn a_section_is_the_same_from_the_cache_the_store_and_the_past() {
     // The whole view was cached by that miss; sections are cut from it,
     // on the fast path too, whatever their depth.
     for (section, want) in [
-        ("db", json!({"db": {"host": "a", "pool": {"max": 50, "min": 1}}})),
+        (
+            "db",
+            json!({"db": {"host": "a", "pool": {"max": 50, "min": 1}}}),
+        ),
         ("log", json!({"log": "info"})),
         ("db.pool.max", json!({"db": {"pool": {"max": 50}}})),
         ("nope", json!({})),

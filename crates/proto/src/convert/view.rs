@@ -376,6 +376,8 @@ impl From<&ServerStatus> for v1::GetStatusResponse {
             oldest_revision: s.oldest_revision,
             namespaces: s.namespaces,
             version: s.version.clone(),
+            store_bytes: s.store_bytes,
+            store_free_bytes: s.store_free_bytes,
         }
     }
 }
@@ -387,6 +389,8 @@ impl From<&v1::GetStatusResponse> for ServerStatus {
             oldest_revision: s.oldest_revision,
             namespaces: s.namespaces,
             version: s.version.clone(),
+            store_bytes: s.store_bytes,
+            store_free_bytes: s.store_free_bytes,
         }
     }
 }

@@ -433,6 +433,29 @@ pub struct RotateMasterKeyResponse {
     #[prost(string, tag = "5")]
     pub audit_key_id: ::prost::alloc::string::String,
 }
+/// Request of Compact.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CompactRequest {
+    /// Versions to keep for every layer and declaration, at least (>= 1).
+    #[prost(uint64, tag = "1")]
+    pub keep_versions: u64,
+    /// Days of history to keep, at least.
+    #[prost(uint64, tag = "2")]
+    pub keep_days: u64,
+}
+/// Response of Compact.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CompactResponse {
+    /// The oldest revision that can still be read.
+    #[prost(uint64, tag = "1")]
+    pub oldest_revision: u64,
+    /// How many stored versions were removed.
+    #[prost(uint64, tag = "2")]
+    pub removed_versions: u64,
+    /// Bytes given back to the file system.
+    #[prost(uint64, tag = "3")]
+    pub freed_bytes: u64,
+}
 /// Request of ListKeys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListKeysRequest {}
@@ -1273,6 +1296,34 @@ pub mod admin_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Drops old history now (admin on everything), online: keeps at least the
+        /// newest keep_versions versions of every layer and declaration and every
+        /// version of the last keep_days days, and gives the space back. Reads
+        /// below the new oldest revision then fail with OUT_OF_RANGE.
+        pub async fn compact(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CompactRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CompactResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.AdminService/Compact",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.AdminService", "Compact"));
+            self.inner.unary(req, path, codec).await
+        }
         /// Adds a principal (a person or a program) with roles.
         pub async fn add_principal(
             &mut self,
@@ -1888,6 +1939,14 @@ pub mod admin_service_server {
             tonic::Response<super::RotateMasterKeyResponse>,
             tonic::Status,
         >;
+        /// Drops old history now (admin on everything), online: keeps at least the
+        /// newest keep_versions versions of every layer and declaration and every
+        /// version of the last keep_days days, and gives the space back. Reads
+        /// below the new oldest revision then fail with OUT_OF_RANGE.
+        async fn compact(
+            &self,
+            request: tonic::Request<super::CompactRequest>,
+        ) -> std::result::Result<tonic::Response<super::CompactResponse>, tonic::Status>;
         /// Adds a principal (a person or a program) with roles.
         async fn add_principal(
             &self,
@@ -2364,6 +2423,51 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = RotateMasterKeySvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.AdminService/Compact" => {
+                    #[allow(non_camel_case_types)]
+                    struct CompactSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::CompactRequest>
+                    for CompactSvc<T> {
+                        type Response = super::CompactResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CompactRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::compact(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CompactSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
@@ -3987,6 +4091,14 @@ pub struct GetStatusResponse {
     /// The server's version, e.g. "0.1.0".
     #[prost(string, tag = "4")]
     pub version: ::prost::alloc::string::String,
+    /// Bytes the store takes on disk (database and write-ahead log), for a
+    /// store on disk.
+    #[prost(uint64, optional, tag = "5")]
+    pub store_bytes: ::core::option::Option<u64>,
+    /// Of those, bytes free for reuse inside the database (compaction gives
+    /// them back to the file system).
+    #[prost(uint64, optional, tag = "6")]
+    pub store_free_bytes: ::core::option::Option<u64>,
 }
 /// Response of Watch: one event.
 #[derive(Clone, PartialEq, ::prost::Message)]
