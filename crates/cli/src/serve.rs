@@ -54,6 +54,12 @@ pub(crate) struct Settings {
     /// Longest a commit's (or a declaration's, or `validate`'s) whole
     /// validation may take, in milliseconds; past it the change is refused.
     validation_budget_ms: u64,
+    /// Seconds between scheduled retention runs; 0 turns them off.
+    retention_interval_s: u64,
+    /// Retention keeps at least this many versions of every layer...
+    retention_keep_versions: usize,
+    /// ...and every version of this many last days.
+    retention_keep_days: u64,
 }
 
 impl Default for Settings {
@@ -80,6 +86,9 @@ impl Default for Settings {
                 confstrata_engine::DEFAULT_VALIDATION_BUDGET.as_millis(),
             )
             .unwrap_or(u64::MAX),
+            retention_interval_s: 3600,
+            retention_keep_versions: confstrata_core::RetentionPolicy::default().keep_versions,
+            retention_keep_days: confstrata_core::RetentionPolicy::default().keep_days,
         }
     }
 }
@@ -123,6 +132,9 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "cache_max_views",
             "cache_max_bytes",
             "validation_budget_ms",
+            "retention_interval_s",
+            "retention_keep_versions",
+            "retention_keep_days",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -137,6 +149,10 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
         settings.log_format == "text" || settings.log_format == "json",
         "invalid server settings: log_format must be \"text\" or \"json\", not {:?}",
         settings.log_format
+    );
+    anyhow::ensure!(
+        settings.retention_keep_versions >= 1,
+        "invalid server settings: retention_keep_versions must be at least 1 (the current version)"
     );
     Ok(settings)
 }
@@ -270,6 +286,22 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         // Both front doors on one listener: gRPC by its content type,
         // everything else to the HTTP router.
         let host = confstrata_host::Host::new(engine)?;
+        if settings.retention_interval_s > 0 {
+            let policy = confstrata_core::RetentionPolicy {
+                keep_versions: settings.retention_keep_versions,
+                keep_days: settings.retention_keep_days,
+            };
+            host.schedule_retention(
+                policy,
+                std::time::Duration::from_secs(settings.retention_interval_s),
+            );
+            tracing::info!(
+                every_s = settings.retention_interval_s,
+                keep_versions = policy.keep_versions,
+                keep_days = policy.keep_days,
+                "scheduled retention on"
+            );
+        }
         let grpc = confstrata_grpc_api::router(&host, &options).await?;
         let http = confstrata_http_api::router(&host);
         let doors =

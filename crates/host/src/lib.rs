@@ -34,6 +34,7 @@
 mod identity;
 mod keyfile;
 mod open;
+mod retention;
 mod runner;
 mod serve;
 pub mod watch;
@@ -46,6 +47,7 @@ use tokio::net::TcpListener;
 pub use identity::ClientIdentity;
 pub use keyfile::KeyFile;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
+pub use retention::RETENTION_CALLER;
 pub use runner::{Credentials, Peer, Runner};
 pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};
 

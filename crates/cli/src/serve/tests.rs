@@ -44,6 +44,22 @@ fn layers_apply_in_order() {
             (s.listen.as_str(), s.max_depth, s.data_dir.as_path()),
             ("127.0.0.1:0", 9, Path::new("/d"))
         );
+        // Retention runs hourly by default, and can be turned off.
+        assert_eq!(
+            (
+                s.retention_interval_s,
+                s.retention_keep_versions,
+                s.retention_keep_days
+            ),
+            (3600, 100, 90)
+        );
+        jail.set_env("CONFSTRATA_RETENTION_INTERVAL_S", "0");
+        let s = settings(None, &args(None, None)).map_err(|e| e.to_string())?;
+        assert_eq!(s.retention_interval_s, 0);
+        jail.set_env("CONFSTRATA_RETENTION_KEEP_VERSIONS", "0");
+        let e = settings(None, &args(None, None)).unwrap_err().to_string();
+        assert!(e.contains("retention_keep_versions"), "{e}");
+        jail.set_env("CONFSTRATA_RETENTION_KEEP_VERSIONS", "5");
         // Bad files and values are named.
         jail.create_file("bad.toml", "listen = 5\n")?;
         let e = settings(None, &args(None, Some(PathBuf::from("bad.toml"))))

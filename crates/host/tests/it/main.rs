@@ -2,3 +2,4 @@
 
 mod master_key;
 mod migration;
+mod retention;
