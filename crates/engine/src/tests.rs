@@ -130,6 +130,34 @@ fn rollback_restores_and_is_a_new_revision() {
 }
 
 #[test]
+fn rollback_across_a_wider_declaration_deletes_first() {
+    // The matrix gains `qa` and a layer for it; rolling the namespace back
+    // to before must delete that layer while `qa` is still declared.
+    let e = engine();
+    let cs: ChangeSet = serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+          "matrix": {"env": ["dev", "prod", "qa"], "region": ["eu", "us"]}}},
+        {"op": "put", "namespace": "web", "layer": "env/qa", "document": {"x": 1}},
+        {"op": "set", "namespace": "web", "layer": "defaults", "key": "debug", "value": false},
+    ]}))
+    .unwrap();
+    e.commit(&me(), &cs).unwrap();
+    let done = e
+        .rollback(&me(), &web(), None, At::Revision(1), "", false)
+        .unwrap();
+    assert!(done.commit.is_some());
+    let layers: Vec<String> = e
+        .layers(&me(), &web(), At::Latest)
+        .unwrap()
+        .iter()
+        .map(|l| l.layer.to_string())
+        .collect();
+    assert_eq!(layers, ["defaults", "env/prod", "env/prod/region/eu"]);
+    let spec = e.namespace(&me(), &web(), At::Latest).unwrap().spec;
+    assert_eq!(spec.matrix["env"].len(), 2);
+}
+
+#[test]
 fn diff_resolved_contexts() {
     let e = engine();
     let d = e

@@ -987,13 +987,16 @@ impl Engine {
                 .ok_or_else(|| Error::NamespaceNotFound {
                     namespace: ns.to_string(),
                 })?;
+        // Deletions first, under the declaration as it is (which may have
+        // levels or context values the old one lacks), then the old
+        // declaration, then the layers as they were (valid under it).
         let mut ops = Vec::new();
-        if layer.is_none() && old_spec.spec != now_spec.spec {
-            ops.push(Op::PutNamespace {
+        let mut puts = Vec::new();
+        let declaration =
+            (layer.is_none() && old_spec.spec != now_spec.spec).then(|| Op::PutNamespace {
                 spec: old_spec.spec,
                 expect_revision: Some(now_spec.revision),
             });
-        }
         let (old, new) = match layer {
             Some(l) => (
                 self.store
@@ -1013,7 +1016,7 @@ impl Engine {
         for r in &new {
             match old.iter().find(|o| o.layer == r.layer) {
                 Some(o) if o.document == r.document => {}
-                Some(o) => ops.push(Op::Put {
+                Some(o) => puts.push(Op::Put {
                     namespace: ns.clone(),
                     layer: r.layer.clone(),
                     document: o.document.clone(),
@@ -1028,7 +1031,7 @@ impl Engine {
         }
         for o in &old {
             if !new.iter().any(|r| r.layer == o.layer) {
-                ops.push(Op::Put {
+                puts.push(Op::Put {
                     namespace: ns.clone(),
                     layer: o.layer.clone(),
                     document: o.document.clone(),
@@ -1036,6 +1039,8 @@ impl Engine {
                 });
             }
         }
+        ops.extend(declaration);
+        ops.extend(puts);
         if ops.is_empty() {
             return Ok(None);
         }
