@@ -356,6 +356,7 @@ pub(crate) fn version_write(
     ns: &NamespaceName,
     layer: &LayerPath,
     new: Option<&Document>,
+    known: Option<&(Document, u64)>,
 ) -> Result<VersionWrite> {
     let mut out = VersionWrite {
         ns: ns.to_string(),
@@ -402,10 +403,19 @@ pub(crate) fn version_write(
     if base_bytes < crate::delta::MIN_DELTA_BASE || depth >= crate::delta::MAX_DEPTH {
         return whole(out);
     }
-    let Some(old) = materialize(conn, ns.as_str(), layer.as_str(), &prev)? else {
-        return whole(out);
+    // The version the planner read, when it is this one; else read it.
+    let read;
+    let old = match known {
+        Some((doc, rev)) if i64::try_from(*rev).ok() == Some(prev.rev) => doc,
+        _ => match materialize(conn, ns.as_str(), layer.as_str(), &prev)? {
+            Some(doc) => {
+                read = doc;
+                &read
+            }
+            None => return whole(out),
+        },
     };
-    let text = crate::delta::delta(&old, new)?.unwrap_or_else(|| "[]".to_owned());
+    let text = crate::delta::delta(old, new)?.unwrap_or_else(|| "[]".to_owned());
     let chain_bytes = chain_bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
     if chain_bytes > base_bytes {
         return whole(out);
@@ -799,19 +809,53 @@ const LATEST: u64 = i64::MAX as u64;
 
 /// A [`StateReader`] over the writer's open transaction: it sees the writes of
 /// the change sets committed earlier in the same batch.
-pub(crate) struct TxReader<'a>(pub(crate) &'a Connection);
+///
+/// It keeps the newest version of each layer it read, so that the writer,
+/// which stores a new version as a delta from that one, does not read it
+/// again (see [`version_write`]).
+pub(crate) struct TxReader<'a> {
+    conn: &'a Connection,
+    layers: std::collections::HashMap<(NamespaceName, LayerPath), Option<(Document, u64)>>,
+}
+
+impl<'a> TxReader<'a> {
+    pub(crate) fn new(conn: &'a Connection) -> TxReader<'a> {
+        TxReader {
+            conn,
+            layers: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The newest version of a layer if this reader read it: its document
+    /// and revision (`Some(None)`: read, and absent).
+    pub(crate) fn read_layer(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+    ) -> Option<Option<&(Document, u64)>> {
+        self.layers
+            .get(&(ns.clone(), layer.clone()))
+            .map(Option::as_ref)
+    }
+}
 
 impl StateReader for TxReader<'_> {
     fn current_revision(&mut self) -> Result<u64> {
-        current_revision(self.0)
+        current_revision(self.conn)
     }
 
     fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
-        namespace_at(self.0, name, LATEST)
+        namespace_at(self.conn, name, LATEST)
     }
 
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
-        layer_at(self.0, ns, layer, LATEST)
+        let key = (ns.clone(), layer.clone());
+        if let Some(found) = self.layers.get(&key) {
+            return Ok(found.clone());
+        }
+        let found = layer_at(self.conn, ns, layer, LATEST)?;
+        self.layers.insert(key, found.clone());
+        Ok(found)
     }
 }
 

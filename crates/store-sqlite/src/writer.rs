@@ -566,9 +566,10 @@ fn prepare(
     };
     match job {
         Job::Commit(changes, journal, check) => {
-            let p = plan(&changes, &mut TxReader(conn), limits)?;
+            let mut reader = TxReader::new(conn);
+            let p = plan(&changes, &mut reader, limits)?;
             if let Some(check) = check {
-                check(&p, &mut TxReader(conn))?;
+                check(&p, &mut reader)?;
             }
             let (revision, time) = match db::last_revision(conn)? {
                 Some((rev, last)) => (rev + 1, Timestamp::now().max(last)),
@@ -585,7 +586,10 @@ fn prepare(
             let layers = p
                 .layers
                 .iter()
-                .map(|(ns, layer, doc)| db::version_write(conn, ns, layer, doc.as_ref()))
+                .map(|(ns, layer, doc)| {
+                    let known = reader.read_layer(ns, layer).flatten();
+                    db::version_write(conn, ns, layer, doc.as_ref(), known)
+                })
                 .collect::<Result<_>>()?;
             let record = journal.map(|f| record(f, Some(revision))).transpose()?;
             let ChangeSet {
