@@ -4,7 +4,7 @@
 //! is on `PATH` (a private single-member cluster, started and stopped here):
 //! serializable gets, puts, watch fan-out and start-up with many keys.
 //!
-//! Run: `cargo run --release -p confstrata-benches --bin confstrata-loadgen -- [--seconds N] [--watchers 1000,10000] [--startup-keys N]`
+//! Run: `cargo run --release -p confstrata-benches --bin confstrata-loadgen -- [--seconds N] [--watchers 1000,10000] [--startup-keys N] [--layer-keys 10,300]`
 //!
 //! Everything runs on loopback: the servers on their own runtime (2 worker
 //! threads), the clients on another; each phase is bounded in time or count.
@@ -44,6 +44,8 @@ struct Args {
     watchers: Vec<usize>,
     concurrency: Vec<usize>,
     startup_keys: usize,
+    /// Keys per layer for the bytes-per-commit section.
+    layer_keys: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -52,6 +54,7 @@ fn args() -> Args {
         watchers: vec![1_000, 10_000],
         concurrency: vec![1, 16, 64, 256],
         startup_keys: 100_000,
+        layer_keys: vec![10, 300],
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -67,9 +70,10 @@ fn args() -> Args {
             "--watchers" => a.watchers = list(&value),
             "--concurrency" => a.concurrency = list(&value),
             "--startup-keys" => a.startup_keys = value.parse().unwrap_or(a.startup_keys),
+            "--layer-keys" => a.layer_keys = list(&value),
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B --startup-keys N"
+                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B --startup-keys N --layer-keys A,B"
                 );
                 std::process::exit(2);
             }
@@ -443,6 +447,61 @@ fn counter_set(ns: &str, n: usize) -> v1::SetKeysRequest {
     }
 }
 
+/// A 256-byte value that differs per call.
+fn sized_value(n: usize) -> String {
+    let head = n.to_string();
+    format!("{head}{}", "v".repeat(256usize.saturating_sub(head.len())))
+}
+
+/// The commit of the bytes-per-commit section: key `k0` of the task's
+/// layer in namespace `ns`, set to a new 256-byte value.
+fn sized_set(ns: &str, n: usize) -> v1::SetKeysRequest {
+    v1::SetKeysRequest {
+        namespace: ns.into(),
+        layer: format!("instance/i-{}", n / 1_000_000),
+        entries: vec![v1::KeyValue {
+            key: "k0".into(),
+            value_json: format!("\"{}\"", sized_value(n)),
+            secret: false,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Declares namespace `ns` and gives each of `tasks` instance layers
+/// `keys` keys of 256-byte values.
+fn fill_sized(engine: &Engine, ns: &str, keys: usize, tasks: usize) {
+    let mut ops = vec![
+        confstrata_core::serde_json::json!({"op": "put-namespace", "spec": {
+        "name": ns, "levels": ["defaults", "instance/{id}"]}}),
+    ];
+    for t in 0..tasks {
+        let doc: confstrata_core::serde_json::Map<String, confstrata_core::serde_json::Value> = (0
+            ..keys)
+            .map(|k| {
+                (
+                    format!("k{k}"),
+                    confstrata_core::serde_json::Value::from("x".repeat(256)),
+                )
+            })
+            .collect();
+        ops.push(confstrata_core::serde_json::json!({"op": "put", "namespace": ns, "layer": format!("instance/i-{t}"), "document": doc}));
+    }
+    let cs: ChangeSet =
+        confstrata_core::serde_json::from_value(confstrata_core::serde_json::json!({"ops": ops}))
+            .expect("change set");
+    engine.commit(&Caller::local("loadgen"), &cs).expect("fill");
+}
+
+/// Bytes process `pid` has caused to be written to storage so far
+/// (`write_bytes` of /proc/PID/io).
+fn process_write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Waits until `w` watchers have reported revision `rev` (each watcher
 /// sends the revisions it sees on `rx`).
 async fn wait_for_watchers<R: PartialEq>(
@@ -766,6 +825,59 @@ fn main() {
                 mean("authenticate").max(0.0), mean("commit"), mean("store-batch"), mean("fsync"), jobs
             ));
         }
+        if !a.layer_keys.is_empty() {
+            println!("\n## Commits into layers of a given size: bytes written per commit\n");
+            println!("Each task sets one key of its own layer holding N keys of 256-byte values, to a new 256-byte value. Bytes written: the process's `write_bytes` (/proc/PID/io: what reached the disk, WAL, checkpoints and all) per commit; growth: the data directory's size per commit.");
+            if has_etcd {
+                println!("etcd: Put of a 256-byte value to one key per task, same figures for the etcd process and its data directory.");
+            }
+            println!("\n| keys per layer | concurrency | commits/s | p99 µs | bytes written/commit | dir growth/commit |{}", if has_etcd { " etcd put/s | etcd p99 µs | etcd bytes written/put | etcd dir growth/put | commits/etcd |" } else { "" });
+            println!("|---|---|---|---|---|---|{}", if has_etcd { "---|---|---|---|---|" } else { "" });
+            for &keys in &a.layer_keys {
+                let ns = format!("sized{keys}");
+                fill_sized(&engine, &ns, keys, 64);
+                for &c in &[1usize, 16, 64] {
+                    let (io0, dir0) = (process_write_bytes(std::process::id()), etcd::dir_bytes(dir.path()));
+                    let ns2 = ns.clone();
+                    let r = drive(&ours, c, a.seconds, move |mut cl, n| {
+                        let ns = ns2.clone();
+                        async move { cl.set_keys(sized_set(&ns, n)).await.map(drop) }
+                    })
+                    .await;
+                    let (io1, dir1) = (process_write_bytes(std::process::id()), etcd::dir_bytes(dir.path()));
+                    let per = |a: Option<u64>, b: Option<u64>, n: usize| match (a, b) {
+                        (Some(a), Some(b)) if n > 0 => format!("{:.0}", b.saturating_sub(a) as f64 / n as f64),
+                        _ => "n/a".into(),
+                    };
+                    let ours_io = per(io0, io1, r.calls);
+                    let ours_dir = per(Some(dir0), Some(dir1), r.calls);
+                    let extra = match &etcd {
+                        Some(e) => {
+                            let pid = e.pid().unwrap_or(0);
+                            let (eio0, edir0) = (process_write_bytes(pid), etcd::dir_bytes(&e.data_dir()));
+                            let s = drive(&etcd_kv, c, a.seconds, |mut cl, n| async move {
+                                cl.put(PutRequest {
+                                    key: format!("loadgen/sized/{}", n / 1_000_000).into_bytes(),
+                                    value: sized_value(n).into_bytes(),
+                                    ..Default::default()
+                                })
+                                .await
+                                .map(drop)
+                            })
+                            .await;
+                            let (eio1, edir1) = (process_write_bytes(pid), etcd::dir_bytes(&e.data_dir()));
+                            format!(
+                                " {:.0} | {:.0} | {} | {} | {:.2} |",
+                                rate(&s), s.p99_us, per(eio0, eio1, s.calls), per(Some(edir0), Some(edir1), s.calls), rate(&r) / rate(&s)
+                            )
+                        }
+                        None => String::new(),
+                    };
+                    println!("| {keys} | {c} | {:.0} | {:.0} | {ours_io} | {ours_dir} |{extra}", rate(&r), r.p99_us);
+                }
+            }
+        }
+
         println!("\n## Validated commits (SetKeys into a namespace with a schema and a rule; checked before the store, under the namespace's lock)\n");
         println!("| concurrency | commits/s | p50 µs | p99 µs | validate µs (mean) | jobs per transaction |");
         println!("|---|---|---|---|---|---|");

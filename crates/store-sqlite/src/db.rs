@@ -8,7 +8,11 @@ use confstrata_core::{
     LayerRecord, LayerVersion, NamespaceName, NamespaceRecord, NamespaceSpec, Result, RevisionInfo,
     SettingWrite, StateReader, Timestamp,
 };
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::latest::{LatestLayers, Pending};
 
 /// Maps a SQLite failure to [`Error::Storage`].
 pub(crate) fn db(err: rusqlite::Error) -> Error {
@@ -356,7 +360,7 @@ pub(crate) fn version_write(
     ns: &NamespaceName,
     layer: &LayerPath,
     new: Option<&Document>,
-    known: Option<&(Document, u64)>,
+    known: Option<(&Document, u64)>,
 ) -> Result<VersionWrite> {
     let mut out = VersionWrite {
         ns: ns.to_string(),
@@ -406,7 +410,7 @@ pub(crate) fn version_write(
     // The version the planner read, when it is this one; else read it.
     let read;
     let old = match known {
-        Some((doc, rev)) if i64::try_from(*rev).ok() == Some(prev.rev) => doc,
+        Some((doc, rev)) if i64::try_from(rev).ok() == Some(prev.rev) => doc,
         _ => match materialize(conn, ns.as_str(), layer.as_str(), &prev)? {
             Some(doc) => {
                 read = doc;
@@ -815,13 +819,22 @@ const LATEST: u64 = i64::MAX as u64;
 /// again (see [`version_write`]).
 pub(crate) struct TxReader<'a> {
     conn: &'a Connection,
-    layers: std::collections::HashMap<(NamespaceName, LayerPath), Option<(Document, u64)>>,
+    /// The writer's kept versions, and this batch's writes so far.
+    latest: Option<(&'a LatestLayers, &'a Pending)>,
+    layers: std::collections::HashMap<(NamespaceName, LayerPath), Option<(Arc<Document>, u64)>>,
 }
 
 impl<'a> TxReader<'a> {
-    pub(crate) fn new(conn: &'a Connection) -> TxReader<'a> {
+    /// A reader over the writer's transaction, taking layer versions the
+    /// writer kept (`latest`, `pending`: see `latest.rs`) where they are
+    /// still the newest.
+    pub(crate) fn new(
+        conn: &'a Connection,
+        latest: Option<(&'a LatestLayers, &'a Pending)>,
+    ) -> TxReader<'a> {
         TxReader {
             conn,
+            latest,
             layers: std::collections::HashMap::new(),
         }
     }
@@ -832,10 +845,46 @@ impl<'a> TxReader<'a> {
         &self,
         ns: &NamespaceName,
         layer: &LayerPath,
-    ) -> Option<Option<&(Document, u64)>> {
+    ) -> Option<Option<(&Document, u64)>> {
         self.layers
             .get(&(ns.clone(), layer.clone()))
-            .map(Option::as_ref)
+            .map(|v| v.as_ref().map(|(d, r)| (&**d, *r)))
+    }
+
+    fn newest(
+        &self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+    ) -> Result<Option<(Arc<Document>, u64)>> {
+        if let Some((latest, pending)) = self.latest {
+            let key = (ns.clone(), layer.clone());
+            match pending.get(&key) {
+                Some(Some((rev, doc, _))) => return Ok(Some((Arc::clone(doc), *rev))),
+                Some(None) => return Ok(None),
+                None => {}
+            }
+            let row: Option<(i64, bool)> = self
+                .conn
+                .prepare_cached(
+                    "SELECT rev, doc IS NULL FROM layer_versions WHERE ns = ?1 AND layer = ?2 ORDER BY rev DESC LIMIT 1",
+                )
+                .map_err(db)?
+                .query_row(rusqlite::params![ns.as_str(), layer.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db)?;
+            match row {
+                None | Some((_, true)) => return Ok(None),
+                Some((rev, false)) => {
+                    let rev = rev_from_sql(rev)?;
+                    if let Some(doc) = latest.get(&key, rev) {
+                        return Ok(Some((Arc::clone(doc), rev)));
+                    }
+                }
+            }
+        }
+        Ok(layer_at(self.conn, ns, layer, LATEST)?.map(|(d, r)| (Arc::new(d), r)))
     }
 }
 
@@ -850,12 +899,15 @@ impl StateReader for TxReader<'_> {
 
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
         let key = (ns.clone(), layer.clone());
-        if let Some(found) = self.layers.get(&key) {
-            return Ok(found.clone());
-        }
-        let found = layer_at(self.conn, ns, layer, LATEST)?;
-        self.layers.insert(key, found.clone());
-        Ok(found)
+        let found = match self.layers.get(&key) {
+            Some(found) => found.clone(),
+            None => {
+                let found = self.newest(ns, layer)?;
+                self.layers.insert(key, found.clone());
+                found
+            }
+        };
+        Ok(found.map(|(d, r)| (Document::clone(&d), r)))
     }
 }
 

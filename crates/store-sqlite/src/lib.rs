@@ -49,6 +49,7 @@
 mod db;
 mod delta;
 mod error;
+mod latest;
 mod schema;
 mod writer;
 

@@ -30,13 +30,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use confstrata_core::timing::{NoTimings, Phase, Timings};
 use confstrata_core::{
-    ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
-    Limits, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
-    retention_floor,
+    ChangeSet, CheckFn, CommitInfo, Document, Error, JournalFn, JournalHead, JournalRecord,
+    JournalSlot, LayerPath, Limits, NamespaceName, Result, RetentionPolicy, RetentionReport,
+    SettingWrite, Timestamp, check_next, plan, retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::db::{self, TxReader, db, to_sql};
+use crate::latest::{LatestLayers, Pending};
 
 /// Revision counters shared by the writer and the store handle.
 #[derive(Debug, Default)]
@@ -127,8 +128,9 @@ impl Queue {
 
 /// What the submitters and the writer thread share.
 struct Shared {
-    /// The connection, and the `synchronous` mode last set on it.
-    conn: Mutex<(Connection, Option<&'static str>)>,
+    /// The connection, the `synchronous` mode last set on it, and the
+    /// newest versions of the layers written (`latest.rs`).
+    conn: Mutex<(Connection, Option<&'static str>, LatestLayers)>,
     queue: Mutex<Queue>,
     /// Wakes the writer thread (a callback's job is at the front, or the
     /// store is closing).
@@ -175,7 +177,7 @@ impl Writer {
         max_batch: usize,
     ) -> Result<Self> {
         let shared = Arc::new(Shared {
-            conn: Mutex::new((conn, None)),
+            conn: Mutex::new((conn, None, LatestLayers::default())),
             queue: Mutex::default(),
             work: Condvar::new(),
             counters,
@@ -379,13 +381,14 @@ impl Shared {
         timings.batch(n);
         let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut guard = lock(&self.conn);
-            let (conn, mode) = &mut *guard;
+            let (conn, mode, latest) = &mut *guard;
             let started = timings.start();
-            let results = commit_batch_in_mode(conn, mode, &self.limits, jobs, &*timings);
+            let results = commit_batch_in_mode(conn, mode, latest, &self.limits, jobs, &*timings);
             started.stop(&*timings, Phase::StoreBatch);
             results
         }));
         let results = written.unwrap_or_else(|_| {
+            lock(&self.conn).2.clear();
             tracing::error!("the store's writer panicked in a batch; it was rolled back");
             (0..n).map(|_| Err(interrupted())).collect()
         });
@@ -410,7 +413,14 @@ pub(crate) fn commit_batch(
     batch: Vec<Job>,
     timings: &dyn Timings,
 ) -> Vec<Result<Done>> {
-    commit_batch_in_mode(conn, &mut None, limits, batch, timings)
+    commit_batch_in_mode(
+        conn,
+        &mut None,
+        &mut LatestLayers::default(),
+        limits,
+        batch,
+        timings,
+    )
 }
 
 /// Runs jobs in one transaction and returns one result per job, in order.
@@ -419,6 +429,7 @@ pub(crate) fn commit_batch(
 fn commit_batch_in_mode(
     conn: &mut Connection,
     mode: &mut Option<&'static str>,
+    latest: &mut LatestLayers,
     limits: &Limits,
     batch: Vec<Job>,
     timings: &dyn Timings,
@@ -442,11 +453,12 @@ fn commit_batch_in_mode(
         }
         *mode = Some(wanted);
     }
-    commit_batch_inner(conn, limits, batch, timings)
+    commit_batch_inner(conn, latest, limits, batch, timings)
 }
 
 fn commit_batch_inner(
     conn: &mut Connection,
+    latest: &mut LatestLayers,
     limits: &Limits,
     batch: Vec<Job>,
     timings: &dyn Timings,
@@ -462,8 +474,9 @@ fn commit_batch_inner(
         Err(e) => return fail_all(e),
     };
     let mut results = Vec::with_capacity(n);
+    let mut pending = Pending::default();
     for job in batch {
-        match run_one(&mut tx, limits, job, &mut head) {
+        match run_one(&mut tx, limits, job, &mut head, latest, &mut pending) {
             Ok(result) => results.push(result),
             // A write failed: the transaction's state is unknown, so nothing
             // of the batch may be committed.
@@ -482,6 +495,9 @@ fn commit_batch_inner(
         let started = timings.start();
         let committed = tx.commit();
         started.stop(timings, Phase::Fsync);
+        if committed.is_ok() {
+            latest.commit(pending);
+        }
         if let Err(e) = committed {
             let e = Error::storage(format!(
                 "SQLite: COMMIT failed: {e}; the change set was rolled back"
@@ -513,13 +529,16 @@ fn run_one(
     limits: &Limits,
     job: Job,
     head: &mut Option<JournalHead>,
+    latest: &LatestLayers,
+    pending: &mut Pending,
 ) -> Result<Result<Done>> {
     let conn: &Connection = tx;
-    let prepared = match prepare(conn, limits, job, *head) {
+    let mut prepared = match prepare(conn, limits, job, *head, latest, pending) {
         Ok(p) => p,
         Err(refused) => return Ok(Err(refused)),
     };
     let record = prepared.record.clone();
+    let kept = std::mem::take(&mut prepared.kept);
     let done = prepared
         .write(conn)
         .map_err(|e| Error::storage(format!("a write failed mid-batch: {}", e.root())))?;
@@ -531,6 +550,9 @@ fn run_one(
             "SQLite rolled the transaction back (disk full or I/O error?)",
         ));
     }
+    for (key, version) in kept {
+        pending.wrote(key, version);
+    }
     Ok(Ok(done))
 }
 
@@ -538,6 +560,11 @@ fn run_one(
 struct Prepared {
     record: Option<JournalRecord>,
     writes: Writes,
+    /// The layer versions it writes, for the writer's cache once written.
+    kept: Vec<(
+        (NamespaceName, LayerPath),
+        Option<(u64, Arc<Document>, u64)>,
+    )>,
 }
 
 enum Writes {
@@ -558,6 +585,8 @@ fn prepare(
     limits: &Limits,
     job: Job,
     head: Option<JournalHead>,
+    latest: &LatestLayers,
+    pending: &Pending,
 ) -> Result<Prepared> {
     let record = |f: JournalFn, revision: Option<u64>| -> Result<JournalRecord> {
         let record = f(JournalSlot { revision, head })?;
@@ -566,7 +595,7 @@ fn prepare(
     };
     match job {
         Job::Commit(changes, journal, check) => {
-            let mut reader = TxReader::new(conn);
+            let mut reader = TxReader::new(conn, Some((latest, pending)));
             let p = plan(&changes, &mut reader, limits)?;
             if let Some(check) = check {
                 check(&p, &mut reader)?;
@@ -583,7 +612,7 @@ fn prepare(
             // Each layer as a delta from its newest version, or whole.
             // Decided here, before the first write, from the versions
             // that earlier jobs of the batch may have written.
-            let layers = p
+            let layers: Vec<db::VersionWrite> = p
                 .layers
                 .iter()
                 .map(|(ns, layer, doc)| {
@@ -591,6 +620,16 @@ fn prepare(
                     db::version_write(conn, ns, layer, doc.as_ref(), known)
                 })
                 .collect::<Result<_>>()?;
+            drop(reader);
+            let kept = p
+                .layers
+                .into_iter()
+                .zip(&layers)
+                .map(|((ns, layer, doc), w)| {
+                    let bytes = u64::try_from(w.base_bytes.unwrap_or(0)).unwrap_or(0);
+                    ((ns, layer), doc.map(|d| (revision, Arc::new(d), bytes)))
+                })
+                .collect();
             let record = journal.map(|f| record(f, Some(revision))).transpose()?;
             let ChangeSet {
                 author, message, ..
@@ -604,15 +643,18 @@ fn prepare(
                     namespaces,
                     layers,
                 },
+                kept,
             })
         }
         Job::Journal(f) => Ok(Prepared {
             record: Some(record(f, None)?),
             writes: Writes::Journal,
+            kept: Vec::new(),
         }),
         Job::Settings(writes, journal) => Ok(Prepared {
             record: journal.map(|f| record(f, None)).transpose()?,
             writes: Writes::Settings(writes),
+            kept: Vec::new(),
         }),
     }
 }

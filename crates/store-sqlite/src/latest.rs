@@ -1,0 +1,88 @@
+//! The writer's cache of the newest version of the layers it writes.
+//!
+//! Planning a change set reads the newest version of every layer it
+//! touches, and storing the result as a delta needs it too. Rebuilt from
+//! SQLite that is a parse of the layer's whole version (and of its
+//! deltas) for every commit, which for a large layer costs more than the
+//! commit's fsync. The writer keeps the documents it wrote instead, keyed
+//! by layer with the revision of the version they are: an entry is used
+//! only when the layer's newest row still has that revision (one index
+//! lookup inside the transaction), so nothing else needs invalidating.
+//!
+//! A batch's own writes are kept apart (`Pending`) until its transaction
+//! commits: a batch that fails leaves the cache as it was, so a revision
+//! number that a failed batch used, and the next batch reuses, is never
+//! mistaken for the failed batch's version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use confstrata_core::{Document, LayerPath, NamespaceName};
+
+/// The most layers kept; past it the cache starts over (a simple bound:
+/// a writer that touches more layers than this gains little from it).
+const MAX_LAYERS: usize = 4096;
+/// The most bytes (of JSON, as stored whole) kept.
+const MAX_BYTES: u64 = 64 << 20;
+
+type Key = (NamespaceName, LayerPath);
+
+/// Committed newest versions, by layer.
+#[derive(Default)]
+pub(crate) struct LatestLayers {
+    entries: HashMap<Key, (u64, Arc<Document>, u64)>,
+    bytes: u64,
+}
+
+/// A batch's writes, kept until its transaction commits: a version
+/// (`Some`) or a deletion (`None`).
+#[derive(Default)]
+pub(crate) struct Pending {
+    entries: HashMap<Key, Option<(u64, Arc<Document>, u64)>>,
+}
+
+impl LatestLayers {
+    /// The document of the layer's version at `revision`, if kept.
+    pub(crate) fn get(&self, key: &Key, revision: u64) -> Option<&Arc<Document>> {
+        match self.entries.get(key) {
+            Some((rev, doc, _)) if *rev == revision => Some(doc),
+            _ => None,
+        }
+    }
+
+    /// Takes in a committed batch's writes.
+    pub(crate) fn commit(&mut self, pending: Pending) {
+        for (key, entry) in pending.entries {
+            if let Some((_, _, bytes)) = self.entries.remove(&key) {
+                self.bytes = self.bytes.saturating_sub(bytes);
+            }
+            if let Some(entry) = entry {
+                self.bytes = self.bytes.saturating_add(entry.2);
+                self.entries.insert(key, entry);
+            }
+        }
+        if self.entries.len() > MAX_LAYERS || self.bytes > MAX_BYTES {
+            self.clear();
+        }
+    }
+
+    /// Forgets everything (after a batch panicked).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+impl Pending {
+    /// What this batch wrote to the layer: `Some(Some(..))` a version at
+    /// that revision, `Some(None)` a deletion, `None` nothing.
+    pub(crate) fn get(&self, key: &Key) -> Option<Option<&(u64, Arc<Document>, u64)>> {
+        self.entries.get(key).map(Option::as_ref)
+    }
+
+    /// Records a version written at `revision` (`None`: the layer was
+    /// deleted); `bytes` approximates its size.
+    pub(crate) fn wrote(&mut self, key: Key, version: Option<(u64, Arc<Document>, u64)>) {
+        self.entries.insert(key, version);
+    }
+}
