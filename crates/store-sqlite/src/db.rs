@@ -821,7 +821,7 @@ pub(crate) struct TxReader<'a> {
     conn: &'a Connection,
     /// The writer's kept versions, and this batch's writes so far.
     latest: Option<(&'a LatestLayers, &'a Pending)>,
-    layers: std::collections::HashMap<(NamespaceName, LayerPath), Option<(Arc<Document>, u64)>>,
+    layers: std::collections::HashMap<crate::latest::Key, Option<(Arc<Document>, u64)>>,
 }
 
 impl<'a> TxReader<'a> {

@@ -25,7 +25,11 @@ const MAX_LAYERS: usize = 4096;
 /// The most bytes (of JSON, as stored whole) kept.
 const MAX_BYTES: u64 = 64 << 20;
 
-type Key = (NamespaceName, LayerPath);
+/// A layer.
+pub(crate) type Key = (NamespaceName, LayerPath);
+/// A version kept: its revision, document and approximate size in bytes;
+/// `None` for a deletion.
+pub(crate) type Kept = Option<(u64, Arc<Document>, u64)>;
 
 /// Committed newest versions, by layer.
 #[derive(Default)]
@@ -38,7 +42,7 @@ pub(crate) struct LatestLayers {
 /// (`Some`) or a deletion (`None`).
 #[derive(Default)]
 pub(crate) struct Pending {
-    entries: HashMap<Key, Option<(u64, Arc<Document>, u64)>>,
+    entries: HashMap<Key, Kept>,
 }
 
 impl LatestLayers {
@@ -82,7 +86,7 @@ impl Pending {
 
     /// Records a version written at `revision` (`None`: the layer was
     /// deleted); `bytes` approximates its size.
-    pub(crate) fn wrote(&mut self, key: Key, version: Option<(u64, Arc<Document>, u64)>) {
+    pub(crate) fn wrote(&mut self, key: Key, version: Kept) {
         self.entries.insert(key, version);
     }
 }

@@ -30,14 +30,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use confstrata_core::timing::{NoTimings, Phase, Timings};
 use confstrata_core::{
-    ChangeSet, CheckFn, CommitInfo, Document, Error, JournalFn, JournalHead, JournalRecord,
-    JournalSlot, LayerPath, Limits, NamespaceName, Result, RetentionPolicy, RetentionReport,
-    SettingWrite, Timestamp, check_next, plan, retention_floor,
+    ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
+    Limits, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
+    retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::db::{self, TxReader, db, to_sql};
-use crate::latest::{LatestLayers, Pending};
+use crate::latest::{Kept, Key, LatestLayers, Pending};
 
 /// Revision counters shared by the writer and the store handle.
 #[derive(Debug, Default)]
@@ -561,10 +561,7 @@ struct Prepared {
     record: Option<JournalRecord>,
     writes: Writes,
     /// The layer versions it writes, for the writer's cache once written.
-    kept: Vec<(
-        (NamespaceName, LayerPath),
-        Option<(u64, Arc<Document>, u64)>,
-    )>,
+    kept: Vec<(Key, Kept)>,
 }
 
 enum Writes {
