@@ -833,10 +833,12 @@ fn main() {
             }
             println!("\n| keys per layer | concurrency | commits/s | p99 µs | bytes written/commit | dir growth/commit |{}", if has_etcd { " etcd put/s | etcd p99 µs | etcd bytes written/put | etcd dir growth/put | commits/etcd |" } else { "" });
             println!("|---|---|---|---|---|---|{}", if has_etcd { "---|---|---|---|---|" } else { "" });
+            let mut sized_stages = Vec::new();
             for &keys in &a.layer_keys {
                 let ns = format!("sized{keys}");
                 fill_sized(&engine, &ns, keys, 64);
                 for &c in &[1usize, 16, 64] {
+                    let before = engine.stats(&Caller::local("loadgen")).expect("stats");
                     let (io0, dir0) = (process_write_bytes(std::process::id()), etcd::dir_bytes(dir.path()));
                     let ns2 = ns.clone();
                     let r = drive(&ours, c, a.seconds, move |mut cl, n| {
@@ -845,6 +847,12 @@ fn main() {
                     })
                     .await;
                     let (io1, dir1) = (process_write_bytes(std::process::id()), etcd::dir_bytes(dir.path()));
+                    let after = engine.stats(&Caller::local("loadgen")).expect("stats");
+                    let mean = |stage: &str| stage_mean_us(&before, &after, stage);
+                    sized_stages.push(format!(
+                        "| {keys} | {c} | {:.0} | {:.0} | {:.0} | {:.1} |",
+                        mean("commit"), mean("store-batch"), mean("fsync"), jobs_per_transaction(&before, &after)
+                    ));
                     let per = |a: Option<u64>, b: Option<u64>, n: usize| match (a, b) {
                         (Some(a), Some(b)) if n > 0 => format!("{:.0}", b.saturating_sub(a) as f64 / n as f64),
                         _ => "n/a".into(),
@@ -875,6 +883,12 @@ fn main() {
                     };
                     println!("| {keys} | {c} | {:.0} | {:.0} | {ours_io} | {ours_dir} |{extra}", rate(&r), r.p99_us);
                 }
+            }
+            println!("\nWhere those commits' time goes (stage means):\n");
+            println!("| keys per layer | concurrency | commit µs | store-batch µs | fsync µs | jobs per transaction |");
+            println!("|---|---|---|---|---|---|");
+            for row in sized_stages {
+                println!("{row}");
             }
         }
 

@@ -304,7 +304,8 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     state.document = Some(document.clone());
                 }
                 Op::Set { key, value, .. } => {
-                    let mut d = state.document.clone().unwrap_or_default();
+                    // Taken, not copied: an error ends the whole plan.
+                    let mut d = state.document.take().unwrap_or_default();
                     doc::set(&mut d, key, value.clone())?;
                     doc::check_document(&what, &d, limits)?;
                     total += serde_json::to_vec(value).map_err(Error::storage)?.len();

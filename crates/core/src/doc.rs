@@ -191,7 +191,7 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
         walk(what, v, 1, &mut path, limits)?;
         path.pop();
     }
-    let size = serde_json::to_vec(doc).map_err(Error::storage)?.len();
+    let size = json_len(doc)?;
     if size > limits.max_document_bytes {
         return Err(Error::TooLarge {
             what: what.to_owned(),
@@ -200,6 +200,24 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
         });
     }
     Ok(size)
+}
+
+/// The length of a document's compact JSON form, counted as it is
+/// written (nothing is kept).
+pub fn json_len(doc: &Document) -> Result<usize> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, doc).map_err(Error::storage)?;
+    Ok(count.0)
 }
 
 /// Looks up a key in a document.
