@@ -185,11 +185,17 @@ pub struct Plan {
     pub namespaces: Vec<NamespaceSpec>,
     /// Layers to write, in order of first touch; `None` deletes the layer.
     pub layers: Vec<(NamespaceName, LayerPath, Option<Document>)>,
+    /// For each of `layers`, the keys the change set set or unset in it,
+    /// when that is all it did to the layer (`None`: it put or deleted
+    /// the layer). Everything else of the layer is as it was: a store
+    /// that stores the change can compare only these keys.
+    pub touched: Vec<Option<Vec<KeyPath>>>,
 }
 
 struct LayerState {
     original_revision: u64,
     document: Option<Document>,
+    touched: Option<Vec<KeyPath>>,
 }
 
 /// Checks a change set against the committed state and computes the writes.
@@ -284,6 +290,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     LayerState {
                         original_revision,
                         document: found.map(|(d, _)| d),
+                        touched: Some(Vec::new()),
                     },
                 );
                 layer_order.push(key.clone());
@@ -302,6 +309,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 Op::Put { document, .. } => {
                     total += doc::check_document(&what, document, limits)?;
                     state.document = Some(document.clone());
+                    state.touched = None;
                 }
                 Op::Set { key, value, .. } => {
                     // Taken, not copied: an error ends the whole plan.
@@ -310,6 +318,9 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     doc::check_document(&what, &d, limits)?;
                     total += serde_json::to_vec(value).map_err(Error::storage)?.len();
                     state.document = Some(d);
+                    if let Some(t) = &mut state.touched {
+                        t.push(key.clone());
+                    }
                 }
                 Op::Unset { key, .. } => {
                     let d = state
@@ -323,8 +334,12 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                         location: what.clone(),
                         key: key.to_string(),
                     })?;
+                    if let Some(t) = &mut state.touched {
+                        t.push(key.clone());
+                    }
                 }
                 Op::Delete { .. } => {
+                    state.touched = None;
                     if state.document.take().is_none() {
                         return Err(Error::LayerNotFound {
                             namespace: ns.to_string(),
@@ -345,22 +360,24 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             });
         }
     }
+    let (layers, touched) = layer_order
+        .into_iter()
+        .filter_map(|k| {
+            let state = layers.remove(&k)?;
+            // A layer created and deleted within the change set never existed.
+            if state.original_revision == 0 && state.document.is_none() {
+                return None;
+            }
+            Some(((k.0, k.1, state.document), state.touched))
+        })
+        .unzip();
     Ok(Plan {
         namespaces: ns_order
             .into_iter()
             .filter_map(|n| namespaces.remove(&n).and_then(|(s, _)| s))
             .collect(),
-        layers: layer_order
-            .into_iter()
-            .filter_map(|k| {
-                let state = layers.remove(&k)?;
-                // A layer created and deleted within the change set never existed.
-                if state.original_revision == 0 && state.document.is_none() {
-                    return None;
-                }
-                Some((k.0, k.1, state.document))
-            })
-            .collect(),
+        layers,
+        touched,
     })
 }
 

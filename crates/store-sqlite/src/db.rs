@@ -361,6 +361,7 @@ pub(crate) fn version_write(
     layer: &LayerPath,
     new: Option<&Document>,
     known: Option<(&Document, u64)>,
+    touched: Option<&[confstrata_core::KeyPath]>,
 ) -> Result<VersionWrite> {
     let mut out = VersionWrite {
         ns: ns.to_string(),
@@ -419,7 +420,7 @@ pub(crate) fn version_write(
             None => return whole(out),
         },
     };
-    let text = crate::delta::delta(old, new)?.unwrap_or_else(|| "[]".to_owned());
+    let text = crate::delta::delta_within(old, new, touched)?.unwrap_or_else(|| "[]".to_owned());
     let chain_bytes = chain_bytes.saturating_add(i64::try_from(text.len()).unwrap_or(i64::MAX));
     if chain_bytes > base_bytes {
         return whole(out);

@@ -17,7 +17,7 @@
 //! of the document and a few small ones.
 
 use confstrata_core::serde_json::{self, Map, Value};
-use confstrata_core::{Document, Error, Result};
+use confstrata_core::{Document, Error, KeyPath, Result};
 
 /// The most deltas a chain holds before the next version is stored whole.
 pub(crate) const MAX_DEPTH: i64 = 32;
@@ -64,6 +64,84 @@ fn walk(
                 path.pop();
             }
             _ => out.push(Value::Array(vec![at(path, k), nv.clone()])),
+        }
+    }
+}
+
+/// [`delta`] when only `touched` keys (and what is under them) can differ
+/// between the documents: only they are compared, so the cost is that of
+/// the change, not of the layer. `None` compares everything.
+pub(crate) fn delta_within(
+    old: &Document,
+    new: &Document,
+    touched: Option<&[KeyPath]>,
+) -> Result<Option<String>> {
+    let Some(touched) = touched else {
+        return delta(old, new);
+    };
+    let mut trie = Trie::default();
+    for key in touched {
+        trie.insert(key.segments());
+    }
+    let mut edits = Vec::new();
+    trie.walk(&mut Vec::new(), old, new, &mut edits);
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&edits)
+        .map(Some)
+        .map_err(|e| Error::storage(format!("encoding a layer delta: {e}")))
+}
+
+/// The touched keys as a tree: a node with no children is a key whose
+/// whole value is compared.
+#[derive(Default)]
+struct Trie {
+    children: std::collections::BTreeMap<String, Trie>,
+    whole: bool,
+}
+
+impl Trie {
+    fn insert(&mut self, segments: &[String]) {
+        let mut node = self;
+        for s in segments {
+            if node.whole {
+                return;
+            }
+            node = node.children.entry(s.clone()).or_default();
+        }
+        node.whole = true;
+        node.children.clear();
+    }
+
+    fn walk(
+        &self,
+        path: &mut Vec<String>,
+        old: &Map<String, Value>,
+        new: &Map<String, Value>,
+        out: &mut Vec<Value>,
+    ) {
+        let at = |path: &[String], k: &str| {
+            let mut p: Vec<Value> = path.iter().map(|s| Value::String(s.clone())).collect();
+            p.push(Value::String(k.to_owned()));
+            Value::Array(p)
+        };
+        for (k, node) in &self.children {
+            match (old.get(k), new.get(k)) {
+                (None, None) => {}
+                (Some(_), None) => out.push(Value::Array(vec![at(path, k)])),
+                (Some(ov), Some(nv)) if ov == nv => {}
+                (Some(Value::Object(om)), Some(Value::Object(nm))) => {
+                    path.push(k.clone());
+                    if node.whole {
+                        walk(path, om, nm, out);
+                    } else {
+                        node.walk(path, om, nm, out);
+                    }
+                    path.pop();
+                }
+                (_, Some(nv)) => out.push(Value::Array(vec![at(path, k), nv.clone()])),
+            }
         }
     }
 }

@@ -612,9 +612,10 @@ fn prepare(
             let layers: Vec<db::VersionWrite> = p
                 .layers
                 .iter()
-                .map(|(ns, layer, doc)| {
+                .zip(&p.touched)
+                .map(|((ns, layer, doc), touched)| {
                     let known = reader.read_layer(ns, layer).flatten();
-                    db::version_write(conn, ns, layer, doc.as_ref(), known)
+                    db::version_write(conn, ns, layer, doc.as_ref(), known, touched.as_deref())
                 })
                 .collect::<Result<_>>()?;
             drop(reader);

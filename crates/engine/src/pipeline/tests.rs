@@ -19,6 +19,7 @@ fn plan_of(pairs: &[(&str, &str, i64)]) -> Plan {
                 )
             })
             .collect(),
+        touched: vec![None; pairs.len()],
     }
 }
 

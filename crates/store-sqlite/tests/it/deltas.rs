@@ -19,6 +19,8 @@ enum Step {
     Unset(usize, Vec<usize>),
     Delete(usize),
     Retain(usize),
+    /// Several sets (`Some`) and unsets (`None`) in one change set.
+    Batch(Vec<(usize, Vec<usize>, Option<Value>)>),
 }
 
 fn value() -> impl Strategy<Value = Value> {
@@ -68,6 +70,8 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..LAYERS.len(), path()).prop_map(|(l, p)| Step::Unset(l, p)),
         1 => (0..LAYERS.len()).prop_map(Step::Delete),
         1 => (1usize..6).prop_map(Step::Retain),
+        2 => prop::collection::vec((0..LAYERS.len(), path(), prop::option::of(value())), 2..5)
+            .prop_map(Step::Batch),
     ]
 }
 
@@ -88,6 +92,16 @@ fn change(step: &Step) -> Option<ChangeSet> {
         }
         Step::Delete(l) => json!({"op": "delete", "namespace": "p", "layer": LAYERS[*l]}),
         Step::Retain(_) => return None,
+        Step::Batch(ops) => {
+            let ops: Vec<Value> = ops
+                .iter()
+                .map(|(l, p, v)| match v {
+                    Some(v) => json!({"op": "set", "namespace": "p", "layer": LAYERS[*l], "key": key(p), "value": v}),
+                    None => json!({"op": "unset", "namespace": "p", "layer": LAYERS[*l], "key": key(p)}),
+                })
+                .collect();
+            return Some(cs(json!({"author": "t", "message": "m", "ops": ops})));
+        }
     };
     Some(cs(json!({"author": "t", "message": "m", "ops": [op]})))
 }
