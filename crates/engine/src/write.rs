@@ -993,7 +993,7 @@ impl Engine {
         let mut ops = Vec::new();
         let mut puts = Vec::new();
         let declaration =
-            (layer.is_none() && old_spec.spec != now_spec.spec).then(|| Op::PutNamespace {
+            (layer.is_none() && old_spec.spec != now_spec.spec).then_some(Op::PutNamespace {
                 spec: old_spec.spec,
                 expect_revision: Some(now_spec.revision),
             });
