@@ -176,6 +176,12 @@ pub trait StateReader {
     fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>>;
     /// A layer's document and the revision that last changed it.
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>>;
+    /// After [`StateReader::layer`] found the layer: a number of bytes its
+    /// JSON form is known not to exceed, if the reader knows one (so a
+    /// `set` need not serialize the whole layer to check the size limit).
+    fn layer_size_bound(&mut self, _ns: &NamespaceName, _layer: &LayerPath) -> Option<usize> {
+        None
+    }
 }
 
 /// The final state a change set leaves behind: what a store must write.
@@ -190,12 +196,17 @@ pub struct Plan {
     /// the layer). Everything else of the layer is as it was: a store
     /// that stores the change can compare only these keys.
     pub touched: Vec<Option<Vec<KeyPath>>>,
+    /// For each of `layers`, a number of bytes its new document's JSON
+    /// form does not exceed (exact when it was measured), if known.
+    pub sizes: Vec<Option<usize>>,
 }
 
 struct LayerState {
     original_revision: u64,
     document: Option<Document>,
     touched: Option<Vec<KeyPath>>,
+    /// A bound on the JSON size of `document`.
+    size: Option<usize>,
 }
 
 /// Checks a change set against the committed state and computes the writes.
@@ -285,12 +296,17 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             if !layers.contains_key(&key) {
                 let found = reader.layer(ns, layer)?;
                 let original_revision = found.as_ref().map_or(0, |(_, r)| *r);
+                let size = match &found {
+                    Some(_) => reader.layer_size_bound(ns, layer),
+                    None => Some(2),
+                };
                 layers.insert(
                     key.clone(),
                     LayerState {
                         original_revision,
                         document: found.map(|(d, _)| d),
                         touched: Some(Vec::new()),
+                        size,
                     },
                 );
                 layer_order.push(key.clone());
@@ -307,16 +323,39 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             let what = format!("layer {ns}:{layer}");
             match op {
                 Op::Put { document, .. } => {
-                    total += doc::check_document(&what, document, limits)?;
+                    let size = doc::check_document(&what, document, limits)?;
+                    total += size;
                     state.document = Some(document.clone());
                     state.touched = None;
+                    state.size = Some(size);
                 }
                 Op::Set { key, value, .. } => {
                     // Taken, not copied: an error ends the whole plan.
                     let mut d = state.document.take().unwrap_or_default();
                     doc::set(&mut d, key, value.clone())?;
-                    doc::check_document(&what, &d, limits)?;
-                    total += serde_json::to_vec(value).map_err(Error::storage)?.len();
+                    doc::check_structure(&what, &d, limits)?;
+                    let value_len = serde_json::to_vec(value).map_err(Error::storage)?.len();
+                    total += value_len;
+                    // The size: bounded from the layer's before, when that
+                    // is known and the bound is within the limit (adding
+                    // a key adds at most its quoted segments, a colon, a
+                    // comma and the braces of tables it creates);
+                    // otherwise measured.
+                    let bound = state.size.map(|b| {
+                        key.segments()
+                            .iter()
+                            .map(|s| 2 * s.len() + 6)
+                            .fold(b.saturating_add(value_len), usize::saturating_add)
+                    });
+                    let size = match bound {
+                        Some(b) if b <= limits.max_document_bytes => b,
+                        _ => {
+                            let exact = doc::json_len(&d)?;
+                            doc::check_size(&what, exact, limits)?;
+                            exact
+                        }
+                    };
+                    state.size = Some(size);
                     state.document = Some(d);
                     if let Some(t) = &mut state.touched {
                         t.push(key.clone());
@@ -340,6 +379,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 }
                 Op::Delete { .. } => {
                     state.touched = None;
+                    state.size = None;
                     if state.document.take().is_none() {
                         return Err(Error::LayerNotFound {
                             namespace: ns.to_string(),
@@ -360,6 +400,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             });
         }
     }
+    let mut sizes = Vec::new();
     let (layers, touched) = layer_order
         .into_iter()
         .filter_map(|k| {
@@ -368,6 +409,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             if state.original_revision == 0 && state.document.is_none() {
                 return None;
             }
+            sizes.push(state.size.filter(|_| state.document.is_some()));
             Some(((k.0, k.1, state.document), state.touched))
         })
         .unzip();
@@ -378,6 +420,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             .collect(),
         layers,
         touched,
+        sizes,
     })
 }
 

@@ -68,6 +68,26 @@ impl Default for Limits {
 ///
 /// `what` names the document in errors, e.g. `layer webshop:env/prod`.
 pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usize> {
+    check_structure(what, doc, limits)?;
+    let size = json_len(doc)?;
+    check_size(what, size, limits)?;
+    Ok(size)
+}
+
+/// Refuses a document of `size` bytes (JSON form) over the limit.
+pub fn check_size(what: &str, size: usize, limits: &Limits) -> Result<()> {
+    if size > limits.max_document_bytes {
+        return Err(Error::TooLarge {
+            what: what.to_owned(),
+            size,
+            limit: limits.max_document_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// [`check_document`] without the size: depth, keys, reserved markers.
+pub fn check_structure(what: &str, doc: &Document, limits: &Limits) -> Result<()> {
     fn walk(
         what: &str,
         value: &Value,
@@ -191,15 +211,7 @@ pub fn check_document(what: &str, doc: &Document, limits: &Limits) -> Result<usi
         walk(what, v, 1, &mut path, limits)?;
         path.pop();
     }
-    let size = json_len(doc)?;
-    if size > limits.max_document_bytes {
-        return Err(Error::TooLarge {
-            what: what.to_owned(),
-            size,
-            limit: limits.max_document_bytes,
-        });
-    }
-    Ok(size)
+    Ok(())
 }
 
 /// The length of a document's compact JSON form, counted as it is

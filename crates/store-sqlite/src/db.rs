@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use crate::latest::{LatestLayers, Pending};
+use crate::latest::{LatestLayers, Pending, Version};
 
 /// Maps a SQLite failure to [`Error::Storage`].
 pub(crate) fn db(err: rusqlite::Error) -> Error {
@@ -822,7 +822,7 @@ pub(crate) struct TxReader<'a> {
     conn: &'a Connection,
     /// The writer's kept versions, and this batch's writes so far.
     latest: Option<(&'a LatestLayers, &'a Pending)>,
-    layers: std::collections::HashMap<crate::latest::Key, Option<(Arc<Document>, u64)>>,
+    layers: std::collections::HashMap<crate::latest::Key, Option<crate::latest::Version>>,
 }
 
 impl<'a> TxReader<'a> {
@@ -849,18 +849,14 @@ impl<'a> TxReader<'a> {
     ) -> Option<Option<(&Document, u64)>> {
         self.layers
             .get(&(ns.clone(), layer.clone()))
-            .map(|v| v.as_ref().map(|(d, r)| (&**d, *r)))
+            .map(|v| v.as_ref().map(|v| (&*v.document, v.revision)))
     }
 
-    fn newest(
-        &self,
-        ns: &NamespaceName,
-        layer: &LayerPath,
-    ) -> Result<Option<(Arc<Document>, u64)>> {
+    fn newest(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Version>> {
         if let Some((latest, pending)) = self.latest {
             let key = (ns.clone(), layer.clone());
             match pending.get(&key) {
-                Some(Some((rev, doc, _))) => return Ok(Some((Arc::clone(doc), *rev))),
+                Some(Some(v)) => return Ok(Some(v.clone())),
                 Some(None) => return Ok(None),
                 None => {}
             }
@@ -879,13 +875,20 @@ impl<'a> TxReader<'a> {
                 None | Some((_, true)) => return Ok(None),
                 Some((rev, false)) => {
                     let rev = rev_from_sql(rev)?;
-                    if let Some(doc) = latest.get(&key, rev) {
-                        return Ok(Some((Arc::clone(doc), rev)));
+                    if let Some(v) = latest.get(&key, rev) {
+                        return Ok(Some(v.clone()));
                     }
                 }
             }
         }
-        Ok(layer_at(self.conn, ns, layer, LATEST)?.map(|(d, r)| (Arc::new(d), r)))
+        Ok(
+            layer_at(self.conn, ns, layer, LATEST)?.map(|(d, r)| Version {
+                revision: r,
+                document: Arc::new(d),
+                size_bound: None,
+                weight: 0,
+            }),
+        )
     }
 }
 
@@ -908,7 +911,14 @@ impl StateReader for TxReader<'_> {
                 found
             }
         };
-        Ok(found.map(|(d, r)| (Document::clone(&d), r)))
+        Ok(found.map(|v| (Document::clone(&v.document), v.revision)))
+    }
+
+    fn layer_size_bound(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Option<usize> {
+        self.layers
+            .get(&(ns.clone(), layer.clone()))?
+            .as_ref()?
+            .size_bound
     }
 }
 

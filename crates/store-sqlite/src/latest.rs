@@ -27,14 +27,26 @@ const MAX_BYTES: u64 = 64 << 20;
 
 /// A layer.
 pub(crate) type Key = (NamespaceName, LayerPath);
-/// A version kept: its revision, document and approximate size in bytes;
-/// `None` for a deletion.
-pub(crate) type Kept = Option<(u64, Arc<Document>, u64)>;
+/// A version kept: `None` for a deletion.
+pub(crate) type Kept = Option<Version>;
+
+/// A layer version the writer keeps.
+#[derive(Clone)]
+pub(crate) struct Version {
+    /// Its revision.
+    pub(crate) revision: u64,
+    /// Its document.
+    pub(crate) document: Arc<Document>,
+    /// Bytes its JSON form does not exceed, if known.
+    pub(crate) size_bound: Option<usize>,
+    /// Its approximate size, for the cache's budget.
+    pub(crate) weight: u64,
+}
 
 /// Committed newest versions, by layer.
 #[derive(Default)]
 pub(crate) struct LatestLayers {
-    entries: HashMap<Key, (u64, Arc<Document>, u64)>,
+    entries: HashMap<Key, Version>,
     bytes: u64,
 }
 
@@ -47,21 +59,18 @@ pub(crate) struct Pending {
 
 impl LatestLayers {
     /// The document of the layer's version at `revision`, if kept.
-    pub(crate) fn get(&self, key: &Key, revision: u64) -> Option<&Arc<Document>> {
-        match self.entries.get(key) {
-            Some((rev, doc, _)) if *rev == revision => Some(doc),
-            _ => None,
-        }
+    pub(crate) fn get(&self, key: &Key, revision: u64) -> Option<&Version> {
+        self.entries.get(key).filter(|v| v.revision == revision)
     }
 
     /// Takes in a committed batch's writes.
     pub(crate) fn commit(&mut self, pending: Pending) {
         for (key, entry) in pending.entries {
-            if let Some((_, _, bytes)) = self.entries.remove(&key) {
-                self.bytes = self.bytes.saturating_sub(bytes);
+            if let Some(old) = self.entries.remove(&key) {
+                self.bytes = self.bytes.saturating_sub(old.weight);
             }
             if let Some(entry) = entry {
-                self.bytes = self.bytes.saturating_add(entry.2);
+                self.bytes = self.bytes.saturating_add(entry.weight);
                 self.entries.insert(key, entry);
             }
         }
@@ -80,7 +89,7 @@ impl LatestLayers {
 impl Pending {
     /// What this batch wrote to the layer: `Some(Some(..))` a version at
     /// that revision, `Some(None)` a deletion, `None` nothing.
-    pub(crate) fn get(&self, key: &Key) -> Option<Option<&(u64, Arc<Document>, u64)>> {
+    pub(crate) fn get(&self, key: &Key) -> Option<Option<&Version>> {
         self.entries.get(key).map(Option::as_ref)
     }
 

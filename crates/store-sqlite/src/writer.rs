@@ -623,9 +623,19 @@ fn prepare(
                 .layers
                 .into_iter()
                 .zip(&layers)
-                .map(|((ns, layer, doc), w)| {
-                    let bytes = u64::try_from(w.base_bytes.unwrap_or(0)).unwrap_or(0);
-                    ((ns, layer), doc.map(|d| (revision, Arc::new(d), bytes)))
+                .zip(p.sizes)
+                .map(|(((ns, layer, doc), w), size_bound)| {
+                    let weight = size_bound
+                        .and_then(|s| u64::try_from(s).ok())
+                        .or_else(|| w.base_bytes.and_then(|b| u64::try_from(b).ok()))
+                        .unwrap_or(0);
+                    let version = doc.map(|d| crate::latest::Version {
+                        revision,
+                        document: Arc::new(d),
+                        size_bound,
+                        weight,
+                    });
+                    ((ns, layer), version)
                 })
                 .collect();
             let record = journal.map(|f| record(f, Some(revision))).transpose()?;

@@ -20,6 +20,7 @@ fn plan_of(pairs: &[(&str, &str, i64)]) -> Plan {
             })
             .collect(),
         touched: vec![None; pairs.len()],
+        sizes: vec![None; pairs.len()],
     }
 }
 

@@ -262,3 +262,63 @@ fn retention_gives_the_space_back() {
     let layer = store.layer(&ns("p"), &lp("l/a"), 201).unwrap().unwrap();
     assert_eq!(layer.document["v"], format!("199{big}"));
 }
+
+#[test]
+fn the_size_limit_holds_when_sets_are_checked_against_a_kept_bound() {
+    // The writer keeps a bound on each layer's size and checks a set
+    // against it; growing a layer key by key must still stop at the limit,
+    // exactly where measuring every time would.
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 4_000;
+    let store = confstrata_store_sqlite::SqliteStore::open_with(
+        &dir.path().join("store.db"),
+        confstrata_store_sqlite::Options {
+            limits: confstrata_core::Limits {
+                max_document_bytes: limit,
+                ..confstrata_core::Limits::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store
+        .commit(&cs(json!({"author": "t", "message": "m", "ops": [
+            {"op": "put-namespace", "spec": {"name": "p", "levels": ["l/{x}"], "matrix": {"x": ["a"]}}},
+        ]})))
+        .unwrap();
+    let mut refused = None;
+    for i in 0..100 {
+        let r = store.commit(&cs(json!({"author": "t", "message": "m", "ops": [
+            {"op": "set", "namespace": "p", "layer": "l/a", "key": format!("k{i:02}"), "value": "v".repeat(90)},
+        ]})));
+        if let Err(e) = r {
+            assert!(
+                matches!(e.root(), confstrata_core::Error::TooLarge { .. }),
+                "{e}"
+            );
+            refused = Some(i);
+            break;
+        }
+        let doc = store
+            .layer(&ns("p"), &lp("l/a"), store.revision().unwrap())
+            .unwrap()
+            .unwrap();
+        let size = confstrata_core::serde_json::to_string(&doc.document)
+            .unwrap()
+            .len();
+        assert!(size <= limit, "{size}");
+    }
+    // Each key adds 98 bytes ("kNN":"v…v",): 40 keys fit in 4,000 bytes, the 41st does not.
+    assert_eq!(refused, Some(40));
+    // Unsets and a replaced value keep working below the limit.
+    store
+        .commit(&cs(json!({"author": "t", "message": "m", "ops": [
+            {"op": "unset", "namespace": "p", "layer": "l/a", "key": "k00"},
+        ]})))
+        .unwrap();
+    store
+        .commit(&cs(json!({"author": "t", "message": "m", "ops": [
+            {"op": "set", "namespace": "p", "layer": "l/a", "key": "k40", "value": "v".repeat(90)},
+        ]})))
+        .unwrap();
+}
