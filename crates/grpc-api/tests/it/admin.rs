@@ -861,3 +861,50 @@ async fn a_key_scoped_reader_resolves_and_watches_only_its_keys() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn compact_runs_online_for_admins_and_refuses_keeping_nothing() {
+    let mut s = Server::start().await;
+    s.seed().await;
+    let mut admin = admin_of(&s).await;
+    let mut c = client_with(s.addr, Some(&format!("Bearer {}", s.admin_token))).await;
+    for v in ["1", "2", "3"] {
+        c.set_keys(set_req("debug", v, false)).await.unwrap();
+    }
+    let e = admin
+        .compact(v1::CompactRequest {
+            keep_versions: 0,
+            keep_days: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("keep_versions"), "{e:?}");
+    let r = admin
+        .compact(v1::CompactRequest {
+            keep_versions: 1,
+            keep_days: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.removed_versions >= 3, "{r:?}");
+    let status = c
+        .get_status(v1::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.oldest_revision, r.oldest_revision);
+    assert!(status.store_bytes.is_some_and(|b| b > 0), "{status:?}");
+    // A viewer may not.
+    let (token, _) = principal_with_token(&mut admin, "vic", &["viewer"]).await;
+    let mut vic = admin_client_with(s.addr, Some(&format!("Bearer {token}"))).await;
+    let e = vic
+        .compact(v1::CompactRequest {
+            keep_versions: 1,
+            keep_days: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+}
