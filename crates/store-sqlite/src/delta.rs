@@ -45,11 +45,6 @@ fn walk(
     new: &Map<String, Value>,
     out: &mut Vec<Value>,
 ) {
-    let at = |path: &[String], k: &str| {
-        let mut p: Vec<Value> = path.iter().map(|s| Value::String(s.clone())).collect();
-        p.push(Value::String(k.to_owned()));
-        Value::Array(p)
-    };
     for k in old.keys() {
         if !new.contains_key(k) {
             out.push(Value::Array(vec![at(path, k)]));
@@ -121,11 +116,6 @@ impl Trie {
         new: &Map<String, Value>,
         out: &mut Vec<Value>,
     ) {
-        let at = |path: &[String], k: &str| {
-            let mut p: Vec<Value> = path.iter().map(|s| Value::String(s.clone())).collect();
-            p.push(Value::String(k.to_owned()));
-            Value::Array(p)
-        };
         for (k, node) in &self.children {
             match (old.get(k), new.get(k)) {
                 (None, None) => {}
@@ -144,6 +134,13 @@ impl Trie {
             }
         }
     }
+}
+
+/// The path of key `k` under `path`, as an edit names it.
+fn at(path: &[String], k: &str) -> Value {
+    let mut p: Vec<Value> = path.iter().map(|s| Value::String(s.clone())).collect();
+    p.push(Value::String(k.to_owned()));
+    Value::Array(p)
 }
 
 /// Applies a stored delta to `doc`. `what` names the version, for errors:
