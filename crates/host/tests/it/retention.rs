@@ -37,19 +37,23 @@ async fn scheduled_retention_drops_old_history_and_is_audited() {
         },
         Duration::from_millis(20),
     );
-    // Wait for the effect (the bound only guards against a hang).
+    // Wait for the run's audit record, written after the retention itself
+    // (the bound only guards against a hang).
+    let audited = |engine: &confstrata_engine::Engine| {
+        engine
+            .audit_records(&ops, 0, usize::MAX)
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r.principal
+                    .as_ref()
+                    .is_some_and(|p| p.as_str() == "local:retention")
+            })
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while engine.store().oldest_revision().unwrap() == 0 {
+    while !audited(&engine) {
         assert!(std::time::Instant::now() < deadline, "retention never ran");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(engine.store().oldest_revision().unwrap(), 10);
-    let records = engine.audit_records(&ops, 0, usize::MAX).unwrap();
-    assert!(
-        records.iter().any(|r| r
-            .principal
-            .as_ref()
-            .is_some_and(|p| p.as_str() == "local:retention")),
-        "the run is audited under local:retention"
-    );
 }
