@@ -217,5 +217,87 @@ fn validation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, validation);
+/// Reads at old revisions over the delta format: a 10,000-key layer, then
+/// 1,033 one-key commits to it; resolves at revisions 1,000 to 1,032
+/// commits back (every depth of a delta chain, one after another), against
+/// a resolve of the same document at the same revision from a layer
+/// written once by a `put` (one whole version: what every read cost
+/// before layer versions were stored as deltas).
+fn old_revisions(c: &mut Criterion) {
+    use confstrata_core::serde_json::{Map, Value, json};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = confstrata_host::open(dir.path()).unwrap();
+    let admin = Caller::local("bench");
+    let mut doc = Map::new();
+    for i in 0..10_000 {
+        doc.insert(
+            format!("key{i:05}"),
+            json!(format!("value-{i}-{}", "x".repeat(20))),
+        );
+    }
+    let seed: confstrata_core::ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "big", "levels": ["defaults"]}},
+        {"op": "put", "namespace": "big", "layer": "defaults", "document": doc},
+    ]}))
+    .unwrap();
+    engine.commit(&admin, &seed).unwrap();
+    const BACK: u64 = 1_000;
+    const DEPTHS: u64 = 33;
+    for i in 0..BACK + DEPTHS {
+        let set: confstrata_core::ChangeSet =
+            confstrata_core::serde_json::from_value(json!({"ops": [
+            {"op": "set", "namespace": "big", "layer": "defaults",
+             "key": format!("key{:05}", (i * 7919) % 10_000), "value": format!("changed-{i}")}]}))
+            .unwrap();
+        engine.commit(&admin, &set).unwrap();
+    }
+    let now = engine.revision().unwrap();
+    let oldest_read = now - BACK - DEPTHS + 1;
+    // The document at the oldest revision read, written whole once.
+    let at_then = engine
+        .resolve(
+            &admin,
+            &"big".parse().unwrap(),
+            &parse_context("").unwrap(),
+            At::Revision(oldest_read),
+        )
+        .unwrap()
+        .document;
+    let whole: confstrata_core::ChangeSet = confstrata_core::serde_json::from_value(json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "whole", "levels": ["defaults"]}},
+        {"op": "put", "namespace": "whole", "layer": "defaults", "document": Value::Object(at_then)},
+    ]}))
+    .unwrap();
+    engine.commit(&admin, &whole).unwrap();
+    let ctx = parse_context("").unwrap();
+    let (big, whole) = ("big".parse().unwrap(), "whole".parse().unwrap());
+    let mut g = c.benchmark_group("old_revisions");
+    let mut k = 0;
+    g.bench_function("10k-key layer, 1000-1032 commits back (deltas)", |b| {
+        b.iter(|| {
+            k = (k + 1) % DEPTHS;
+            black_box(
+                engine
+                    .resolve(&admin, &big, &ctx, At::Revision(now - BACK - k))
+                    .unwrap(),
+            )
+        })
+    });
+    let latest = engine.revision().unwrap();
+    g.bench_function(
+        "10k-key layer, one whole version (the format before)",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    engine
+                        .resolve(&admin, &whole, &ctx, At::Revision(latest))
+                        .unwrap(),
+                )
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench, validation, old_revisions);
 criterion_main!(benches);

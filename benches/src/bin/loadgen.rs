@@ -522,10 +522,12 @@ async fn wait_for_watchers<R: PartialEq>(
 
 /// `w` etcd watchers, each on its own Watch stream on one key, spread over
 /// fresh connections; returns the 5 sorted times (ms) from a Put until the
-/// last watcher saw it.
-async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> Vec<f64> {
+/// last watcher saw it, and etcd's resident memory per open stream (KiB).
+async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> (Vec<f64>, f64) {
     const KEY: &[u8] = b"loadgen/fanout";
     let conns = etcd.channels(CONNECTIONS).await;
+    let rss = || etcd.pid().and_then(etcd::resident_bytes).unwrap_or(0);
+    let rss0 = rss();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = Vec::with_capacity(w);
@@ -565,6 +567,8 @@ async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> Vec
         .await
         .expect("ready")
         .forget();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per_stream = rss().saturating_sub(rss0) as f64 / w as f64 / 1024.0;
     let mut times = Vec::new();
     for round in 0..5 {
         let t0 = Instant::now();
@@ -588,7 +592,7 @@ async fn etcd_fanout(etcd: &EtcdServer, kv: &KvClient<Channel>, w: usize) -> Vec
         t.abort();
     }
     times.sort_by(f64::total_cmp);
-    times
+    (times, per_stream)
 }
 
 /// Loads `keys` keys of 256 bytes into a fresh etcd, reports its memory and
@@ -670,6 +674,103 @@ async fn etcd_startup(keys: usize) {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The server runtime, as `confstrata serve` builds it: 2 workers, checks
+/// on the pool's threads.
+fn server_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        // Named apart from the clients' threads in a profile.
+        .thread_name("confstrata-server")
+        .thread_stack_size(confstrata_engine::CHECK_STACK_BYTES)
+        .on_thread_start(confstrata_engine::assume_check_stack)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The argument that makes this binary a server in a child process (so
+/// its memory can be measured apart from the clients').
+const CHILD_ARG: &str = "--serve-child";
+
+/// Child mode: seeds a store in `dir`, serves it on a loopback port,
+/// prints `ADDR TOKEN` and serves until its stdin closes (the parent exits
+/// or drops the handle).
+fn serve_child(dir: &std::path::Path) {
+    let rt = server_runtime();
+    let (engine, token, _) = seeded(dir, false);
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(serve(
+            engine,
+            l,
+            ServeOptions::default(),
+            std::future::pending(),
+        ));
+        println!("{addr} {token}");
+        use std::io::Write as _;
+        std::io::stdout().flush().expect("stdout");
+        // Blocks until the parent closes the pipe.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
+        })
+        .await;
+    });
+}
+
+/// A Confstrata server in a child process of its own: its resident memory
+/// is the server's alone.
+struct ChildServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildServer {
+    fn start() -> ChildServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .arg(CHILD_ARG)
+            .arg(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the child server");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("child stdout")),
+            &mut line,
+        )
+        .expect("the child server's address");
+        let (addr, token) = line
+            .trim()
+            .split_once(' ')
+            .expect("ADDR TOKEN from the child");
+        ChildServer {
+            addr: addr.parse().expect("child address"),
+            token: token.to_owned(),
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn resident_bytes(&self) -> u64 {
+        etcd::resident_bytes(self.child.id()).unwrap_or(0)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        // Closing stdin ends it; wait, so its data dir can go.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 fn main() {
     // `RUST_LOG=h2=warn` (say) shows what the HTTP/2 layers report.
     if std::env::var_os("RUST_LOG").is_some() {
@@ -678,15 +779,14 @@ fn main() {
             .with_writer(std::io::stderr)
             .init();
     }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == CHILD_ARG) {
+        let dir = argv.get(2).expect("--serve-child DIR");
+        serve_child(std::path::Path::new(dir));
+        return;
+    }
     let a = args();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        // As `confstrata serve` runs: checks run on the pool's threads.
-        .thread_stack_size(confstrata_engine::CHECK_STACK_BYTES)
-        .on_thread_start(confstrata_engine::assume_check_stack)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let server_rt = server_runtime();
     let dir = tempfile::tempdir().expect("tempdir");
     let (engine, token, viewer_token) = seeded(dir.path(), false);
     let audited_dir = tempfile::tempdir().expect("tempdir");
@@ -914,24 +1014,32 @@ fn main() {
             println!("{row}");
         }
 
-        println!("\n## Watch fan-out: one commit until the last watcher has its event\n");
-        println!("Half the watchers watch the namespace, half the resolved context env=prod,region=eu.");
+        println!("\n## Watch fan-out and stream memory: one commit until the last watcher has its event\n");
+        println!("Each point runs a fresh Confstrata server in a child process (this binary with `{CHILD_ARG}`), so its resident memory is the server's alone. Half the watchers watch the namespace, half the resolved context env=prod,region=eu. Memory per stream: the server's VmRSS with the streams open and caught up, less its VmRSS before they opened, over the number of streams.");
         if has_etcd {
-            println!("etcd: each watcher has its own Watch stream on one key, the streams spread over {CONNECTIONS} connections; one Put per round.");
+            println!("etcd: each watcher has its own Watch stream on one key, the streams spread over {CONNECTIONS} connections; one Put per round; etcd's VmRSS measured the same way.");
         }
-        let (extra_head, extra_rule) = if has_etcd { (" etcd median ms | etcd max ms |", "---|---|") } else { ("", "") };
-        println!("\n| watchers | median ms | max ms (of 5 commits) |{extra_head}");
-        println!("|---|---|---|{extra_rule}");
+        let (extra_head, extra_rule) = if has_etcd { (" etcd median ms | etcd max ms | etcd KiB per stream |", "---|---|---|") } else { ("", "") };
+        println!("\n| watchers | median ms | max ms (of 5 commits) | KiB per stream |{extra_head}");
+        println!("|---|---|---|---|{extra_rule}");
         for &w in &a.watchers {
+            let server = ChildServer::start();
+            let writer = clients(server.addr, Some(&server.token)).await;
+            // Warm up: a resolve and a commit, so what is measured next is the streams.
+            writer[0].clone().resolve(resolve_req()).await.expect("resolve");
+            writer[0].clone().set_keys(counter_set("webshop", 0)).await.expect("commit");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let rss0 = server.resident_bytes();
             // Spread watchers over several connections, like many services would.
-            let conns = clients(addr, Some(&token)).await;
+            let conns = clients(server.addr, Some(&server.token)).await;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
             let ready = Arc::new(tokio::sync::Semaphore::new(0));
+            let mut tasks = Vec::with_capacity(w);
             for i in 0..w {
                 let mut cl = conns[i % conns.len()].clone();
                 let tx = tx.clone();
                 let ready = Arc::clone(&ready);
-                tokio::spawn(async move {
+                tasks.push(tokio::spawn(async move {
                     // Half watch the namespace, half one resolved context (the
                     // server resolves it once per revision for all of them).
                     let context = if i % 2 == 0 { HashMap::new() } else { resolve_req().context };
@@ -947,14 +1055,16 @@ fn main() {
                             }
                         }
                     }
-                });
+                }));
             }
             drop(tx);
             ready.acquire_many(u32::try_from(w).expect("watchers")).await.expect("ready").forget();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let per_stream = server.resident_bytes().saturating_sub(rss0) as f64 / w as f64 / 1024.0;
             let mut times = Vec::new();
             for round in 0..5 {
                 let t0 = Instant::now();
-                let rev = ours[0]
+                let rev = writer[0]
                     .clone()
                     .set_keys(v1::SetKeysRequest {
                         namespace: "webshop".into(),
@@ -971,15 +1081,19 @@ fn main() {
                 wait_for_watchers(&mut rx, rev, w, "confstrata").await;
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
+            for t in tasks {
+                t.abort();
+            }
+            drop(server);
             times.sort_by(f64::total_cmp);
             let extra = match &etcd {
                 Some(e) => {
-                    let t = etcd_fanout(e, &etcd_kv[0], w).await;
-                    format!(" {:.1} | {:.1} |", t[2], t[4])
+                    let (t, kib) = etcd_fanout(e, &etcd_kv[0], w).await;
+                    format!(" {:.1} | {:.1} | {kib:.1} |", t[2], t[4])
                 }
                 None => String::new(),
             };
-            println!("| {w} | {:.1} | {:.1} |{extra}", times[2], times[4]);
+            println!("| {w} | {:.1} | {:.1} | {per_stream:.1} |{extra}", times[2], times[4]);
         }
 
         if has_etcd && a.startup_keys > 0 {

@@ -109,6 +109,13 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         host: host.clone(),
         limits: options.limits,
     };
+    let watch_route = watch::Route {
+        watches: watch::Watches {
+            calls: calls.clone(),
+            host: host.clone(),
+        },
+        max_message_bytes: options.max_message_bytes,
+    };
     let config = ConfigServiceServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -161,6 +168,8 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .add_service(admin);
     Ok(routes
         .into_axum_router()
+        // Watch events are encoded once per group: the method's own route.
+        .route_service(watch::PATH, watch_route)
         .layer(tower::util::MapResponseLayer::new(
             status::oversize_is_resource_exhausted,
         ))

@@ -10,7 +10,6 @@ use confstrata_proto::v1::{self, config_service_server::ConfigService};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use confstrata_host::watch::WatchSpec;
 use confstrata_host::{Credentials as Auth, Host};
 
 use crate::call::{Calls, auth, missing};
@@ -29,6 +28,13 @@ pub(crate) struct Service {
 type Res<T> = Result<Response<T>, Status>;
 
 impl Service {
+    fn watches(&self) -> watch::Watches {
+        watch::Watches {
+            calls: self.calls.clone(),
+            host: self.host.clone(),
+        }
+    }
+
     async fn commit_ops(
         &self,
         auth: Auth,
@@ -524,20 +530,6 @@ impl ConfigService for Service {
         Pin<Box<dyn Stream<Item = Result<v1::WatchResponse, Status>> + Send + 'static>>;
 
     async fn watch(&self, req: Request<v1::WatchRequest>) -> Res<Self::WatchStream> {
-        let a = auth(&req);
-        let r = req.into_inner();
-        let spec = WatchSpec {
-            namespace: convert::namespace_name("namespace", &r.namespace).map_err(status::field)?,
-            context: if !r.resolve && r.context.is_empty() {
-                None
-            } else {
-                Some(convert::context(&r.context))
-            },
-            start_revision: r.start_revision,
-        };
-        let caller = self.calls.run(a, "", |_, c| Ok(c.clone())).await?;
-        Ok(Response::new(Box::pin(watch::stream(
-            &self.host, caller, spec,
-        ))))
+        self.watches().stream(req).await
     }
 }

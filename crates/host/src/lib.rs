@@ -66,9 +66,10 @@ impl Host {
     /// called on a tokio runtime.
     pub fn new(engine: Engine) -> confstrata_core::Result<Host> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let watches = watch::Hub::start(&engine, stop_rx.clone())?;
+        let runner = Runner::new(engine);
+        let watches = watch::Hub::start(runner.engine(), stop_rx.clone(), runner.read_bound())?;
         Ok(Host {
-            runner: Runner::new(engine),
+            runner,
             watches,
             stop_tx: std::sync::Arc::new(stop_tx),
             stop_rx,

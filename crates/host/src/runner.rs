@@ -138,6 +138,12 @@ impl Runner {
         &self.engine
     }
 
+    /// The bound on concurrent engine reads, for other work that reads
+    /// the store on the blocking pool (the watch feed).
+    pub fn read_bound(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.reads)
+    }
+
     /// Authenticates and runs an engine read on the blocking pool (SQLite
     /// does file I/O; a refused token is audited, which writes too).
     pub async fn run<T: Send + 'static>(

@@ -1,5 +1,6 @@
-//! The watch feed: one fan-out for every watcher, yielding model events
-//! ([`WatchEvent`]) that each front door converts to its wire form.
+//! The watch feed: one fan-out for every watcher, yielding shared events
+//! ([`Event`]: a model [`WatchEvent`] and its wire form, which a front door
+//! encodes once per event and every stream of the group copies).
 //!
 //! The engine calls an observer after each commit; one hub task reads the new
 //! revisions from the store once and broadcasts them. Each watcher subscribes
@@ -17,14 +18,17 @@
 //! namespace (a role, binding or group membership taken away) with
 //! PERMISSION_DENIED.
 
+use std::any::TypeId;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use confstrata_core::view::WatchEvent;
 use confstrata_core::{At, Change, Context, Error, NamespaceName, NamespaceSpec};
 use confstrata_engine::{Caller, Engine};
 use futures_util::Stream;
-use tokio::sync::{OnceCell, broadcast, watch};
+use tokio::sync::{OnceCell, Semaphore, broadcast, watch};
 
 /// How many changes one store read returns.
 const PAGE: usize = 256;
@@ -44,7 +48,51 @@ fn fail(error: Error, field: &'static str) -> WatchError {
 }
 
 /// What a watch stream yields.
-pub type WatchItem = Result<Arc<WatchEvent>, WatchError>;
+pub type WatchItem = Result<Arc<Event>, WatchError>;
+
+/// A front door's wire form of watch events (gRPC's protobuf message,
+/// say): made once per event and shared by every stream that sends it.
+pub trait Encoding: 'static {
+    /// The event's bytes on the wire.
+    fn encode(event: &WatchEvent) -> Bytes;
+}
+
+/// An event as every watcher of a group shares it: the model event and,
+/// made by the first stream that sends it, its wire encoding, so that
+/// 10,000 streams of one group encode it once and each copies the bytes.
+#[derive(Debug)]
+pub struct Event {
+    event: WatchEvent,
+    /// The first encoding asked for, and what made it.
+    wire: OnceLock<(TypeId, Bytes)>,
+}
+
+impl Event {
+    fn new(event: WatchEvent) -> Event {
+        Event {
+            event,
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// The model event.
+    pub fn get(&self) -> &WatchEvent {
+        &self.event
+    }
+
+    /// The event encoded by `E`: made once and shared (a second encoding
+    /// of the same event, from another front door, is made per call).
+    pub fn encoded<E: Encoding>(&self) -> Bytes {
+        let (made_by, bytes) = self
+            .wire
+            .get_or_init(|| (TypeId::of::<E>(), E::encode(&self.event)));
+        if *made_by == TypeId::of::<E>() {
+            bytes.clone()
+        } else {
+            E::encode(&self.event)
+        }
+    }
+}
 
 /// The broadcast side: shared by every watcher of a server.
 #[derive(Clone)]
@@ -54,11 +102,15 @@ pub struct Hub {
     policy: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     events: Arc<EventCache>,
+    /// The runner's bound on concurrent reads: a burst of watches opening
+    /// (10,000 services restarting) waits its turn for the store instead
+    /// of starting a blocking thread each.
+    reads: Arc<Semaphore>,
 }
 
 /// One event, built once for every watcher of a group (`None`: the group
 /// has nothing to see in this change).
-type Cell = Arc<OnceCell<Option<Arc<WatchEvent>>>>;
+type Cell = Arc<OnceCell<Option<Arc<Event>>>>;
 
 /// Which watchers see the same events: the namespace, the context (as
 /// JSON; empty for a namespace watch) and the principal (each principal has
@@ -108,10 +160,12 @@ impl std::fmt::Debug for Hub {
 
 impl Hub {
     /// Starts the hub task (on the current tokio runtime); it stops when
-    /// `shutdown` turns true.
+    /// `shutdown` turns true. Watchers read the store holding a permit of
+    /// `reads` (the runner's read bound).
     pub fn start(
         engine: &Engine,
         shutdown: watch::Receiver<bool>,
+        reads: Arc<Semaphore>,
     ) -> Result<Hub, confstrata_core::Error> {
         let (changes, _) = broadcast::channel(1024);
         let start = engine.store().revision()?;
@@ -134,6 +188,7 @@ impl Hub {
             policy,
             shutdown: shutdown.clone(),
             events: Arc::default(),
+            reads,
         };
         let engine = engine.clone();
         let mut stop = shutdown;
@@ -189,22 +244,35 @@ pub struct WatchSpec {
     pub start_revision: u64,
 }
 
+/// Runs a store read on the blocking pool, within the read bound.
 async fn blocking<T: Send + 'static>(
     engine: &Engine,
+    reads: &Arc<Semaphore>,
     f: impl FnOnce(&Engine) -> confstrata_core::Result<T> + Send + 'static,
 ) -> Result<T, WatchError> {
+    let permit = Arc::clone(reads).acquire_owned().await.map_err(|_| {
+        fail(
+            Error::Unavailable {
+                message: "the server is shutting down".to_owned(),
+            },
+            "",
+        )
+    })?;
     let e = engine.clone();
-    tokio::task::spawn_blocking(move || f(&e))
-        .await
-        .map_err(|e| {
-            fail(
-                Error::Internal {
-                    message: format!("task failed: {e}"),
-                },
-                "",
-            )
-        })?
-        .map_err(|e| fail(e, ""))
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f(&e)
+    })
+    .await
+    .map_err(|e| {
+        fail(
+            Error::Internal {
+                message: format!("task failed: {e}"),
+            },
+            "",
+        )
+    })?
+    .map_err(|e| fail(e, ""))
 }
 
 /// One watcher, as the response stream itself: the stream is polled when
@@ -238,6 +306,7 @@ pub fn stream(
             next: 0,
             ns_spec: None,
             events: Arc::clone(&hub.events),
+            reads: Arc::clone(&hub.reads),
             group,
         },
         rx,
@@ -257,9 +326,9 @@ pub fn stream(
                     Ok(true) => Ok(Phase::CatchUp { marker }),
                     Ok(false) => {
                         if marker {
-                            st.w.send(Arc::new(WatchEvent::CaughtUp {
+                            st.w.send(Arc::new(Event::new(WatchEvent::CaughtUp {
                                 revision: st.w.next - 1,
-                            }));
+                            })));
                         }
                         Ok(Phase::Live)
                     }
@@ -338,6 +407,7 @@ struct Watcher {
     /// again before the next event this watcher builds itself).
     ns_spec: Option<NamespaceSpec>,
     events: Arc<EventCache>,
+    reads: Arc<Semaphore>,
     group: GroupKey,
 }
 
@@ -346,7 +416,7 @@ impl Watcher {
     async fn start(&mut self) -> Result<(), WatchError> {
         let ns = self.spec.namespace.clone();
         let caller = self.caller.clone();
-        let (current, spec) = blocking(&self.engine, move |e| {
+        let (current, spec) = blocking(&self.engine, &self.reads, move |e| {
             let current = e.store().revision()?;
             Ok((current, e.namespace(&caller, &ns, At::Latest)?.spec))
         })
@@ -377,7 +447,21 @@ impl Watcher {
     /// `false` once there is nothing more to read.
     async fn catch_up_page(&mut self) -> Result<bool, WatchError> {
         let after = self.next - 1;
-        let page = blocking(&self.engine, move |e| e.store().changes_since(after, PAGE)).await?;
+        // Nothing committed after it (a watch from now, the usual case):
+        // no store read. A commit that lands meanwhile comes through the
+        // broadcast, which this watcher joined before.
+        if self
+            .engine
+            .store()
+            .revision()
+            .is_ok_and(|current| current <= after)
+        {
+            return Ok(false);
+        }
+        let page = blocking(&self.engine, &self.reads, move |e| {
+            e.store().changes_since(after, PAGE)
+        })
+        .await?;
         if page.is_empty() {
             return Ok(false);
         }
@@ -393,7 +477,7 @@ impl Watcher {
         self.next = change.info.revision + 1;
         let Some(cell) = self.events.cell(&self.group, change.info.revision) else {
             if let Some(event) = self.build(change).await? {
-                self.send(Arc::new(event));
+                self.send(Arc::new(Event::new(event)));
             }
             return Ok(());
         };
@@ -401,7 +485,7 @@ impl Watcher {
         let event = cell
             .get_or_try_init(|| async {
                 built_here = true;
-                Ok::<_, WatchError>(self.build(change).await?.map(Arc::new))
+                Ok::<_, WatchError>(self.build(change).await?.map(|e| Arc::new(Event::new(e))))
             })
             .await?
             .clone();
@@ -437,7 +521,7 @@ impl Watcher {
             if spec_changed || self.ns_spec.is_none() {
                 let ns = self.spec.namespace.clone();
                 let rev = change.info.revision;
-                self.ns_spec = blocking(&self.engine, move |e| {
+                self.ns_spec = blocking(&self.engine, &self.reads, move |e| {
                     Ok(e.store().namespace(&ns, rev)?.map(|r| r.spec))
                 })
                 .await?;
@@ -461,7 +545,7 @@ impl Watcher {
             }
             let rev = change.info.revision;
             let (ns, caller) = (self.spec.namespace.clone(), self.caller.clone());
-            let view = blocking(&self.engine, move |e| {
+            let view = blocking(&self.engine, &self.reads, move |e| {
                 // The newest revision is resolved from the view cache (a
                 // view made stale by this very commit is rebuilt from the
                 // change, not merged again); if another commit landed
@@ -486,7 +570,7 @@ impl Watcher {
     }
 
     /// Queues an event for the stream.
-    fn send(&mut self, event: Arc<WatchEvent>) {
+    fn send(&mut self, event: Arc<Event>) {
         self.out.push_back(Ok(event));
     }
 }

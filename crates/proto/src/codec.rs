@@ -2,12 +2,17 @@
 //! body that is not a valid protobuf message (wrong wire types, truncated
 //! bytes) is answered with INVALID_ARGUMENT, naming the message type, rather
 //! than tonic-prost's INTERNAL: the fault is the caller's, not the server's.
+//!
+//! [`PreEncoded`] is the codec of a server stream whose messages arrive
+//! already encoded: a watch event is encoded once and its bytes shared by
+//! every stream that sends it.
 
 use std::marker::PhantomData;
 
+use bytes::{BufMut as _, Bytes};
 use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, DecodeBuf};
+use tonic::codec::{BufferSettings, DecodeBuf, EncodeBuf};
 use tonic_prost::ProstEncoder;
 
 /// A [`tonic::codec::Codec`] for prost messages.
@@ -55,5 +60,60 @@ impl<U: Message + Default> tonic::codec::Decoder for Decoder<U> {
                 .unwrap_or("message");
             Status::invalid_argument(format!("the body is not a valid {name} message: {e}"))
         })
+    }
+}
+
+/// A [`tonic::codec::Codec`] whose responses are encoded protobuf messages
+/// (`Bytes`, each one message's encoding) and whose requests are prost
+/// messages `U`, decoded as [`Codec`] does.
+#[derive(Debug, Clone, Copy)]
+pub struct PreEncoded<U>(PhantomData<U>);
+
+impl<U> Default for PreEncoded<U> {
+    fn default() -> Self {
+        PreEncoded(PhantomData)
+    }
+}
+
+impl<U> tonic::codec::Codec for PreEncoded<U>
+where
+    U: Message + Default + Send + 'static,
+{
+    type Encode = Bytes;
+    type Decode = U;
+    type Encoder = BytesEncoder;
+    type Decoder = Decoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Decoder(PhantomData)
+    }
+}
+
+/// Hand what is encoded to the connection once this much is waiting
+/// (tonic's default).
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+/// Writes already-encoded messages as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct BytesEncoder;
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+
+    /// No buffer until there is something to send: a stream that waits
+    /// (a watch, most of its life) holds no buffer of its own; tonic's
+    /// default is 8 KiB per stream from the start.
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(0, YIELD_THRESHOLD)
     }
 }
