@@ -502,6 +502,31 @@ fn process_write_bytes(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The median time of appending `bytes` bytes to a file in `dir` and
+/// fdatasync-ing it, over `n` rounds: the least a durable commit of that
+/// many bytes can cost on this disk.
+fn fdatasync_us(dir: &std::path::Path, bytes: usize, n: usize) -> f64 {
+    use std::io::Write as _;
+    let path = dir.join("loadgen-floor");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("floor file");
+    let block = vec![b'x'; bytes];
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        f.write_all(&block).expect("write");
+        f.sync_data().expect("fdatasync");
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// Waits until `w` watchers have reported revision `rev` (each watcher
 /// sends the revisions it sees on `rx`).
 async fn wait_for_watchers<R: PartialEq>(
@@ -887,6 +912,13 @@ fn main() {
             );
         }
 
+        // The floor of a durable commit at concurrency 1: one fdatasync of
+        // one 4 KiB page (the least SQLite's WAL writes, and more than a
+        // one-key change needs) on this disk, plus the no-op server's round trip.
+        let noop = drive(&base, 1, a.seconds.min(2.0), |mut cl, _| async move { cl.resolve(resolve_req()).await.map(drop) }).await;
+        let sync_us = fdatasync_us(dir.path(), 4096, 500);
+        let floor_us = sync_us + 1e6 / rate(&noop);
+        let mut at_one: Vec<String> = Vec::new();
         println!("\n## Commits (SetKeys, one key, durable)\n");
         if has_etcd {
             println!("etcd: Put of one key per task (`loadgen/commit/<task>`), a short value.\n");
@@ -917,6 +949,9 @@ fn main() {
                 String::new()
             };
             println!("| {c} | {:.0} | {:.0} | {:.0} |{extra}", rate(&r), r.p50_us, r.p99_us);
+            if c == 1 {
+                at_one.push(format!("one key of a small layer: {:.0} µs per commit ({:.2}× the floor's time)", 1e6 / rate(&r), 1e6 / rate(&r) / floor_us));
+            }
             let after = engine.stats(&Caller::local("loadgen")).expect("stats");
             let mean = |stage: &str| stage_mean_us(&before, &after, stage);
             let jobs = jobs_per_transaction(&before, &after);
@@ -974,6 +1009,9 @@ fn main() {
                             })
                             .await;
                             let (eio1, edir1) = (process_write_bytes(pid), etcd::dir_bytes(&e.data_dir()));
+                            if c == 1 {
+                                at_one.push(format!("etcd, a 256-byte put (beside the {keys}-key point): {:.0} µs per put ({:.2}× the floor's time)", 1e6 / rate(&s), 1e6 / rate(&s) / floor_us));
+                            }
                             format!(
                                 " {:.0} | {:.0} | {} | {} | {:.2} |",
                                 rate(&s), s.p99_us, per(eio0, eio1, s.calls), per(Some(edir0), Some(edir1), s.calls), rate(&r) / rate(&s)
@@ -982,7 +1020,14 @@ fn main() {
                         None => String::new(),
                     };
                     println!("| {keys} | {c} | {:.0} | {:.0} | {ours_io} | {ours_dir} |{extra}", rate(&r), r.p99_us);
+                    if c == 1 {
+                        at_one.push(format!("one key of a {keys}-key layer: {:.0} µs per commit ({:.2}× the floor's time)", 1e6 / rate(&r), 1e6 / rate(&r) / floor_us));
+                    }
                 }
+            }
+            println!("\nAt concurrency 1, against the floor: one fdatasync of 4 KiB appended to a file in the same directory ({sync_us:.0} µs, median of 500) plus the no-op server's round trip ({:.0} µs, mean): **{floor_us:.0} µs**.\n", 1e6 / rate(&noop));
+            for line in &at_one {
+                println!("- {line}");
             }
             println!("\nWhere those commits' time goes (stage means):\n");
             println!("| keys per layer | concurrency | commit µs | store-batch µs | fsync µs | jobs per transaction |");

@@ -200,6 +200,13 @@ impl Hub {
                     _ = stop.changed() => break,
                 }
                 let target = *revision_rx.borrow_and_update();
+                if changes.receiver_count() == 0 {
+                    // Nobody watches: nothing to read. A watcher that joins
+                    // later subscribes first and reads its backlog from the
+                    // store, whose revision is already at least `target`.
+                    last = target;
+                    continue;
+                }
                 while last < target {
                     let e = engine.clone();
                     let after = last;
