@@ -94,12 +94,25 @@ impl Event {
     }
 }
 
+/// What the hub broadcasts: one channel for all three, so a waiting
+/// watcher is registered with one waiter list, not three (10,000 streams
+/// re-register on every event).
+#[derive(Clone)]
+enum Signal {
+    /// A committed revision.
+    Change(Arc<Change>),
+    /// The access policy changed: each watcher re-checks its caller.
+    Policy,
+    /// The server is stopping: every watch ends.
+    Stop,
+}
+
 /// The broadcast side: shared by every watcher of a server.
 #[derive(Clone)]
 pub struct Hub {
-    changes: broadcast::Sender<Arc<Change>>,
-    /// Bumped after every change to the access policy.
-    policy: watch::Receiver<u64>,
+    changes: broadcast::Sender<Signal>,
+    /// Whether the server is stopping (for a watcher that joins after the
+    /// stop was broadcast).
     shutdown: watch::Receiver<bool>,
     events: Arc<EventCache>,
     /// The runner's bound on concurrent reads: a burst of watches opening
@@ -179,13 +192,13 @@ impl Hub {
                 newer
             });
         }));
-        let (policy_tx, policy) = watch::channel(0u64);
+        let policy_tx = changes.clone();
         engine.on_policy_change(Arc::new(move || {
-            policy_tx.send_modify(|n| *n = n.wrapping_add(1));
+            // No receivers is fine: nobody watches right now.
+            let _ = policy_tx.send(Signal::Policy);
         }));
         let hub = Hub {
             changes: changes.clone(),
-            policy,
             shutdown: shutdown.clone(),
             events: Arc::default(),
             reads,
@@ -198,6 +211,9 @@ impl Hub {
                 tokio::select! {
                     changed = revision_rx.changed() => if changed.is_err() { break },
                     _ = stop.changed() => break,
+                }
+                if *stop.borrow() {
+                    break;
                 }
                 let target = *revision_rx.borrow_and_update();
                 if changes.receiver_count() == 0 {
@@ -218,7 +234,7 @@ impl Hub {
                             for c in page {
                                 last = c.info.revision;
                                 // No receivers is fine: nobody watches right now.
-                                let _ = changes.send(Arc::new(c));
+                                let _ = changes.send(Signal::Change(Arc::new(c)));
                             }
                         }
                         Ok(Ok(_)) => break,
@@ -233,6 +249,7 @@ impl Hub {
                     }
                 }
             }
+            let _ = changes.send(Signal::Stop);
             tracing::debug!("watch hub stopped");
         });
         Ok(hub)
@@ -318,7 +335,6 @@ pub fn stream(
         },
         rx,
         shutdown: hub.shutdown.clone(),
-        policy: hub.policy.clone(),
         phase: Phase::Start,
     };
     futures_util::stream::unfold(state, |mut st| async move {
@@ -328,7 +344,13 @@ pub fn stream(
             }
             let next = match st.phase {
                 Phase::Done => return None,
-                Phase::Start => st.w.start().await.map(|()| Phase::CatchUp { marker: true }),
+                Phase::Start => {
+                    if *st.shutdown.borrow() {
+                        // Subscribed after the stop was broadcast.
+                        return None;
+                    }
+                    st.w.start().await.map(|()| Phase::CatchUp { marker: true })
+                }
                 Phase::CatchUp { marker } => match st.w.catch_up_page().await {
                     Ok(true) => Ok(Phase::CatchUp { marker }),
                     Ok(false) => {
@@ -367,37 +389,36 @@ enum Phase {
 
 struct State {
     w: Watcher,
-    rx: broadcast::Receiver<Arc<Change>>,
+    rx: broadcast::Receiver<Signal>,
     shutdown: watch::Receiver<bool>,
-    policy: watch::Receiver<u64>,
     phase: Phase,
 }
 
 impl State {
     /// Waits for the next change (or the end) and emits it.
     async fn live(&mut self) -> Result<Phase, WatchError> {
-        tokio::select! {
-            r = self.rx.recv() => match r {
-                Ok(change) if change.info.revision < self.w.next => Ok(Phase::Live),
-                Ok(change) if change.info.revision == self.w.next => {
-                    self.w.emit(&change).await.map(|()| Phase::Live)
-                }
-                // A gap (or a lagging receiver): read what was missed from the store.
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    Ok(Phase::CatchUp { marker: false })
-                }
-                Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
-            },
-            _ = self.shutdown.changed() => Ok(Phase::Done),
+        match self.rx.recv().await {
+            Ok(Signal::Change(change)) if change.info.revision < self.w.next => Ok(Phase::Live),
+            Ok(Signal::Change(change)) if change.info.revision == self.w.next => {
+                self.w.emit(&change).await.map(|()| Phase::Live)
+            }
+            // A gap: read what was missed from the store.
+            Ok(Signal::Change(_)) => Ok(Phase::CatchUp { marker: false }),
             // The policy changed: a revoked token, or a caller that may no
             // longer read the namespace (a role or group membership taken
             // away), ends the watch now.
-            _ = self.policy.changed() => self
-                .w
-                .engine
-                .check_watch(&self.w.caller, &self.w.spec.namespace)
-                .map(|()| Phase::Live)
-                .map_err(|e| fail(e, "")),
+            Ok(Signal::Policy) => self.w.check_caller().map(|()| Phase::Live),
+            Ok(Signal::Stop) | Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
+            // A lagging receiver may have missed any signal: check each,
+            // then read the missed changes from the store.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if *self.shutdown.borrow() {
+                    return Ok(Phase::Done);
+                }
+                self.w
+                    .check_caller()
+                    .map(|()| Phase::CatchUp { marker: false })
+            }
         }
     }
 }
@@ -419,8 +440,19 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// Whether the caller may still watch (its token valid, some of the
+    /// namespace readable).
+    fn check_caller(&self) -> Result<(), WatchError> {
+        self.engine
+            .check_watch(&self.caller, &self.spec.namespace)
+            .map_err(|e| fail(e, ""))
+    }
+
     /// Checks the request against the store and sets the start revision.
     async fn start(&mut self) -> Result<(), WatchError> {
+        // The caller was authenticated before this watcher subscribed; a
+        // policy change in between was broadcast before it listened.
+        self.check_caller()?;
         let ns = self.spec.namespace.clone();
         let caller = self.caller.clone();
         let (current, spec) = blocking(&self.engine, &self.reads, move |e| {
@@ -430,8 +462,10 @@ impl Watcher {
         .await?;
         if let Some(ctx) = &self.spec.context {
             spec.check_context(ctx).map_err(|e| fail(e, "context"))?;
+            // Kept for building events (which layers the context reads);
+            // a namespace watch never needs it again.
+            self.ns_spec = Some(spec);
         }
-        self.ns_spec = Some(spec);
         let start = if self.spec.start_revision == 0 {
             current + 1
         } else {
