@@ -898,7 +898,32 @@ impl StateReader for TxReader<'_> {
     }
 
     fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
-        namespace_at(self.conn, name, LATEST)
+        let Some((latest, pending)) = self.latest else {
+            return namespace_at(self.conn, name, LATEST);
+        };
+        // The newest row's revision (one index seek); its declaration is
+        // parsed only when the writer does not keep it.
+        let row: Option<(i64, bool)> = self
+            .conn
+            .prepare_cached(
+                "SELECT rev, spec IS NULL FROM namespace_versions WHERE name = ?1 ORDER BY rev DESC LIMIT 1",
+            )
+            .map_err(db)?
+            .query_row([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
+        let rev = match row {
+            None | Some((_, true)) => return Ok(None),
+            Some((rev, false)) => rev_from_sql(rev)?,
+        };
+        if let Some(spec) = latest.spec(name, rev) {
+            return Ok(Some((NamespaceSpec::clone(&spec), rev)));
+        }
+        let found = namespace_at(self.conn, name, LATEST)?;
+        if let Some((spec, at)) = &found {
+            latest.keep_spec(pending, name, *at, Arc::new(spec.clone()));
+        }
+        Ok(found)
     }
 
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {

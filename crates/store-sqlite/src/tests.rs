@@ -312,3 +312,33 @@ fn a_layer_section_is_the_section_of_the_layer() {
         json!(1.5)
     );
 }
+
+#[test]
+fn the_writer_plans_on_the_newest_declaration_it_keeps() {
+    use confstrata_core::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.commit(&setup()).unwrap();
+    let into_prod = cs(
+        json!({"ops": [{"op": "set", "namespace": "web", "layer": "env/prod", "key": "x", "value": 1}]}),
+    );
+    // Planned with the declaration the writer read and kept.
+    store.commit(&into_prod).unwrap();
+    store.commit(&into_prod).unwrap();
+    // The declaration changes: `env/{env}` is no longer a level.
+    store
+        .commit(&cs(json!({"ops": [
+            {"op": "delete", "namespace": "web", "layer": "env/prod"},
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "region/{region}"]}},
+        ]})))
+        .unwrap();
+    let before = store.revision().unwrap();
+    let refused = store.commit(&into_prod).unwrap_err();
+    assert!(refused.to_string().contains("env/prod"), "{refused}");
+    assert_eq!(store.revision().unwrap(), before, "nothing written");
+    store
+        .commit(&cs(
+            json!({"ops": [{"op": "set", "namespace": "web", "layer": "region/eu", "key": "x", "value": 1}]}),
+        ))
+        .unwrap();
+}

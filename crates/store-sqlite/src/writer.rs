@@ -31,8 +31,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use confstrata_core::timing::{NoTimings, Phase, Timings};
 use confstrata_core::{
     ChangeSet, CheckFn, CommitInfo, Error, JournalFn, JournalHead, JournalRecord, JournalSlot,
-    Limits, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp, check_next, plan,
-    retention_floor,
+    Limits, NamespaceName, Result, RetentionPolicy, RetentionReport, SettingWrite, Timestamp,
+    check_next, plan, retention_floor,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -539,6 +539,11 @@ fn run_one(
     };
     let record = prepared.record.clone();
     let kept = std::mem::take(&mut prepared.kept);
+    if let Writes::Commit { namespaces, .. } = &prepared.writes {
+        for (name, _) in namespaces {
+            pending.wrote_namespace(name.clone());
+        }
+    }
     let done = prepared
         .write(conn)
         .map_err(|e| Error::storage(format!("a write failed mid-batch: {}", e.root())))?;
@@ -569,7 +574,7 @@ enum Writes {
         info: CommitInfo,
         author: String,
         message: String,
-        namespaces: Vec<(String, String)>,
+        namespaces: Vec<(NamespaceName, String)>,
         layers: Vec<db::VersionWrite>,
     },
     Journal,
@@ -604,7 +609,7 @@ fn prepare(
             let namespaces = p
                 .namespaces
                 .iter()
-                .map(|spec| Ok((spec.name.to_string(), db::encode_spec(spec)?)))
+                .map(|spec| Ok((spec.name.clone(), db::encode_spec(spec)?)))
                 .collect::<Result<_>>()?;
             // Each layer as a delta from its newest version, or whole.
             // Decided here, before the first write, from the versions
@@ -690,7 +695,7 @@ impl Prepared {
                         "INSERT INTO namespace_versions (name, rev, spec) VALUES (?1, ?2, ?3)",
                     )
                     .map_err(db)?
-                    .execute(rusqlite::params![name, rev, spec])
+                    .execute(rusqlite::params![name.as_str(), rev, spec])
                     .map_err(db)?;
                 }
                 for v in &layers {
