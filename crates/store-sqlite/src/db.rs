@@ -258,11 +258,9 @@ pub(crate) struct VersionRow {
     pub(crate) base: Option<i64>,
     pub(crate) depth: i64,
     pub(crate) chain_bytes: i64,
-    /// The size of the chain's whole version (of this row's, if whole).
-    pub(crate) base_bytes: Option<i64>,
 }
 
-const VERSION_COLUMNS: &str = "rev, doc, base, depth, chain_bytes, base_bytes";
+const VERSION_COLUMNS: &str = "rev, doc, base, depth, chain_bytes";
 
 fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
     Ok(VersionRow {
@@ -271,7 +269,6 @@ fn version_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
         base: r.get(2)?,
         depth: r.get(3)?,
         chain_bytes: r.get(4)?,
-        base_bytes: r.get(5)?,
     })
 }
 
@@ -290,6 +287,47 @@ pub(crate) fn version_row_at(
         rusqlite::params![ns.as_str(), layer.as_str(), to_sql(revision)?],
         version_row,
     )
+    .optional()
+    .map_err(db)
+}
+
+/// What the next version of a layer needs to know of its newest one to
+/// choose between a delta and a whole version: everything but the
+/// document itself (a whole version of a large layer is tens of KB to
+/// read for nothing when the planner's copy is at hand).
+struct VersionMeta {
+    rev: i64,
+    deleted: bool,
+    base: Option<i64>,
+    depth: i64,
+    chain_bytes: i64,
+    /// The chain's whole version's size (a whole row from before schema
+    /// 3, which does not record it: its document's length).
+    base_bytes: Option<i64>,
+}
+
+/// The newest version's [`VersionMeta`].
+fn newest_version_meta(
+    conn: &Connection,
+    ns: &NamespaceName,
+    layer: &LayerPath,
+) -> Result<Option<VersionMeta>> {
+    conn.prepare_cached(
+        "SELECT rev, doc IS NULL, base, depth, chain_bytes,
+                coalesce(base_bytes, CASE WHEN base IS NULL THEN length(CAST(doc AS BLOB)) END)
+         FROM layer_versions WHERE ns = ?1 AND layer = ?2 ORDER BY rev DESC LIMIT 1",
+    )
+    .map_err(db)?
+    .query_row(rusqlite::params![ns.as_str(), layer.as_str()], |r| {
+        Ok(VersionMeta {
+            rev: r.get(0)?,
+            deleted: r.get(1)?,
+            base: r.get(2)?,
+            depth: r.get(3)?,
+            chain_bytes: r.get(4)?,
+            base_bytes: r.get(5)?,
+        })
+    })
     .optional()
     .map_err(db)
 }
@@ -381,23 +419,12 @@ pub(crate) fn version_write(
         out.doc = Some(text);
         Ok(out)
     };
-    let prev = match version_row_at(conn, ns, layer, LATEST)? {
-        Some(row) if row.doc.is_some() => row,
+    let prev = match newest_version_meta(conn, ns, layer)? {
+        Some(meta) if !meta.deleted => meta,
         _ => return whole(out),
     };
     let (base, depth, chain_bytes, base_bytes) = match prev.base {
-        None => (
-            prev.rev,
-            0,
-            0,
-            prev.base_bytes
-                .or_else(|| {
-                    prev.doc
-                        .as_ref()
-                        .map(|d| i64::try_from(d.len()).unwrap_or(i64::MAX))
-                })
-                .unwrap_or(0),
-        ),
+        None => (prev.rev, 0, 0, prev.base_bytes.unwrap_or(0)),
         Some(base) => (
             base,
             prev.depth,
@@ -412,7 +439,12 @@ pub(crate) fn version_write(
     let read;
     let old = match known {
         Some((doc, rev)) if i64::try_from(rev).ok() == Some(prev.rev) => doc,
-        _ => match materialize(conn, ns.as_str(), layer.as_str(), &prev)? {
+        _ => match version_row_at(conn, ns, layer, LATEST)?
+            .filter(|row| row.rev == prev.rev)
+            .map(|row| materialize(conn, ns.as_str(), layer.as_str(), &row))
+            .transpose()?
+            .flatten()
+        {
             Some(doc) => {
                 read = doc;
                 &read
@@ -440,7 +472,7 @@ pub(crate) fn version_write(
 pub(crate) fn rebase_versions_at(conn: &Connection, floor: i64) -> Result<()> {
     let found: Vec<(String, String, VersionRow)> = rows(
         conn,
-        "SELECT ns, layer, max(rev), doc, base, depth, chain_bytes, base_bytes FROM layer_versions
+        "SELECT ns, layer, max(rev), doc, base, depth, chain_bytes FROM layer_versions
          WHERE rev <= ?1 GROUP BY ns, layer",
         [floor],
         |r| {
@@ -453,7 +485,6 @@ pub(crate) fn rebase_versions_at(conn: &Connection, floor: i64) -> Result<()> {
                     base: r.get(4)?,
                     depth: r.get(5)?,
                     chain_bytes: r.get(6)?,
-                    base_bytes: r.get(7)?,
                 },
             ))
         },
@@ -596,7 +627,7 @@ pub(crate) fn layers_at(
     // SQLite takes the bare columns of a `max()` aggregate from the row holding the maximum.
     let found: Vec<(String, VersionRow)> = rows(
         conn,
-        "SELECT layer, max(rev), doc, base, depth, chain_bytes, base_bytes FROM layer_versions
+        "SELECT layer, max(rev), doc, base, depth, chain_bytes FROM layer_versions
          WHERE ns = ?1 AND rev <= ?2 GROUP BY layer ORDER BY layer",
         rusqlite::params![ns.as_str(), to_sql(revision)?],
         |r| {
@@ -608,7 +639,6 @@ pub(crate) fn layers_at(
                     base: r.get(3)?,
                     depth: r.get(4)?,
                     chain_bytes: r.get(5)?,
-                    base_bytes: r.get(6)?,
                 },
             ))
         },
@@ -698,7 +728,6 @@ pub(crate) fn history(
             base,
             depth: 0,
             chain_bytes: 0,
-            base_bytes: None,
         };
         out.push(LayerVersion {
             info: info(info_row)?,

@@ -342,3 +342,62 @@ fn the_writer_plans_on_the_newest_declaration_it_keeps() {
         ))
         .unwrap();
 }
+
+#[test]
+fn a_whole_row_from_before_schema_3_is_measured_and_deltas_follow_it() {
+    use confstrata_core::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let mut doc = serde_json::Map::new();
+    for i in 0..40 {
+        doc.insert(format!("k{i:02}"), json!("v".repeat(30)));
+    }
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .commit(&cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults"]}},
+                {"op": "put", "namespace": "web", "layer": "defaults", "document": doc},
+            ]})))
+            .unwrap();
+    }
+    // As schema 2 left whole rows: no recorded size.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE layer_versions SET base_bytes = NULL", [])
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let mut expected = doc.clone();
+    for i in 0..3 {
+        let rev = store
+            .commit(&cs(json!({"ops": [
+                {"op": "set", "namespace": "web", "layer": "defaults", "key": "k07", "value": i}]})))
+            .unwrap()
+            .revision;
+        expected.insert("k07".into(), json!(i));
+        let got = store
+            .layer(&"web".parse().unwrap(), &"defaults".parse().unwrap(), rev)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.document, expected, "revision {rev}");
+    }
+    drop(store);
+    // The sets were stored as deltas of the old whole row, measured by its length.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (deltas, base_bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), max(base_bytes) FROM layer_versions WHERE base IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let whole: i64 = conn
+        .query_row(
+            "SELECT length(CAST(doc AS BLOB)) FROM layer_versions WHERE base IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(deltas, 3);
+    assert_eq!(base_bytes, whole);
+}
