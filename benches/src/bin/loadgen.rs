@@ -502,14 +502,13 @@ fn process_write_bytes(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// CPU time (ns) of this process's server threads so far: the server
-/// runtime's workers and blocking threads (`confstrata-serv…`) and the
-/// store's writer (`confstrata-writ…`), from each thread's schedstat. A
-/// thread that exits between two readings takes its time with it (tokio's
-/// blocking threads live 10 s idle; a point lasts less).
-fn server_cpu_ns() -> u64 {
+/// CPU time (ns) so far of each of this process's server threads, by
+/// thread id: the server runtime's workers and blocking threads
+/// (`confstrata-serv…`) and the store's writer (`confstrata-writ…`), from
+/// each thread's schedstat.
+fn server_cpu_ns() -> HashMap<String, u64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return HashMap::new();
     };
     tasks
         .flatten()
@@ -517,8 +516,22 @@ fn server_cpu_ns() -> u64 {
             std::fs::read_to_string(t.path().join("comm"))
                 .is_ok_and(|c| c.starts_with("confstrata-serv") || c.starts_with("confstrata-writ"))
         })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let ns = stat.split_whitespace().next()?.parse::<u64>().ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), ns))
+        })
+        .collect()
+}
+
+/// The server threads' CPU time (ns) between two [`server_cpu_ns`]
+/// readings: each thread's growth (a thread started meanwhile counts from
+/// zero; one that exited meanwhile, a blocking thread idle for 10 s, takes
+/// its share with it, so this may undercount a little).
+fn server_cpu_delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> u64 {
+    after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum()
 }
 
@@ -971,7 +984,7 @@ fn main() {
                 cl.set_keys(counter_set("webshop", n)).await.map(drop)
             })
             .await;
-            let cpu_us = server_cpu_ns().saturating_sub(cpu0) as f64 / 1e3 / r.calls.max(1) as f64;
+            let cpu_us = server_cpu_delta(&cpu0, &server_cpu_ns()) as f64 / 1e3 / r.calls.max(1) as f64;
             let extra = if has_etcd {
                 let pid = etcd.as_ref().and_then(EtcdServer::pid).unwrap_or(0);
                 let ecpu0 = process_cpu_ns(pid);
