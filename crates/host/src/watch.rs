@@ -231,10 +231,23 @@ impl Hub {
                             .await;
                     match page {
                         Ok(Ok(page)) if !page.is_empty() => {
+                            let mut sent = false;
                             for c in page {
+                                // Only what the counter already shows: a
+                                // revision read before its batch raised the
+                                // counter goes out with its own notice, so a
+                                // watcher that starts from the counter (and
+                                // skips reading the store) never misses it.
+                                if c.info.revision > target {
+                                    break;
+                                }
                                 last = c.info.revision;
+                                sent = true;
                                 // No receivers is fine: nobody watches right now.
                                 let _ = changes.send(Signal::Change(Arc::new(c)));
+                            }
+                            if !sent {
+                                break;
                             }
                         }
                         Ok(Ok(_)) => break,
@@ -351,6 +364,7 @@ pub fn stream(
                     }
                     st.w.start().await.map(|()| Phase::CatchUp { marker: true })
                 }
+                Phase::CatchUp { .. } if *st.shutdown.borrow() => return None,
                 Phase::CatchUp { marker } => match st.w.catch_up_page().await {
                     Ok(true) => Ok(Phase::CatchUp { marker }),
                     Ok(false) => {
@@ -397,7 +411,12 @@ struct State {
 impl State {
     /// Waits for the next change (or the end) and emits it.
     async fn live(&mut self) -> Result<Phase, WatchError> {
-        match self.rx.recv().await {
+        let signal = self.rx.recv().await;
+        // Stopping: end now, not after the changes queued before the stop.
+        if *self.shutdown.borrow() {
+            return Ok(Phase::Done);
+        }
+        match signal {
             Ok(Signal::Change(change)) if change.info.revision < self.w.next => Ok(Phase::Live),
             Ok(Signal::Change(change)) if change.info.revision == self.w.next => {
                 self.w.emit(&change).await.map(|()| Phase::Live)
@@ -407,7 +426,7 @@ impl State {
             // The policy changed: a revoked token, or a caller that may no
             // longer read the namespace (a role or group membership taken
             // away), ends the watch now.
-            Ok(Signal::Policy) => self.w.check_caller().map(|()| Phase::Live),
+            Ok(Signal::Policy) => self.w.check_caller().await.map(|()| Phase::Live),
             Ok(Signal::Stop) | Err(broadcast::error::RecvError::Closed) => Ok(Phase::Done),
             // A lagging receiver may have missed any signal: check each,
             // then read the missed changes from the store.
@@ -417,6 +436,7 @@ impl State {
                 }
                 self.w
                     .check_caller()
+                    .await
                     .map(|()| Phase::CatchUp { marker: false })
             }
         }
@@ -441,21 +461,24 @@ struct Watcher {
 
 impl Watcher {
     /// Whether the caller may still watch (its token valid, some of the
-    /// namespace readable).
-    fn check_caller(&self) -> Result<(), WatchError> {
-        self.engine
-            .check_watch(&self.caller, &self.spec.namespace)
-            .map_err(|e| fail(e, ""))
+    /// namespace readable). On the blocking pool: a refusal is audited,
+    /// which writes.
+    async fn check_caller(&self) -> Result<(), WatchError> {
+        let (caller, ns) = (self.caller.clone(), self.spec.namespace.clone());
+        blocking(&self.engine, &self.reads, move |e| {
+            e.check_watch(&caller, &ns)
+        })
+        .await
     }
 
     /// Checks the request against the store and sets the start revision.
     async fn start(&mut self) -> Result<(), WatchError> {
-        // The caller was authenticated before this watcher subscribed; a
-        // policy change in between was broadcast before it listened.
-        self.check_caller()?;
         let ns = self.spec.namespace.clone();
         let caller = self.caller.clone();
         let (current, spec) = blocking(&self.engine, &self.reads, move |e| {
+            // The caller was authenticated before this watcher subscribed;
+            // a policy change in between was broadcast before it listened.
+            e.check_watch(&caller, &ns)?;
             let current = e.store().revision()?;
             Ok((current, e.namespace(&caller, &ns, At::Latest)?.spec))
         })
