@@ -182,6 +182,23 @@ pub trait StateReader {
     fn layer_size_bound(&mut self, _ns: &NamespaceName, _layer: &LayerPath) -> Option<usize> {
         None
     }
+    /// [`StateReader::layer`] for a layer the caller is about to change
+    /// in place (set or unset keys): a reader that keeps its own copy of
+    /// the document may hand that over instead of a clone, and then not
+    /// serve it again (a large layer's clone and the old copy's drop cost
+    /// more than the change). By default, [`StateReader::layer`].
+    fn take_layer(
+        &mut self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+    ) -> Result<Option<(Document, u64)>> {
+        self.layer(ns, layer)
+    }
+    /// The revision that last changed a layer (0: it does not exist),
+    /// without its document where the reader can.
+    fn layer_revision(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<u64> {
+        Ok(self.layer(ns, layer)?.map_or(0, |(_, r)| r))
+    }
 }
 
 /// The final state a change set leaves behind: what a store must write.
@@ -199,6 +216,12 @@ pub struct Plan {
     /// For each of `layers`, a number of bytes its new document's JSON
     /// form does not exceed (exact when it was measured), if known.
     pub sizes: Vec<Option<usize>>,
+    /// For each of `layers` whose `touched` is known: the top-level
+    /// entries the touched keys are under, as they were before the change
+    /// set (an entry absent: it did not exist). With `touched`, all a
+    /// store needs to compare the old and new versions of the layer when
+    /// it no longer has the old one ([`StateReader::take_layer`]).
+    pub before: Vec<Option<Document>>,
 }
 
 struct LayerState {
@@ -207,6 +230,28 @@ struct LayerState {
     touched: Option<Vec<KeyPath>>,
     /// A bound on the JSON size of `document`.
     size: Option<usize>,
+    /// The top-level entries under the touched keys as they were, and
+    /// which top-level keys were recorded (present or not).
+    before: Document,
+    recorded: std::collections::BTreeSet<String>,
+}
+
+impl LayerState {
+    /// Records the original top-level entry `key` is under, before its
+    /// first change.
+    fn record_before(&mut self, key: &KeyPath) {
+        if self.touched.is_none() {
+            return;
+        }
+        let Some(top) = key.segments().first() else {
+            return;
+        };
+        if self.recorded.insert(top.clone())
+            && let Some(v) = self.document.as_ref().and_then(|d| d.get(top))
+        {
+            self.before.insert(top.clone(), v.clone());
+        }
+    }
 }
 
 /// Checks a change set against the committed state and computes the writes.
@@ -294,7 +339,18 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             spec.level_of(layer)?;
             let key = (ns.clone(), layer.clone());
             if !layers.contains_key(&key) {
-                let found = reader.layer(ns, layer)?;
+                let in_place = matches!(op, Op::Set { .. } | Op::Unset { .. });
+                let found = if in_place {
+                    // A conflict is found before the reader hands its
+                    // copy over (a refused change set would lose it).
+                    if let Some(e) = expect {
+                        let actual = reader.layer_revision(ns, layer)?;
+                        check_expect(reader, format!("layer {ns}:{layer}"), Some(e), actual)?;
+                    }
+                    reader.take_layer(ns, layer)?
+                } else {
+                    reader.layer(ns, layer)?
+                };
                 let original_revision = found.as_ref().map_or(0, |(_, r)| *r);
                 let size = match &found {
                     Some(_) => reader.layer_size_bound(ns, layer),
@@ -307,6 +363,8 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                         document: found.map(|(d, _)| d),
                         touched: Some(Vec::new()),
                         size,
+                        before: Document::new(),
+                        recorded: std::collections::BTreeSet::new(),
                     },
                 );
                 layer_order.push(key.clone());
@@ -330,10 +388,11 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     state.size = Some(size);
                 }
                 Op::Set { key, value, .. } => {
+                    state.record_before(key);
                     // Taken, not copied: an error ends the whole plan.
                     let mut d = state.document.take().unwrap_or_default();
                     doc::set(&mut d, key, value.clone())?;
-                    doc::check_structure(&what, &d, limits)?;
+                    doc::check_set(&what, &d, key, limits)?;
                     let value_len = serde_json::to_vec(value).map_err(Error::storage)?.len();
                     total += value_len;
                     // The size: bounded from the layer's before, when that
@@ -362,6 +421,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     }
                 }
                 Op::Unset { key, .. } => {
+                    state.record_before(key);
                     let d = state
                         .document
                         .as_mut()
@@ -401,6 +461,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
         }
     }
     let mut sizes = Vec::new();
+    let mut before = Vec::new();
     let (layers, touched) = layer_order
         .into_iter()
         .filter_map(|k| {
@@ -410,6 +471,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 return None;
             }
             sizes.push(state.size.filter(|_| state.document.is_some()));
+            before.push(state.touched.as_ref().map(|_| state.before));
             Some(((k.0, k.1, state.document), state.touched))
         })
         .unzip();
@@ -421,6 +483,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
         layers,
         touched,
         sizes,
+        before,
     })
 }
 

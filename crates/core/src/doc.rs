@@ -88,121 +88,6 @@ pub fn check_size(what: &str, size: usize, limits: &Limits) -> Result<()> {
 
 /// [`check_document`] without the size: depth, keys, reserved markers.
 pub fn check_structure(what: &str, doc: &Document, limits: &Limits) -> Result<()> {
-    fn walk(
-        what: &str,
-        value: &Value,
-        depth: usize,
-        path: &mut Vec<String>,
-        limits: &Limits,
-    ) -> Result<()> {
-        if depth > limits.max_depth {
-            return Err(Error::TooDeep {
-                what: what.to_owned(),
-                path: show(path),
-                limit: limits.max_depth,
-            });
-        }
-        match value {
-            Value::Object(m) => {
-                check_reserved(what, path, m)?;
-                for (k, v) in m {
-                    check_key(what, path, k)?;
-                    path.push(k.clone());
-                    walk(what, v, depth + 1, path, limits)?;
-                    path.pop();
-                }
-            }
-            Value::Array(a) => {
-                for (i, v) in a.iter().enumerate() {
-                    path.push(i.to_string());
-                    walk(what, v, depth + 1, path, limits)?;
-                    path.pop();
-                }
-            }
-            Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
-                return Err(Error::invalid(
-                    what,
-                    format!("{} is not a finite number", show(path)),
-                ));
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-    fn show(path: &[String]) -> String {
-        if path.is_empty() {
-            "the root".to_owned()
-        } else {
-            KeyPath::from_segments(path.iter().cloned())
-                .map(|k| k.to_string())
-                .unwrap_or_else(|_| path.join("."))
-        }
-    }
-    fn check_key(what: &str, path: &[String], key: &str) -> Result<()> {
-        if key.is_empty() {
-            return Err(Error::invalid(
-                what,
-                format!("an empty key under {}", show(path)),
-            ));
-        }
-        if key.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                what,
-                format!(
-                    "key {:?} under {} contains a control character",
-                    crate::clip(key, 80),
-                    show(path)
-                ),
-            ));
-        }
-        if key == "." || key == ".." {
-            // Such a key reads as a relative path to every tool that maps
-            // keys to files or paths; layer segments refuse them too.
-            return Err(Error::invalid(
-                what,
-                format!("the key {key:?} under {} is not allowed", show(path)),
-            ));
-        }
-        Ok(())
-    }
-    /// `$delete` and `$sealed` are markers, meaningful only as the single
-    /// key of a table under a key: anywhere else they would be stored as
-    /// literal keys and served as configuration, so they are refused, at
-    /// every depth and at the top alike.
-    fn check_reserved(what: &str, path: &[String], table: &Document) -> Result<()> {
-        for marker in [DELETE_MARKER_KEY, SEALED_MARKER_KEY] {
-            let Some(v) = table.get(marker) else { continue };
-            let reason = if path.is_empty() {
-                format!(
-                    "{marker:?} at the top of a document: a layer cannot be {}",
-                    if marker == DELETE_MARKER_KEY {
-                        "a delete marker (delete the layer instead)"
-                    } else {
-                        "a sealed value (seal a key with `set --secret`)"
-                    }
-                )
-            } else if table.len() > 1 {
-                format!(
-                    "{marker:?} under {} is reserved: it must be the only key of its table",
-                    show(path)
-                )
-            } else if marker == DELETE_MARKER_KEY && *v != Value::Bool(true) {
-                format!(
-                    "{marker:?} under {} is reserved: the delete marker is `{{ \"$delete\" = true }}`",
-                    show(path)
-                )
-            } else if marker == SEALED_MARKER_KEY && !v.is_object() {
-                format!(
-                    "{marker:?} under {} is reserved for sealed values",
-                    show(path)
-                )
-            } else {
-                continue;
-            };
-            return Err(Error::invalid(what, reason));
-        }
-        Ok(())
-    }
     let mut path = Vec::new();
     check_reserved(what, &path, doc)?;
     for (k, v) in doc {
@@ -210,6 +95,146 @@ pub fn check_structure(what: &str, doc: &Document, limits: &Limits) -> Result<()
         path.push(k.clone());
         walk(what, v, 1, &mut path, limits)?;
         path.pop();
+    }
+    Ok(())
+}
+
+/// [`check_structure`] for a document that passed it and then had `key`
+/// set ([`set`]): only what the set changed is checked, the tables on the
+/// key's path (each may have gained the key, or be new) and the value
+/// under it. The rest of the document was checked when it was written,
+/// so a one-key change to a large layer costs what the change costs.
+pub fn check_set(what: &str, doc: &Document, key: &KeyPath, limits: &Limits) -> Result<()> {
+    let segments = key.segments();
+    let mut path: Vec<String> = Vec::with_capacity(segments.len());
+    let mut table = doc;
+    for (i, seg) in segments.iter().enumerate() {
+        check_reserved(what, &path, table)?;
+        check_key(what, &path, seg)?;
+        path.push(seg.clone());
+        let Some(v) = table.get(seg) else {
+            return Ok(());
+        };
+        match v {
+            Value::Object(m) if i + 1 < segments.len() => table = m,
+            _ => return walk(what, v, i + 1, &mut path, limits),
+        }
+    }
+    Ok(())
+}
+
+fn walk(
+    what: &str,
+    value: &Value,
+    depth: usize,
+    path: &mut Vec<String>,
+    limits: &Limits,
+) -> Result<()> {
+    if depth > limits.max_depth {
+        return Err(Error::TooDeep {
+            what: what.to_owned(),
+            path: show(path),
+            limit: limits.max_depth,
+        });
+    }
+    match value {
+        Value::Object(m) => {
+            check_reserved(what, path, m)?;
+            for (k, v) in m {
+                check_key(what, path, k)?;
+                path.push(k.clone());
+                walk(what, v, depth + 1, path, limits)?;
+                path.pop();
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                path.push(i.to_string());
+                walk(what, v, depth + 1, path, limits)?;
+                path.pop();
+            }
+        }
+        Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => {
+            return Err(Error::invalid(
+                what,
+                format!("{} is not a finite number", show(path)),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+fn show(path: &[String]) -> String {
+    if path.is_empty() {
+        "the root".to_owned()
+    } else {
+        KeyPath::from_segments(path.iter().cloned())
+            .map(|k| k.to_string())
+            .unwrap_or_else(|_| path.join("."))
+    }
+}
+fn check_key(what: &str, path: &[String], key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid(
+            what,
+            format!("an empty key under {}", show(path)),
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "key {:?} under {} contains a control character",
+                crate::clip(key, 80),
+                show(path)
+            ),
+        ));
+    }
+    if key == "." || key == ".." {
+        // Such a key reads as a relative path to every tool that maps
+        // keys to files or paths; layer segments refuse them too.
+        return Err(Error::invalid(
+            what,
+            format!("the key {key:?} under {} is not allowed", show(path)),
+        ));
+    }
+    Ok(())
+}
+/// `$delete` and `$sealed` are markers, meaningful only as the single
+/// key of a table under a key: anywhere else they would be stored as
+/// literal keys and served as configuration, so they are refused, at
+/// every depth and at the top alike.
+fn check_reserved(what: &str, path: &[String], table: &Document) -> Result<()> {
+    for marker in [DELETE_MARKER_KEY, SEALED_MARKER_KEY] {
+        let Some(v) = table.get(marker) else { continue };
+        let reason = if path.is_empty() {
+            format!(
+                "{marker:?} at the top of a document: a layer cannot be {}",
+                if marker == DELETE_MARKER_KEY {
+                    "a delete marker (delete the layer instead)"
+                } else {
+                    "a sealed value (seal a key with `set --secret`)"
+                }
+            )
+        } else if table.len() > 1 {
+            format!(
+                "{marker:?} under {} is reserved: it must be the only key of its table",
+                show(path)
+            )
+        } else if marker == DELETE_MARKER_KEY && *v != Value::Bool(true) {
+            format!(
+                "{marker:?} under {} is reserved: the delete marker is `{{ \"$delete\" = true }}`",
+                show(path)
+            )
+        } else if marker == SEALED_MARKER_KEY && !v.is_object() {
+            format!(
+                "{marker:?} under {} is reserved for sealed values",
+                show(path)
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::invalid(what, reason));
     }
     Ok(())
 }

@@ -130,12 +130,24 @@ type Cell = Arc<OnceCell<Option<Arc<Event>>>>;
 /// its own view: the layers it may read, its view of sealed values).
 type GroupKey = (NamespaceName, String, String);
 
+/// A group under one access policy generation.
+type Generation = (GroupKey, u64);
+
 /// The events of the newest revision, built once per group: the first
 /// watcher of a group filters the change, resolves the context and builds
 /// the event; the others of the group await the same cell and send a copy.
+///
+/// A group's event depends on its principal's rights (which layers it
+/// names, whether sealed values are masked), so cells are per access
+/// policy generation: a watcher that asks after a policy change (a role
+/// taken away, `read-secrets` revoked) builds anew under the new policy
+/// rather than copy an event built under the old one.
 #[derive(Default)]
 struct EventCache {
-    inner: std::sync::Mutex<(u64, HashMap<GroupKey, Cell>)>,
+    /// The newest revision, and its cells by group and policy generation.
+    inner: std::sync::Mutex<(u64, HashMap<Generation, Cell>)>,
+    /// Raised by the hub on every policy change, before it is broadcast.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl EventCache {
@@ -154,12 +166,28 @@ impl EventCache {
         if revision < *rev {
             return None;
         }
-        if let Some(c) = map.get(group) {
+        let key = (
+            group.clone(),
+            self.generation.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        if let Some(c) = map.get(&key) {
             return Some(Arc::clone(c));
         }
         let c = Cell::default();
-        map.insert(group.clone(), Arc::clone(&c));
+        map.insert(key, Arc::clone(&c));
         Some(c)
+    }
+
+    /// A new policy generation: events built from now are built anew.
+    fn policy_changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The old generation's cells are never asked for again.
+        guard.1.clear();
     }
 }
 
@@ -192,15 +220,18 @@ impl Hub {
                 newer
             });
         }));
+        let events: Arc<EventCache> = Arc::default();
         let policy_tx = changes.clone();
+        let policy_events = Arc::clone(&events);
         engine.on_policy_change(Arc::new(move || {
+            policy_events.policy_changed();
             // No receivers is fine: nobody watches right now.
             let _ = policy_tx.send(Signal::Policy);
         }));
         let hub = Hub {
             changes: changes.clone(),
             shutdown: shutdown.clone(),
-            events: Arc::default(),
+            events,
             reads,
         };
         let engine = engine.clone();
@@ -636,5 +667,44 @@ impl Watcher {
     /// Queues an event for the stream.
     fn send(&mut self, event: Arc<Event>) {
         self.out.push_back(Ok(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(principal: &str) -> GroupKey {
+        (
+            NamespaceName::parse("app").expect("a valid name"),
+            String::new(),
+            principal.to_owned(),
+        )
+    }
+
+    #[test]
+    fn a_policy_change_starts_new_cells_so_no_event_is_shared_across_it() {
+        let cache = EventCache::default();
+        let before = cache.cell(&group("alice"), 7).expect("the newest revision");
+        let again = cache.cell(&group("alice"), 7).expect("the newest revision");
+        assert!(
+            Arc::ptr_eq(&before, &again),
+            "one cell per group and revision"
+        );
+        let other = cache.cell(&group("bob"), 7).expect("the newest revision");
+        assert!(!Arc::ptr_eq(&before, &other), "each principal has its own");
+
+        cache.policy_changed();
+        let after = cache.cell(&group("alice"), 7).expect("the newest revision");
+        assert!(
+            !Arc::ptr_eq(&before, &after),
+            "an event built under the old policy is not handed out after the change"
+        );
+        let after_again = cache.cell(&group("alice"), 7).expect("the newest revision");
+        assert!(Arc::ptr_eq(&after, &after_again));
+        assert!(
+            cache.cell(&group("alice"), 6).is_none(),
+            "older: built alone"
+        );
     }
 }

@@ -846,12 +846,23 @@ const LATEST: u64 = i64::MAX as u64;
 ///
 /// It keeps the newest version of each layer it read, so that the writer,
 /// which stores a new version as a delta from that one, does not read it
-/// again (see [`version_write`]).
+/// again (see [`version_write`]). A layer to be changed in place is handed
+/// over ([`StateReader::take_layer`]): the writer's kept copy moves to the
+/// planner, which changes it and hands it back as the new version, so a
+/// one-key commit to a large layer neither copies nor frees the layer.
 pub(crate) struct TxReader<'a> {
     conn: &'a Connection,
     /// The writer's kept versions, and this batch's writes so far.
-    latest: Option<(&'a LatestLayers, &'a Pending)>,
-    layers: std::collections::HashMap<crate::latest::Key, Option<crate::latest::Version>>,
+    latest: Option<(&'a mut LatestLayers, &'a mut Pending)>,
+    layers: std::collections::HashMap<crate::latest::Key, Option<Read>>,
+}
+
+/// A layer's newest version as this reader read it.
+struct Read {
+    revision: u64,
+    size_bound: Option<usize>,
+    /// `None`: handed over to the planner.
+    document: Option<Arc<Document>>,
 }
 
 impl<'a> TxReader<'a> {
@@ -860,7 +871,7 @@ impl<'a> TxReader<'a> {
     /// still the newest.
     pub(crate) fn new(
         conn: &'a Connection,
-        latest: Option<(&'a LatestLayers, &'a Pending)>,
+        latest: Option<(&'a mut LatestLayers, &'a mut Pending)>,
     ) -> TxReader<'a> {
         TxReader {
             conn,
@@ -869,22 +880,32 @@ impl<'a> TxReader<'a> {
         }
     }
 
-    /// The newest version of a layer if this reader read it: its document
-    /// and revision (`Some(None)`: read, and absent).
+    /// The newest version of a layer if this reader read it: its revision
+    /// and its document, unless it was handed over (`Some(None)`: read,
+    /// and absent).
     pub(crate) fn read_layer(
         &self,
         ns: &NamespaceName,
         layer: &LayerPath,
-    ) -> Option<Option<(&Document, u64)>> {
+    ) -> Option<Option<(Option<&Document>, u64)>> {
         self.layers
             .get(&(ns.clone(), layer.clone()))
-            .map(|v| v.as_ref().map(|v| (&*v.document, v.revision)))
+            .map(|v| v.as_ref().map(|v| (v.document.as_deref(), v.revision)))
     }
 
-    fn newest(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Version>> {
-        if let Some((latest, pending)) = self.latest {
+    /// The newest version of a layer: the writer's kept one when it is
+    /// still the newest (moved out of the writer's keeping if `take`),
+    /// else read from the transaction.
+    fn newest(
+        &mut self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+        take: bool,
+    ) -> Result<Option<Version>> {
+        if let Some((latest, pending)) = &mut self.latest {
             let key = (ns.clone(), layer.clone());
             match pending.get(&key) {
+                Some(Some(_)) if take => return Ok(pending.take(&key)),
                 Some(Some(v)) => return Ok(Some(v.clone())),
                 Some(None) => return Ok(None),
                 None => {}
@@ -904,8 +925,13 @@ impl<'a> TxReader<'a> {
                 None | Some((_, true)) => return Ok(None),
                 Some((rev, false)) => {
                     let rev = rev_from_sql(rev)?;
-                    if let Some(v) = latest.get(&key, rev) {
-                        return Ok(Some(v.clone()));
+                    let kept = if take {
+                        latest.take(&key, rev)
+                    } else {
+                        latest.get(&key, rev).cloned()
+                    };
+                    if let Some(v) = kept {
+                        return Ok(Some(v));
                     }
                 }
             }
@@ -919,6 +945,26 @@ impl<'a> TxReader<'a> {
             }),
         )
     }
+
+    /// Reads the newest version of a layer into this reader (once).
+    fn read(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<&Read>> {
+        let key = (ns.clone(), layer.clone());
+        let fresh = match self.layers.get(&key) {
+            // Handed over: the transaction still holds it as it was.
+            Some(Some(Read { document: None, .. })) => true,
+            Some(_) => false,
+            None => true,
+        };
+        if fresh {
+            let found = self.newest(ns, layer, false)?.map(|v| Read {
+                revision: v.revision,
+                size_bound: v.size_bound,
+                document: Some(v.document),
+            });
+            self.layers.insert(key.clone(), found);
+        }
+        Ok(self.layers.get(&key).and_then(Option::as_ref))
+    }
 }
 
 impl StateReader for TxReader<'_> {
@@ -927,7 +973,7 @@ impl StateReader for TxReader<'_> {
     }
 
     fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
-        let Some((latest, pending)) = self.latest else {
+        let Some((latest, pending)) = &self.latest else {
             return namespace_at(self.conn, name, LATEST);
         };
         // The newest row's revision (one index seek); its declaration is
@@ -956,16 +1002,40 @@ impl StateReader for TxReader<'_> {
     }
 
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
+        Ok(self.read(ns, layer)?.and_then(|r| {
+            r.document
+                .as_ref()
+                .map(|d| (Document::clone(d), r.revision))
+        }))
+    }
+
+    fn take_layer(
+        &mut self,
+        ns: &NamespaceName,
+        layer: &LayerPath,
+    ) -> Result<Option<(Document, u64)>> {
         let key = (ns.clone(), layer.clone());
-        let found = match self.layers.get(&key) {
-            Some(found) => found.clone(),
-            None => {
-                let found = self.newest(ns, layer)?;
-                self.layers.insert(key, found.clone());
-                found
-            }
+        // This reader's own reference goes first, so the kept copy is the
+        // only one left and moves out without a clone.
+        self.layers.remove(&key);
+        let Some(v) = self.newest(ns, layer, true)? else {
+            self.layers.insert(key, None);
+            return Ok(None);
         };
-        Ok(found.map(|v| (Document::clone(&v.document), v.revision)))
+        self.layers.insert(
+            key,
+            Some(Read {
+                revision: v.revision,
+                size_bound: v.size_bound,
+                document: None,
+            }),
+        );
+        let doc = Arc::try_unwrap(v.document).unwrap_or_else(|shared| Document::clone(&shared));
+        Ok(Some((doc, v.revision)))
+    }
+
+    fn layer_revision(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<u64> {
+        Ok(self.read(ns, layer)?.map_or(0, |r| r.revision))
     }
 
     fn layer_size_bound(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Option<usize> {

@@ -78,6 +78,17 @@ impl LatestLayers {
         self.entries.get(key).filter(|v| v.revision == revision)
     }
 
+    /// Moves the layer's version at `revision` out, if kept (the writer
+    /// changes it in place into the next version).
+    pub(crate) fn take(&mut self, key: &Key, revision: u64) -> Option<Version> {
+        if self.entries.get(key)?.revision != revision {
+            return None;
+        }
+        let v = self.entries.remove(key)?;
+        self.bytes = self.bytes.saturating_sub(v.weight);
+        Some(v)
+    }
+
     /// Takes in a committed batch's writes.
     pub(crate) fn commit(&mut self, pending: Pending) {
         for (key, entry) in pending.entries {
@@ -135,6 +146,19 @@ impl Pending {
     /// that revision, `Some(None)` a deletion, `None` nothing.
     pub(crate) fn get(&self, key: &Key) -> Option<Option<&Version>> {
         self.entries.get(key).map(Option::as_ref)
+    }
+
+    /// Moves the version this batch wrote to the layer out, if any (the
+    /// next job changes it in place).
+    pub(crate) fn take(&mut self, key: &Key) -> Option<Version> {
+        match self.entries.remove(key) {
+            Some(Some(v)) => Some(v),
+            Some(None) => {
+                self.entries.insert(key.clone(), None);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Records a version written at `revision` (`None`: the layer was

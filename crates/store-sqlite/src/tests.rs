@@ -401,3 +401,106 @@ fn a_whole_row_from_before_schema_3_is_measured_and_deltas_follow_it() {
     assert_eq!(deltas, 3);
     assert_eq!(base_bytes, whole);
 }
+
+#[test]
+fn the_writer_changes_its_copy_of_a_layer_in_place_and_every_revision_reads_exactly() {
+    use confstrata_core::Store as _;
+    let (_dir, mut conn) = writer_conn();
+    let limits = Limits::default();
+    let mut latest = crate::latest::LatestLayers::default();
+    let memory = confstrata_core::MemoryStore::new();
+    // Large enough to be stored as deltas.
+    let mut big = serde_json::Map::new();
+    for i in 0..40 {
+        big.insert(format!("k{i:02}"), json!("v".repeat(30)));
+    }
+    big.insert("t".into(), json!({"a": 1, "b": {"c": 2}}));
+    let set = |key: &str, value: Value| {
+        cs(
+            json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": key, "value": value}]}),
+        )
+    };
+    let unset = |key: &str| {
+        cs(json!({"ops": [{"op": "unset", "namespace": "web", "layer": "defaults", "key": key}]}))
+    };
+    let conflict = cs(json!({"ops": [
+        {"op": "set", "namespace": "web", "layer": "defaults", "key": "k05", "value": 5, "expect_revision": 1}]}));
+    let batches = vec![
+        vec![
+            setup(),
+            cs(
+                json!({"ops": [{"op": "put", "namespace": "web", "layer": "defaults", "document": big}]}),
+            ),
+        ],
+        // Each job takes the version the one before wrote in the same
+        // batch; refused jobs (a missing key, a conflict, a key under a
+        // value) lose the copy they took, and the next reads the
+        // transaction.
+        vec![
+            set("k01", json!(1)),
+            unset("nope"),
+            set("t.b.c", json!(3)),
+            conflict.clone(),
+            unset("t.a"),
+            set("new.deep.key", json!(true)),
+            set("k01.x", json!(1)),
+            set("k02", json!(2)),
+            cs(json!({"ops": [
+                {"op": "set", "namespace": "web", "layer": "defaults", "key": "t.z", "value": [1, 2]},
+                {"op": "unset", "namespace": "web", "layer": "defaults", "key": "k03"},
+                {"op": "set", "namespace": "web", "layer": "defaults", "key": "t.b", "value": "flat"},
+            ]})),
+        ],
+        // The next batch starts from the copy the last one kept.
+        vec![set("k04", json!(4)), unset("nope"), set("k04", json!(44))],
+        vec![
+            conflict,
+            cs(json!({"ops": [
+                {"op": "set", "namespace": "web", "layer": "defaults", "key": "k06", "value": 6},
+                {"op": "put", "namespace": "web", "layer": "defaults", "document": {"only": 1}},
+            ]})),
+            set("only", json!(2)),
+        ],
+    ];
+    for batch in batches {
+        let jobs = batch
+            .iter()
+            .map(|c| writer::Job::Commit(c.clone(), None, None))
+            .collect();
+        let results = writer::commit_batch_kept(&mut conn, &mut latest, &limits, jobs);
+        for (c, got) in batch.iter().zip(results) {
+            let got = got.map(|d| match d {
+                writer::Done::Commit(info) => info.revision,
+                writer::Done::Journal(_) => panic!("not a commit"),
+            });
+            let want = memory.commit(c).map(|i| i.revision);
+            assert_eq!(
+                got.map_err(|e| e.root().to_string()),
+                want.map_err(|e| e.root().to_string()),
+                "{c:?}"
+            );
+        }
+    }
+    let (web, defaults) = ("web".parse().unwrap(), "defaults".parse().unwrap());
+    let current = db::current_revision(&conn).unwrap();
+    assert_eq!(current, 12);
+    for rev in 1..=current {
+        let got = db::layer_at(&conn, &web, &defaults, rev).unwrap();
+        let want = memory
+            .layer(&web, &defaults, rev)
+            .unwrap()
+            .map(|r| (r.document, r.revision));
+        assert_eq!(got, want, "revision {rev}");
+    }
+    let deltas: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM layer_versions WHERE base IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        deltas >= 8,
+        "the one-key changes were stored as deltas: {deltas}"
+    );
+}

@@ -423,6 +423,25 @@ pub(crate) fn commit_batch(
     )
 }
 
+/// [`commit_batch`] with the writer's kept versions carried from batch to
+/// batch, as the writer thread does.
+#[cfg(test)]
+pub(crate) fn commit_batch_kept(
+    conn: &mut Connection,
+    latest: &mut LatestLayers,
+    limits: &Limits,
+    batch: Vec<Job>,
+) -> Vec<Result<Done>> {
+    commit_batch_in_mode(
+        conn,
+        &mut None,
+        latest,
+        limits,
+        batch,
+        &confstrata_core::timing::NoTimings,
+    )
+}
+
 /// Runs jobs in one transaction and returns one result per job, in order.
 /// An `Ok` means the job is durable. `mode` is the `synchronous` mode last
 /// set on the connection (`None`: unknown); it is set only when it changes.
@@ -529,7 +548,7 @@ fn run_one(
     limits: &Limits,
     job: Job,
     head: &mut Option<JournalHead>,
-    latest: &LatestLayers,
+    latest: &mut LatestLayers,
     pending: &mut Pending,
 ) -> Result<Result<Done>> {
     let conn: &Connection = tx;
@@ -587,8 +606,8 @@ fn prepare(
     limits: &Limits,
     job: Job,
     head: Option<JournalHead>,
-    latest: &LatestLayers,
-    pending: &Pending,
+    latest: &mut LatestLayers,
+    pending: &mut Pending,
 ) -> Result<Prepared> {
     let record = |f: JournalFn, revision: Option<u64>| -> Result<JournalRecord> {
         let record = f(JournalSlot { revision, head })?;
@@ -618,8 +637,17 @@ fn prepare(
                 .layers
                 .iter()
                 .zip(&p.touched)
-                .map(|((ns, layer, doc), touched)| {
-                    let known = reader.read_layer(ns, layer).flatten();
+                .enumerate()
+                .map(|(i, ((ns, layer, doc), touched))| {
+                    let before = p.before.get(i).and_then(Option::as_ref);
+                    // The version before, as far as the delta needs it:
+                    // whole, or (when the planner changed the writer's
+                    // copy in place) the entries under the touched keys.
+                    let known = match reader.read_layer(ns, layer).flatten() {
+                        Some((Some(old), rev)) => Some((old, rev)),
+                        Some((None, rev)) => before.filter(|_| touched.is_some()).map(|b| (b, rev)),
+                        None => None,
+                    };
                     db::version_write(conn, ns, layer, doc.as_ref(), known, touched.as_deref())
                 })
                 .collect::<Result<_>>()?;

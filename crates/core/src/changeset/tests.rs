@@ -204,3 +204,62 @@ fn set_and_unset_keys_guard_only_their_first_op() {
         ]
     ));
 }
+
+/// A reader over one namespace and its layers at revision 1.
+struct Fixed(NamespaceSpec, BTreeMap<LayerPath, Document>);
+
+impl StateReader for Fixed {
+    fn current_revision(&mut self) -> Result<u64> {
+        Ok(1)
+    }
+    fn namespace(&mut self, _: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>> {
+        Ok(Some((self.0.clone(), 1)))
+    }
+    fn layer(&mut self, _: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
+        Ok(self.1.get(layer).map(|d| (d.clone(), 1)))
+    }
+}
+
+#[test]
+fn a_plan_keeps_the_entries_under_the_touched_keys_as_they_were() {
+    let spec: NamespaceSpec =
+        serde_json::from_value(json!({"name": "web", "levels": ["defaults", "env/{env}"]}))
+            .unwrap();
+    let doc = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let mut layers = BTreeMap::new();
+    layers.insert(
+        "defaults".parse().unwrap(),
+        doc(json!({"db": {"pool": 5, "host": "h"}, "log": "info", "other": [1, 2]})),
+    );
+    layers.insert("env/prod".parse().unwrap(), doc(json!({"x": 1})));
+    let mut reader = Fixed(spec, layers);
+    let plan = super::plan(
+        &cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "db.pool", "value": 6},
+            {"op": "unset", "namespace": "web", "layer": "defaults", "key": "db.host"},
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "db", "value": 1},
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "new.key", "value": true},
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "y", "value": 2},
+            {"op": "put", "namespace": "web", "layer": "env/prod", "document": {"z": 3}},
+        ]})),
+        &mut reader,
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(plan.before.len(), plan.layers.len());
+    // The first change to `db` recorded it as it was; `new` did not exist;
+    // `log` and `other` were not touched.
+    assert_eq!(
+        plan.before[0],
+        Some(doc(json!({"db": {"pool": 5, "host": "h"}})))
+    );
+    assert_eq!(
+        plan.layers[0].2,
+        Some(doc(
+            json!({"db": 1, "log": "info", "other": [1, 2], "new": {"key": true}})
+        ))
+    );
+    // A put replaces the layer: no keys to compare, nothing kept.
+    assert_eq!(plan.touched[1], None);
+    assert_eq!(plan.before[1], None);
+}

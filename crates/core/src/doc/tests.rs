@@ -108,3 +108,58 @@ fn dot_and_dot_dot_are_not_keys() {
     assert!(crate::KeyPath::from_segments(["a", ".."]).is_err());
     check_document("layer t", &doc(json!({"...": 1, ".a": 2})), &limits).unwrap();
 }
+
+#[test]
+fn checking_a_set_alone_refuses_what_checking_the_whole_document_refuses() {
+    let limits = Limits {
+        max_depth: 4,
+        ..Limits::default()
+    };
+    let base = doc(json!({
+        "db": {"host": "h", "pool": {"max": 5}},
+        "gone": {"$delete": true},
+        "secret": {"$sealed": {"v": 1}},
+        "list": [1, {"a": 2}],
+    }));
+    check_structure("t", &base, &limits).unwrap();
+    let cases = [
+        ("db.port", json!(5432)),
+        ("db.pool.min", json!({"x": 1})),
+        ("db.pool.min", json!({"x": {"y": 1}})),
+        ("a.b.c", json!({"d": 1})),
+        ("a.b.c", json!(1)),
+        ("db.$delete", json!(true)),
+        ("db.pool.$sealed", json!({"v": 1})),
+        ("$delete", json!(true)),
+        ("$sealed", json!({})),
+        ("fresh", json!({"$delete": true})),
+        ("fresh", json!({"$delete": false})),
+        ("fresh", json!({"$sealed": 3})),
+        ("fresh", json!({"$sealed": {"v": 1}, "other": 1})),
+        ("fresh", json!({"": 1})),
+        ("fresh", json!({"a\u{7}b": 1})),
+        ("fresh", json!({"..": 1})),
+        ("fresh", json!([{"$delete": 1}])),
+        ("fresh", json!([[[[1]]]])),
+        ("db", json!("flat")),
+    ];
+    let (mut refused, mut accepted) = (0, 0);
+    for (k, v) in cases {
+        let mut d = base.clone();
+        // A set that cannot happen (under a scalar or a marker) is not checked.
+        if set(&mut d, &key(k), v.clone()).is_err() {
+            continue;
+        }
+        let whole = check_structure("t", &d, &limits).map_err(|e| e.to_string());
+        let alone = check_set("t", &d, &key(k), &limits).map_err(|e| e.to_string());
+        assert_eq!(alone, whole, "set {k} = {v}");
+        match alone {
+            Ok(()) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        refused >= 8 && accepted >= 4,
+        "{refused} refused, {accepted} accepted"
+    );
+}

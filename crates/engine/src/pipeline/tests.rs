@@ -21,6 +21,7 @@ fn plan_of(pairs: &[(&str, &str, i64)]) -> Plan {
             .collect(),
         touched: vec![None; pairs.len()],
         sizes: vec![None; pairs.len()],
+        before: vec![None; pairs.len()],
     }
 }
 
