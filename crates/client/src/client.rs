@@ -285,7 +285,9 @@ impl Client {
         &self.addr
     }
 
-    /// The generated stub, for anything this client does not wrap.
+    /// The generated stub, for anything this client does not wrap (send
+    /// the token yourself: the server refuses every call but health and
+    /// reflection without one, before it reads the message).
     pub fn raw(&self) -> ConfigServiceClient<Channel> {
         self.raw.clone()
     }

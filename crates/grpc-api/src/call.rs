@@ -4,7 +4,7 @@
 
 use confstrata_core::{ChangeSet, CommitInfo};
 use confstrata_engine::{Caller, CertificateIdentity, Engine};
-use confstrata_host::{Credentials, Peer, Runner};
+use confstrata_host::{Authenticated, Credentials, Peer, Runner};
 use tonic::{Request, Status};
 
 use crate::status;
@@ -14,6 +14,7 @@ pub(crate) fn auth<T>(req: &Request<T>) -> Credentials {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     Credentials::from_headers(req.metadata().as_ref(), peer, "grpc")
         .with_certificate(req.extensions().get::<CertificateIdentity>())
+        .with_authenticated(req.extensions().get::<Authenticated>())
 }
 
 /// Runs engine calls for the services of one server (the host's runner).

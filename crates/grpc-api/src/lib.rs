@@ -30,6 +30,7 @@
 mod admin;
 mod call;
 mod deadline;
+mod gate;
 mod health;
 mod service;
 mod status;
@@ -173,7 +174,12 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .layer(tower::util::MapResponseLayer::new(
             status::oversize_is_resource_exhausted,
         ))
-        .layer(axum::middleware::from_fn(deadline::enforce)))
+        .layer(axum::middleware::from_fn(deadline::enforce))
+        // Outermost: nothing of a request is read before its caller is known.
+        .layer(axum::middleware::from_fn_with_state(
+            host.runner().clone(),
+            gate::require,
+        )))
 }
 
 /// Serves the gRPC API alone on `listener` until `shutdown` completes.

@@ -20,7 +20,15 @@ pub struct Credentials {
     request_id: String,
     source: String,
     certificate: Option<CertificateIdentity>,
+    /// The caller the authentication gate found for this request.
+    caller: Option<Caller>,
 }
+
+/// The caller of a request, found by the host's authentication gate
+/// ([`crate::gate`]) before the request reached its door's router, and
+/// put in the request's extensions (which no client can set).
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
 
 /// Request ids for requests that bring none.
 static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -58,7 +66,20 @@ impl Credentials {
             request_id,
             source,
             certificate: None,
+            caller: None,
         }
+    }
+
+    /// Takes the caller the authentication gate found (the request
+    /// extension), so the call does not authenticate again; the request
+    /// id becomes the one the gate gave the caller.
+    #[must_use]
+    pub fn with_authenticated(mut self, authenticated: Option<&Authenticated>) -> Credentials {
+        if let Some(Authenticated(caller)) = authenticated {
+            self.request_id = caller.request_id().to_owned();
+            self.caller = Some(caller.clone());
+        }
+        self
     }
 
     /// Adds what the host read from the connection's client certificate
@@ -172,12 +193,48 @@ impl Runner {
         credentials: &Credentials,
         f: impl FnOnce(&Engine, &Caller) -> Option<T>,
     ) -> Option<T> {
-        let caller = self.engine.authenticate_quietly(
+        let caller = self.quiet(credentials)?;
+        f(&self.engine, &caller)
+    }
+
+    /// The caller, from the gate or authenticated from memory; `None` when
+    /// that fails (the failure is not audited).
+    fn quiet(&self, credentials: &Credentials) -> Option<Caller> {
+        if let Some(caller) = &credentials.caller {
+            return Some(caller.clone());
+        }
+        self.engine.authenticate_quietly(
             credentials.header.as_deref(),
             credentials.certificate.as_ref(),
             &credentials.request_id,
-        )?;
-        f(&self.engine, &caller)
+        )
+    }
+
+    /// The authentication gate in front of a door's router: authenticates
+    /// a request from its headers alone, before any of its body is read,
+    /// and puts the caller in its extensions ([`Authenticated`]) for the
+    /// handler. An error (no or a bad token: `Unauthenticated`; too many
+    /// failures from its source) is what the door answers, in its own
+    /// protocol; the body was never parsed, so an unauthenticated client
+    /// learns nothing of the server's input rules. `door` names the door
+    /// in request ids made here.
+    pub async fn admit<B>(&self, door: &str, req: &mut http::Request<B>) -> Result<()> {
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        let credentials = Credentials::from_headers(req.headers(), peer, door)
+            .with_certificate(req.extensions().get::<CertificateIdentity>());
+        let caller = self.authenticate(credentials).await?;
+        req.extensions_mut().insert(Authenticated(caller));
+        Ok(())
+    }
+
+    /// Authenticates a request: from memory when the credentials check
+    /// out, else on the blocking pool, where a failure is counted against
+    /// its source and audited.
+    pub async fn authenticate(&self, credentials: Credentials) -> Result<Caller> {
+        match self.quiet(&credentials) {
+            Some(caller) => Ok(caller),
+            None => self.caller(credentials).await,
+        }
     }
 
     /// Commits a change set by the engine's one entry ([`Engine::submit`]):
@@ -187,11 +244,7 @@ impl Runner {
     /// without an audit record are checked again on the blocking pool
     /// (which audits the failure).
     pub async fn commit(&self, credentials: Credentials, changes: ChangeSet) -> Result<CommitInfo> {
-        let Some(caller) = self.engine.authenticate_quietly(
-            credentials.header.as_deref(),
-            credentials.certificate.as_ref(),
-            &credentials.request_id,
-        ) else {
+        let Some(caller) = self.quiet(&credentials) else {
             return self
                 .write(credentials, move |e, c| e.commit(c, &changes))
                 .await;
@@ -244,12 +297,15 @@ impl Runner {
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let caller = engine.authenticate_from(
-                credentials.header.as_deref(),
-                credentials.certificate.as_ref(),
-                &credentials.request_id,
-                &credentials.source,
-            )?;
+            let caller = match credentials.caller {
+                Some(caller) => caller,
+                None => engine.authenticate_from(
+                    credentials.header.as_deref(),
+                    credentials.certificate.as_ref(),
+                    &credentials.request_id,
+                    &credentials.source,
+                )?,
+            };
             f(&engine, &caller)
         })
         .await

@@ -283,16 +283,18 @@ async fn errors_carry_codes_and_fields() {
     assert!(e.is_out_of_range(), "{e}");
     assert_eq!(e.current_revision(), Some(1));
 
-    // What the typed API cannot send, the raw stub can: a bad name names its field.
-    let status = client
-        .raw()
-        .get_layer(confstrata_client::proto::GetLayerRequest {
-            namespace: "web".into(),
-            layer: "../etc".into(),
-            at: None,
-        })
-        .await
-        .unwrap_err();
+    // What the typed API cannot send, the raw stub can (with the token
+    // sent by hand): a bad name names its field.
+    let mut req = tonic::Request::new(confstrata_client::proto::GetLayerRequest {
+        namespace: "web".into(),
+        layer: "../etc".into(),
+        at: None,
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", server.token).parse().unwrap(),
+    );
+    let status = client.raw().get_layer(req).await.unwrap_err();
     let e = Error::from(status);
     assert_eq!(
         (e.code(), e.field()),

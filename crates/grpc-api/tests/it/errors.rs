@@ -371,9 +371,16 @@ async fn malformed_bodies_are_invalid_argument_and_the_server_goes_on() {
     ] {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         grpc.ready().await.unwrap();
+        // An authenticated caller's malformed message (without a token it
+        // never gets this far: `auth::every_method_refuses_...`).
+        let mut req = tonic::Request::new(body);
+        req.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", s.admin_token).parse().unwrap(),
+        );
         let r = grpc
             .unary(
-                tonic::Request::new(body),
+                req,
                 tonic::codegen::http::uri::PathAndQuery::from_static(path),
                 RawCodec,
             )
