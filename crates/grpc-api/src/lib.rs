@@ -48,6 +48,12 @@ use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_N
 use tokio::net::TcpListener;
 
 pub use crate::status::ERROR_DOMAIN;
+
+/// The gRPC code the server answers an error of `kind` with (the one
+/// table, `status::CODES`; the HTTP door's is held to it by a test).
+pub fn code_of(kind: confstrata_core::ErrorKind) -> tonic::Code {
+    status::code(kind)
+}
 pub use confstrata_host::TlsOptions;
 
 /// Server settings.

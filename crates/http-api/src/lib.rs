@@ -1,13 +1,16 @@
 //! Confstrata's HTTP front door, as an axum [`Router`] over the
-//! [`Host`]: where the REST/JSON API with its OpenAPI description,
-//! `/metrics` and the web console will live. Today it answers liveness and
-//! readiness, for load balancers and orchestrators that speak plain HTTP:
+//! [`Host`]: the REST/JSON API (docs/REST.md; its first resources so far),
+//! and later its OpenAPI description, `/metrics` and the web console.
+//! Open to anyone, for load balancers and orchestrators:
 //!
 //! - `GET /healthz`: 200 `ok` while the process serves;
 //! - `GET /readyz`: 200 `ready`, or 503 `stopping` once a shutdown began.
 //!
-//! Anything else is 404. `confstrata serve` mounts it beside the gRPC
-//! services on one listener (requests are told apart by content type).
+//! Everything else is behind the authentication gate (`401` without a
+//! valid token, before anything of the request is read); errors are
+//! problem details ([`problem`]). `confstrata serve` mounts it beside the
+//! gRPC services on one listener (requests are told apart by content
+//! type).
 //!
 //! ```no_run
 //! # async fn demo(host: confstrata_host::Host) {
@@ -16,15 +19,20 @@
 //! # }
 //! ```
 
+pub mod problem;
+mod v1;
+
 use axum::Router;
 use axum::routing::get;
 use confstrata_host::Host;
 use http::StatusCode;
 
-/// The HTTP routes of a server.
+/// The HTTP routes of a server: the open probes, and everything else
+/// behind the authentication gate (the `/v1` resources; any other path is
+/// `401` without a token, `404` with one).
 pub fn router(host: &Host) -> Router {
     let stopping = host.stopping();
-    Router::new()
+    let open = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -38,5 +46,6 @@ pub fn router(host: &Host) -> Router {
                     }
                 }
             }),
-        )
+        );
+    open.merge(v1::router(host.runner().clone()))
 }

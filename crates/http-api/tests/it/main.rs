@@ -1,6 +1,8 @@
 //! The HTTP front door on the host's listener, over real TCP: liveness,
 //! readiness, 404 for the rest, and requests told apart by content type.
 
+mod rest;
+mod tables;
 mod tls;
 
 use std::time::Duration;
@@ -10,7 +12,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// One HTTP/1.1 request on a fresh connection; the response's status line
 /// and body.
-async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
+pub(crate) async fn request(addr: std::net::SocketAddr, head: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
@@ -58,8 +60,9 @@ async fn liveness_readiness_and_doors_by_content_type() {
         request(addr, "GET /readyz HTTP/1.1").await,
         ("HTTP/1.1 200 OK".to_owned(), "ready".to_owned())
     );
+    // Anything but the probes is behind the authentication gate.
     let (status, _) = request(addr, "GET /no/such/thing HTTP/1.1").await;
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
     let (status, body) = request(
         addr,
         "POST /healthz HTTP/1.1\r\nContent-Type: application/x-other+json\r\nContent-Length: 0",

@@ -1,0 +1,388 @@
+//! The REST resources over real TCP on a real store: authentication before
+//! anything, problem details that say what and where, resolve with ETag
+//! revalidation.
+
+use std::time::Duration;
+
+use confstrata_core::serde_json::{self, Value, json};
+use confstrata_engine::Caller;
+use confstrata_host::{Doors, Host, ServeOptions};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// A response: status code, headers (lower-case names) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One GET on a fresh HTTP/1.1 connection, with extra header lines.
+async fn get(addr: std::net::SocketAddr, target: &str, headers: &[String]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    stream
+        .write_all(
+            format!("GET {target} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    host: Host,
+    token: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<Result<(), confstrata_host::ServeError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
+        let token = engine
+            .bootstrap_admin()
+            .unwrap()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
+        let local = Caller::local("test");
+        let seed = json!([
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"], "matrix": {"env": ["dev", "prod"]}}},
+            {"op": "put", "namespace": "web", "layer": "defaults", "document": {"db": {"host": "localhost", "pool": 5}, "log": "info"}},
+            {"op": "put", "namespace": "web", "layer": "env/prod", "document": {"db": {"host": "db.prod"}}},
+            {"op": "put-namespace", "spec": {"name": "other", "levels": ["defaults"]}},
+        ]);
+        let cs =
+            serde_json::from_value(json!({"author": "t", "message": "seed", "ops": seed})).unwrap();
+        engine.commit(&local, &cs).unwrap();
+        let host = Host::new(engine).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let doors = Doors::new(confstrata_http_api::router(&host));
+        let served = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let options = ServeOptions {
+                    shutdown_grace: Duration::from_secs(5),
+                    tls: None,
+                };
+                host.serve(listener, doors, &options, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        };
+        Server {
+            addr,
+            host,
+            token,
+            stop: Some(stop),
+            served,
+            _dir: dir,
+        }
+    }
+
+    fn bearer(&self) -> Vec<String> {
+        vec![format!("Authorization: Bearer {}", self.token)]
+    }
+
+    async fn get(&self, target: &str) -> Answer {
+        get(self.addr, target, &self.bearer()).await
+    }
+
+    fn commit(&self, ops: Value) {
+        let cs =
+            serde_json::from_value(json!({"author": "t", "message": "m", "ops": ops})).unwrap();
+        self.host
+            .runner()
+            .engine()
+            .commit(&Caller::local("test"), &cs)
+            .unwrap();
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.served).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_refused_before_anything_of_it_is_read() {
+    let s = Server::start().await;
+    let targets = [
+        "/v1/namespaces",
+        "/v1/namespaces/web/resolve?env=prod",
+        // Invalid in every way, yet the answer is about the token.
+        "/v1/namespaces/..%2F..%2Fetc/resolve?section=..&revision=abc",
+        "/v1/nope",
+        "/anything",
+    ];
+    let bad = [
+        vec![],
+        vec!["Authorization: Bearer cst_nope".to_owned()],
+        vec!["Authorization: Basic YWRtaW46YWRtaW4=".to_owned()],
+        vec![
+            "X-Forwarded-For: 127.0.0.1".to_owned(),
+            "X-Remote-User: admin".to_owned(),
+            "X-Real-IP: 127.0.0.1".to_owned(),
+        ],
+    ];
+    for target in targets {
+        for headers in &bad {
+            let a = get(s.addr, target, headers).await;
+            assert_eq!(a.status, 401, "{target} {headers:?}: {}", a.body);
+            assert_eq!(
+                a.header("www-authenticate"),
+                Some("Bearer realm=\"confstrata\"")
+            );
+            assert_eq!(a.header("content-type"), Some("application/problem+json"));
+            let p = a.json();
+            assert_eq!(p["status"], 401);
+            assert_eq!(p["code"], "unauthenticated");
+            assert_eq!(p["type"], "https://confstrata.dev/problems/unauthenticated");
+            assert!(
+                !a.body.contains("cst_nope"),
+                "the token is echoed: {}",
+                a.body
+            );
+        }
+    }
+    // The probes stay open.
+    assert_eq!(get(s.addr, "/healthz", &[]).await.status, 200);
+    assert_eq!(get(s.addr, "/readyz", &[]).await.status, 200);
+    // With the token, an unknown path is a 404 problem.
+    let a = s.get("/v1/nope").await;
+    assert_eq!(
+        (a.status, a.json()["code"].clone()),
+        (404, json!("not-found"))
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn resolve_answers_the_context_with_an_etag_and_304_while_nothing_changed() {
+    let s = Server::start().await;
+    let list = s.get("/v1/namespaces").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let names: Vec<Value> = list.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("other"), json!("web")]);
+
+    let a = s.get("/v1/namespaces/web/resolve?env=prod").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    let body = a.json();
+    assert_eq!(
+        body["document"],
+        json!({"db": {"host": "db.prod", "pool": 5}, "log": "info"})
+    );
+    assert_eq!(body["context"], json!({"env": "prod"}));
+    assert_eq!(body["revision"], 1);
+    let etag = a.header("etag").unwrap().to_owned();
+    assert!(etag.starts_with("\"r1."), "{etag}");
+    // The same again, now from the view cache: the same bytes, the same tag.
+    let b = s.get("/v1/namespaces/web/resolve?env=prod").await;
+    assert_eq!(
+        (b.header("etag"), b.json()["document"].clone()),
+        (Some(etag.as_str()), body["document"].clone())
+    );
+
+    let revalidate = |etag: &str| {
+        let mut h = s.bearer();
+        h.push(format!("If-None-Match: {etag}"));
+        h
+    };
+    let c = get(
+        s.addr,
+        "/v1/namespaces/web/resolve?env=prod",
+        &revalidate(&etag),
+    )
+    .await;
+    assert_eq!((c.status, c.body.as_str()), (304, ""));
+    // A change elsewhere changes nothing this context shows: still 304.
+    s.commit(
+        json!([{"op": "set", "namespace": "other", "layer": "defaults", "key": "x", "value": 1}]),
+    );
+    s.commit(json!([{"op": "set", "namespace": "web", "layer": "env/dev", "key": "log", "value": "debug"}]));
+    let c = get(
+        s.addr,
+        "/v1/namespaces/web/resolve?env=prod",
+        &revalidate(&etag),
+    )
+    .await;
+    assert_eq!(c.status, 304, "{}", c.body);
+    // A change it shows: a new document and tag.
+    s.commit(json!([{"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool", "value": 50}]));
+    let d = get(
+        s.addr,
+        "/v1/namespaces/web/resolve?env=prod",
+        &revalidate(&etag),
+    )
+    .await;
+    assert_eq!(d.status, 200);
+    assert_eq!(d.json()["document"]["db"]["pool"], 50);
+    assert_ne!(d.header("etag"), Some(etag.as_str()));
+
+    // A section, a revision back in time, provenance.
+    let e = s
+        .get("/v1/namespaces/web/resolve?env=prod&section=db.host")
+        .await;
+    assert_eq!(e.json()["document"], json!({"db": {"host": "db.prod"}}));
+    let f = s
+        .get("/v1/namespaces/web/resolve?env=prod&revision=1&provenance=true")
+        .await;
+    assert_eq!(f.status, 200, "{}", f.body);
+    assert_eq!(f.json()["document"]["db"]["pool"], 5);
+    assert_eq!(f.json()["provenance"]["db.host"]["layer"], "env/prod");
+    // A context variable named like a parameter goes as `context.NAME`.
+    let g = s.get("/v1/namespaces/web/resolve?context.env=prod").await;
+    assert_eq!(g.json()["document"]["db"]["host"], "db.prod");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_problems_that_say_what_and_where() {
+    let s = Server::start().await;
+    let before = s.host.runner().engine().store().revision().unwrap();
+    let cases = [
+        (
+            "/v1/namespaces/..%2Fetc/resolve",
+            400,
+            "invalid-input",
+            Some("namespace"),
+        ),
+        (
+            "/v1/namespaces/%2e%2e/resolve",
+            400,
+            "invalid-input",
+            Some("namespace"),
+        ),
+        (
+            "/v1/namespaces/web%00/resolve",
+            400,
+            "invalid-input",
+            Some("namespace"),
+        ),
+        (
+            "/v1/namespaces/%ff%fe/resolve",
+            400,
+            "invalid-input",
+            Some("namespace"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=prod&section=..",
+            400,
+            "invalid-input",
+            Some("section"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=prod&revision=abc",
+            400,
+            "invalid-input",
+            Some("revision"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=prod&provenance=maybe",
+            400,
+            "invalid-input",
+            Some("provenance"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=prod&env=dev",
+            400,
+            "invalid-input",
+            Some("context"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=qa",
+            400,
+            "invalid-input",
+            Some("context"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?nope=1",
+            400,
+            "invalid-input",
+            Some("context"),
+        ),
+        (
+            "/v1/namespaces/web/resolve?env=prod&revision=999",
+            400,
+            "out-of-range",
+            None,
+        ),
+        ("/v1/namespaces/nope/resolve", 404, "not-found", None),
+        (
+            "/v1/namespaces?revision=-1",
+            400,
+            "invalid-input",
+            Some("revision"),
+        ),
+    ];
+    for (target, status, code, field) in cases {
+        let a = s.get(target).await;
+        assert_eq!(a.status, status, "{target}: {}", a.body);
+        assert_eq!(
+            a.header("content-type"),
+            Some("application/problem+json"),
+            "{target}"
+        );
+        let p = a.json();
+        assert_eq!(p["code"], code, "{target}: {p}");
+        assert_eq!(p["status"], status, "{target}");
+        assert!(
+            !p["detail"].as_str().unwrap_or_default().is_empty(),
+            "{target}"
+        );
+        if let Some(field) = field {
+            assert_eq!(p["errors"][0]["field"], field, "{target}: {p}");
+        }
+    }
+    assert_eq!(
+        s.host.runner().engine().store().revision().unwrap(),
+        before,
+        "nothing was written"
+    );
+    s.stop().await;
+}
