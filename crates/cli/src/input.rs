@@ -103,29 +103,16 @@ pub(crate) fn parse_structured<T: serde::de::DeserializeOwned>(
     name: &str,
     limits: &Limits,
 ) -> Result<T> {
-    if fmt == Format::Env {
-        bail!("{name}: .env files hold layers only; use TOML, YAML or JSON");
-    }
-    let doc = format::parse(bytes, fmt, name, limits)?;
-    serde_path_to_error::deserialize(Value::Object(doc)).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            anyhow!("{name}: {}", e.inner())
-        } else {
-            anyhow!("{name}: {path}: {}", e.inner())
-        }
-    })
+    Ok(format::parse_structured(bytes, fmt, name, limits)?)
 }
 
 pub(crate) fn parse_change_set(bytes: &[u8], fmt: Format, name: &str) -> Result<ChangeSet> {
-    // A change set holds many documents: allow it the change set size limit.
-    let l = Limits::default();
-    let limits = Limits {
-        max_document_bytes: l.max_change_set_bytes,
-        max_depth: l.max_depth + 4,
-        ..l
-    };
-    parse_structured(bytes, fmt, name, &limits)
+    Ok(format::parse_change_set(
+        bytes,
+        fmt,
+        name,
+        &Limits::default(),
+    )?)
 }
 
 pub(crate) fn parse_spec(bytes: &[u8], fmt: Format, name: &str) -> Result<NamespaceSpec> {

@@ -90,6 +90,59 @@ fn location(msg: &str) -> (Option<usize>, Option<usize>) {
     (number_after(msg, "line "), number_after(msg, "column "))
 }
 
+/// Parses bytes of `format` into a `T` (a change set, a declaration, a
+/// role): the document is parsed and checked like any document (size,
+/// depth), then taken apart by serde; an error names the source and the
+/// field's path (`a.toml: ops[2].layer: ...`). Every front door and the
+/// CLI parse these documents here, so they refuse the same things the
+/// same way.
+pub fn parse_structured<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    format: Format,
+    source_name: &str,
+    limits: &Limits,
+) -> Result<T> {
+    let refuse = |message: String| Error::Parse {
+        source_name: source_name.to_owned(),
+        format: format.name(),
+        line: None,
+        column: None,
+        message,
+    };
+    if format == Format::Env {
+        return Err(refuse(
+            ".env files hold layers only; use TOML, YAML or JSON".to_owned(),
+        ));
+    }
+    let doc = parse(bytes, format, source_name, limits)?;
+    serde_path_to_error::deserialize(Value::Object(doc)).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            refuse(e.inner().to_string())
+        } else {
+            refuse(format!("{path}: {}", e.inner()))
+        }
+    })
+}
+
+/// Parses a change set document (what `confstrata apply -f` and
+/// `POST /v1/changesets` take): [`parse_structured`] with the change set's
+/// size limit for the whole (it holds many documents) and room for its
+/// own nesting above theirs.
+pub fn parse_change_set(
+    bytes: &[u8],
+    format: Format,
+    source_name: &str,
+    limits: &Limits,
+) -> Result<crate::ChangeSet> {
+    let limits = Limits {
+        max_document_bytes: limits.max_change_set_bytes,
+        max_depth: limits.max_depth + 4,
+        ..*limits
+    };
+    parse_structured(bytes, format, source_name, &limits)
+}
+
 /// Parses bytes as a document of the given format.
 ///
 /// `source_name` (a file name, `<stdin>`) appears in errors. The result is

@@ -11,14 +11,18 @@
 use std::hash::{Hash as _, Hasher as _};
 
 use axum::Router;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use confstrata_core::format::Format;
 use confstrata_core::serde_json::{self, Value, json};
-use confstrata_core::{At, Context, Error, KeyPath, NamespaceName};
+use confstrata_core::{
+    At, ChangeSet, Context, Error, KeyPath, LayerPath, Limits, NamespaceName, Op,
+};
 use confstrata_host::{Authenticated, Credentials, Peer, Runner};
 
 use crate::problem::Problem;
@@ -28,7 +32,16 @@ pub(crate) fn router(runner: Runner) -> Router {
     Router::new()
         .route("/v1/namespaces", get(list_namespaces))
         .route("/v1/namespaces/{namespace}/resolve", get(resolve))
+        .route("/v1/namespaces/{namespace}/layers", get(list_layers))
+        .route(
+            "/v1/namespaces/{namespace}/layers/{layer}",
+            get(get_layer).put(put_layer).delete(delete_layer),
+        )
+        .route("/v1/changesets", post(apply_change_set))
         .fallback(not_found)
+        // The same bound as a gRPC message: above the change set limit, so
+        // an oversized change set gets that limit's precise 413.
+        .layer(DefaultBodyLimit::max(max_body()))
         .layer(axum::middleware::from_fn_with_state(
             runner.clone(),
             require,
@@ -67,6 +80,269 @@ fn credentials(headers: &HeaderMap, req_ext: &axum::http::Extensions) -> Credent
 
 fn namespace(raw: &str) -> Result<NamespaceName, Problem> {
     NamespaceName::parse(raw).map_err(|e| Problem::from_core(&e, "namespace"))
+}
+
+fn layer_path(raw: &str) -> Result<LayerPath, Problem> {
+    LayerPath::parse(raw).map_err(|e| Problem::from_core(&e, "layer"))
+}
+
+/// The most bytes of a request body.
+fn max_body() -> usize {
+    Limits::default().max_change_set_bytes.saturating_mul(2)
+}
+
+/// The format of a request body, from its `Content-Type`: JSON, TOML or
+/// YAML; anything else (or none) is `415`.
+fn body_format(headers: &HeaderMap) -> Result<Format, Problem> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/toml" => Ok(Format::Toml),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(Format::Yaml),
+        _ => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            &format!(
+                "a body of type {:?} is not taken: send application/json, application/toml or application/yaml",
+                confstrata_core::clip(raw, 100)
+            ),
+        )
+        .header(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, application/toml, application/yaml"),
+        )),
+    }
+}
+
+/// A request's body, or `413` when it is over the bound.
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::from_core(
+                &Error::TooLarge {
+                    what: "request body".to_owned(),
+                    size: max_body().saturating_add(1),
+                    limit: max_body(),
+                },
+                "body",
+            )
+        } else {
+            Problem::new(status, "invalid-input", &e.body_text())
+        }
+    })
+}
+
+/// The revision `If-Match` names (`"r12.…"`, `"12"` or `12`), for a
+/// write's `expect_revision`; `None` without the header.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = v.to_str().unwrap_or("").trim();
+    let inner = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    let digits = inner.strip_prefix('r').unwrap_or(inner);
+    let digits = digits.split('.').next().unwrap_or("");
+    digits.parse::<u64>().map(Some).map_err(|_| {
+        Problem::from_core(
+            &Error::invalid(
+                "If-Match",
+                format!(
+                    "{:?} names no revision: send the ETag of a read, or a revision number",
+                    confstrata_core::clip(text, 100)
+                ),
+            ),
+            "If-Match",
+        )
+    })
+}
+
+/// Commits through the runner; a conflict on a request with `If-Match` is
+/// `412 Precondition Failed`.
+async fn commit(
+    runner: &Runner,
+    a: Credentials,
+    changes: ChangeSet,
+    field: &str,
+    conditional: bool,
+) -> Result<Response, Problem> {
+    let info = runner.commit(a, changes).await.map_err(|e| {
+        let p = Problem::from_core(&e, field);
+        if conditional && e.kind() == confstrata_core::ErrorKind::Conflict {
+            p.with_status(StatusCode::PRECONDITION_FAILED)
+        } else {
+            p
+        }
+    })?;
+    json_response(
+        StatusCode::OK,
+        &json!({"revision": info.revision, "time_ms": info.time.0}),
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Result<Response, Problem> {
+    let body = serde_json::to_string(value).map_err(Error::storage)?;
+    Ok((
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST /v1/changesets`: a change set document (JSON, TOML or YAML, as
+/// `confstrata apply -f` takes), committed as one revision or not at all.
+async fn apply_change_set(
+    State(runner): State<Runner>,
+    headers: HeaderMap,
+    exts: axum::Extension<Authenticated>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let format = body_format(&headers)?;
+    let body = body_of(body)?;
+    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
+    let changes =
+        confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
+            .map_err(|e| Problem::from_core(&e, "body"))?;
+    commit(&runner, a, changes, "", false).await
+}
+
+/// `GET /v1/namespaces/{namespace}/layers[?revision=N]`: every layer the
+/// caller may read, with its document.
+async fn list_layers(
+    State(runner): State<Runner>,
+    raw_ns: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    req: Request,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let a = credentials(req.headers(), req.extensions());
+    let ns = namespace(&path_of(raw_ns, "namespace")?)?;
+    let at = read_at(&query)?;
+    let (revision, layers) = runner
+        .run(a, move |e, c| {
+            let rev = e.store().revision_at(at)?;
+            Ok((rev, e.layers(c, &ns, At::Revision(rev))?))
+        })
+        .await
+        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| json!({"layer": l.layer.as_str(), "revision": l.revision, "document": l.document}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"revision": revision, "layers": layers}),
+    )
+}
+
+/// `GET /v1/namespaces/{namespace}/layers/{layer}[?revision=N]`: one
+/// layer's document, with the revision that last changed it as its `ETag`
+/// (send it back in `If-Match` to write only over that version).
+async fn get_layer(
+    State(runner): State<Runner>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    req: Request,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let a = credentials(req.headers(), req.extensions());
+    let (ns, layer) = ns_and_layer(path)?;
+    let at = read_at(&query)?;
+    let record = runner
+        .run(a, move |e, c| e.layer(c, &ns, &layer, at))
+        .await
+        .map_err(|e| Problem::from_core(&e, "layer"))?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({
+            "namespace": record.namespace.as_str(),
+            "layer": record.layer.as_str(),
+            "revision": record.revision,
+            "document": record.document,
+        }),
+    )?;
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+fn ns_and_layer(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(NamespaceName, LayerPath), Problem> {
+    let Path((ns, layer)) =
+        path.map_err(|e| Problem::from_core(&Error::invalid("path", e.body_text()), "path"))?;
+    Ok((namespace(&ns)?, layer_path(&layer)?))
+}
+
+/// `PUT /v1/namespaces/{namespace}/layers/{layer}`: the layer's whole
+/// document (JSON, TOML or YAML). `If-Match` makes it conditional on the
+/// layer's revision (`412` when it moved on).
+async fn put_layer(
+    State(runner): State<Runner>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    exts: axum::Extension<Authenticated>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let (ns, layer) = ns_and_layer(path)?;
+    let expect = if_match(&headers)?;
+    let format = body_format(&headers)?;
+    let body = body_of(body)?;
+    let document = confstrata_core::format::parse(&body, format, "body", &Limits::default())
+        .map_err(|e| Problem::from_core(&e, "body"))?;
+    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
+    let changes = ChangeSet {
+        author: String::new(),
+        message: headers
+            .get("x-confstrata-message")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        ops: vec![Op::Put {
+            namespace: ns,
+            layer,
+            document,
+            expect_revision: expect,
+        }],
+    };
+    commit(&runner, a, changes, "", expect.is_some()).await
+}
+
+/// `DELETE /v1/namespaces/{namespace}/layers/{layer}` (`If-Match` as for
+/// `PUT`).
+async fn delete_layer(
+    State(runner): State<Runner>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    exts: axum::Extension<Authenticated>,
+) -> Result<Response, Problem> {
+    let (ns, layer) = ns_and_layer(path)?;
+    let expect = if_match(&headers)?;
+    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
+    let changes = ChangeSet {
+        author: String::new(),
+        message: String::new(),
+        ops: vec![Op::Delete {
+            namespace: ns,
+            layer,
+            expect_revision: expect,
+        }],
+    };
+    commit(&runner, a, changes, "", expect.is_some()).await
 }
 
 /// `GET /v1/namespaces[?revision=N]`: the namespaces the caller may read.

@@ -31,17 +31,29 @@ impl Answer {
 
 /// One GET on a fresh HTTP/1.1 connection, with extra header lines.
 async fn get(addr: std::net::SocketAddr, target: &str, headers: &[String]) -> Answer {
+    call(addr, "GET", target, headers, b"").await
+}
+
+/// One request on a fresh HTTP/1.1 connection.
+async fn call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[String],
+    body: &[u8],
+) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
-    stream
-        .write_all(
-            format!("GET {target} HTTP/1.1\r\nHost: test\r\n{extra}Connection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: test\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // A server may answer (413) before taking all of a large body.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let out = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
     let mut lines = head.lines();
     let status = lines
@@ -123,6 +135,19 @@ impl Server {
 
     async fn get(&self, target: &str) -> Answer {
         get(self.addr, target, &self.bearer()).await
+    }
+
+    /// A request with the token, a content type and a body.
+    async fn send(&self, method: &str, target: &str, content_type: &str, body: &[u8]) -> Answer {
+        let mut h = self.bearer();
+        if !content_type.is_empty() {
+            h.push(format!("Content-Type: {content_type}"));
+        }
+        call(self.addr, method, target, &h, body).await
+    }
+
+    fn revision(&self) -> u64 {
+        self.host.runner().engine().store().revision().unwrap()
     }
 
     fn commit(&self, ops: Value) {
@@ -383,6 +408,207 @@ async fn bad_requests_get_problems_that_say_what_and_where() {
         s.host.runner().engine().store().revision().unwrap(),
         before,
         "nothing was written"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn writes_take_json_toml_and_yaml_and_if_match_makes_them_conditional() {
+    let s = Server::start().await;
+    // A change set, as `confstrata apply -f` takes it, in each format.
+    let json_cs = br#"{"message": "pool", "ops": [{"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool", "value": 20}]}"#;
+    let a = s
+        .send("POST", "/v1/changesets", "application/json", json_cs)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["revision"], 2);
+    let toml_cs = b"message = \"log\"\n[[ops]]\nop = \"set\"\nnamespace = \"web\"\nlayer = \"defaults\"\nkey = \"log\"\nvalue = \"warn\"\n";
+    let a = s
+        .send(
+            "POST",
+            "/v1/changesets",
+            "application/toml; charset=utf-8",
+            toml_cs,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.json()["revision"].clone()),
+        (200, json!(3)),
+        "{}",
+        a.body
+    );
+    let yaml_cs =
+        b"ops:\n  - op: unset\n    namespace: web\n    layer: defaults\n    key: db.host\n";
+    let a = s
+        .send("POST", "/v1/changesets", "application/yaml", yaml_cs)
+        .await;
+    assert_eq!(
+        (a.status, a.json()["revision"].clone()),
+        (200, json!(4)),
+        "{}",
+        a.body
+    );
+    let r = s.get("/v1/namespaces/web/resolve?env=prod").await.json();
+    assert_eq!(
+        r["document"],
+        json!({"db": {"host": "db.prod", "pool": 20}, "log": "warn"})
+    );
+
+    // A layer: read it, write it over the version read, then over a stale one.
+    let layer = "/v1/namespaces/web/layers/env%2Fprod";
+    let got = s.get(layer).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["layer"], "env/prod");
+    let etag = got.header("etag").unwrap().to_owned();
+    assert_eq!(etag, "\"2\"");
+    let conditional = |if_match: &str| {
+        let mut h = s.bearer();
+        h.push("Content-Type: application/json".to_owned());
+        h.push(format!("If-Match: {if_match}"));
+        h
+    };
+    let a = call(
+        s.addr,
+        "PUT",
+        layer,
+        &conditional(&etag),
+        br#"{"db": {"host": "db2.prod"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json()["revision"].clone()),
+        (200, json!(5)),
+        "{}",
+        a.body
+    );
+    let a = call(
+        s.addr,
+        "PUT",
+        layer,
+        &conditional(&etag),
+        br#"{"db": {"host": "lost.update"}}"#,
+    )
+    .await;
+    assert_eq!(a.status, 412, "{}", a.body);
+    let p = a.json();
+    assert_eq!(
+        (
+            p["code"].clone(),
+            p["expected"].clone(),
+            p["actual"].clone()
+        ),
+        (json!("conflict"), json!(2), json!(5))
+    );
+    // Unconditional, in TOML; then the layer's list and a delete.
+    let a = s
+        .send(
+            "PUT",
+            "/v1/namespaces/web/layers/env%2Fdev",
+            "application/toml",
+            b"log = \"debug\"\n",
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let list = s.get("/v1/namespaces/web/layers").await.json();
+    let names: Vec<Value> = list["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["layer"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [json!("defaults"), json!("env/dev"), json!("env/prod")]
+    );
+    let a = s
+        .send("DELETE", "/v1/namespaces/web/layers/env%2Fdev", "", b"")
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        s.get("/v1/namespaces/web/layers/env%2Fdev").await.status,
+        404
+    );
+    s.stop().await;
+}
+
+/// A bad request: method, target, content type, body, status, problem code.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
+#[tokio::test]
+async fn bad_bodies_and_paths_are_refused_with_problems_and_change_nothing() {
+    let s = Server::start().await;
+    let before = s.revision();
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let deep_cs = format!(
+        r#"{{"ops": [{{"op": "put", "namespace": "web", "layer": "defaults", "document": {{"a": {deep}}}}}]}}"#
+    );
+    let huge = vec![b' '; 33 << 20];
+    let cases: Vec<Case> = vec![
+        ("POST", "/v1/changesets", "application/json", b"{\"ops\": [".to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/toml", b"[[ops]\nop = ".to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/yaml", b"ops: [\n  - {op: set,".to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/json", br#"{"ops": [{"op": "explode"}]}"#.to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/json", br#"{"ops": []}"#.to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/json", deep_cs.into_bytes(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/json", br#"{"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "a\u0000b", "value": 1}]}"#.to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "application/json", b"\xff\xfe{}".to_vec(), 400, "invalid-input"),
+        ("POST", "/v1/changesets", "text/plain", b"{}".to_vec(), 415, "unsupported-media-type"),
+        ("POST", "/v1/changesets", "", b"{}".to_vec(), 415, "unsupported-media-type"),
+        ("POST", "/v1/changesets", "application/json", huge, 413, "too-large"),
+        ("PUT", "/v1/namespaces/web/layers/..%2F..%2Fetc", "application/json", b"{}".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/%2e%2e", "application/json", b"{}".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/env%2F..%2F..%2Fx", "application/json", b"{}".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/env%252Fprod", "application/json", b"{}".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/nowhere", "application/json", b"{}".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/defaults", "application/json", b"[1, 2]".to_vec(), 400, "invalid-input"),
+        ("PUT", "/v1/namespaces/web/layers/defaults", "application/json", br#"{"$delete": true}"#.to_vec(), 400, "invalid-input"),
+        ("DELETE", "/v1/namespaces/web/layers/env%2Fdev", "", Vec::new(), 404, "not-found"),
+        ("DELETE", "/v1/namespaces/nope/layers/defaults", "", Vec::new(), 404, "not-found"),
+    ];
+    for (method, target, content_type, body, status, code) in cases {
+        let a = s.send(method, target, content_type, &body).await;
+        assert_eq!(
+            a.status, status,
+            "{method} {target} ({content_type}): {}",
+            a.body
+        );
+        assert_eq!(
+            a.header("content-type"),
+            Some("application/problem+json"),
+            "{method} {target}"
+        );
+        assert_eq!(a.json()["code"], code, "{method} {target}: {}", a.body);
+        assert!(!a.body.contains("\u{0}"), "{method} {target}");
+    }
+    let mut h = s.bearer();
+    h.push("Content-Type: application/json".to_owned());
+    h.push("If-Match: \"not-a-revision\"".to_owned());
+    let a = call(
+        s.addr,
+        "PUT",
+        "/v1/namespaces/web/layers/defaults",
+        &h,
+        b"{}",
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.json()["errors"][0]["field"].clone()),
+        (400, json!("If-Match")),
+        "{}",
+        a.body
+    );
+    assert_eq!(s.revision(), before, "nothing was written");
+    // The server goes on.
+    assert_eq!(
+        s.get("/v1/namespaces/web/resolve?env=prod").await.status,
+        200
     );
     s.stop().await;
 }
