@@ -13,7 +13,8 @@ use std::hash::{Hash as _, Hasher as _};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -30,8 +31,15 @@ use crate::problem::Problem;
 /// The `/v1` routes, behind the authentication gate.
 pub(crate) fn router(runner: Runner) -> Router {
     Router::new()
-        .route("/v1/namespaces", get(list_namespaces))
+        .route(
+            "/v1/namespaces",
+            get(list_namespaces).post(create_namespace),
+        )
+        .route("/v1/namespaces/{namespace}", get(get_namespace))
         .route("/v1/namespaces/{namespace}/resolve", get(resolve))
+        .route("/v1/namespaces/{namespace}/explain", get(explain))
+        .route("/v1/namespaces/{namespace}/history", get(history))
+        .route("/v1/stats", get(stats))
         .route("/v1/namespaces/{namespace}/layers", get(list_layers))
         .route(
             "/v1/namespaces/{namespace}/layers/{layer}",
@@ -72,10 +80,41 @@ async fn not_found(req: Request) -> Problem {
     )
 }
 
-/// The credentials of a request the gate let in.
-fn credentials(headers: &HeaderMap, req_ext: &axum::http::Extensions) -> Credentials {
-    Credentials::from_headers(headers, req_ext.get::<Peer>().map(|p| p.0), "http")
-        .with_authenticated(req_ext.get::<Authenticated>())
+/// The credentials of a request the gate let in (with the caller it found).
+struct Creds(Credentials);
+
+impl FromRequestParts<Runner> for Creds {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &Runner) -> Result<Self, Problem> {
+        let ext = &parts.extensions;
+        Ok(Creds(
+            Credentials::from_headers(&parts.headers, ext.get::<Peer>().map(|p| p.0), "http")
+                .with_authenticated(ext.get::<Authenticated>()),
+        ))
+    }
+}
+
+/// What a request about one namespace brings: its credentials, the
+/// namespace of its path (checked) and its query parameters.
+struct NsRequest {
+    a: Credentials,
+    ns: NamespaceName,
+    query: Vec<(String, String)>,
+}
+
+impl FromRequestParts<Runner> for NsRequest {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, runner: &Runner) -> Result<Self, Problem> {
+        let query = query_of(Query::from_request_parts(parts, runner).await)?;
+        let ns = namespace(&path_of(
+            Path::from_request_parts(parts, runner).await,
+            "namespace",
+        )?)?;
+        let Creds(a) = Creds::from_request_parts(parts, runner).await?;
+        Ok(NsRequest { a, ns, query })
+    }
 }
 
 fn namespace(raw: &str) -> Result<NamespaceName, Problem> {
@@ -207,12 +246,11 @@ fn json_response(status: StatusCode, value: &Value) -> Result<Response, Problem>
 async fn apply_change_set(
     State(runner): State<Runner>,
     headers: HeaderMap,
-    exts: axum::Extension<Authenticated>,
+    Creds(a): Creds,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let format = body_format(&headers)?;
     let body = body_of(body)?;
-    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
     let changes =
         confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
             .map_err(|e| Problem::from_core(&e, "body"))?;
@@ -223,13 +261,8 @@ async fn apply_change_set(
 /// caller may read, with its document.
 async fn list_layers(
     State(runner): State<Runner>,
-    raw_ns: Result<Path<String>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
+    NsRequest { a, ns, query }: NsRequest,
 ) -> Result<Response, Problem> {
-    let query = query_of(query)?;
-    let a = credentials(req.headers(), req.extensions());
-    let ns = namespace(&path_of(raw_ns, "namespace")?)?;
     let at = read_at(&query)?;
     let (revision, layers) = runner
         .run(a, move |e, c| {
@@ -255,10 +288,9 @@ async fn get_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
+    Creds(a): Creds,
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
-    let a = credentials(req.headers(), req.extensions());
     let (ns, layer) = ns_and_layer(path)?;
     let at = read_at(&query)?;
     let record = runner
@@ -295,7 +327,7 @@ async fn put_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    exts: axum::Extension<Authenticated>,
+    Creds(a): Creds,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let (ns, layer) = ns_and_layer(path)?;
@@ -304,7 +336,6 @@ async fn put_layer(
     let body = body_of(body)?;
     let document = confstrata_core::format::parse(&body, format, "body", &Limits::default())
         .map_err(|e| Problem::from_core(&e, "body"))?;
-    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
     let changes = ChangeSet {
         author: String::new(),
         message: headers
@@ -328,11 +359,10 @@ async fn delete_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    exts: axum::Extension<Authenticated>,
+    Creds(a): Creds,
 ) -> Result<Response, Problem> {
     let (ns, layer) = ns_and_layer(path)?;
     let expect = if_match(&headers)?;
-    let a = Credentials::from_headers(&headers, None, "http").with_authenticated(Some(&exts.0));
     let changes = ChangeSet {
         author: String::new(),
         message: String::new(),
@@ -349,10 +379,9 @@ async fn delete_layer(
 async fn list_namespaces(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
+    Creds(a): Creds,
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
-    let a = credentials(req.headers(), req.extensions());
     let at = read_at(&query)?;
     let (revision, list) = runner
         .run(a, move |e, c| {
@@ -413,47 +442,16 @@ fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
 /// with it answers `304` while nothing the caller sees changed.
 async fn resolve(
     State(runner): State<Runner>,
-    raw_ns: Result<Path<String>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
+    NsRequest { a, ns, query }: NsRequest,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let query = query_of(query)?;
-    let a = credentials(req.headers(), req.extensions());
-    let ns = namespace(&path_of(raw_ns, "namespace")?)?;
-    let mut ctx = Context::new();
-    let mut section = None;
-    let mut provenance = false;
-    for (k, v) in &query {
-        match k.as_str() {
-            "section" => {
-                section = Some(KeyPath::parse(v).map_err(|e| Problem::from_core(&e, "section"))?);
-            }
-            "provenance" => {
-                provenance = match v.as_str() {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(Problem::from_core(
-                            &Error::invalid("provenance", format!("{v:?} is not true or false")),
-                            "provenance",
-                        ));
-                    }
-                };
-            }
-            "revision" => {}
-            _ => {
-                let name = k.strip_prefix("context.").unwrap_or(k);
-                if ctx.insert(name.to_owned(), v.clone()).is_some() {
-                    return Err(Problem::from_core(
-                        &Error::invalid("context", format!("variable {name:?} is given twice")),
-                        "context",
-                    ));
-                }
-            }
-        }
-    }
+    let ctx = context_of(&query, &["section", "revision", "provenance"])?;
+    let section = param(&query, "section")
+        .map(|v| KeyPath::parse(v).map_err(|e| Problem::from_core(&e, "section")))
+        .transpose()?;
+    let provenance = flag(&query, "provenance")?;
     let at = read_at(&query)?;
-    let if_none_match = req.headers().get(header::IF_NONE_MATCH).cloned();
+    let if_none_match = headers.get(header::IF_NONE_MATCH).cloned();
     // A cached view is answered here, on the async thread.
     if at == At::Latest
         && !provenance
@@ -570,4 +568,165 @@ impl Shown<'_> {
         )
             .into_response())
     }
+}
+
+/// The context variables of a query (every parameter not in `reserved`;
+/// `context.NAME` for a variable named like a reserved one).
+fn context_of(query: &[(String, String)], reserved: &[&str]) -> Result<Context, Problem> {
+    let mut ctx = Context::new();
+    for (k, v) in query {
+        if reserved.contains(&k.as_str()) {
+            continue;
+        }
+        let name = k.strip_prefix("context.").unwrap_or(k);
+        if ctx.insert(name.to_owned(), v.clone()).is_some() {
+            return Err(Problem::from_core(
+                &Error::invalid("context", format!("variable {name:?} is given twice")),
+                "context",
+            ));
+        }
+    }
+    Ok(ctx)
+}
+
+/// A query parameter's value, if given.
+fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A yes-or-no query parameter: `true`, `1` or present without a value;
+/// `false` or `0`; absent is no.
+fn flag(query: &[(String, String)], name: &str) -> Result<bool, Problem> {
+    match param(query, name) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(v) => Err(Problem::from_core(
+            &Error::invalid(name, format!("{v:?} is not true or false")),
+            name,
+        )),
+    }
+}
+
+/// `POST /v1/namespaces[?replace=true]`: declares a namespace (body: its
+/// declaration, JSON, TOML or YAML, as `confstrata ns create -f` takes).
+/// `201 Created` with `Location`; an existing one is `409` unless
+/// `replace=true` (then `200`).
+async fn create_namespace(
+    State(runner): State<Runner>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    Creds(a): Creds,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let replace = flag(&query, "replace")?;
+    let format = body_format(&headers)?;
+    let body = body_of(body)?;
+    let spec: confstrata_core::NamespaceSpec =
+        confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
+            .map_err(|e| Problem::from_core(&e, "body"))?;
+    let (record, info) = runner
+        .write(a, move |e, c| e.create_namespace(c, spec, replace, ""))
+        .await
+        .map_err(|e| Problem::from_core(&e, "body"))?;
+    let status = if replace {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = json_response(
+        status,
+        &json!({"namespace": record, "revision": info.revision, "time_ms": info.time.0}),
+    )?;
+    let location = format!(
+        "/v1/namespaces/{}",
+        record.spec.name.as_str().replace('/', "%2F")
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/namespaces/{namespace}[?revision=N]`: its declaration and the
+/// revision that last changed it (also the `ETag`).
+async fn get_namespace(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+) -> Result<Response, Problem> {
+    let at = read_at(&query)?;
+    let record = runner
+        .run(a, move |e, c| e.namespace(c, &ns, at))
+        .await
+        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let mut response = json_response(StatusCode::OK, &json!(record))?;
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.revision)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/namespaces/{namespace}/explain?key=KEY&VAR=VALUE...[&revision=N]`:
+/// where a key's value comes from, layer by layer.
+async fn explain(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+) -> Result<Response, Problem> {
+    let key = match param(&query, "key") {
+        Some(k) => KeyPath::parse(k).map_err(|e| Problem::from_core(&e, "key"))?,
+        None => {
+            return Err(Problem::from_core(
+                &Error::invalid("key", "it is required"),
+                "key",
+            ));
+        }
+    };
+    let ctx = context_of(&query, &["key", "revision"])?;
+    let at = read_at(&query)?;
+    let view = runner
+        .run(a, move |e, c| e.explain(c, &ns, &ctx, &key, at))
+        .await
+        .map_err(|e| Problem::from_core(&e, "context"))?;
+    json_response(StatusCode::OK, &json!(view))
+}
+
+/// The most versions one history answer holds.
+const MAX_HISTORY: usize = 10_000;
+
+/// `GET /v1/namespaces/{namespace}/history[?layer=LAYER][&limit=N]`: the
+/// versions of its layers (or of one), newest first (100 unless `limit`).
+async fn history(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+) -> Result<Response, Problem> {
+    let layer = param(&query, "layer").map(layer_path).transpose()?;
+    let limit = match param(&query, "limit") {
+        None => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n.min(MAX_HISTORY),
+            _ => {
+                return Err(Problem::from_core(
+                    &Error::invalid("limit", format!("{v:?} is not a positive number")),
+                    "limit",
+                ));
+            }
+        },
+    };
+    let versions = runner
+        .run(a, move |e, c| e.history(c, &ns, layer.as_ref(), limit))
+        .await
+        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    json_response(StatusCode::OK, &json!({"versions": versions}))
+}
+
+/// `GET /v1/stats`: the server's counters (`stats` right).
+async fn stats(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
+    let stats = runner
+        .run(a, |e, c| e.stats(c))
+        .await
+        .map_err(|e| Problem::from_core(&e, ""))?;
+    json_response(StatusCode::OK, &json!(stats))
 }

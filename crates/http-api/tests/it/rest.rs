@@ -612,3 +612,94 @@ async fn bad_bodies_and_paths_are_refused_with_problems_and_change_nothing() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn namespaces_are_declared_read_explained_and_their_history_listed() {
+    let s = Server::start().await;
+    let spec = b"name = \"shared/logging\"\nlevels = [\"defaults\", \"env/{env}\"]\n[matrix]\nenv = [\"dev\", \"prod\"]\n";
+    let a = s
+        .send("POST", "/v1/namespaces", "application/toml", spec)
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(
+        a.header("location"),
+        Some("/v1/namespaces/shared%2Flogging")
+    );
+    // Declared again without `replace`: a conflict of existence.
+    let again = s
+        .send("POST", "/v1/namespaces", "application/toml", spec)
+        .await;
+    assert_eq!(
+        (again.status, again.json()["code"].clone()),
+        (409, json!("already-exists")),
+        "{}",
+        again.body
+    );
+    let replaced = s
+        .send(
+            "POST",
+            "/v1/namespaces?replace=true",
+            "application/toml",
+            spec,
+        )
+        .await;
+    assert_eq!(replaced.status, 200, "{}", replaced.body);
+    let got = s.get("/v1/namespaces/shared%2Flogging").await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["spec"]["name"], "shared/logging");
+    assert!(got.header("etag").is_some());
+
+    // Explain: where db.host comes from for env=prod.
+    let x = s
+        .get("/v1/namespaces/web/explain?key=db.host&env=prod")
+        .await;
+    assert_eq!(x.status, 200, "{}", x.body);
+    let text = x.body.clone();
+    assert!(
+        text.contains("env/prod") && text.contains("db.prod"),
+        "{text}"
+    );
+    let missing = s.get("/v1/namespaces/web/explain?env=prod").await;
+    assert_eq!(
+        (missing.status, missing.json()["errors"][0]["field"].clone()),
+        (400, json!("key"))
+    );
+
+    // History, of the namespace and of one layer.
+    s.commit(json!([{"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool", "value": 9}]));
+    let h = s.get("/v1/namespaces/web/history").await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(h.json()["versions"].as_array().unwrap().len(), 3);
+    let h = s
+        .get("/v1/namespaces/web/history?layer=env%2Fprod&limit=1")
+        .await
+        .json();
+    let versions = h["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0]["document"]["db"]["pool"], 9);
+    for bad in ["limit=0", "limit=x", "layer=..%2Fx"] {
+        let a = s.get(&format!("/v1/namespaces/web/history?{bad}")).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+
+    // Stats, for the admin.
+    let st = s.get("/v1/stats").await;
+    assert_eq!(st.status, 200, "{}", st.body);
+    assert!(st.json().is_object());
+    // A bad declaration names where it is wrong.
+    let bad = s
+        .send(
+            "POST",
+            "/v1/namespaces",
+            "application/json",
+            br#"{"name": "x", "levels": 7}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.json()["detail"].as_str().unwrap().contains("levels"),
+        "{}",
+        bad.body
+    );
+    s.stop().await;
+}
