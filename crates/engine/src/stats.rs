@@ -29,6 +29,25 @@ impl Engine {
         self.views.stats()
     }
 
+    /// The store's state, as `status` shows it: the newest and the oldest
+    /// readable revision, how many namespaces the caller may read, the
+    /// store's size, and this build's version.
+    pub fn status(&self, caller: &Caller) -> Result<confstrata_core::view::ServerStatus> {
+        let revision = self.revision()?;
+        let size = self.store.storage_size()?;
+        let namespaces = self
+            .namespaces(caller, confstrata_core::At::Revision(revision))?
+            .len();
+        Ok(confstrata_core::view::ServerStatus {
+            revision,
+            oldest_revision: self.store.oldest_revision()?,
+            namespaces: u64::try_from(namespaces).unwrap_or(u64::MAX),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            store_bytes: size.map(|s| s.bytes),
+            store_free_bytes: size.map(|s| s.free_bytes),
+        })
+    }
+
     /// The view cache's counters and budget, and every stage's timings since
     /// the engine started. Needs `audit` on everything.
     pub fn stats(&self, caller: &Caller) -> Result<EngineStats> {

@@ -33,8 +33,11 @@ pub(crate) async fn require(
     }
     match runner.admit("grpc", &mut req).await {
         Ok(()) => next.run(req).await,
-        Err(e) => status::from_core(&e, "")
-            .into_http::<axum::body::Body>()
-            .into_response(),
+        Err(e) => {
+            confstrata_host::drain(req.into_body()).await;
+            status::from_core(&e, "")
+                .into_http::<axum::body::Body>()
+                .into_response()
+        }
     }
 }

@@ -504,26 +504,8 @@ impl ConfigService for Service {
     }
 
     async fn get_status(&self, req: Request<v1::GetStatusRequest>) -> Res<v1::GetStatusResponse> {
-        let (revision, oldest_revision, namespaces, size) = self
-            .calls
-            .run(auth(&req), "", |e, c| {
-                let revision = e.revision()?;
-                Ok((
-                    revision,
-                    e.store().oldest_revision()?,
-                    e.namespaces(c, At::Revision(revision))?.len(),
-                    e.store().storage_size()?,
-                ))
-            })
-            .await?;
-        Ok(Response::new(v1::GetStatusResponse {
-            revision,
-            oldest_revision,
-            namespaces: namespaces as u64,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            store_bytes: size.map(|s| s.bytes),
-            store_free_bytes: size.map(|s| s.free_bytes),
-        }))
+        let status = self.calls.run(auth(&req), "", |e, c| e.status(c)).await?;
+        Ok(Response::new((&status).into()))
     }
 
     type WatchStream =

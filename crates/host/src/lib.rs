@@ -48,7 +48,7 @@ pub use identity::ClientIdentity;
 pub use keyfile::KeyFile;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
 pub use retention::RETENTION_CALLER;
-pub use runner::{Authenticated, Credentials, Peer, Runner};
+pub use runner::{Authenticated, Credentials, Peer, Runner, drain};
 pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};
 
 /// One server's runtime state, shared by its front doors: the engine, the

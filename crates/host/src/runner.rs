@@ -97,6 +97,21 @@ impl Credentials {
     }
 }
 
+/// How much of a refused request's body [`drain`] takes, at most.
+const DRAIN_BYTES: usize = 64 << 10;
+/// How long [`drain`] waits for it, at most.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Takes what a client is still sending of a request refused before its
+/// body was read (up to 64 KiB, for at most a second), unparsed, so that
+/// the early answer does not reset the stream under a client still
+/// writing: over HTTP/2 some clients (curl) report a reset that comes
+/// while they send as an error, not the answer. A larger or slower body is
+/// cut off (the stream reset or, over HTTP/1.1, the connection closed).
+pub async fn drain(body: axum::body::Body) {
+    let _ = tokio::time::timeout(DRAIN_WAIT, axum::body::to_bytes(body, DRAIN_BYTES)).await;
+}
+
 /// The peer address of a connection, put in every request's extensions by
 /// the host's server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

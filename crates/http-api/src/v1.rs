@@ -39,6 +39,12 @@ pub(crate) fn router(runner: Runner) -> Router {
         .route("/v1/namespaces/{namespace}/resolve", get(resolve))
         .route("/v1/namespaces/{namespace}/explain", get(explain))
         .route("/v1/namespaces/{namespace}/history", get(history))
+        .route("/v1/namespaces/{namespace}/declarations", get(declarations))
+        .route("/v1/namespaces/{namespace}/rollback", post(rollback))
+        .route("/v1/validate", get(validate))
+        .route("/v1/status", get(status))
+        .route("/v1/audit", get(audit))
+        .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/stats", get(stats))
         .route("/v1/namespaces/{namespace}/layers", get(list_layers))
         .route(
@@ -68,7 +74,10 @@ pub(crate) async fn require(
 ) -> Response {
     match runner.admit("http", &mut req).await {
         Ok(()) => next.run(req).await,
-        Err(e) => Problem::from_core(&e, "").into_response(),
+        Err(e) => {
+            confstrata_host::drain(req.into_body()).await;
+            Problem::from_core(&e, "").into_response()
+        }
     }
 }
 
@@ -241,19 +250,30 @@ fn json_response(status: StatusCode, value: &Value) -> Result<Response, Problem>
         .into_response())
 }
 
-/// `POST /v1/changesets`: a change set document (JSON, TOML or YAML, as
-/// `confstrata apply -f` takes), committed as one revision or not at all.
+/// `POST /v1/changesets[?dry_run=true]`: a change set document (JSON,
+/// TOML or YAML, as `confstrata apply -f` takes), committed as one
+/// revision or not at all; with `dry_run`, what it would change and what
+/// validation finds, committing nothing.
 async fn apply_change_set(
     State(runner): State<Runner>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     Creds(a): Creds,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
+    let query = query_of(query)?;
     let format = body_format(&headers)?;
     let body = body_of(body)?;
     let changes =
         confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
             .map_err(|e| Problem::from_core(&e, "body"))?;
+    if flag(&query, "dry_run")? {
+        let dry = runner
+            .run(a, move |e, c| e.dry_run(c, &changes))
+            .await
+            .map_err(|e| Problem::from_core(&e, "body"))?;
+        return json_response(StatusCode::OK, &json!(dry));
+    }
     commit(&runner, a, changes, "", false).await
 }
 
@@ -703,18 +723,7 @@ async fn history(
     NsRequest { a, ns, query }: NsRequest,
 ) -> Result<Response, Problem> {
     let layer = param(&query, "layer").map(layer_path).transpose()?;
-    let limit = match param(&query, "limit") {
-        None => 100,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if n > 0 => n.min(MAX_HISTORY),
-            _ => {
-                return Err(Problem::from_core(
-                    &Error::invalid("limit", format!("{v:?} is not a positive number")),
-                    "limit",
-                ));
-            }
-        },
-    };
+    let limit = count(&query, "limit", 100, MAX_HISTORY)?;
     let versions = runner
         .run(a, move |e, c| e.history(c, &ns, layer.as_ref(), limit))
         .await
@@ -729,4 +738,144 @@ async fn stats(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response
         .await
         .map_err(|e| Problem::from_core(&e, ""))?;
     json_response(StatusCode::OK, &json!(stats))
+}
+
+/// A positive count parameter (`limit`), `default` when absent.
+fn count(
+    query: &[(String, String)],
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Problem> {
+    match param(query, name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n.min(max)),
+            _ => Err(Problem::from_core(
+                &Error::invalid(name, format!("{v:?} is not a positive number")),
+                name,
+            )),
+        },
+    }
+}
+
+/// `GET /v1/namespaces/{namespace}/declarations[?limit=N]`: the versions
+/// of its declaration, newest first.
+async fn declarations(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+) -> Result<Response, Problem> {
+    let limit = count(&query, "limit", 100, MAX_HISTORY)?;
+    let versions = runner
+        .run(a, move |e, c| e.declaration_history(c, &ns, limit))
+        .await
+        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    json_response(StatusCode::OK, &json!({"versions": versions}))
+}
+
+/// `POST /v1/namespaces/{namespace}/rollback?revision=N[&layer=LAYER][&dry_run=true][&message=TEXT]`:
+/// a new change set that puts the namespace (or one layer) back as it was
+/// at revision `N`, validated like any other; with `dry_run`, the change
+/// set it would commit. `change_set` is `null` when nothing differs.
+async fn rollback(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+) -> Result<Response, Problem> {
+    if param(&query, "revision").is_none() {
+        return Err(Problem::from_core(
+            &Error::invalid("revision", "it is required: the revision to go back to"),
+            "revision",
+        ));
+    }
+    let to = read_at(&query)?;
+    let layer = param(&query, "layer").map(layer_path).transpose()?;
+    let dry_run = flag(&query, "dry_run")?;
+    let message = param(&query, "message").unwrap_or("").to_owned();
+    let done = runner
+        .write(a, move |e, c| {
+            e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
+        })
+        .await
+        .map_err(|e| Problem::from_core(&e, "revision"))?;
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "commit": done.commit.map(|i| json!({"revision": i.revision, "time_ms": i.time.0})),
+            "change_set": done.change_set,
+        }),
+    )
+}
+
+/// `GET /v1/validate[?namespace=NS]`: runs the validation chains of every
+/// namespace (or one) over their context matrices, committing nothing.
+async fn validate(
+    State(runner): State<Runner>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Creds(a): Creds,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let ns = param(&query, "namespace").map(namespace).transpose()?;
+    let (revision, findings) = runner
+        .run(a, move |e, c| {
+            Ok((e.revision()?, e.validate(c, ns.as_ref())?))
+        })
+        .await
+        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == confstrata_core::Severity::Error)
+        .count();
+    json_response(
+        StatusCode::OK,
+        &json!({"revision": revision, "ok": errors == 0, "errors": errors, "findings": findings}),
+    )
+}
+
+/// `GET /v1/status`: revision, retained range, namespaces, store size and
+/// the server's version.
+async fn status(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
+    let status = runner
+        .run(a, |e, c| e.status(c))
+        .await
+        .map_err(|e| Problem::from_core(&e, ""))?;
+    json_response(StatusCode::OK, &json!(status))
+}
+
+/// The most audit records one answer holds.
+const MAX_AUDIT: usize = 10_000;
+
+/// `GET /v1/audit[?after=SEQ][&limit=N]`: audit records after `after`,
+/// oldest first (the `audit` right); page with the last `seq`.
+async fn audit(
+    State(runner): State<Runner>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    Creds(a): Creds,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let after = match param(&query, "after") {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            Problem::from_core(
+                &Error::invalid("after", format!("{v:?} is not a record number")),
+                "after",
+            )
+        })?,
+    };
+    let limit = count(&query, "limit", 1000, MAX_AUDIT)?;
+    let records = runner
+        .run(a, move |e, c| e.audit_records(c, after, limit))
+        .await
+        .map_err(|e| Problem::from_core(&e, ""))?;
+    json_response(StatusCode::OK, &json!({"records": records}))
+}
+
+/// `GET /v1/audit/verify`: checks the whole audit chain (every MAC and
+/// link); a broken chain is a `500` problem of code `integrity` naming the
+/// first bad record.
+async fn audit_verify(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
+    let v = runner
+        .run(a, |e, c| e.audit_verify(c))
+        .await
+        .map_err(|e| Problem::from_core(&e, ""))?;
+    json_response(StatusCode::OK, &json!(v))
 }

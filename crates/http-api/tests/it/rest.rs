@@ -703,3 +703,74 @@ async fn namespaces_are_declared_read_explained_and_their_history_listed() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn dry_runs_rollbacks_validation_status_and_the_audit_log() {
+    let s = Server::start().await;
+    // A dry run says what would change and commits nothing.
+    let cs = br#"{"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "log", "value": "debug"}]}"#;
+    let before = s.revision();
+    let dry = s
+        .send(
+            "POST",
+            "/v1/changesets?dry_run=true",
+            "application/json",
+            cs,
+        )
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    let d = dry.json();
+    assert_eq!(d["revision"], before);
+    assert_eq!(d["layers"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(s.revision(), before, "a dry run commits nothing");
+    let a = s
+        .send("POST", "/v1/changesets", "application/json", cs)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // Back to revision 1: first as a dry run, then for real.
+    let target = "/v1/namespaces/web/rollback?revision=1&message=undo";
+    let dry = s
+        .send("POST", &format!("{target}&dry_run=true"), "", b"")
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert!(dry.json()["commit"].is_null());
+    assert!(dry.json()["change_set"]["ops"].is_array(), "{}", dry.body);
+    let done = s.send("POST", target, "", b"").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.json()["commit"]["revision"], before + 2);
+    let r = s.get("/v1/namespaces/web/resolve?env=dev").await.json();
+    assert_eq!(r["document"]["log"], "info");
+    let missing = s.send("POST", "/v1/namespaces/web/rollback", "", b"").await;
+    assert_eq!(
+        (missing.status, missing.json()["errors"][0]["field"].clone()),
+        (400, json!("revision"))
+    );
+
+    // Validation, status, declarations.
+    let v = s.get("/v1/validate?namespace=web").await;
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert_eq!(v.json()["ok"], true);
+    assert_eq!(s.get("/v1/validate?namespace=..%2Fx").await.status, 400);
+    let st = s.get("/v1/status").await.json();
+    assert_eq!(st["revision"], s.revision());
+    assert_eq!(st["namespaces"], 2);
+    let decl = s.get("/v1/namespaces/web/declarations").await.json();
+    assert_eq!(decl["versions"].as_array().unwrap().len(), 1, "{decl}");
+
+    // The audit log: the writes above are on it, and the chain verifies.
+    let log = s.get("/v1/audit?limit=1000").await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    let records = log.json()["records"].as_array().unwrap().clone();
+    assert!(records.len() >= 3, "{records:?}");
+    let last = records.last().unwrap()["seq"].as_u64().unwrap();
+    let page = s.get(&format!("/v1/audit?after={last}")).await.json();
+    assert!(page["records"].as_array().unwrap().len() <= 2, "{page}");
+    let verified = s.get("/v1/audit/verify").await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert!(verified.json()["records"].as_u64().unwrap() >= 3);
+    for bad in ["/v1/audit?after=x", "/v1/audit?limit=0"] {
+        assert_eq!(s.get(bad).await.status, 400, "{bad}");
+    }
+    s.stop().await;
+}
