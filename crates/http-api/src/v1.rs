@@ -53,6 +53,7 @@ pub(crate) fn router(runner: Runner) -> Router {
         )
         .route("/v1/changesets", post(apply_change_set))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // The same bound as a gRPC message: above the change set limit, so
         // an oversized change set gets that limit's precise 413.
         .layer(DefaultBodyLimit::max(max_body()))
@@ -79,6 +80,14 @@ pub(crate) async fn require(
             Problem::from_core(&e, "").into_response()
         }
     }
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        &format!("{} is not served at {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn not_found(req: Request) -> Problem {
@@ -193,25 +202,63 @@ fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
 /// The revision `If-Match` names (`"r12.…"`, `"12"` or `12`), for a
 /// write's `expect_revision`; `None` without the header.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        // Create only: the layer must not exist (`expect_revision` 0).
+        if v.to_str().is_ok_and(|t| t.trim() == "*") {
+            return Ok(Some(0));
+        }
+        return Err(Problem::from_core(
+            &Error::invalid(
+                "If-None-Match",
+                "on a write only `*` (create, never replace) is taken",
+            ),
+            "If-None-Match",
+        ));
+    }
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = v.to_str().unwrap_or("").trim();
-    let inner = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    let digits = inner.strip_prefix('r').unwrap_or(inner);
-    let digits = digits.split('.').next().unwrap_or("");
-    digits.parse::<u64>().map(Some).map_err(|_| {
+    // A layer's strong tag (`"12"`) or the bare revision; not a weak
+    // tag, a list, `*`, or a resolve's tag (its revision is the newest
+    // of several layers, not this one's).
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    inner.parse::<u64>().map(Some).map_err(|_| {
         Problem::from_core(
             &Error::invalid(
                 "If-Match",
                 format!(
-                    "{:?} names no revision: send the ETag of a read, or a revision number",
+                    "{:?} is not a layer's revision: send the ETag of the layer's read (\"12\") or the revision",
                     confstrata_core::clip(text, 100)
                 ),
             ),
             "If-Match",
         )
     })
+}
+
+/// Whether an `If-None-Match` names `etag` (weak comparison, RFC 9110
+/// 13.1.2: `W/` prefixes are ignored; `*` matches anything).
+fn none_match(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let want = bare(etag);
+    if_none_match
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == "*" || bare(t) == want))
+}
+
+/// A JSON answer with `etag`, or `304` when `If-None-Match` names it.
+fn tagged(headers: &HeaderMap, etag: String, value: &Value) -> Result<Response, Problem> {
+    let tag = HeaderValue::from_str(&etag).map_err(Error::storage)?;
+    if none_match(headers.get(header::IF_NONE_MATCH), &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+    }
+    let mut response = json_response(StatusCode::OK, value)?;
+    response.headers_mut().insert(header::ETAG, tag);
+    Ok(response)
 }
 
 /// Commits through the runner; a conflict on a request with `If-Match` is
@@ -308,6 +355,7 @@ async fn get_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
     Creds(a): Creds,
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
@@ -317,19 +365,16 @@ async fn get_layer(
         .run(a, move |e, c| e.layer(c, &ns, &layer, at))
         .await
         .map_err(|e| Problem::from_core(&e, "layer"))?;
-    let mut response = json_response(
-        StatusCode::OK,
+    tagged(
+        &headers,
+        format!("\"{}\"", record.revision),
         &json!({
             "namespace": record.namespace.as_str(),
             "layer": record.layer.as_str(),
             "revision": record.revision,
             "document": record.document,
         }),
-    )?;
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.revision)) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    )
 }
 
 fn ns_and_layer(
@@ -551,10 +596,10 @@ impl Shown<'_> {
     ) -> Result<Response, Problem> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (self.layers, self.document, self.provenance, self.partial).hash(&mut hasher);
-        let etag = format!("\"r{changed}.{:016x}\"", hasher.finish());
-        let matches = if_none_match
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        // Weak: the body also says the store's revision, which moves on
+        // with commits that change nothing shown; the tag does not.
+        let etag = format!("W/\"r{changed}.{:016x}\"", hasher.finish());
+        let matches = none_match(if_none_match, &etag);
         let etag = HeaderValue::from_str(&etag).map_err(Error::storage)?;
         if matches {
             return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
@@ -676,17 +721,14 @@ async fn create_namespace(
 async fn get_namespace(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let at = read_at(&query)?;
     let record = runner
         .run(a, move |e, c| e.namespace(c, &ns, at))
         .await
         .map_err(|e| Problem::from_core(&e, "namespace"))?;
-    let mut response = json_response(StatusCode::OK, &json!(record))?;
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", record.revision)) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
-    Ok(response)
+    tagged(&headers, format!("\"{}\"", record.revision), &json!(record))
 }
 
 /// `GET /v1/namespaces/{namespace}/explain?key=KEY&VAR=VALUE...[&revision=N]`:

@@ -245,7 +245,7 @@ async fn resolve_answers_the_context_with_an_etag_and_304_while_nothing_changed(
     assert_eq!(body["context"], json!({"env": "prod"}));
     assert_eq!(body["revision"], 1);
     let etag = a.header("etag").unwrap().to_owned();
-    assert!(etag.starts_with("\"r1."), "{etag}");
+    assert!(etag.starts_with("W/\"r1."), "{etag}");
     // The same again, now from the view cache: the same bytes, the same tag.
     let b = s.get("/v1/namespaces/web/resolve?env=prod").await;
     assert_eq!(
@@ -499,15 +499,44 @@ async fn writes_take_json_toml_and_yaml_and_if_match_makes_them_conditional() {
         ),
         (json!("conflict"), json!(2), json!(5))
     );
-    // Unconditional, in TOML; then the layer's list and a delete.
-    let a = s
-        .send(
-            "PUT",
-            "/v1/namespaces/web/layers/env%2Fdev",
-            "application/toml",
-            b"log = \"debug\"\n",
-        )
-        .await;
+    // A read with the tag it has: 304.
+    let mut h = s.bearer();
+    h.push("If-None-Match: \"5\"".to_owned());
+    assert_eq!(call(s.addr, "GET", layer, &h, b"").await.status, 304);
+    // Create-only (`If-None-Match: *`): refused over an existing layer.
+    let mut h = s.bearer();
+    h.push("Content-Type: application/json".to_owned());
+    h.push("If-None-Match: *".to_owned());
+    let a = call(s.addr, "PUT", layer, &h, b"{}").await;
+    assert_eq!(a.status, 412, "{}", a.body);
+    // Not a layer's revision: a weak tag, a resolve's tag, a list.
+    for bad in ["W/\"5\"", "W/\"r5.0011223344556677\"", "\"5\", \"6\"", "*"] {
+        let a = call(s.addr, "PUT", layer, &conditional(bad), b"{}").await;
+        assert_eq!(
+            (a.status, a.json()["errors"][0]["field"].clone()),
+            (400, json!("If-Match")),
+            "{bad}: {}",
+            a.body
+        );
+    }
+    // A method a resource does not serve: a 405 problem.
+    let a = s.send("DELETE", "/v1/namespaces", "", b"").await;
+    assert_eq!(
+        (a.status, a.json()["code"].clone()),
+        (405, json!("method-not-allowed"))
+    );
+    // Create-only, in TOML (the layer is new); then the list and a delete.
+    let mut h = s.bearer();
+    h.push("Content-Type: application/toml".to_owned());
+    h.push("If-None-Match: *".to_owned());
+    let a = call(
+        s.addr,
+        "PUT",
+        "/v1/namespaces/web/layers/env%2Fdev",
+        &h,
+        b"log = \"debug\"\n",
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let list = s.get("/v1/namespaces/web/layers").await.json();
     let names: Vec<Value> = list["layers"]
