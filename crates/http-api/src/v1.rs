@@ -49,7 +49,10 @@ pub(crate) fn router(runner: Runner) -> Router {
         .route("/v1/namespaces/{namespace}/layers", get(list_layers))
         .route(
             "/v1/namespaces/{namespace}/layers/{layer}",
-            get(get_layer).put(put_layer).delete(delete_layer),
+            get(get_layer)
+                .put(put_layer)
+                .patch(patch_layer)
+                .delete(delete_layer),
         )
         .route("/v1/changesets", post(apply_change_set))
         .fallback(not_found)
@@ -403,11 +406,7 @@ async fn put_layer(
         .map_err(|e| Problem::from_core(&e, "body"))?;
     let changes = ChangeSet {
         author: String::new(),
-        message: headers
-            .get("x-confstrata-message")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
+        message: message_of(&headers),
         ops: vec![Op::Put {
             namespace: ns,
             layer,
@@ -920,4 +919,77 @@ async fn audit_verify(State(runner): State<Runner>, Creds(a): Creds) -> Result<R
         .await
         .map_err(|e| Problem::from_core(&e, ""))?;
     json_response(StatusCode::OK, &json!(v))
+}
+
+/// The body of a `PATCH` of a layer: keys to set (dotted paths to JSON
+/// values), which of them to seal, and keys to remove.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default)]
+    set: serde_json::Map<String, Value>,
+    #[serde(default)]
+    secret: Vec<String>,
+    #[serde(default)]
+    unset: Vec<String>,
+}
+
+/// `PATCH /v1/namespaces/{namespace}/layers/{layer}`: sets and removes
+/// keys of a layer as one change set (`confstrata set` / `unset`), the
+/// body `{"set": {"db.pool": 40}, "secret": ["db.password"], "unset":
+/// ["log"]}` in JSON, TOML or YAML; keys listed in `secret` are sealed.
+/// `If-Match` as for `PUT`.
+async fn patch_layer(
+    State(runner): State<Runner>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    Creds(a): Creds,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let (ns, layer) = ns_and_layer(path)?;
+    let expect = if_match(&headers)?;
+    let format = body_format(&headers)?;
+    let body = body_of(body)?;
+    let patch: Patch =
+        confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
+            .map_err(|e| Problem::from_core(&e, "body"))?;
+    let key = |field: &str, k: &str| {
+        KeyPath::parse(k).map_err(|e| Problem::from_core(&e, &format!("{field}.{k}")))
+    };
+    for k in &patch.secret {
+        if !patch.set.contains_key(k) {
+            return Err(Problem::from_core(
+                &Error::invalid("secret", format!("{k:?} is not a key this patch sets")),
+                "secret",
+            ));
+        }
+    }
+    let mut entries = Vec::with_capacity(patch.set.len());
+    for (k, v) in patch.set {
+        let secret = patch.secret.contains(&k);
+        entries.push((key("set", &k)?, v, secret));
+    }
+    let unset = patch
+        .unset
+        .iter()
+        .map(|k| key("unset", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ops = Op::set_keys(&ns, &layer, entries, expect);
+    let unset_expect = if ops.is_empty() { expect } else { None };
+    ops.extend(Op::unset_keys(&ns, &layer, unset, unset_expect));
+    let changes = ChangeSet {
+        author: String::new(),
+        message: message_of(&headers),
+        ops,
+    };
+    commit(&runner, a, changes, "", expect.is_some()).await
+}
+
+/// A write's message, from `X-Confstrata-Message` (empty without one).
+fn message_of(headers: &HeaderMap) -> String {
+    headers
+        .get("x-confstrata-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
 }

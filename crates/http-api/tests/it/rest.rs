@@ -803,3 +803,54 @@ async fn dry_runs_rollbacks_validation_status_and_the_audit_log() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_patch_sets_seals_and_removes_keys_as_one_change() {
+    let s = Server::start().await;
+    let layer = "/v1/namespaces/web/layers/env%2Fprod";
+    let body = br#"{"set": {"db.pool": 40, "db.password": "hunter2"}, "secret": ["db.password"], "unset": ["db.host"]}"#;
+    let a = s.send("PATCH", layer, "application/json", body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let got = s.get(layer).await.json();
+    assert_eq!(got["revision"], 2);
+    assert_eq!(got["document"]["db"]["pool"], 40);
+    assert!(got["document"]["db"].get("host").is_none(), "{got}");
+    // The password went in sealed: the store holds no plaintext of it.
+    let stored = s
+        .host
+        .runner()
+        .engine()
+        .store()
+        .layer(&"web".parse().unwrap(), &"env/prod".parse().unwrap(), 2)
+        .unwrap()
+        .unwrap();
+    let text = serde_json::to_string(&stored.document).unwrap();
+    assert!(
+        !text.contains("hunter2") && text.contains("$sealed"),
+        "{text}"
+    );
+    let yaml = b"unset: [db.pool]\n";
+    let a = s.send("PATCH", layer, "application/yaml", yaml).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let before = s.revision();
+    for (body, field) in [
+        (r#"{"set": {"..": 1}}"#, "body"),
+        (r#"{"set": {"a..b": 1}}"#, "set.a..b"),
+        (r#"{"unset": ["a..b"]}"#, "unset.a..b"),
+        (r#"{"set": {"a": 1}, "secret": ["b"]}"#, "secret"),
+    ] {
+        let a = s
+            .send("PATCH", layer, "application/json", body.as_bytes())
+            .await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert_eq!(a.json()["errors"][0]["field"], field, "{body}: {}", a.body);
+    }
+    for body in [r#"{"sett": {}}"#, r#"{}"#, r#"{"unset": ["nope"]}"#] {
+        let a = s
+            .send("PATCH", layer, "application/json", body.as_bytes())
+            .await;
+        assert!(matches!(a.status, 400 | 404), "{body}: {}", a.body);
+    }
+    assert_eq!(s.revision(), before, "nothing was written");
+    s.stop().await;
+}
