@@ -97,6 +97,12 @@ impl Host {
         self.stop_rx.clone()
     }
 
+    /// The newest committed revision, changing as commits land: what a
+    /// long poll waits on.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.watches.revisions()
+    }
+
     /// Whether the server is shutting down.
     pub fn is_stopping(&self) -> bool {
         *self.stop_rx.borrow()

@@ -119,6 +119,8 @@ pub struct Hub {
     /// (10,000 services restarting) waits its turn for the store instead
     /// of starting a blocking thread each.
     reads: Arc<Semaphore>,
+    /// The newest committed revision, as the engine announces it.
+    revisions: watch::Receiver<u64>,
 }
 
 /// One event, built once for every watcher of a group (`None`: the group
@@ -211,6 +213,7 @@ impl Hub {
         let (changes, _) = broadcast::channel(1024);
         let start = engine.store().revision()?;
         let (revision_tx, mut revision_rx) = watch::channel(start);
+        let revisions = revision_rx.clone();
         engine.on_commit(Arc::new(move |rev| {
             revision_tx.send_if_modified(|r| {
                 let newer = rev > *r;
@@ -233,6 +236,7 @@ impl Hub {
             shutdown: shutdown.clone(),
             events,
             reads,
+            revisions,
         };
         let engine = engine.clone();
         let mut stop = shutdown;
@@ -297,6 +301,14 @@ impl Hub {
             tracing::debug!("watch hub stopped");
         });
         Ok(hub)
+    }
+}
+
+impl Hub {
+    /// The newest committed revision, changing as commits land (for a
+    /// long poll: wait for it to move past what a client has seen).
+    pub fn revisions(&self) -> watch::Receiver<u64> {
+        self.revisions.clone()
     }
 }
 

@@ -47,5 +47,5 @@ pub fn router(host: &Host) -> Router {
                 }
             }),
         );
-    open.merge(v1::router(host.runner().clone()))
+    open.merge(v1::router(host))
 }

@@ -29,7 +29,12 @@ use confstrata_host::{Authenticated, Credentials, Peer, Runner};
 use crate::problem::Problem;
 
 /// The `/v1` routes, behind the authentication gate.
-pub(crate) fn router(runner: Runner) -> Router {
+pub(crate) fn router(host: &confstrata_host::Host) -> Router {
+    let runner = host.runner().clone();
+    let waits = Waits {
+        revisions: host.revisions(),
+        stopping: host.stopping(),
+    };
     Router::new()
         .route(
             "/v1/namespaces",
@@ -60,6 +65,7 @@ pub(crate) fn router(runner: Runner) -> Router {
         // The same bound as a gRPC message: above the change set limit, so
         // an oversized change set gets that limit's precise 413.
         .layer(DefaultBodyLimit::max(max_body()))
+        .layer(axum::Extension(waits))
         .layer(axum::middleware::from_fn_with_state(
             runner.clone(),
             require,
@@ -506,112 +512,224 @@ fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
 /// with it answers `304` while nothing the caller sees changed.
 async fn resolve(
     State(runner): State<Runner>,
+    axum::Extension(waits): axum::Extension<Waits>,
     NsRequest { a, ns, query }: NsRequest,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let ctx = context_of(&query, &["section", "revision", "provenance"])?;
+    let ctx = context_of(
+        &query,
+        &["section", "revision", "provenance", "index", "wait"],
+    )?;
     let section = param(&query, "section")
         .map(|v| KeyPath::parse(v).map_err(|e| Problem::from_core(&e, "section")))
         .transpose()?;
     let provenance = flag(&query, "provenance")?;
     let at = read_at(&query)?;
     let if_none_match = headers.get(header::IF_NONE_MATCH).cloned();
-    // A cached view is answered here, on the async thread.
-    if at == At::Latest
-        && !provenance
-        && let Some(shared) =
-            runner.fast(&a, |e, c| e.resolve_cached(c, &ns, &ctx, section.as_ref()))
-    {
-        let layers = serde_json::to_string(shared.layers()).map_err(Error::storage)?;
-        let changed = shared
-            .layers()
-            .iter()
-            .map(|p| p.revision)
-            .max()
-            .unwrap_or(0);
-        let shown = Shown {
-            ns: &ns,
-            ctx: &ctx,
-            revision: shared.revision,
-            layers: &layers,
-            document: &shared.json,
-            provenance: None,
-            partial: false,
-        };
-        return shown.respond(changed, if_none_match.as_ref());
+    let index = match param(&query, "index") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            Problem::from_core(
+                &Error::invalid("index", format!("{v:?} is not a revision number")),
+                "index",
+            )
+        })?),
+    };
+    let wait = wait_of(&query)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let (mut revisions, mut stopping) = (waits.revisions.clone(), waits.stopping.clone());
+    let want = Want {
+        ns,
+        ctx,
+        section,
+        at,
+        provenance,
+    };
+    loop {
+        // Seen before the read: a commit landing during it wakes the wait.
+        revisions.borrow_and_update();
+        let shown = want.view(&runner, &a).await?;
+        let waiting = index.is_some_and(|i| shown.changed <= i) && at == At::Latest;
+        if !waiting || *stopping.borrow() {
+            return shown.respond(if_none_match.as_ref());
+        }
+        // Consul's blocking query: answer once anything this view shows is
+        // newer than `index`, at the deadline, or when the server stops.
+        tokio::select! {
+            changed = revisions.changed() => if changed.is_err() {
+                return shown.respond(if_none_match.as_ref());
+            },
+            () = tokio::time::sleep_until(deadline) => return shown.respond(if_none_match.as_ref()),
+            _ = stopping.wait_for(|s| *s) => return shown.respond(if_none_match.as_ref()),
+        }
     }
-    let view = runner
-        .run(a, move |e, c| {
-            e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
+}
+
+/// What a long poll waits on: the newest revision, and the stop.
+#[derive(Clone)]
+pub(crate) struct Waits {
+    pub(crate) revisions: tokio::sync::watch::Receiver<u64>,
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The longest `wait` of a long poll (as Consul's), and the default.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `wait=30s` (`ms`, `s`, `m`; a bare number is seconds), at most 10 min.
+fn wait_of(query: &[(String, String)]) -> Result<std::time::Duration, Problem> {
+    let Some(v) = param(query, "wait") else {
+        return Ok(DEFAULT_WAIT);
+    };
+    let (digits, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad_wait(v))?;
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(bad_wait(v)),
+    };
+    Ok(d.min(MAX_WAIT))
+}
+
+fn bad_wait(v: &str) -> Problem {
+    Problem::from_core(
+        &Error::invalid(
+            "wait",
+            format!(
+                "{:?} is not a duration: send 500ms, 30s or 5m",
+                confstrata_core::clip(v, 40)
+            ),
+        ),
+        "wait",
+    )
+}
+
+/// A resolve as asked for.
+struct Want {
+    ns: NamespaceName,
+    ctx: Context,
+    section: Option<KeyPath>,
+    at: At,
+    provenance: bool,
+}
+
+impl Want {
+    /// The view: from the cache on this thread when it can, else read.
+    async fn view(&self, runner: &Runner, a: &Credentials) -> Result<Shown, Problem> {
+        if self.at == At::Latest
+            && !self.provenance
+            && let Some(shared) = runner.fast(a, |e, c| {
+                e.resolve_cached(c, &self.ns, &self.ctx, self.section.as_ref())
+            })
+        {
+            return Ok(Shown {
+                ns: self.ns.clone(),
+                ctx: self.ctx.clone(),
+                revision: shared.revision,
+                changed: shared
+                    .layers()
+                    .iter()
+                    .map(|p| p.revision)
+                    .max()
+                    .unwrap_or(0),
+                layers: serde_json::to_string(shared.layers()).map_err(Error::storage)?,
+                document: std::sync::Arc::clone(&shared.json),
+                provenance: None,
+                partial: false,
+            });
+        }
+        let (ns, ctx, section, at) = (
+            self.ns.clone(),
+            self.ctx.clone(),
+            self.section.clone(),
+            self.at,
+        );
+        let view = runner
+            .run(a.clone(), move |e, c| {
+                e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
+            })
+            .await
+            .map_err(|e| Problem::from_core(&e, "context"))?;
+        let provenance = if self.provenance {
+            let all = serde_json::to_value(&view).map_err(Error::storage)?;
+            Some(serde_json::to_string(&all["provenance"]).map_err(Error::storage)?)
+        } else {
+            None
+        };
+        Ok(Shown {
+            changed: view.layers.iter().map(|p| p.revision).max().unwrap_or(0),
+            layers: serde_json::to_string(&view.layers).map_err(Error::storage)?,
+            document: serde_json::to_string(&view.document)
+                .map_err(Error::storage)?
+                .into(),
+            provenance,
+            partial: view.partial,
+            revision: view.revision,
+            ns: view.namespace,
+            ctx: view.context,
         })
-        .await
-        .map_err(|e| Problem::from_core(&e, "context"))?;
-    let changed = view.layers.iter().map(|p| p.revision).max().unwrap_or(0);
-    let layers = serde_json::to_string(&view.layers).map_err(Error::storage)?;
-    let document = serde_json::to_string(&view.document).map_err(Error::storage)?;
-    let provenance = if provenance {
-        let all = serde_json::to_value(&view).map_err(Error::storage)?;
-        Some(serde_json::to_string(&all["provenance"]).map_err(Error::storage)?)
-    } else {
-        None
-    };
-    let shown = Shown {
-        ns: &view.namespace,
-        ctx: &view.context,
-        revision: view.revision,
-        layers: &layers,
-        document: &document,
-        provenance: provenance.as_deref(),
-        partial: view.partial,
-    };
-    shown.respond(changed, if_none_match.as_ref())
+    }
 }
 
 /// A resolve's answer, its parts as JSON text: the cached path has the
 /// document's JSON already, the other path makes it, and both give the
 /// same bytes for the same view.
-struct Shown<'a> {
-    ns: &'a NamespaceName,
-    ctx: &'a Context,
+struct Shown {
+    ns: NamespaceName,
+    ctx: Context,
     revision: u64,
-    layers: &'a str,
-    document: &'a str,
-    provenance: Option<&'a str>,
+    /// The newest revision that changed what it shows.
+    changed: u64,
+    layers: String,
+    document: std::sync::Arc<str>,
+    provenance: Option<String>,
     partial: bool,
 }
 
-impl Shown<'_> {
-    /// The answer with its strong `ETag`, or `304` when the request's
+impl Shown {
+    /// The answer with its `ETag`, or `304` when the request's
     /// `If-None-Match` names it. The tag is the newest revision that
-    /// changed what the answer shows (`changed`) and a hash of what it
-    /// shows (the layers, the document, the provenance): a commit that
-    /// changes nothing of it keeps the tag, and so does the store's
-    /// revision moving on; a change only in what the caller may see (a
-    /// secret unmasked) changes it.
-    fn respond(
-        &self,
-        changed: u64,
-        if_none_match: Option<&HeaderValue>,
-    ) -> Result<Response, Problem> {
+    /// changed what the answer shows and a hash of what it shows (the
+    /// layers, the document, the provenance): a commit that changes
+    /// nothing of it keeps the tag, and so does the store's revision
+    /// moving on; a change only in what the caller may see (a secret
+    /// unmasked) changes it. `X-Confstrata-Index` is that revision, for
+    /// the next long poll's `index`.
+    fn respond(&self, if_none_match: Option<&HeaderValue>) -> Result<Response, Problem> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (self.layers, self.document, self.provenance, self.partial).hash(&mut hasher);
+        (
+            &self.layers,
+            &*self.document,
+            &self.provenance,
+            self.partial,
+        )
+            .hash(&mut hasher);
         // Weak: the body also says the store's revision, which moves on
         // with commits that change nothing shown; the tag does not.
-        let etag = format!("W/\"r{changed}.{:016x}\"", hasher.finish());
+        let etag = format!("W/\"r{}.{:016x}\"", self.changed, hasher.finish());
         let matches = none_match(if_none_match, &etag);
         let etag = HeaderValue::from_str(&etag).map_err(Error::storage)?;
+        let index = HeaderValue::from(self.changed);
         if matches {
-            return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+            return Ok((
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, etag), (INDEX.clone(), index)],
+            )
+                .into_response());
         }
         let mut body = format!(
             "{{\"namespace\":{},\"context\":{},\"revision\":{},\"layers\":{},\"document\":{}",
             serde_json::to_string(self.ns.as_str()).map_err(Error::storage)?,
-            serde_json::to_string(self.ctx).map_err(Error::storage)?,
+            serde_json::to_string(&self.ctx).map_err(Error::storage)?,
             self.revision,
             self.layers,
             self.document,
         );
-        if let Some(p) = self.provenance {
+        if let Some(p) = &self.provenance {
             body.push_str(",\"provenance\":");
             body.push_str(p);
         }
@@ -627,12 +745,16 @@ impl Shown<'_> {
                     HeaderValue::from_static("application/json"),
                 ),
                 (header::ETAG, etag),
+                (INDEX.clone(), index),
             ],
             body,
         )
             .into_response())
     }
 }
+
+/// The response header that carries a resolve's index.
+static INDEX: axum::http::HeaderName = axum::http::HeaderName::from_static("x-confstrata-index");
 
 /// The context variables of a query (every parameter not in `reserved`;
 /// `context.NAME` for a variable named like a reserved one).

@@ -854,3 +854,70 @@ async fn a_patch_sets_seals_and_removes_keys_as_one_change() {
     assert_eq!(s.revision(), before, "nothing was written");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_poll_answers_when_the_view_changes_and_ends_when_the_server_stops() {
+    let s = Server::start().await;
+    let first = s.get("/v1/namespaces/web/resolve?env=prod").await;
+    let index: u64 = first.header("x-confstrata-index").unwrap().parse().unwrap();
+    assert_eq!(index, 1);
+    // Nothing newer than `index` yet: the request waits; a commit this
+    // view shows answers it (whether it lands before or during the wait).
+    let poll = {
+        let (addr, h) = (s.addr, s.bearer());
+        tokio::spawn(async move {
+            get(
+                addr,
+                &format!("/v1/namespaces/web/resolve?env=prod&index={index}&wait=10m"),
+                &h,
+            )
+            .await
+        })
+    };
+    // A commit elsewhere does not answer it; one it shows does.
+    s.commit(
+        json!([{"op": "set", "namespace": "other", "layer": "defaults", "key": "x", "value": 1}]),
+    );
+    s.commit(json!([{"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.pool", "value": 77}]));
+    let answered = poll.await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(answered.json()["document"]["db"]["pool"], 77);
+    assert_eq!(answered.header("x-confstrata-index"), Some("3"));
+    // An index already behind answers at once.
+    let now = s
+        .get("/v1/namespaces/web/resolve?env=prod&index=1&wait=10m")
+        .await;
+    assert_eq!(now.json()["document"]["db"]["pool"], 77);
+    for bad in ["index=x", "wait=soon", "wait=5h", "wait=-1s"] {
+        let a = s
+            .get(&format!("/v1/namespaces/web/resolve?env=prod&{bad}"))
+            .await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    // A poll in progress is answered when the server stops, not cut off
+    // after the grace period.
+    let reads = || {
+        let c = s.host.runner().engine().cache_stats();
+        c.hits + c.misses
+    };
+    let before = reads();
+    let poll = {
+        let (addr, h) = (s.addr, s.bearer());
+        tokio::spawn(async move {
+            get(
+                addr,
+                "/v1/namespaces/web/resolve?env=prod&index=3&wait=10m",
+                &h,
+            )
+            .await
+        })
+    };
+    // Once it has read its view it waits (or sees the stop at once).
+    while reads() == before {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    s.stop().await;
+    let answered = poll.await.unwrap();
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(answered.json()["document"]["db"]["pool"], 77);
+}
