@@ -24,6 +24,7 @@ use confstrata_core::serde_json::{self, Value, json};
 use confstrata_core::{
     At, ChangeSet, Context, Error, KeyPath, LayerPath, Limits, NamespaceName, Op,
 };
+use confstrata_engine::{Caller, Engine};
 use confstrata_host::{Authenticated, Credentials, Peer, Runner};
 
 use crate::problem::Problem;
@@ -105,6 +106,21 @@ async fn not_found(req: Request) -> Problem {
         "not-found",
         &format!("no resource at {}", req.uri().path()),
     )
+}
+
+/// An engine call through the runner (authenticated, on the blocking
+/// pool, within its bound); an error as a problem naming `field` when the
+/// error itself does not say.
+async fn read<T: Send + 'static>(
+    runner: &Runner,
+    a: Credentials,
+    field: &str,
+    f: impl FnOnce(&Engine, &Caller) -> confstrata_core::Result<T> + Send + 'static,
+) -> Result<T, Problem> {
+    runner
+        .run(a, f)
+        .await
+        .map_err(|e| Problem::from_core(&e, field))
 }
 
 /// The credentials of a request the gate let in (with the caller it found).
@@ -324,10 +340,7 @@ async fn apply_change_set(
         confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
             .map_err(|e| Problem::from_core(&e, "body"))?;
     if flag(&query, "dry_run")? {
-        let dry = runner
-            .run(a, move |e, c| e.dry_run(c, &changes))
-            .await
-            .map_err(|e| Problem::from_core(&e, "body"))?;
+        let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
         return json_response(StatusCode::OK, &json!(dry));
     }
     commit(&runner, a, changes, "", false).await
@@ -340,13 +353,11 @@ async fn list_layers(
     NsRequest { a, ns, query }: NsRequest,
 ) -> Result<Response, Problem> {
     let at = read_at(&query)?;
-    let (revision, layers) = runner
-        .run(a, move |e, c| {
-            let rev = e.store().revision_at(at)?;
-            Ok((rev, e.layers(c, &ns, At::Revision(rev))?))
-        })
-        .await
-        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let (revision, layers) = read(&runner, a, "namespace", move |e, c| {
+        let rev = e.store().revision_at(at)?;
+        Ok((rev, e.layers(c, &ns, At::Revision(rev))?))
+    })
+    .await?;
     let layers: Vec<Value> = layers
         .iter()
         .map(|l| json!({"layer": l.layer.as_str(), "revision": l.revision, "document": l.document}))
@@ -370,10 +381,7 @@ async fn get_layer(
     let query = query_of(query)?;
     let (ns, layer) = ns_and_layer(path)?;
     let at = read_at(&query)?;
-    let record = runner
-        .run(a, move |e, c| e.layer(c, &ns, &layer, at))
-        .await
-        .map_err(|e| Problem::from_core(&e, "layer"))?;
+    let record = read(&runner, a, "layer", move |e, c| e.layer(c, &ns, &layer, at)).await?;
     tagged(
         &headers,
         format!("\"{}\"", record.revision),
@@ -453,13 +461,11 @@ async fn list_namespaces(
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
     let at = read_at(&query)?;
-    let (revision, list) = runner
-        .run(a, move |e, c| {
-            let rev = e.store().revision_at(at)?;
-            Ok((rev, e.namespaces(c, At::Revision(rev))?))
-        })
-        .await
-        .map_err(|e| Problem::from_core(&e, "revision"))?;
+    let (revision, list) = read(&runner, a, "revision", move |e, c| {
+        let rev = e.store().revision_at(at)?;
+        Ok((rev, e.namespaces(c, At::Revision(rev))?))
+    })
+    .await?;
     let namespaces: Vec<Value> = list
         .iter()
         .map(|r| json!({"name": r.spec.name.as_str(), "revision": r.revision, "spec": r.spec}))
@@ -648,12 +654,10 @@ impl Want {
             self.section.clone(),
             self.at,
         );
-        let view = runner
-            .run(a.clone(), move |e, c| {
-                e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
-            })
-            .await
-            .map_err(|e| Problem::from_core(&e, "context"))?;
+        let view = read(runner, a.clone(), "context", move |e, c| {
+            e.resolve_section(c, &ns, &ctx, section.as_ref(), at)
+        })
+        .await?;
         let provenance = if self.provenance {
             let all = serde_json::to_value(&view).map_err(Error::storage)?;
             Some(serde_json::to_string(&all["provenance"]).map_err(Error::storage)?)
@@ -845,10 +849,7 @@ async fn get_namespace(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let at = read_at(&query)?;
-    let record = runner
-        .run(a, move |e, c| e.namespace(c, &ns, at))
-        .await
-        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let record = read(&runner, a, "namespace", move |e, c| e.namespace(c, &ns, at)).await?;
     tagged(&headers, format!("\"{}\"", record.revision), &json!(record))
 }
 
@@ -869,10 +870,10 @@ async fn explain(
     };
     let ctx = context_of(&query, &["key", "revision"])?;
     let at = read_at(&query)?;
-    let view = runner
-        .run(a, move |e, c| e.explain(c, &ns, &ctx, &key, at))
-        .await
-        .map_err(|e| Problem::from_core(&e, "context"))?;
+    let view = read(&runner, a, "context", move |e, c| {
+        e.explain(c, &ns, &ctx, &key, at)
+    })
+    .await?;
     json_response(StatusCode::OK, &json!(view))
 }
 
@@ -887,19 +888,16 @@ async fn history(
 ) -> Result<Response, Problem> {
     let layer = param(&query, "layer").map(layer_path).transpose()?;
     let limit = count(&query, "limit", 100, MAX_HISTORY)?;
-    let versions = runner
-        .run(a, move |e, c| e.history(c, &ns, layer.as_ref(), limit))
-        .await
-        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let versions = read(&runner, a, "namespace", move |e, c| {
+        e.history(c, &ns, layer.as_ref(), limit)
+    })
+    .await?;
     json_response(StatusCode::OK, &json!({"versions": versions}))
 }
 
 /// `GET /v1/stats`: the server's counters (`stats` right).
 async fn stats(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
-    let stats = runner
-        .run(a, |e, c| e.stats(c))
-        .await
-        .map_err(|e| Problem::from_core(&e, ""))?;
+    let stats = read(&runner, a, "", |e, c| e.stats(c)).await?;
     json_response(StatusCode::OK, &json!(stats))
 }
 
@@ -929,10 +927,10 @@ async fn declarations(
     NsRequest { a, ns, query }: NsRequest,
 ) -> Result<Response, Problem> {
     let limit = count(&query, "limit", 100, MAX_HISTORY)?;
-    let versions = runner
-        .run(a, move |e, c| e.declaration_history(c, &ns, limit))
-        .await
-        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let versions = read(&runner, a, "namespace", move |e, c| {
+        e.declaration_history(c, &ns, limit)
+    })
+    .await?;
     json_response(StatusCode::OK, &json!({"versions": versions}))
 }
 
@@ -978,12 +976,10 @@ async fn validate(
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
     let ns = param(&query, "namespace").map(namespace).transpose()?;
-    let (revision, findings) = runner
-        .run(a, move |e, c| {
-            Ok((e.revision()?, e.validate(c, ns.as_ref())?))
-        })
-        .await
-        .map_err(|e| Problem::from_core(&e, "namespace"))?;
+    let (revision, findings) = read(&runner, a, "namespace", move |e, c| {
+        Ok((e.revision()?, e.validate(c, ns.as_ref())?))
+    })
+    .await?;
     let errors = findings
         .iter()
         .filter(|f| f.severity == confstrata_core::Severity::Error)
@@ -997,10 +993,7 @@ async fn validate(
 /// `GET /v1/status`: revision, retained range, namespaces, store size and
 /// the server's version.
 async fn status(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
-    let status = runner
-        .run(a, |e, c| e.status(c))
-        .await
-        .map_err(|e| Problem::from_core(&e, ""))?;
+    let status = read(&runner, a, "", |e, c| e.status(c)).await?;
     json_response(StatusCode::OK, &json!(status))
 }
 
@@ -1025,10 +1018,7 @@ async fn audit(
         })?,
     };
     let limit = count(&query, "limit", 1000, MAX_AUDIT)?;
-    let records = runner
-        .run(a, move |e, c| e.audit_records(c, after, limit))
-        .await
-        .map_err(|e| Problem::from_core(&e, ""))?;
+    let records = read(&runner, a, "", move |e, c| e.audit_records(c, after, limit)).await?;
     json_response(StatusCode::OK, &json!({"records": records}))
 }
 
@@ -1036,10 +1026,7 @@ async fn audit(
 /// link); a broken chain is a `500` problem of code `integrity` naming the
 /// first bad record.
 async fn audit_verify(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
-    let v = runner
-        .run(a, |e, c| e.audit_verify(c))
-        .await
-        .map_err(|e| Problem::from_core(&e, ""))?;
+    let v = read(&runner, a, "", |e, c| e.audit_verify(c)).await?;
     json_response(StatusCode::OK, &json!(v))
 }
 

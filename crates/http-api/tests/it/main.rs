@@ -25,6 +25,33 @@ pub(crate) async fn request(addr: std::net::SocketAddr, head: &str) -> (String, 
     (status, body)
 }
 
+/// A server running `doors` on a loopback port (5 s of grace): its
+/// address, the sender that stops it, and its task.
+pub(crate) async fn serve(
+    host: &Host,
+    doors: Doors,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), confstrata_host::ServeError>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let host = host.clone();
+    let served = tokio::spawn(async move {
+        let options = ServeOptions {
+            shutdown_grace: Duration::from_secs(5),
+            tls: None,
+        };
+        host.serve(listener, doors, &options, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    (addr, stop_tx, served)
+}
+
 #[tokio::test]
 async fn liveness_readiness_and_doors_by_content_type() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,22 +62,7 @@ async fn liveness_readiness_and_doors_by_content_type() {
     let doors = Doors::new(confstrata_http_api::router(&host))
         .with("application/x-other", other)
         .with_http2("application/grpc", h2);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let served = {
-        let host = host.clone();
-        tokio::spawn(async move {
-            let options = ServeOptions {
-                shutdown_grace: Duration::from_secs(5),
-                tls: None,
-            };
-            host.serve(listener, doors, &options, async {
-                let _ = stop_rx.await;
-            })
-            .await
-        })
-    };
+    let (addr, stop_tx, served) = serve(&host, doors).await;
 
     assert_eq!(
         request(addr, "GET /healthz HTTP/1.1").await,

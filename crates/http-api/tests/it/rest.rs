@@ -2,11 +2,9 @@
 //! anything, problem details that say what and where, resolve with ETag
 //! revalidation.
 
-use std::time::Duration;
-
 use confstrata_core::serde_json::{self, Value, json};
 use confstrata_engine::Caller;
-use confstrata_host::{Doors, Host, ServeOptions};
+use confstrata_host::{Doors, Host};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A response: status code, headers (lower-case names) and body.
@@ -102,23 +100,8 @@ impl Server {
             serde_json::from_value(json!({"author": "t", "message": "seed", "ops": seed})).unwrap();
         engine.commit(&local, &cs).unwrap();
         let host = Host::new(engine).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let doors = Doors::new(confstrata_http_api::router(&host));
-        let served = {
-            let host = host.clone();
-            tokio::spawn(async move {
-                let options = ServeOptions {
-                    shutdown_grace: Duration::from_secs(5),
-                    tls: None,
-                };
-                host.serve(listener, doors, &options, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-            })
-        };
+        let (addr, stop, served) = crate::serve(&host, doors).await;
         Server {
             addr,
             host,
