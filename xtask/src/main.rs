@@ -1,10 +1,13 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `ci`: exactly what CI runs: fmt check, clippy (warnings are errors),
-//!   every test (cargo-nextest when installed, else cargo test), doc tests.
+//!   every test (cargo-nextest when installed, else cargo test), doc tests,
+//!   the checked-in OpenAPI description current.
 //!   The tidy checks run as ordinary tests of this crate.
 //! - `codegen [--check]`: regenerate the checked-in gRPC code from `proto/`
 //!   (or check that it is up to date).
+//! - `openapi [--check]`: write the REST API's OpenAPI description to
+//!   `docs/openapi.json` (or check that it is current).
 //! - `tidy`: only the tidy checks (dependency direction).
 //! - `bench`: the criterion benches (`-- <filter>` passes a filter).
 
@@ -14,6 +17,7 @@
 )]
 
 mod codegen;
+mod openapi;
 mod tidy;
 
 use std::process::Command;
@@ -25,6 +29,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("codegen") => codegen::run(args.iter().any(|a| a == "--check")),
+        Some("openapi") => openapi::run(args.iter().any(|a| a == "--check")),
         Some("tidy") => {
             let problems = tidy::check_dependencies(&tidy::metadata()?)?;
             if problems.is_empty() {
@@ -41,7 +46,9 @@ fn main() -> Result<()> {
             cargo(&cmd)
         }
         _ => {
-            println!("usage: cargo xtask <ci|codegen [--check]|tidy|bench [-- FILTER]>");
+            println!(
+                "usage: cargo xtask <ci|codegen [--check]|openapi [--check]|tidy|bench [-- FILTER]>"
+            );
             bail!("unknown or missing command")
         }
     }
@@ -75,6 +82,7 @@ fn ci() -> Result<()> {
         cargo(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
     }
     cargo(&["test", "--doc", "--workspace", "--locked"])?;
+    openapi::run(true)?;
     println!("xtask ci: all steps passed");
     Ok(())
 }

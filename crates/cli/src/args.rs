@@ -130,6 +130,9 @@ pub(crate) enum Command {
     /// A server's measurements since it started: each stage's timings
     /// (p50/p90/p99) and the view cache's counters. Needs `audit`.
     Stats,
+    /// Print the REST API's OpenAPI 3.1 description (JSON), as a server
+    /// serves it at /v1/openapi.json; needs no store or server.
+    Openapi,
 }
 
 // The arguments of `confstrata put` (its help is the variant's).

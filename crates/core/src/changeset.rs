@@ -13,6 +13,7 @@ use crate::path::{KeyPath, LayerPath, NamespaceName};
 
 /// A batch of operations committed as one revision.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChangeSet {
     /// Who made the change.
@@ -22,6 +23,7 @@ pub struct ChangeSet {
     #[serde(default)]
     pub message: String,
     /// The operations, applied in order.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub ops: Vec<Op>,
 }
 
@@ -32,6 +34,7 @@ pub struct ChangeSet {
 /// Preconditions are checked against the store as it was before the change
 /// set, so they mean the same whatever their order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Op {
     /// Create or replace a namespace declaration.
@@ -49,6 +52,7 @@ pub enum Op {
         /// The layer.
         layer: LayerPath,
         /// The new document.
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         document: Document,
         /// Precondition on the layer's revision.
         #[serde(default, skip_serializing_if = "Option::is_none")]

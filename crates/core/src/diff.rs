@@ -8,6 +8,7 @@ use crate::path::KeyPath;
 
 /// How a key changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DiffKind {
     /// Present only in the new document.
@@ -20,6 +21,7 @@ pub enum DiffKind {
 
 /// One differing key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiffEntry {
     /// The key (a leaf, an array, or a table present on one side only).
     pub key: KeyPath,

@@ -148,6 +148,18 @@ impl fmt::Debug for LevelTemplate {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for LevelTemplate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::path::text_schema(
+            "A level template: literal segments and whole-segment `{variable}` placeholders, e.g. `env/{env}/region/{region}`.",
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for LevelTemplate {}
+
 impl Serialize for LevelTemplate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)
@@ -164,6 +176,7 @@ impl<'de> Deserialize<'de> for LevelTemplate {
 /// A namespace's declaration: its hierarchy of levels, general first, and its
 /// context matrix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceSpec {
     /// The namespace name.
@@ -172,6 +185,7 @@ pub struct NamespaceSpec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Level templates, most general first, e.g. `defaults`, `env/{env}`.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub levels: Vec<LevelTemplate>,
     /// The values each matrix variable can take, e.g. `env = [dev, staging, prod]`.
     /// Variables used by levels but absent here (like `instance`) take any value.

@@ -406,6 +406,19 @@ macro_rules! slash_path {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $crate::text_newtype!($(#[$doc])* $name, $kind, check_slash_path, Error);
 
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::path::slash_path_schema(concat!(
+                    "A ", $kind, ": `/`-separated segments of letters, digits, `-`, `_` and `.` ",
+                    "(never empty, `.` or `..`); one URL path segment with `/` as `%2F`."
+                ))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl $name {
             /// The `/`-separated segments.
             pub fn segments(&self) -> impl Iterator<Item = &str> {
@@ -429,6 +442,47 @@ slash_path!(
     NamespaceName,
     "namespace name"
 );
+
+#[cfg(feature = "openapi")]
+/// The schema of a validated text type (OpenAPI): a non-empty string.
+pub(crate) fn text_schema(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .description(Some(description))
+        .into()
+}
+
+#[cfg(feature = "openapi")]
+/// The schema of a `/`-separated path ([`check_slash_path`]): its
+/// characters as a pattern, its length bound. (That a segment is not `.`
+/// or `..` the description says: the pattern stays simple enough for
+/// clients and test generators to use.)
+pub(crate) fn slash_path_schema(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_LAYER_PATH_BYTES))
+        .pattern(Some(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"))
+        .description(Some(description))
+        .into()
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for KeyPath {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        text_schema(
+            "A key path inside a document: `db.pool.max`, or `labels.\"app.kubernetes.io/name\"` for keys that contain dots.",
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for KeyPath {}
 
 impl Serialize for KeyPath {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {

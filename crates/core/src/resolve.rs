@@ -27,6 +27,7 @@ pub struct LayerInput<'a> {
 
 /// Where a resolved leaf came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provenance {
     /// The layer that set the value.
     pub layer: LayerPath,
@@ -307,6 +308,7 @@ fn subtree_get<'a>(m: &'a Map<String, Value>, segs: &[String]) -> Option<&'a Val
 
 /// Why a key has its value: the answer of [`Resolved::explain`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Explanation {
     /// The key asked about.
     pub key: KeyPath,
@@ -320,6 +322,7 @@ pub struct Explanation {
 
 /// One layer's say on a key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExplainEntry {
     /// The layer.
     pub layer: LayerPath,

@@ -14,6 +14,7 @@ use crate::path::{LayerPath, NamespaceName};
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -83,6 +84,7 @@ impl FromStr for At {
 
 /// Who committed a revision, when and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevisionInfo {
     /// The revision.
     pub revision: u64,
@@ -96,6 +98,7 @@ pub struct RevisionInfo {
 
 /// A namespace declaration as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NamespaceRecord {
     /// The declaration.
     pub spec: NamespaceSpec,
@@ -105,12 +108,14 @@ pub struct NamespaceRecord {
 
 /// A layer as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayerRecord {
     /// The namespace.
     pub namespace: NamespaceName,
     /// The layer path.
     pub layer: LayerPath,
     /// The document.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub document: Document,
     /// The revision that last changed it.
     pub revision: u64,
@@ -122,6 +127,7 @@ pub type CommitDone = Box<dyn FnOnce(Result<CommitInfo>) + Send>;
 /// One version of a namespace's declaration (levels, matrix, validation
 /// chain) in its history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeclarationVersion {
     /// The change that wrote it.
     #[serde(flatten)]
@@ -132,6 +138,7 @@ pub struct DeclarationVersion {
 
 /// One version of a layer in its history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayerVersion {
     /// The revision that wrote this version.
     #[serde(flatten)]
@@ -141,6 +148,7 @@ pub struct LayerVersion {
     /// The layer path.
     pub layer: LayerPath,
     /// The document; `None` where the revision deleted the layer.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub document: Option<Document>,
     /// Whether keys the reader may not read were left out of the document
     /// (its grants cover only some keys of the layer). A store never sets it.
@@ -171,6 +179,7 @@ pub struct ChangeItem {
 
 /// The result of a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommitInfo {
     /// The new revision.
     pub revision: u64,

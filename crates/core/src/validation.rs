@@ -20,6 +20,7 @@ use crate::namespace::Context;
 /// for a struct (`[]` as "nothing declared"), so deserializing accepts a
 /// map and nothing else.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Validation {
     /// A JSON Schema (draft 2020-12) that the resolved configuration of
@@ -82,6 +83,7 @@ impl Validation {
 /// A named validator: a rhai function `fn name(value, params...) -> bool`
 /// (or a string: the failure message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorSpec {
     /// Its name, an identifier: `is_power_of_two`.
@@ -99,6 +101,7 @@ pub struct ValidatorSpec {
 /// A business rule: a rhai expression over the resolved configuration
 /// `cfg` (and `ctx`, the context) that must be true.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Its id, unique in the namespace: `pool-fits-connections`.
@@ -121,6 +124,7 @@ pub struct RuleSpec {
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Blocks the commit.
@@ -132,6 +136,7 @@ pub enum Severity {
 
 /// Whether the chain stops at the first stage with an error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ChainMode {
     /// Stop after the first stage that found an error (later stages would
@@ -150,6 +155,7 @@ impl ChainMode {
 
 /// The stage of the chain a finding comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// The JSON Schema.
@@ -210,6 +216,7 @@ impl std::str::FromStr for Stage {
 
 /// One thing the validation chain found, in one context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// The namespace whose chain found it.
     pub namespace: String,

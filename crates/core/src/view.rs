@@ -44,6 +44,7 @@ fn serialize_provenance<S: serde::Serializer>(
 /// Why a key has its value, with the change behind each layer: the answer
 /// of an explain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExplainView {
     /// Every layer that sets the key, most specific first.
     #[serde(flatten)]
@@ -55,6 +56,7 @@ pub struct ExplainView {
 
 /// What happened to a layer between two states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LayerStatus {
     /// Exists only on the new side.
@@ -67,6 +69,7 @@ pub enum LayerStatus {
 
 /// The key-level changes of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayerDiff {
     /// The namespace.
     pub namespace: NamespaceName,
@@ -80,6 +83,7 @@ pub struct LayerDiff {
 
 /// What a change set would do: the answer of a dry run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DryRun {
     /// The revision the change set was checked against.
     pub revision: u64,
@@ -94,6 +98,7 @@ pub struct DryRun {
 
 /// The answer of a rollback.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rollback {
     /// The commit; `None` for a dry run or when nothing differs.
     pub commit: Option<CommitInfo>,
@@ -104,6 +109,7 @@ pub struct Rollback {
 
 /// Whether a principal is a person or a program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum PrincipalKind {
     /// A person.
@@ -114,6 +120,7 @@ pub enum PrincipalKind {
 
 /// One data key, as `keys list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     /// `namespace#n`.
     pub id: String,
@@ -123,6 +130,7 @@ pub struct KeyInfo {
 
 /// What a master-key rotation did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MasterKeyRotation {
     /// The id of the master key rotated away.
     pub from: String,
@@ -139,6 +147,7 @@ pub struct MasterKeyRotation {
 
 /// A principal as listed (never a token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrincipalInfo {
     /// Its id.
     pub id: String,
@@ -168,6 +177,33 @@ pub struct BindingInfo {
     /// role applies wherever its grants say.
     pub on: Option<String>,
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for BindingInfo {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("a role bound everywhere its grants say")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property("role", ObjectBuilder::new().schema_type(Type::String))
+                    .property("on", ObjectBuilder::new().schema_type(Type::String))
+                    .required("role")
+                    .required("on")
+                    .description(Some(
+                        "a role bound on a resource pattern such as `payments/**`",
+                    )),
+            )
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for BindingInfo {}
 
 impl Serialize for BindingInfo {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -433,6 +469,7 @@ pub struct PolicyApply {
 
 /// A token as listed: a hash prefix, never the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     /// The first characters of its SHA-256, to name it in `token revoke`.
     pub hash: String,
@@ -444,6 +481,7 @@ pub struct TokenInfo {
 
 /// What `audit verify` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditVerification {
     /// How many records were checked.
     pub records: u64,
@@ -453,6 +491,7 @@ pub struct AuditVerification {
 
 /// The state of a store: the answer of `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerStatus {
     /// The newest committed revision.
     pub revision: u64,

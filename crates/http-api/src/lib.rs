@@ -4,7 +4,9 @@
 //! Open to anyone, for load balancers and orchestrators:
 //!
 //! - `GET /healthz`: 200 `ok` while the process serves;
-//! - `GET /readyz`: 200 `ready`, or 503 `stopping` once a shutdown began.
+//! - `GET /readyz`: 200 `ready`, or 503 `stopping` once a shutdown began;
+//! - `GET /v1/openapi.json`: the API's OpenAPI 3.1 description
+//!   ([`openapi`]), and `/docs`: Swagger UI over it.
 //!
 //! Everything else is behind the authentication gate (`401` without a
 //! valid token, before anything of the request is read); errors are
@@ -19,6 +21,7 @@
 //! # }
 //! ```
 
+pub mod openapi;
 pub mod problem;
 mod v1;
 
@@ -47,5 +50,21 @@ pub fn router(host: &Host) -> Router {
                 }
             }),
         );
-    open.merge(v1::router(host))
+    open.merge(docs()).merge(v1::router(host))
+}
+
+/// `GET /v1/openapi.json` (the API's description) and `/docs` (Swagger UI
+/// over it, every asset inside the binary, no request leaving the page's
+/// origin: the validator badge is off).
+fn docs() -> Router {
+    Router::from(
+        utoipa_swagger_ui::SwaggerUi::new("/docs")
+            .url("/v1/openapi.json", openapi::document())
+            .config(
+                utoipa_swagger_ui::Config::default()
+                    .validator_url("none")
+                    .display_request_duration(true)
+                    .persist_authorization(false),
+            ),
+    )
 }

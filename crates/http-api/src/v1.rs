@@ -18,16 +18,47 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use confstrata_core::format::Format;
-use confstrata_core::serde_json::{self, Value, json};
+use confstrata_core::serde_json::{self, Value};
 use confstrata_core::{
     At, ChangeSet, Context, Error, KeyPath, LayerPath, Limits, NamespaceName, Op,
 };
 use confstrata_engine::{Caller, Engine};
 use confstrata_host::{Authenticated, Credentials, Peer, Runner};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::openapi::{
+    ApiDoc, AuditPage, ChangeSetAnswer, Committed, Declarations, History, LayerBody, LayerItem,
+    LayerList, NamespaceCreated, NamespaceItem, NamespaceList, Refusals, Resolved, RollbackDone,
+    Schemas, Validated, WriteRefusals,
+};
 use crate::problem::Problem;
+use confstrata_core::view::ExplainView;
+use confstrata_core::view::{AuditVerification, ServerStatus};
+use confstrata_core::{NamespaceRecord, NamespaceSpec};
+
+/// The `/v1` routes and their OpenAPI description (no state, no layers:
+/// [`router`] adds them; [`crate::openapi::document`] takes the paths).
+pub(crate) fn routes() -> OpenApiRouter<Runner> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi().merge_from(Schemas::openapi()))
+        .routes(routes!(list_namespaces, create_namespace))
+        .routes(routes!(get_namespace))
+        .routes(routes!(resolve))
+        .routes(routes!(explain))
+        .routes(routes!(history))
+        .routes(routes!(declarations))
+        .routes(routes!(rollback))
+        .routes(routes!(validate))
+        .routes(routes!(status))
+        .routes(routes!(audit))
+        .routes(routes!(audit_verify))
+        .routes(routes!(stats))
+        .routes(routes!(list_layers))
+        .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
+        .routes(routes!(apply_change_set))
+}
 
 /// The `/v1` routes, behind the authentication gate.
 pub(crate) fn router(host: &confstrata_host::Host) -> Router {
@@ -36,31 +67,8 @@ pub(crate) fn router(host: &confstrata_host::Host) -> Router {
         revisions: host.revisions(),
         stopping: host.stopping(),
     };
-    Router::new()
-        .route(
-            "/v1/namespaces",
-            get(list_namespaces).post(create_namespace),
-        )
-        .route("/v1/namespaces/{namespace}", get(get_namespace))
-        .route("/v1/namespaces/{namespace}/resolve", get(resolve))
-        .route("/v1/namespaces/{namespace}/explain", get(explain))
-        .route("/v1/namespaces/{namespace}/history", get(history))
-        .route("/v1/namespaces/{namespace}/declarations", get(declarations))
-        .route("/v1/namespaces/{namespace}/rollback", post(rollback))
-        .route("/v1/validate", get(validate))
-        .route("/v1/status", get(status))
-        .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", get(audit_verify))
-        .route("/v1/stats", get(stats))
-        .route("/v1/namespaces/{namespace}/layers", get(list_layers))
-        .route(
-            "/v1/namespaces/{namespace}/layers/{layer}",
-            get(get_layer)
-                .put(put_layer)
-                .patch(patch_layer)
-                .delete(delete_layer),
-        )
-        .route("/v1/changesets", post(apply_change_set))
+    let (routes, _) = routes().split_for_parts();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The same bound as a gRPC message: above the change set limit, so
@@ -251,7 +259,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(text);
-    inner.parse::<u64>().map(Some).map_err(|_| {
+    number(inner).map(Some).ok_or_else(|| {
         Problem::from_core(
             &Error::invalid(
                 "If-Match",
@@ -276,7 +284,11 @@ fn none_match(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
 }
 
 /// A JSON answer with `etag`, or `304` when `If-None-Match` names it.
-fn tagged(headers: &HeaderMap, etag: String, value: &Value) -> Result<Response, Problem> {
+fn tagged(
+    headers: &HeaderMap,
+    etag: String,
+    value: &impl serde::Serialize,
+) -> Result<Response, Problem> {
     let tag = HeaderValue::from_str(&etag).map_err(Error::storage)?;
     if none_match(headers.get(header::IF_NONE_MATCH), &etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
@@ -303,13 +315,10 @@ async fn commit(
             p
         }
     })?;
-    json_response(
-        StatusCode::OK,
-        &json!({"revision": info.revision, "time_ms": info.time.0}),
-    )
+    json_response(StatusCode::OK, &Committed::from(info))
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Result<Response, Problem> {
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Result<Response, Problem> {
     let body = serde_json::to_string(value).map_err(Error::storage)?;
     Ok((
         status,
@@ -326,6 +335,14 @@ fn json_response(status: StatusCode, value: &Value) -> Result<Response, Problem>
 /// TOML or YAML, as `confstrata apply -f` takes), committed as one
 /// revision or not at all; with `dry_run`, what it would change and what
 /// validation finds, committing nothing.
+#[utoipa::path(
+    post, path = "/v1/changesets", tag = "changes",
+    params(("dry_run" = Option<bool>, Query, description = "Show what it would change and what validation finds; commit nothing")),
+    request_body(content = ChangeSet, description = "A change set (JSON, TOML or YAML by `Content-Type`), as `confstrata apply -f` takes: committed as one revision or not at all"),
+    responses(
+        (status = 200, description = "Committed (or, with `dry_run`, what it would change and what validation finds)", body = ChangeSetAnswer),
+        Refusals, WriteRefusals),
+)]
 async fn apply_change_set(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -341,13 +358,18 @@ async fn apply_change_set(
             .map_err(|e| Problem::from_core(&e, "body"))?;
     if flag(&query, "dry_run")? {
         let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
-        return json_response(StatusCode::OK, &json!(dry));
+        return json_response(StatusCode::OK, &ChangeSetAnswer::DryRun(dry));
     }
     commit(&runner, a, changes, "", false).await
 }
 
 /// `GET /v1/namespaces/{namespace}/layers[?revision=N]`: every layer the
 /// caller may read, with its document.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/layers", tag = "layers",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+    responses((status = 200, description = "Every layer the caller may read, with its document", body = LayerList), Refusals),
+)]
 async fn list_layers(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -358,19 +380,28 @@ async fn list_layers(
         Ok((rev, e.layers(c, &ns, At::Revision(rev))?))
     })
     .await?;
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|l| json!({"layer": l.layer.as_str(), "revision": l.revision, "document": l.document}))
+    let layers = layers
+        .into_iter()
+        .map(|l| LayerItem {
+            layer: l.layer,
+            revision: l.revision,
+            document: l.document,
+        })
         .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({"revision": revision, "layers": layers}),
-    )
+    json_response(StatusCode::OK, &LayerList { revision, layers })
 }
 
 /// `GET /v1/namespaces/{namespace}/layers/{layer}[?revision=N]`: one
 /// layer's document, with the revision that last changed it as its `ETag`
 /// (send it back in `If-Match` to write only over that version).
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it holds")),
+    responses(
+        (status = 200, description = "The layer's document", body = LayerBody, headers(("ETag" = String, description = "The revision that last changed it, `\"12\"`: send it in `If-Match`"))),
+        (status = 304, description = "Not modified since the ETag sent"),
+        Refusals),
+)]
 async fn get_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -385,12 +416,12 @@ async fn get_layer(
     tagged(
         &headers,
         format!("\"{}\"", record.revision),
-        &json!({
-            "namespace": record.namespace.as_str(),
-            "layer": record.layer.as_str(),
-            "revision": record.revision,
-            "document": record.document,
-        }),
+        &LayerBody {
+            namespace: record.namespace,
+            layer: record.layer,
+            revision: record.revision,
+            document: record.document,
+        },
     )
 }
 
@@ -405,6 +436,12 @@ fn ns_and_layer(
 /// `PUT /v1/namespaces/{namespace}/layers/{layer}`: the layer's whole
 /// document (JSON, TOML or YAML). `If-Match` makes it conditional on the
 /// layer's revision (`412` when it moved on).
+#[utoipa::path(
+    put, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("If-None-Match" = Option<String>, Header, pattern = "^[*]$", description = "`*`: create only, never replace (`409`/`412` if it exists)"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
+    request_body(content = Object, description = "The layer's whole document (JSON, TOML or YAML by `Content-Type`)"),
+    responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
+)]
 async fn put_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -420,7 +457,7 @@ async fn put_layer(
         .map_err(|e| Problem::from_core(&e, "body"))?;
     let changes = ChangeSet {
         author: String::new(),
-        message: message_of(&headers),
+        message: message_of(&headers)?,
         ops: vec![Op::Put {
             namespace: ns,
             layer,
@@ -433,6 +470,11 @@ async fn put_layer(
 
 /// `DELETE /v1/namespaces/{namespace}/layers/{layer}` (`If-Match` as for
 /// `PUT`).
+#[utoipa::path(
+    delete, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise")),
+    responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
+)]
 async fn delete_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -454,6 +496,11 @@ async fn delete_layer(
 }
 
 /// `GET /v1/namespaces[?revision=N]`: the namespaces the caller may read.
+#[utoipa::path(
+    get, path = "/v1/namespaces", tag = "namespaces",
+    params(("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+    responses((status = 200, description = "The namespaces the caller may read", body = NamespaceList), Refusals),
+)]
 async fn list_namespaces(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -466,20 +513,21 @@ async fn list_namespaces(
         Ok((rev, e.namespaces(c, At::Revision(rev))?))
     })
     .await?;
-    let namespaces: Vec<Value> = list
-        .iter()
-        .map(|r| json!({"name": r.spec.name.as_str(), "revision": r.revision, "spec": r.spec}))
+    let namespaces = list
+        .into_iter()
+        .map(|r| NamespaceItem {
+            name: r.spec.name.clone(),
+            revision: r.revision,
+            spec: r.spec,
+        })
         .collect();
-    let body = serde_json::to_string(&json!({"revision": revision, "namespaces": namespaces}))
-        .map_err(Error::storage)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
+    json_response(
+        StatusCode::OK,
+        &NamespaceList {
+            revision,
+            namespaces,
+        },
     )
-        .into_response())
 }
 
 /// A query's parameters, or why they do not parse.
@@ -498,11 +546,17 @@ fn path_of(segment: Result<Path<String>, PathRejection>, field: &str) -> Result<
         .map_err(|e| Problem::from_core(&Error::invalid(field, e.body_text()), field))
 }
 
+/// A revision or record number: decimal digits, at most 2^63 - 1 (the
+/// OpenAPI description's `int64`; the store numbers nothing beyond).
+fn number(text: &str) -> Option<u64> {
+    text.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok())
+}
+
 /// `revision=N` of a query (`At::Latest` without one).
 fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
     match query.iter().find(|(k, _)| k == "revision") {
         None => Ok(At::Latest),
-        Some((_, v)) => v.parse::<u64>().map(At::Revision).map_err(|_| {
+        Some((_, v)) => number(v).map(At::Revision).ok_or_else(|| {
             Problem::from_core(
                 &Error::invalid("revision", format!("{v:?} is not a revision number")),
                 "revision",
@@ -516,6 +570,23 @@ fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
 /// ones is a context variable (`context.VAR=VALUE` for a variable with a
 /// reserved name). The answer carries a strong `ETag`; `If-None-Match`
 /// with it answers `304` while nothing the caller sees changed.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/resolve", tag = "configuration",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
+        ("context" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "The context: one parameter per variable (`env=prod&region=eu`); `context.NAME` for a variable named like a parameter below"),
+        ("section" = Option<KeyPath>, Query, description = "Only this key's subtree (`db`)"),
+        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"),
+        ("provenance" = Option<bool>, Query, description = "Name every leaf's layer and revision"),
+        ("index" = Option<u64>, Query, description = "Long poll: answer once what this view shows changed after this revision (`X-Confstrata-Index` of the last answer)"),
+        ("wait" = Option<String>, Query, pattern = "^[0-9]+(ms|s|m)?$", description = "The long poll's longest wait: `500ms`, `30s`, `5m` (default 60 s, at most 10 min)"),
+        ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "The ETag of an earlier resolve: `304` while nothing shown changed")),
+    responses(
+        (status = 200, description = "The configuration of the context", body = Resolved, headers(
+            ("ETag" = String, description = "Weak tag of what is shown: `W/\"r12.…\"`"),
+            ("X-Confstrata-Index" = u64, description = "The newest revision that changed what is shown: the next long poll's `index`"))),
+        (status = 304, description = "Nothing shown changed since the ETag sent"),
+        Refusals),
+)]
 async fn resolve(
     State(runner): State<Runner>,
     axum::Extension(waits): axum::Extension<Waits>,
@@ -534,7 +605,7 @@ async fn resolve(
     let if_none_match = headers.get(header::IF_NONE_MATCH).cloned();
     let index = match param(&query, "index") {
         None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+        Some(v) => Some(number(v).ok_or_else(|| {
             Problem::from_core(
                 &Error::invalid("index", format!("{v:?} is not a revision number")),
                 "index",
@@ -804,6 +875,15 @@ fn flag(query: &[(String, String)], name: &str) -> Result<bool, Problem> {
 /// declaration, JSON, TOML or YAML, as `confstrata ns create -f` takes).
 /// `201 Created` with `Location`; an existing one is `409` unless
 /// `replace=true` (then `200`).
+#[utoipa::path(
+    post, path = "/v1/namespaces", tag = "namespaces",
+    params(("replace" = Option<bool>, Query, description = "Replace an existing declaration (`200`) instead of refusing it (`409`)")),
+    request_body(content = NamespaceSpec, description = "The declaration (JSON, TOML or YAML by `Content-Type`), as `confstrata ns create -f` takes"),
+    responses(
+        (status = 201, description = "Declared", body = NamespaceCreated, headers(("Location" = String, description = "The namespace's URL"))),
+        (status = 200, description = "Replaced (`replace=true`)", body = NamespaceCreated),
+        Refusals, WriteRefusals),
+)]
 async fn create_namespace(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -829,7 +909,11 @@ async fn create_namespace(
     };
     let mut response = json_response(
         status,
-        &json!({"namespace": record, "revision": info.revision, "time_ms": info.time.0}),
+        &NamespaceCreated {
+            namespace: record.clone(),
+            revision: info.revision,
+            time_ms: info.time.0,
+        },
     )?;
     let location = format!(
         "/v1/namespaces/{}",
@@ -843,6 +927,14 @@ async fn create_namespace(
 
 /// `GET /v1/namespaces/{namespace}[?revision=N]`: its declaration and the
 /// revision that last changed it (also the `ETag`).
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}", tag = "namespaces",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it still holds")),
+    responses(
+        (status = 200, description = "Its declaration and the revision that last changed it", body = NamespaceRecord, headers(("ETag" = String, description = "The revision, `\"12\"`"))),
+        (status = 304, description = "Not modified since the ETag sent"),
+        Refusals),
+)]
 async fn get_namespace(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -850,11 +942,19 @@ async fn get_namespace(
 ) -> Result<Response, Problem> {
     let at = read_at(&query)?;
     let record = read(&runner, a, "namespace", move |e, c| e.namespace(c, &ns, at)).await?;
-    tagged(&headers, format!("\"{}\"", record.revision), &json!(record))
+    tagged(&headers, format!("\"{}\"", record.revision), &record)
 }
 
 /// `GET /v1/namespaces/{namespace}/explain?key=KEY&VAR=VALUE...[&revision=N]`:
 /// where a key's value comes from, layer by layer.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/explain", tag = "configuration",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
+        ("key" = KeyPath, Query, description = "The key to explain (`db.pool`)"),
+        ("context" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "The context, one parameter per variable"),
+        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+    responses((status = 200, description = "Where the key's value comes from, layer by layer", body = ExplainView), Refusals),
+)]
 async fn explain(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -874,7 +974,7 @@ async fn explain(
         e.explain(c, &ns, &ctx, &key, at)
     })
     .await?;
-    json_response(StatusCode::OK, &json!(view))
+    json_response(StatusCode::OK, &view)
 }
 
 /// The most versions one history answer holds.
@@ -882,6 +982,13 @@ const MAX_HISTORY: usize = 10_000;
 
 /// `GET /v1/namespaces/{namespace}/history[?layer=LAYER][&limit=N]`: the
 /// versions of its layers (or of one), newest first (100 unless `limit`).
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/history", tag = "configuration",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
+        ("layer" = Option<String>, Query, min_length = 1, description = "Only this layer"),
+        ("limit" = Option<usize>, Query, minimum = 1, description = "At most this many versions (default 100, at most 10,000)")),
+    responses((status = 200, description = "The versions of its layers, newest first", body = History), Refusals),
+)]
 async fn history(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -892,13 +999,17 @@ async fn history(
         e.history(c, &ns, layer.as_ref(), limit)
     })
     .await?;
-    json_response(StatusCode::OK, &json!({"versions": versions}))
+    json_response(StatusCode::OK, &History { versions })
 }
 
 /// `GET /v1/stats`: the server's counters (`stats` right).
+#[utoipa::path(
+    get, path = "/v1/stats", tag = "server",
+    responses((status = 200, description = "Cache counters and budget, stage timings (`audit` right)", body = Object), Refusals),
+)]
 async fn stats(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
     let stats = read(&runner, a, "", |e, c| e.stats(c)).await?;
-    json_response(StatusCode::OK, &json!(stats))
+    json_response(StatusCode::OK, &stats)
 }
 
 /// A positive count parameter (`limit`), `default` when absent.
@@ -922,6 +1033,11 @@ fn count(
 
 /// `GET /v1/namespaces/{namespace}/declarations[?limit=N]`: the versions
 /// of its declaration, newest first.
+#[utoipa::path(
+    get, path = "/v1/namespaces/{namespace}/declarations", tag = "namespaces",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("limit" = Option<usize>, Query, minimum = 1, description = "At most this many versions (default 100)")),
+    responses((status = 200, description = "The versions of its declaration, newest first", body = Declarations), Refusals),
+)]
 async fn declarations(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -931,13 +1047,22 @@ async fn declarations(
         e.declaration_history(c, &ns, limit)
     })
     .await?;
-    json_response(StatusCode::OK, &json!({"versions": versions}))
+    json_response(StatusCode::OK, &Declarations { versions })
 }
 
 /// `POST /v1/namespaces/{namespace}/rollback?revision=N[&layer=LAYER][&dry_run=true][&message=TEXT]`:
 /// a new change set that puts the namespace (or one layer) back as it was
 /// at revision `N`, validated like any other; with `dry_run`, the change
 /// set it would commit. `change_set` is `null` when nothing differs.
+#[utoipa::path(
+    post, path = "/v1/namespaces/{namespace}/rollback", tag = "changes",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
+        ("revision" = u64, Query, description = "The revision to go back to"),
+        ("layer" = Option<String>, Query, min_length = 1, description = "Only this layer"),
+        ("dry_run" = Option<bool>, Query, description = "Show the change set, commit nothing"),
+        ("message" = Option<String>, Query, description = "The change's message")),
+    responses((status = 200, description = "The change set made (and its commit unless a dry run)", body = RollbackDone), Refusals, WriteRefusals),
+)]
 async fn rollback(
     State(runner): State<Runner>,
     NsRequest { a, ns, query }: NsRequest,
@@ -958,17 +1083,16 @@ async fn rollback(
         })
         .await
         .map_err(|e| Problem::from_core(&e, "revision"))?;
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "commit": done.commit.map(|i| json!({"revision": i.revision, "time_ms": i.time.0})),
-            "change_set": done.change_set,
-        }),
-    )
+    json_response(StatusCode::OK, &RollbackDone::from(done))
 }
 
 /// `GET /v1/validate[?namespace=NS]`: runs the validation chains of every
 /// namespace (or one) over their context matrices, committing nothing.
+#[utoipa::path(
+    get, path = "/v1/validate", tag = "changes",
+    params(("namespace" = Option<String>, Query, min_length = 1, description = "Only this namespace")),
+    responses((status = 200, description = "What the validation chains find over the context matrices", body = Validated), Refusals),
+)]
 async fn validate(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -986,15 +1110,24 @@ async fn validate(
         .count();
     json_response(
         StatusCode::OK,
-        &json!({"revision": revision, "ok": errors == 0, "errors": errors, "findings": findings}),
+        &Validated {
+            revision,
+            ok: errors == 0,
+            errors,
+            findings,
+        },
     )
 }
 
 /// `GET /v1/status`: revision, retained range, namespaces, store size and
 /// the server's version.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "server",
+    responses((status = 200, description = "Revision, retained range, namespaces, store size, version", body = ServerStatus), Refusals),
+)]
 async fn status(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
     let status = read(&runner, a, "", |e, c| e.status(c)).await?;
-    json_response(StatusCode::OK, &json!(status))
+    json_response(StatusCode::OK, &status)
 }
 
 /// The most audit records one answer holds.
@@ -1002,6 +1135,11 @@ const MAX_AUDIT: usize = 10_000;
 
 /// `GET /v1/audit[?after=SEQ][&limit=N]`: audit records after `after`,
 /// oldest first (the `audit` right); page with the last `seq`.
+#[utoipa::path(
+    get, path = "/v1/audit", tag = "server",
+    params(("after" = Option<u64>, Query, description = "Records after this `seq`"), ("limit" = Option<usize>, Query, minimum = 1, description = "At most this many (default 1000)")),
+    responses((status = 200, description = "Audit records, oldest first (`audit` right)", body = AuditPage), Refusals),
+)]
 async fn audit(
     State(runner): State<Runner>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -1010,7 +1148,7 @@ async fn audit(
     let query = query_of(query)?;
     let after = match param(&query, "after") {
         None => 0,
-        Some(v) => v.parse::<u64>().map_err(|_| {
+        Some(v) => number(v).ok_or_else(|| {
             Problem::from_core(
                 &Error::invalid("after", format!("{v:?} is not a record number")),
                 "after",
@@ -1019,26 +1157,39 @@ async fn audit(
     };
     let limit = count(&query, "limit", 1000, MAX_AUDIT)?;
     let records = read(&runner, a, "", move |e, c| e.audit_records(c, after, limit)).await?;
-    json_response(StatusCode::OK, &json!({"records": records}))
+    let records = records
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(Error::storage)?;
+    json_response(StatusCode::OK, &AuditPage { records })
 }
 
 /// `GET /v1/audit/verify`: checks the whole audit chain (every MAC and
 /// link); a broken chain is a `500` problem of code `integrity` naming the
 /// first bad record.
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "server",
+    responses((status = 200, description = "The whole chain verified (a broken one is a `500` problem `integrity` naming the first bad record)", body = AuditVerification), Refusals),
+)]
 async fn audit_verify(State(runner): State<Runner>, Creds(a): Creds) -> Result<Response, Problem> {
     let v = read(&runner, a, "", |e, c| e.audit_verify(c)).await?;
-    json_response(StatusCode::OK, &json!(v))
+    json_response(StatusCode::OK, &v)
 }
 
 /// The body of a `PATCH` of a layer: keys to set (dotted paths to JSON
 /// values), which of them to seal, and keys to remove.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Patch {
+pub(crate) struct Patch {
+    /// Keys to set: dotted key paths to values (`{"db.pool": 40}`).
+    #[schema(value_type = Object)]
     #[serde(default)]
     set: serde_json::Map<String, Value>,
+    /// Which of the keys set to seal (secret values).
     #[serde(default)]
     secret: Vec<String>,
+    /// Keys to remove.
     #[serde(default)]
     unset: Vec<String>,
 }
@@ -1048,6 +1199,12 @@ struct Patch {
 /// body `{"set": {"db.pool": 40}, "secret": ["db.password"], "unset":
 /// ["log"]}` in JSON, TOML or YAML; keys listed in `secret` are sealed.
 /// `If-Match` as for `PUT`.
+#[utoipa::path(
+    patch, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
+    request_body(content = Patch, description = "Keys to set, seal and remove, as one change set (JSON, TOML or YAML by `Content-Type`)"),
+    responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
+)]
 async fn patch_layer(
     State(runner): State<Runner>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -1088,17 +1245,34 @@ async fn patch_layer(
     ops.extend(Op::unset_keys(&ns, &layer, unset, unset_expect));
     let changes = ChangeSet {
         author: String::new(),
-        message: message_of(&headers),
+        message: message_of(&headers)?,
         ops,
     };
     commit(&runner, a, changes, "", expect.is_some()).await
 }
 
-/// A write's message, from `X-Confstrata-Message` (empty without one).
-fn message_of(headers: &HeaderMap) -> String {
-    headers
-        .get("x-confstrata-message")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+/// The most bytes of a write's message header.
+const MAX_MESSAGE_BYTES: usize = 1000;
+
+/// A write's message, from `X-Confstrata-Message` (empty without one):
+/// printable ASCII (a header carries no more), at most 1000 bytes.
+fn message_of(headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(v) = headers.get("x-confstrata-message") else {
+        return Ok(String::new());
+    };
+    let bad = |reason: &str| {
+        Problem::from_core(
+            &Error::invalid("X-Confstrata-Message", reason.to_owned()),
+            "X-Confstrata-Message",
+        )
+    };
+    if v.len() > MAX_MESSAGE_BYTES {
+        return Err(bad("it is over 1000 bytes"));
+    }
+    match v.to_str() {
+        Ok(text) if text.bytes().all(|b| (b' '..=b'~').contains(&b)) => Ok(text.to_owned()),
+        _ => Err(bad(
+            "it holds bytes other than printable ASCII (send the message in a change set's body for more)",
+        )),
+    }
 }

@@ -1095,7 +1095,11 @@ pub(crate) fn journal(conn: &Connection, after: u64, limit: usize) -> Result<Vec
     let found: Vec<Row> = rows(
         conn,
         "SELECT seq, time_ms, rev, mac, body FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        rusqlite::params![to_sql(after)?, limit_to_sql(limit)],
+        // No record is numbered beyond SQLite's integers: after those, none.
+        rusqlite::params![
+            i64::try_from(after).unwrap_or(i64::MAX),
+            limit_to_sql(limit)
+        ],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     found

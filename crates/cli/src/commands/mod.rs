@@ -22,6 +22,13 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return crate::serve::run(cli.data_dir.as_deref(), args);
     }
+    if let Command::Openapi = &cli.command {
+        let doc = confstrata_http_api::openapi::document()
+            .to_pretty_json()
+            .context("cannot write the OpenAPI description")?;
+        crate::output::emit(&doc);
+        return Ok(());
+    }
     let author = cli
         .author
         .clone()
@@ -42,7 +49,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         author,
     };
     match cli.command {
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::Openapi => Ok(()),
         Command::Ns(c) => ctx.ns(c),
         Command::Put(args) => layers::put(&ctx, args),
         Command::Set(args) => layers::set(&ctx, args),

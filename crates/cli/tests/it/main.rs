@@ -3,6 +3,7 @@
 
 mod access;
 mod canary;
+mod openapi;
 mod remote;
 mod tls;
 

@@ -60,6 +60,10 @@ fn a_commit_and_its_record_land_together() {
         assert_eq!(records[1].revision, None);
         assert_eq!(store.journal(1, 10).unwrap(), records[1..]);
         assert_eq!(store.journal(0, 1).unwrap(), records[..1]);
+        // After a number beyond SQLite's integers (a caller's `after`):
+        // nothing, not an error.
+        assert!(store.journal(u64::MAX, 10).unwrap().is_empty());
+        assert!(store.journal(1 << 63, 10).unwrap().is_empty());
     });
 }
 
