@@ -24,6 +24,7 @@
 pub mod openapi;
 pub mod problem;
 mod v1;
+mod watch;
 
 use axum::Router;
 use axum::routing::get;

@@ -58,6 +58,7 @@ pub(crate) fn routes() -> OpenApiRouter<Runner> {
         .routes(routes!(list_layers))
         .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
         .routes(routes!(apply_change_set))
+        .routes(routes!(crate::watch::watch))
 }
 
 /// The `/v1` routes, behind the authentication gate.
@@ -75,6 +76,7 @@ pub(crate) fn router(host: &confstrata_host::Host) -> Router {
         // an oversized change set gets that limit's precise 413.
         .layer(DefaultBodyLimit::max(max_body()))
         .layer(axum::Extension(waits))
+        .layer(axum::Extension(crate::watch::Feeds(host.clone())))
         .layer(axum::middleware::from_fn_with_state(
             runner.clone(),
             require,
@@ -119,7 +121,7 @@ async fn not_found(req: Request) -> Problem {
 /// An engine call through the runner (authenticated, on the blocking
 /// pool, within its bound); an error as a problem naming `field` when the
 /// error itself does not say.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     runner: &Runner,
     a: Credentials,
     field: &str,
@@ -148,10 +150,10 @@ impl FromRequestParts<Runner> for Creds {
 
 /// What a request about one namespace brings: its credentials, the
 /// namespace of its path (checked) and its query parameters.
-struct NsRequest {
-    a: Credentials,
-    ns: NamespaceName,
-    query: Vec<(String, String)>,
+pub(crate) struct NsRequest {
+    pub(crate) a: Credentials,
+    pub(crate) ns: NamespaceName,
+    pub(crate) query: Vec<(String, String)>,
 }
 
 impl FromRequestParts<Runner> for NsRequest {
@@ -548,7 +550,7 @@ fn path_of(segment: Result<Path<String>, PathRejection>, field: &str) -> Result<
 
 /// A revision or record number: decimal digits, at most 2^63 - 1 (the
 /// OpenAPI description's `int64`; the store numbers nothing beyond).
-fn number(text: &str) -> Option<u64> {
+pub(crate) fn number(text: &str) -> Option<u64> {
     text.parse::<i64>().ok().and_then(|n| u64::try_from(n).ok())
 }
 
@@ -833,7 +835,10 @@ static INDEX: axum::http::HeaderName = axum::http::HeaderName::from_static("x-co
 
 /// The context variables of a query (every parameter not in `reserved`;
 /// `context.NAME` for a variable named like a reserved one).
-fn context_of(query: &[(String, String)], reserved: &[&str]) -> Result<Context, Problem> {
+pub(crate) fn context_of(
+    query: &[(String, String)],
+    reserved: &[&str],
+) -> Result<Context, Problem> {
     let mut ctx = Context::new();
     for (k, v) in query {
         if reserved.contains(&k.as_str()) {
@@ -851,7 +856,7 @@ fn context_of(query: &[(String, String)], reserved: &[&str]) -> Result<Context, 
 }
 
 /// A query parameter's value, if given.
-fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
+pub(crate) fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
     query
         .iter()
         .find(|(k, _)| k == name)
@@ -860,7 +865,7 @@ fn param<'q>(query: &'q [(String, String)], name: &str) -> Option<&'q str> {
 
 /// A yes-or-no query parameter: `true`, `1` or present without a value;
 /// `false` or `0`; absent is no.
-fn flag(query: &[(String, String)], name: &str) -> Result<bool, Problem> {
+pub(crate) fn flag(query: &[(String, String)], name: &str) -> Result<bool, Problem> {
     match param(query, name) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),

@@ -2,6 +2,7 @@
 //! readiness, 404 for the rest, and requests told apart by content type.
 
 mod rest;
+mod sse;
 mod tables;
 mod tls;
 
