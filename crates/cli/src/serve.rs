@@ -60,6 +60,15 @@ pub(crate) struct Settings {
     retention_keep_versions: usize,
     /// ...and every version of this many last days.
     retention_keep_days: u64,
+    /// Longest a REST request may take, in milliseconds (not the long
+    /// poll or the event stream); `503` past it.
+    http_request_timeout_ms: u64,
+    /// Most REST requests in flight at once (again not the long poll or
+    /// the event stream); `503` with `Retry-After` beyond.
+    http_max_in_flight: usize,
+    /// Origins a browser page may call the REST API from
+    /// (`https://console.example.com`); empty: CORS off.
+    http_cors_origins: Vec<String>,
 }
 
 impl Default for Settings {
@@ -89,6 +98,14 @@ impl Default for Settings {
             retention_interval_s: 3600,
             retention_keep_versions: confstrata_core::RetentionPolicy::default().keep_versions,
             retention_keep_days: confstrata_core::RetentionPolicy::default().keep_days,
+            http_request_timeout_ms: u64::try_from(
+                confstrata_http_api::HttpOptions::default()
+                    .request_timeout
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            http_max_in_flight: confstrata_http_api::HttpOptions::default().max_in_flight,
+            http_cors_origins: Vec::new(),
         }
     }
 }
@@ -215,6 +232,13 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
     let settings = settings(data_dir, args)?;
     init_logging(&settings)?;
     let tls = tls_options(&settings)?;
+    let http = confstrata_http_api::HttpOptions {
+        request_timeout: std::time::Duration::from_millis(settings.http_request_timeout_ms),
+        max_in_flight: settings.http_max_in_flight,
+        cors_origins: settings.http_cors_origins.clone(),
+    };
+    http.check()
+        .map_err(|e| anyhow::anyhow!("invalid http_cors_origins: {e}"))?;
     let options = ServeOptions {
         tls,
         max_message_bytes: settings.max_message_bytes,
@@ -303,7 +327,7 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
             );
         }
         let grpc = confstrata_grpc_api::router(&host, &options).await?;
-        let http = confstrata_http_api::router(&host);
+        let http = confstrata_http_api::router_with(&host, &http);
         let doors =
             confstrata_host::Doors::new(http).with_http2(confstrata_grpc_api::CONTENT_TYPE, grpc);
         let serve = confstrata_host::ServeOptions {

@@ -42,10 +42,22 @@ use confstrata_core::{NamespaceRecord, NamespaceSpec};
 /// The `/v1` routes and their OpenAPI description (no state, no layers:
 /// [`router`] adds them; [`crate::openapi::document`] takes the paths).
 pub(crate) fn routes() -> OpenApiRouter<Runner> {
+    short_routes().merge(long_routes())
+}
+
+/// The routes whose answers may wait on purpose (the long poll, the
+/// event stream): outside the request timeout and the in-flight bound.
+fn long_routes() -> OpenApiRouter<Runner> {
+    OpenApiRouter::new()
+        .routes(routes!(resolve))
+        .routes(routes!(crate::watch::watch))
+}
+
+/// Every other route: answered within the request timeout.
+fn short_routes() -> OpenApiRouter<Runner> {
     OpenApiRouter::with_openapi(ApiDoc::openapi().merge_from(Schemas::openapi()))
         .routes(routes!(list_namespaces, create_namespace))
         .routes(routes!(get_namespace))
-        .routes(routes!(resolve))
         .routes(routes!(explain))
         .routes(routes!(history))
         .routes(routes!(declarations))
@@ -58,18 +70,35 @@ pub(crate) fn routes() -> OpenApiRouter<Runner> {
         .routes(routes!(list_layers))
         .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
         .routes(routes!(apply_change_set))
-        .routes(routes!(crate::watch::watch))
 }
 
-/// The `/v1` routes, behind the authentication gate.
-pub(crate) fn router(host: &confstrata_host::Host) -> Router {
+/// The `/v1` routes, behind the authentication gate; all but the long
+/// poll and the event stream within `options`' timeout and in-flight
+/// bound (tower's `timeout`, global concurrency limit and `load_shed`: a
+/// request over the bound is refused at once, `503` with `Retry-After`,
+/// rather than queued).
+pub(crate) fn router(host: &confstrata_host::Host, options: &crate::HttpOptions) -> Router {
     let runner = host.runner().clone();
     let waits = Waits {
         revisions: host.revisions(),
         stopping: host.stopping(),
     };
-    let (routes, _) = routes().split_for_parts();
-    routes
+    let (short, _) = short_routes().split_for_parts();
+    let (long, _) = long_routes().split_for_parts();
+    let bounded = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            refused_by_limit,
+        ))
+        .load_shed()
+        // One semaphore for every route (axum layers each route apart; a
+        // plain concurrency limit would bound each path on its own).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            options.max_in_flight.max(1),
+        ))
+        .timeout(options.request_timeout);
+    short
+        .layer(bounded)
+        .merge(long)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The same bound as a gRPC message: above the change set limit, so
@@ -100,6 +129,26 @@ pub(crate) async fn require(
             Problem::from_core(&e, "").into_response()
         }
     }
+}
+
+/// A request the limits refused: over the in-flight bound, or not done
+/// within the timeout (its work, already on the blocking pool, finishes
+/// there; a write that was committing is committed or not, as its
+/// revision in history says).
+async fn refused_by_limit(e: tower::BoxError) -> Problem {
+    let detail = if e.is::<tower::timeout::error::Elapsed>() {
+        "the request was not answered within the server's request timeout (http_request_timeout_ms)"
+    } else if e.is::<tower::load_shed::error::Overloaded>() {
+        "too many requests are in flight (http_max_in_flight); retry shortly"
+    } else {
+        "the request could not be served"
+    };
+    Problem::from_core(
+        &Error::Unavailable {
+            message: detail.to_owned(),
+        },
+        "",
+    )
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
