@@ -47,6 +47,21 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 #[derive(Clone)]
 pub(crate) struct Feeds(pub(crate) Host);
 
+/// One event of the stream, as the OpenAPI description shows it (the
+/// fields of an SSE event; `data` is JSON text).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WatchStreamEvent)]
+pub(crate) struct EventDoc {
+    /// `change`, `caught-up`, `compacted` or `error`.
+    #[schema(pattern = "^(change|caught-up|compacted|error)$")]
+    event: String,
+    /// The newest revision the event reports (`change`, `caught-up`): send
+    /// it back as `Last-Event-ID` to resume after it.
+    id: Option<String>,
+    /// The event's JSON: a change, `{"revision": N}`, or a problem.
+    data: String,
+}
+
 /// The JSON of a `change` event (`caught-up` is `{"revision": N}`).
 #[derive(Serialize)]
 struct ChangeData<'a> {
@@ -156,7 +171,7 @@ fn start_of(headers: &HeaderMap, query: &[(String, String)]) -> Result<u64, Prob
         ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]+$", description = "Resume after this event's revision (wins over `start_revision`)"),
     ),
     responses(
-        (status = 200, description = "The events: `change` (`id` and `revision`, `time_ms`, `author`, `message`, `items`, `document`), `caught-up` once the backlog is sent, and at most one last `compacted` or `error` (a problem)", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The events: `change` (`id` and `revision`, `time_ms`, `author`, `message`, `items`, `document`), `caught-up` once the backlog is sent, and at most one last `compacted` or `error` (a problem)", content_type = "text/event-stream", body = EventDoc),
         Refusals,
     ),
 )]

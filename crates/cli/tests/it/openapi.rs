@@ -142,6 +142,9 @@ fn schemathesis_finds_no_answer_that_breaks_the_description() {
             "positive_data_acceptance",
         ])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        // The event stream never ends by itself (it would hold every case
+        // to the request timeout); crates/http-api/tests/it/sse.rs tests it.
+        .args(["--exclude-path-regex", "/watch$"])
         // Bounded and repeatable: the same cases on every run.
         .args(["--max-examples", "40", "--seed", "1", "--workers", "1"])
         .args(["--no-color", "--request-timeout", "30"])
@@ -173,7 +176,7 @@ fn schemathesis_finds_no_answer_that_breaks_the_description() {
             "schemathesis could not test:\n{stdout}"
         );
     }
-    assert_eq!(report["operations"]["tested"], count, "{stdout}");
+    assert_eq!(report["operations"]["tested"], count - 1, "{stdout}");
     assert!(report["test_cases"]["generated"].as_u64().unwrap() > 1000);
     server.stop();
 }
