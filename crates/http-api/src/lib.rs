@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+mod diff;
 pub mod openapi;
 pub mod problem;
 mod v1;

@@ -70,6 +70,10 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(list_layers))
         .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
         .routes(routes!(apply_change_set))
+        .routes(routes!(crate::diff::revisions))
+        .routes(routes!(crate::diff::layers))
+        .routes(routes!(crate::diff::contexts))
+        .routes(routes!(crate::diff::declaration))
 }
 
 /// The `/v1` routes, behind the authentication gate; all but the long
@@ -223,7 +227,7 @@ fn namespace(raw: &str) -> Result<NamespaceName, Problem> {
     NamespaceName::parse(raw).map_err(|e| Problem::from_core(&e, "namespace"))
 }
 
-fn layer_path(raw: &str) -> Result<LayerPath, Problem> {
+pub(crate) fn layer_path(raw: &str) -> Result<LayerPath, Problem> {
     LayerPath::parse(raw).map_err(|e| Problem::from_core(&e, "layer"))
 }
 
@@ -369,7 +373,10 @@ async fn commit(
     json_response(StatusCode::OK, &Committed::from(info))
 }
 
-fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Result<Response, Problem> {
+pub(crate) fn json_response(
+    status: StatusCode,
+    value: &impl serde::Serialize,
+) -> Result<Response, Problem> {
     let body = serde_json::to_string(value).map_err(Error::storage)?;
     Ok((
         status,

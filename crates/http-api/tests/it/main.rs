@@ -1,6 +1,7 @@
 //! The HTTP front door on the host's listener, over real TCP: liveness,
 //! readiness, 404 for the rest, and requests told apart by content type.
 
+mod diffs;
 mod limits;
 mod rest;
 mod sse;
@@ -9,7 +10,10 @@ mod tls;
 
 use std::time::Duration;
 
+use confstrata_core::serde_json::{self, json};
+use confstrata_engine::Caller;
 use confstrata_host::{Doors, Host, ServeOptions};
+use confstrata_http_api::HttpOptions;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// One HTTP/1.1 request on a fresh connection; the response's status line
@@ -52,6 +56,65 @@ pub(crate) async fn serve(
         .await
     });
     (addr, stop_tx, served)
+}
+
+/// A real server over TCP on a fresh store with one namespace, `web`
+/// (levels `defaults`, `env/{env}`; env dev or prod; `defaults` = `{"a": 1}`),
+/// and an admin token.
+pub(crate) struct Server {
+    pub(crate) host: Host,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<Result<(), confstrata_host::ServeError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub(crate) async fn start(options: HttpOptions) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = confstrata_host::open(&dir.path().join("data")).unwrap();
+        let token = engine
+            .bootstrap_admin()
+            .unwrap()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
+        let cs = serde_json::from_value(json!({"author": "t", "message": "", "ops": [
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"], "matrix": {"env": ["dev", "prod"]}}},
+            {"op": "put", "namespace": "web", "layer": "defaults", "document": {"a": 1}},
+        ]}))
+        .unwrap();
+        engine.commit(&Caller::local("test"), &cs).unwrap();
+        let host = Host::new(engine).unwrap();
+        let doors = Doors::new(confstrata_http_api::router_with(&host, &options));
+        let (addr, stop, served) = crate::serve(&host, doors).await;
+        Server {
+            host,
+            addr,
+            token,
+            stop,
+            served,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.served.await.unwrap().unwrap();
+    }
+
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new().request(method, format!("http://{}{path}", self.addr))
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 #[tokio::test]
