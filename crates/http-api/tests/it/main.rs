@@ -3,6 +3,7 @@
 
 mod diffs;
 mod limits;
+mod parity;
 mod rest;
 mod sse;
 mod tables;

@@ -1,0 +1,309 @@
+//! Parity: one scripted sequence run over gRPC against one server and over
+//! REST against another (each on a fresh store seeded alike) gives equal
+//! results: revisions, documents, explanations, history, findings, and
+//! errors by kind (the REST problem's code maps to the gRPC status code
+//! through the two doors' tables).
+
+use std::collections::HashMap;
+
+use confstrata_core::serde_json::{self, Value, json};
+use confstrata_core::{ErrorKind, ErrorKind as K};
+use confstrata_http_api::HttpOptions;
+use confstrata_proto::v1::{self, config_service_client::ConfigServiceClient};
+
+use crate::Server;
+
+/// What the sequence saw, step by step, in a form both APIs can give.
+type Seen = Vec<(&'static str, Value)>;
+
+/// An error as the kind the REST problem names, or the gRPC code.
+fn kind_of_code(code: &str) -> ErrorKind {
+    *ErrorKind::ALL
+        .iter()
+        .find(|k| k.as_str() == code)
+        .unwrap_or_else(|| panic!("unknown problem code {code}"))
+}
+
+fn err(code: tonic::Code) -> Value {
+    json!({"error": i32::from(code)})
+}
+
+/// The gRPC code the REST problem's kind maps to.
+fn rest_err(body: &Value) -> Value {
+    let kind = kind_of_code(body["code"].as_str().unwrap());
+    err(confstrata_grpc_api::code_of(kind))
+}
+
+async fn over_grpc(server: &Server) -> Seen {
+    let host = &server.host;
+    let grpc = confstrata_grpc_api::router(host, &confstrata_grpc_api::ServeOptions::default())
+        .await
+        .unwrap();
+    let doors = confstrata_host::Doors::new(confstrata_http_api::router(host))
+        .with_http2(confstrata_grpc_api::CONTENT_TYPE, grpc);
+    let (addr, stop, served) = crate::serve(host, doors).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let token: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", server.token).parse().unwrap();
+    let mut c = ConfigServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+        r.metadata_mut().insert("authorization", token.clone());
+        Ok(r)
+    });
+    let ctx = |env: &str| HashMap::from([("env".to_owned(), env.to_owned())]);
+    let mut seen = Seen::new();
+    let put = |layer: &str, doc: Value, expect: Option<u64>| v1::PutLayerRequest {
+        namespace: "web".into(),
+        layer: layer.into(),
+        document_json: doc.to_string(),
+        expect_revision: expect,
+        ..Default::default()
+    };
+    let r = c
+        .put_layer(put(
+            "defaults",
+            json!({"db": {"pool": 5, "host": "h"}, "log": "info"}),
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("put", json!(r.commit.unwrap().revision)));
+    let r = c
+        .set_keys(v1::SetKeysRequest {
+            namespace: "web".into(),
+            layer: "env/prod".into(),
+            entries: vec![v1::KeyValue {
+                key: "db.pool".into(),
+                value_json: "40".into(),
+                secret: false,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("set", json!(r.commit.unwrap().revision)));
+    let r = c
+        .resolve(v1::ResolveRequest {
+            namespace: "web".into(),
+            context: ctx("prod"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let doc: Value = serde_json::from_str(&r.document_json).unwrap();
+    seen.push(("resolve", json!([r.revision, doc])));
+    let r = c
+        .explain(v1::ExplainRequest {
+            namespace: "web".into(),
+            context: ctx("prod"),
+            key: "db.pool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entries: Vec<Value> = r
+        .entries
+        .iter()
+        .map(|e| json!([e.layer, e.revision, e.winner]))
+        .collect();
+    seen.push(("explain", json!(entries)));
+    let r = c
+        .history(v1::HistoryRequest {
+            namespace: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let versions: Vec<Value> = r
+        .versions
+        .iter()
+        .map(|v| json!([v.layer, v.info.as_ref().unwrap().revision]))
+        .collect();
+    seen.push(("history", json!(versions)));
+    let r = c
+        .validate(v1::ValidateRequest {
+            namespace: "web".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("validate", json!(r.findings.len())));
+    // Errors by kind.
+    let e = c
+        .put_layer(put("defaults", json!({}), Some(1)))
+        .await
+        .unwrap_err();
+    seen.push(("stale put", err(e.code())));
+    let e = c.put_layer(put("../x", json!({}), None)).await.unwrap_err();
+    seen.push(("bad layer", err(e.code())));
+    let e = c
+        .resolve(v1::ResolveRequest {
+            namespace: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(("no namespace", err(e.code())));
+    let e = c
+        .resolve(v1::ResolveRequest {
+            namespace: "web".into(),
+            context: ctx("staging"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(("bad context", err(e.code())));
+    let r = c
+        .delete_layer(v1::DeleteLayerRequest {
+            namespace: "web".into(),
+            layer: "env/prod".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("delete", json!(r.commit.unwrap().revision)));
+    let e = c
+        .delete_layer(v1::DeleteLayerRequest {
+            namespace: "web".into(),
+            layer: "env/prod".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(("delete again", err(e.code())));
+    drop(c);
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    seen
+}
+
+async fn over_rest(server: &Server) -> Seen {
+    let send = |method: reqwest::Method, path: &str| {
+        server
+            .request(method, path)
+            .bearer_auth(&server.token)
+            .header("content-type", "application/json")
+    };
+    let json_of = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        (status, body)
+    };
+    let mut seen = Seen::new();
+    let (_, b) = json_of(
+        send(reqwest::Method::PUT, "/v1/namespaces/web/layers/defaults")
+            .body(json!({"db": {"pool": 5, "host": "h"}, "log": "info"}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.push(("put", b["revision"].clone()));
+    let (_, b) = json_of(
+        send(
+            reqwest::Method::PATCH,
+            "/v1/namespaces/web/layers/env%2Fprod",
+        )
+        .body(json!({"set": {"db.pool": 40}}).to_string())
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    seen.push(("set", b["revision"].clone()));
+    let (_, b) = json_of(server.get("/v1/namespaces/web/resolve?env=prod").await).await;
+    seen.push(("resolve", json!([b["revision"], b["document"]])));
+    let (_, b) = json_of(
+        server
+            .get("/v1/namespaces/web/explain?key=db.pool&env=prod")
+            .await,
+    )
+    .await;
+    let entries: Vec<Value> = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!([e["layer"], e["revision"], e["winner"]]))
+        .collect();
+    seen.push(("explain", json!(entries)));
+    let (_, b) = json_of(server.get("/v1/namespaces/web/history").await).await;
+    let versions: Vec<Value> = b["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| json!([v["layer"], v["revision"]]))
+        .collect();
+    seen.push(("history", json!(versions)));
+    let (_, b) = json_of(server.get("/v1/validate?namespace=web").await).await;
+    seen.push(("validate", json!(b["findings"].as_array().unwrap().len())));
+    let (status, b) = json_of(
+        send(reqwest::Method::PUT, "/v1/namespaces/web/layers/defaults")
+            .header("if-match", "1")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    // A write with If-Match answers 412; its problem's kind is the conflict.
+    assert_eq!(status, 412);
+    seen.push(("stale put", rest_err(&b)));
+    let (_, b) = json_of(
+        send(reqwest::Method::PUT, "/v1/namespaces/web/layers/..%2Fx")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.push(("bad layer", rest_err(&b)));
+    let (_, b) = json_of(server.get("/v1/namespaces/nope/resolve").await).await;
+    seen.push(("no namespace", rest_err(&b)));
+    let (_, b) = json_of(server.get("/v1/namespaces/web/resolve?env=staging").await).await;
+    seen.push(("bad context", rest_err(&b)));
+    let delete = || {
+        send(
+            reqwest::Method::DELETE,
+            "/v1/namespaces/web/layers/env%2Fprod",
+        )
+        .send()
+    };
+    let (_, b) = json_of(delete().await.unwrap()).await;
+    seen.push(("delete", b["revision"].clone()));
+    let (_, b) = json_of(delete().await.unwrap()).await;
+    seen.push(("delete again", rest_err(&b)));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
+    let a = Server::start(HttpOptions::default()).await;
+    let b = Server::start(HttpOptions::default()).await;
+    let grpc = over_grpc(&a).await;
+    let rest = over_rest(&b).await;
+    assert_eq!(grpc, rest);
+    // The sequence saw what it should (not two equal failures).
+    let step = |name: &str| &grpc.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(
+        step("resolve")[1],
+        json!({"db": {"pool": 40, "host": "h"}, "log": "info"})
+    );
+    assert_eq!(
+        step("stale put"),
+        &err(confstrata_grpc_api::code_of(K::Conflict))
+    );
+    assert_eq!(step("bad layer"), &err(tonic::Code::InvalidArgument));
+    assert_eq!(step("no namespace"), &err(tonic::Code::NotFound));
+    assert_eq!(step("delete again"), &err(tonic::Code::NotFound));
+    a.stop().await;
+    b.stop().await;
+}
