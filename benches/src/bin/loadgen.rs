@@ -46,6 +46,8 @@ struct Args {
     startup_keys: usize,
     /// Keys per layer for the bytes-per-commit section.
     layer_keys: Vec<usize>,
+    /// `--only rest`: only the REST section.
+    only_rest: bool,
 }
 
 fn args() -> Args {
@@ -55,6 +57,7 @@ fn args() -> Args {
         concurrency: vec![1, 16, 64, 256],
         startup_keys: 100_000,
         layer_keys: vec![10, 300],
+        only_rest: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -71,9 +74,10 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = list(&value),
             "--startup-keys" => a.startup_keys = value.parse().unwrap_or(a.startup_keys),
             "--layer-keys" => a.layer_keys = list(&value),
+            "--only" if value == "rest" => a.only_rest = true,
             other => {
                 eprintln!(
-                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B --startup-keys N --layer-keys A,B"
+                    "unknown argument {other}; use --seconds N --watchers A,B --concurrency A,B --startup-keys N --layer-keys A,B --only rest"
                 );
                 std::process::exit(2);
             }
@@ -411,6 +415,157 @@ fn resolve_req() -> v1::ResolveRequest {
         ]),
         ..Default::default()
     }
+}
+
+/// REST next to gRPC and etcd's JSON gateway: a viewer's cached resolve
+/// over HTTP/1.1 keep-alive (a pool of connections in one client), its
+/// revalidation (`If-None-Match`, `304`), the same resolve over gRPC, and
+/// etcd's `POST /v3/kv/range` (serializable, one key).
+async fn rest_section(
+    a: &Args,
+    rest_addr: SocketAddr,
+    token: &str,
+    grpc: &[Cfg],
+    etcd: Option<&EtcdServer>,
+) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("http client");
+    let url = format!("http://{rest_addr}/v1/namespaces/webshop/resolve?env=prod&region=eu");
+    let auth = format!("Bearer {token}");
+    let first = client
+        .get(&url)
+        .header("authorization", &auth)
+        .send()
+        .await
+        .expect("REST resolve");
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
+    let size = first.bytes().await.expect("body").len();
+    let fail = |e: reqwest::Error| Status::internal(e.to_string());
+    let rest = Rest {
+        client,
+        url,
+        auth,
+        etag,
+    };
+    let gateway = etcd.map(|e| format!("{}/v3/kv/range", e.url()));
+    let range_body = format!(
+        "{{\"key\":\"{}\",\"serializable\":true}}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ETCD_GET_KEY)
+    );
+    println!(
+        "## REST (HTTP/1.1 keep-alive) vs gRPC vs etcd's JSON gateway\n\nA viewer's resolve of webshop env=prod,region=eu ({size} bytes of JSON) over REST, its revalidation with `If-None-Match` (`304`, no body), the same resolve over gRPC; etcd: `POST /v3/kv/range` of one 256-byte key (serializable) on its client port. {}s per point.\n",
+        a.seconds
+    );
+    let (extra_head, extra_rule) = if gateway.is_some() {
+        (
+            " etcd gateway range/s | p99 µs | REST/etcd gateway |",
+            "---|---|---|",
+        )
+    } else {
+        ("", "")
+    };
+    println!(
+        "| concurrency | REST resolve/s | p50 µs | p99 µs | REST 304/s | p99 µs | 304/full | gRPC resolve/s | p99 µs | REST/gRPC |{extra_head}"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|{extra_rule}");
+    let rate = |s: &Stats| s.calls as f64 / s.seconds;
+    for &c in &a.concurrency {
+        let clients = [rest.clone()];
+        let full = drive(&clients, c, a.seconds, move |r, _| async move {
+            let resp = r
+                .client
+                .get(&r.url)
+                .header("authorization", &r.auth)
+                .send()
+                .await
+                .map_err(fail)?;
+            if resp.status() != 200 {
+                return Err(Status::internal(format!("REST resolve: {}", resp.status())));
+            }
+            resp.bytes().await.map(drop).map_err(fail)
+        })
+        .await;
+        let revalidated = drive(&clients, c, a.seconds, move |r, _| async move {
+            let resp = r
+                .client
+                .get(&r.url)
+                .header("authorization", &r.auth)
+                .header("if-none-match", &r.etag)
+                .send()
+                .await
+                .map_err(fail)?;
+            if resp.status() != 304 {
+                return Err(Status::internal(format!(
+                    "REST revalidation: {}",
+                    resp.status()
+                )));
+            }
+            resp.bytes().await.map(drop).map_err(fail)
+        })
+        .await;
+        let g = drive(grpc, c, a.seconds, |mut cl, _| async move {
+            cl.resolve(resolve_req()).await.map(drop)
+        })
+        .await;
+        let extra = match &gateway {
+            Some(gw) => {
+                let clients = [(rest.client.clone(), gw.clone(), range_body.clone())];
+                let e = drive(
+                    &clients,
+                    c,
+                    a.seconds,
+                    move |(client, gw, body), _| async move {
+                        let resp = client
+                            .post(&gw)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await
+                            .map_err(fail)?;
+                        if resp.status() != 200 {
+                            return Err(Status::internal(format!(
+                                "etcd gateway: {}",
+                                resp.status()
+                            )));
+                        }
+                        resp.bytes().await.map(drop).map_err(fail)
+                    },
+                )
+                .await;
+                format!(
+                    " {:.0} | {:.0} | {:.2} |",
+                    rate(&e),
+                    e.p99_us,
+                    rate(&full) / rate(&e)
+                )
+            }
+            None => String::new(),
+        };
+        println!(
+            "| {c} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |{extra}",
+            rate(&full),
+            full.p50_us,
+            full.p99_us,
+            rate(&revalidated),
+            revalidated.p99_us,
+            rate(&revalidated) / rate(&full),
+            rate(&g),
+            g.p99_us,
+            rate(&full) / rate(&g)
+        );
+    }
+    println!();
+}
+
+/// A REST client of the load generator.
+#[derive(Clone)]
+struct Rest {
+    client: reqwest::Client,
+    url: String,
+    auth: String,
+    etag: String,
 }
 
 /// The key the etcd get benchmark reads.
@@ -860,7 +1015,7 @@ fn main() {
     let (engine, token, viewer_token) = seeded(dir.path(), false);
     let audited_dir = tempfile::tempdir().expect("tempdir");
     let (audited, _, audited_token) = seeded(audited_dir.path(), true);
-    let (addr, base_addr, audited_addr) = server_rt.block_on(async {
+    let (addr, base_addr, audited_addr, rest_addr) = server_rt.block_on(async {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -881,6 +1036,20 @@ fn main() {
             ServeOptions::default(),
             std::future::pending(),
         ));
+        // The REST door over the same engine, as `confstrata serve` mounts it.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let rest_addr = l.local_addr().expect("addr");
+        let host = confstrata_host::Host::new(engine.clone()).expect("host");
+        let doors = confstrata_host::Doors::new(confstrata_http_api::router(&host));
+        tokio::spawn(async move {
+            let options = confstrata_host::ServeOptions {
+                shutdown_grace: Duration::from_secs(1),
+                tls: None,
+            };
+            host.serve(l, doors, &options, std::future::pending()).await
+        });
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -899,7 +1068,7 @@ fn main() {
                     c
                 })),
         );
-        (addr, base_addr, audited_addr)
+        (addr, base_addr, audited_addr, rest_addr)
     });
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -927,6 +1096,10 @@ fn main() {
         };
         let has_etcd = etcd.is_some();
         let rate = |s: &Stats| s.calls as f64 / s.seconds;
+        rest_section(&a, rest_addr, &viewer_token, &viewers, etcd.as_ref()).await;
+        if a.only_rest {
+            return;
+        }
         println!("## Resolve (webshop, env=prod,region=eu: {size} bytes of JSON with 2 sealed values) vs a fixed 256-byte tonic reply");
         println!("Every confstrata call carries a bearer token. viewer: sealed values masked, nothing written. secret-reader: both opened, one audit record per resolve. read-audited: a viewer on a second server with `audit_reads` on.");
         if has_etcd {
