@@ -113,6 +113,21 @@ fn run(addr: &str, token: &str, args: &[&str], stdin: &[u8], cwd: &Path) -> Out 
     }
 }
 
+/// One REST request on a fresh HTTP/1.1 connection: the whole answer.
+fn http(addr: &str, token: &str, method: &str, path: &str, body: &str) -> String {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// Every canary found in `bytes`.
 fn found(bytes: &[u8]) -> Vec<&'static str> {
     let text = String::from_utf8_lossy(bytes);
@@ -263,6 +278,68 @@ fn canary_secrets_never_leave_the_authorized_response() {
             o.text
         );
         exposed.push((format!("viewer {args:?}"), o.text));
+    }
+    // The same over REST: every read a viewer may make, masks only; and
+    // refused writes with canaries in the body, path and query.
+    for (method, path, body) in [
+        ("GET", "/v1/namespaces/pay/resolve?env=prod", ""),
+        (
+            "GET",
+            "/v1/namespaces/pay/resolve?env=staging&provenance=true",
+            "",
+        ),
+        ("GET", "/v1/namespaces/pay/layers", ""),
+        ("GET", "/v1/namespaces/pay/layers/env%2Fprod", ""),
+        ("GET", "/v1/namespaces/pay/history", ""),
+        ("GET", "/v1/namespaces/pay/explain?key=db.pass&env=prod", ""),
+        ("GET", "/v1/namespaces/pay/diff?from=1", ""),
+        (
+            "GET",
+            "/v1/namespaces/pay/diff/layers?old=env%2Fstaging&new=env%2Fprod",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/namespaces/pay/diff/contexts?old.env=staging&new.env=prod",
+            "",
+        ),
+        ("GET", "/v1/namespaces/imp/resolve", ""),
+        ("GET", "/v1/namespaces/pay/rollback?revision=1", ""),
+        (
+            "POST",
+            "/v1/namespaces/pay/rollback?revision=1&dry_run=true",
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/namespaces/pay/layers/env%2Fprod",
+            &format!(
+                "{{\"set\": {{\"db.pass\": \"{}\"}}, \"secret\": [\"db.pass\"]}}",
+                CANARIES[0]
+            ),
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/pay/layers/defaults",
+            &format!("{{\"x\": {{\"password\": \"{}\"", CANARIES[1]),
+        ),
+        (
+            "POST",
+            "/v1/changesets?dry_run=true",
+            &format!(
+                "{{\"ops\": [{{\"op\": \"set\", \"namespace\": \"pay\", \"layer\": \"env/prod\", \"key\": \"bad..key\", \"value\": \"{}\"}}]}}",
+                CANARIES[3]
+            ),
+        ),
+    ] {
+        let answer = http(&addr, &viewer, method, path, body);
+        if method == "GET" && !path.contains("rollback") {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        }
+        if path.contains("resolve?env=prod") {
+            assert!(answer.contains("<sealed>"), "{path}: {answer}");
+        }
+        exposed.push((format!("viewer REST {method} {path}"), answer));
     }
     // Error paths, as the viewer and as the admin, with canaries in the request.
     let deep = format!("k={}\"{}\"{}", "[".repeat(40), CANARIES[3], "]".repeat(40));
