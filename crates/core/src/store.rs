@@ -213,6 +213,7 @@ impl Default for RetentionPolicy {
 
 /// What a retention run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetentionReport {
     /// The oldest revision that can still be read.
     pub oldest_revision: u64,

@@ -268,6 +268,7 @@ impl std::fmt::Display for BindingInfo {
 
 /// One grant of a role: allow or deny actions on a resource pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GrantInfo {
     /// `allow` or `deny`.
@@ -293,6 +294,7 @@ impl std::fmt::Display for GrantInfo {
 
 /// A role as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleInfo {
     /// Its name.
     pub name: String,
@@ -306,6 +308,7 @@ pub struct RoleInfo {
 
 /// A group as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupInfo {
     /// Its name.
     pub name: String,
@@ -329,6 +332,7 @@ pub enum Holder {
 
 /// One grant a principal holds, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EffectiveGrant {
     /// The grant as its role states it.
     pub grant: GrantInfo,
@@ -360,6 +364,7 @@ impl std::fmt::Display for EffectiveGrant {
 /// The answer of `auth can-i`: whether a principal may do an action on a
 /// resource, and which grant decided.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessCheck {
     /// Whether it would be allowed.
     pub allowed: bool,
@@ -374,6 +379,7 @@ pub struct AccessCheck {
 /// A principal with everything it may do: its groups and every grant it
 /// holds, directly and through them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrincipalDetail {
     /// The principal.
     pub principal: PrincipalInfo,
@@ -388,6 +394,7 @@ pub struct PrincipalDetail {
 /// their roles. Never tokens (they stay as they are), never the built-in
 /// roles (fixed). Unknown fields are refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// Custom roles.
@@ -404,6 +411,7 @@ pub struct PolicyDocument {
 
 /// A custom role in a [`PolicyDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRole {
     /// Its name.
@@ -417,6 +425,7 @@ pub struct PolicyRole {
 
 /// A group in a [`PolicyDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyGroup {
     /// Its name.
@@ -434,6 +443,7 @@ pub struct PolicyGroup {
 
 /// A principal in a [`PolicyDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyPrincipal {
     /// Its id.
@@ -458,6 +468,7 @@ fn user() -> PrincipalKind {
 
 /// What applying a [`PolicyDocument`] changes (or, for a dry run, would).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyApply {
     /// One line per change: `+ role db-reader: ...`, `- group old`,
     /// `~ principal ed: roles viewer -> viewer, editor on payments/**`.

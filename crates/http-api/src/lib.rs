@@ -21,6 +21,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod diff;
 pub mod openapi;
 pub mod problem;

@@ -35,6 +35,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
         (name = "configuration", description = "Resolved configuration, provenance and history"),
         (name = "changes", description = "Change sets (bulk, atomic), rollback and validation"),
         (name = "server", description = "Status, statistics and the audit journal"),
+        (name = "administration", description = "Keys, compaction, principals, tokens, roles, groups and the access policy (`admin` right)"),
     ),
 )]
 pub(crate) struct ApiDoc;

@@ -74,6 +74,38 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(crate::diff::layers))
         .routes(routes!(crate::diff::contexts))
         .routes(routes!(crate::diff::declaration))
+        .routes(routes!(crate::admin::list_keys))
+        .routes(routes!(crate::admin::rotate_key))
+        .routes(routes!(crate::admin::rewrap_keys))
+        .routes(routes!(crate::admin::retire_key))
+        .routes(routes!(crate::admin::rotate_master_key))
+        .routes(routes!(crate::admin::compact))
+        .routes(routes!(
+            crate::admin::list_principals,
+            crate::admin::add_principal
+        ))
+        .routes(routes!(crate::admin::get_principal))
+        .routes(routes!(crate::admin::revoke_principal))
+        .routes(routes!(
+            crate::admin::grant_principal_role,
+            crate::admin::revoke_principal_role
+        ))
+        .routes(routes!(crate::admin::issue_token))
+        .routes(routes!(crate::admin::revoke_token))
+        .routes(routes!(crate::admin::check_access))
+        .routes(routes!(crate::admin::list_roles))
+        .routes(routes!(crate::admin::put_role, crate::admin::delete_role))
+        .routes(routes!(crate::admin::list_groups))
+        .routes(routes!(crate::admin::put_group, crate::admin::delete_group))
+        .routes(routes!(crate::admin::update_group_members))
+        .routes(routes!(
+            crate::admin::grant_group_role,
+            crate::admin::revoke_group_role
+        ))
+        .routes(routes!(
+            crate::admin::export_policy,
+            crate::admin::apply_policy
+        ))
 }
 
 /// The `/v1` routes, behind the authentication gate; all but the long
@@ -187,7 +219,7 @@ pub(crate) async fn read<T: Send + 'static>(
 }
 
 /// The credentials of a request the gate let in (with the caller it found).
-struct Creds(Credentials);
+pub(crate) struct Creds(pub(crate) Credentials);
 
 impl FromRequestParts<Runner> for Creds {
     type Rejection = Problem;
@@ -238,7 +270,7 @@ fn max_body() -> usize {
 
 /// The format of a request body, from its `Content-Type`: JSON, TOML or
 /// YAML; anything else (or none) is `415`.
-fn body_format(headers: &HeaderMap) -> Result<Format, Problem> {
+pub(crate) fn body_format(headers: &HeaderMap) -> Result<Format, Problem> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -269,7 +301,7 @@ fn body_format(headers: &HeaderMap) -> Result<Format, Problem> {
 }
 
 /// A request's body, or `413` when it is over the bound.
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|e| {
         let status = e.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -589,7 +621,7 @@ async fn list_namespaces(
 }
 
 /// A query's parameters, or why they do not parse.
-fn query_of(
+pub(crate) fn query_of(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Vec<(String, String)>, Problem> {
     query
@@ -598,7 +630,10 @@ fn query_of(
 }
 
 /// A path segment, or why it does not decode (not UTF-8, say).
-fn path_of(segment: Result<Path<String>, PathRejection>, field: &str) -> Result<String, Problem> {
+pub(crate) fn path_of(
+    segment: Result<Path<String>, PathRejection>,
+    field: &str,
+) -> Result<String, Problem> {
     segment
         .map(|Path(s)| s)
         .map_err(|e| Problem::from_core(&Error::invalid(field, e.body_text()), field))

@@ -1,6 +1,7 @@
 //! The HTTP front door on the host's listener, over real TCP: liveness,
 //! readiness, 404 for the rest, and requests told apart by content type.
 
+mod admin;
 mod diffs;
 mod limits;
 mod parity;
