@@ -530,7 +530,10 @@ fn ns_and_layer(
     put, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("If-None-Match" = Option<String>, Header, pattern = "^[*]$", description = "`*`: create only, never replace (`409`/`412` if it exists)"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
     request_body(content = Object, description = "The layer's whole document (JSON, TOML or YAML by `Content-Type`)"),
-    responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
+    responses(
+        (status = 200, description = "Committed", body = Committed),
+        (status = 201, description = "Created (with `If-None-Match: *`, which only creates)", body = Committed, headers(("Location" = String, description = "The layer's URL"))),
+        Refusals, WriteRefusals),
 )]
 async fn put_layer(
     State(runner): State<Runner>,
@@ -545,6 +548,16 @@ async fn put_layer(
     let body = body_of(body)?;
     let document = confstrata_core::format::parse(&body, format, "body", &Limits::default())
         .map_err(|e| Problem::from_core(&e, "body"))?;
+    // `If-None-Match: *` (expect revision 0) only creates: its success is
+    // a creation, `201` with the layer's URL. (An unconditional PUT may
+    // create or replace; it answers `200` either way.)
+    let location = (expect == Some(0)).then(|| {
+        format!(
+            "/v1/namespaces/{}/layers/{}",
+            ns.as_str().replace('/', "%2F"),
+            layer.as_str().replace('/', "%2F")
+        )
+    });
     let changes = ChangeSet {
         author: String::new(),
         message: message_of(&headers)?,
@@ -555,7 +568,12 @@ async fn put_layer(
             expect_revision: expect,
         }],
     };
-    commit(&runner, a, changes, "", expect.is_some()).await
+    let mut response = commit(&runner, a, changes, "", expect.is_some()).await?;
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        *response.status_mut() = StatusCode::CREATED;
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// `DELETE /v1/namespaces/{namespace}/layers/{layer}` (`If-Match` as for

@@ -520,7 +520,11 @@ async fn writes_take_json_toml_and_yaml_and_if_match_makes_them_conditional() {
         b"log = \"debug\"\n",
     )
     .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.status, 201, "a create-only PUT creates: {}", a.body);
+    assert_eq!(
+        a.header("location"),
+        Some("/v1/namespaces/web/layers/env%2Fdev")
+    );
     let list = s.get("/v1/namespaces/web/layers").await.json();
     let names: Vec<Value> = list["layers"]
         .as_array()
