@@ -457,7 +457,7 @@ async fn apply_change_set(
 /// caller may read, with its document.
 #[utoipa::path(
     get, path = "/v1/namespaces/{namespace}/layers", tag = "layers",
-    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`")),
     responses((status = 200, description = "Every layer the caller may read, with its document", body = LayerList), Refusals),
 )]
 async fn list_layers(
@@ -486,7 +486,7 @@ async fn list_layers(
 /// (send it back in `If-Match` to write only over that version).
 #[utoipa::path(
     get, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
-    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it holds")),
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it holds")),
     responses(
         (status = 200, description = "The layer's document", body = LayerBody, headers(("ETag" = String, description = "The revision that last changed it, `\"12\"`: send it in `If-Match`"))),
         (status = 304, description = "Not modified since the ETag sent"),
@@ -606,7 +606,7 @@ async fn delete_layer(
 /// `GET /v1/namespaces[?revision=N]`: the namespaces the caller may read.
 #[utoipa::path(
     get, path = "/v1/namespaces", tag = "namespaces",
-    params(("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+    params(("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`")),
     responses((status = 200, description = "The namespaces the caller may read", body = NamespaceList), Refusals),
 )]
 async fn list_namespaces(
@@ -665,6 +665,28 @@ pub(crate) fn number(text: &str) -> Option<u64> {
 
 /// `revision=N` of a query (`At::Latest` without one).
 fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
+    if let Some(v) = param(query, "at") {
+        if param(query, "revision").is_some() {
+            return Err(Problem::from_core(
+                &Error::invalid("at", "give `revision` or `at`, not both"),
+                "at",
+            ));
+        }
+        // `latest`, a revision, or an RFC 3339 time (the newest revision
+        // committed at or before it).
+        return v.parse::<At>().map_err(|_| {
+            Problem::from_core(
+                &Error::invalid(
+                    "at",
+                    format!(
+                        "{:?} is not `latest`, a revision or an RFC 3339 time (2026-12-05T14:02:00Z)",
+                        confstrata_core::clip(v, 60)
+                    ),
+                ),
+                "at",
+            )
+        });
+    }
     match query.iter().find(|(k, _)| k == "revision") {
         None => Ok(At::Latest),
         Some((_, v)) => number(v).map(At::Revision).ok_or_else(|| {
@@ -686,7 +708,7 @@ fn read_at(query: &[(String, String)]) -> Result<At, Problem> {
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
         ("context" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "The context: one parameter per variable (`env=prod&region=eu`); `context.NAME` for a variable named like a parameter below"),
         ("section" = Option<KeyPath>, Query, description = "Only this key's subtree (`db`)"),
-        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"),
+        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`"),
         ("provenance" = Option<bool>, Query, description = "Name every leaf's layer and revision"),
         ("index" = Option<u64>, Query, description = "Long poll: answer once what this view shows changed after this revision (`X-Confstrata-Index` of the last answer)"),
         ("wait" = Option<String>, Query, pattern = "^[0-9]+(ms|s|m)?$", description = "The long poll's longest wait: `500ms`, `30s`, `5m` (default 60 s, at most 10 min)"),
@@ -706,7 +728,7 @@ async fn resolve(
 ) -> Result<Response, Problem> {
     let ctx = context_of(
         &query,
-        &["section", "revision", "provenance", "index", "wait"],
+        &["section", "revision", "at", "provenance", "index", "wait"],
     )?;
     let section = param(&query, "section")
         .map(|v| KeyPath::parse(v).map_err(|e| Problem::from_core(&e, "section")))
@@ -1043,7 +1065,7 @@ async fn create_namespace(
 /// revision that last changed it (also the `ETag`).
 #[utoipa::path(
     get, path = "/v1/namespaces/{namespace}", tag = "namespaces",
-    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it still holds")),
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`"), ("If-None-Match" = Option<String>, Header, pattern = "^[ -~]*$", description = "An ETag of an earlier read: `304` while it still holds")),
     responses(
         (status = 200, description = "Its declaration and the revision that last changed it", body = NamespaceRecord, headers(("ETag" = String, description = "The revision, `\"12\"`"))),
         (status = 304, description = "Not modified since the ETag sent"),
@@ -1066,7 +1088,7 @@ async fn get_namespace(
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
         ("key" = KeyPath, Query, description = "The key to explain (`db.pool`)"),
         ("context" = Option<BTreeMap<String, String>>, Query, style = Form, explode, description = "The context, one parameter per variable"),
-        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)")),
+        ("revision" = Option<u64>, Query, description = "Read as of this revision (default: the newest)"), ("at" = Option<String>, Query, description = "Read as of a time (RFC 3339: the newest revision committed at or before it), a revision, or `latest`; instead of `revision`")),
     responses((status = 200, description = "Where the key's value comes from, layer by layer", body = ExplainView), Refusals),
 )]
 async fn explain(
@@ -1082,7 +1104,7 @@ async fn explain(
             ));
         }
     };
-    let ctx = context_of(&query, &["key", "revision"])?;
+    let ctx = context_of(&query, &["key", "revision", "at"])?;
     let at = read_at(&query)?;
     let view = read(&runner, a, "context", move |e, c| {
         e.explain(c, &ns, &ctx, &key, at)

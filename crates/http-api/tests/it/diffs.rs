@@ -102,8 +102,31 @@ async fn diffs_of_revisions_layers_contexts_and_declarations() {
         "{d}"
     );
 
+    // Reads as of a revision, by `revision` or `at`; a time in the future
+    // reads the newest state.
+    let (_, old) = body(
+        &server,
+        &format!("/v1/namespaces/web/resolve?env=prod&at={before}"),
+    )
+    .await;
+    assert_eq!(old["document"], json!({"a": 1}), "{old}");
+    let (_, same) = body(
+        &server,
+        &format!("/v1/namespaces/web/resolve?env=prod&revision={before}"),
+    )
+    .await;
+    assert_eq!(same["document"], old["document"]);
+    let (_, now) = body(
+        &server,
+        "/v1/namespaces/web/resolve?env=prod&at=2999-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(now["document"], json!({"a": 3, "b": true}), "{now}");
+
     // Bad requests, each named.
     for (path, field) in [
+        ("/v1/namespaces/web/resolve?at=yesterday", "at"),
+        ("/v1/namespaces/web/resolve?at=1&revision=1", "at"),
         ("/v1/namespaces/web/diff", "from"),
         ("/v1/namespaces/web/diff?from=x", "from"),
         ("/v1/namespaces/web/diff?from=1&layer=..%2Fetc", "layer"),
