@@ -105,7 +105,13 @@ fn absent_not_null(doc: &mut utoipa::openapi::OpenApi) {
 
 /// An error answer: an RFC 9457 problem (`application/problem+json`).
 #[derive(Serialize, ToSchema)]
-#[schema(as = Problem)]
+#[schema(as = Problem, example = json!({
+    "type": "https://confstrata.dev/problems/conflict",
+    "title": "Conflict",
+    "status": 409,
+    "detail": "conflict on layer webshop:env/prod: expected revision 3, it is at 5",
+    "code": "conflict"
+}))]
 pub(crate) struct ProblemDoc {
     /// `https://confstrata.dev/problems/` and the code.
     #[serde(rename = "type")]

@@ -428,7 +428,11 @@ pub(crate) fn json_response(
 #[utoipa::path(
     post, path = "/v1/changesets", tag = "changes",
     params(("dry_run" = Option<bool>, Query, description = "Show what it would change and what validation finds; commit nothing")),
-    request_body(content = ChangeSet, description = "A change set (JSON, TOML or YAML by `Content-Type`), as `confstrata apply -f` takes: committed as one revision or not at all"),
+    request_body(content = ChangeSet, description = "A change set (JSON, TOML or YAML by `Content-Type`), as `confstrata apply -f` takes: committed as one revision or not at all",
+        example = json!({"message": "raise the pool for the sale", "ops": [
+            {"op": "set", "namespace": "webshop", "layer": "env/prod", "key": "db.pool.max", "value": 80},
+            {"op": "unset", "namespace": "webshop", "layer": "env/prod", "key": "feature.banner"}
+        ]})),
     responses(
         (status = 200, description = "Committed (or, with `dry_run`, what it would change and what validation finds)", body = ChangeSetAnswer),
         Refusals, WriteRefusals),
@@ -529,7 +533,8 @@ fn ns_and_layer(
 #[utoipa::path(
     put, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("If-None-Match" = Option<String>, Header, pattern = "^[*]$", description = "`*`: create only, never replace (`409`/`412` if it exists)"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
-    request_body(content = Object, description = "The layer's whole document (JSON, TOML or YAML by `Content-Type`)"),
+    request_body(content = Object, description = "The layer's whole document (JSON, TOML or YAML by `Content-Type`)",
+        example = json!({"db": {"host": "db.prod.internal", "pool": {"max": 40}}, "log": {"level": "warn"}})),
     responses(
         (status = 200, description = "Committed", body = Committed),
         (status = 201, description = "Created (with `If-None-Match: *`, which only creates)", body = Committed, headers(("Location" = String, description = "The layer's URL"))),
@@ -1014,7 +1019,9 @@ pub(crate) fn flag(query: &[(String, String)], name: &str) -> Result<bool, Probl
 #[utoipa::path(
     post, path = "/v1/namespaces", tag = "namespaces",
     params(("replace" = Option<bool>, Query, description = "Replace an existing declaration (`200`) instead of refusing it (`409`)")),
-    request_body(content = NamespaceSpec, description = "The declaration (JSON, TOML or YAML by `Content-Type`), as `confstrata ns create -f` takes"),
+    request_body(content = NamespaceSpec, description = "The declaration (JSON, TOML or YAML by `Content-Type`), as `confstrata ns create -f` takes",
+        example = json!({"name": "webshop", "description": "the shop's services", "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+            "matrix": {"env": ["dev", "staging", "prod"], "region": ["eu", "us"]}})),
     responses(
         (status = 201, description = "Declared", body = NamespaceCreated, headers(("Location" = String, description = "The namespace's URL"))),
         (status = 200, description = "Replaced (`replace=true`)", body = NamespaceCreated),
@@ -1338,7 +1345,8 @@ pub(crate) struct Patch {
 #[utoipa::path(
     patch, path = "/v1/namespaces/{namespace}/layers/{layer}", tag = "layers",
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("layer" = String, Path, min_length = 1, description = "The layer's path (`/` as `%2F`: `env%2Fprod`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Write only if the layer is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
-    request_body(content = Patch, description = "Keys to set, seal and remove, as one change set (JSON, TOML or YAML by `Content-Type`)"),
+    request_body(content = Patch, description = "Keys to set, seal and remove, as one change set (JSON, TOML or YAML by `Content-Type`)",
+        example = json!({"set": {"db.pool.max": 40, "db.password": "s3cret"}, "secret": ["db.password"], "unset": ["feature.banner"]})),
     responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
 )]
 async fn patch_layer(
