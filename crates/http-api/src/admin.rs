@@ -21,7 +21,7 @@ use confstrata_core::view::{
     AccessCheck, GrantInfo, GroupInfo, Holder, KeyInfo, MasterKeyRotation, PolicyApply,
     PolicyDocument, PrincipalDetail, PrincipalInfo, PrincipalKind, RoleInfo,
 };
-use confstrata_core::{Error, ErrorKind, Limits, RetentionReport};
+use confstrata_core::{Error, ErrorKind, RetentionReport};
 use confstrata_engine::{Caller, Engine};
 use confstrata_host::Runner;
 use serde::Serialize;
@@ -31,6 +31,7 @@ use crate::openapi::{Committed, Refusals, WriteRefusals};
 use crate::problem::Problem;
 use crate::v1::{
     Creds, NsRequest, body_format, body_of, flag, json_response, param, path_of, query_of, read,
+    structured_body,
 };
 
 // ---- answers ----------------------------------------------------------------
@@ -175,18 +176,7 @@ pub(crate) struct MembersPatch {
 
 // ---- helpers ----------------------------------------------------------------
 
-/// A request body (JSON, TOML or YAML by `Content-Type`) as a `T`.
-fn body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, Problem> {
-    let format = body_format(headers)?;
-    let body = body_of(body)?;
-    confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
-        .map_err(|e| Problem::from_core(&e, "body"))
-}
-
-/// [`body`] for a body that may be left out: none (no bytes), or JSON
+/// [`structured_body`] for a body that may be left out: none (no bytes), or JSON
 /// `null` (as the description allows), is `T::default()`.
 fn optional_body<T: serde::de::DeserializeOwned + Default>(
     headers: &HeaderMap,
@@ -199,7 +189,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(
     if raw.trim_ascii() == b"null" && body_format(headers)? == Format::Json {
         return Ok(T::default());
     }
-    body(headers, Ok(raw))
+    structured_body(headers, Ok(raw))
 }
 
 /// The two segments of a path (`{id}` and `{role}`, say), decoded.
@@ -413,7 +403,7 @@ pub(crate) async fn compact(
     Creds(a): Creds,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let request: CompactBody = body(&headers, raw)?;
+    let request: CompactBody = structured_body(&headers, raw)?;
     if request.keep_days > MAX_KEEP_DAYS {
         return Err(Problem::from_core(
             &Error::invalid("keep_days", "it is over a million days"),
@@ -478,7 +468,7 @@ pub(crate) async fn add_principal(
     Creds(a): Creds,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let new: NewPrincipal = body(&headers, raw)?;
+    let new: NewPrincipal = structured_body(&headers, raw)?;
     for (i, role) in new.roles.iter().enumerate() {
         confstrata_engine::binding(role, None)
             .map_err(|e| Problem::from_core(&e, &format!("roles[{i}]")))?;
@@ -724,7 +714,7 @@ pub(crate) async fn put_role(
     let RoleBody {
         description,
         grants,
-    } = body(&headers, raw)?;
+    } = structured_body(&headers, raw)?;
     // Checked here too, so that a bad grant names its field
     // (`grants[0].on`) before anything is authorized.
     confstrata_engine::grants_from_info(&grants)
@@ -841,7 +831,7 @@ pub(crate) async fn update_group_members(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let name = path_of(name, "name")?;
-    let MembersPatch { add, remove } = body(&headers, raw)?;
+    let MembersPatch { add, remove } = structured_body(&headers, raw)?;
     runner
         .write(a, move |e, c| {
             e.update_group_members(c, &name, &add, &remove)
@@ -947,7 +937,7 @@ pub(crate) async fn apply_policy(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let dry_run = flag(&query_of(query)?, "dry_run")?;
-    let doc: PolicyDocument = body(&headers, raw)?;
+    let doc: PolicyDocument = structured_body(&headers, raw)?;
     let applied = runner
         .write(a, move |e, c| e.apply_policy(c, &doc, dry_run))
         .await

@@ -300,6 +300,18 @@ pub(crate) fn body_format(headers: &HeaderMap) -> Result<Format, Problem> {
     }
 }
 
+/// A request body (JSON, TOML or YAML by `Content-Type`) as a `T`,
+/// through the project's parser (depth limits, errors naming the field).
+pub(crate) fn structured_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    let format = body_format(headers)?;
+    let body = body_of(body)?;
+    confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
+        .map_err(|e| Problem::from_core(&e, "body"))
+}
+
 /// A request's body, or `413` when it is over the bound.
 pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|e| {
@@ -1036,11 +1048,7 @@ async fn create_namespace(
 ) -> Result<Response, Problem> {
     let query = query_of(query)?;
     let replace = flag(&query, "replace")?;
-    let format = body_format(&headers)?;
-    let body = body_of(body)?;
-    let spec: confstrata_core::NamespaceSpec =
-        confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
-            .map_err(|e| Problem::from_core(&e, "body"))?;
+    let spec: confstrata_core::NamespaceSpec = structured_body(&headers, body)?;
     let (record, info) = runner
         .write(a, move |e, c| e.create_namespace(c, spec, replace, ""))
         .await
@@ -1358,11 +1366,7 @@ async fn patch_layer(
 ) -> Result<Response, Problem> {
     let (ns, layer) = ns_and_layer(path)?;
     let expect = if_match(&headers)?;
-    let format = body_format(&headers)?;
-    let body = body_of(body)?;
-    let patch: Patch =
-        confstrata_core::format::parse_structured(&body, format, "body", &Limits::default())
-            .map_err(|e| Problem::from_core(&e, "body"))?;
+    let patch: Patch = structured_body(&headers, body)?;
     let key = |field: &str, k: &str| {
         KeyPath::parse(k).map_err(|e| Problem::from_core(&e, &format!("{field}.{k}")))
     };
