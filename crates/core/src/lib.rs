@@ -39,6 +39,7 @@
 mod changeset;
 mod diff;
 pub mod doc;
+pub mod dump;
 mod error;
 pub mod format;
 pub mod journal;
@@ -54,6 +55,7 @@ pub mod view;
 pub use changeset::{ChangeSet, Op, Plan, StateReader, plan};
 pub use diff::{DiffEntry, DiffKind, diff};
 pub use doc::{Document, Limits};
+pub use dump::{DumpFrom, DumpHead, DumpRecord, LoadEnd};
 pub use error::{Error, ErrorKind, Result, clip};
 pub use journal::{CheckFn, JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 pub use memory::{MemoryStore, check_next};

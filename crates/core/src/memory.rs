@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::changeset::{ChangeSet, StateReader, plan};
 use crate::doc::{Document, Limits};
+use crate::dump::{DumpFrom, DumpHead, DumpRecord, LoadEnd, new_store_id};
 use crate::error::{Error, Result};
 use crate::journal::{JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 use crate::namespace::NamespaceSpec;
@@ -26,6 +27,8 @@ struct Inner {
     layers: BTreeMap<(NamespaceName, LayerPath), Versions<Document>>,
     journal: Vec<JournalRecord>,
     settings: BTreeMap<String, String>,
+    /// Made on first use.
+    store_id: Option<String>,
 }
 
 fn at<T: Clone>(versions: &Versions<T>, revision: u64) -> Option<(T, u64)> {
@@ -370,6 +373,139 @@ impl Store for MemoryStore {
         let inner = self.lock();
         let start = inner.journal.partition_point(|r| r.seq <= after);
         Ok(inner.journal[start..].iter().take(limit).cloned().collect())
+    }
+
+    fn store_id(&self) -> Result<String> {
+        Ok(self.lock().store_id.get_or_insert_with(new_store_id).clone())
+    }
+
+    fn dump(
+        &self,
+        from: DumpFrom,
+        sink: &mut dyn FnMut(DumpRecord) -> Result<()>,
+    ) -> Result<DumpHead> {
+        // The lock is the snapshot: commits wait until the dump is written.
+        let mut inner = self.lock();
+        let store_id = inner.store_id.get_or_insert_with(new_store_id).clone();
+        for info in inner.revisions.iter().filter(|r| r.revision > from.revision) {
+            sink(DumpRecord::Revision(info.clone()))?;
+        }
+        for (name, versions) in &inner.namespaces {
+            for (revision, spec) in versions.iter().filter(|(r, _)| *r > from.revision) {
+                sink(DumpRecord::Namespace {
+                    name: name.clone(),
+                    revision: *revision,
+                    spec: spec.clone(),
+                })?;
+            }
+        }
+        for ((namespace, layer), versions) in &inner.layers {
+            for (revision, document) in versions.iter().filter(|(r, _)| *r > from.revision) {
+                sink(DumpRecord::Layer {
+                    namespace: namespace.clone(),
+                    layer: layer.clone(),
+                    revision: *revision,
+                    document: document.clone(),
+                })?;
+            }
+        }
+        for record in inner.journal.iter().filter(|r| r.seq > from.journal_seq) {
+            sink(DumpRecord::Journal(record.clone()))?;
+        }
+        for (key, value) in &inner.settings {
+            sink(DumpRecord::Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })?;
+        }
+        Ok(DumpHead {
+            store_id,
+            revision: inner.current,
+            time: inner.revisions.last().map_or(Timestamp(0), |r| r.time),
+            oldest_revision: inner.oldest,
+            journal: inner.journal.last().map(JournalRecord::head),
+        })
+    }
+
+    fn load(
+        &self,
+        records: &mut dyn Iterator<Item = Result<DumpRecord>>,
+        end: &LoadEnd,
+    ) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.current != 0 || !inner.journal.is_empty() || !inner.settings.is_empty() {
+            return Err(Error::invalid(
+                "store",
+                "a dump loads only into an empty store; this one has data",
+            ));
+        }
+        let mut new = Inner::default();
+        for record in records {
+            match record? {
+                DumpRecord::Revision(info) => {
+                    crate::dump::check_ascending(
+                        new.revisions.last().map(|r| r.revision),
+                        info.revision,
+                        "revision",
+                    )?;
+                    new.current = info.revision;
+                    new.revisions.push(info);
+                }
+                DumpRecord::Namespace {
+                    name,
+                    revision,
+                    spec,
+                } => {
+                    let versions = new.namespaces.entry(name.clone()).or_default();
+                    crate::dump::check_ascending(
+                        versions.last().map(|(r, _)| *r),
+                        revision,
+                        &format!("namespace {name}"),
+                    )?;
+                    versions.push((revision, spec));
+                }
+                DumpRecord::Layer {
+                    namespace,
+                    layer,
+                    revision,
+                    document,
+                } => {
+                    let what = format!("layer {namespace}:{layer}");
+                    let versions = new.layers.entry((namespace, layer)).or_default();
+                    crate::dump::check_ascending(versions.last().map(|(r, _)| *r), revision, &what)?;
+                    versions.push((revision, document));
+                }
+                DumpRecord::Journal(record) => {
+                    check_next(new.journal.last().map(JournalRecord::head), &record)?;
+                    new.journal.push(record);
+                }
+                DumpRecord::Setting { key, value } => {
+                    new.settings.insert(key, value);
+                }
+            }
+        }
+        let newest_version = new
+            .namespaces
+            .values()
+            .filter_map(|v| v.last().map(|(r, _)| *r))
+            .chain(new.layers.values().filter_map(|v| v.last().map(|(r, _)| *r)))
+            .max()
+            .unwrap_or(0);
+        if newest_version > new.current {
+            return Err(Error::storage(format!(
+                "the dump holds a version at revision {newest_version} but its newest revision is {}",
+                new.current
+            )));
+        }
+        new.oldest = end.oldest_revision.min(new.current);
+        if let Some(resume) = &end.resume {
+            crate::dump::check_ascending(Some(new.current), resume.revision, "revision")?;
+            new.current = resume.revision;
+            new.revisions.push(resume.clone());
+        }
+        new.store_id = Some(end.store_id.clone());
+        *inner = new;
+        Ok(())
     }
 
     fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport> {

@@ -357,6 +357,37 @@ pub trait Store: Send + Sync {
     /// ignore it.
     fn set_timings(&self, _timings: std::sync::Arc<dyn crate::timing::Timings>) {}
 
+    /// The store's identity: made when the store is created, kept with
+    /// its data. Stores that cannot be dumped have none.
+    fn store_id(&self) -> Result<String> {
+        Err(Error::storage("this store has no identity and cannot be backed up"))
+    }
+
+    /// Writes the store's content after `from`, read from one consistent
+    /// snapshot, to `sink` (see [`crate::dump`]): commits go on meanwhile
+    /// and are not in it. Returns the snapshot's coordinates. A failing
+    /// `sink` stops the dump with its error.
+    fn dump(
+        &self,
+        _from: crate::dump::DumpFrom,
+        _sink: &mut dyn FnMut(crate::dump::DumpRecord) -> Result<()>,
+    ) -> Result<crate::dump::DumpHead> {
+        Err(Error::storage("this store cannot be dumped"))
+    }
+
+    /// Writes a dump into this store, which must be empty (no revision,
+    /// no journal record, no setting), keeping every revision, time,
+    /// author and journal record, then ends it as `end` says. All of it is
+    /// written in one transaction, or none of it. Records must come in a
+    /// dump's order (see [`crate::dump::DumpRecord`]).
+    fn load(
+        &self,
+        _records: &mut dyn Iterator<Item = Result<crate::dump::DumpRecord>>,
+        _end: &crate::dump::LoadEnd,
+    ) -> Result<()> {
+        Err(Error::storage("this store cannot load a dump"))
+    }
+
     /// Turns an [`At`] into a readable revision.
     fn revision_at(&self, at: At) -> Result<u64> {
         let current = self.revision()?;

@@ -30,27 +30,27 @@ fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-fn rev_from_sql(rev: i64) -> Result<u64> {
+pub(crate) fn rev_from_sql(rev: i64) -> Result<u64> {
     u64::try_from(rev).map_err(|_| corrupt(format!("a negative revision number ({rev})")))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> Error {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::storage(format!(
         "the database holds {what}; it may be corrupt: check it with `sqlite3 FILE 'PRAGMA integrity_check'` \
          or restore a backup"
     ))
 }
 
-fn namespace_name(text: &str) -> Result<NamespaceName> {
+pub(crate) fn namespace_name(text: &str) -> Result<NamespaceName> {
     NamespaceName::parse(text).map_err(|e| corrupt(format!("an invalid namespace name ({e})")))
 }
 
-fn layer_path(ns: &str, text: &str) -> Result<LayerPath> {
+pub(crate) fn layer_path(ns: &str, text: &str) -> Result<LayerPath> {
     LayerPath::parse(text)
         .map_err(|e| corrupt(format!("an invalid layer path in namespace {ns} ({e})")))
 }
 
-fn document(ns: &str, layer: &str, rev: i64, text: &str) -> Result<Document> {
+pub(crate) fn document(ns: &str, layer: &str, rev: i64, text: &str) -> Result<Document> {
     serde_json::from_str(text).map_err(|e| {
         corrupt(format!(
             "a document for layer {ns}:{layer} at revision {rev} that does not parse ({e})"
@@ -58,7 +58,7 @@ fn document(ns: &str, layer: &str, rev: i64, text: &str) -> Result<Document> {
     })
 }
 
-fn spec(name: &str, rev: i64, text: &str) -> Result<NamespaceSpec> {
+pub(crate) fn spec(name: &str, rev: i64, text: &str) -> Result<NamespaceSpec> {
     let spec: NamespaceSpec = serde_json::from_str(text).map_err(|e| {
         corrupt(format!(
             "a spec for namespace {name} at revision {rev} that does not parse ({e})"

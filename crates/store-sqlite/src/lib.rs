@@ -48,6 +48,7 @@
 
 mod db;
 mod delta;
+mod dump;
 mod error;
 mod latest;
 mod schema;
@@ -422,6 +423,28 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> confstrata_core::Result<RetentionReport> {
         self.writer.apply_retention(policy, now)
+    }
+
+    fn store_id(&self) -> confstrata_core::Result<String> {
+        self.read(dump::store_id)
+    }
+
+    fn dump(
+        &self,
+        from: confstrata_core::DumpFrom,
+        sink: &mut dyn FnMut(confstrata_core::DumpRecord) -> confstrata_core::Result<()>,
+    ) -> confstrata_core::Result<confstrata_core::DumpHead> {
+        // One read transaction: the dump is the snapshot it started on,
+        // whatever is committed while it runs.
+        self.read(|conn| dump::dump(conn, from, sink))
+    }
+
+    fn load(
+        &self,
+        records: &mut dyn Iterator<Item = confstrata_core::Result<confstrata_core::DumpRecord>>,
+        end: &confstrata_core::LoadEnd,
+    ) -> confstrata_core::Result<()> {
+        self.writer.load(records, end)
     }
 
     fn storage_size(&self) -> confstrata_core::Result<Option<confstrata_core::StorageSize>> {

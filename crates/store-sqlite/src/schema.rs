@@ -78,6 +78,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
      ALTER TABLE layer_versions ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE layer_versions ADD COLUMN chain_bytes INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE layer_versions ADD COLUMN base_bytes INTEGER;",
+    // 4: the store's identity, which backups name (a restore writes its own).
+    "INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));",
 ];
 
 /// The schema version this build writes.

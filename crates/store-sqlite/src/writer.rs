@@ -275,6 +275,29 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Loads a dump into the empty database, serialized with commits.
+    pub(crate) fn load(
+        &self,
+        records: &mut dyn Iterator<Item = Result<confstrata_core::DumpRecord>>,
+        end: &confstrata_core::LoadEnd,
+    ) -> Result<()> {
+        let mut guard = lock(&self.shared.conn);
+        let loaded = crate::dump::load(&mut guard.0, records, end)?;
+        // Nothing the writer kept describes the loaded layers.
+        guard.2 = LatestLayers::default();
+        self.shared
+            .counters
+            .current
+            .store(loaded.current, Ordering::SeqCst);
+        self.shared
+            .counters
+            .oldest
+            .store(loaded.oldest, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 impl Drop for Writer {
     /// Writes the callbacks' jobs still queued, then stops the writer
     /// thread (its connection closes before the store's lock is released).

@@ -13,7 +13,7 @@ const LAYERS: [&str; 2] = ["l/a", "l/b"];
 const SEGMENTS: [&str; 4] = ["a", "b", "c", "d"];
 
 #[derive(Debug, Clone)]
-enum Step {
+pub(crate) enum Step {
     Put(usize, Value),
     Set(usize, Vec<usize>, Value),
     Unset(usize, Vec<usize>),
@@ -63,7 +63,7 @@ fn insert(doc: &mut Map<String, Value>, p: &[usize], v: Value) {
     t.insert(SEGMENTS[*last].to_owned(), v);
 }
 
-fn step() -> impl Strategy<Value = Step> {
+pub(crate) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         2 => (0..LAYERS.len(), document()).prop_map(|(l, d)| Step::Put(l, d)),
         8 => (0..LAYERS.len(), path(), value()).prop_map(|(l, p, v)| Step::Set(l, p, v)),
@@ -79,7 +79,7 @@ fn key(p: &[usize]) -> String {
     p.iter().map(|s| SEGMENTS[*s]).collect::<Vec<_>>().join(".")
 }
 
-fn change(step: &Step) -> Option<ChangeSet> {
+pub(crate) fn change(step: &Step) -> Option<ChangeSet> {
     let op = match step {
         Step::Put(l, d) => {
             json!({"op": "put", "namespace": "p", "layer": LAYERS[*l], "document": d})
@@ -107,7 +107,7 @@ fn change(step: &Step) -> Option<ChangeSet> {
 }
 
 /// Every read of the namespace at every retained revision.
-fn reads(store: &dyn Store) -> Vec<Value> {
+pub(crate) fn reads(store: &dyn Store) -> Vec<Value> {
     let p: NamespaceName = ns("p");
     let oldest = store.oldest_revision().unwrap();
     let current = store.revision().unwrap();

@@ -115,7 +115,7 @@ fn migrations_are_idempotent_and_the_database_is_durable() {
             .commit(&cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults"]}}]})))
             .unwrap();
         drop(store);
-        assert_eq!(user_version(&path), 3);
+        assert_eq!(user_version(&path), 4);
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
@@ -139,7 +139,7 @@ fn a_database_from_a_newer_build_is_refused() {
             e,
             Error::SchemaTooNew {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -147,7 +147,7 @@ fn a_database_from_a_newer_build_is_refused() {
     );
     let message = e.to_string();
     assert!(
-        message.contains("schema version 99") && message.contains("up to 3"),
+        message.contains("schema version 99") && message.contains("up to 4"),
         "{message}"
     );
     assert!(message.contains(&path.display().to_string()), "{message}");
@@ -256,7 +256,7 @@ fn a_version_1_database_migrates_and_keeps_its_data() {
         .unwrap();
     }
     let store = open(&path);
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), 4);
     assert_eq!(store.revision().unwrap(), 1);
     let layer = store
         .layer(&"web".parse().unwrap(), &"defaults".parse().unwrap(), 1)

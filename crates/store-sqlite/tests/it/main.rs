@@ -5,6 +5,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod deltas;
+mod dump;
 mod durability;
 mod journal;
 mod migration;

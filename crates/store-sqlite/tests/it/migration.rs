@@ -143,8 +143,12 @@ fn a_version_2_store_migrates_with_every_read_unchanged() {
         .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, 2);
+    // Schema 4 gave it an identity, which stays.
+    let id = store.store_id().unwrap();
+    assert_eq!(id.len(), 32, "{id}");
     drop(store);
     // Opened again (migrated already): the same.
     let store = open(&db);
     assert_eq!(dump(&store)["revisions"].as_array().unwrap(), got);
+    assert_eq!(store.store_id().unwrap(), id);
 }
