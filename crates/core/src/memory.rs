@@ -376,7 +376,11 @@ impl Store for MemoryStore {
     }
 
     fn store_id(&self) -> Result<String> {
-        Ok(self.lock().store_id.get_or_insert_with(new_store_id).clone())
+        Ok(self
+            .lock()
+            .store_id
+            .get_or_insert_with(new_store_id)
+            .clone())
     }
 
     fn dump(
@@ -387,7 +391,11 @@ impl Store for MemoryStore {
         // The lock is the snapshot: commits wait until the dump is written.
         let mut inner = self.lock();
         let store_id = inner.store_id.get_or_insert_with(new_store_id).clone();
-        for info in inner.revisions.iter().filter(|r| r.revision > from.revision) {
+        for info in inner
+            .revisions
+            .iter()
+            .filter(|r| r.revision > from.revision)
+        {
             sink(DumpRecord::Revision(info.clone()))?;
         }
         for (name, versions) in &inner.namespaces {
@@ -472,7 +480,11 @@ impl Store for MemoryStore {
                 } => {
                     let what = format!("layer {namespace}:{layer}");
                     let versions = new.layers.entry((namespace, layer)).or_default();
-                    crate::dump::check_ascending(versions.last().map(|(r, _)| *r), revision, &what)?;
+                    crate::dump::check_ascending(
+                        versions.last().map(|(r, _)| *r),
+                        revision,
+                        &what,
+                    )?;
                     versions.push((revision, document));
                 }
                 DumpRecord::Journal(record) => {
@@ -488,7 +500,11 @@ impl Store for MemoryStore {
             .namespaces
             .values()
             .filter_map(|v| v.last().map(|(r, _)| *r))
-            .chain(new.layers.values().filter_map(|v| v.last().map(|(r, _)| *r)))
+            .chain(
+                new.layers
+                    .values()
+                    .filter_map(|v| v.last().map(|(r, _)| *r)),
+            )
             .max()
             .unwrap_or(0);
         if newest_version > new.current {

@@ -360,7 +360,9 @@ pub trait Store: Send + Sync {
     /// The store's identity: made when the store is created, kept with
     /// its data. Stores that cannot be dumped have none.
     fn store_id(&self) -> Result<String> {
-        Err(Error::storage("this store has no identity and cannot be backed up"))
+        Err(Error::storage(
+            "this store has no identity and cannot be backed up",
+        ))
     }
 
     /// Writes the store's content after `from`, read from one consistent

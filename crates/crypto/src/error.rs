@@ -194,6 +194,15 @@ pub enum Error {
         /// Its namespace.
         namespace: String,
     },
+    /// A sealed blob (a backup part) failed to open: it was altered,
+    /// truncated, moved, or sealed under another key. Nothing was returned.
+    #[error(
+        "{place}: integrity check failed: it was altered or truncated, belongs elsewhere, or was sealed under another key"
+    )]
+    BlobIntegrity {
+        /// What the blob is.
+        place: String,
+    },
     /// An error from the model (a key path, a missing key).
     #[error(transparent)]
     Core(#[from] confstrata_core::Error),

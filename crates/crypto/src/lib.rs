@@ -54,6 +54,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod blob;
 mod document;
 mod error;
 mod key;
@@ -61,6 +62,7 @@ mod keyring;
 mod rule;
 mod sealed;
 
+pub use blob::BlobKey;
 pub use document::{key_ids, mask, open_document, rewrap, seal_matching, seal_paths, sealed_paths};
 pub use error::{Error, KeyProblem, Result};
 pub use key::{KEY_LEN, MASTER_KEY_ENV, MasterKey};

@@ -223,6 +223,7 @@ pub fn crypto_error(e: confstrata_crypto::Error) -> Error {
     match e {
         C::Core(e) => e,
         e @ (C::Integrity { .. }
+        | C::BlobIntegrity { .. }
         | C::ForeignKeyId { .. }
         | C::MalformedSealed { .. }
         | C::NonceLength { .. }

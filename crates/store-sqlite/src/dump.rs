@@ -46,7 +46,9 @@ pub(crate) fn dump(
     };
     {
         let mut stmt = conn
-            .prepare("SELECT rev, time_ms, author, message FROM revisions WHERE rev > ?1 ORDER BY rev")
+            .prepare(
+                "SELECT rev, time_ms, author, message FROM revisions WHERE rev > ?1 ORDER BY rev",
+            )
             .map_err(db)?;
         let mut rows = stmt.query([after]).map_err(db)?;
         while let Some(r) = rows.next().map_err(db)? {
@@ -232,11 +234,7 @@ pub(crate) fn load(
                             .query_row([namespace.as_str(), layer.as_str()], |r| r.get(0))
                             .map_err(db)?;
                         let newest = newest.map(db::rev_from_sql).transpose()?;
-                        check_ascending(
-                            newest,
-                            revision,
-                            &format!("layer {namespace}:{layer}"),
-                        )?;
+                        check_ascending(newest, revision, &format!("layer {namespace}:{layer}"))?;
                         None
                     }
                 };

@@ -191,12 +191,21 @@ fn a_dump_is_the_snapshot_it_started_on() {
 fn a_load_refuses_a_store_with_data_and_a_dump_out_of_order_and_writes_nothing() {
     let (_dir, store) = sqlite();
     declare(&store);
-    run(&store, &[Step::Set(0, vec![0], json!(1)), Step::Set(0, vec![0], json!(2))]);
+    run(
+        &store,
+        &[
+            Step::Set(0, vec![0], json!(1)),
+            Step::Set(0, vec![0], json!(2)),
+        ],
+    );
     let (head, records) = dump(&store, DumpFrom::default());
     let err = store
         .load(&mut records.clone().into_iter().map(Ok), &end_of(&head))
         .unwrap_err();
-    assert!(err.to_string().contains("only into an empty store"), "{err}");
+    assert!(
+        err.to_string().contains("only into an empty store"),
+        "{err}"
+    );
 
     let (_d2, empty) = sqlite();
     let mut reversed = records.clone();
@@ -219,7 +228,9 @@ fn a_load_refuses_a_store_with_data_and_a_dump_out_of_order_and_writes_nothing()
         .chain(std::iter::once(Err(confstrata_core::Error::storage(
             "part 2 is truncated",
         ))));
-    let err = empty.load(&mut failing.into_iter(), &end_of(&head)).unwrap_err();
+    let err = empty
+        .load(&mut failing.into_iter(), &end_of(&head))
+        .unwrap_err();
     assert!(err.to_string().contains("part 2 is truncated"), "{err}");
     assert_eq!(empty.revision().unwrap(), 0);
 }
