@@ -13,7 +13,7 @@ use crate::read::{Listed, list};
 use crate::{DataKey, Keys, Target};
 
 /// How to take a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOptions {
     /// Incremental since the newest backup of the same store on the
     /// target, when there is one that it can continue (else full, saying why).
@@ -23,6 +23,9 @@ pub struct CreateOptions {
     pub part_bytes: usize,
     /// zstd's level (1 to 19; 3 is zstd's default).
     pub level: i32,
+    /// Facts the caller records in the manifest (the engine: the id of
+    /// the master key the store's sealed values need).
+    pub facts: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for CreateOptions {
@@ -31,6 +34,7 @@ impl Default for CreateOptions {
             incremental: false,
             part_bytes: 8 << 20,
             level: 3,
+            facts: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -210,7 +214,7 @@ pub fn create(
         target,
         key: key.as_ref(),
         id: &id,
-        options: *options,
+        options: options.clone(),
         encoder: None,
         line: Vec::new(),
         part_records: 0,
@@ -255,6 +259,7 @@ pub fn create(
             counts: parts.counts,
             parts: std::mem::take(&mut parts.parts),
             note,
+            facts: options.facts.clone(),
             seal: String::new(),
         };
         manifest.seal_with(key.as_ref())?;

@@ -147,6 +147,10 @@ pub struct Manifest {
     /// Why a backup asked to be incremental is full, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Facts its maker recorded (`master_key_id`: the master key the
+    /// store's sealed values and audit chain need).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub facts: std::collections::BTreeMap<String, String>,
     /// The manifest sealed under the data key (base64): proof that no byte
     /// of it was changed by someone without the key.
     pub seal: String,

@@ -42,7 +42,7 @@ pub use prune::{PruneReport, Retention, plan_prune, prune};
 pub use read::{
     Listed, Point, RestoreOptions, RestoreReport, VerifyReport, latest_good, list, restore, verify,
 };
-pub use target::{LocalDir, Target};
+pub use target::{LocalDir, Target, open_target};
 
 use confstrata_core::Result;
 

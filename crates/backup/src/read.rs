@@ -415,6 +415,8 @@ pub struct RestoreReport {
     pub records: u64,
     /// Something the operator should know (commits after the newest backup).
     pub note: Option<String>,
+    /// The facts the last backup read records (see [`Manifest::facts`]).
+    pub facts: std::collections::BTreeMap<String, String>,
 }
 
 /// Picks the backup a restore ends at.
@@ -581,6 +583,7 @@ pub fn restore(
         from_store_id: end.store_id.clone(),
         records: records.progress.records,
         note,
+        facts: end.facts.clone(),
     })
 }
 

@@ -140,3 +140,31 @@ impl Target for LocalDir {
         }
     }
 }
+
+/// The target a URL names: a directory (`/backups`, `./backups` or
+/// `file:///backups`).
+pub fn open_target(url: &str) -> Result<Box<dyn Target>> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(Error::invalid(
+            "backup target",
+            "it is empty; give a directory",
+        ));
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        if !path.starts_with('/') {
+            return Err(Error::invalid(
+                "backup target",
+                format!("{url:?}: a file URL takes an absolute path (file:///backups)"),
+            ));
+        }
+        return Ok(Box::new(LocalDir::new(path)));
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return Err(Error::invalid(
+            "backup target",
+            format!("{url:?}: unsupported scheme {scheme:?}; use a directory or file:///path"),
+        ));
+    }
+    Ok(Box::new(LocalDir::new(url)))
+}

@@ -80,7 +80,11 @@ fn declare(store: &dyn Store) {
 
 /// Commit `i`: a value in one of two layers.
 fn commit(store: &dyn Store, i: u64) -> u64 {
-    let layer = if i.is_multiple_of(3) { "env/prod" } else { "defaults" };
+    let layer = if i.is_multiple_of(3) {
+        "env/prod"
+    } else {
+        "defaults"
+    };
     store
         .commit_checked(
             &cs(json!({"author": format!("w{}", i % 2), "message": format!("c{i}"), "ops": [

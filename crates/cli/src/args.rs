@@ -133,6 +133,87 @@ pub(crate) enum Command {
     /// Print the REST API's OpenAPI 3.1 description (JSON), as a server
     /// serves it at /v1/openapi.json; needs no store or server.
     Openapi,
+    /// Backups: take one online (full or incremental), list, verify
+    /// end to end, prune, and restore into a new data directory.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// Where backups are, and the key they are sealed with.
+#[derive(Debug, Args)]
+pub(crate) struct BackupPlace {
+    /// Where the backups are: a directory (`/backups` or `file:///backups`).
+    #[arg(long, env = "CONFSTRATA_BACKUP_TO")]
+    pub(crate) to: String,
+    /// Seal (or open) backups with this key file (32 random bytes, hex or
+    /// base64, mode 0600: `openssl rand -hex 32`) instead of the master
+    /// key, for copies kept off-site apart from the master key.
+    #[arg(long, env = "CONFSTRATA_BACKUP_KEY_FILE")]
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BackupCommand {
+    /// Take a backup now, online: the store as of one revision.
+    Create {
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Only what changed since the newest backup of this store there
+        /// (full when there is none it can continue; the manifest says why).
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// List the backups, oldest first.
+    List {
+        #[command(flatten)]
+        place: BackupPlace,
+    },
+    /// Check a backup end to end: seals, checksums, the chain, a trial
+    /// restore, the audit chain, and every context resolved.
+    Verify {
+        /// The backup's id (default: the newest).
+        id: Option<String>,
+        #[command(flatten)]
+        place: BackupPlace,
+    },
+    /// Remove the backups a retention policy does not keep (never one a
+    /// kept backup is built on).
+    Prune {
+        #[command(flatten)]
+        place: BackupPlace,
+        /// Keep the newest N.
+        #[arg(long, default_value_t = 24)]
+        keep_last: usize,
+        /// Keep the newest backup of each of the last D days.
+        #[arg(long, default_value_t = 30)]
+        keep_daily_days: u64,
+    },
+    /// Restore into a new data directory (`--data-dir`, required; it must
+    /// not exist or be empty), offline, as of the newest backup, a backup,
+    /// a revision or a time.
+    Restore {
+        /// Where the backups are: a directory.
+        #[arg(long = "from", env = "CONFSTRATA_BACKUP_TO")]
+        from: String,
+        /// The key the backups were sealed with: the master key file (the
+        /// default: CONFSTRATA_MASTER_KEY, or this flag) or a backup key file.
+        #[arg(long, env = "CONFSTRATA_BACKUP_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// A revision or an RFC 3339 time: the state right after that
+        /// revision, or after the last commit at or before that time.
+        #[arg(long)]
+        at: Option<String>,
+        /// Restore the state of this backup (default: the newest).
+        #[arg(long, conflicts_with = "at")]
+        backup: Option<String>,
+        /// The store whose backups to use, when the directory holds several.
+        #[arg(long)]
+        store: Option<String>,
+        /// The restored store resumes this many revisions past the newest
+        /// backup, so that no revision a client saw is handed out again.
+        #[arg(long, default_value_t = 1_000_000)]
+        bump_revision: u64,
+    },
 }
 
 // The arguments of `confstrata put` (its help is the variant's).

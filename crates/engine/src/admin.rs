@@ -417,25 +417,36 @@ impl Engine {
         self.gate(caller)
             .require(Action::Audit, Resource::everything())?;
         let (key, older) = self.security.audit_keys();
-        let mut head: Option<Head> = None;
-        let mut count = 0u64;
-        let mut after = 0;
-        loop {
-            let rows = self.store.journal(after, PAGE)?;
-            let Some(last) = rows.last() else { break };
-            after = last.seq;
-            let records = rows.iter().map(from_journal).collect::<Result<Vec<_>>>()?;
-            head = confstrata_access::audit::verify_from_keys(head, &records, &key, &older)
-                .map_err(|e| Error::Integrity {
-                    message: e.to_string(),
-                })?;
-            count += records.len() as u64;
-        }
-        Ok(AuditVerification {
-            records: count,
-            last_seq: head.map_or(0, |h| h.seq),
-        })
+        verify_journal(&*self.store, &key, &older)
     }
+}
+
+/// Verifies the journal of `store` under the audit keys `key` (current)
+/// and `older`: every record's MAC, and every link.
+pub(crate) fn verify_journal(
+    store: &dyn confstrata_core::Store,
+    key: &confstrata_access::audit::AuditKey,
+    older: &[confstrata_access::audit::AuditKey],
+) -> Result<AuditVerification> {
+    let mut head: Option<Head> = None;
+    let mut count = 0u64;
+    let mut after = 0;
+    loop {
+        let rows = store.journal(after, PAGE)?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        let records = rows.iter().map(from_journal).collect::<Result<Vec<_>>>()?;
+        head = confstrata_access::audit::verify_from_keys(head, &records, key, older).map_err(
+            |e| Error::Integrity {
+                message: e.to_string(),
+            },
+        )?;
+        count += records.len() as u64;
+    }
+    Ok(AuditVerification {
+        records: count,
+        last_seq: head.map_or(0, |h| h.seq),
+    })
 }
 
 /// The listed form of a principal.

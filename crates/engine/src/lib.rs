@@ -52,12 +52,15 @@ use std::collections::BTreeMap;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// The backup crate, for callers of [`backup`] (its types and targets).
+pub use confstrata_backup;
 use confstrata_core::serde_json::Value;
 use confstrata_core::{Document, LayerPath, NamespaceName, Result, Store};
 pub use confstrata_crypto::{Error as CryptoError, MASTER_KEY_ENV, MasterKey};
 
 mod admin;
 mod auth_failures;
+pub mod backup;
 mod history;
 mod locks;
 mod master;

@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 
 pub use identity::ClientIdentity;
 pub use keyfile::KeyFile;
-pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with};
+pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with, restore_into};
 pub use retention::RETENTION_CALLER;
 pub use runner::{Authenticated, Credentials, Peer, Runner, drain};
 pub use serve::{Doors, PeerCertificates, ServeError, ServeOptions, TlsOptions, peer};

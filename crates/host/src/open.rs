@@ -99,6 +99,56 @@ pub fn open_with(data_dir: &Path, options: &OpenOptions) -> Result<(Engine, KeyS
     Ok((engine, source))
 }
 
+/// Creates a new data directory with an empty store in it and runs `f`
+/// on that store (a restore): a directory that exists must be empty. If
+/// `f` fails, everything this made is removed again, so a failed restore
+/// leaves nothing half-written behind.
+pub fn restore_into<T>(
+    data_dir: &Path,
+    f: impl FnOnce(&dyn confstrata_core::Store) -> Result<T>,
+) -> Result<T> {
+    let existed = match std::fs::read_dir(data_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::invalid(
+                    "data directory",
+                    format!(
+                        "{} is not empty; restore into a new directory (nothing was changed)",
+                        data_dir.display()
+                    ),
+                ));
+            }
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(Error::invalid(
+                "data directory",
+                format!("cannot read {}: {e}", data_dir.display()),
+            ));
+        }
+    };
+    create_private_dir(data_dir)?;
+    let result = confstrata_store_sqlite::SqliteStore::open(&data_dir.join(DB_FILE))
+        .map_err(Error::from)
+        .and_then(|store| f(&store));
+    if result.is_err() {
+        let cleanup = if existed {
+            std::fs::read_dir(data_dir).and_then(|entries| {
+                entries
+                    .filter_map(std::result::Result::ok)
+                    .try_for_each(|e| std::fs::remove_file(e.path()))
+            })
+        } else {
+            std::fs::remove_dir_all(data_dir)
+        };
+        if let Err(e) = cleanup {
+            tracing::warn!(dir = %data_dir.display(), error = %e, "a failed restore left files behind");
+        }
+    }
+    result
+}
+
 /// Creates the data directory, readable by its owner only; warns when an
 /// existing one is open to others.
 fn create_private_dir(dir: &Path) -> Result<()> {

@@ -7,6 +7,7 @@ use confstrata_core::{ChangeSet, CommitInfo, Op};
 use serde_json::json;
 
 mod access;
+mod backup;
 mod changes;
 mod layers;
 mod library;
@@ -21,6 +22,26 @@ use crate::output::{cell, structured};
 pub(crate) fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = &cli.command {
         return crate::serve::run(cli.data_dir.as_deref(), args);
+    }
+    if let Command::Backup(crate::args::BackupCommand::Restore {
+        from,
+        key_file,
+        at,
+        backup,
+        store,
+        bump_revision,
+    }) = cli.command
+    {
+        return backup::restore_command(
+            cli.data_dir.as_deref(),
+            cli.output,
+            &from,
+            key_file,
+            at,
+            backup,
+            store,
+            bump_revision,
+        );
     }
     if let Command::Openapi = &cli.command {
         let doc = confstrata_http_api::openapi::document()
@@ -83,6 +104,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Policy(c) => access::policy(&ctx.backend, ctx.output, c),
         Command::Token(c) => security::token(&ctx.backend, ctx.output, c),
         Command::Stats => stats(&ctx.backend, ctx.output),
+        Command::Backup(c) => backup::backup(&ctx.backend, ctx.output, c),
     }
 }
 
