@@ -143,8 +143,10 @@ pub(crate) enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct BackupPlace {
     /// Where the backups are: a directory (`/backups` or `file:///backups`).
+    /// Required on the embedded store; with --addr the server's own
+    /// `backup_to` is used (a client never names a path on the server).
     #[arg(long, env = "CONFSTRATA_BACKUP_TO")]
-    pub(crate) to: String,
+    pub(crate) to: Option<String>,
     /// Seal (or open) backups with this key file (32 random bytes, hex or
     /// base64, mode 0600: `openssl rand -hex 32`) instead of the master
     /// key, for copies kept off-site apart from the master key.

@@ -70,6 +70,17 @@ impl Backend {
         })
     }
 
+    /// Runs one call on the server; an error on the embedded store.
+    pub(crate) fn remote_call<T, F>(&self, f: impl FnOnce(Client) -> F) -> Result<T>
+    where
+        F: Future<Output = confstrata_client::Result<T>>,
+    {
+        match self {
+            Backend::Remote { client, runtime } => Self::call(client, runtime, f),
+            Backend::Local { .. } => anyhow::bail!("this needs a server (--addr)"),
+        }
+    }
+
     /// Runs one client call to completion.
     fn call<T, F>(
         client: &Client,
@@ -351,16 +362,31 @@ impl Backend {
                     "store_bytes": st.store_bytes,
                     "store_free_bytes": st.store_free_bytes,
                     "size": st.store_bytes.map(crate::output::bytes),
+                    "backup_target": st.backup_target,
+                    "newest_backup": st.newest_backup,
+                    "last_backup": match (&st.newest_backup, st.backup_target.is_empty()) {
+                        (Some(b), _) => format!("{} ago (revision {})", age(b.age_seconds), b.revision),
+                        (None, false) => "none yet".to_owned(),
+                        (None, true) => "off".to_owned(),
+                    },
                 });
                 Ok((
                     v,
-                    vec!["SERVER", "REVISION", "OLDEST", "NAMESPACES", "SIZE"],
+                    vec![
+                        "SERVER",
+                        "REVISION",
+                        "OLDEST",
+                        "NAMESPACES",
+                        "SIZE",
+                        "LAST BACKUP",
+                    ],
                     vec![
                         "server",
                         "revision",
                         "oldest_revision",
                         "namespaces",
                         "size",
+                        "last_backup",
                     ],
                 ))
             }
@@ -682,5 +708,15 @@ impl Backend {
                 )
             }
         }
+    }
+}
+
+/// An age for people: `42s`, `5m`, `3h`, `2d`.
+fn age(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
     }
 }

@@ -69,6 +69,19 @@ pub(crate) struct Settings {
     /// Origins a browser page may call the REST API from
     /// (`https://console.example.com`); empty: CORS off.
     http_cors_origins: Vec<String>,
+    /// Where backups go (a directory or `file:///path`); empty: no backups.
+    backup_to: String,
+    /// Seal backups with this key file instead of the master key.
+    backup_key_file: Option<PathBuf>,
+    /// Seconds between scheduled backups; 0 turns them off (backups can
+    /// still be taken on request).
+    backup_interval_s: u64,
+    /// Every Nth scheduled backup is full, the others incremental (0: all full).
+    backup_full_every: u32,
+    /// Backup retention: keep the newest N...
+    backup_keep_last: usize,
+    /// ...and the newest of each of the last D days.
+    backup_keep_daily_days: u64,
 }
 
 impl Default for Settings {
@@ -106,6 +119,13 @@ impl Default for Settings {
             .unwrap_or(u64::MAX),
             http_max_in_flight: confstrata_http_api::HttpOptions::default().max_in_flight,
             http_cors_origins: Vec::new(),
+            backup_to: String::new(),
+            backup_key_file: None,
+            backup_interval_s: 3600,
+            backup_full_every: 24,
+            backup_keep_last: confstrata_engine::confstrata_backup::Retention::default().keep_last,
+            backup_keep_daily_days: confstrata_engine::confstrata_backup::Retention::default()
+                .keep_daily_days,
         }
     }
 }
@@ -152,6 +172,12 @@ pub(crate) fn settings(data_dir: Option<&Path>, args: &ServeArgs) -> Result<Sett
             "retention_interval_s",
             "retention_keep_versions",
             "retention_keep_days",
+            "backup_to",
+            "backup_key_file",
+            "backup_interval_s",
+            "backup_full_every",
+            "backup_keep_last",
+            "backup_keep_daily_days",
         ]))
         .merge(Serialized::defaults(Overrides {
             data_dir,
@@ -264,6 +290,25 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         },
     )
     .with_context(|| format!("cannot open the store in {}", settings.data_dir.display()))?;
+    if !settings.backup_to.is_empty() {
+        let target = confstrata_engine::confstrata_backup::open_target(&settings.backup_to)
+            .context("invalid backup_to")?;
+        let keys = settings
+            .backup_key_file
+            .as_deref()
+            .map(confstrata_engine::backup::BackupKeys::from_key_file)
+            .transpose()
+            .context("invalid backup_key_file")?;
+        tracing::info!(target_url = %target.url(), separate_key = keys.is_some(), "backups on");
+        engine.set_backups(confstrata_engine::backup::BackupConfig {
+            target,
+            keys,
+            retention: confstrata_engine::confstrata_backup::Retention {
+                keep_last: settings.backup_keep_last,
+                keep_daily_days: settings.backup_keep_daily_days,
+            },
+        });
+    }
     if key.created {
         tracing::warn!(
             path = %key.origin,
@@ -324,6 +369,17 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
                 keep_versions = policy.keep_versions,
                 keep_days = policy.keep_days,
                 "scheduled retention on"
+            );
+        }
+        if !settings.backup_to.is_empty() && settings.backup_interval_s > 0 {
+            host.schedule_backups(
+                std::time::Duration::from_secs(settings.backup_interval_s),
+                settings.backup_full_every,
+            );
+            tracing::info!(
+                every_s = settings.backup_interval_s,
+                full_every = settings.backup_full_every,
+                "scheduled backups on"
             );
         }
         let grpc = confstrata_grpc_api::router(&host, &options).await?;

@@ -10,6 +10,7 @@ use confstrata_core::{
 use confstrata_proto::convert;
 use confstrata_proto::v1;
 use confstrata_proto::v1::admin_service_client::AdminServiceClient;
+use confstrata_proto::v1::backup_service_client::BackupServiceClient;
 use confstrata_proto::v1::config_service_client::ConfigServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -149,6 +150,8 @@ pub struct Client {
     raw: ConfigServiceClient<Channel>,
     /// `AdminService` over the same connection.
     admin: AdminServiceClient<Channel>,
+    /// `BackupService` over the same connection.
+    backup: BackupServiceClient<Channel>,
     request_timeout: Option<Duration>,
     /// `Bearer <token>`, ready to send.
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
@@ -253,6 +256,9 @@ impl Client {
             admin: AdminServiceClient::new(channel.clone())
                 .max_decoding_message_size(options.max_message_bytes)
                 .max_encoding_message_size(options.max_message_bytes),
+            backup: BackupServiceClient::new(channel.clone())
+                .max_decoding_message_size(options.max_message_bytes)
+                .max_encoding_message_size(options.max_message_bytes),
             raw: ConfigServiceClient::new(channel)
                 .max_decoding_message_size(options.max_message_bytes)
                 .max_encoding_message_size(options.max_message_bytes),
@@ -296,6 +302,39 @@ impl Client {
     /// the token yourself; the methods in [`Client`] do).
     pub fn raw_admin(&self) -> AdminServiceClient<Channel> {
         self.admin.clone()
+    }
+
+    /// Takes a backup now on the server's backup target (`backup` right):
+    /// incremental since the newest one, or full.
+    pub async fn create_backup(&self, incremental: bool) -> Result<v1::CreateBackupResponse> {
+        Ok(self
+            .backup
+            .clone()
+            .create_backup(self.request(v1::CreateBackupRequest { incremental }))
+            .await?
+            .into_inner())
+    }
+
+    /// The backups on the server's backup target, oldest first.
+    pub async fn list_backups(&self) -> Result<v1::ListBackupsResponse> {
+        Ok(self
+            .backup
+            .clone()
+            .list_backups(self.request(v1::ListBackupsRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// Verifies a backup end to end on the server (`None`: the newest).
+    pub async fn verify_backup(&self, id: Option<&str>) -> Result<v1::VerifyBackupResponse> {
+        Ok(self
+            .backup
+            .clone()
+            .verify_backup(self.request(v1::VerifyBackupRequest {
+                id: id.unwrap_or_default().to_owned(),
+            }))
+            .await?
+            .into_inner())
     }
 
     /// Declares a namespace; `replace` replaces an existing declaration

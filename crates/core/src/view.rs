@@ -516,6 +516,27 @@ pub struct ServerStatus {
     pub store_bytes: Option<u64>,
     /// Of those, bytes free for reuse inside the database.
     pub store_free_bytes: Option<u64>,
+    /// Where the server takes its backups (empty: it takes none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub backup_target: String,
+    /// The newest complete backup of this store there, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup: Option<BackupStatus>,
+}
+
+/// The newest backup, as `status` shows it: how old the last point a
+/// restore can reach is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupStatus {
+    /// Its id.
+    pub id: String,
+    /// The revision it holds.
+    pub revision: u64,
+    /// When it was taken.
+    pub created: crate::Timestamp,
+    /// Its age when the status was read, in seconds.
+    pub age_seconds: u64,
 }
 
 /// One event of a watch, as a server sends it.

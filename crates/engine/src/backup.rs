@@ -106,7 +106,148 @@ pub struct BackupVerification {
     pub namespaces: u64,
 }
 
+/// Where the server takes its backups, with what key, and what it keeps.
+pub struct BackupConfig {
+    /// The target.
+    pub target: Box<dyn Target>,
+    /// A separate key file's key (default: the master key).
+    pub keys: Option<BackupKeys>,
+    /// What to keep after each backup.
+    pub retention: Retention,
+}
+
+/// The server's backups: its configuration and the newest good backup.
+#[derive(Default)]
+pub(crate) struct Backups {
+    config: std::sync::RwLock<Option<Arc<BackupConfig>>>,
+    newest: std::sync::RwLock<Option<(String, u64, Timestamp)>>,
+}
+
 impl Engine {
+    /// Configures where [`Engine::backup_now`] takes backups, and learns
+    /// the newest one already there (for `status`); a target that cannot
+    /// be read now is logged, not refused (it may be mounted later).
+    pub fn set_backups(&self, config: BackupConfig) {
+        match confstrata_backup::latest_good(
+            &*config.target,
+            &self.store.store_id().unwrap_or_default(),
+        ) {
+            Ok(found) => self.note_backup(found.as_ref()),
+            Err(e) => {
+                tracing::warn!(target_url = %config.target.url(), error = %e, "cannot list the backups on the backup target")
+            }
+        }
+        *crate::security::write_lock(&self.backups.config) = Some(Arc::new(config));
+    }
+
+    fn note_backup(&self, m: Option<&Manifest>) {
+        if let Some(m) = m {
+            *crate::security::write_lock(&self.backups.newest) =
+                Some((m.id.clone(), m.revision, m.created));
+        }
+    }
+
+    fn backup_config(&self) -> Result<Arc<BackupConfig>> {
+        read_lock(&self.backups.config).clone().ok_or_else(|| {
+            Error::invalid(
+                "backup",
+                "this server has no backup target: set backup_to in its settings",
+            )
+        })
+    }
+
+    /// The configured target and the newest backup on it, for `status`.
+    pub(crate) fn backup_status(&self) -> (String, Option<confstrata_core::view::BackupStatus>) {
+        let target = read_lock(&self.backups.config)
+            .as_ref()
+            .map(|c| c.target.url())
+            .unwrap_or_default();
+        let newest = read_lock(&self.backups.newest)
+            .clone()
+            .map(
+                |(id, revision, created)| confstrata_core::view::BackupStatus {
+                    id,
+                    revision,
+                    created,
+                    age_seconds: u64::try_from((Timestamp::now().0 - created.0).max(0) / 1000)
+                        .unwrap_or(0),
+                },
+            );
+        (target, newest)
+    }
+
+    /// Takes a backup now on the configured target (`backup` on
+    /// everything), then applies the configured retention (a retention
+    /// that fails is logged: the backup is taken). Returns the manifest and
+    /// the ids retention removed.
+    pub fn backup_now(
+        &self,
+        caller: &Caller,
+        incremental: bool,
+        report: &mut dyn FnMut(Progress),
+    ) -> Result<(Manifest, Vec<String>)> {
+        let config = self.backup_config()?;
+        let options = CreateOptions {
+            incremental,
+            ..CreateOptions::default()
+        };
+        let m = self.backup_create(
+            caller,
+            &*config.target,
+            config.keys.as_ref(),
+            &options,
+            report,
+        )?;
+        self.note_backup(Some(&m));
+        let pruned = match self.backup_prune(caller, &*config.target, &config.retention) {
+            Ok(r) => r.removed,
+            Err(e) => {
+                tracing::warn!(error = %e, "backup retention failed; the backup was taken");
+                Vec::new()
+            }
+        };
+        Ok((m, pruned))
+    }
+
+    /// The backups on the configured target (`backup` on everything).
+    pub fn backups(&self, caller: &Caller) -> Result<(String, Vec<Listed>)> {
+        let config = self.backup_config()?;
+        Ok((
+            config.target.url(),
+            self.backup_list(caller, &*config.target)?,
+        ))
+    }
+
+    /// Verifies a backup on the configured target (default: the newest of
+    /// this store).
+    pub fn verify_backup(
+        &self,
+        caller: &Caller,
+        id: Option<&str>,
+        report: &mut dyn FnMut(Progress),
+    ) -> Result<BackupVerification> {
+        let config = self.backup_config()?;
+        let id = match id {
+            Some(id) => id.to_owned(),
+            None => {
+                self.gate(caller)
+                    .require(Action::Backup, Resource::everything())?;
+                confstrata_backup::latest_good(&*config.target, &self.store.store_id()?)?
+                    .map(|m| m.id)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "backup",
+                            format!(
+                                "no complete backup of this store on {}",
+                                config.target.url()
+                            ),
+                        )
+                    })?
+            }
+        };
+        self.backup_verify(caller, &*config.target, config.keys.as_ref(), &id, report)
+    }
+
     /// The keys backups are sealed with by default: the master key's.
     pub fn backup_keys(&self) -> BackupKeys {
         BackupKeys {

@@ -113,6 +113,7 @@ pub struct Engine {
     observers: Arc<Mutex<Vec<CommitObserver>>>,
     policy_observers: Arc<Mutex<Vec<PolicyObserver>>>,
     security: Arc<Security>,
+    backups: Arc<backup::Backups>,
     validator: Arc<validate::Validator>,
     /// Failed authentications, counted per source (`auth_failures`).
     auth_failures: Arc<auth_failures::AuthFailures>,
@@ -191,6 +192,7 @@ impl Engine {
             observers: Arc::default(),
             policy_observers: Arc::default(),
             security,
+            backups: Arc::default(),
             validator: Arc::default(),
             views: Arc::new(ViewCache::with_budget(cache)),
             changes: Arc::default(),

@@ -35,6 +35,7 @@ impl Engine {
     pub fn status(&self, caller: &Caller) -> Result<confstrata_core::view::ServerStatus> {
         let revision = self.revision()?;
         let size = self.store.storage_size()?;
+        let (backup_target, newest_backup) = self.backup_status();
         let namespaces = self
             .namespaces(caller, confstrata_core::At::Revision(revision))?
             .len();
@@ -45,6 +46,8 @@ impl Engine {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             store_bytes: size.map(|s| s.bytes),
             store_free_bytes: size.map(|s| s.free_bytes),
+            backup_target,
+            newest_backup,
         })
     }
 

@@ -1,5 +1,5 @@
-//! Confstrata's gRPC front door: `ConfigService` and `AdminService` (data
-//! keys, principals and tokens, the audit log) over the host's runner, with
+//! Confstrata's gRPC front door: `ConfigService`, `AdminService` (data
+//! keys, principals and tokens, the audit log) and `BackupService` over the host's runner, with
 //! watch, gRPC health and reflection (v1 and v1alpha), so grpcurl, grpcui
 //! and Postman work with no proto files.
 //!
@@ -28,6 +28,7 @@
 //! validation and every use case are the engine's.
 
 mod admin;
+mod backup;
 mod call;
 mod deadline;
 mod gate;
@@ -43,6 +44,9 @@ use confstrata_engine::Engine;
 use confstrata_host::{Doors, Host};
 use confstrata_proto::v1::admin_service_server::{
     AdminServiceServer, SERVICE_NAME as ADMIN_SERVICE_NAME,
+};
+use confstrata_proto::v1::backup_service_server::{
+    BackupServiceServer, SERVICE_NAME as BACKUP_SERVICE_NAME,
 };
 use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_NAME};
 use tokio::net::TcpListener;
@@ -126,6 +130,11 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
     let config = ConfigServiceServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
+    let backups = BackupServiceServer::new(backup::Service {
+        calls: calls.clone(),
+    })
+    .max_decoding_message_size(options.max_message_bytes)
+    .max_encoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(admin::Service { calls })
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -143,6 +152,9 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .set_serving::<AdminServiceServer<admin::Service>>()
         .await;
     health
+        .set_serving::<BackupServiceServer<backup::Service>>()
+        .await;
+    health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let mut stopping = host.stopping();
@@ -152,7 +164,7 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
                 return;
             }
         }
-        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME] {
+        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME, BACKUP_SERVICE_NAME] {
             health
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
@@ -172,7 +184,8 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(config)
-        .add_service(admin);
+        .add_service(admin)
+        .add_service(backups);
     Ok(routes
         .into_axum_router()
         // Watch events are encoded once per group: the method's own route.

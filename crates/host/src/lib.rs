@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod backups;
 mod identity;
 mod keyfile;
 mod open;
@@ -44,6 +45,7 @@ use std::future::Future;
 use confstrata_engine::Engine;
 use tokio::net::TcpListener;
 
+pub use backups::BACKUP_CALLER;
 pub use identity::ClientIdentity;
 pub use keyfile::KeyFile;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with, restore_into};

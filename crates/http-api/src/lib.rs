@@ -22,6 +22,7 @@
 //! ```
 
 mod admin;
+mod backup;
 mod diff;
 pub mod openapi;
 pub mod problem;

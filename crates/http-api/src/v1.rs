@@ -81,6 +81,11 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(crate::admin::rotate_master_key))
         .routes(routes!(crate::admin::compact))
         .routes(routes!(
+            crate::backup::create_backup,
+            crate::backup::list_backups
+        ))
+        .routes(routes!(crate::backup::verify_backup))
+        .routes(routes!(
             crate::admin::list_principals,
             crate::admin::add_principal
         ))

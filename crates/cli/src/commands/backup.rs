@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use confstrata_engine::backup::{BackupKeys, restore};
+use confstrata_engine::backup::{BackupKeys, BackupVerification, restore};
 use confstrata_engine::confstrata_backup::{
-    CreateOptions, Kind, Listed, Point, Progress, RestoreOptions, Retention, Target, open_target,
+    CreateOptions, Kind, Listed, Manifest, Point, Progress, RestoreOptions, Retention, Target,
+    VerifyReport, open_target,
 };
 use confstrata_engine::{Caller, Engine, MasterKey};
 use serde_json::json;
@@ -63,12 +64,27 @@ fn target_of(url: &str) -> Result<Box<dyn Target>> {
     Ok(open_target(url)?)
 }
 
-fn local(backend: &Backend) -> Result<(&Engine, &Caller)> {
+/// The embedded store's engine, its caller, and the target `--to` names.
+type Local<'a> = (&'a Engine, &'a Caller, Box<dyn Target>);
+
+/// The embedded store's engine and the target `--to` names; `None` on a
+/// server.
+fn local<'a>(backend: &'a Backend, place: &BackupPlace) -> Result<Option<Local<'a>>> {
     match backend {
-        Backend::Local { engine, caller, .. } => Ok((engine, caller)),
-        Backend::Remote { .. } => bail!(
-            "backup commands work on the embedded store (--data-dir) for now; over --addr they need the server's backup service"
-        ),
+        Backend::Local { engine, caller, .. } => {
+            let Some(to) = &place.to else {
+                bail!("give the backup directory with --to DIR (or CONFSTRATA_BACKUP_TO)");
+            };
+            Ok(Some((engine, caller, target_of(to)?)))
+        }
+        Backend::Remote { .. } => {
+            if place.key_file.is_some() {
+                bail!(
+                    "with --addr the server seals backups with its own key (backup_key_file); drop --key-file"
+                );
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -79,25 +95,54 @@ fn kind(k: Kind) -> &'static str {
     }
 }
 
+/// A backup as a server lists it.
+fn from_wire(b: &confstrata_proto::v1::BackupInfo) -> Result<Listed> {
+    let manifest = if b.manifest_json.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_str::<Manifest>(&b.manifest_json).with_context(|| {
+                format!("the server sent an unreadable manifest for backup {}", b.id)
+            })?,
+        )
+    };
+    Ok(Listed {
+        id: b.id.clone(),
+        manifest,
+        problem: Some(b.problem.clone()).filter(|p| !p.is_empty()),
+    })
+}
+
 pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Result<()> {
     match c {
         BackupCommand::Create { place, incremental } => {
-            let (engine, caller) = local(backend)?;
-            let target = target_of(&place.to)?;
-            let keys = keys_of(&place)?;
-            let options = CreateOptions {
-                incremental,
-                ..CreateOptions::default()
+            let (m, place_url) = match local(backend, &place)? {
+                Some((engine, caller, target)) => {
+                    let keys = keys_of(&place)?;
+                    let options = CreateOptions {
+                        incremental,
+                        ..CreateOptions::default()
+                    };
+                    let bar = Bar::new("backing up");
+                    let m = engine.backup_create(
+                        caller,
+                        &*target,
+                        keys.as_ref(),
+                        &options,
+                        &mut bar.report(),
+                    )?;
+                    (m, target.url())
+                }
+                None => {
+                    let r = backend
+                        .remote_call(|c| async move { c.create_backup(incremental).await })?;
+                    let info = r.backup.context("the server answered no backup")?;
+                    let m = from_wire(&info)?
+                        .manifest
+                        .context("the server answered no manifest")?;
+                    (m, "the server's backup target".to_owned())
+                }
             };
-            let bar = Bar::new("backing up");
-            let m = engine.backup_create(
-                caller,
-                &*target,
-                keys.as_ref(),
-                &options,
-                &mut bar.report(),
-            )?;
-            drop(bar);
             let mut text = format!(
                 "backup {} ({}) of revision {}: {} in {} parts, {} ms, on {}",
                 m.id,
@@ -106,7 +151,7 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
                 bytes(m.stored_bytes()),
                 m.parts.len(),
                 m.duration_ms,
-                target.url()
+                place_url
             );
             if let Some(note) = &m.note {
                 text.push_str(&format!("\nnote: {note}"));
@@ -114,24 +159,47 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
             done(output, &serde_json::to_value(&m)?, &text)
         }
         BackupCommand::List { place } => {
-            let (engine, caller) = local(backend)?;
-            let target = target_of(&place.to)?;
-            let listed = engine.backup_list(caller, &*target)?;
+            let listed = match local(backend, &place)? {
+                Some((engine, caller, target)) => engine.backup_list(caller, &*target)?,
+                None => backend
+                    .remote_call(|c| async move { c.list_backups().await })?
+                    .backups
+                    .iter()
+                    .map(from_wire)
+                    .collect::<Result<Vec<_>>>()?,
+            };
             print_list(&listed, output)
         }
         BackupCommand::Verify { id, place } => {
-            let (engine, caller) = local(backend)?;
-            let target = target_of(&place.to)?;
-            let keys = keys_of(&place)?;
-            let id = match id {
-                Some(id) => id,
-                None => newest(&engine.backup_list(caller, &*target)?)
-                    .with_context(|| format!("no complete backup on {}", target.url()))?,
+            let v = match local(backend, &place)? {
+                Some((engine, caller, target)) => {
+                    let keys = keys_of(&place)?;
+                    let id = match id {
+                        Some(id) => id,
+                        None => newest(&engine.backup_list(caller, &*target)?)
+                            .with_context(|| format!("no complete backup on {}", target.url()))?,
+                    };
+                    let bar = Bar::new("verifying");
+                    engine.backup_verify(caller, &*target, keys.as_ref(), &id, &mut bar.report())?
+                }
+                None => {
+                    let r = backend
+                        .remote_call(|c| async move { c.verify_backup(id.as_deref()).await })?;
+                    BackupVerification {
+                        backup: VerifyReport {
+                            chain: r.chain,
+                            revision: r.revision,
+                            parts: usize::try_from(r.parts).unwrap_or(usize::MAX),
+                            records: r.records,
+                            stored_bytes: r.stored_bytes,
+                        },
+                        audit_records: r.audit_records,
+                        contexts_resolved: r.contexts_resolved,
+                        namespaces: r.namespaces,
+                    }
+                }
             };
-            let bar = Bar::new("verifying");
-            let v =
-                engine.backup_verify(caller, &*target, keys.as_ref(), &id, &mut bar.report())?;
-            drop(bar);
+            let id = v.backup.chain.last().cloned().unwrap_or_default();
             done(
                 output,
                 &serde_json::to_value(&v)?,
@@ -152,8 +220,11 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
             keep_last,
             keep_daily_days,
         } => {
-            let (engine, caller) = local(backend)?;
-            let target = target_of(&place.to)?;
+            let Some((engine, caller, target)) = local(backend, &place)? else {
+                bail!(
+                    "with --addr the server prunes by its own backup_keep_last and backup_keep_daily_days after every backup"
+                );
+            };
             let report = engine.backup_prune(
                 caller,
                 &*target,

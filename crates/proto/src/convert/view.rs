@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use confstrata_core::view::{
-    AuditVerification, BindingInfo, DryRun, ExplainView, KeyInfo, LayerDiff, LayerStatus,
-    MasterKeyRotation, PrincipalInfo, PrincipalKind, ResolvedView, ServerStatus, TokenInfo,
-    WatchEvent,
+    AuditVerification, BackupStatus, BindingInfo, DryRun, ExplainView, KeyInfo, LayerDiff,
+    LayerStatus, MasterKeyRotation, PrincipalInfo, PrincipalKind, ResolvedView, ServerStatus,
+    TokenInfo, WatchEvent,
 };
 use confstrata_core::{
     ChangeItem, Context, Error, ExplainEntry, Explanation, KeyPath, NamespaceName, Provenance,
@@ -378,6 +378,13 @@ impl From<&ServerStatus> for v1::GetStatusResponse {
             version: s.version.clone(),
             store_bytes: s.store_bytes,
             store_free_bytes: s.store_free_bytes,
+            backup_target: s.backup_target.clone(),
+            newest_backup: s.newest_backup.as_ref().map(|b| v1::BackupStatus {
+                id: b.id.clone(),
+                revision: b.revision,
+                created_ms: b.created.0,
+                age_seconds: b.age_seconds,
+            }),
         }
     }
 }
@@ -391,6 +398,13 @@ impl From<&v1::GetStatusResponse> for ServerStatus {
             version: s.version.clone(),
             store_bytes: s.store_bytes,
             store_free_bytes: s.store_free_bytes,
+            backup_target: s.backup_target.clone(),
+            newest_backup: s.newest_backup.as_ref().map(|b| BackupStatus {
+                id: b.id.clone(),
+                revision: b.revision,
+                created: confstrata_core::Timestamp(b.created_ms),
+                age_seconds: b.age_seconds,
+            }),
         }
     }
 }

@@ -3470,6 +3470,583 @@ pub mod admin_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// Request of CreateBackup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateBackupRequest {
+    /// Only what changed since the newest backup.
+    #[prost(bool, tag = "1")]
+    pub incremental: bool,
+}
+/// One backup on the target.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupInfo {
+    /// Its id (its folder's name).
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// "full" or "incremental"; empty when it has no readable manifest.
+    #[prost(string, tag = "2")]
+    pub kind: ::prost::alloc::string::String,
+    /// The identity of the store it was taken of.
+    #[prost(string, tag = "3")]
+    pub store_id: ::prost::alloc::string::String,
+    /// The backup it continues (incrementals).
+    #[prost(string, tag = "4")]
+    pub parent_id: ::prost::alloc::string::String,
+    /// The newest revision it holds.
+    #[prost(uint64, tag = "5")]
+    pub revision: u64,
+    /// When that revision was committed, in milliseconds since the epoch.
+    #[prost(int64, tag = "6")]
+    pub revision_time_ms: i64,
+    /// When it was taken, in milliseconds since the epoch.
+    #[prost(int64, tag = "7")]
+    pub created_ms: i64,
+    /// How long it took, in milliseconds.
+    #[prost(uint64, tag = "8")]
+    pub duration_ms: u64,
+    /// Bytes stored.
+    #[prost(uint64, tag = "9")]
+    pub stored_bytes: u64,
+    /// Parts.
+    #[prost(uint64, tag = "10")]
+    pub parts: u64,
+    /// Why a backup asked to be incremental is full.
+    #[prost(string, tag = "11")]
+    pub note: ::prost::alloc::string::String,
+    /// Why it cannot be used (incomplete, damaged manifest); empty when complete.
+    #[prost(string, tag = "12")]
+    pub problem: ::prost::alloc::string::String,
+    /// The whole manifest as JSON (docs/BACKUP.md), when it has one.
+    #[prost(string, tag = "13")]
+    pub manifest_json: ::prost::alloc::string::String,
+}
+/// Response of CreateBackup.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateBackupResponse {
+    /// The backup taken.
+    #[prost(message, optional, tag = "1")]
+    pub backup: ::core::option::Option<BackupInfo>,
+    /// Backups retention removed after it.
+    #[prost(string, repeated, tag = "2")]
+    pub pruned: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// Request of ListBackups.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListBackupsRequest {}
+/// Response of ListBackups.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListBackupsResponse {
+    /// Oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub backups: ::prost::alloc::vec::Vec<BackupInfo>,
+    /// The target, as a URL.
+    #[prost(string, tag = "2")]
+    pub target: ::prost::alloc::string::String,
+}
+/// Request of VerifyBackup.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyBackupRequest {
+    /// The backup (empty: the newest of this store).
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+/// Response of VerifyBackup.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct VerifyBackupResponse {
+    /// The backups read, full first.
+    #[prost(string, repeated, tag = "1")]
+    pub chain: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The revision the backup holds.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// Parts checked.
+    #[prost(uint64, tag = "3")]
+    pub parts: u64,
+    /// Records read.
+    #[prost(uint64, tag = "4")]
+    pub records: u64,
+    /// Bytes read.
+    #[prost(uint64, tag = "5")]
+    pub stored_bytes: u64,
+    /// Audit records verified.
+    #[prost(uint64, tag = "6")]
+    pub audit_records: u64,
+    /// Contexts resolved.
+    #[prost(uint64, tag = "7")]
+    pub contexts_resolved: u64,
+    /// Namespaces.
+    #[prost(uint64, tag = "8")]
+    pub namespaces: u64,
+}
+/// Generated client implementations.
+pub mod backup_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Backups of a Confstrata server.
+    #[derive(Debug, Clone)]
+    pub struct BackupServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl BackupServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> BackupServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> BackupServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            BackupServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Takes a backup now, online, of the store as of one revision: full, or
+        /// incremental since the newest backup of this store on the target (full
+        /// when there is none it can continue; `note` says why). Then applies the
+        /// server's backup retention.
+        pub async fn create_backup(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CreateBackupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateBackupResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.BackupService/CreateBackup",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.BackupService", "CreateBackup"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Lists the backups on the target, oldest first, complete or not.
+        pub async fn list_backups(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListBackupsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListBackupsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.BackupService/ListBackups",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.BackupService", "ListBackups"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Verifies a backup end to end: every seal, checksum and link of its
+        /// chain, a trial restore into memory, the audit chain, and every context
+        /// of every namespace resolved.
+        pub async fn verify_backup(
+            &mut self,
+            request: impl tonic::IntoRequest<super::VerifyBackupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyBackupResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.BackupService/VerifyBackup",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.BackupService", "VerifyBackup"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod backup_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with BackupServiceServer.
+    #[async_trait]
+    pub trait BackupService: std::marker::Send + std::marker::Sync + 'static {
+        /// Takes a backup now, online, of the store as of one revision: full, or
+        /// incremental since the newest backup of this store on the target (full
+        /// when there is none it can continue; `note` says why). Then applies the
+        /// server's backup retention.
+        async fn create_backup(
+            &self,
+            request: tonic::Request<super::CreateBackupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreateBackupResponse>,
+            tonic::Status,
+        >;
+        /// Lists the backups on the target, oldest first, complete or not.
+        async fn list_backups(
+            &self,
+            request: tonic::Request<super::ListBackupsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListBackupsResponse>,
+            tonic::Status,
+        >;
+        /// Verifies a backup end to end: every seal, checksum and link of its
+        /// chain, a trial restore into memory, the audit chain, and every context
+        /// of every namespace resolved.
+        async fn verify_backup(
+            &self,
+            request: tonic::Request<super::VerifyBackupRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::VerifyBackupResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Backups of a Confstrata server.
+    #[derive(Debug)]
+    pub struct BackupServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> BackupServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for BackupServiceServer<T>
+    where
+        T: BackupService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/confstrata.v1.BackupService/CreateBackup" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateBackupSvc<T: BackupService>(pub Arc<T>);
+                    impl<
+                        T: BackupService,
+                    > tonic::server::UnaryService<super::CreateBackupRequest>
+                    for CreateBackupSvc<T> {
+                        type Response = super::CreateBackupResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CreateBackupRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as BackupService>::create_backup(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateBackupSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.BackupService/ListBackups" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListBackupsSvc<T: BackupService>(pub Arc<T>);
+                    impl<
+                        T: BackupService,
+                    > tonic::server::UnaryService<super::ListBackupsRequest>
+                    for ListBackupsSvc<T> {
+                        type Response = super::ListBackupsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListBackupsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as BackupService>::list_backups(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListBackupsSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.BackupService/VerifyBackup" => {
+                    #[allow(non_camel_case_types)]
+                    struct VerifyBackupSvc<T: BackupService>(pub Arc<T>);
+                    impl<
+                        T: BackupService,
+                    > tonic::server::UnaryService<super::VerifyBackupRequest>
+                    for VerifyBackupSvc<T> {
+                        type Response = super::VerifyBackupResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::VerifyBackupRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as BackupService>::verify_backup(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = VerifyBackupSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for BackupServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "confstrata.v1.BackupService";
+    impl<T> tonic::server::NamedService for BackupServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
 /// Request of CreateNamespace.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateNamespaceRequest {
@@ -4099,6 +4676,28 @@ pub struct GetStatusResponse {
     /// them back to the file system).
     #[prost(uint64, optional, tag = "6")]
     pub store_free_bytes: ::core::option::Option<u64>,
+    /// Where the server takes its backups (empty: it takes none).
+    #[prost(string, tag = "7")]
+    pub backup_target: ::prost::alloc::string::String,
+    /// The newest complete backup of this store there, if any.
+    #[prost(message, optional, tag = "8")]
+    pub newest_backup: ::core::option::Option<BackupStatus>,
+}
+/// The newest backup: how old the last point a restore can reach is.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupStatus {
+    /// Its id.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The revision it holds.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    #[prost(int64, tag = "3")]
+    pub created_ms: i64,
+    /// Its age when the status was read, in seconds.
+    #[prost(uint64, tag = "4")]
+    pub age_seconds: u64,
 }
 /// Response of Watch: one event.
 #[derive(Clone, PartialEq, ::prost::Message)]
