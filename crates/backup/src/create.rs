@@ -190,25 +190,62 @@ pub fn create(
     options: &CreateOptions,
     report: &mut dyn FnMut(Progress),
 ) -> Result<Manifest> {
-    let started = Instant::now();
-    let created = Timestamp::now();
     let store_id = store.store_id()?;
     let (parent, note) = if options.incremental {
         match parent_of(store, target, keys, &store_id)? {
             Ok(p) => (Some(p), None),
-            Err(why) => {
-                tracing::info!(reason = %why, "taking a full backup instead of an incremental one");
-                (None, Some(format!("full instead of incremental: {why}")))
-            }
+            Err(why) => (None, Some(why)),
         }
     } else {
         (None, None)
     };
-    let from = parent.as_ref().map_or(DumpFrom::default(), |p| DumpFrom {
+    let note = match parent {
+        Some(p) => match write_one(
+            store,
+            target,
+            keys,
+            options,
+            report,
+            &store_id,
+            Some(&p),
+            None,
+        )? {
+            Ok(m) => return Ok(m),
+            Err(why) => Some(why),
+        },
+        None => note,
+    };
+    if let Some(why) = &note {
+        tracing::info!(reason = %why, "taking a full backup instead of an incremental one");
+    }
+    let note = note.map(|why| format!("full instead of incremental: {why}"));
+    write_one(store, target, keys, options, report, &store_id, None, note)?.map_err(Error::storage)
+}
+
+/// Writes one backup continuing `parent` (or a full one); `Ok(Err(why))`
+/// when the snapshot turned out not to continue the parent (retention ran
+/// between the check and the snapshot), having removed what it wrote.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one backup's inputs, passed through"
+)]
+fn write_one(
+    store: &dyn Store,
+    target: &dyn Target,
+    keys: &dyn Keys,
+    options: &CreateOptions,
+    report: &mut dyn FnMut(Progress),
+    store_id: &str,
+    parent: Option<&Manifest>,
+    note: Option<String>,
+) -> Result<std::result::Result<Manifest, String>> {
+    let started = Instant::now();
+    let created = Timestamp::now();
+    let from = parent.map_or(DumpFrom::default(), |p| DumpFrom {
         revision: p.revision,
         journal_seq: p.journal.as_ref().map_or(0, |j| j.seq),
     });
-    let id = new_id(created, &store_id);
+    let id = new_id(created, store_id);
     let (key, wrapped) = keys.new_data_key()?;
     let mut parts = Parts {
         target,
@@ -227,6 +264,14 @@ pub fn create(
     let written = (|| {
         let head = store.dump(from, &mut |record| parts.push(&record))?;
         parts.flush()?;
+        if let Some(p) = parent
+            && head.oldest_revision != p.oldest_revision
+        {
+            return Ok(Err(format!(
+                "retention moved the oldest revision from {} to {} since backup {}, and an incremental backup cannot carry what retention removed",
+                p.oldest_revision, head.oldest_revision, p.id
+            )));
+        }
         if head.store_id != store_id {
             return Err(Error::storage(
                 "the store's identity changed while it was backed up",
@@ -241,7 +286,7 @@ pub fn create(
             } else {
                 Kind::Full
             },
-            parent: parent.as_ref().map(|p| Parent {
+            parent: parent.map(|p| Parent {
                 id: p.id.clone(),
                 revision: from.revision,
                 journal_seq: from.journal_seq,
@@ -265,10 +310,10 @@ pub fn create(
         manifest.seal_with(key.as_ref())?;
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(Error::storage)?;
         target.put(&format!("{id}/{MANIFEST}"), &bytes)?;
-        Ok(manifest)
+        Ok(Ok(manifest))
     })();
     match written {
-        Ok(manifest) => {
+        Ok(Ok(manifest)) => {
             tracing::info!(
                 backup = %manifest.id,
                 kind = ?manifest.kind,
@@ -278,7 +323,13 @@ pub fn create(
                 duration_ms = manifest.duration_ms,
                 "backup written"
             );
-            Ok(manifest)
+            Ok(Ok(manifest))
+        }
+        Ok(Err(why)) => {
+            if let Err(cleanup) = target.remove(&id) {
+                tracing::warn!(backup = %id, error = %cleanup, "an unused backup could not be removed");
+            }
+            Ok(Err(why))
         }
         Err(e) => {
             if let Err(cleanup) = target.remove(&id) {

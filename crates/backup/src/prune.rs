@@ -73,8 +73,15 @@ pub fn plan_prune(listed: &[Listed], policy: &Retention, now: Timestamp) -> Vec<
         .iter()
         .filter(|l| match &l.manifest {
             Some(m) => !keep.contains(m.id.as_str()),
-            // Unreadable or unfinished: only once it cannot be in progress.
-            None => id_time(&l.id).is_some_and(|t| now.0 - t.0 > INCOMPLETE_GRACE_MS),
+            // Unfinished (no manifest): only once it cannot be in progress.
+            // A manifest that does not read (damaged, or written by a newer
+            // build) is never removed here: someone has to look at it.
+            None => {
+                l.problem
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with(crate::read::INCOMPLETE))
+                    && id_time(&l.id).is_some_and(|t| now.0 - t.0 > INCOMPLETE_GRACE_MS)
+            }
         })
         .map(|l| l.id.clone())
         .collect()

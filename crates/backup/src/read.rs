@@ -11,7 +11,7 @@ use crate::format::{Kind, MANIFEST, Manifest, PartInfo, integrity, part_aad, sha
 use crate::{DataKey, Keys, Target};
 
 /// How a listing marks a backup without a manifest.
-const INCOMPLETE: &str = "incomplete";
+pub(crate) const INCOMPLETE: &str = "incomplete";
 
 /// One backup folder on a target.
 #[derive(Debug, Clone)]
@@ -262,9 +262,23 @@ impl<'a> Records<'a> {
                 if self.next_part()? {
                     continue;
                 }
+                self.check_reached()?;
                 return Ok(None);
             };
             let Some(line) = lines.next() else {
+                // Every record the manifest counts, no more, no fewer.
+                let want = self.chain[*i]
+                    .manifest
+                    .parts
+                    .iter()
+                    .find(|p| p.name == *name)
+                    .map_or(0, |p| p.records);
+                if *n != want {
+                    let id = &self.chain[*i].manifest.id;
+                    return Err(integrity(format!(
+                        "backup {id}: {name} holds {n} records, the manifest says {want}"
+                    )));
+                }
                 self.lines = None;
                 continue;
             };
@@ -281,6 +295,25 @@ impl<'a> Records<'a> {
         }
     }
 
+    /// At the end: a time before every revision the backups hold is
+    /// refused (the load then writes nothing).
+    fn check_reached(&self) -> Result<()> {
+        let end = self.chain.last().map(|o| &o.manifest);
+        if let Cut::Time(t) = self.cut
+            && self.kept_revision == 0
+            && end.is_some_and(|m| m.revision > 0)
+        {
+            return Err(Error::invalid(
+                "time",
+                format!(
+                    "{t} is before the oldest revision the backups hold ({}); nothing was restored",
+                    end.map_or(1, |m| m.oldest_revision.max(1))
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn before_cut(&self, revision: u64) -> bool {
         match self.cut {
             Cut::All => true,
@@ -292,21 +325,6 @@ impl<'a> Records<'a> {
     }
 
     fn keep(&mut self, record: DumpRecord, last: bool) -> Result<Option<DumpRecord>> {
-        if let (Cut::Time(t), false) = (self.cut, matches!(record, DumpRecord::Revision(_))) {
-            // Every revision of the full backup has been read: if none is
-            // at or before the time, the backups do not reach back to it.
-            // (Revision records are all at or after the oldest revision.)
-            let end = self.chain.last().map(|o| &o.manifest);
-            if self.kept_revision == 0 && end.is_some_and(|m| m.revision > 0) {
-                return Err(Error::invalid(
-                    "time",
-                    format!(
-                        "{t} is before the oldest revision the backups hold ({}); nothing was restored",
-                        end.map_or(1, |m| m.oldest_revision.max(1))
-                    ),
-                ));
-            }
-        }
         match &record {
             DumpRecord::Revision(info) => {
                 let keep = match self.cut {
@@ -555,8 +573,7 @@ pub fn restore(
     let store_id = new_store_id();
     let mut records = Records::new(target, &opened, cut, report);
     // The resume revision goes after everything the store can have handed
-    // out; its time is set once the last kept revision is known, so the
-    // store checks it follows that one.
+    // out (the store checks that it follows the last revision loaded).
     let resumed_at = top.saturating_add(options.bump.max(1));
     let load_end = LoadEnd {
         store_id: store_id.clone(),

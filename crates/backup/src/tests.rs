@@ -516,3 +516,33 @@ fn pruning_keeps_the_newest_and_everything_they_are_built_on() {
     assert!(prune(&target, &policy, now).unwrap().removed.is_empty());
     let _ = backups;
 }
+
+#[test]
+fn a_time_covered_only_by_an_incremental_restores() {
+    // The full backup is of an empty store (a fresh server); the
+    // incremental after it covers the time asked for.
+    let dir = tempfile::tempdir().unwrap();
+    let target = LocalDir::new(dir.path());
+    let keys = keys();
+    let store = MemoryStore::new();
+    store
+        .write_settings(
+            &[SettingWrite {
+                key: "principal/admin".into(),
+                value: Some("{}".into()),
+            }],
+            Some(record("admin")),
+        )
+        .unwrap();
+    assert_eq!(backup(&store, &target, &keys, false).revision, 0);
+    declare(&store);
+    for i in 0..3 {
+        commit(&store, i);
+    }
+    assert_eq!(backup(&store, &target, &keys, true).kind, Kind::Incremental);
+    let t = store.revision_info(2).unwrap().unwrap().time;
+    let (copy, report) = restored(&target, &keys, Point::Time(t));
+    let want = store.revision_for_time(t).unwrap();
+    assert_eq!(report.revision, want);
+    assert_eq!(state(&copy, want), state(&store, want));
+}

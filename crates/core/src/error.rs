@@ -184,6 +184,18 @@ pub enum Error {
         /// The oldest revision that can still be read exactly.
         oldest: u64,
     },
+    /// A watch that would go on across a restore from a backup: what the
+    /// watcher saw after the restored revision may differ from the store
+    /// now, so it must read again (never a silent gap).
+    #[error(
+        "the store was restored from a backup as of an earlier revision and resumed at revision {resumed}; a watch from revision {requested} cannot go on across it: read the current state and watch from revision {resumed}"
+    )]
+    Restored {
+        /// The revision the watch wanted next.
+        requested: u64,
+        /// The revision the restored store resumed at.
+        resumed: u64,
+    },
     /// A read at a revision the store has not reached yet.
     #[error("revision {requested} is in the future; the store is at revision {current}")]
     FutureRevision {
@@ -361,7 +373,9 @@ impl Error {
             | Error::KeyNotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Conflict { .. } => ErrorKind::Conflict,
-            Error::Compacted { .. } | Error::FutureRevision { .. } => ErrorKind::OutOfRange,
+            Error::Compacted { .. } | Error::FutureRevision { .. } | Error::Restored { .. } => {
+                ErrorKind::OutOfRange
+            }
             Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
             Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
             Error::Validation { .. } => ErrorKind::ValidationFailed,

@@ -581,6 +581,15 @@ impl Watcher {
     }
 
     async fn emit(&mut self, change: &Change) -> Result<(), WatchError> {
+        if change.info.author == confstrata_core::dump::RESTORE_AUTHOR && change.items.is_empty() {
+            return Err(fail(
+                Error::Restored {
+                    requested: self.next,
+                    resumed: change.info.revision,
+                },
+                "start_revision",
+            ));
+        }
         self.next = change.info.revision + 1;
         let Some(cell) = self.events.cell(&self.group, change.info.revision) else {
             if let Some(event) = self.build(change).await? {

@@ -176,8 +176,14 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
                     let keys = keys_of(&place)?;
                     let id = match id {
                         Some(id) => id,
-                        None => newest(&engine.backup_list(caller, &*target)?)
-                            .with_context(|| format!("no complete backup on {}", target.url()))?,
+                        None => confstrata_engine::confstrata_backup::latest_good(
+                            &*target,
+                            &engine.store().store_id()?,
+                        )?
+                        .map(|m| m.id)
+                        .with_context(|| {
+                            format!("no complete backup of this store on {}", target.url())
+                        })?,
                     };
                     let bar = Bar::new("verifying");
                     engine.backup_verify(caller, &*target, keys.as_ref(), &id, &mut bar.report())?
@@ -245,15 +251,6 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
         }
         BackupCommand::Restore { .. } => bail!("restore runs without opening a store"),
     }
-}
-
-/// The newest complete backup's id.
-fn newest(listed: &[Listed]) -> Option<String> {
-    listed
-        .iter()
-        .filter_map(|l| l.manifest.as_ref())
-        .max_by_key(|m| (m.created, m.revision))
-        .map(|m| m.id.clone())
 }
 
 fn print_list(listed: &[Listed], output: Output) -> Result<()> {

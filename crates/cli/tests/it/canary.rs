@@ -37,7 +37,7 @@ fn confstrata() -> Command {
 
 /// Starts `serve` at TRACE with stdout and stderr in files; reads the first
 /// start's admin token and the address from the stderr file.
-fn serve(data: &Path, logs: &Path) -> Serve {
+fn serve(data: &Path, logs: &Path, backups: &Path) -> Serve {
     let stdout = std::fs::File::create(logs.join("serve.out")).unwrap();
     let stderr_path = logs.join("serve.err");
     let stderr = std::fs::File::create(&stderr_path).unwrap();
@@ -52,6 +52,8 @@ fn serve(data: &Path, logs: &Path) -> Serve {
         ])
         .arg(data)
         .env_remove("CONFSTRATA_LOG")
+        .env("CONFSTRATA_BACKUP_TO", backups)
+        .env("CONFSTRATA_BACKUP_INTERVAL_S", "0")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -159,7 +161,8 @@ fn canary_secrets_never_leave_the_authorized_response() {
     );
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::create_dir_all(&work).unwrap();
-    let mut server = serve(&data, &logs);
+    let backups = tmp.path().join("backups");
+    let mut server = serve(&data, &logs, &backups);
     let (addr, admin) = (server.addr.clone(), server.token.clone());
     let ok = |token: &str, args: &[&str], stdin: &[u8]| {
         let o = run(&addr, token, args, stdin, &work);
@@ -422,7 +425,44 @@ fn canary_secrets_never_leave_the_authorized_response() {
     let verify = ok(&admin, &["audit", "verify"], b"");
     assert!(verify.contains("intact"), "{verify}");
 
+    // Backups: full over gRPC, incremental over REST, verified; a viewer
+    // may take none.
+    exposed.push((
+        "backup create".into(),
+        ok(&admin, &["backup", "create"], b""),
+    ));
+    let incremental = http(
+        &addr,
+        &admin,
+        "POST",
+        "/v1/backups",
+        r#"{"incremental": true}"#,
+    );
+    assert!(incremental.contains("\"incremental\""), "{incremental}");
+    exposed.push(("POST /v1/backups".into(), incremental));
+    let verified = ok(&admin, &["backup", "verify"], b"");
+    assert!(verified.contains("is good"), "{verified}");
+    exposed.push(("backup verify".into(), verified));
+    let o = run(&addr, &viewer, &["backup", "create"], b"", &work);
+    assert_eq!(o.code, 5, "a viewer takes no backup: {}", o.text);
+
     server_stop(&mut server);
+
+    // Restored into a new data directory, sealed values are still sealed.
+    let restored = tmp.path().join("restored");
+    let o = confstrata()
+        .args(["backup", "restore", "--data-dir"])
+        .arg(&restored)
+        .arg("--from")
+        .arg(&backups)
+        .arg("--key-file")
+        .arg(data.join("master.key"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    exposed.push(("backup restore".into(), text));
 
     for (what, text) in &exposed {
         assert!(found(text.as_bytes()).is_empty(), "{what} leaked: {text}");
@@ -430,6 +470,8 @@ fn canary_secrets_never_leave_the_authorized_response() {
     let mut all = Vec::new();
     files(&data, &mut all);
     files(&logs, &mut all);
+    files(&backups, &mut all);
+    files(&restored, &mut all);
     files(&work.join("export"), &mut all);
     all.push(work.join("audit.jsonl"));
     let names: Vec<String> = all
@@ -438,6 +480,14 @@ fn canary_secrets_never_leave_the_authorized_response() {
         .collect();
     assert!(names.iter().any(|n| n == "confstrata.db"), "{names:?}");
     assert!(names.iter().any(|n| n == "serve.err"), "{names:?}");
+    assert!(
+        names.iter().filter(|n| *n == "manifest.json").count() == 2,
+        "{names:?}"
+    );
+    assert!(
+        names.iter().filter(|n| *n == "confstrata.db").count() == 2,
+        "{names:?}"
+    );
     for p in &all {
         let bytes = std::fs::read(p).unwrap();
         assert!(

@@ -2,6 +2,7 @@
 //! and (`remote`) on a `confstrata serve` child process with `--addr`.
 
 mod access;
+mod backup;
 mod canary;
 mod openapi;
 mod remote;

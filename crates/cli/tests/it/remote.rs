@@ -19,16 +19,31 @@ pub(crate) struct Server {
     pub(crate) token: String,
     /// Every stderr line after `listening`, for the shutdown check.
     log: mpsc::Receiver<String>,
+    /// The data directory.
+    data_dir: std::path::PathBuf,
     _data: tempfile::TempDir,
 }
 
 impl Server {
     pub(crate) fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), None, None, &[])
+    }
+
+    /// `serve` on `root` (or `dir` under it, when given) with extra
+    /// environment variables; with `token`, the data directory already has
+    /// the principal `tester` and that is its token.
+    pub(crate) fn start_in(
+        root: tempfile::TempDir,
+        dir: Option<std::path::PathBuf>,
+        token: Option<String>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
+        let data = root;
+        let data_dir = dir.unwrap_or_else(|| data.path().to_owned());
         let local = |args: &[&str]| {
             let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
                 .arg("--data-dir")
-                .arg(data.path())
+                .arg(&data_dir)
                 .args(args)
                 .env_remove("CONFSTRATA_ADDR")
                 .stdin(Stdio::null())
@@ -41,15 +56,22 @@ impl Server {
             );
             String::from_utf8(out.stdout).unwrap()
         };
-        local(&["principal", "add", "tester", "--role", "admin"]);
-        let token = local(&["token", "issue", "tester"]).trim().to_owned();
+        let token = token.unwrap_or_else(|| {
+            local(&["principal", "add", "tester", "--role", "admin"]);
+            local(&["token", "issue", "tester"]).trim().to_owned()
+        });
         assert!(token.starts_with("cst_"), "{token}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_confstrata"));
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
+            .arg(&data_dir)
             .env_remove("CONFSTRATA_LOG")
             .env_remove("CONFSTRATA_LOG_FORMAT")
-            .env_remove("CONFSTRATA_CONFIG")
+            .env_remove("CONFSTRATA_CONFIG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -89,13 +111,21 @@ impl Server {
             addr,
             token,
             log: rx,
+            data_dir,
             _data: data,
         }
     }
 
+    /// SIGKILL, and waits for the process to be gone.
+    pub(crate) fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self._data, tempfile::tempdir().unwrap())
+    }
+
     /// The data directory the server runs on.
     pub(crate) fn data_dir(&self) -> &std::path::Path {
-        self._data.path()
+        &self.data_dir
     }
 
     /// [`Server::stop`], keeping the data directory for a look after.
