@@ -40,7 +40,8 @@ pub use format::{
 };
 pub use prune::{PruneReport, Retention, plan_prune, prune};
 pub use read::{
-    Listed, Point, RestoreOptions, RestoreReport, VerifyReport, latest_good, list, restore, verify,
+    Listed, Point, RestoreOptions, RestoreReport, VerifyReport, latest_good, list, open_manifest,
+    restore, verify,
 };
 pub use target::{LocalDir, Target, open_target};
 

@@ -101,6 +101,12 @@ fn open(target: &dyn Target, keys: &dyn Keys, id: &str) -> Result<Opened> {
     Ok(Opened { manifest, key })
 }
 
+/// Backup `id`'s manifest, its seal checked with `keys` (it was not
+/// changed by anyone without the key).
+pub fn open_manifest(target: &dyn Target, keys: &dyn Keys, id: &str) -> Result<Manifest> {
+    Ok(open(target, keys, id)?.manifest)
+}
+
 /// The chain that ends at backup `id`: its full backup first, then each
 /// incremental after it. Every link is checked: present, sealed under the
 /// same store, continuing its parent exactly.

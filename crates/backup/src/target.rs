@@ -29,7 +29,7 @@ pub struct LocalDir {
 }
 
 impl LocalDir {
-    /// Backups under `root` (created when the first backup is written).
+    /// Backups under `root`, which must exist when a backup is written.
     pub fn new(root: impl Into<PathBuf>) -> LocalDir {
         LocalDir { root: root.into() }
     }
@@ -80,6 +80,14 @@ impl Target for LocalDir {
 
     fn put(&self, path: &str, bytes: &[u8]) -> Result<()> {
         let file = self.path(path)?;
+        // The root is never made here: an unmounted backup disk would
+        // otherwise fill the disk under its mount point unnoticed.
+        if !self.root.is_dir() {
+            return Err(Error::storage(format!(
+                "the backup directory {} does not exist (or is not a directory): create or mount it first",
+                self.root.display()
+            )));
+        }
         let dir = file.parent().unwrap_or(&self.root).to_owned();
         std::fs::create_dir_all(&dir).map_err(|e| io("create directory", &dir, &e))?;
         let name = file

@@ -188,7 +188,7 @@ pub enum Error {
     /// watcher saw after the restored revision may differ from the store
     /// now, so it must read again (never a silent gap).
     #[error(
-        "the store was restored from a backup as of an earlier revision and resumed at revision {resumed}; a watch from revision {requested} cannot go on across it: read the current state and watch from revision {resumed}"
+        "the store was restored from a backup as of an earlier revision and resumed at revision {resumed}; a watch from revision {requested} cannot go on across it: read the current state and watch after revision {resumed} (start revision {next})", next = resumed.saturating_add(1)
     )]
     Restored {
         /// The revision the watch wanted next.

@@ -417,7 +417,9 @@ impl Engine {
         self.gate(caller)
             .require(Action::Audit, Resource::everything())?;
         let (key, older) = self.security.audit_keys();
-        verify_journal(&*self.store, &key, &older)
+        let verified = verify_journal(&*self.store, &key, &older)?;
+        self.check_backup_heads(verified.last_seq)?;
+        Ok(verified)
     }
 }
 

@@ -209,6 +209,30 @@ impl Engine {
         Ok((m, pruned))
     }
 
+    /// How many backups the chain of the newest backup of this store on
+    /// the configured target holds (0: none): the schedule takes a full
+    /// one when it reaches its length, whatever restarts happened since.
+    pub fn newest_chain_len(&self) -> Result<usize> {
+        let config = self.backup_config()?;
+        let store_id = self.store.store_id()?;
+        let mine: BTreeMap<String, Manifest> = confstrata_backup::list(&*config.target)?
+            .into_iter()
+            .filter_map(|l| l.manifest)
+            .filter(|m| m.store_id == store_id)
+            .map(|m| (m.id.clone(), m))
+            .collect();
+        let mut at = mine.values().max_by_key(|m| (m.revision, m.created));
+        let mut n = 0;
+        while let Some(m) = at {
+            n += 1;
+            if n > mine.len() {
+                break;
+            }
+            at = m.parent.as_ref().and_then(|p| mine.get(&p.id));
+        }
+        Ok(n)
+    }
+
     /// The backups on the configured target (`backup` on everything).
     pub fn backups(&self, caller: &Caller) -> Result<(String, Vec<Listed>)> {
         let config = self.backup_config()?;
@@ -246,6 +270,63 @@ impl Engine {
             }
         };
         self.backup_verify(caller, &*config.target, config.keys.as_ref(), &id, report)
+    }
+
+    /// Checks that the live journal extends the head every retained
+    /// backup of this store recorded: the chain that is left after its
+    /// newest records were cut off still verifies on its own, but not
+    /// against a backup taken before the cut. Nothing to check without a
+    /// backup target; an unreadable target is logged, not an error of the
+    /// journal.
+    pub(crate) fn check_backup_heads(&self, last_seq: u64) -> Result<()> {
+        let Some(config) = read_lock(&self.backups.config).clone() else {
+            return Ok(());
+        };
+        let listed = match confstrata_backup::list(&*config.target) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the backups to check the journal against them");
+                return Ok(());
+            }
+        };
+        let store_id = self.store.store_id()?;
+        let master = self.backup_keys();
+        let keys = config.keys.as_ref().unwrap_or(&master);
+        for listed in listed.iter().filter_map(|l| l.manifest.as_ref()) {
+            if listed.store_id != store_id || listed.journal.is_none() {
+                continue;
+            }
+            // Only what the key vouches for counts.
+            let m = confstrata_backup::open_manifest(&*config.target, keys, &listed.id).map_err(
+                |e| Error::Integrity {
+                    message: format!(
+                        "backup {} cannot be compared with the audit log: {e}",
+                        listed.id
+                    ),
+                },
+            )?;
+            let Some(mark) = m.journal.as_ref() else {
+                continue;
+            };
+            if mark.seq > last_seq {
+                return Err(Error::Integrity {
+                    message: format!(
+                        "the audit log ends at record {last_seq}, but backup {} recorded record {}: its newest records were cut off",
+                        m.id, mark.seq
+                    ),
+                });
+            }
+            let found = self.store.journal(mark.seq.saturating_sub(1), 1)?;
+            if !found.first().is_some_and(|r| mark.is(&r.head())) {
+                return Err(Error::Integrity {
+                    message: format!(
+                        "audit record {} is not the one backup {} recorded: the log was rewritten after it",
+                        mark.seq, m.id
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The keys backups are sealed with by default: the master key's.

@@ -85,7 +85,11 @@ impl BackupService for Service {
         let v = self
             .calls
             .run(a, "id", move |e, c| {
-                e.verify_backup(c, Some(id.as_str()).filter(|s| !s.is_empty()), &mut |_| {})
+                e.verify_backup(
+                    c,
+                    Some(id.as_str()).filter(|s| !s.is_empty() && *s != "latest"),
+                    &mut |_| {},
+                )
             })
             .await?;
         Ok(Response::new(v1::VerifyBackupResponse {

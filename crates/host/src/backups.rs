@@ -13,25 +13,27 @@ pub const BACKUP_CALLER: &str = "backup";
 impl Host {
     /// Takes a backup every `every` (the first one period after the start)
     /// until the server stops, on the blocking pool, audited as
-    /// `local:backup`: every `full_every`-th one full, the others
-    /// incremental (0: all full). A failed run is logged and the next one
-    /// tried.
+    /// `local:backup`: incremental while the newest chain on the target
+    /// holds fewer than `full_every` backups, then a full one (0 or 1:
+    /// all full). A failed run is logged and the next one tried.
     pub fn schedule_backups(&self, every: Duration, full_every: u32) {
         let engine = self.engine().clone();
         let mut stopping = self.stopping();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n: u64 = 0;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     _ = stopping.wait_for(|s| *s) => return,
                 }
-                n += 1;
-                let incremental = full_every != 0 && !n.is_multiple_of(u64::from(full_every));
                 let engine = engine.clone();
                 let run = tokio::task::spawn_blocking(move || {
+                    // Counted on the target, not in memory: restarts do
+                    // not keep a chain from ever ending.
+                    let chain = engine.newest_chain_len().unwrap_or(0);
+                    let incremental =
+                        chain > 0 && chain < usize::try_from(full_every).unwrap_or(usize::MAX);
                     engine.backup_now(&Caller::local(BACKUP_CALLER), incremental, &mut |p| {
                         tracing::debug!(
                             records = p.records,

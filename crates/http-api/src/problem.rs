@@ -136,6 +136,10 @@ impl Problem {
                 p = p.with("requested", json!(requested));
                 p = p.with("current_revision", json!(current));
             }
+            Error::Restored { requested, resumed } => {
+                p = p.with("requested", json!(requested));
+                p = p.with("resumed_revision", json!(resumed));
+            }
             Error::PermissionDenied {
                 action, resource, ..
             } => {

@@ -46,11 +46,17 @@ pub(crate) fn routes() -> OpenApiRouter<Runner> {
 }
 
 /// The routes whose answers may wait on purpose (the long poll, the
-/// event stream): outside the request timeout and the in-flight bound.
+/// event stream) or take long by nature (a backup, its verification):
+/// outside the request timeout and the in-flight bound.
 fn long_routes() -> OpenApiRouter<Runner> {
     OpenApiRouter::new()
         .routes(routes!(resolve))
         .routes(routes!(crate::watch::watch))
+        .routes(routes!(
+            crate::backup::create_backup,
+            crate::backup::list_backups
+        ))
+        .routes(routes!(crate::backup::verify_backup))
 }
 
 /// Every other route: answered within the request timeout.
@@ -80,11 +86,6 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(crate::admin::retire_key))
         .routes(routes!(crate::admin::rotate_master_key))
         .routes(routes!(crate::admin::compact))
-        .routes(routes!(
-            crate::backup::create_backup,
-            crate::backup::list_backups
-        ))
-        .routes(routes!(crate::backup::verify_backup))
         .routes(routes!(
             crate::admin::list_principals,
             crate::admin::add_principal

@@ -182,7 +182,10 @@ pub(crate) fn backup(backend: &Backend, output: Output, c: BackupCommand) -> Res
                         )?
                         .map(|m| m.id)
                         .with_context(|| {
-                            format!("no complete backup of this store on {}", target.url())
+                            format!(
+                                "no complete backup of this store on {} (a restored store has a new identity: name the backup)",
+                                target.url()
+                            )
                         })?,
                     };
                     let bar = Bar::new("verifying");

@@ -69,8 +69,13 @@ fn resolved(server: &Server, at: u64) -> Vec<Value> {
         .collect()
 }
 
-/// A raw HTTP/1.1 request, read to the end (a watch that ends).
+/// A raw HTTP/1.1 GET, read to the end (a watch that ends).
 fn http(addr: &str, token: &str, path: &str, headers: &str) -> String {
+    request(addr, token, "GET", path, headers)
+}
+
+/// A raw HTTP/1.1 request with no body, read to the end.
+fn request(addr: &str, token: &str, method: &str, path: &str, headers: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     // A hang guard only: the answer ends by itself.
     stream
@@ -78,7 +83,7 @@ fn http(addr: &str, token: &str, path: &str, headers: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{headers}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -99,6 +104,7 @@ fn the_restore_drill() {
     let backups = root.path().join("backups");
     let keys = root.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(&backups).unwrap();
     let server = Server::start_in(
         tempfile::tempdir().unwrap(),
         None,
@@ -211,6 +217,32 @@ fn the_restore_drill() {
     );
     // Three namespaces of two contexts, and drill/w's one.
     assert_eq!(verified["contexts_resolved"], 7, "{verified}");
+    // The same over REST.
+    let listed = http(&server.addr, &server.token, "/v1/backups", "");
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert_eq!(listed.matches("\"store_id\"").count(), 3, "{listed}");
+    let checked = request(
+        &server.addr,
+        &server.token,
+        "POST",
+        "/v1/backups/latest/verify",
+        "",
+    );
+    assert!(
+        checked.starts_with("HTTP/1.1 200") && checked.contains("\"audit_records\""),
+        "{checked}"
+    );
+    let unknown = request(
+        &server.addr,
+        &server.token,
+        "POST",
+        "/v1/backups/nope/verify",
+        "",
+    );
+    assert!(
+        unknown.starts_with("HTTP/1.1 400") && unknown.contains("nope"),
+        "{unknown}"
+    );
     wait_for_commits(2);
 
     // Disaster: the server dies, its data directory is lost.
@@ -305,6 +337,7 @@ fn restore_refuses_misuse_and_leaves_nothing_behind() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let backups = root.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
     let local = |args: &[&str]| {
         let r = offline(&[&["--data-dir", data.to_str().unwrap()], args].concat());
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
@@ -392,6 +425,19 @@ fn restore_refuses_misuse_and_leaves_nothing_behind() {
     ]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains(blocked.to_str().unwrap()), "{}", r.stderr);
+    // A backup directory that is not there (an unmounted disk) is not made.
+    let missing = root.path().join("not-mounted");
+    let r = offline(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "backup",
+        "create",
+        "--to",
+        missing.to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(!missing.exists());
     // No restore without a key.
     let r = offline(&[
         "backup",

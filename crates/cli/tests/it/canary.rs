@@ -162,6 +162,7 @@ fn canary_secrets_never_leave_the_authorized_response() {
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::create_dir_all(&work).unwrap();
     let backups = tmp.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
     let mut server = serve(&data, &logs, &backups);
     let (addr, admin) = (server.addr.clone(), server.token.clone());
     let ok = |token: &str, args: &[&str], stdin: &[u8]| {

@@ -768,3 +768,66 @@ fn no_policy_change_may_leave_the_server_without_an_administrator() {
     e.revoke_principal(&admin, "ada").unwrap();
     refused(e.revoke_principal(&w.admin, "bob"));
 }
+
+#[test]
+fn audit_verify_notices_records_cut_off_after_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let admin = Caller::local("ops");
+    let configure = |e: &confstrata_engine::Engine| {
+        e.set_backups(confstrata_engine::backup::BackupConfig {
+            target: Box::new(confstrata_engine::confstrata_backup::LocalDir::new(
+                &backups,
+            )),
+            keys: None,
+            retention: confstrata_engine::confstrata_backup::Retention::default(),
+        });
+    };
+    let seq = {
+        let e = confstrata_host::open(&data).unwrap();
+        configure(&e);
+        e.commit(
+            &admin,
+            &cs(json!({"ops": [{"op": "put-namespace", "spec": {"name": "pay", "levels": ["defaults"]}}]})),
+        )
+        .unwrap();
+        for i in 0..3 {
+            e.commit(
+                &admin,
+                &cs(json!({"ops": [
+                    {"op": "set", "namespace": "pay", "layer": "defaults", "key": "n", "value": i},
+                ]})),
+            )
+            .unwrap();
+        }
+        let (m, _) = e.backup_now(&admin, false, &mut |_| {}).unwrap();
+        let v = e.audit_verify(&admin).unwrap();
+        assert!(v.records >= 4, "{v:?}");
+        m.journal.unwrap().seq
+    };
+    // Someone with the database cuts off the newest records: what is left
+    // still chains, but not up to what the backup recorded.
+    let conn = rusqlite::Connection::open(data.join("confstrata.db")).unwrap();
+    conn.execute_batch("DROP TRIGGER journal_no_delete")
+        .unwrap();
+    conn.execute(
+        "DELETE FROM journal WHERE seq >= ?1",
+        [i64::try_from(seq).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let e = confstrata_host::open(&data).unwrap();
+    configure(&e);
+    let err = e.audit_verify(&admin).unwrap_err().to_string();
+    assert!(
+        err.contains("cut off") && err.contains(&seq.to_string()),
+        "{err}"
+    );
+    drop(e);
+    // Without the backups to compare with, the shorter chain verifies on
+    // its own: the hole the backups' heads close.
+    let e = confstrata_host::open(&data).unwrap();
+    assert!(e.audit_verify(&admin).is_ok());
+}
