@@ -3546,7 +3546,7 @@ pub struct ListBackupsResponse {
 /// Request of VerifyBackup.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct VerifyBackupRequest {
-    /// The backup (empty: the newest of this store).
+    /// The backup (empty or "latest": the newest of this store).
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
 }
