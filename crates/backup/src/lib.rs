@@ -30,6 +30,7 @@
 
 mod create;
 mod format;
+mod object;
 mod prune;
 mod read;
 mod target;
@@ -38,6 +39,7 @@ pub use create::{CreateOptions, Progress, create};
 pub use format::{
     Counts, FORMAT_VERSION, JournalMark, KeyInfo, Kind, MANIFEST, Manifest, Parent, PartInfo,
 };
+pub use object::ObjectTarget;
 pub use prune::{PruneReport, Retention, plan_prune, prune};
 pub use read::{
     Listed, Point, RestoreOptions, RestoreReport, VerifyReport, latest_good, list, open_manifest,

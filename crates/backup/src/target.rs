@@ -150,7 +150,8 @@ impl Target for LocalDir {
 }
 
 /// The target a URL names: a directory (`/backups`, `./backups` or
-/// `file:///backups`).
+/// `file:///backups`), or S3-compatible object storage
+/// (`s3://bucket/prefix`, see [`crate::ObjectTarget`]).
 pub fn open_target(url: &str) -> Result<Box<dyn Target>> {
     let url = url.trim();
     if url.is_empty() {
@@ -168,10 +169,15 @@ pub fn open_target(url: &str) -> Result<Box<dyn Target>> {
         }
         return Ok(Box::new(LocalDir::new(path)));
     }
+    if url.starts_with("s3://") {
+        return Ok(Box::new(crate::object::ObjectTarget::s3(url)?));
+    }
     if let Some((scheme, _)) = url.split_once("://") {
         return Err(Error::invalid(
             "backup target",
-            format!("{url:?}: unsupported scheme {scheme:?}; use a directory or file:///path"),
+            format!(
+                "{url:?}: unsupported scheme {scheme:?}; use a directory, file:///path or s3://bucket/prefix"
+            ),
         ));
     }
     Ok(Box::new(LocalDir::new(url)))

@@ -450,3 +450,175 @@ fn restore_refuses_misuse_and_leaves_nothing_behind() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("--key-file"), "{}", r.stderr);
 }
+
+/// moto's S3-compatible server on a loopback port it picks, stopped (by
+/// pid) when dropped.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        use std::io::BufRead as _;
+        let python = super::openapi::tools_python();
+        let server = python.with_file_name("moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: the tools venv has no moto",
+            server.display()
+        );
+        let mut child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let endpoint = loop {
+            // A hang guard for a broken start only.
+            let line = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("moto_server did not say where it listens");
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                break line[at..].trim().to_owned();
+            }
+        };
+        Moto { child, endpoint }
+    }
+
+    /// Creates a bucket (path style, as object_store talks to it).
+    fn bucket(&self, name: &str) {
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    fn env(&self) -> Vec<(&'static str, &OsStr)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", OsStr::new("confstrata-test")),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                OsStr::new("confstrata-test-secret"),
+            ),
+            ("AWS_REGION", OsStr::new("us-east-1")),
+            ("AWS_ENDPOINT_URL", OsStr::new(&self.endpoint)),
+            ("AWS_ALLOW_HTTP", OsStr::new("true")),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn backups_on_s3_compatible_storage() {
+    let moto = Moto::start();
+    moto.bucket("confstrata-backups");
+    let url = "s3://confstrata-backups/prod/eu";
+    let mut env = moto.env();
+    env.push(("CONFSTRATA_BACKUP_TO", OsStr::new(url)));
+    env.push(("CONFSTRATA_BACKUP_INTERVAL_S", OsStr::new("0")));
+    let server = Server::start_in(tempfile::tempdir().unwrap(), None, None, &env);
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        server.data_dir().join("master.key"),
+        keys.path().join("master.key"),
+    )
+    .unwrap();
+    ok(&server, &["ns", "create", "web", "--level", "defaults"]);
+    ok(&server, &["set", "web", "defaults", "port=80"]);
+    ok(
+        &server,
+        &[
+            "set",
+            "--secret",
+            "web",
+            "defaults",
+            "password=s3-canary-41",
+        ],
+    );
+    let full = ok(&server, &["backup", "create"]);
+    ok(&server, &["set", "web", "defaults", "port=81"]);
+    let incremental = ok(&server, &["backup", "create", "--incremental"]);
+    assert_eq!(incremental["kind"], "incremental", "{incremental}");
+    assert_eq!(incremental["parent"]["id"], full["id"]);
+    let listed = ok(&server, &["backup", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    let verified = ok(&server, &["backup", "verify"]);
+    assert_eq!(verified["chain"].as_array().unwrap().len(), 2, "{verified}");
+    assert!(
+        ok(&server, &["status"])["backup_target"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://")
+    );
+    server.stop();
+
+    // Restored from the bucket, offline, with the same AWS settings.
+    let root = tempfile::tempdir().unwrap();
+    let restored = root.path().join("data");
+    let mut restore = Command::new(env!("CARGO_BIN_EXE_confstrata"));
+    restore
+        .args(["backup", "restore", "--data-dir"])
+        .arg(&restored)
+        .args(["--from", url, "--key-file"])
+        .arg(keys.path().join("master.key"))
+        .args(["-o", "json"])
+        .env_remove("CONFSTRATA_ADDR")
+        .env_remove("CONFSTRATA_MASTER_KEY");
+    for (k, v) in moto.env() {
+        restore.env(k, v);
+    }
+    let r = to_run(restore.output().unwrap());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["revision"], incremental["revision"]);
+    std::fs::copy(keys.path().join("master.key"), restored.join("master.key")).unwrap();
+    let got = offline(&[
+        "--data-dir",
+        restored.to_str().unwrap(),
+        "get",
+        "web",
+        "defaults",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    let doc: Value = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(doc["port"], 81);
+    assert_eq!(doc["password"], "s3-canary-41");
+    // A bucket that does not exist: a clear error naming it, nothing kept.
+    let mut wrong = Command::new(env!("CARGO_BIN_EXE_confstrata"));
+    wrong
+        .args(["backup", "restore", "--data-dir"])
+        .arg(root.path().join("other"))
+        .args(["--from", "s3://no-such-bucket/x", "--key-file"])
+        .arg(keys.path().join("master.key"));
+    for (k, v) in moto.env() {
+        wrong.env(k, v);
+    }
+    let r = to_run(wrong.output().unwrap());
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("no-such-bucket"), "{}", r.stderr);
+    assert!(!root.path().join("other").exists());
+}

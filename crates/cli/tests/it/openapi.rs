@@ -15,9 +15,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The Python of the tools venv (schemathesis, selenium), made when it is
+/// The Python of the tools venv (schemathesis, selenium, moto), made when it is
 /// missing or its requirements changed (`.ci/run` makes it first).
-fn tools_python() -> PathBuf {
+pub(crate) fn tools_python() -> PathBuf {
     let requirements = repo().join("crates/cli/tests/python/requirements.txt");
     let wanted = std::fs::read_to_string(&requirements).unwrap();
     let venv = repo().join("target/python-venv-tools");
