@@ -246,7 +246,10 @@ fn main() {
     );
     drop(restored);
 
+    let level = i32::try_from(arg("--level", 3)).unwrap_or(3);
+    let wal_before = std::fs::metadata(data.join("confstrata.db-wal")).map_or(0, |m| m.len());
     let quietly = commit_latencies(&store, layers, threads, seconds);
+    let wal_quiet = std::fs::metadata(data.join("confstrata.db-wal")).map_or(0, |m| m.len());
     let busy = Arc::new(AtomicBool::new(true));
     let backups = {
         let (store, busy, target_dir) = (Arc::clone(&store), Arc::clone(&busy), target_dir.clone());
@@ -273,7 +276,7 @@ fn main() {
     let taken = backups.join().expect("backups");
     let wal = std::fs::metadata(data.join("confstrata.db-wal")).map_or(0, |m| m.len());
     println!(
-        "commits ({threads} threads, {seconds} s each): without a backup {} commits, p50 {} µs, p99 {} µs; during {taken} full backups {} commits, p50 {} µs, p99 {} µs (p99 ×{:.2}); WAL after: {:.1} MB",
+        "commits ({threads} threads, {seconds} s each): without a backup {} commits, p50 {} µs, p99 {} µs; during {taken} full backups (zstd level {level}) {} commits, p50 {} µs, p99 {} µs (p99 ×{:.2}); WAL {:.1} MB before, {:.1} MB after the quiet window, {:.1} MB after the backups",
         quietly.len(),
         pct(&quietly, 0.5),
         pct(&quietly, 0.99),
@@ -281,6 +284,8 @@ fn main() {
         pct(&during, 0.5),
         pct(&during, 0.99),
         pct(&during, 0.99) as f64 / pct(&quietly, 0.99).max(1) as f64,
+        wal_before as f64 / 1e6,
+        wal_quiet as f64 / 1e6,
         wal as f64 / 1e6,
     );
 }

@@ -360,6 +360,11 @@ pub(crate) struct RollbackArgs {
     /// Show the change set without committing it.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Read the state to go back to from the backups (a server's
+    /// `backup_to`; needs `backup` too), for a revision or time that
+    /// retention has removed from the live history.
+    #[arg(long)]
+    pub(crate) from_backup: bool,
     /// Change message.
     #[arg(short, long, default_value = "")]
     pub(crate) message: String,

@@ -273,6 +273,7 @@ impl Backend {
 
     /// Rolls a namespace (or one layer) back to `to`: the change set, and
     /// the commit unless `dry_run`. `(None, None)` when nothing differs.
+    #[expect(clippy::too_many_arguments, reason = "the rollback command's flags")]
     pub(crate) fn rollback(
         &self,
         ns: &NamespaceName,
@@ -281,15 +282,20 @@ impl Backend {
         author: &str,
         message: &str,
         dry_run: bool,
+        from_backup: bool,
     ) -> Result<Rollback> {
         match self {
+            Backend::Local { .. } if from_backup => anyhow::bail!(
+                "--from-backup reads a server's backups: use it with --addr (the embedded store has no backup target)"
+            ),
             Backend::Local { engine, caller, .. } => {
                 Ok(engine.rollback(caller, ns, layer, to, message, dry_run)?)
             }
             Backend::Remote { client, runtime } => {
                 let options = confstrata_client::WriteOptions::message(message).author(author);
                 Self::call(client, runtime, |c| async move {
-                    c.rollback(ns, layer, to, &options, dry_run).await
+                    c.rollback_to(ns, layer, to, &options, dry_run, from_backup)
+                        .await
                 })
             }
         }

@@ -789,6 +789,21 @@ impl Client {
         options: &WriteOptions,
         dry_run: bool,
     ) -> Result<Rollback> {
+        self.rollback_to(ns, layer, to, options, dry_run, false)
+            .await
+    }
+
+    /// [`Client::rollback`] to a state read from the server's backups
+    /// (`from_backup`), for a revision or time retention has removed.
+    pub async fn rollback_to(
+        &self,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        options: &WriteOptions,
+        dry_run: bool,
+        from_backup: bool,
+    ) -> Result<Rollback> {
         let r = self
             .raw()
             .rollback(self.request(v1::RollbackRequest {
@@ -798,6 +813,7 @@ impl Client {
                 message: options.message.clone(),
                 author: options.author.clone(),
                 dry_run,
+                from_backup,
             }))
             .await?
             .into_inner();

@@ -209,6 +209,35 @@ impl Engine {
         Ok((m, pruned))
     }
 
+    /// This store as of `to`, restored from its backups on the configured
+    /// target into memory (for a rollback past retention).
+    pub(crate) fn restore_in_memory(
+        &self,
+        to: confstrata_core::At,
+    ) -> Result<(MemoryStore, RestoreReport)> {
+        let config = self.backup_config()?;
+        let master = self.backup_keys();
+        let keys = config.keys.as_ref().unwrap_or(&master);
+        let point = match to {
+            confstrata_core::At::Latest => confstrata_backup::Point::Latest,
+            confstrata_core::At::Revision(r) => confstrata_backup::Point::Revision(r),
+            confstrata_core::At::Time(t) => confstrata_backup::Point::Time(t),
+        };
+        let store = MemoryStore::new();
+        let report = confstrata_backup::restore(
+            &*config.target,
+            keys,
+            &store,
+            &RestoreOptions {
+                point,
+                store_id: Some(self.store.store_id()?),
+                bump: 1,
+            },
+            &mut |_| {},
+        )?;
+        Ok((store, report))
+    }
+
     /// How many backups the chain of the newest backup of this store on
     /// the configured target holds (0: none): the schedule takes a full
     /// one when it reaches its length, whatever restarts happened since.

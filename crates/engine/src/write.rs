@@ -929,6 +929,60 @@ impl Engine {
         })
     }
 
+    /// [`Engine::rollback`] to a state read from the server's backups
+    /// instead of its live history (for a state retention has removed):
+    /// the chain up to `to` is restored into memory and the namespace (or
+    /// layer) compared with it. Needs `backup` on everything besides
+    /// `publish`.
+    pub fn rollback_from_backup(
+        &self,
+        caller: &Caller,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        to: At,
+        message: &str,
+        dry_run: bool,
+    ) -> Result<Rollback> {
+        let g = self.gate(caller);
+        g.require(Action::Backup, Resource::everything())?;
+        g.require_some(Action::Publish, ns)?;
+        let (source, report) = self.restore_in_memory(to)?;
+        let message = if message.is_empty() {
+            let what = layer.map_or_else(|| ns.to_string(), |l| format!("{ns}:{l}"));
+            format!(
+                "rollback {what} to revision {} from backup {}",
+                report.revision,
+                report.chain.last().map_or("", String::as_str)
+            )
+        } else {
+            message.to_owned()
+        };
+        let Some(plan) = self.rollback_plan(
+            &source,
+            report.revision,
+            ns,
+            layer,
+            &g.caller.author(),
+            &message,
+        )?
+        else {
+            return Ok(Rollback {
+                commit: None,
+                change_set: None,
+            });
+        };
+        self.authorize_changes(&g, &plan, Action::Publish)?;
+        let commit = if dry_run {
+            None
+        } else {
+            Some(self.seal_and_commit(&g, &plan, true, Action::Publish, "rollback")?)
+        };
+        Ok(Rollback {
+            commit,
+            change_set: Some(self.masked_change_set(plan)),
+        })
+    }
+
     /// Declares a namespace: creates it, or with `replace` replaces its
     /// declaration. Without `replace`, an existing namespace is
     /// [`Error::AlreadyExists`]. Answers with the namespace as committed
@@ -974,8 +1028,23 @@ impl Engine {
         message: &str,
     ) -> Result<Option<ChangeSet>> {
         let target = self.store.revision_at(to)?;
+        self.rollback_plan(&*self.store, target, ns, layer, author, message)
+    }
+
+    /// The change set that brings `ns` (or one layer) back to its state in
+    /// `source` at `target` (the live store, or a store restored from
+    /// backups), with preconditions on the live one.
+    pub(crate) fn rollback_plan(
+        &self,
+        source: &dyn confstrata_core::Store,
+        target: u64,
+        ns: &NamespaceName,
+        layer: Option<&LayerPath>,
+        author: &str,
+        message: &str,
+    ) -> Result<Option<ChangeSet>> {
         let current = self.store.revision()?;
-        let old_spec = self.store.namespace(ns, target)?.ok_or_else(|| {
+        let old_spec = source.namespace(ns, target)?.ok_or_else(|| {
             Error::invalid(
                 format!("rollback of {ns}"),
                 format!("the namespace did not exist at revision {target}"),
@@ -999,19 +1068,13 @@ impl Engine {
             });
         let (old, new) = match layer {
             Some(l) => (
-                self.store
-                    .layer(ns, l, target)?
-                    .into_iter()
-                    .collect::<Vec<_>>(),
+                source.layer(ns, l, target)?.into_iter().collect::<Vec<_>>(),
                 self.store
                     .layer(ns, l, current)?
                     .into_iter()
                     .collect::<Vec<_>>(),
             ),
-            None => (
-                self.store.layers(ns, target)?,
-                self.store.layers(ns, current)?,
-            ),
+            None => (source.layers(ns, target)?, self.store.layers(ns, current)?),
         };
         for r in &new {
             match old.iter().find(|o| o.layer == r.layer) {

@@ -490,11 +490,15 @@ impl ConfigService for Service {
             return Err(status::field(missing("to")));
         }
         let to = convert::read_at("to", r.to.as_ref()).map_err(status::field)?;
-        let (dry_run, message) = (r.dry_run, r.message);
+        let (dry_run, message, from_backup) = (r.dry_run, r.message, r.from_backup);
         let done = self
             .calls
             .write(a, "to", move |e, c| {
-                e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
+                if from_backup {
+                    e.rollback_from_backup(c, &ns, layer.as_ref(), to, &message, dry_run)
+                } else {
+                    e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
+                }
             })
             .await?;
         Ok(Response::new(v1::RollbackResponse {

@@ -1217,6 +1217,7 @@ async fn declarations(
         ("revision" = u64, Query, description = "The revision to go back to"),
         ("layer" = Option<String>, Query, min_length = 1, description = "Only this layer"),
         ("dry_run" = Option<bool>, Query, description = "Show the change set, commit nothing"),
+        ("from_backup" = Option<bool>, Query, description = "Read the state to go back to from the server's backups (for a revision retention removed; `backup` right too)"),
         ("message" = Option<String>, Query, description = "The change's message")),
     responses((status = 200, description = "The change set made (and its commit unless a dry run)", body = RollbackDone), Refusals, WriteRefusals),
 )]
@@ -1233,10 +1234,15 @@ async fn rollback(
     let to = read_at(&query)?;
     let layer = param(&query, "layer").map(layer_path).transpose()?;
     let dry_run = flag(&query, "dry_run")?;
+    let from_backup = flag(&query, "from_backup")?;
     let message = param(&query, "message").unwrap_or("").to_owned();
     let done = runner
         .write(a, move |e, c| {
-            e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
+            if from_backup {
+                e.rollback_from_backup(c, &ns, layer.as_ref(), to, &message, dry_run)
+            } else {
+                e.rollback(c, &ns, layer.as_ref(), to, &message, dry_run)
+            }
         })
         .await
         .map_err(|e| Problem::from_core(&e, "revision"))?;

@@ -21,6 +21,7 @@ pub(super) fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
         layer,
         to,
         dry_run,
+        from_backup,
         message,
     } = args;
     let layer = layer.as_deref().map(layer_path).transpose()?;
@@ -32,6 +33,7 @@ pub(super) fn rollback(ctx: &Ctx, args: RollbackArgs) -> Result<()> {
         &ctx.author,
         &message,
         dry_run,
+        from_backup,
     )?;
     match (done.change_set, done.commit) {
         (None, _) => {

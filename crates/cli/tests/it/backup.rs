@@ -622,3 +622,80 @@ fn backups_on_s3_compatible_storage() {
     assert!(r.stderr.contains("no-such-bucket"), "{}", r.stderr);
     assert!(!root.path().join("other").exists());
 }
+
+#[test]
+fn a_rollback_past_retention_reads_the_backups() {
+    let root = tempfile::tempdir().unwrap();
+    let backups = root.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        None,
+        None,
+        &backup_env(&backups),
+    );
+    ok(&server, &["ns", "create", "web", "--level", "defaults"]);
+    let first = ok(
+        &server,
+        &["set", "web", "defaults", "port=1", "password=pw-1"],
+    );
+    let r1 = first["revision"].as_u64().unwrap().to_string();
+    ok(&server, &["backup", "create"]);
+    ok(&server, &["set", "web", "defaults", "port=2"]);
+    ok(
+        &server,
+        &["set", "web", "defaults", "port=3", "password=pw-3"],
+    );
+    ok(
+        &server,
+        &["compact", "--keep-versions", "1", "--keep-days", "0"],
+    );
+    // The live history no longer has it...
+    let live = remote(&server, &["rollback", "web", "defaults", "--to", &r1]);
+    assert_ne!(live.code, 0);
+    assert!(live.stderr.contains("compacted"), "{}", live.stderr);
+    // ...the backups do: a dry run shows the change, sealed values masked.
+    let dry = remote(
+        &server,
+        &[
+            "rollback",
+            "web",
+            "defaults",
+            "--to",
+            &r1,
+            "--from-backup",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        !dry.stdout.contains("pw-1") && !dry.stderr.contains("pw-1"),
+        "{}",
+        dry.stdout
+    );
+    let done = remote(
+        &server,
+        &["rollback", "web", "defaults", "--to", &r1, "--from-backup"],
+    );
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let doc = ok(&server, &["get", "web", "defaults"]);
+    assert_eq!(doc["port"], 1, "{doc}");
+    assert_eq!(
+        doc["password"], "pw-1",
+        "the sealed value came back, and opens"
+    );
+    // A second time: nothing to do.
+    let again = remote(
+        &server,
+        &["rollback", "web", "defaults", "--to", &r1, "--from-backup"],
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to roll back"),
+        "{}",
+        again.stderr
+    );
+    server.stop();
+}

@@ -4615,6 +4615,11 @@ pub struct RollbackRequest {
     /// Only return the change set that would be committed.
     #[prost(bool, tag = "6")]
     pub dry_run: bool,
+    /// Read the state to go back to from the server's backups rather than its
+    /// live history (for a state retention has removed); needs the `backup`
+    /// right on everything too.
+    #[prost(bool, tag = "7")]
+    pub from_backup: bool,
 }
 /// Response of Rollback.
 #[derive(Clone, PartialEq, ::prost::Message)]
