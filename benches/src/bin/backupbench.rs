@@ -163,6 +163,7 @@ fn main() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data = tmp.path().join("data");
     let target_dir = tmp.path().join("backups");
+    std::fs::create_dir_all(target_dir.join("during")).expect("backup directories");
     let store = Arc::new(SqliteStore::open(&data.join("confstrata.db")).expect("store"));
     let started = Instant::now();
     fill(&store, layers);
