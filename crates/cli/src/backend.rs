@@ -597,6 +597,10 @@ impl Backend {
                             "batches": s.store_batches,
                             "batched_jobs": s.store_batched_jobs,
                         },
+                        "newest_backup": s.newest_backup.as_ref().map(|b| serde_json::json!({
+                            "id": b.id, "revision": b.revision, "created": b.created_ms,
+                            "age_seconds": b.age_seconds,
+                        })),
                     }),
                 ))
             }

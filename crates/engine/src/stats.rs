@@ -21,6 +21,10 @@ pub struct EngineStats {
     pub cache_budget: Budget,
     /// Every stage's timings.
     pub timings: TimingsSnapshot,
+    /// The newest backup on the server's backup target, and its age (none:
+    /// no target, or no backup there yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_backup: Option<confstrata_core::view::BackupStatus>,
 }
 
 impl Engine {
@@ -35,7 +39,14 @@ impl Engine {
     pub fn status(&self, caller: &Caller) -> Result<confstrata_core::view::ServerStatus> {
         let revision = self.revision()?;
         let size = self.store.storage_size()?;
-        let (backup_target, newest_backup) = self.backup_status();
+        let (mut backup_target, newest_backup) = self.backup_status();
+        // Where backups go is for those who may take them; their age is
+        // for every monitor.
+        if !self.allows(caller, Action::Backup, &Resource::everything())
+            && !backup_target.is_empty()
+        {
+            backup_target = "(configured)".to_owned();
+        }
         let namespaces = self
             .namespaces(caller, confstrata_core::At::Revision(revision))?
             .len();
@@ -61,6 +72,7 @@ impl Engine {
             cache: self.views.stats(),
             cache_budget: self.views.budget(),
             timings: self.timings.snapshot(),
+            newest_backup: self.backup_status().1,
         })
     }
 

@@ -7,6 +7,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::Error;
 
+/// The size the write-ahead log is cut back to after a checkpoint resets it.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -124,6 +127,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     let journal_mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // A long read (a backup's snapshot) keeps checkpoints from passing it,
+    // so the write-ahead log grows meanwhile; once a checkpoint resets it,
+    // the file is cut back to this size instead of keeping its peak.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
     if !journal_mode.eq_ignore_ascii_case("wal") || synchronous != 2 {
         return Err(Error::Durability {

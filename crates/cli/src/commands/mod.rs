@@ -265,6 +265,14 @@ fn stats(backend: &Backend, output: Output) -> Result<()> {
         v["revision"], c["hits"], c["misses"], c["entries"], c["bytes"], b["max_entries"], b["max_bytes"],
         c["evictions"], c["invalidations"], c["rebuilt"], t["batches"], t["batched_jobs"]
     ));
+    if let Some(b) = v.get("newest_backup").filter(|b| !b.is_null()) {
+        text.push_str(&format!(
+            "backup: the newest is {} (revision {}), {} s old\n",
+            cell(&b["id"]),
+            b["revision"],
+            b["age_seconds"]
+        ));
+    }
     crate::output::emit(&text);
     Ok(())
 }

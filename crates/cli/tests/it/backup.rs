@@ -209,6 +209,9 @@ fn the_restore_drill() {
     let want = resolved(&server, b);
     let status = ok(&server, &["status"]);
     assert_eq!(status["newest_backup"]["id"], last["id"], "{status}");
+    let stats = ok(&server, &["stats"]);
+    assert_eq!(stats["newest_backup"]["id"], last["id"], "{stats}");
+    assert!(stats["newest_backup"]["age_seconds"].is_u64(), "{stats}");
     let verified = ok(&server, &["backup", "verify"]);
     assert_eq!(verified["chain"].as_array().unwrap().len(), 3, "{verified}");
     assert!(

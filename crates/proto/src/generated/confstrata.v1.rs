@@ -397,6 +397,22 @@ pub struct ChangeItem {
     #[prost(bool, tag = "3")]
     pub deleted: bool,
 }
+/// The newest backup: how old the last point a restore can reach is.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupStatus {
+    /// Its id.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The revision it holds.
+    #[prost(uint64, tag = "2")]
+    pub revision: u64,
+    /// When it was taken, in milliseconds since the Unix epoch.
+    #[prost(int64, tag = "3")]
+    pub created_ms: i64,
+    /// Its age when the status was read, in seconds.
+    #[prost(uint64, tag = "4")]
+    pub age_seconds: u64,
+}
 /// Request of RotateKey.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RotateKeyRequest {
@@ -973,6 +989,10 @@ pub struct GetStatsResponse {
     /// The jobs (commits, audit records, settings) they carried.
     #[prost(uint64, tag = "5")]
     pub store_batched_jobs: u64,
+    /// The newest backup on the server's backup target and its age (unset:
+    /// no target, or no backup there yet).
+    #[prost(message, optional, tag = "6")]
+    pub newest_backup: ::core::option::Option<BackupStatus>,
 }
 /// A principal in a policy document.
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -4687,22 +4707,6 @@ pub struct GetStatusResponse {
     /// The newest complete backup of this store there, if any.
     #[prost(message, optional, tag = "8")]
     pub newest_backup: ::core::option::Option<BackupStatus>,
-}
-/// The newest backup: how old the last point a restore can reach is.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct BackupStatus {
-    /// Its id.
-    #[prost(string, tag = "1")]
-    pub id: ::prost::alloc::string::String,
-    /// The revision it holds.
-    #[prost(uint64, tag = "2")]
-    pub revision: u64,
-    /// When it was taken, in milliseconds since the Unix epoch.
-    #[prost(int64, tag = "3")]
-    pub created_ms: i64,
-    /// Its age when the status was read, in seconds.
-    #[prost(uint64, tag = "4")]
-    pub age_seconds: u64,
 }
 /// Response of Watch: one event.
 #[derive(Clone, PartialEq, ::prost::Message)]
