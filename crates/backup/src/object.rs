@@ -85,20 +85,7 @@ impl ObjectTarget {
     }
 
     fn path(&self, path: &str) -> Result<Path> {
-        let ok = !path.is_empty()
-            && path.split('/').all(|s| {
-                !s.is_empty()
-                    && s != "."
-                    && s != ".."
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            });
-        if !ok {
-            return Err(Error::invalid(
-                "backup file name",
-                format!("{path:?} is not a name inside the backup target"),
-            ));
-        }
+        crate::target::check_name(path)?;
         Ok(self
             .prefix
             .parts()

@@ -40,23 +40,30 @@ impl LocalDir {
     }
 
     fn path(&self, path: &str) -> Result<PathBuf> {
-        // Names come from this crate, but a manifest read from the target
-        // is input: never leave the root.
-        let ok = !path.is_empty()
-            && path.split('/').all(|s| {
-                !s.is_empty()
-                    && s != "."
-                    && s != ".."
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            });
-        if !ok {
-            return Err(Error::invalid(
-                "backup file name",
-                format!("{path:?} is not a name inside the backup directory"),
-            ));
-        }
+        check_name(path)?;
         Ok(self.root.join(path))
+    }
+}
+
+/// Refuses a file name that is not `<backup id>/<name>` of plain segments:
+/// names come from this crate, but a manifest read from a target is input,
+/// and nothing may reach outside the target.
+pub(crate) fn check_name(path: &str) -> Result<()> {
+    let ok = !path.is_empty()
+        && path.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "backup file name",
+            format!("{path:?} is not a name inside the backup target"),
+        ))
     }
 }
 

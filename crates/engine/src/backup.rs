@@ -509,9 +509,8 @@ pub fn restore(
     report: &mut dyn FnMut(Progress),
 ) -> Result<RestoreReport> {
     let done = confstrata_backup::restore(target, keys, into, options, report)?;
-    let facts: BTreeMap<String, String> = done.facts.clone();
     if into.setting(MASTER_KEY_ID_SETTING)?.is_none()
-        && let Some(id) = facts.get(MASTER_KEY_FACT)
+        && let Some(id) = done.facts.get(MASTER_KEY_FACT)
     {
         into.write_settings(
             &[SettingWrite {

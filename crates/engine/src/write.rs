@@ -911,17 +911,30 @@ impl Engine {
     ) -> Result<Rollback> {
         let g = self.gate(caller);
         g.require_some(Action::Publish, ns)?;
-        let Some(plan) = self.rollback_changes(ns, layer, to, &g.caller.author(), message)? else {
+        let plan = self.rollback_changes(ns, layer, to, &g.caller.author(), message)?;
+        self.finish_rollback(&g, plan, dry_run)
+    }
+
+    /// Authorizes a rollback's change set (`publish` on every layer it
+    /// changes) and commits it unless `dry_run`; sealed values masked in
+    /// the answer, both parts `None` when there is nothing to change.
+    fn finish_rollback(
+        &self,
+        g: &crate::security::Gate<'_>,
+        plan: Option<ChangeSet>,
+        dry_run: bool,
+    ) -> Result<Rollback> {
+        let Some(plan) = plan else {
             return Ok(Rollback {
                 commit: None,
                 change_set: None,
             });
         };
-        self.authorize_changes(&g, &plan, Action::Publish)?;
+        self.authorize_changes(g, &plan, Action::Publish)?;
         let commit = if dry_run {
             None
         } else {
-            Some(self.seal_and_commit(&g, &plan, true, Action::Publish, "rollback")?)
+            Some(self.seal_and_commit(g, &plan, true, Action::Publish, "rollback")?)
         };
         Ok(Rollback {
             commit,
@@ -957,30 +970,15 @@ impl Engine {
         } else {
             message.to_owned()
         };
-        let Some(plan) = self.rollback_plan(
+        let plan = self.rollback_plan(
             &source,
             report.revision,
             ns,
             layer,
             &g.caller.author(),
             &message,
-        )?
-        else {
-            return Ok(Rollback {
-                commit: None,
-                change_set: None,
-            });
-        };
-        self.authorize_changes(&g, &plan, Action::Publish)?;
-        let commit = if dry_run {
-            None
-        } else {
-            Some(self.seal_and_commit(&g, &plan, true, Action::Publish, "rollback")?)
-        };
-        Ok(Rollback {
-            commit,
-            change_set: Some(self.masked_change_set(plan)),
-        })
+        )?;
+        self.finish_rollback(&g, plan, dry_run)
     }
 
     /// Declares a namespace: creates it, or with `replace` replaces its

@@ -463,12 +463,7 @@ impl AdminService for Service {
                 .collect(),
             store_batches: s.timings.batches,
             store_batched_jobs: s.timings.batched_jobs,
-            newest_backup: s.newest_backup.as_ref().map(|b| v1::BackupStatus {
-                id: b.id.clone(),
-                revision: b.revision,
-                created_ms: b.created.0,
-                age_seconds: b.age_seconds,
-            }),
+            newest_backup: s.newest_backup.as_ref().map(Into::into),
         }))
     }
 }

@@ -17,47 +17,29 @@ impl Host {
     /// holds fewer than `full_every` backups, then a full one (0 or 1:
     /// all full). A failed run is logged and the next one tried.
     pub fn schedule_backups(&self, every: Duration, full_every: u32) {
-        let engine = self.engine().clone();
-        let mut stopping = self.stopping();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
-                let engine = engine.clone();
-                let run = tokio::task::spawn_blocking(move || {
-                    // Counted on the target, not in memory: restarts do
-                    // not keep a chain from ever ending.
-                    let chain = engine.newest_chain_len().unwrap_or(0);
-                    let incremental =
-                        chain > 0 && chain < usize::try_from(full_every).unwrap_or(usize::MAX);
-                    engine.backup_now(&Caller::local(BACKUP_CALLER), incremental, &mut |p| {
-                        tracing::debug!(
-                            records = p.records,
-                            parts = p.parts,
-                            bytes = p.stored_bytes,
-                            "backup progress"
-                        );
-                    })
-                })
-                .await;
-                match run {
-                    Ok(Ok((m, pruned))) => tracing::info!(
-                        backup = %m.id,
-                        revision = m.revision,
-                        incremental = m.parent.is_some(),
-                        pruned = pruned.len(),
-                        "scheduled backup taken"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "scheduled backup failed; trying again next period")
-                    }
-                    Err(e) => tracing::error!(error = %e, "scheduled backup stopped"),
-                }
-            }
+        self.every(every, "backup", move |engine| {
+            // Counted on the target, not in memory: restarts do not keep a
+            // chain from ever ending.
+            let chain = engine.newest_chain_len().unwrap_or(0);
+            let incremental =
+                chain > 0 && chain < usize::try_from(full_every).unwrap_or(usize::MAX);
+            let (m, pruned) =
+                engine.backup_now(&Caller::local(BACKUP_CALLER), incremental, &mut |p| {
+                    tracing::debug!(
+                        records = p.records,
+                        parts = p.parts,
+                        bytes = p.stored_bytes,
+                        "backup progress"
+                    );
+                })?;
+            tracing::info!(
+                backup = %m.id,
+                revision = m.revision,
+                incremental = m.parent.is_some(),
+                pruned = pruned.len(),
+                "scheduled backup taken"
+            );
+            Ok(())
         });
     }
 }

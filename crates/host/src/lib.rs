@@ -37,6 +37,7 @@ mod keyfile;
 mod open;
 mod retention;
 mod runner;
+mod schedule;
 mod serve;
 pub mod watch;
 

@@ -16,34 +16,15 @@ impl Host {
     /// start) until the server stops, on the blocking pool, audited as
     /// `local:retention`. A failed run is logged and the next one tried.
     pub fn schedule_retention(&self, policy: RetentionPolicy, every: Duration) {
-        let engine = self.engine().clone();
-        let mut stopping = self.stopping();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stopping.wait_for(|s| *s) => return,
-                }
-                let engine = engine.clone();
-                let run = tokio::task::spawn_blocking(move || {
-                    engine.apply_retention(&Caller::local(RETENTION_CALLER), &policy)
-                })
-                .await;
-                match run {
-                    Ok(Ok(r)) => tracing::info!(
-                        oldest_revision = r.oldest_revision,
-                        removed_versions = r.removed_versions,
-                        freed_bytes = r.freed_bytes,
-                        "scheduled retention ran"
-                    ),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "scheduled retention failed; trying again next period")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "scheduled retention stopped"),
-                }
-            }
+        self.every(every, "retention", move |engine| {
+            let r = engine.apply_retention(&Caller::local(RETENTION_CALLER), &policy)?;
+            tracing::info!(
+                oldest_revision = r.oldest_revision,
+                removed_versions = r.removed_versions,
+                freed_bytes = r.freed_bytes,
+                "scheduled retention ran"
+            );
+            Ok(())
         });
     }
 }

@@ -379,12 +379,18 @@ impl From<&ServerStatus> for v1::GetStatusResponse {
             store_bytes: s.store_bytes,
             store_free_bytes: s.store_free_bytes,
             backup_target: s.backup_target.clone(),
-            newest_backup: s.newest_backup.as_ref().map(|b| v1::BackupStatus {
-                id: b.id.clone(),
-                revision: b.revision,
-                created_ms: b.created.0,
-                age_seconds: b.age_seconds,
-            }),
+            newest_backup: s.newest_backup.as_ref().map(Into::into),
+        }
+    }
+}
+
+impl From<&BackupStatus> for v1::BackupStatus {
+    fn from(b: &BackupStatus) -> Self {
+        v1::BackupStatus {
+            id: b.id.clone(),
+            revision: b.revision,
+            created_ms: b.created.0,
+            age_seconds: b.age_seconds,
         }
     }
 }
