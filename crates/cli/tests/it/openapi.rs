@@ -84,6 +84,26 @@ fn operations(doc: &Value) -> Vec<(String, String)> {
     ops
 }
 
+/// `confstrata openapi` prints the checked-in file byte for byte, so CI needs
+/// no separate build to check it (`cargo xtask openapi` rewrites it).
+#[test]
+fn the_openapi_command_prints_the_checked_in_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked_in = std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap() == checked_in,
+        "docs/openapi.json is out of date: run `cargo xtask openapi` and commit it"
+    );
+}
+
 #[test]
 fn the_served_description_is_the_checked_in_one_and_open() {
     let server = Server::start();
