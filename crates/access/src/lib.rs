@@ -61,7 +61,9 @@ pub use audit::{
 pub use binding::{Binding, Explanation, GrantSource, Subject};
 pub use error::{Error, Result};
 pub use name::{GroupName, MAX_NAME_BYTES, PrincipalId, RoleName};
-pub use pattern::{MAX_PATTERN_BYTES, MAX_PATTERN_SEGMENTS, Resource, ResourcePattern};
+pub use pattern::{
+    KeyPattern, LayerPattern, MAX_PATTERN_BYTES, MAX_PATTERN_SEGMENTS, Resource, ResourcePattern,
+};
 pub use policy::{
     Decision, Effect, Grant, Group, MAX_BINDINGS, MAX_DESCRIPTION_BYTES, MAX_GRANTS, Policy,
     Principal, PrincipalKind, Refusal, RefusalCause, Role, TokenRecord,

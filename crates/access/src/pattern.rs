@@ -381,6 +381,117 @@ impl ResourcePattern {
     }
 }
 
+/// A pattern over key paths alone: the key part of a [`ResourcePattern`]
+/// (`db`, `db.*`, `features.**`, `*.timeout_ms`), naming subtrees the same
+/// way. For filters that are not grants, such as `confstrata sync
+/// --include`.
+///
+/// ```
+/// use confstrata_access::KeyPattern;
+/// use confstrata_core::KeyPath;
+/// let p = KeyPattern::parse("db.*").unwrap();
+/// assert!(p.covers(&KeyPath::parse("db.pool.max").unwrap()));
+/// assert!(!p.covers(&KeyPath::parse("db").unwrap()));
+/// assert!(KeyPattern::parse("db.po*").unwrap_err().to_string().contains("whole segment"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyPattern(PathPattern);
+
+impl KeyPattern {
+    /// Parses the key part grammar, naming the pattern on error.
+    pub fn parse(input: &str) -> Result<KeyPattern> {
+        if input.len() > MAX_PATTERN_BYTES {
+            return Err(Error::InvalidPattern {
+                pattern: shown(input),
+                part: KEY_PART,
+                reason: format!(
+                    "it is {} bytes long; the limit is {MAX_PATTERN_BYTES}",
+                    input.len()
+                ),
+            });
+        }
+        parse_key_pattern(input)
+            .map(KeyPattern)
+            .map_err(|reason| Error::InvalidPattern {
+                pattern: shown(input),
+                part: KEY_PART,
+                reason,
+            })
+    }
+
+    /// Whether the subtree the pattern names holds the key (and so all of
+    /// its own subtree).
+    pub fn covers(&self, key: &KeyPath) -> bool {
+        self.0
+            .covers_subtree(key.segments().iter().map(String::as_str))
+    }
+}
+
+impl fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_with(f, '.', true)
+    }
+}
+
+impl fmt::Debug for KeyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPattern({self})")
+    }
+}
+
+/// A pattern over layer paths alone: the layer part of a
+/// [`ResourcePattern`] (`env/*`, `env/prod/**`), matching whole paths.
+///
+/// ```
+/// use confstrata_access::LayerPattern;
+/// use confstrata_core::LayerPath;
+/// let p = LayerPattern::parse("env/*").unwrap();
+/// assert!(p.matches(&LayerPath::parse("env/prod").unwrap()));
+/// assert!(!p.matches(&LayerPath::parse("env/prod/region/eu").unwrap()));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LayerPattern(PathPattern);
+
+impl LayerPattern {
+    /// Parses the layer part grammar, naming the pattern on error.
+    pub fn parse(input: &str) -> Result<LayerPattern> {
+        let err = |reason: String| Error::InvalidPattern {
+            pattern: shown(input),
+            part: LAYER_PART,
+            reason,
+        };
+        if input.is_empty() {
+            return Err(err("it is empty; write ** for every layer".into()));
+        }
+        if input.len() > MAX_PATTERN_BYTES {
+            return Err(err(format!(
+                "it is {} bytes long; the limit is {MAX_PATTERN_BYTES}",
+                input.len()
+            )));
+        }
+        parse_slash_pattern(input, "layer path")
+            .map(LayerPattern)
+            .map_err(err)
+    }
+
+    /// Whether the pattern matches the whole layer path.
+    pub fn matches(&self, layer: &LayerPath) -> bool {
+        self.0.matches(layer.segments())
+    }
+}
+
+impl fmt::Display for LayerPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_with(f, '/', false)
+    }
+}
+
+impl fmt::Debug for LayerPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LayerPattern({self})")
+    }
+}
+
 /// Parses a `/`-separated namespace or layer pattern; the error is the reason only.
 fn parse_slash_pattern(text: &str, kind: &str) -> std::result::Result<PathPattern, String> {
     let mut segs = Vec::new();

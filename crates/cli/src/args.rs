@@ -82,6 +82,12 @@ pub(crate) enum Command {
     History(HistoryArgs),
     /// Roll a namespace (or one layer) back to a revision or time, as a new change.
     Rollback(RollbackArgs),
+    /// Copy configuration from one place to another, key by key: a layer to
+    /// a layer (promote env/staging to env/prod) or a namespace to a
+    /// namespace, on this store or from another server (--from-addr).
+    /// Shows the difference and the target's validation findings (a dry
+    /// run) unless --commit; secrets are copied sealed.
+    Sync(SyncArgs),
     /// Commit a change set file (TOML, YAML or JSON) with many operations, atomically.
     Apply(ApplyArgs),
     /// Run the validation chains without committing: on the current state
@@ -368,6 +374,60 @@ pub(crate) struct RollbackArgs {
     /// Change message.
     #[arg(short, long, default_value = "")]
     pub(crate) message: String,
+}
+
+// The arguments of `confstrata sync` (its help is the variant's).
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// What to copy: NAMESPACE (its layers) or NAMESPACE:LAYER.
+    pub(crate) from: String,
+    /// Where to: NAMESPACE or NAMESPACE:LAYER, the same kind as FROM. The
+    /// changes go to the store of --addr (or --data-dir).
+    pub(crate) to: String,
+    /// Read FROM on this server (e.g. the staging cluster) instead of the
+    /// target's store.
+    #[arg(long, env = "CONFSTRATA_FROM_ADDR", conflicts_with = "from_data_dir")]
+    pub(crate) from_addr: Option<String>,
+    /// Bearer token for --from-addr: it needs read, and read-secrets to
+    /// copy sealed values.
+    #[arg(long, env = "CONFSTRATA_FROM_TOKEN", hide_env_values = true)]
+    pub(crate) from_token: Option<String>,
+    /// With --from-addr: trust this CA (PEM) and connect over TLS.
+    #[arg(long, env = "CONFSTRATA_FROM_TLS_CA")]
+    pub(crate) from_tls_ca: Option<PathBuf>,
+    /// Read FROM from the embedded store in this directory.
+    #[arg(long)]
+    pub(crate) from_data_dir: Option<PathBuf>,
+    /// Compare only keys under this pattern (repeatable; `db`, `db.*`,
+    /// `features.**`, `*.timeout_ms`). Default: every key.
+    #[arg(long = "include", value_name = "KEY_PATTERN")]
+    pub(crate) include: Vec<String>,
+    /// Leave keys under this pattern alone (repeatable; wins over --include).
+    #[arg(long = "exclude", value_name = "KEY_PATTERN")]
+    pub(crate) exclude: Vec<String>,
+    /// In a namespace sync, only layers matching this pattern (repeatable;
+    /// `env/*`, `env/prod/**`).
+    #[arg(long = "layer", value_name = "LAYER_PATTERN")]
+    pub(crate) layers: Vec<String>,
+    /// Also remove selected keys (and layers) the source does not have;
+    /// by default the target keeps them.
+    #[arg(long)]
+    pub(crate) delete: bool,
+    /// Apply the change (one validated change set, refused if the target
+    /// changed after it was read). Without it, a dry run.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) commit: bool,
+    /// Only show the difference and the findings (the default).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// With --commit: apply only if the plan is still the one a dry run
+    /// showed with this fingerprint (neither side changed since); else
+    /// nothing is changed and the exit code is 3.
+    #[arg(long, value_name = "FINGERPRINT", requires = "commit")]
+    pub(crate) plan: Option<String>,
+    /// Change message (default: "sync TO from FROM").
+    #[arg(short, long)]
+    pub(crate) message: Option<String>,
 }
 
 // The arguments of `confstrata apply` (its help is the variant's).

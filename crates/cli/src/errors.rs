@@ -21,6 +21,33 @@ impl std::fmt::Display for ValidationFailed {
 
 impl std::error::Error for ValidationFailed {}
 
+impl ValidationFailed {
+    /// `Err` when the findings hold an error (exit code 6), else `Ok`.
+    pub(crate) fn check(findings: &[confstrata_core::Finding]) -> Result<(), ValidationFailed> {
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == confstrata_core::Severity::Error)
+            .count();
+        if errors > 0 {
+            return Err(ValidationFailed(errors));
+        }
+        Ok(())
+    }
+}
+
+/// `sync --commit --plan FP` found another plan than the one reviewed
+/// (exit code 3, as a conflict: re-read and try again).
+#[derive(Debug)]
+pub(crate) struct PlanChanged(pub(crate) String);
+
+impl std::fmt::Display for PlanChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PlanChanged {}
+
 /// The kind of a command's error: that of the first error in its chain
 /// that has one (a model error, a server's answer, or `validate` finding
 /// errors).
@@ -28,6 +55,9 @@ pub(crate) fn error_kind(e: &anyhow::Error) -> Option<ErrorKind> {
     e.chain().find_map(|c| {
         if c.downcast_ref::<ValidationFailed>().is_some() {
             return Some(ErrorKind::ValidationFailed);
+        }
+        if c.downcast_ref::<PlanChanged>().is_some() {
+            return Some(ErrorKind::Conflict);
         }
         c.downcast_ref::<confstrata_core::Error>()
             .map(confstrata_core::Error::kind)

@@ -159,11 +159,8 @@ impl Store for MemoryStore {
             .layers
             .get(&(ns.clone(), layer.clone()))
             .and_then(|v| at(v, revision))
-            .map(|(document, revision)| LayerRecord {
-                namespace: ns.clone(),
-                layer: layer.clone(),
-                document,
-                revision,
+            .map(|(document, revision)| {
+                LayerRecord::new(ns.clone(), layer.clone(), document, revision)
             }))
     }
 
@@ -175,11 +172,8 @@ impl Store for MemoryStore {
             .iter()
             .filter(|((n, _), _)| n == ns)
             .filter_map(|((n, l), v)| {
-                at(v, revision).map(|(document, revision)| LayerRecord {
-                    namespace: n.clone(),
-                    layer: l.clone(),
-                    document,
-                    revision,
+                at(v, revision).map(|(document, revision)| {
+                    LayerRecord::new(n.clone(), l.clone(), document, revision)
                 })
             })
             .collect())

@@ -119,6 +119,32 @@ pub struct LayerRecord {
     pub document: Document,
     /// The revision that last changed it.
     pub revision: u64,
+    /// The keys whose values are sealed in the store, in key order, as a
+    /// read presents them (opened for a caller with `read-secrets`, masked
+    /// otherwise; a sealed value inside an array is named by the array's
+    /// key). Stores leave it empty: the engine fills it when it presents
+    /// the layer, so a copy (`confstrata sync`) can seal them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub sealed_keys: Vec<crate::KeyPath>,
+}
+
+impl LayerRecord {
+    /// A layer as a store reads it (no sealed keys named yet).
+    pub fn new(
+        namespace: NamespaceName,
+        layer: LayerPath,
+        document: Document,
+        revision: u64,
+    ) -> LayerRecord {
+        LayerRecord {
+            namespace,
+            layer,
+            document,
+            revision,
+            sealed_keys: Vec::new(),
+        }
+    }
 }
 
 /// Where [`Store::commit_then`] reports a commit's result.

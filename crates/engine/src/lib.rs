@@ -70,6 +70,7 @@ mod rbac;
 mod read;
 mod security;
 mod stats;
+pub mod sync;
 mod validate;
 mod view;
 mod write;

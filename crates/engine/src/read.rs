@@ -115,7 +115,7 @@ impl Engine {
                 namespace: ns.to_string(),
                 layer: layer.to_string(),
             })?;
-        g.present_layer(ns, layer, &mut record.document, rev)?;
+        g.present_record(&mut record, rev)?;
         g.audit_read(Resource::layer(ns.clone(), layer.clone()), rev)?;
         Ok(record)
     }
@@ -130,7 +130,7 @@ impl Engine {
         let mut out = Vec::new();
         for mut r in self.store.layers(ns, rev)? {
             if g.allows(Action::Read, &Resource::layer(ns.clone(), r.layer.clone())) {
-                g.present_layer(ns, &r.layer, &mut r.document, rev)?;
+                g.present_record(&mut r, rev)?;
                 out.push(r);
             }
         }
@@ -154,6 +154,8 @@ impl Engine {
         let mut out = Vec::new();
         for mut r in self.store.layers(ns, rev)? {
             if g.allows(Action::Read, &Resource::layer(ns.clone(), r.layer.clone())) {
+                r.sealed_keys =
+                    confstrata_crypto::sealed_paths(&r.document).map_err(security::crypto_error)?;
                 confstrata_crypto::mask(&mut r.document);
                 out.push(r);
             }

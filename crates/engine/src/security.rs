@@ -25,8 +25,8 @@ use confstrata_access::{
 };
 use confstrata_core::serde_json::Value;
 use confstrata_core::{
-    Document, Error, JournalFn, JournalRecord, JournalSlot, LayerPath, NamespaceName, Result,
-    SettingWrite, Store, Timestamp,
+    Document, Error, JournalFn, JournalRecord, JournalSlot, KeyPath, LayerPath, LayerRecord,
+    NamespaceName, Result, SettingWrite, Store, Timestamp,
 };
 use confstrata_crypto::{Keyring, MasterKey, SecretRule, WrappedKeyring};
 
@@ -601,28 +601,40 @@ impl Gate<'_> {
         )
     }
 
+    /// Opens or masks every sealed value of a layer for this caller,
+    /// auditing what it opened, and names the sealed keys in the record.
+    pub(crate) fn present_record(&self, record: &mut LayerRecord, revision: u64) -> Result<()> {
+        record.sealed_keys = self.present_layer(
+            &record.namespace,
+            &record.layer,
+            &mut record.document,
+            revision,
+        )?;
+        Ok(())
+    }
+
     /// Opens or masks every sealed value of a layer document for this
-    /// caller, auditing what it opened. Returns how many were opened.
+    /// caller, auditing what it opened. Returns the sealed keys.
     pub(crate) fn present_layer(
         &self,
         ns: &NamespaceName,
         layer: &LayerPath,
         doc: &mut Document,
         revision: u64,
-    ) -> Result<usize> {
+    ) -> Result<Vec<KeyPath>> {
         let paths = confstrata_crypto::sealed_paths(doc).map_err(crypto_error)?;
         if paths.is_empty() {
-            return Ok(0);
+            return Ok(paths);
         }
         let keyring = read_lock(&self.sec.keyring);
         let mut opened = Vec::new();
-        for key in paths {
+        for key in &paths {
             let resource = Resource::key(ns.clone(), layer.clone(), key.clone());
-            let Some(slot) = confstrata_core::doc::get_mut(doc, &key) else {
+            let Some(slot) = confstrata_core::doc::get_mut(doc, key) else {
                 continue;
             };
             if self.allows(Action::ReadSecrets, &resource) && !slot.is_array() {
-                *slot = confstrata_crypto::open_value(&keyring, ns, layer, &key, slot)
+                *slot = confstrata_crypto::open_value(&keyring, ns, layer, key, slot)
                     .map_err(crypto_error)?;
                 opened.push(resource.to_string());
             } else {
@@ -634,7 +646,7 @@ impl Gate<'_> {
         }
         drop(keyring);
         self.audit_opened(ns, &opened, revision)?;
-        Ok(opened.len())
+        Ok(paths)
     }
 
     /// Audits the secret values a read opened (one record per read).

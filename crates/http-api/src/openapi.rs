@@ -258,6 +258,11 @@ pub(crate) struct LayerItem {
     /// secrets).
     #[schema(value_type = Object)]
     pub(crate) document: confstrata_core::Document,
+    /// The keys whose values are sealed in the store, in key order (opened
+    /// in `document` for a caller with `read-secrets`, masked otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub(crate) sealed_keys: Vec<confstrata_core::KeyPath>,
 }
 
 /// One layer.
@@ -272,6 +277,11 @@ pub(crate) struct LayerBody {
     /// Its document.
     #[schema(value_type = Object)]
     pub(crate) document: confstrata_core::Document,
+    /// The keys whose values are sealed in the store, in key order (opened
+    /// in `document` for a caller with `read-secrets`, masked otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub(crate) sealed_keys: Vec<confstrata_core::KeyPath>,
 }
 
 /// The versions of a namespace's layers, newest first.

@@ -498,6 +498,7 @@ async fn list_layers(
             layer: l.layer,
             revision: l.revision,
             document: l.document,
+            sealed_keys: l.sealed_keys,
         })
         .collect();
     json_response(StatusCode::OK, &LayerList { revision, layers })
@@ -533,6 +534,7 @@ async fn get_layer(
             layer: record.layer,
             revision: record.revision,
             document: record.document,
+            sealed_keys: record.sealed_keys,
         },
     )
 }

@@ -294,6 +294,7 @@ impl From<&LayerRecord> for v1::Layer {
             layer: r.layer.to_string(),
             document_json: to_json(&r.document),
             revision: r.revision,
+            sealed_keys: r.sealed_keys.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -309,6 +310,12 @@ pub fn layer_record(field: &str, l: &v1::Layer) -> FieldResult<LayerRecord> {
             &unlimited(),
         )?,
         revision: l.revision,
+        sealed_keys: l
+            .sealed_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| key_path(&format!("{field}.sealed_keys[{i}]"), k))
+            .collect::<FieldResult<_>>()?,
     })
 }
 

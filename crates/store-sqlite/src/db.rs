@@ -646,12 +646,12 @@ pub(crate) fn layers_at(
     let mut out = Vec::with_capacity(found.len());
     for (layer, row) in found {
         if let Some(document) = materialize(conn, ns.as_str(), &layer, &row)? {
-            out.push(LayerRecord {
-                namespace: ns.clone(),
-                layer: layer_path(ns.as_str(), &layer)?,
+            out.push(LayerRecord::new(
+                ns.clone(),
+                layer_path(ns.as_str(), &layer)?,
                 document,
-                revision: rev_from_sql(row.rev)?,
-            });
+                rev_from_sql(row.rev)?,
+            ));
         }
     }
     Ok(out)

@@ -96,12 +96,7 @@ fn layer_record(
     layer: &LayerPath,
     (document, revision): (confstrata_core::Document, u64),
 ) -> LayerRecord {
-    LayerRecord {
-        namespace: ns.clone(),
-        layer: layer.clone(),
-        document,
-        revision,
-    }
+    LayerRecord::new(ns.clone(), layer.clone(), document, revision)
 }
 
 /// A durable [`Store`] in one SQLite database file. See the [crate docs](crate).

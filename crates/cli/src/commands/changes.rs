@@ -76,15 +76,7 @@ pub(super) fn apply(ctx: &Ctx, args: ApplyArgs) -> Result<()> {
         } else {
             structured(&d, ctx.output, &[], Vec::new)?;
         }
-        let errors = d
-            .findings
-            .iter()
-            .filter(|f| f.severity == confstrata_core::Severity::Error)
-            .count();
-        if errors > 0 {
-            return Err(ValidationFailed(errors).into());
-        }
-        return Ok(());
+        return Ok(ValidationFailed::check(&d.findings)?);
     }
     ctx.commit(&cs)
 }
@@ -123,14 +115,7 @@ pub(super) fn validate(ctx: &Ctx, args: ValidateArgs) -> Result<()> {
     if ctx.output == Output::Table {
         print_findings(&findings);
     }
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == confstrata_core::Severity::Error)
-        .count();
-    if errors > 0 {
-        return Err(ValidationFailed(errors).into());
-    }
-    Ok(())
+    Ok(ValidationFailed::check(&findings)?)
 }
 
 pub(super) fn import(ctx: &Ctx, args: ImportArgs) -> Result<()> {

@@ -125,12 +125,28 @@ pub(super) fn layers(ctx: &Ctx, args: LayersArgs) -> Result<()> {
     let LayersArgs { namespace, at } = args;
     let layers = ctx.backend.layers(&ns(&namespace)?, at_of(&at)?)?;
     let list: Vec<Value> = layers
-            .iter()
-            .map(|l| json!({"layer": l.layer, "revision": l.revision, "keys": confstrata_core::doc::leaves(&l.document).len()}))
-            .collect();
-    structured(&list, ctx.output, &["LAYER", "REVISION", "KEYS"], || {
-        list.iter()
-            .map(|l| vec![cell(&l["layer"]), cell(&l["revision"]), cell(&l["keys"])])
-            .collect()
-    })
+        .iter()
+        .map(|l| {
+            json!({"layer": l.layer, "revision": l.revision,
+                "keys": confstrata_core::doc::leaves(&l.document).len(),
+                "sealed_keys": l.sealed_keys})
+        })
+        .collect();
+    structured(
+        &list,
+        ctx.output,
+        &["LAYER", "REVISION", "KEYS", "SEALED"],
+        || {
+            list.iter()
+                .map(|l| {
+                    vec![
+                        cell(&l["layer"]),
+                        cell(&l["revision"]),
+                        cell(&l["keys"]),
+                        l["sealed_keys"].as_array().map_or(0, Vec::len).to_string(),
+                    ]
+                })
+                .collect()
+        },
+    )
 }

@@ -14,6 +14,7 @@ mod library;
 mod ns;
 mod read;
 pub(crate) mod security;
+mod sync;
 
 use crate::args::{Cli, Command, Output, WriteArgs};
 use crate::backend::Backend;
@@ -83,6 +84,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Diff(args) => ctx.diff(args),
         Command::History(args) => read::history(&ctx, args),
         Command::Rollback(args) => changes::rollback(&ctx, args),
+        Command::Sync(args) => sync::sync(&ctx, args),
         Command::Apply(args) => changes::apply(&ctx, args),
         Command::Validate(args) => changes::validate(&ctx, args),
         Command::Import(args) => changes::import(&ctx, args),

@@ -6,6 +6,7 @@ mod backup;
 mod canary;
 mod openapi;
 mod remote;
+mod sync;
 mod tls;
 
 use std::io::Write;

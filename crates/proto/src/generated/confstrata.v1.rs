@@ -80,6 +80,10 @@ pub struct Layer {
     /// The revision that last changed the layer.
     #[prost(uint64, tag = "4")]
     pub revision: u64,
+    /// The keys whose values are sealed in the store, in key order (opened in
+    /// document_json for a caller with read-secrets, masked otherwise).
+    #[prost(string, repeated, tag = "5")]
+    pub sealed_keys: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Who committed a revision, when and why.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
