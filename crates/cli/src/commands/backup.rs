@@ -343,7 +343,8 @@ pub(crate) fn restore_command(
     let bar = Bar::new("restoring");
     let report = confstrata_host::restore_into(data_dir, |into| {
         restore(&*target, &keys, into, &options, &mut bar.report())
-    })?;
+    })
+    .with_context(|| format!("cannot restore into {}", data_dir.display()))?;
     drop(bar);
     let mut text = format!(
         "restored revision {} ({}) from {} into {}: {} records; the store resumes at revision {}; new store id {}",

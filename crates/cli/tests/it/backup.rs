@@ -454,6 +454,140 @@ fn restore_refuses_misuse_and_leaves_nothing_behind() {
     assert!(r.stderr.contains("--key-file"), "{}", r.stderr);
 }
 
+/// A 512 KiB tmpfs, unmounted when dropped: a real full disk. Mounting
+/// needs root, as CI has; without it the test fails, saying so.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf) -> SmallDisk {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=512k,mode=0700",
+                "confstrata-test",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot mount a small tmpfs for the full-disk test (it needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Hex text that does not compress below half its size (xorshift bytes).
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed | 1;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.push_str(&format!("{x:016x}"));
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn a_full_disk_refuses_backup_and_restore_and_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let backups = root.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let local = |args: &[&str]| offline(&[&["--data-dir", data.to_str().unwrap()], args].concat());
+    assert_eq!(
+        local(&[
+            "ns", "create", "big", "--level", "defaults", "--level", "part/{n}"
+        ])
+        .code,
+        0
+    );
+    // About 2 MB of layers, more than 1 MB after zstd: twice the disk.
+    let ops: Vec<Value> = (0..10)
+        .map(|i| {
+            serde_json::json!({"op": "put", "namespace": "big", "layer": format!("part/{i}"),
+                "document": {"blob": noise(i + 1, 200_000)}})
+        })
+        .collect();
+    let change = root.path().join("change.json");
+    std::fs::write(&change, serde_json::json!({"ops": ops}).to_string()).unwrap();
+    let r = local(&["apply", "-f", change.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // A backup onto the full disk: refused naming the place, and the
+    // parts it had written are gone.
+    let disk = SmallDisk::mount(root.path().join("small"));
+    let r = local(&["backup", "create", "--to", disk.dir.to_str().unwrap()]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("No space left on device")
+            && r.stderr.contains(disk.dir.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(&disk.dir).unwrap().collect();
+    assert!(left.is_empty(), "a failed backup left {left:?}");
+    let r = local(&[
+        "backup",
+        "list",
+        "--to",
+        disk.dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.stdout).unwrap(),
+        serde_json::json!([])
+    );
+
+    // A restore onto the full disk: refused, nothing left behind.
+    assert_eq!(
+        local(&["backup", "create", "--to", backups.to_str().unwrap()]).code,
+        0
+    );
+    let into = disk.dir.join("restored");
+    let r = offline(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        into.to_str().unwrap(),
+        "--from",
+        backups.to_str().unwrap(),
+        "--key-file",
+        data.join("master.key").to_str().unwrap(),
+    ]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot restore into {}", into.display()))
+            && (r.stderr.contains("full") || r.stderr.contains("No space left")),
+        "{}",
+        r.stderr
+    );
+    assert!(!into.exists(), "a failed restore left {}", into.display());
+    let left: Vec<_> = std::fs::read_dir(&disk.dir).unwrap().collect();
+    assert!(left.is_empty(), "a failed restore left {left:?}");
+    // The store itself is untouched: a backup elsewhere still verifies.
+    let r = local(&["backup", "verify", "--to", backups.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
 /// moto's S3-compatible server on a loopback port it picks, stopped (by
 /// pid) when dropped.
 struct Moto {
