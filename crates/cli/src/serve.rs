@@ -355,11 +355,14 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
         // Both front doors on one listener: gRPC by its content type,
         // everything else to the HTTP router.
         let host = confstrata_host::Host::new(engine)?;
-        if settings.retention_interval_s > 0 {
-            let policy = confstrata_core::RetentionPolicy {
-                keep_versions: settings.retention_keep_versions,
-                keep_days: settings.retention_keep_days,
-            };
+        let backups_on = !settings.backup_to.is_empty() && settings.backup_interval_s > 0;
+        let policy = confstrata_core::RetentionPolicy {
+            keep_versions: settings.retention_keep_versions,
+            keep_days: settings.retention_keep_days,
+        };
+        // With scheduled backups, retention runs before each full backup
+        // (Host::schedule_backups says why), not on its own timer.
+        if settings.retention_interval_s > 0 && !backups_on {
             host.schedule_retention(
                 policy,
                 std::time::Duration::from_secs(settings.retention_interval_s),
@@ -371,14 +374,17 @@ pub(crate) fn run(data_dir: Option<&Path>, args: &ServeArgs) -> Result<()> {
                 "scheduled retention on"
             );
         }
-        if !settings.backup_to.is_empty() && settings.backup_interval_s > 0 {
+        if backups_on {
+            let retention = (settings.retention_interval_s > 0).then_some(policy);
             host.schedule_backups(
                 std::time::Duration::from_secs(settings.backup_interval_s),
                 settings.backup_full_every,
+                retention,
             );
             tracing::info!(
                 every_s = settings.backup_interval_s,
                 full_every = settings.backup_full_every,
+                retention_before_full = retention.is_some(),
                 "scheduled backups on"
             );
         }

@@ -46,7 +46,7 @@ use std::future::Future;
 use confstrata_engine::Engine;
 use tokio::net::TcpListener;
 
-pub use backups::BACKUP_CALLER;
+pub use backups::{BACKUP_CALLER, scheduled_backup};
 pub use identity::ClientIdentity;
 pub use keyfile::KeyFile;
 pub use open::{DB_FILE, KeySource, MASTER_KEY_FILE, OpenOptions, open, open_with, restore_into};

@@ -17,14 +17,22 @@ impl Host {
     /// `local:retention`. A failed run is logged and the next one tried.
     pub fn schedule_retention(&self, policy: RetentionPolicy, every: Duration) {
         self.every(every, "retention", move |engine| {
-            let r = engine.apply_retention(&Caller::local(RETENTION_CALLER), &policy)?;
-            tracing::info!(
-                oldest_revision = r.oldest_revision,
-                removed_versions = r.removed_versions,
-                freed_bytes = r.freed_bytes,
-                "scheduled retention ran"
-            );
-            Ok(())
+            run_retention(engine, &policy)
         });
     }
+}
+
+/// One scheduled retention run, audited as `local:retention`.
+pub(crate) fn run_retention(
+    engine: &confstrata_engine::Engine,
+    policy: &RetentionPolicy,
+) -> confstrata_core::Result<()> {
+    let r = engine.apply_retention(&Caller::local(RETENTION_CALLER), policy)?;
+    tracing::info!(
+        oldest_revision = r.oldest_revision,
+        removed_versions = r.removed_versions,
+        freed_bytes = r.freed_bytes,
+        "scheduled retention ran"
+    );
+    Ok(())
 }

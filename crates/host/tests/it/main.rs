@@ -1,6 +1,7 @@
 //! Integration tests of the host: opening a data directory, master keys,
-//! retention, the watch feed.
+//! retention, scheduled backups, the watch feed.
 
+mod backups;
 mod master_key;
 mod migration;
 mod retention;
