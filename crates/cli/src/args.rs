@@ -143,6 +143,10 @@ pub(crate) enum Command {
     /// end to end, prune, and restore into a new data directory.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Templates: parameterized namespaces from the best-practice library
+    /// shipped in the binary (list, show, apply).
+    #[command(subcommand)]
+    Template(TemplateCommand),
 }
 
 /// Where backups are, and the key they are sealed with.
@@ -158,6 +162,40 @@ pub(crate) struct BackupPlace {
     /// key, for copies kept off-site apart from the master key.
     #[arg(long, env = "CONFSTRATA_BACKUP_KEY_FILE")]
     pub(crate) key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TemplateCommand {
+    /// The templates there are.
+    List,
+    /// One template: what it is for, its parameters, what it creates, its
+    /// rules.
+    Show {
+        /// NAME or NAME@VERSION (default: the newest version).
+        name: String,
+    },
+    /// Render a template into a new namespace: parameters checked, the
+    /// namespace and its layers shown with the findings of its validation
+    /// over the whole matrix (a dry run), created with --commit.
+    Apply {
+        /// NAME or NAME@VERSION.
+        template: String,
+        /// The namespace to create.
+        namespace: String,
+        /// A parameter, NAME=VALUE (repeatable; VALUE read as TOML, else as
+        /// a string). Wins over the file.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Parameters from a file (TOML, YAML or JSON: a table of NAME = VALUE).
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Create the namespace (one change set; refused if it exists).
+        #[arg(long)]
+        commit: bool,
+        /// Change message (default: "from template NAME@VERSION").
+        #[arg(short, long)]
+        message: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

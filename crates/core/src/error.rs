@@ -91,6 +91,18 @@ pub enum Error {
         /// The layer path.
         layer: String,
     },
+    /// No template of this name (and version).
+    #[error(
+        "template {} not found (shipped: {})",
+        Clip(name, 200),
+        Clip(known, 500)
+    )]
+    TemplateNotFound {
+        /// The name asked for, `NAME` or `NAME@VERSION`.
+        name: String,
+        /// The templates there are, `NAME@VERSION`, comma-separated.
+        known: String,
+    },
     /// A key does not exist in a layer or resolved document.
     #[error("key {} not found in {}", Clip(key, 200), Clip(location, 200))]
     KeyNotFound {
@@ -370,7 +382,8 @@ impl Error {
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::NamespaceNotFound { .. }
             | Error::LayerNotFound { .. }
-            | Error::KeyNotFound { .. } => ErrorKind::NotFound,
+            | Error::KeyNotFound { .. }
+            | Error::TemplateNotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Compacted { .. } | Error::FutureRevision { .. } | Error::Restored { .. } => {

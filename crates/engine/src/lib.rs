@@ -57,6 +57,7 @@ pub use confstrata_backup;
 use confstrata_core::serde_json::Value;
 use confstrata_core::{Document, LayerPath, NamespaceName, Result, Store};
 pub use confstrata_crypto::{Error as CryptoError, MASTER_KEY_ENV, MasterKey};
+pub use confstrata_templates;
 
 mod admin;
 mod auth_failures;

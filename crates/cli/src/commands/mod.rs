@@ -15,8 +15,9 @@ mod ns;
 mod read;
 pub(crate) mod security;
 mod sync;
+mod template;
 
-use crate::args::{Cli, Command, Output, WriteArgs};
+use crate::args::{Cli, Command, Output, TemplateCommand, WriteArgs};
 use crate::backend::Backend;
 use crate::output::{cell, structured};
 
@@ -43,6 +44,12 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             store,
             bump_revision,
         );
+    }
+    // The shipped templates need no store or server.
+    if let Command::Template(c @ (TemplateCommand::List | TemplateCommand::Show { .. })) =
+        cli.command
+    {
+        return template::offline(c, cli.output);
     }
     if let Command::Openapi = &cli.command {
         let doc = confstrata_http_api::openapi::document()
@@ -107,6 +114,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Token(c) => security::token(&ctx.backend, ctx.output, c),
         Command::Stats => stats(&ctx.backend, ctx.output),
         Command::Backup(c) => backup::backup(&ctx.backend, ctx.output, c),
+        Command::Template(c) => template::template(&ctx, c),
     }
 }
 

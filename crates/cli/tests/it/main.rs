@@ -7,6 +7,7 @@ mod canary;
 mod openapi;
 mod remote;
 mod sync;
+mod template;
 mod tls;
 
 use std::io::Write;

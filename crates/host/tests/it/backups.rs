@@ -54,7 +54,10 @@ fn retention_runs_before_full_backups_only_and_chains_stay_incremental() {
     let full = scheduled_backup(&engine, 3, Some(&policy)).unwrap();
     assert!(full.parent.is_none());
     let floor = oldest();
-    assert!(floor > start, "retention did not run before the full backup");
+    assert!(
+        floor > start,
+        "retention did not run before the full backup"
+    );
     assert_eq!(full.oldest_revision, floor);
 
     // More history that the policy would drop: the next backups of the

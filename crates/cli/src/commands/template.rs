@@ -1,0 +1,182 @@
+//! `confstrata template`: the best-practice library shipped in the binary
+//! (`confstrata_templates`): list, show, and apply into a new namespace as
+//! one change set (a dry run with the validation findings over the whole
+//! matrix first). Rendering happens here, on the client, so a server of any
+//! version takes the result as an ordinary change set.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use confstrata_core::ChangeSet;
+use confstrata_engine::confstrata_templates::{self as templates, Template};
+use serde_json::{Value, json};
+
+use super::{Ctx, print_diff, print_findings};
+use crate::args::{Output, TemplateCommand};
+use crate::errors::ValidationFailed;
+use crate::input::{ns, parse_value, pick_format, split_pair};
+use crate::output::{cell, emit, structured};
+
+/// `list` and `show`: the library is in the binary.
+pub(super) fn offline(c: TemplateCommand, output: Output) -> Result<()> {
+    match c {
+        TemplateCommand::Show { name } => show(&templates::find(&name)?, output),
+        _ => list(output),
+    }
+}
+
+pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
+    match c {
+        TemplateCommand::List | TemplateCommand::Show { .. } => offline(c, ctx.output),
+        TemplateCommand::Apply {
+            template,
+            namespace,
+            params,
+            file,
+            commit,
+            message,
+        } => {
+            let t = templates::find(&template)?;
+            let mut given = BTreeMap::new();
+            if let Some(file) = file {
+                let name = file.display().to_string();
+                let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
+                let doc = confstrata_core::format::parse(
+                    &bytes,
+                    pick_format(None, &name)?,
+                    &name,
+                    &confstrata_core::Limits::default(),
+                )?;
+                given.extend(doc);
+            }
+            for p in &params {
+                let (k, v) = split_pair(p).with_context(|| format!("--param {p:?}"))?;
+                given.insert(k.to_owned(), parse_value(v));
+            }
+            let params = t.resolve_parameters(&given)?;
+            let rendered = t.render(&ns(&namespace)?, &params)?;
+            let cs = ChangeSet {
+                author: ctx.author.clone(),
+                message: message.unwrap_or_else(|| format!("from template {}", t.id())),
+                ops: rendered.create_ops(),
+            };
+            if commit {
+                let info = ctx.backend.commit(&cs).map_err(|e| {
+                    if crate::errors::is(&e, confstrata_core::ErrorKind::Conflict) {
+                        e.context(format!(
+                            "namespace {namespace} exists already: a template creates a new namespace"
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                if ctx.output == Output::Table {
+                    eprintln!(
+                        "created namespace {namespace} from template {} ({} layers)",
+                        t.id(),
+                        rendered.layers.len()
+                    );
+                }
+                return ctx.print_commit(&info, cs.ops.len());
+            }
+            let d = ctx.backend.dry_run(&cs)?;
+            if ctx.output == Output::Table {
+                print_diff(&d);
+                print_findings(&d.findings);
+                eprintln!(
+                    "dry run: nothing was created; run again with --commit to create {namespace}"
+                );
+            } else {
+                structured(
+                    &json!({"template": t.id(), "namespace": namespace,
+                        "parameters": rendered.parameters, "dry_run": d}),
+                    ctx.output,
+                    &[],
+                    Vec::new,
+                )?;
+            }
+            Ok(ValidationFailed::check(&d.findings)?)
+        }
+    }
+}
+
+fn list(output: Output) -> Result<()> {
+    let all = templates::library()?;
+    let rows: Vec<Value> = all
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "version": t.version,
+                "parameters": t.parameters_list().len(), "description": t.description})
+        })
+        .collect();
+    structured(
+        &rows,
+        output,
+        &["NAME", "VERSION", "PARAMETERS", "DESCRIPTION"],
+        || {
+            rows.iter()
+                .map(|r| {
+                    ["name", "version", "parameters", "description"]
+                        .iter()
+                        .map(|f| cell(&r[*f]))
+                        .collect()
+                })
+                .collect()
+        },
+    )
+}
+
+fn show(t: &Template, output: Output) -> Result<()> {
+    if output != Output::Table {
+        let mut v = serde_json::to_value(t)?;
+        v["parameters_list"] = serde_json::to_value(t.parameters_list())?;
+        return structured(&v, output, &[], Vec::new);
+    }
+    let mut text = format!("{} — {}\n\n", t.id(), t.description);
+    if !t.why.is_empty() {
+        text.push_str(&format!("Why: {}\n\n", t.why.trim()));
+    }
+    for r in &t.references {
+        text.push_str(&format!("  see {r}\n"));
+    }
+    emit(&text);
+    let rows: Vec<Vec<String>> = t
+        .parameters_list()
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.name,
+                p.kind,
+                p.default.as_ref().map(cell).unwrap_or_default(),
+                if p.required { "yes" } else { "" }.to_owned(),
+                p.description,
+            ]
+        })
+        .collect();
+    emit("\nParameters:\n");
+    emit(&crate::output::table(
+        &["NAME", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"],
+        &rows,
+    ));
+    let levels: Vec<String> = t.namespace.levels.iter().map(ToString::to_string).collect();
+    let mut text = format!("\nLevels: {}\n", levels.join(" < "));
+    for (var, values) in &t.namespace.matrix {
+        text.push_str(&format!("Matrix: {var} = {}\n", values.join(", ")));
+    }
+    text.push_str("Layers:\n");
+    for (layer, doc) in &t.layers {
+        let keys: Vec<String> = confstrata_core::doc::leaves(doc)
+            .into_iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        text.push_str(&format!("  {layer}: {}\n", keys.join(", ")));
+    }
+    if !t.namespace.validation.rules.is_empty() {
+        text.push_str("Rules:\n");
+        for r in &t.namespace.validation.rules {
+            text.push_str(&format!("  {}: {}\n", r.id, r.check));
+        }
+    }
+    emit(&text);
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `confstrata template`: every shipped template applied with its defaults
+//! to a new namespace validates clean over its whole matrix; each rule of
+//! the HTTP-service template refuses the mistake it exists for; bad
+//! parameters, an unknown template and a namespace that exists are refused
+//! clearly; and the same apply works against a real server.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::remote::Server;
+use super::{Run, to_run};
+
+fn run(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        .args(args)
+        .env_remove("CONFSTRATA_ADDR")
+        .env_remove("CONFSTRATA_DATA_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    to_run(out)
+}
+
+#[test]
+fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let local = |args: &[&str]| run(&[&["--data-dir", data.to_str().unwrap()], args].concat());
+    // list and show need no store.
+    let list = run(&["template", "list", "-o", "json"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let list: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert!(!list.is_empty());
+    // ... and make none: no data directory appears where they ran.
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let shown = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+        .args(["template", "show", "http-service"])
+        .current_dir(&cwd)
+        .env_remove("CONFSTRATA_DATA_DIR")
+        .env_remove("CONFSTRATA_ADDR")
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
+    for t in &list {
+        let name = t["name"].as_str().unwrap();
+        let show = run(&["template", "show", name]);
+        assert_eq!(show.code, 0, "{}", show.stderr);
+        assert!(show.stdout.contains("Parameters:"), "{}", show.stdout);
+        // Applied with its defaults, the namespace validates clean in
+        // every context of its matrix.
+        let ns = format!("t-{name}");
+        let dry = local(&["template", "apply", name, &ns, "-o", "json"]);
+        assert_eq!(dry.code, 0, "{name}: {}", dry.stderr);
+        let dry: Value = serde_json::from_str(&dry.stdout).unwrap();
+        assert_eq!(dry["dry_run"]["findings"], serde_json::json!([]), "{name}");
+        let made = local(&["template", "apply", name, &ns, "--commit"]);
+        assert_eq!(made.code, 0, "{name}: {}", made.stderr);
+        let checked = local(&["validate", &ns]);
+        assert_eq!(
+            checked.code, 0,
+            "{name}: {} {}",
+            checked.stdout, checked.stderr
+        );
+    }
+
+    // Each rule of the HTTP service refuses its mistake, naming itself.
+    assert_eq!(
+        local(&[
+            "template",
+            "apply",
+            "http-service",
+            "web",
+            "--param",
+            "port=9000",
+            "--commit"
+        ])
+        .code,
+        0
+    );
+    for (layer, pair, rule) in [
+        (
+            "defaults",
+            "server.shutdown_grace_ms=1000",
+            "graceful-shutdown-covers-requests",
+        ),
+        (
+            "defaults",
+            "server.idle_timeout_ms=100",
+            "idle-outlives-requests",
+        ),
+        ("env/prod", "log.level=debug", "no-debug-in-prod"),
+        ("env/prod", "replicas=1", "prod-has-replicas-to-drain"),
+        ("defaults", "server.port=0", "port"),
+    ] {
+        let r = local(&["set", "web", layer, pair]);
+        assert_eq!(r.code, 6, "{pair}: {}", r.stderr);
+        assert!(r.stderr.contains(rule), "{pair}: {}", r.stderr);
+    }
+    let resolved = local(&["resolve", "web", "-c", "env=prod,region=eu", "-o", "json"]);
+    let resolved: Value = serde_json::from_str(&resolved.stdout).unwrap();
+    assert_eq!(resolved["server"]["port"], 9000);
+    assert_eq!(resolved["replicas"], 3);
+
+    // Bad input: the parameter, the template or the namespace named.
+    for (args, code, says) in [
+        (
+            vec![
+                "template",
+                "apply",
+                "http-service",
+                "x",
+                "--param",
+                "port=eighty",
+            ],
+            1,
+            "parameter port",
+        ),
+        (
+            vec![
+                "template",
+                "apply",
+                "http-service",
+                "x",
+                "--param",
+                "colour=red",
+            ],
+            1,
+            "no such parameter",
+        ),
+        (
+            vec![
+                "template",
+                "apply",
+                "http-service",
+                "x",
+                "--param",
+                "nonsense",
+            ],
+            1,
+            "--param",
+        ),
+        (
+            vec!["template", "apply", "nope", "x"],
+            4,
+            "shipped: http-service@1",
+        ),
+        (
+            vec!["template", "apply", "http-service", "web", "--commit"],
+            3,
+            "exists already",
+        ),
+    ] {
+        let r = local(&args);
+        assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
+    }
+    // A parameters file, with --param winning over it.
+    let params = dir.path().join("params.toml");
+    std::fs::write(&params, "port = 7000\nprod_replicas = 5\n").unwrap();
+    let r = local(&[
+        "template",
+        "apply",
+        "http-service",
+        "svc",
+        "-f",
+        params.to_str().unwrap(),
+        "--param",
+        "port=7001",
+        "--commit",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let got = local(&["resolve", "svc", "-c", "env=prod,region=us", "-o", "json"]);
+    let got: Value = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(
+        (got["server"]["port"].clone(), got["replicas"].clone()),
+        (7001.into(), 5.into())
+    );
+}
+
+#[test]
+fn a_template_applies_on_a_server() {
+    let server = Server::start();
+    let remote = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", &server.token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    };
+    let r = remote(&["template", "apply", "http-service", "api", "--commit"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = remote(&["validate", "api"]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    let got = remote(&["resolve", "api", "-c", "env=dev,region=eu", "-o", "json"]);
+    let got: Value = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(got["server"]["public_url"], "https://localhost:8080/");
+}

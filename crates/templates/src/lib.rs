@@ -1,0 +1,623 @@
+//! Confstrata's templates.
+//!
+//! A **template** is a versioned, parameterized bundle: a namespace
+//! declaration (levels, context matrix, validation chain) and layer
+//! documents, plus typed parameters described by a JSON Schema (types,
+//! defaults, bounds, enums, descriptions). [`Template::render`] turns it
+//! into a declaration and layers for one namespace.
+//!
+//! Parameters are substituted as typed values into the structured
+//! documents, never by pasting text into TOML: a layer value
+//! `{"$param" = "port"}` becomes the parameter's value (a number stays a
+//! number), and `{"$format" = "https://{host}:{port}"}` becomes a string
+//! with each `{name}` replaced by the parameter's text (`{{` and `}}` for
+//! braces). A parameter holding quotes, newlines or `]]` is a string value
+//! inside the document and cannot change its shape.
+//!
+//! Parameters are checked by the same JSON Schema machinery as
+//! configuration ([`confstrata_rules`]): an unknown name, a missing
+//! required one, a wrong type or a value out of bounds is refused, naming
+//! the parameter and what it expects.
+//!
+//! [`library`] is the best-practice library shipped in the binary: each
+//! template with a schema and rules that encode its practice and a short
+//! note that says why, with references.
+
+use std::collections::BTreeMap;
+
+use confstrata_core::doc::Document;
+use confstrata_core::serde_json::{Map, Value};
+use confstrata_core::validation::Validation;
+use confstrata_core::{
+    Context, Error, LayerPath, LevelTemplate, NamespaceName, NamespaceSpec, Op, Result,
+};
+use confstrata_rules::{Compiled, Limits, Lookup};
+use serde::{Deserialize, Serialize};
+
+/// The directive a layer value uses to take a parameter's value.
+pub const PARAM: &str = "$param";
+/// The directive a layer value uses to build a string from parameters.
+pub const FORMAT: &str = "$format";
+
+/// A template, as written in its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Its name: `http-service`.
+    pub name: String,
+    /// Its version: a new version of a template is a new number.
+    pub version: u32,
+    /// One line: what it sets up.
+    pub description: String,
+    /// Why the practices it encodes matter (a short paragraph).
+    #[serde(default)]
+    pub why: String,
+    /// Where the practices come from.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// The parameters: a JSON Schema of an object, each property a
+    /// parameter with its type, bounds, `default` and `description`.
+    pub parameters: Value,
+    /// The namespace it declares.
+    pub namespace: TemplateNamespace,
+    /// The layer documents, by layer path, with `$param` and `$format`
+    /// directives.
+    #[serde(default)]
+    pub layers: BTreeMap<String, Document>,
+}
+
+/// The declaration a template gives a namespace (its name is the one the
+/// template is applied to).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateNamespace {
+    /// A human description.
+    #[serde(default)]
+    pub description: String,
+    /// Level templates, most general first.
+    pub levels: Vec<LevelTemplate>,
+    /// The context matrix.
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<String>>,
+    /// The validation chain.
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+/// One parameter, as [`Template::parameters_list`] shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Parameter {
+    /// Its name.
+    pub name: String,
+    /// Its JSON Schema type (`integer`, `string`, ...), or `any`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its default, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// Whether it must be given (required and without a default).
+    pub required: bool,
+    /// What it is for.
+    pub description: String,
+}
+
+/// A template rendered for one namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The declaration.
+    pub spec: NamespaceSpec,
+    /// The layers, in path order.
+    pub layers: Vec<(LayerPath, Document)>,
+    /// The parameters used, defaults filled in.
+    pub parameters: Map<String, Value>,
+}
+
+impl Rendered {
+    /// The operations that create the namespace and its layers, each with
+    /// `expect_revision = 0` (must not exist yet): applying a template
+    /// never overwrites a namespace.
+    pub fn create_ops(&self) -> Vec<Op> {
+        let mut ops = vec![Op::PutNamespace {
+            spec: self.spec.clone(),
+            expect_revision: Some(0),
+        }];
+        ops.extend(self.layers.iter().map(|(layer, document)| Op::Put {
+            namespace: self.spec.name.clone(),
+            layer: layer.clone(),
+            document: document.clone(),
+            expect_revision: Some(0),
+        }));
+        ops
+    }
+}
+
+impl Template {
+    /// Reads a template from TOML, refusing unknown fields and a template
+    /// that does not pass [`Template::check`].
+    pub fn from_toml(text: &str, source_name: &str) -> Result<Template> {
+        let template: Template = confstrata_core::format::parse_structured(
+            text.as_bytes(),
+            confstrata_core::format::Format::Toml,
+            source_name,
+            &confstrata_core::Limits::default(),
+        )?;
+        template.check()?;
+        Ok(template)
+    }
+
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    fn what(&self) -> String {
+        format!("template {}", self.id())
+    }
+
+    /// Checks the template on its own: a parameters schema that is an
+    /// object schema and compiles, defaults that pass it, every directive
+    /// naming a declared parameter, layer paths that parse, and a render
+    /// with the defaults whose declaration is valid and whose validation
+    /// chain compiles.
+    pub fn check(&self) -> Result<()> {
+        let what = self.what();
+        NamespaceName::parse(&self.name)
+            .map_err(|e| Error::invalid(&what, format!("its name is not a valid name: {e}")))?;
+        let properties = self.properties()?;
+        for (layer, doc) in &self.layers {
+            LayerPath::parse(layer)
+                .map_err(|e| Error::invalid(&what, format!("layer {layer:?}: {e}")))?;
+            for_each_directive(doc, &mut |directive| {
+                for name in directive.parameters() {
+                    if !properties.contains_key(&name) {
+                        return Err(Error::invalid(
+                            &what,
+                            format!(
+                                "layer {layer}: {} names parameter {name:?}, which the template does not declare",
+                                directive.name()
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let defaults = self.resolve_parameters(&BTreeMap::new()).map_err(|e| {
+            Error::invalid(
+                &what,
+                format!("its defaults do not pass its parameters: {e}"),
+            )
+        });
+        // A template whose parameters are all required has no default
+        // render to check further; everything else is checked with them.
+        let params = match defaults {
+            Ok(p) => p,
+            Err(e) if self.parameters_list().iter().any(|p| p.required) => {
+                let _ = e;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let probe =
+            NamespaceName::parse(&self.name).map_err(|e| Error::invalid(&what, e.to_string()))?;
+        let rendered = self.render(&probe, &params)?;
+        Compiled::compile(&probe, &rendered.spec.validation, &Limits::default())
+            .map_err(|e| Error::invalid(&what, format!("its validation chain: {e}")))?;
+        Ok(())
+    }
+
+    /// The parameter schema's `properties`.
+    fn properties(&self) -> Result<&Map<String, Value>> {
+        let what = self.what();
+        let schema = self
+            .parameters
+            .as_object()
+            .ok_or_else(|| Error::invalid(&what, "parameters must be a JSON Schema object"))?;
+        if schema.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(Error::invalid(
+                &what,
+                "parameters must be a schema of type \"object\" (each property a parameter)",
+            ));
+        }
+        match schema.get("properties") {
+            None => Ok(EMPTY.get_or_init(Map::new)),
+            Some(Value::Object(p)) => Ok(p),
+            Some(_) => Err(Error::invalid(
+                &what,
+                "parameters.properties must be a table",
+            )),
+        }
+    }
+
+    /// The parameters, in name order.
+    pub fn parameters_list(&self) -> Vec<Parameter> {
+        let required: Vec<&str> = self
+            .parameters
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let Ok(properties) = self.properties() else {
+            return Vec::new();
+        };
+        properties
+            .iter()
+            .map(|(name, p)| {
+                let default = p.get("default").cloned();
+                Parameter {
+                    name: name.clone(),
+                    kind: p
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .or_else(|| p.get("enum").map(|_| "enum"))
+                        .unwrap_or("any")
+                        .to_owned(),
+                    required: required.contains(&name.as_str()) && default.is_none(),
+                    default,
+                    description: p
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// The parameters to render with: `given` checked against the
+    /// parameters schema, defaults filled in. A string given where the
+    /// schema wants a string is kept as given (`--param name=8080` is the
+    /// string `"8080"` for a string parameter).
+    pub fn resolve_parameters(
+        &self,
+        given: &BTreeMap<String, Value>,
+    ) -> Result<Map<String, Value>> {
+        let what = self.what();
+        let properties = self.properties()?;
+        let mut out = Map::new();
+        for (name, value) in given {
+            let Some(schema) = properties.get(name) else {
+                let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+                return Err(Error::invalid(
+                    format!("parameter {name}"),
+                    format!(
+                        "{what} has no such parameter; its parameters: {}",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            let value = match (schema.get("type").and_then(Value::as_str), value) {
+                (Some("string"), Value::Number(n)) => Value::String(n.to_string()),
+                (Some("string"), Value::Bool(b)) => Value::String(b.to_string()),
+                _ => value.clone(),
+            };
+            out.insert(name.clone(), value);
+        }
+        for (name, schema) in properties {
+            if !out.contains_key(name)
+                && let Some(d) = schema.get("default")
+            {
+                out.insert(name.clone(), d.clone());
+            }
+        }
+        // The parameters schema, run as a namespace's schema stage on the
+        // parameters as a document.
+        let probe =
+            NamespaceName::parse(&self.name).map_err(|e| Error::invalid(&what, e.to_string()))?;
+        let validation = Validation {
+            schema: Some(self.parameters.clone()),
+            ..Validation::default()
+        };
+        let compiled = Compiled::compile(&probe, &validation, &Limits::default())
+            .map_err(|e| Error::invalid(&what, format!("its parameters schema: {e}")))?;
+        let findings = compiled.check(&Context::default(), &out, &NoLookup);
+        if findings.is_empty() {
+            return Ok(out);
+        }
+        let problems: Vec<String> = findings
+            .iter()
+            .map(|f| match &f.key {
+                Some(key) => {
+                    let expects = properties
+                        .get(key.split('.').next().unwrap_or(key))
+                        .map(expectation)
+                        .unwrap_or_default();
+                    format!("parameter {key}: {}{expects}", f.message)
+                }
+                None => f.message.clone(),
+            })
+            .collect();
+        Err(Error::invalid(
+            format!("parameters of {what}"),
+            problems.join("; "),
+        ))
+    }
+
+    /// Renders the template for `namespace` with resolved `params` (see
+    /// [`Template::resolve_parameters`]).
+    pub fn render(
+        &self,
+        namespace: &NamespaceName,
+        params: &Map<String, Value>,
+    ) -> Result<Rendered> {
+        let what = self.what();
+        let spec = NamespaceSpec {
+            name: namespace.clone(),
+            description: if self.namespace.description.is_empty() {
+                format!("from template {}", self.id())
+            } else {
+                self.namespace.description.clone()
+            },
+            levels: self.namespace.levels.clone(),
+            matrix: self.namespace.matrix.clone(),
+            validation: self.namespace.validation.clone(),
+        };
+        spec.validate()
+            .map_err(|e| Error::invalid(&what, format!("its declaration: {e}")))?;
+        let mut layers = Vec::new();
+        for (path, doc) in &self.layers {
+            let layer = LayerPath::parse(path)
+                .map_err(|e| Error::invalid(&what, format!("layer {path:?}: {e}")))?;
+            let mut doc = doc.clone();
+            substitute_table(&mut doc, params)
+                .map_err(|reason| Error::invalid(format!("{what} layer {path}"), reason))?;
+            layers.push((layer, doc));
+        }
+        Ok(Rendered {
+            spec,
+            layers,
+            parameters: params.clone(),
+        })
+    }
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+/// What a parameter's schema expects, for an error: ` (expects integer,
+/// 1..=65535)`.
+fn expectation(schema: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        parts.push(t.to_owned());
+    }
+    match (schema.get("minimum"), schema.get("maximum")) {
+        (Some(lo), Some(hi)) => parts.push(format!("{lo}..={hi}")),
+        (Some(lo), None) => parts.push(format!(">= {lo}")),
+        (None, Some(hi)) => parts.push(format!("<= {hi}")),
+        (None, None) => {}
+    }
+    if let Some(Value::Array(values)) = schema.get("enum") {
+        let shown: Vec<String> = values.iter().map(Value::to_string).collect();
+        parts.push(format!("one of {}", shown.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (expects {})", parts.join(", "))
+    }
+}
+
+/// Parameters checks look up no other namespace.
+struct NoLookup;
+
+impl Lookup for NoLookup {
+    fn resolved(
+        &self,
+        _namespace: &NamespaceName,
+        _context: &Context,
+    ) -> std::result::Result<Option<Document>, String> {
+        Ok(None)
+    }
+}
+
+/// A directive found in a layer document.
+enum Directive<'a> {
+    Param(&'a str),
+    Format(&'a str),
+}
+
+impl Directive<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Directive::Param(_) => PARAM,
+            Directive::Format(_) => FORMAT,
+        }
+    }
+
+    /// The parameters it names.
+    fn parameters(&self) -> Vec<String> {
+        match self {
+            Directive::Param(p) => vec![(*p).to_owned()],
+            Directive::Format(f) => format_names(f).unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads a value as a directive: a table with exactly one key, `$param`
+/// or `$format`, holding a string.
+fn directive(value: &Value) -> Option<std::result::Result<Directive<'_>, String>> {
+    let map = value.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    let (key, arg) = map.iter().next()?;
+    let which = match key.as_str() {
+        PARAM => Directive::Param,
+        FORMAT => Directive::Format,
+        _ => return None,
+    };
+    Some(match arg.as_str() {
+        Some(s) => Ok(which(s)),
+        None => Err(format!("{key} takes a string, not {arg}")),
+    })
+}
+
+fn for_each_directive(
+    doc: &Document,
+    f: &mut dyn FnMut(&Directive<'_>) -> Result<()>,
+) -> Result<()> {
+    fn walk(v: &Value, f: &mut dyn FnMut(&Directive<'_>) -> Result<()>) -> Result<()> {
+        if let Some(d) = directive(v) {
+            return match d {
+                Ok(d) => f(&d),
+                Err(reason) => Err(Error::invalid("template layer", reason)),
+            };
+        }
+        match v {
+            Value::Object(m) => m.values().try_for_each(|v| walk(v, f)),
+            Value::Array(a) => a.iter().try_for_each(|v| walk(v, f)),
+            _ => Ok(()),
+        }
+    }
+    doc.values().try_for_each(|v| walk(v, f))
+}
+
+fn substitute_table(
+    doc: &mut Document,
+    params: &Map<String, Value>,
+) -> std::result::Result<(), String> {
+    doc.values_mut().try_for_each(|v| substitute(v, params))
+}
+
+/// Replaces every directive in `value` by what it stands for.
+fn substitute(value: &mut Value, params: &Map<String, Value>) -> std::result::Result<(), String> {
+    if let Some(d) = directive(value) {
+        let new = match d? {
+            Directive::Param(name) => params.get(name).cloned().ok_or_else(|| {
+                format!(
+                    "{PARAM} {name:?}: the parameter has no value (give it, or give it a default)"
+                )
+            })?,
+            Directive::Format(text) => Value::String(format_with(text, params)?),
+        };
+        *value = new;
+        return Ok(());
+    }
+    match value {
+        Value::Object(m) => m.values_mut().try_for_each(|v| substitute(v, params)),
+        Value::Array(a) => a.iter_mut().try_for_each(|v| substitute(v, params)),
+        _ => Ok(()),
+    }
+}
+
+/// The parameter names a `$format` string uses.
+fn format_names(text: &str) -> std::result::Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    scan_format(text, &mut |name| {
+        names.push(name.to_owned());
+        Ok(String::new())
+    })?;
+    Ok(names)
+}
+
+/// A `$format` string with each `{name}` replaced by the parameter's text.
+fn format_with(text: &str, params: &Map<String, Value>) -> std::result::Result<String, String> {
+    scan_format(text, &mut |name| match params.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(Value::Bool(b)) => Ok(b.to_string()),
+        Some(other) => Err(format!(
+            "{FORMAT} {text:?}: parameter {name:?} is {other}, not a string, number or boolean"
+        )),
+        None => Err(format!(
+            "{FORMAT} {text:?}: parameter {name:?} has no value"
+        )),
+    })
+}
+
+fn scan_format(
+    text: &str,
+    each: &mut dyn FnMut(&str) -> std::result::Result<String, String>,
+) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => {
+                            return Err(format!(
+                                "{FORMAT} {text:?}: a '{{' is not closed (write '{{{{' for a brace)"
+                            ));
+                        }
+                    }
+                }
+                if name.is_empty() {
+                    return Err(format!("{FORMAT} {text:?}: an empty {{}}"));
+                }
+                out.push_str(&each(&name)?);
+            }
+            '}' => {
+                return Err(format!(
+                    "{FORMAT} {text:?}: a '}}' without '{{' (write '}}}}' for a brace)"
+                ));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// The templates shipped in the binary, in name order.
+const SHIPPED: &[(&str, &str)] = &[(
+    "http-service.toml",
+    include_str!("../library/http-service.toml"),
+)];
+
+/// The best-practice library shipped in the binary. Each template passed
+/// [`Template::check`] in this crate's tests; one that does not read is an
+/// internal error.
+pub fn library() -> Result<Vec<Template>> {
+    SHIPPED
+        .iter()
+        .map(|(name, text)| {
+            Template::from_toml(text, name).map_err(|e| Error::Internal {
+                message: format!("the shipped template {name} does not read: {e}"),
+            })
+        })
+        .collect()
+}
+
+/// A shipped template by `NAME` or `NAME@VERSION`.
+pub fn find(spec: &str) -> Result<Template> {
+    let (name, version) = match spec.split_once('@') {
+        Some((n, v)) => (
+            n,
+            Some(v.parse::<u32>().map_err(|_| {
+                Error::invalid(
+                    format!("template {spec}"),
+                    "the version after @ is a number",
+                )
+            })?),
+        ),
+        None => (spec, None),
+    };
+    let all = library()?;
+    let names: Vec<String> = all.iter().map(Template::id).collect();
+    all.into_iter()
+        .filter(|t| t.name == name && version.is_none_or(|v| v == t.version))
+        .max_by_key(|t| t.version)
+        .ok_or_else(|| Error::TemplateNotFound {
+            name: spec.to_owned(),
+            known: names.join(", "),
+        })
+}
+
+#[cfg(test)]
+mod tests;
