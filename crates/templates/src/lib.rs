@@ -64,6 +64,25 @@ pub struct Template {
     /// directives.
     #[serde(default)]
     pub layers: BTreeMap<String, Document>,
+    /// The mistakes its rules exist to catch: one per rule, each a value
+    /// that, set in a namespace made from the template with its defaults,
+    /// the rule refuses. Shown by `template show`, and tested.
+    #[serde(default)]
+    pub mistakes: Vec<Mistake>,
+}
+
+/// A mistake a template's validation catches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mistake {
+    /// The rule (its id) or schema place that refuses it.
+    pub rule: String,
+    /// The layer the value is set in.
+    pub layer: String,
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Value,
 }
 
 /// The declaration a template gives a namespace (its name is the one the
@@ -181,6 +200,24 @@ impl Template {
                 }
                 Ok(())
             })?;
+        }
+        for rule in &self.namespace.validation.rules {
+            if !self.mistakes.iter().any(|m| m.rule == rule.id) {
+                return Err(Error::invalid(
+                    &what,
+                    format!(
+                        "rule {} has no mistake: add a [[mistakes]] entry it refuses",
+                        rule.id
+                    ),
+                ));
+            }
+        }
+        for m in &self.mistakes {
+            LayerPath::parse(&m.layer).map_err(|e| {
+                Error::invalid(&what, format!("mistake for {}: layer: {e}", m.rule))
+            })?;
+            confstrata_core::KeyPath::parse(&m.key)
+                .map_err(|e| Error::invalid(&what, format!("mistake for {}: key: {e}", m.rule)))?;
         }
         let defaults = self.resolve_parameters(&BTreeMap::new()).map_err(|e| {
             Error::invalid(

@@ -177,6 +177,15 @@ fn show(t: &Template, output: Output) -> Result<()> {
             text.push_str(&format!("  {}: {}\n", r.id, r.check));
         }
     }
+    if !t.mistakes.is_empty() {
+        text.push_str("Catches (a value set in a namespace made from it, and what refuses it):\n");
+        for m in &t.mistakes {
+            text.push_str(&format!(
+                "  {} {} = {}: {}\n",
+                m.layer, m.key, m.value, m.rule
+            ));
+        }
+    }
     emit(&text);
     Ok(())
 }
