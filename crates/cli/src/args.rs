@@ -196,6 +196,13 @@ pub(crate) enum TemplateCommand {
         #[arg(short, long)]
         message: Option<String>,
     },
+    /// What a namespace made from a template changed relative to it: its
+    /// local overrides, key by key (the template's output rendered again
+    /// with the recorded version and parameters, against the layers now).
+    Diff {
+        /// The namespace.
+        namespace: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

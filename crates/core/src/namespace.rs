@@ -194,6 +194,27 @@ pub struct NamespaceSpec {
     /// What valid configuration looks like: schema, validators, rules.
     #[serde(default, skip_serializing_if = "Validation::is_empty")]
     pub validation: Validation,
+    /// The template the namespace was made from, if any (`confstrata
+    /// template apply`): `template diff` compares the layers with its
+    /// output. Absent in declarations written before templates existed,
+    /// which read as before; a binary older than this field refuses a
+    /// declaration that has it (declarations refuse unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateOrigin>,
+}
+
+/// Which template, version and parameters made a namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TemplateOrigin {
+    /// The template's name: `http-service`.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+    /// The parameters it was rendered with, defaults filled in.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub parameters: serde_json::Map<String, serde_json::Value>,
 }
 
 impl NamespaceSpec {

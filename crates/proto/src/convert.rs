@@ -223,6 +223,11 @@ impl From<&NamespaceSpec> for v1::NamespaceSpec {
             } else {
                 serde_json::to_string(&s.validation).unwrap_or_default()
             },
+            template: s.template.as_ref().map(|t| v1::TemplateOrigin {
+                name: t.name.clone(),
+                version: t.version,
+                parameters_json: Value::Object(t.parameters.clone()).to_string(),
+            }),
         }
     }
 }
@@ -255,12 +260,38 @@ pub fn namespace_spec(field: &str, s: &v1::NamespaceSpec) -> FieldResult<Namespa
             }),
         )?
     };
+    let template = match &s.template {
+        None => None,
+        Some(t) => {
+            let parameters = match serde_json::from_str(&t.parameters_json) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return Err(FieldError {
+                        field: format!("{field}.template.parameters_json"),
+                        error: Box::new(Error::invalid("parameters", "not a JSON object")),
+                    });
+                }
+                Err(e) => {
+                    return Err(FieldError {
+                        field: format!("{field}.template.parameters_json"),
+                        error: Box::new(Error::invalid("parameters", e.to_string())),
+                    });
+                }
+            };
+            Some(confstrata_core::TemplateOrigin {
+                name: t.name.clone(),
+                version: t.version,
+                parameters,
+            })
+        }
+    };
     let spec = NamespaceSpec {
         name,
         description: s.description.clone(),
         levels,
         matrix,
         validation,
+        template,
     };
     at_field(field, spec.validate())?;
     Ok(spec)

@@ -30,6 +30,7 @@ use confstrata_core::serde_json::{Map, Value};
 use confstrata_core::validation::Validation;
 use confstrata_core::{
     Context, Error, LayerPath, LevelTemplate, NamespaceName, NamespaceSpec, Op, Result,
+    TemplateOrigin,
 };
 use confstrata_rules::{Compiled, Limits, Lookup};
 use serde::{Deserialize, Serialize};
@@ -392,6 +393,11 @@ impl Template {
             levels: self.namespace.levels.clone(),
             matrix: self.namespace.matrix.clone(),
             validation: self.namespace.validation.clone(),
+            template: Some(TemplateOrigin {
+                name: self.name.clone(),
+                version: self.version,
+                parameters: params.clone(),
+            }),
         };
         spec.validate()
             .map_err(|e| Error::invalid(&what, format!("its declaration: {e}")))?;

@@ -46,6 +46,7 @@ impl Ctx {
                         validators: f.validators,
                         ..Default::default()
                     },
+                    template: None,
                 };
                 let cs = ChangeSet {
                     author: self.author.clone(),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use confstrata_core::ChangeSet;
+use confstrata_core::{At, ChangeSet, DiffKind, Document};
 use confstrata_engine::confstrata_templates::{self as templates, Template};
 use serde_json::{Value, json};
 
@@ -61,15 +61,7 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
                 ops: rendered.create_ops(),
             };
             if commit {
-                let info = ctx.backend.commit(&cs).map_err(|e| {
-                    if crate::errors::is(&e, confstrata_core::ErrorKind::Conflict) {
-                        e.context(format!(
-                            "namespace {namespace} exists already: a template creates a new namespace"
-                        ))
-                    } else {
-                        e
-                    }
-                })?;
+                let info = ctx.backend.commit(&cs).map_err(|e| exists(e, &namespace))?;
                 if ctx.output == Output::Table {
                     eprintln!(
                         "created namespace {namespace} from template {} ({} layers)",
@@ -79,7 +71,10 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
                 }
                 return ctx.print_commit(&info, cs.ops.len());
             }
-            let d = ctx.backend.dry_run(&cs)?;
+            let d = ctx
+                .backend
+                .dry_run(&cs)
+                .map_err(|e| exists(e, &namespace))?;
             if ctx.output == Output::Table {
                 print_diff(&d);
                 print_findings(&d.findings);
@@ -97,7 +92,97 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             }
             Ok(ValidationFailed::check(&d.findings)?)
         }
+        TemplateCommand::Diff { namespace } => diff(ctx, &namespace),
     }
+}
+
+/// A conflict on applying a template: the namespace is there already.
+fn exists(e: anyhow::Error, namespace: &str) -> anyhow::Error {
+    if crate::errors::is(&e, confstrata_core::ErrorKind::Conflict) {
+        e.context(format!(
+            "namespace {namespace} exists already: a template creates a new namespace"
+        ))
+    } else {
+        e
+    }
+}
+
+/// `template diff NS`: the local overrides of a namespace made from a
+/// template. Sealed values are compared and shown masked.
+fn diff(ctx: &Ctx, namespace: &str) -> Result<()> {
+    let name = ns(namespace)?;
+    let record = ctx.backend.namespace(&name, At::Latest)?;
+    let Some(origin) = &record.spec.template else {
+        anyhow::bail!(
+            "namespace {namespace} was not made from a template (its declaration records none)"
+        );
+    };
+    let t = templates::find(&format!("{}@{}", origin.name, origin.version))?;
+    let rendered = t.render(&name, &origin.parameters)?;
+    let current = ctx.backend.export_layers(&name, At::Latest)?;
+    let mut layers: BTreeMap<String, (Document, Document)> = BTreeMap::new();
+    for (layer, doc) in &rendered.layers {
+        layers.entry(layer.to_string()).or_default().0 = doc.clone();
+    }
+    for r in current {
+        layers.entry(r.layer.to_string()).or_default().1 = r.document;
+    }
+    let mut rows = Vec::new();
+    for (layer, (theirs, ours)) in &layers {
+        for d in confstrata_core::diff(theirs, ours) {
+            rows.push(json!({
+                "layer": layer,
+                "key": d.key,
+                "change": match d.kind {
+                    DiffKind::Added => "added",
+                    DiffKind::Removed => "removed",
+                    DiffKind::Changed => "changed",
+                },
+                "template": d.old,
+                "current": d.new,
+            }));
+        }
+    }
+    let mut declared = rendered.spec.clone();
+    declared.template = record.spec.template.clone();
+    let declaration_changed = declared != record.spec;
+    let v = json!({"namespace": namespace, "template": t.id(), "overrides": rows,
+        "declaration_changed": declaration_changed});
+    if ctx.output != Output::Table {
+        return structured(&v, ctx.output, &[], Vec::new);
+    }
+    structured(
+        &rows,
+        ctx.output,
+        &["LAYER", "KEY", "CHANGE", "TEMPLATE", "CURRENT"],
+        || {
+            rows.iter()
+                .map(|r| {
+                    ["layer", "key", "change", "template", "current"]
+                        .iter()
+                        .map(|f| {
+                            if r[*f].is_null() {
+                                String::new()
+                            } else {
+                                cell(&r[*f])
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        },
+    )?;
+    eprintln!(
+        "{} local override(s) of template {}{}",
+        rows.len(),
+        t.id(),
+        if declaration_changed {
+            "; the declaration (levels, matrix or validation) differs from the template's too"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 fn list(output: Output) -> Result<()> {

@@ -166,6 +166,65 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
         assert_eq!(r.code, code, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
     }
+    // The namespace records its template; diff shows the local overrides.
+    let shown: Value =
+        serde_json::from_str(&local(&["ns", "show", "web", "-o", "json"]).stdout).unwrap();
+    assert_eq!(shown["spec"]["template"]["name"], "http-service", "{shown}");
+    assert_eq!(
+        shown["spec"]["template"]["parameters"]["port"], 9000,
+        "{shown}"
+    );
+    let none: Value =
+        serde_json::from_str(&local(&["template", "diff", "web", "-o", "json"]).stdout).unwrap();
+    assert_eq!(none["overrides"], serde_json::json!([]), "{none}");
+    assert_eq!(local(&["set", "web", "env/prod", "replicas=5"]).code, 0);
+    assert_eq!(
+        local(&["set", "web", "env/dev", "log.level=\"debug\""]).code,
+        0
+    );
+    assert_eq!(
+        local(&["unset", "web", "defaults", "server.public_url"]).code,
+        0
+    );
+    let d: Value =
+        serde_json::from_str(&local(&["template", "diff", "web", "-o", "json"]).stdout).unwrap();
+    let got: Vec<(String, String, String)> = d["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["layer"].as_str().unwrap().to_owned(),
+                o["key"].as_str().unwrap().to_owned(),
+                o["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "defaults".into(),
+                "server.public_url".into(),
+                "removed".into()
+            ),
+            ("env/dev".into(), "log".into(), "added".into()),
+            ("env/prod".into(), "replicas".into(), "changed".into()),
+        ]
+    );
+    assert_eq!(d["declaration_changed"], false);
+    assert_eq!(
+        local(&["ns", "create", "plain", "--level", "defaults"]).code,
+        0
+    );
+    let r = local(&["template", "diff", "plain"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("not made from a template"),
+        "{}",
+        r.stderr
+    );
+
     // A parameters file, with --param winning over it.
     let params = dir.path().join("params.toml");
     std::fs::write(&params, "port = 7000\nprod_replicas = 5\n").unwrap();
@@ -210,4 +269,14 @@ fn a_template_applies_on_a_server() {
     let got = remote(&["resolve", "api", "-c", "env=dev,region=eu", "-o", "json"]);
     let got: Value = serde_json::from_str(&got.stdout).unwrap();
     assert_eq!(got["server"]["public_url"], "https://localhost:8080/");
+    // The recorded origin crosses the wire: diff works remotely.
+    assert_eq!(
+        remote(&["set", "api", "defaults", "server.port=8443"]).code,
+        0
+    );
+    let d = remote(&["template", "diff", "api", "-o", "json"]);
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    let d: Value = serde_json::from_str(&d.stdout).unwrap();
+    assert_eq!(d["overrides"][0]["key"], "server.port", "{d}");
+    assert_eq!(d["overrides"][0]["template"], 8080, "{d}");
 }

@@ -13,6 +13,7 @@ async fn namespaces_layers_and_keys() {
         name: "web".into(),
         description: "d".into(),
         validation_json: String::new(),
+        template: None,
         levels: vec!["defaults".into(), "env/{env}".into()],
         matrix: [(
             "env".to_owned(),

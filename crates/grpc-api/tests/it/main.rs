@@ -200,6 +200,7 @@ pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
                         spec: Some(v1::NamespaceSpec {
                             name: spec["name"].as_str().unwrap().into(),
                             description: String::new(),
+                            template: None,
                             validation_json: spec
                                 .get("validation")
                                 .map(ToString::to_string)

@@ -47,6 +47,22 @@ pub struct NamespaceSpec {
     /// declaration; every commit is checked against it.
     #[prost(string, tag = "5")]
     pub validation_json: ::prost::alloc::string::String,
+    /// The template the namespace was made from (unset: none).
+    #[prost(message, optional, tag = "6")]
+    pub template: ::core::option::Option<TemplateOrigin>,
+}
+/// Which template, version and parameters made a namespace.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TemplateOrigin {
+    /// The template's name, e.g. "http-service".
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Its version.
+    #[prost(uint32, tag = "2")]
+    pub version: u32,
+    /// The parameters it was rendered with, as a JSON object.
+    #[prost(string, tag = "3")]
+    pub parameters_json: ::prost::alloc::string::String,
 }
 /// The allowed values of one matrix variable.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
