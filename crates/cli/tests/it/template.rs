@@ -154,7 +154,7 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
         (
             vec!["template", "apply", "nope", "x"],
             4,
-            "shipped: http-service@1",
+            "template nope not found (shipped: ",
         ),
         (
             vec!["template", "apply", "http-service", "web", "--commit"],
