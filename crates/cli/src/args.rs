@@ -203,6 +203,42 @@ pub(crate) enum TemplateCommand {
         /// The namespace.
         namespace: String,
     },
+    /// Move a namespace made from a template to another version of it: a
+    /// three-way merge of the old output, the new output and the layers
+    /// now that keeps local overrides and reports conflicts by key. A dry
+    /// run (with the findings) unless --commit; refused while there are
+    /// conflicts unless --resolve settles them.
+    Upgrade {
+        /// The namespace.
+        namespace: String,
+        /// The version to move to (default: the newest).
+        #[arg(long)]
+        to: Option<u32>,
+        /// A parameter of the new version, NAME=VALUE (repeatable); the
+        /// others keep their recorded values, new ones their defaults.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Settle every conflict: keep the namespace's value (ours) or take
+        /// the new template's (theirs).
+        #[arg(long, value_enum)]
+        resolve: Option<ResolveSide>,
+        /// Apply it (one change set, refused if anything changed since it
+        /// was read).
+        #[arg(long)]
+        commit: bool,
+        /// Change message (default: "upgrade to template NAME@VERSION").
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+}
+
+/// How `template upgrade --resolve` settles conflicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ResolveSide {
+    /// Keep the namespace's value.
+    Ours,
+    /// Take the new template's value.
+    Theirs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -418,6 +418,10 @@ impl Template {
     }
 }
 
+mod upgrade;
+
+pub use upgrade::{Resolve, Upgrade, UpgradeChange, plan_upgrade};
+
 static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
 
 /// What a parameter's schema expects, for an error: ` (expects integer,
@@ -630,6 +634,10 @@ const SHIPPED: &[(&str, &str)] = &[
     (
         "http-service.toml",
         include_str!("../library/http-service.toml"),
+    ),
+    (
+        "http-service-2.toml",
+        include_str!("../library/http-service-2.toml"),
     ),
     (
         "kafka-consumer.toml",

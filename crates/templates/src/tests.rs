@@ -182,3 +182,124 @@ proptest! {
         prop_assert_eq!(url, format!("https://{host}:8080/"));
     }
 }
+
+mod upgrade {
+    use confstrata_core::{KeyPath, LayerRecord, NamespaceRecord, NamespaceSpec, Op};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn spec() -> NamespaceSpec {
+        NamespaceSpec {
+            name: "web".parse().unwrap(),
+            description: String::new(),
+            levels: vec![confstrata_core::LevelTemplate::parse("defaults").unwrap()],
+            matrix: BTreeMap::new(),
+            validation: confstrata_core::Validation::default(),
+            template: None,
+        }
+    }
+
+    fn rendered(doc: &Document) -> Rendered {
+        Rendered {
+            spec: spec(),
+            layers: vec![("defaults".parse().unwrap(), doc.clone())],
+            parameters: Map::new(),
+        }
+    }
+
+    /// A flat document over a few keys, values from a few choices, so the
+    /// three sides agree and differ in every way.
+    fn flat() -> impl Strategy<Value = Document> {
+        proptest::collection::btree_map("[abcd]", 0i64..3, 0..4)
+            .prop_map(|m| m.into_iter().map(|(k, v)| (k, json!(v))).collect())
+    }
+
+    fn apply(doc: &mut Document, ops: &[Op]) {
+        for op in ops {
+            match op {
+                Op::Set { key, value, .. } => {
+                    confstrata_core::doc::set(doc, key, value.clone()).unwrap();
+                }
+                Op::Unset { key, .. } => {
+                    confstrata_core::doc::unset(doc, key);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    proptest! {
+        /// Local overrides are kept, the template's changes are taken
+        /// where the namespace did not touch the key, conflicts are
+        /// reported (and left as they are) exactly where both sides
+        /// changed a key differently, and an upgrade to the same output is
+        /// a no-op.
+        #[test]
+        fn a_three_way_merge_keeps_overrides_and_reports_conflicts(
+            base in flat(), theirs in flat(), ours in flat(),
+        ) {
+            let current = NamespaceRecord { spec: spec(), revision: 7 };
+            let layers = [LayerRecord::new("web".parse().unwrap(), "defaults".parse().unwrap(), ours.clone(), 5)];
+            let up = plan_upgrade(&rendered(&base), &rendered(&theirs), &current, &layers, None);
+            let mut result = ours.clone();
+            apply(&mut result, &up.ops);
+            for k in ["a", "b", "c", "d"] {
+                let key = KeyPath::parse(k).unwrap();
+                let (b, t, o, r) = (base.get(k), theirs.get(k), ours.get(k), result.get(k));
+                let conflict = up.conflicts.iter().any(|c| c.key == k);
+                if o == b {
+                    prop_assert_eq!(r, t, "{} untouched locally takes the template's", k);
+                } else if t == b {
+                    prop_assert_eq!(r, o, "{} overridden locally is kept", k);
+                } else if o == t {
+                    prop_assert_eq!(r, o);
+                } else {
+                    prop_assert!(conflict, "{} changed on both sides is a conflict", k);
+                    prop_assert_eq!(r, o, "{} a conflict is left as it is", k);
+                }
+                prop_assert_eq!(conflict, o != b && t != b && o != t, "{}", k);
+                let _ = key;
+            }
+            // Every layer op carries the layer's revision once.
+            let expects: Vec<_> = up.ops.iter().filter_map(|op| match op {
+                Op::Set { expect_revision: Some(r), .. } | Op::Unset { expect_revision: Some(r), .. } => Some(*r),
+                _ => None,
+            }).collect();
+            prop_assert!(expects.len() <= 1 && expects.iter().all(|r| *r == 5));
+            // Upgrading again, from the new output to itself, changes no key.
+            let mut after = layers[0].clone();
+            after.document = result;
+            let again = plan_upgrade(&rendered(&theirs), &rendered(&theirs), &current, &[after], None);
+            prop_assert!(again.changes.is_empty() && again.conflicts.is_empty());
+            prop_assert_eq!(again.ops.len(), 1, "only the declaration's origin");
+        }
+    }
+
+    #[test]
+    fn resolving_takes_a_side() {
+        let current = NamespaceRecord {
+            spec: spec(),
+            revision: 7,
+        };
+        let ours = [LayerRecord::new(
+            "web".parse().unwrap(),
+            "defaults".parse().unwrap(),
+            json!({"a": 1}).as_object().unwrap().clone(),
+            5,
+        )];
+        let base = rendered(json!({"a": 0}).as_object().unwrap());
+        let theirs = rendered(json!({"a": 2}).as_object().unwrap());
+        for (resolve, want) in [
+            (None, 1),
+            (Some(Resolve::Ours), 1),
+            (Some(Resolve::Theirs), 2),
+        ] {
+            let up = plan_upgrade(&base, &theirs, &current, &ours, resolve);
+            assert_eq!(up.conflicts.len(), 1);
+            let mut doc = ours[0].document.clone();
+            apply(&mut doc, &up.ops);
+            assert_eq!(doc["a"], json!(want), "{resolve:?}");
+        }
+    }
+}

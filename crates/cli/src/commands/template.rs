@@ -12,7 +12,7 @@ use confstrata_engine::confstrata_templates::{self as templates, Template};
 use serde_json::{Value, json};
 
 use super::{Ctx, print_diff, print_findings};
-use crate::args::{Output, TemplateCommand};
+use crate::args::{Output, ResolveSide, TemplateCommand};
 use crate::errors::ValidationFailed;
 use crate::input::{ns, parse_value, pick_format, split_pair};
 use crate::output::{cell, emit, structured};
@@ -49,10 +49,7 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
                 )?;
                 given.extend(doc);
             }
-            for p in &params {
-                let (k, v) = split_pair(p).with_context(|| format!("--param {p:?}"))?;
-                given.insert(k.to_owned(), parse_value(v));
-            }
+            given.extend(param_flags(&params)?);
             let params = t.resolve_parameters(&given)?;
             let rendered = t.render(&ns(&namespace)?, &params)?;
             let cs = ChangeSet {
@@ -93,7 +90,161 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             Ok(ValidationFailed::check(&d.findings)?)
         }
         TemplateCommand::Diff { namespace } => diff(ctx, &namespace),
+        TemplateCommand::Upgrade {
+            namespace,
+            to,
+            params,
+            resolve,
+            commit,
+            message,
+        } => upgrade(ctx, &namespace, to, &params, resolve, commit, message),
     }
+}
+
+/// Reads `NAME=VALUE` parameter flags.
+fn param_flags(params: &[String]) -> Result<BTreeMap<String, Value>> {
+    let mut given = BTreeMap::new();
+    for p in params {
+        let (k, v) = split_pair(p).with_context(|| format!("--param {p:?}"))?;
+        given.insert(k.to_owned(), parse_value(v));
+    }
+    Ok(given)
+}
+
+/// `template upgrade NS`: see [`templates::plan_upgrade`].
+fn upgrade(
+    ctx: &Ctx,
+    namespace: &str,
+    to: Option<u32>,
+    params: &[String],
+    resolve: Option<ResolveSide>,
+    commit: bool,
+    message: Option<String>,
+) -> Result<()> {
+    let name = ns(namespace)?;
+    let record = ctx.backend.namespace(&name, At::Latest)?;
+    let Some(origin) = record.spec.template.clone() else {
+        anyhow::bail!(
+            "namespace {namespace} was not made from a template (its declaration records none)"
+        );
+    };
+    let old = templates::find(&format!("{}@{}", origin.name, origin.version))?;
+    let new = match to {
+        Some(v) => templates::find(&format!("{}@{v}", origin.name))?,
+        None => templates::find(&origin.name)?,
+    };
+    let mut given: BTreeMap<String, Value> = origin
+        .parameters
+        .iter()
+        .filter(|(k, _)| new.parameters_list().iter().any(|p| &p.name == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    given.extend(param_flags(params)?);
+    let new_params = new.resolve_parameters(&given)?;
+    if new.version == origin.version && new_params == origin.parameters {
+        eprintln!(
+            "nothing to upgrade: {namespace} is at template {} with these parameters",
+            new.id()
+        );
+        return Ok(());
+    }
+    let base = old.render(&name, &origin.parameters)?;
+    let theirs = new.render(&name, &new_params)?;
+    let layers = ctx.backend.export_layers(&name, At::Latest)?;
+    let plan = templates::plan_upgrade(
+        &base,
+        &theirs,
+        &record,
+        &layers,
+        resolve.map(|r| match r {
+            ResolveSide::Ours => templates::Resolve::Ours,
+            ResolveSide::Theirs => templates::Resolve::Theirs,
+        }),
+    );
+    let cs = ChangeSet {
+        author: ctx.author.clone(),
+        message: message.unwrap_or_else(|| format!("upgrade to template {}", new.id())),
+        ops: plan.ops.clone(),
+    };
+    let show = |findings: Option<&[confstrata_core::Finding]>| -> Result<()> {
+        if ctx.output != Output::Table {
+            return structured(
+                &json!({"namespace": namespace, "from": old.id(), "to": new.id(),
+                    "changes": plan.changes, "conflicts": plan.conflicts,
+                    "kept_overrides": plan.kept, "declaration": plan.declaration,
+                    "findings": findings}),
+                ctx.output,
+                &[],
+                Vec::new,
+            );
+        }
+        let rows: Vec<Vec<String>> = plan
+            .changes
+            .iter()
+            .chain(&plan.conflicts)
+            .map(|c| {
+                let v = |x: &Option<Value>| x.as_ref().map(cell).unwrap_or_default();
+                vec![
+                    c.layer
+                        .as_ref()
+                        .map_or_else(|| "(declaration)".to_owned(), ToString::to_string),
+                    c.key.clone(),
+                    if c.conflict { "CONFLICT" } else { "take new" }.to_owned(),
+                    v(&c.base),
+                    v(&c.current),
+                    v(&c.new),
+                ]
+            })
+            .collect();
+        emit(&crate::output::table(
+            &[
+                "LAYER",
+                "KEY",
+                "MERGE",
+                "OLD TEMPLATE",
+                "CURRENT",
+                "NEW TEMPLATE",
+            ],
+            &rows,
+        ));
+        if let Some(findings) = findings {
+            print_findings(findings);
+        }
+        eprintln!(
+            "{} → {}: {} change(s), {} conflict(s), {} local override(s) kept{}",
+            old.id(),
+            new.id(),
+            plan.changes.len(),
+            plan.conflicts.len(),
+            plan.kept,
+            if plan.declaration {
+                "; the declaration changes"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    };
+    if !plan.conflicts.is_empty() && resolve.is_none() && commit {
+        show(None)?;
+        return Err(crate::errors::PlanChanged(format!(
+            "{} conflict(s) between {namespace}'s values and template {}; nothing was changed: settle them with --resolve ours or --resolve theirs (or change the keys first)",
+            plan.conflicts.len(),
+            new.id()
+        ))
+        .into());
+    }
+    if commit {
+        let info = ctx.backend.commit(&cs)?;
+        show(None)?;
+        return ctx.print_commit(&info, cs.ops.len());
+    }
+    let d = ctx.backend.dry_run(&cs)?;
+    show(Some(&d.findings))?;
+    if ctx.output == Output::Table {
+        eprintln!("dry run: nothing was changed; run again with --commit to apply it");
+    }
+    Ok(ValidationFailed::check(&d.findings)?)
 }
 
 /// A conflict on applying a template: the namespace is there already.

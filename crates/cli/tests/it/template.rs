@@ -45,13 +45,13 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
     assert!(shown.status.success());
     assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0);
     for t in &list {
-        let name = t["name"].as_str().unwrap();
+        let name = &format!("{}@{}", t["name"].as_str().unwrap(), t["version"]);
         let show = run(&["template", "show", name]);
         assert_eq!(show.code, 0, "{}", show.stderr);
         assert!(show.stdout.contains("Parameters:"), "{}", show.stdout);
         // Applied with its defaults, the namespace validates clean in
         // every context of its matrix.
-        let ns = format!("t-{name}");
+        let ns = format!("t-{}", name.replace('@', "-"));
         let dry = local(&["template", "apply", name, &ns, "-o", "json"]);
         assert_eq!(dry.code, 0, "{name}: {}", dry.stderr);
         let dry: Value = serde_json::from_str(&dry.stdout).unwrap();
@@ -69,8 +69,8 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
     // Each rule of each template refuses the mistake it exists for,
     // naming itself; nothing is changed.
     for t in &list {
-        let name = t["name"].as_str().unwrap();
-        let ns = format!("t-{name}");
+        let name = &format!("{}@{}", t["name"].as_str().unwrap(), t["version"]);
+        let ns = format!("t-{}", name.replace('@', "-"));
         let shown = run(&["template", "show", name, "-o", "json"]);
         let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
         let mistakes = shown["mistakes"].as_array().unwrap();
@@ -218,6 +218,64 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
         0
     );
     let r = local(&["template", "diff", "plain"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("not made from a template"),
+        "{}",
+        r.stderr
+    );
+
+    // Upgrade: a namespace made from version 1, with one local override the
+    // new version does not touch (kept) and one it changes (a conflict).
+    assert_eq!(
+        local(&["template", "apply", "http-service@1", "up", "--commit"]).code,
+        0
+    );
+    assert_eq!(local(&["set", "up", "env/prod", "replicas=5"]).code, 0);
+    assert_eq!(
+        local(&["set", "up", "defaults", "server.idle_timeout_ms=45000"]).code,
+        0
+    );
+    let dry = local(&["template", "upgrade", "up", "-o", "json"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let dry: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(dry["to"], "http-service@2");
+    assert_eq!(
+        dry["changes"][0]["key"], "server.read_header_timeout_ms",
+        "{dry}"
+    );
+    assert_eq!(
+        dry["conflicts"][0]["key"], "server.idle_timeout_ms",
+        "{dry}"
+    );
+    assert_eq!(dry["kept_overrides"], 1);
+    let refused = local(&["template", "upgrade", "up", "--commit"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--resolve"), "{}", refused.stderr);
+    let still: Value =
+        serde_json::from_str(&local(&["get", "up", "defaults", "-o", "json"]).stdout).unwrap();
+    assert!(
+        still["server"].get("read_header_timeout_ms").is_none(),
+        "nothing changed: {still}"
+    );
+    let done = local(&["template", "upgrade", "up", "--commit", "--resolve", "ours"]);
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let now: Value = serde_json::from_str(
+        &local(&["resolve", "up", "-c", "env=prod,region=eu", "-o", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(now["server"]["read_header_timeout_ms"], 2000);
+    assert_eq!(now["server"]["idle_timeout_ms"], 45000);
+    assert_eq!(now["replicas"], 5);
+    assert_eq!(local(&["validate", "up"]).code, 0);
+    let again = local(&["template", "upgrade", "up", "--commit"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to upgrade"),
+        "{}",
+        again.stderr
+    );
+    let r = local(&["template", "upgrade", "plain"]);
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("not made from a template"),
