@@ -211,6 +211,12 @@ pub struct TemplateOrigin {
     /// The template's name: `http-service`.
     pub name: String,
     /// Its version.
+    // As u64 with u32's bound: utoipa writes u32 as `int32`, whose range
+    // tools take to end at 2^31 - 1.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = u64, maximum = 4294967295_u64)
+    )]
     pub version: u32,
     /// The parameters it was rendered with, defaults filled in.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
