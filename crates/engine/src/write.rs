@@ -533,6 +533,11 @@ impl Engine {
                 drop(held);
                 drop(shared);
                 started.stop(&*engine.timings, confstrata_core::timing::Phase::Commit);
+                // Before the caller learns the result: once it has, it may
+                // drop its engine, and this clone must not be the last one
+                // (the store would then close on its own writer thread,
+                // which cannot join itself, and release its lock late).
+                drop(engine);
                 done(result);
             }),
         );

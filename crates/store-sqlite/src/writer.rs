@@ -304,6 +304,13 @@ impl Drop for Writer {
     fn drop(&mut self) {
         lock(&self.shared.queue).closed = true;
         self.shared.work.notify_all();
+        // Dropped on the writer thread itself (a callback held the last
+        // reference): it cannot join itself; it ends when this returns.
+        if ON_WRITER.with(std::cell::Cell::get) {
+            tracing::warn!("the store was closed from its own writer thread");
+            self.thread.take();
+            return;
+        }
         if let Some(t) = self.thread.take()
             && t.join().is_err()
         {
