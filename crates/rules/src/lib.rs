@@ -115,6 +115,7 @@
 //! assert_eq!(findings[1].stage, Stage::Validator);
 //! ```
 
+mod generate;
 mod library;
 mod schema;
 mod script;
@@ -133,6 +134,7 @@ use rhai::{AST, Dynamic};
 use serde_json::Value;
 
 pub use confstrata_core::validation::{Finding, Stage};
+pub use generate::Generator;
 pub use library::library;
 pub use shared::{Library, MAX_ENTRY_NAME};
 pub use stack::{CHECK_STACK_BYTES, assume_check_stack, on_check_stack};

@@ -107,6 +107,26 @@ fn on_progress(ops: u64) -> Option<Dynamic> {
 /// the document as a rhai value, or why it is not available.
 pub(crate) type Fetched = BTreeMap<String, Result<Dynamic, String>>;
 
+thread_local! {
+    /// What `config()` reads in a whole-script run (a generator), which
+    /// rhai's `eval` gives no per-run tag for; set for one run on its thread.
+    static SCRIPT_FETCHED: std::cell::RefCell<Option<Arc<Fetched>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `config()` reading `fetched` on this thread.
+pub(crate) fn with_fetched<T>(fetched: Arc<Fetched>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Arc<Fetched>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SCRIPT_FETCHED.with(|f| *f.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(SCRIPT_FETCHED.with(|f| f.borrow_mut().replace(fetched)));
+    f()
+}
+
 /// An error raised by `config()` (not thrown by the script itself).
 #[derive(Debug, Clone)]
 struct ConfigError(String);
@@ -121,7 +141,10 @@ fn config_error(message: String, ctx: &NativeCallContext<'_>) -> Box<EvalAltResu
 /// `config("name")`: another namespace's resolved configuration for the
 /// same context, from what the check fetched before running the cross rules.
 fn config_fn(ctx: NativeCallContext<'_>, name: &str) -> Result<Dynamic, Box<EvalAltResult>> {
-    let fetched = ctx.tag().and_then(|tag| tag.read_lock::<Arc<Fetched>>());
+    let fetched = ctx
+        .tag()
+        .and_then(|tag| tag.read_lock::<Arc<Fetched>>().map(|f| Arc::clone(&f)))
+        .or_else(|| SCRIPT_FETCHED.with(|f| f.borrow().clone()));
     let Some(fetched) = fetched else {
         return Err(config_error(
             format!(
@@ -199,7 +222,7 @@ fn is_identifier(s: &str) -> bool {
 }
 
 /// Renders a rhai position, shifted up by `line_offset` lines of wrapper.
-fn where_(pos: Position, line_offset: usize, max_line: usize) -> Option<String> {
+pub(crate) fn where_(pos: Position, line_offset: usize, max_line: usize) -> Option<String> {
     let line = pos
         .line()?
         .saturating_sub(line_offset)
@@ -210,7 +233,7 @@ fn where_(pos: Position, line_offset: usize, max_line: usize) -> Option<String> 
     })
 }
 
-fn line_count(source: &str) -> usize {
+pub(crate) fn line_count(source: &str) -> usize {
     source.lines().count().max(1)
 }
 
@@ -537,17 +560,20 @@ pub(crate) enum Origin<'a> {
     Rule(&'a str),
     /// A validator body (wrapped: one line of offset).
     Validator(&'a str),
+    /// A whole script, as written (a generator: no offset).
+    Script(&'a str),
 }
 
 impl Sandbox {
     /// Explains a script error in words, with the line and column in the
     /// user's source when rhai gives them.
     pub(crate) fn explain(&self, err: &EvalAltResult, origin: Origin<'_>) -> String {
-        let source = match origin {
-            Origin::Rule(s) | Origin::Validator(s) => s,
+        let (source, offset) = match origin {
+            Origin::Rule(s) | Origin::Validator(s) => (s, 1),
+            Origin::Script(s) => (s, 0),
         };
         let at = |pos: Position| {
-            where_(pos, 1, line_count(source))
+            where_(pos, offset, line_count(source))
                 .map(|w| format!(" ({w})"))
                 .unwrap_or_default()
         };
@@ -621,7 +647,7 @@ impl Sandbox {
         truncate(msg)
     }
 
-    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         let _guard = RunGuard::start(&self.limits);
         f()
     }

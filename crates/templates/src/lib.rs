@@ -32,7 +32,7 @@ use confstrata_core::{
     Context, Error, LayerPath, LevelTemplate, NamespaceName, NamespaceSpec, Op, Result,
     TemplateOrigin,
 };
-use confstrata_rules::{Compiled, Limits, Lookup};
+use confstrata_rules::{Compiled, Limits};
 use serde::{Deserialize, Serialize};
 
 /// The directive a layer value uses to take a parameter's value.
@@ -65,6 +65,10 @@ pub struct Template {
     /// directives.
     #[serde(default)]
     pub layers: BTreeMap<String, Document>,
+    /// The generators: rhai scripts that compute layer values per context
+    /// of the matrix (replicas by tier, URLs by region).
+    #[serde(default)]
+    pub generators: Vec<GeneratorSpec>,
     /// The mistakes its rules exist to catch: one per rule, each a value
     /// that, set in a namespace made from the template with its defaults,
     /// the rule refuses. Shown by `template show`, and tested.
@@ -84,6 +88,29 @@ pub struct Mistake {
     pub key: String,
     /// The value.
     pub value: Value,
+}
+
+/// A generator in a template: a rhai script run once per layer of one
+/// level over the namespace's matrix, whose value (a map) is merged into
+/// that layer. See [`confstrata_rules::Generator`] for what a script sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// Its name, unique in the template: named by errors and by `explain`.
+    pub id: String,
+    /// The level whose layers it computes, one of the namespace's levels
+    /// (`env/{env}`): it runs once per layer of that level the matrix
+    /// selects, with `ctx` holding that layer's variables.
+    pub level: String,
+    /// What it computes.
+    #[serde(default)]
+    pub description: String,
+    /// The namespaces it reads with `config("name")`: every one must be
+    /// declared here (and every one declared must be read).
+    #[serde(default)]
+    pub reads: Vec<String>,
+    /// The script.
+    pub script: String,
 }
 
 /// The declaration a template gives a namespace (its name is the one the
@@ -130,9 +157,74 @@ pub struct Rendered {
     pub layers: Vec<(LayerPath, Document)>,
     /// The parameters used, defaults filled in.
     pub parameters: Map<String, Value>,
+    /// What each generator computed: the layer, the generator's id, and
+    /// its output (already merged into `layers`).
+    pub generated: Vec<(LayerPath, String, Document)>,
+}
+
+/// Where a rendered value came from (see [`Rendered::source`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "name")]
+pub enum Source {
+    /// The template's `[layers]` table.
+    Layers,
+    /// A generator, by id.
+    Generator(String),
 }
 
 impl Rendered {
+    /// The document of `layer`, if the template renders one.
+    pub fn layer(&self, layer: &LayerPath) -> Option<&Document> {
+        self.layers.iter().find(|(l, _)| l == layer).map(|(_, d)| d)
+    }
+
+    /// Which part of the template rendered `key` in `layer`: a generator,
+    /// the `[layers]` table, or nothing (`None`: the template does not set
+    /// it there).
+    pub fn source(&self, layer: &LayerPath, key: &confstrata_core::KeyPath) -> Option<Source> {
+        if let Some((_, id, _)) = self
+            .generated
+            .iter()
+            .find(|(l, _, d)| l == layer && confstrata_core::doc::get(d, key).is_some())
+        {
+            return Some(Source::Generator(id.clone()));
+        }
+        self.layer(layer)
+            .and_then(|d| confstrata_core::doc::get(d, key))
+            .map(|_| Source::Layers)
+    }
+
+    /// Validates the rendered namespace over its whole matrix: each
+    /// context's configuration resolved from the rendered layers and
+    /// checked with the declared chain (cross-namespace rules read
+    /// `lookup`). The findings, context by context.
+    pub fn validate(&self, lookup: &dyn Lookup) -> Result<Vec<Finding>> {
+        let compiled =
+            Compiled::compile(&self.spec.name, &self.spec.validation, &Limits::default())?;
+        let mut findings = Vec::new();
+        if compiled.is_empty() {
+            return Ok(findings);
+        }
+        for ctx in self.spec.matrix_contexts() {
+            let paths = self.spec.layers_for(&ctx)?;
+            let inputs: Vec<confstrata_core::LayerInput<'_>> = paths
+                .iter()
+                .filter_map(|p| {
+                    self.layers.iter().find(|(l, _)| l == p).map(|(l, d)| {
+                        confstrata_core::LayerInput {
+                            layer: l,
+                            revision: 0,
+                            document: d,
+                        }
+                    })
+                })
+                .collect();
+            let resolved = confstrata_core::resolve(&inputs).to_document();
+            findings.extend(compiled.check(&ctx, &resolved, lookup));
+        }
+        Ok(findings)
+    }
+
     /// The operations that create the namespace and its layers, each with
     /// `expect_revision = 0` (must not exist yet): applying a template
     /// never overwrites a namespace.
@@ -202,6 +294,51 @@ impl Template {
                 Ok(())
             })?;
         }
+        let mut ids = std::collections::BTreeSet::new();
+        for g in &self.generators {
+            let here = format!("{what} generator {:?}", g.id);
+            if g.id.trim().is_empty() || g.id.chars().any(char::is_control) {
+                return Err(Error::invalid(
+                    &here,
+                    "a generator id must be non-empty, without control characters",
+                ));
+            }
+            if !ids.insert(g.id.as_str()) {
+                return Err(Error::invalid(
+                    &here,
+                    "declared twice; generator ids are unique in a template",
+                ));
+            }
+            let Some(level) = self.namespace.levels.iter().find(|l| l.as_str() == g.level) else {
+                let known: Vec<&str> = self
+                    .namespace
+                    .levels
+                    .iter()
+                    .map(LevelTemplate::as_str)
+                    .collect();
+                return Err(Error::invalid(
+                    &here,
+                    format!(
+                        "level {:?} is not one of the namespace's levels ({})",
+                        g.level,
+                        known.join(", ")
+                    ),
+                ));
+            };
+            if let Some(var) = level
+                .variables()
+                .find(|v| !self.namespace.matrix.contains_key(*v))
+            {
+                return Err(Error::invalid(
+                    &here,
+                    format!(
+                        "its level {} uses {{{var}}}, which the matrix gives no values, so it would never run",
+                        g.level
+                    ),
+                ));
+            }
+            self.compile_generator(g)?;
+        }
         for rule in &self.namespace.validation.rules {
             if !self.mistakes.iter().any(|m| m.rule == rule.id) {
                 return Err(Error::invalid(
@@ -238,7 +375,7 @@ impl Template {
         };
         let probe =
             NamespaceName::parse(&self.name).map_err(|e| Error::invalid(&what, e.to_string()))?;
-        let rendered = self.render(&probe, &params)?;
+        let rendered = self.render_inner(&probe, &params, None)?;
         Compiled::compile(&probe, &rendered.spec.validation, &Limits::default())
             .map_err(|e| Error::invalid(&what, format!("its validation chain: {e}")))?;
         Ok(())
@@ -376,11 +513,35 @@ impl Template {
     }
 
     /// Renders the template for `namespace` with resolved `params` (see
-    /// [`Template::resolve_parameters`]).
+    /// [`Template::resolve_parameters`]), its generators reading no other
+    /// namespace (one that calls `config()` fails: use
+    /// [`Template::render_with`]).
     pub fn render(
         &self,
         namespace: &NamespaceName,
         params: &Map<String, Value>,
+    ) -> Result<Rendered> {
+        self.render_with(namespace, params, &NoLookup)
+    }
+
+    /// [`Template::render`] with the generators' `config("name")` reading
+    /// `lookup`, for the same context as the layer they compute.
+    pub fn render_with(
+        &self,
+        namespace: &NamespaceName,
+        params: &Map<String, Value>,
+        lookup: &dyn Lookup,
+    ) -> Result<Rendered> {
+        self.render_inner(namespace, params, Some(lookup))
+    }
+
+    /// Renders; with `lookup` `None`, generators that read other
+    /// namespaces are compiled but not run (checking a template on its own).
+    fn render_inner(
+        &self,
+        namespace: &NamespaceName,
+        params: &Map<String, Value>,
+        lookup: Option<&dyn Lookup>,
     ) -> Result<Rendered> {
         let what = self.what();
         let spec = NamespaceSpec {
@@ -410,16 +571,94 @@ impl Template {
                 .map_err(|reason| Error::invalid(format!("{what} layer {path}"), reason))?;
             layers.push((layer, doc));
         }
+        let mut generated = Vec::new();
+        for g in &self.generators {
+            let here = format!("{what} generator {:?}", g.id);
+            let compiled = self.compile_generator(g)?;
+            if lookup.is_none() && !g.reads.is_empty() {
+                continue;
+            }
+            let level = spec
+                .levels
+                .iter()
+                .find(|l| l.as_str() == g.level)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        &here,
+                        format!("level {:?} is not one of the namespace's levels", g.level),
+                    )
+                })?;
+            // One run per layer of the level that the matrix selects.
+            let mut paths = BTreeMap::new();
+            for ctx in spec.matrix_contexts() {
+                if let Some(path) = level.fill(&ctx) {
+                    let bindings = level.matches(&path).unwrap_or_default();
+                    paths.entry(path).or_insert(bindings);
+                }
+            }
+            for (path, ctx) in paths {
+                let out = compiled
+                    .run(&ctx, params, lookup.unwrap_or(&NoLookup))
+                    .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
+                let Some(out) = out else { continue };
+                let index = match layers.iter().position(|(l, _)| *l == path) {
+                    Some(i) => i,
+                    None => {
+                        layers.push((path.clone(), Document::new()));
+                        layers.len() - 1
+                    }
+                };
+                merge_generated(&mut layers[index].1, &out, "").map_err(|key| {
+                    Error::invalid(
+                        format!("{here} for layer {path}"),
+                        format!(
+                            "it sets {key}, which the template's layers or another generator already set there; a key has one source"
+                        ),
+                    )
+                })?;
+                generated.push((path, g.id.clone(), out));
+            }
+        }
+        layers.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Rendered {
             spec,
             layers,
             parameters: params.clone(),
+            generated,
         })
+    }
+
+    /// Compiles one generator, checking its declared reads.
+    fn compile_generator(&self, g: &GeneratorSpec) -> Result<confstrata_rules::Generator> {
+        let here = format!("{} generator {:?}", self.what(), g.id);
+        let compiled = confstrata_rules::Generator::compile(&here, &g.script, &Limits::default())?;
+        for ns in compiled.references() {
+            if !g.reads.iter().any(|r| r == ns.as_str()) {
+                return Err(Error::invalid(
+                    &here,
+                    format!(
+                        "it reads namespace {:?} with config(), which it does not declare: add it to reads",
+                        ns.as_str()
+                    ),
+                ));
+            }
+        }
+        for r in &g.reads {
+            if !compiled.references().iter().any(|ns| ns.as_str() == r) {
+                return Err(Error::invalid(
+                    &here,
+                    format!("it declares it reads {r:?} but never calls config({r:?})"),
+                ));
+            }
+        }
+        Ok(compiled)
     }
 }
 
 mod upgrade;
 
+/// What generators and cross-namespace rules read other namespaces through.
+pub use confstrata_rules::{Finding, Lookup};
 pub use upgrade::{Resolve, Upgrade, UpgradeChange, plan_upgrade};
 
 static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
@@ -459,6 +698,32 @@ impl Lookup for NoLookup {
     ) -> std::result::Result<Option<Document>, String> {
         Ok(None)
     }
+}
+
+/// Merges a generator's output into a layer, refusing a key both set (the
+/// error is its path).
+fn merge_generated(
+    into: &mut Document,
+    out: &Document,
+    prefix: &str,
+) -> std::result::Result<(), String> {
+    for (k, v) in out {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (into.get_mut(k), v) {
+            (None, _) => {
+                into.insert(k.clone(), v.clone());
+            }
+            (Some(Value::Object(existing)), Value::Object(new)) => {
+                merge_generated(existing, new, &path)?;
+            }
+            (Some(_), _) => return Err(path),
+        }
+    }
+    Ok(())
 }
 
 /// A directive found in a layer document.

@@ -205,6 +205,7 @@ mod upgrade {
             spec: spec(),
             layers: vec![("defaults".parse().unwrap(), doc.clone())],
             parameters: Map::new(),
+            generated: Vec::new(),
         }
     }
 
@@ -301,5 +302,184 @@ mod upgrade {
             apply(&mut doc, &up.ops);
             assert_eq!(doc["a"], json!(want), "{resolve:?}");
         }
+    }
+}
+
+mod generators {
+    use super::*;
+    use confstrata_core::KeyPath;
+
+    fn postgres() -> Template {
+        find("postgres-client").unwrap()
+    }
+
+    fn render(t: &Template, pairs: &[(&str, Value)]) -> Result<Rendered> {
+        let params = t.resolve_parameters(&given(pairs))?;
+        t.render(&ns(), &params)
+    }
+
+    #[test]
+    fn generators_compute_values_per_layer_of_their_level() {
+        let t = postgres();
+        let r = render(
+            &t,
+            &[("host", json!("db.example.com")), ("pool_max", json!(40))],
+        )
+        .unwrap();
+        let layer = |p: &str| r.layer(&p.parse().unwrap()).cloned().unwrap_or_default();
+        assert_eq!(layer("env/dev")["pool"]["max_size"], json!(10));
+        assert_eq!(layer("env/staging")["pool"]["max_size"], json!(10));
+        assert!(!layer("env/prod").contains_key("pool"));
+        assert_eq!(
+            layer("env/prod/region/eu")["postgres"]["host"],
+            json!("prod-eu.db.example.com")
+        );
+        assert_eq!(
+            layer("env/dev/region/us")["postgres"]["host"],
+            json!("dev-us.db.example.com")
+        );
+        // Provenance: the generator, the layers table, or nothing.
+        let key = |k: &str| KeyPath::parse(k).unwrap();
+        assert_eq!(
+            r.source(&"env/dev".parse().unwrap(), &key("pool.max_size")),
+            Some(Source::Generator("pool-by-env".into()))
+        );
+        assert_eq!(
+            r.source(&"env/prod".parse().unwrap(), &key("postgres.sslmode")),
+            Some(Source::Layers)
+        );
+        assert_eq!(
+            r.source(&"env/prod".parse().unwrap(), &key("pool.max_size")),
+            None
+        );
+        // The minimum wins over a quarter; localhost gets no regional host.
+        let r = render(&t, &[("pool_max", json!(8)), ("pool_min", json!(4))]).unwrap();
+        assert_eq!(
+            r.layer(&"env/dev".parse().unwrap()).unwrap()["pool"]["max_size"],
+            json!(4)
+        );
+        assert!(r.layer(&"env/prod/region/eu".parse().unwrap()).is_none());
+        assert!(r.validate(&NoLookup).unwrap().is_empty());
+        // Deterministic: the same inputs render the same output.
+        assert_eq!(
+            r,
+            render(&t, &[("pool_max", json!(8)), ("pool_min", json!(4))]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bad_generator_is_refused_when_the_template_is_checked() {
+        let with = |level: &str, reads: &[&str], script: &str| {
+            let mut t = postgres();
+            t.generators = vec![GeneratorSpec {
+                id: "g".into(),
+                level: level.into(),
+                description: String::new(),
+                reads: reads.iter().map(|s| (*s).to_owned()).collect(),
+                script: script.into(),
+            }];
+            t.check().map_err(|e| e.to_string())
+        };
+        let cases = [
+            (
+                with("env/{env}", &[], r#"config("platform")"#),
+                "does not declare: add it to reads",
+            ),
+            (
+                with("env/{env}", &["platform"], "#{}"),
+                "never calls config(\"platform\")",
+            ),
+            (
+                with("tier/{tier}", &[], "#{}"),
+                "not one of the namespace's levels",
+            ),
+            (with("env/{env}", &[], "#{ a: "), "does not compile"),
+            (
+                with("env/{env}", &[], "loop {}"),
+                "stopped after 100000 operations",
+            ),
+            (
+                with("env/{env}", &[], "#{ postgres: #{ sslmode: \"disable\" } }"),
+                "already set there",
+            ),
+            (with("env/{env}", &[], "42"), "must be a map"),
+        ];
+        for (got, says) in cases {
+            let err = got.unwrap_err();
+            assert!(err.contains(says), "{says}: {err}");
+            assert!(err.contains("generator \"g\""), "{err}");
+        }
+        // A generator that reads another namespace compiles when checked
+        // and runs when rendered with a lookup that has it.
+        assert!(
+            with(
+                "env/{env}",
+                &["platform"],
+                r#"let p = config("platform"); ()"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_shipped_template_validates_clean_over_its_matrix() {
+        for t in library().unwrap() {
+            let r = t
+                .render(&ns(), &t.resolve_parameters(&BTreeMap::new()).unwrap())
+                .unwrap();
+            let findings = r.validate(&NoLookup).unwrap();
+            assert!(findings.is_empty(), "{}: {findings:?}", t.id());
+        }
+    }
+}
+
+mod reads {
+    use super::*;
+
+    /// A platform namespace whose max_connections depends on the env.
+    struct Platform;
+    impl Lookup for Platform {
+        fn resolved(
+            &self,
+            ns: &NamespaceName,
+            ctx: &Context,
+        ) -> std::result::Result<Option<Document>, String> {
+            if ns.as_str() != "platform" {
+                return Ok(None);
+            }
+            let max = match ctx.get("env").map(String::as_str) {
+                Some("prod") => 400,
+                _ => 40,
+            };
+            Ok(json!({"postgres": {"max_connections": max}})
+                .as_object()
+                .cloned())
+        }
+    }
+
+    #[test]
+    fn a_generator_derives_limits_from_a_namespace_it_declares() {
+        let mut t = find("postgres-client").unwrap();
+        t.generators = vec![GeneratorSpec {
+            id: "pool-from-platform".into(),
+            level: "env/{env}".into(),
+            description: "a tenth of the server's connections".into(),
+            reads: vec!["platform".into()],
+            script: r#"#{ pool: #{ max_size: config("platform").postgres.max_connections / 10 } }"#
+                .into(),
+        }];
+        t.check().unwrap();
+        let params = t.resolve_parameters(&BTreeMap::new()).unwrap();
+        let r = t.render_with(&ns(), &params, &Platform).unwrap();
+        let size = |env: &str| {
+            r.layer(&format!("env/{env}").parse().unwrap()).unwrap()["pool"]["max_size"].clone()
+        };
+        assert_eq!((size("prod"), size("dev")), (json!(40), json!(4)));
+        // Without the namespace, the render fails naming it.
+        let err = t.render(&ns(), &params).unwrap_err().to_string();
+        assert!(
+            err.contains("pool-from-platform") && err.contains("no namespace named \"platform\""),
+            "{err}"
+        );
     }
 }

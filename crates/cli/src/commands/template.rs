@@ -51,7 +51,7 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             }
             given.extend(param_flags(&params)?);
             let params = t.resolve_parameters(&given)?;
-            let rendered = t.render(&ns(&namespace)?, &params)?;
+            let rendered = t.render_with(&ns(&namespace)?, &params, &Reader(&ctx.backend))?;
             let cs = ChangeSet {
                 author: ctx.author.clone(),
                 message: message.unwrap_or_else(|| format!("from template {}", t.id())),
@@ -98,6 +98,42 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             commit,
             message,
         } => upgrade(ctx, &namespace, to, &params, resolve, commit, message),
+    }
+}
+
+/// What generators read with `config("name")`: the namespace's resolved
+/// configuration, through the backend and the caller's grants, for the
+/// variables of the context that namespace uses.
+struct Reader<'a>(&'a crate::backend::Backend);
+
+impl templates::Lookup for Reader<'_> {
+    fn resolved(
+        &self,
+        namespace: &confstrata_core::NamespaceName,
+        context: &confstrata_core::Context,
+    ) -> std::result::Result<Option<Document>, String> {
+        let spec = match self.0.namespace(namespace, At::Latest) {
+            Ok(record) => record.spec,
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<confstrata_core::Error>(),
+                    Some(confstrata_core::Error::NamespaceNotFound { .. })
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        let vars = spec.variables();
+        let ctx: confstrata_core::Context = context
+            .iter()
+            .filter(|(k, _)| vars.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.0
+            .resolve(namespace, &ctx, None, At::Latest, false)
+            .map(|view| Some(view.document))
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -148,8 +184,8 @@ fn upgrade(
         );
         return Ok(());
     }
-    let base = old.render(&name, &origin.parameters)?;
-    let theirs = new.render(&name, &new_params)?;
+    let base = old.render_with(&name, &origin.parameters, &Reader(&ctx.backend))?;
+    let theirs = new.render_with(&name, &new_params, &Reader(&ctx.backend))?;
     let layers = ctx.backend.export_layers(&name, At::Latest)?;
     let plan = templates::plan_upgrade(
         &base,
@@ -269,7 +305,7 @@ fn diff(ctx: &Ctx, namespace: &str) -> Result<()> {
         );
     };
     let t = templates::find(&format!("{}@{}", origin.name, origin.version))?;
-    let rendered = t.render(&name, &origin.parameters)?;
+    let rendered = t.render_with(&name, &origin.parameters, &Reader(&ctx.backend))?;
     let current = ctx.backend.export_layers(&name, At::Latest)?;
     let mut layers: BTreeMap<String, (Document, Document)> = BTreeMap::new();
     for (layer, doc) in &rendered.layers {
@@ -406,6 +442,20 @@ fn show(t: &Template, output: Output) -> Result<()> {
             .map(|(k, _)| k.to_string())
             .collect();
         text.push_str(&format!("  {layer}: {}\n", keys.join(", ")));
+    }
+    if !t.generators.is_empty() {
+        text.push_str("Generators (computed per layer of their level):\n");
+        for g in &t.generators {
+            let reads = if g.reads.is_empty() {
+                String::new()
+            } else {
+                format!(" (reads {})", g.reads.join(", "))
+            };
+            text.push_str(&format!(
+                "  {} on {}{reads}: {}\n",
+                g.id, g.level, g.description
+            ));
+        }
     }
     if !t.namespace.validation.rules.is_empty() {
         text.push_str("Rules:\n");
