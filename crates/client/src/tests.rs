@@ -115,6 +115,7 @@ fn explain_answers_name_the_winner_and_the_changes() {
                 deleted: false,
                 winner: true,
                 change: Some(change),
+                origin: None,
             },
             v1::ExplainEntry {
                 layer: "defaults".into(),
@@ -123,6 +124,7 @@ fn explain_answers_name_the_winner_and_the_changes() {
                 deleted: true,
                 winner: false,
                 change: None,
+                origin: None,
             },
         ],
     };

@@ -64,7 +64,9 @@ pub use path::{
     KeyPath, LayerPath, MAX_KEY_PATH_BYTES, MAX_KEY_SEGMENTS, MAX_LAYER_PATH_BYTES,
     MAX_LAYER_SEGMENTS, MAX_SEGMENT_BYTES, NamespaceName,
 };
-pub use resolve::{ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve};
+pub use resolve::{
+    EntryOrigin, ExplainEntry, Explanation, LayerInput, Provenance, Resolved, resolve,
+};
 pub use store::{
     At, Change, ChangeItem, CommitDone, CommitInfo, DeclarationVersion, LayerRecord, LayerVersion,
     NamespaceRecord, RetentionPolicy, RetentionReport, RevisionInfo, StorageSize, Store, Timestamp,

@@ -278,6 +278,7 @@ impl<'a> Resolved<'a> {
                     value: (!deleted).then(|| v.clone()),
                     deleted,
                     winner: false,
+                    origin: None,
                 });
             }
         }
@@ -334,6 +335,29 @@ pub struct ExplainEntry {
     pub deleted: bool,
     /// Whether this layer's value is the resolved one.
     pub winner: bool,
+    /// When the namespace was made from a template: what the template
+    /// renders at this key in this layer (filled by the engine's explain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<EntryOrigin>,
+}
+
+/// What a template says about one layer's value (see [`ExplainEntry::origin`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntryOrigin {
+    /// The template the namespace was made from, `name@version`.
+    pub template: String,
+    /// The generator that computes the key in this layer, when one does
+    /// (otherwise the template's layers table sets it, or nothing does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// What the template renders at this key in this layer; none when the
+    /// template does not set it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_value: Option<Value>,
+    /// Whether the layer's value differs from what the template renders
+    /// (a local override, or a key the template does not set there).
+    pub overridden: bool,
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ mod read;
 mod security;
 mod stats;
 pub mod sync;
+mod templates;
 mod validate;
 mod view;
 mod write;
@@ -97,6 +98,7 @@ pub use security::{
     POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
 };
 pub use stats::EngineStats;
+pub use templates::CallerLookup;
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
 pub use view::SharedView;
 pub use write::{BlockingCommit, Route};

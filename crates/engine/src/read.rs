@@ -471,6 +471,11 @@ impl Engine {
             }
         }
         g.audit_read(Resource::namespace(ns.clone()), rev)?;
+        if !explanation.entries.is_empty()
+            && let Some(spec) = self.store.namespace(ns, rev)?
+        {
+            self.explain_origins(caller, &spec.spec, At::Revision(rev), &mut explanation);
+        }
         Ok(ExplainView {
             explanation,
             changes,

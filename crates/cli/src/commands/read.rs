@@ -86,17 +86,24 @@ pub(super) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<()> {
         }
         .into());
     }
+    let has_origin = x.explanation.entries.iter().any(|e| e.origin.is_some());
     structured(
         &x,
         ctx.output,
-        &["LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE"],
+        if has_origin {
+            &[
+                "LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE", "TEMPLATE",
+            ]
+        } else {
+            &["LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE"]
+        },
         || {
             x.explanation
                 .entries
                 .iter()
                 .map(|e| {
                     let change = x.changes.get(&e.revision);
-                    vec![
+                    let mut row = vec![
                         e.layer.to_string(),
                         e.revision.to_string(),
                         if e.deleted {
@@ -111,11 +118,31 @@ pub(super) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<()> {
                         },
                         change.map(|c| c.author.clone()).unwrap_or_default(),
                         change.map(|c| c.message.clone()).unwrap_or_default(),
-                    ]
+                    ];
+                    if has_origin {
+                        row.push(e.origin.as_ref().map(origin_cell).unwrap_or_default());
+                    }
+                    row
                 })
                 .collect()
         },
     )
+}
+
+/// What the template says about an explained value: `from http-service@2`,
+/// `from postgres-client@1, generator pool-by-env`, `overrides
+/// http-service@2's 5000`, or `not in http-service@2`.
+fn origin_cell(o: &confstrata_core::EntryOrigin) -> String {
+    let by = o
+        .generator
+        .as_ref()
+        .map(|g| format!(", generator {g}"))
+        .unwrap_or_default();
+    match (&o.template_value, o.overridden) {
+        (Some(_), false) => format!("from {}{by}", o.template),
+        (Some(v), true) => format!("overrides {}'s {}{by}", o.template, cell(v)),
+        (None, _) => format!("local, not in {}", o.template),
+    }
 }
 
 pub(super) fn history(ctx: &Ctx, args: HistoryArgs) -> Result<()> {

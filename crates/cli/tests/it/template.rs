@@ -338,3 +338,85 @@ fn a_template_applies_on_a_server() {
     assert_eq!(d["overrides"][0]["key"], "server.port", "{d}");
     assert_eq!(d["overrides"][0]["template"], 8080, "{d}");
 }
+
+/// Generators compute per-layer values, and explain says, entry by entry,
+/// which template (and which generator) a value came from and where a
+/// local value overrides it — locally and over gRPC.
+#[test]
+fn explain_names_the_template_and_generator_behind_a_value() {
+    let server = Server::start();
+    let remote = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", &server.token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let local = |args: &[&str]| {
+        let mut all = vec!["--data-dir", data.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    for cli in [&local as &dyn Fn(&[&str]) -> Run, &remote] {
+        let r = cli(&[
+            "template",
+            "apply",
+            "postgres-client",
+            "db",
+            "--param",
+            "host=db.example.com",
+            "--param",
+            "pool_max=40",
+            "--commit",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(cli(&["set", "db", "env/dev", "pool.max_size=7"]).code, 0);
+        let x = cli(&[
+            "explain",
+            "db",
+            "pool.max_size",
+            "-c",
+            "env=dev,region=eu",
+            "-o",
+            "json",
+        ]);
+        assert_eq!(x.code, 0, "{}", x.stderr);
+        let x: Value = serde_json::from_str(&x.stdout).unwrap();
+        let dev = &x["entries"][0];
+        assert_eq!(dev["layer"], "env/dev");
+        assert_eq!(dev["value"], 7);
+        assert_eq!(dev["origin"]["template"], "postgres-client@1", "{x}");
+        assert_eq!(dev["origin"]["generator"], "pool-by-env", "{x}");
+        assert_eq!(dev["origin"]["template_value"], 10, "{x}");
+        assert_eq!(dev["origin"]["overridden"], true, "{x}");
+        let defaults = &x["entries"][1];
+        assert_eq!(defaults["origin"]["template_value"], 40, "{x}");
+        assert_eq!(defaults["origin"]["overridden"], false, "{x}");
+        assert!(defaults["origin"].get("generator").is_none(), "{x}");
+        // The regional primary, computed per env and region.
+        let x = cli(&["explain", "db", "postgres.host", "-c", "env=prod,region=us"]);
+        assert_eq!(x.code, 0, "{}", x.stderr);
+        assert!(
+            x.stdout.contains("prod-us.db.example.com")
+                && x.stdout
+                    .contains("from postgres-client@1, generator regional-primary"),
+            "{}",
+            x.stdout
+        );
+    }
+    // A namespace made without a template explains as before.
+    assert_eq!(
+        local(&["ns", "create", "plain", "--level", "defaults"]).code,
+        0
+    );
+    assert_eq!(local(&["set", "plain", "defaults", "a=1"]).code, 0);
+    let x = local(&["explain", "plain", "a"]);
+    assert_eq!(x.code, 0, "{}", x.stderr);
+    assert!(!x.stdout.contains("TEMPLATE"), "{}", x.stdout);
+}

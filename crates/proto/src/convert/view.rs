@@ -132,6 +132,16 @@ impl From<&ExplainView> for v1::ExplainResponse {
                     deleted: en.deleted,
                     winner: en.winner,
                     change: x.changes.get(&en.revision).map(Into::into),
+                    origin: en.origin.as_ref().map(|o| v1::ExplainOrigin {
+                        template: o.template.clone(),
+                        generator: o.generator.clone().unwrap_or_default(),
+                        template_value_json: o
+                            .template_value
+                            .as_ref()
+                            .map(to_json)
+                            .unwrap_or_default(),
+                        overridden: o.overridden,
+                    }),
                 })
                 .collect(),
         }
@@ -175,6 +185,21 @@ pub fn explained(r: &v1::ExplainResponse) -> FieldResult<ExplainView> {
             },
             deleted: e.deleted,
             winner: e.winner,
+            origin: e
+                .origin
+                .as_ref()
+                .map(|o| {
+                    Ok::<_, _>(confstrata_core::EntryOrigin {
+                        template: o.template.clone(),
+                        generator: (!o.generator.is_empty()).then(|| o.generator.clone()),
+                        template_value: optional_value(
+                            &format!("{field}.origin.template_value_json"),
+                            &o.template_value_json,
+                        )?,
+                        overridden: o.overridden,
+                    })
+                })
+                .transpose()?,
         });
     }
     let value = optional_value("value_json", &r.value_json)?;

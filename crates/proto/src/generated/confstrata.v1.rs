@@ -4401,6 +4401,29 @@ pub struct ExplainEntry {
     /// The change set behind that revision, when still retained.
     #[prost(message, optional, tag = "6")]
     pub change: ::core::option::Option<RevisionInfo>,
+    /// When the namespace was made from a template: what the template renders
+    /// at this key in this layer.
+    #[prost(message, optional, tag = "7")]
+    pub origin: ::core::option::Option<ExplainOrigin>,
+}
+/// What a template says about one layer's value in an explain.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExplainOrigin {
+    /// The template the namespace was made from, `name@version`.
+    #[prost(string, tag = "1")]
+    pub template: ::prost::alloc::string::String,
+    /// The generator that computes the key in this layer; empty when the
+    /// template's layers table sets it, or nothing does.
+    #[prost(string, tag = "2")]
+    pub generator: ::prost::alloc::string::String,
+    /// What the template renders at the key in this layer, as JSON; empty when
+    /// it does not set it there.
+    #[prost(string, tag = "3")]
+    pub template_value_json: ::prost::alloc::string::String,
+    /// Whether the layer's value differs from what the template renders (a
+    /// local override, or a key the template does not set there).
+    #[prost(bool, tag = "4")]
+    pub overridden: bool,
 }
 /// Response of Explain.
 #[derive(Clone, PartialEq, ::prost::Message)]
