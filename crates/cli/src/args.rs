@@ -230,6 +230,22 @@ pub(crate) enum TemplateCommand {
         #[arg(short, long)]
         message: Option<String>,
     },
+    /// Store a user template (a new version of it; a version is never
+    /// replaced): a TOML file, or a directory holding template.toml. The
+    /// store checks it first (its parameters, directives and generators,
+    /// and its render with the defaults validated clean over its matrix);
+    /// a dry run unless --commit.
+    Put {
+        /// The template file, or a directory with template.toml.
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Store it.
+        #[arg(long)]
+        commit: bool,
+        /// Change message (default: "add template NAME@VERSION").
+        #[arg(short, long)]
+        message: Option<String>,
+    },
 }
 
 /// How `template upgrade --resolve` settles conflicts.

@@ -16,6 +16,7 @@ use confstrata_engine::{Caller, Engine};
 use serde_json::{Value, json};
 
 mod rbac;
+mod templates;
 
 /// The store a command works on.
 pub(crate) enum Backend {

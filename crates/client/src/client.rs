@@ -12,6 +12,7 @@ use confstrata_proto::v1;
 use confstrata_proto::v1::admin_service_client::AdminServiceClient;
 use confstrata_proto::v1::backup_service_client::BackupServiceClient;
 use confstrata_proto::v1::config_service_client::ConfigServiceClient;
+use confstrata_proto::v1::template_service_client::TemplateServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -152,6 +153,8 @@ pub struct Client {
     admin: AdminServiceClient<Channel>,
     /// `BackupService` over the same connection.
     backup: BackupServiceClient<Channel>,
+    /// `TemplateService` over the same connection.
+    templates: TemplateServiceClient<Channel>,
     request_timeout: Option<Duration>,
     /// `Bearer <token>`, ready to send.
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
@@ -259,6 +262,9 @@ impl Client {
             backup: BackupServiceClient::new(channel.clone())
                 .max_decoding_message_size(options.max_message_bytes)
                 .max_encoding_message_size(options.max_message_bytes),
+            templates: TemplateServiceClient::new(channel.clone())
+                .max_decoding_message_size(options.max_message_bytes)
+                .max_encoding_message_size(options.max_message_bytes),
             raw: ConfigServiceClient::new(channel)
                 .max_decoding_message_size(options.max_message_bytes)
                 .max_encoding_message_size(options.max_message_bytes),
@@ -333,6 +339,85 @@ impl Client {
             .verify_backup(self.request(v1::VerifyBackupRequest {
                 id: id.unwrap_or_default().to_owned(),
             }))
+            .await?
+            .into_inner())
+    }
+
+    /// The template catalogue: the library shipped in the server, then the
+    /// user templates (`TemplateService.ListTemplates`).
+    pub async fn list_templates(&self) -> Result<v1::ListTemplatesResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .list_templates(self.request(v1::ListTemplatesRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// One template by `NAME` or `NAME@VERSION`.
+    pub async fn get_template(&self, template: &str) -> Result<v1::TemplateEntry> {
+        let r = self
+            .templates
+            .clone()
+            .get_template(self.request(v1::GetTemplateRequest {
+                template: template.to_owned(),
+            }))
+            .await?
+            .into_inner();
+        r.template.ok_or_else(|| {
+            crate::error::Error::from(tonic::Status::internal("no template in the answer"))
+        })
+    }
+
+    /// Applies a template to a new namespace: rendered, validated and
+    /// dry-run, or committed (`TemplateService.ApplyTemplate`).
+    pub async fn apply_template(
+        &self,
+        req: v1::ApplyTemplateRequest,
+    ) -> Result<v1::ApplyTemplateResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .apply_template(self.request(req))
+            .await?
+            .into_inner())
+    }
+
+    /// A namespace's local overrides of its template.
+    pub async fn diff_template(&self, ns: &NamespaceName) -> Result<v1::DiffTemplateResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .diff_template(self.request(v1::DiffTemplateRequest {
+                namespace: ns.to_string(),
+            }))
+            .await?
+            .into_inner())
+    }
+
+    /// Plans (and dry-runs or commits) the upgrade of a namespace to
+    /// another version of its template.
+    pub async fn upgrade_template(
+        &self,
+        req: v1::UpgradeTemplateRequest,
+    ) -> Result<v1::UpgradeTemplateResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .upgrade_template(self.request(req))
+            .await?
+            .into_inner())
+    }
+
+    /// Stores a user template after checking it (dry run unless `commit`).
+    pub async fn put_template(
+        &self,
+        req: v1::PutTemplateRequest,
+    ) -> Result<v1::PutTemplateResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .put_template(self.request(req))
             .await?
             .into_inner())
     }

@@ -98,7 +98,10 @@ pub use security::{
     POLICY_SETTING, SecurityOptions, crypto_error, from_journal,
 };
 pub use stats::EngineStats;
-pub use templates::CallerLookup;
+pub use templates::{
+    CallerLookup, CatalogueEntry, Outcome, Override, TEMPLATES_NAMESPACE, TemplateDiff,
+    TemplatePlan, UpgradePlan,
+};
 pub use validate::{DEFAULT_VALIDATION_BUDGET, LIBRARY_NAMESPACE, ValidationHook};
 pub use view::SharedView;
 pub use write::{BlockingCommit, Route};

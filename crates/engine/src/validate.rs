@@ -239,7 +239,7 @@ impl<'a> Candidate<'a> {
         Ok(self.store.namespace(ns, self.revision)?.map(|r| r.spec))
     }
 
-    fn layer(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Document>> {
+    pub(crate) fn layer(&self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<Document>> {
         if let Some(d) = self.layers.get(&(ns.clone(), layer.clone())) {
             return Ok(d.clone());
         }
@@ -503,10 +503,12 @@ impl Validator {
         self.with_index(store, may_read, |i| {
             let mut checked: BTreeSet<NamespaceName> = BTreeSet::new();
             for ns in &touched {
-                let chained = match declared.get(ns) {
-                    Some(spec) => !spec.validation.is_empty(),
-                    None => i.chained.contains(*ns),
-                };
+                // User templates are checked whole when written.
+                let chained = crate::templates::is_templates(ns)
+                    || match declared.get(ns) {
+                        Some(spec) => !spec.validation.is_empty(),
+                        None => i.chained.contains(*ns),
+                    };
                 if chained {
                     checked.insert((*ns).clone());
                 }
@@ -610,7 +612,7 @@ impl Validator {
     /// through a namespace whose rules read what it touches.
     pub(crate) fn needed(&self, candidate: &Candidate<'_>, plan: &Plan) -> Result<bool> {
         for ns in touched(plan).keys() {
-            if is_library(ns) {
+            if is_library(ns) || crate::templates::is_templates(ns) {
                 return Ok(true);
             }
             if candidate
@@ -661,8 +663,18 @@ impl Validator {
                 }
             }
         }
+        let mut findings = Vec::new();
         for (ns, (spec_changed, layers)) in &touched {
             if is_library(ns) {
+                continue;
+            }
+            if crate::templates::is_templates(ns) {
+                // User templates: each one written is checked as a whole.
+                let mut written = Vec::with_capacity(layers.len());
+                for l in layers {
+                    written.push((l.clone(), candidate.layer(ns, l)?));
+                }
+                findings.extend(crate::templates::check_stored(&written, candidate));
                 continue;
             }
             let Some(spec) = candidate.spec(ns)? else {
@@ -686,7 +698,6 @@ impl Validator {
                 }
             }
         }
-        let mut findings = Vec::new();
         let mut spend = self.spend();
         for (ns, contexts) in work {
             let Some(spec) = candidate.spec(&ns)? else {

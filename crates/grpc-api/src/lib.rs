@@ -35,6 +35,7 @@ mod gate;
 mod health;
 mod service;
 mod status;
+mod template;
 mod watch;
 
 use std::future::Future;
@@ -49,6 +50,9 @@ use confstrata_proto::v1::backup_service_server::{
     BackupServiceServer, SERVICE_NAME as BACKUP_SERVICE_NAME,
 };
 use confstrata_proto::v1::config_service_server::{ConfigServiceServer, SERVICE_NAME};
+use confstrata_proto::v1::template_service_server::{
+    SERVICE_NAME as TEMPLATE_SERVICE_NAME, TemplateServiceServer,
+};
 use tokio::net::TcpListener;
 
 pub use crate::status::ERROR_DOMAIN;
@@ -135,6 +139,12 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
     })
     .max_decoding_message_size(options.max_message_bytes)
     .max_encoding_message_size(options.max_message_bytes);
+    let templates = TemplateServiceServer::new(template::Service {
+        calls: calls.clone(),
+        limits: options.limits,
+    })
+    .max_decoding_message_size(options.max_message_bytes)
+    .max_encoding_message_size(options.max_message_bytes);
     let admin = AdminServiceServer::new(admin::Service { calls })
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -155,6 +165,9 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .set_serving::<BackupServiceServer<backup::Service>>()
         .await;
     health
+        .set_serving::<TemplateServiceServer<template::Service>>()
+        .await;
+    health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let mut stopping = host.stopping();
@@ -164,7 +177,13 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
                 return;
             }
         }
-        for name in ["", SERVICE_NAME, ADMIN_SERVICE_NAME, BACKUP_SERVICE_NAME] {
+        for name in [
+            "",
+            SERVICE_NAME,
+            ADMIN_SERVICE_NAME,
+            BACKUP_SERVICE_NAME,
+            TEMPLATE_SERVICE_NAME,
+        ] {
             health
                 .set_service_status(name, tonic_health::ServingStatus::NotServing)
                 .await;
@@ -185,7 +204,8 @@ pub async fn router(host: &Host, options: &ServeOptions) -> Result<axum::Router,
         .add_service(reflection_v1alpha)
         .add_service(config)
         .add_service(admin)
-        .add_service(backups);
+        .add_service(backups)
+        .add_service(templates);
     Ok(routes
         .into_axum_router()
         // Watch events are encoded once per group: the method's own route.

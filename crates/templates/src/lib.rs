@@ -948,9 +948,9 @@ pub fn library() -> Result<Vec<Template>> {
         .map_err(|message| Error::Internal { message })
 }
 
-/// A shipped template by `NAME` or `NAME@VERSION`.
-pub fn find(spec: &str) -> Result<Template> {
-    let (name, version) = match spec.split_once('@') {
+/// Splits `NAME[@VERSION]`.
+pub fn split_id(spec: &str) -> Result<(&str, Option<u32>)> {
+    Ok(match spec.split_once('@') {
         Some((n, v)) => (
             n,
             Some(v.parse::<u32>().map_err(|_| {
@@ -961,7 +961,12 @@ pub fn find(spec: &str) -> Result<Template> {
             })?),
         ),
         None => (spec, None),
-    };
+    })
+}
+
+/// A shipped template by `NAME` or `NAME@VERSION`.
+pub fn find(spec: &str) -> Result<Template> {
+    let (name, version) = split_id(spec)?;
     let all = library()?;
     let names: Vec<String> = all.iter().map(Template::id).collect();
     all.into_iter()

@@ -45,9 +45,17 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
             bump_revision,
         );
     }
-    // The shipped templates need no store or server.
+    // The shipped templates need no store or server: without a server and
+    // without a store, list and show read the library alone (no data
+    // directory is made).
     if let Command::Template(c @ (TemplateCommand::List | TemplateCommand::Show { .. })) =
-        cli.command
+        &cli.command
+        && cli.addr.is_none()
+        && !cli
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+            .exists()
     {
         return template::offline(c, cli.output);
     }

@@ -1,14 +1,14 @@
-//! `confstrata template`: the best-practice library shipped in the binary
-//! (`confstrata_templates`): list, show, and apply into a new namespace as
-//! one change set (a dry run with the validation findings over the whole
-//! matrix first). Rendering happens here, on the client, so a server of any
-//! version takes the result as an ordinary change set.
+//! `confstrata template`: the catalogue (the best-practice library shipped
+//! in the binary and the user templates of the store), list, show, apply
+//! into a new namespace, diff, upgrade and put. Rendering, generators and
+//! validation run in the engine (`Engine::template_*`), on the embedded
+//! store or on the server (`TemplateService`); this module prints.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use confstrata_core::{At, ChangeSet, DiffKind, Document};
 use confstrata_engine::confstrata_templates::{self as templates, Template};
+use confstrata_engine::{CatalogueEntry, Outcome};
 use serde_json::{Value, json};
 
 use super::{Ctx, print_diff, print_findings};
@@ -17,17 +17,27 @@ use crate::errors::ValidationFailed;
 use crate::input::{ns, parse_value, pick_format, split_pair};
 use crate::output::{cell, emit, structured};
 
-/// `list` and `show`: the library is in the binary.
-pub(super) fn offline(c: TemplateCommand, output: Output) -> Result<()> {
+/// `list` and `show` without a store or server: the library in the binary.
+pub(super) fn offline(c: &TemplateCommand, output: Output) -> Result<()> {
     match c {
-        TemplateCommand::Show { name } => show(&templates::find(&name)?, output),
-        _ => list(output),
+        TemplateCommand::Show { name } => show(&templates::find(name)?, output),
+        _ => {
+            let all: Vec<CatalogueEntry> = templates::library()?
+                .into_iter()
+                .map(|template| CatalogueEntry {
+                    source: "library",
+                    template,
+                })
+                .collect();
+            list(&all, output)
+        }
     }
 }
 
 pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
     match c {
-        TemplateCommand::List | TemplateCommand::Show { .. } => offline(c, ctx.output),
+        TemplateCommand::List => list(&ctx.backend.templates()?, ctx.output),
+        TemplateCommand::Show { name } => show(&ctx.backend.template(&name)?, ctx.output),
         TemplateCommand::Apply {
             template,
             namespace,
@@ -36,7 +46,6 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             commit,
             message,
         } => {
-            let t = templates::find(&template)?;
             let mut given = BTreeMap::new();
             if let Some(file) = file {
                 let name = file.display().to_string();
@@ -50,44 +59,47 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
                 given.extend(doc);
             }
             given.extend(param_flags(&params)?);
-            let params = t.resolve_parameters(&given)?;
-            let rendered = t.render_with(&ns(&namespace)?, &params, &Reader(&ctx.backend))?;
-            let cs = ChangeSet {
-                author: ctx.author.clone(),
-                message: message.unwrap_or_else(|| format!("from template {}", t.id())),
-                ops: rendered.create_ops(),
-            };
-            if commit {
-                let info = ctx.backend.commit(&cs).map_err(|e| exists(e, &namespace))?;
-                if ctx.output == Output::Table {
-                    eprintln!(
-                        "created namespace {namespace} from template {} ({} layers)",
-                        t.id(),
-                        rendered.layers.len()
-                    );
-                }
-                return ctx.print_commit(&info, cs.ops.len());
-            }
-            let d = ctx
+            let (plan, done) = ctx
                 .backend
-                .dry_run(&cs)
+                .template_apply(
+                    &template,
+                    &ns(&namespace)?,
+                    &given,
+                    commit,
+                    &ctx.author,
+                    message,
+                )
                 .map_err(|e| exists(e, &namespace))?;
-            if ctx.output == Output::Table {
-                print_diff(&d);
-                print_findings(&d.findings);
-                eprintln!(
-                    "dry run: nothing was created; run again with --commit to create {namespace}"
-                );
-            } else {
-                structured(
-                    &json!({"template": t.id(), "namespace": namespace,
-                        "parameters": rendered.parameters, "dry_run": d}),
-                    ctx.output,
-                    &[],
-                    Vec::new,
-                )?;
+            match done {
+                Outcome::Committed(info) => {
+                    if ctx.output == Output::Table {
+                        eprintln!(
+                            "created namespace {namespace} from template {} ({} layers)",
+                            plan.template,
+                            plan.change_set.ops.len().saturating_sub(1)
+                        );
+                    }
+                    ctx.print_commit(&info, plan.change_set.ops.len())
+                }
+                Outcome::DryRun(d) => {
+                    if ctx.output == Output::Table {
+                        print_diff(&d);
+                        print_findings(&d.findings);
+                        eprintln!(
+                            "dry run: nothing was created; run again with --commit to create {namespace}"
+                        );
+                    } else {
+                        structured(
+                            &json!({"template": plan.template, "namespace": namespace,
+                                "parameters": plan.parameters, "dry_run": d}),
+                            ctx.output,
+                            &[],
+                            Vec::new,
+                        )?;
+                    }
+                    Ok(ValidationFailed::check(&d.findings)?)
+                }
             }
-            Ok(ValidationFailed::check(&d.findings)?)
         }
         TemplateCommand::Diff { namespace } => diff(ctx, &namespace),
         TemplateCommand::Upgrade {
@@ -98,42 +110,68 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             commit,
             message,
         } => upgrade(ctx, &namespace, to, &params, resolve, commit, message),
+        TemplateCommand::Put {
+            file,
+            commit,
+            message,
+        } => put(ctx, &file, commit, message),
     }
 }
 
-/// What generators read with `config("name")`: the namespace's resolved
-/// configuration, through the backend and the caller's grants, for the
-/// variables of the context that namespace uses.
-struct Reader<'a>(&'a crate::backend::Backend);
-
-impl templates::Lookup for Reader<'_> {
-    fn resolved(
-        &self,
-        namespace: &confstrata_core::NamespaceName,
-        context: &confstrata_core::Context,
-    ) -> std::result::Result<Option<Document>, String> {
-        let spec = match self.0.namespace(namespace, At::Latest) {
-            Ok(record) => record.spec,
-            Err(e)
-                if matches!(
-                    e.downcast_ref::<confstrata_core::Error>(),
-                    Some(confstrata_core::Error::NamespaceNotFound { .. })
-                ) =>
-            {
-                return Ok(None);
+/// `template put -f FILE|DIR`: a user template (a TOML file, or a
+/// directory holding `template.toml`), checked by the store before it is
+/// accepted.
+fn put(ctx: &Ctx, file: &std::path::Path, commit: bool, message: Option<String>) -> Result<()> {
+    let path = if file.is_dir() {
+        file.join("template.toml")
+    } else {
+        file.to_path_buf()
+    };
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {name}"))?;
+    let t = Template::from_toml(&text, &name)?;
+    let (ops, done) = ctx
+        .backend
+        .template_put(&t, commit, &ctx.author, message)
+        .map_err(|e| {
+            if crate::errors::is(&e, confstrata_core::ErrorKind::Conflict) {
+                e.context(format!(
+                    "template {} is stored already: a stored version is never replaced; give the new one the next version",
+                    t.id()
+                ))
+            } else {
+                e
             }
-            Err(e) => return Err(format!("{e:#}")),
-        };
-        let vars = spec.variables();
-        let ctx: confstrata_core::Context = context
-            .iter()
-            .filter(|(k, _)| vars.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.0
-            .resolve(namespace, &ctx, None, At::Latest, false)
-            .map(|view| Some(view.document))
-            .map_err(|e| format!("{e:#}"))
+        })?;
+    match done {
+        Outcome::Committed(info) => {
+            if ctx.output == Output::Table {
+                eprintln!("stored template {}", t.id());
+            }
+            ctx.print_commit(&info, ops)
+        }
+        Outcome::DryRun(d) => {
+            if ctx.output == Output::Table {
+                print_findings(&d.findings);
+                eprintln!(
+                    "dry run: template {} {}; run again with --commit to store it",
+                    t.id(),
+                    if d.findings.is_empty() {
+                        "checks clean"
+                    } else {
+                        "does not check"
+                    }
+                );
+            } else {
+                structured(
+                    &json!({"template": t.id(), "dry_run": d}),
+                    ctx.output,
+                    &[],
+                    Vec::new,
+                )?;
+            }
+            Ok(ValidationFailed::check(&d.findings)?)
+        }
     }
 }
 
@@ -158,66 +196,47 @@ fn upgrade(
     message: Option<String>,
 ) -> Result<()> {
     let name = ns(namespace)?;
-    let record = ctx.backend.namespace(&name, At::Latest)?;
-    let Some(origin) = record.spec.template.clone() else {
-        anyhow::bail!(
-            "namespace {namespace} was not made from a template (its declaration records none)"
-        );
-    };
-    let old = templates::find(&format!("{}@{}", origin.name, origin.version))?;
-    let new = match to {
-        Some(v) => templates::find(&format!("{}@{v}", origin.name))?,
-        None => templates::find(&origin.name)?,
-    };
-    let mut given: BTreeMap<String, Value> = origin
-        .parameters
-        .iter()
-        .filter(|(k, _)| new.parameters_list().iter().any(|p| &p.name == *k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    given.extend(param_flags(params)?);
-    let new_params = new.resolve_parameters(&given)?;
-    if new.version == origin.version && new_params == origin.parameters {
+    let given = param_flags(params)?;
+    let resolve = resolve.map(|r| match r {
+        ResolveSide::Ours => templates::Resolve::Ours,
+        ResolveSide::Theirs => templates::Resolve::Theirs,
+    });
+    // The plan first (a dry run), so unsettled conflicts are shown and
+    // nothing is committed; then the commit, which the server plans again
+    // with the revisions it read as preconditions.
+    let (plan, dry) = ctx.backend.template_upgrade(
+        &name,
+        to,
+        &given,
+        resolve,
+        false,
+        &ctx.author,
+        message.clone(),
+    )?;
+    if plan.change_set.ops.is_empty() {
         eprintln!(
             "nothing to upgrade: {namespace} is at template {} with these parameters",
-            new.id()
+            plan.to
         );
         return Ok(());
     }
-    let base = old.render_with(&name, &origin.parameters, &Reader(&ctx.backend))?;
-    let theirs = new.render_with(&name, &new_params, &Reader(&ctx.backend))?;
-    let layers = ctx.backend.export_layers(&name, At::Latest)?;
-    let plan = templates::plan_upgrade(
-        &base,
-        &theirs,
-        &record,
-        &layers,
-        resolve.map(|r| match r {
-            ResolveSide::Ours => templates::Resolve::Ours,
-            ResolveSide::Theirs => templates::Resolve::Theirs,
-        }),
-    );
-    let cs = ChangeSet {
-        author: ctx.author.clone(),
-        message: message.unwrap_or_else(|| format!("upgrade to template {}", new.id())),
-        ops: plan.ops.clone(),
-    };
+    let up = &plan.upgrade;
     let show = |findings: Option<&[confstrata_core::Finding]>| -> Result<()> {
         if ctx.output != Output::Table {
             return structured(
-                &json!({"namespace": namespace, "from": old.id(), "to": new.id(),
-                    "changes": plan.changes, "conflicts": plan.conflicts,
-                    "kept_overrides": plan.kept, "declaration": plan.declaration,
+                &json!({"namespace": namespace, "from": plan.from, "to": plan.to,
+                    "changes": up.changes, "conflicts": up.conflicts,
+                    "kept_overrides": up.kept, "declaration": up.declaration,
                     "findings": findings}),
                 ctx.output,
                 &[],
                 Vec::new,
             );
         }
-        let rows: Vec<Vec<String>> = plan
+        let rows: Vec<Vec<String>> = up
             .changes
             .iter()
-            .chain(&plan.conflicts)
+            .chain(&up.conflicts)
             .map(|c| {
                 let v = |x: &Option<Value>| x.as_ref().map(cell).unwrap_or_default();
                 vec![
@@ -248,12 +267,12 @@ fn upgrade(
         }
         eprintln!(
             "{} → {}: {} change(s), {} conflict(s), {} local override(s) kept{}",
-            old.id(),
-            new.id(),
-            plan.changes.len(),
-            plan.conflicts.len(),
-            plan.kept,
-            if plan.declaration {
+            plan.from,
+            plan.to,
+            up.changes.len(),
+            up.conflicts.len(),
+            up.kept,
+            if up.declaration {
                 "; the declaration changes"
             } else {
                 ""
@@ -261,26 +280,34 @@ fn upgrade(
         );
         Ok(())
     };
-    if !plan.conflicts.is_empty() && resolve.is_none() && commit {
+    if !up.conflicts.is_empty() && resolve.is_none() && commit {
         show(None)?;
         return Err(crate::errors::PlanChanged(format!(
             "{} conflict(s) between {namespace}'s values and template {}; nothing was changed: settle them with --resolve ours or --resolve theirs (or change the keys first)",
-            plan.conflicts.len(),
-            new.id()
+            up.conflicts.len(),
+            plan.to
         ))
         .into());
     }
     if commit {
-        let info = ctx.backend.commit(&cs)?;
+        let (_, done) =
+            ctx.backend
+                .template_upgrade(&name, to, &given, resolve, true, &ctx.author, message)?;
         show(None)?;
-        return ctx.print_commit(&info, cs.ops.len());
+        return match done {
+            Some(Outcome::Committed(info)) => ctx.print_commit(&info, plan.change_set.ops.len()),
+            _ => Ok(()),
+        };
     }
-    let d = ctx.backend.dry_run(&cs)?;
-    show(Some(&d.findings))?;
+    let findings = match &dry {
+        Some(Outcome::DryRun(d)) => d.findings.clone(),
+        _ => Vec::new(),
+    };
+    show(Some(&findings))?;
     if ctx.output == Output::Table {
         eprintln!("dry run: nothing was changed; run again with --commit to apply it");
     }
-    Ok(ValidationFailed::check(&d.findings)?)
+    Ok(ValidationFailed::check(&findings)?)
 }
 
 /// A conflict on applying a template: the namespace is there already.
@@ -297,73 +324,33 @@ fn exists(e: anyhow::Error, namespace: &str) -> anyhow::Error {
 /// `template diff NS`: the local overrides of a namespace made from a
 /// template. Sealed values are compared and shown masked.
 fn diff(ctx: &Ctx, namespace: &str) -> Result<()> {
-    let name = ns(namespace)?;
-    let record = ctx.backend.namespace(&name, At::Latest)?;
-    let Some(origin) = &record.spec.template else {
-        anyhow::bail!(
-            "namespace {namespace} was not made from a template (its declaration records none)"
-        );
-    };
-    let t = templates::find(&format!("{}@{}", origin.name, origin.version))?;
-    let rendered = t.render_with(&name, &origin.parameters, &Reader(&ctx.backend))?;
-    let current = ctx.backend.export_layers(&name, At::Latest)?;
-    let mut layers: BTreeMap<String, (Document, Document)> = BTreeMap::new();
-    for (layer, doc) in &rendered.layers {
-        layers.entry(layer.to_string()).or_default().0 = doc.clone();
-    }
-    for r in current {
-        layers.entry(r.layer.to_string()).or_default().1 = r.document;
-    }
-    let mut rows = Vec::new();
-    for (layer, (theirs, ours)) in &layers {
-        for d in confstrata_core::diff(theirs, ours) {
-            rows.push(json!({
-                "layer": layer,
-                "key": d.key,
-                "change": match d.kind {
-                    DiffKind::Added => "added",
-                    DiffKind::Removed => "removed",
-                    DiffKind::Changed => "changed",
-                },
-                "template": d.old,
-                "current": d.new,
-            }));
-        }
-    }
-    let mut declared = rendered.spec.clone();
-    declared.template = record.spec.template.clone();
-    let declaration_changed = declared != record.spec;
-    let v = json!({"namespace": namespace, "template": t.id(), "overrides": rows,
-        "declaration_changed": declaration_changed});
+    let d = ctx.backend.template_diff(&ns(namespace)?)?;
     if ctx.output != Output::Table {
-        return structured(&v, ctx.output, &[], Vec::new);
+        return structured(&d, ctx.output, &[], Vec::new);
     }
-    structured(
-        &rows,
-        ctx.output,
+    let v = |x: &Option<Value>| x.as_ref().map(cell).unwrap_or_default();
+    let rows: Vec<Vec<String>> = d
+        .overrides
+        .iter()
+        .map(|o| {
+            vec![
+                o.layer.to_string(),
+                o.key.clone(),
+                o.change.to_owned(),
+                v(&o.template),
+                v(&o.current),
+            ]
+        })
+        .collect();
+    emit(&crate::output::table(
         &["LAYER", "KEY", "CHANGE", "TEMPLATE", "CURRENT"],
-        || {
-            rows.iter()
-                .map(|r| {
-                    ["layer", "key", "change", "template", "current"]
-                        .iter()
-                        .map(|f| {
-                            if r[*f].is_null() {
-                                String::new()
-                            } else {
-                                cell(&r[*f])
-                            }
-                        })
-                        .collect()
-                })
-                .collect()
-        },
-    )?;
+        &rows,
+    ));
     eprintln!(
         "{} local override(s) of template {}{}",
         rows.len(),
-        t.id(),
-        if declaration_changed {
+        d.template,
+        if d.declaration_changed {
             "; the declaration (levels, matrix or validation) differs from the template's too"
         } else {
             ""
@@ -372,23 +359,23 @@ fn diff(ctx: &Ctx, namespace: &str) -> Result<()> {
     Ok(())
 }
 
-fn list(output: Output) -> Result<()> {
-    let all = templates::library()?;
+fn list(all: &[CatalogueEntry], output: Output) -> Result<()> {
     let rows: Vec<Value> = all
         .iter()
-        .map(|t| {
-            json!({"name": t.name, "version": t.version,
+        .map(|e| {
+            let t = &e.template;
+            json!({"name": t.name, "version": t.version, "source": e.source,
                 "parameters": t.parameters_list().len(), "description": t.description})
         })
         .collect();
     structured(
         &rows,
         output,
-        &["NAME", "VERSION", "PARAMETERS", "DESCRIPTION"],
+        &["NAME", "VERSION", "SOURCE", "PARAMETERS", "DESCRIPTION"],
         || {
             rows.iter()
                 .map(|r| {
-                    ["name", "version", "parameters", "description"]
+                    ["name", "version", "source", "parameters", "description"]
                         .iter()
                         .map(|f| cell(&r[*f]))
                         .collect()

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::remote::Server;
 use super::{Run, to_run};
@@ -419,4 +419,120 @@ fn explain_names_the_template_and_generator_behind_a_value() {
     let x = local(&["explain", "plain", "a"]);
     assert_eq!(x.code, 0, "{}", x.stderr);
     assert!(!x.stdout.contains("TEMPLATE"), "{}", x.stdout);
+}
+
+/// A user template: stored after its check (its render with the defaults
+/// validated over its matrix), listed beside the library, applied like a
+/// shipped one — on the embedded store and over gRPC; a version is never
+/// replaced, and one that does not check is refused naming the rule.
+#[test]
+fn user_templates_are_checked_stored_and_applied() {
+    let server = Server::start();
+    let remote = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", &server.token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").to_str().unwrap().to_owned();
+    let local = |args: &[&str]| {
+        let mut all = vec!["--data-dir", data.as_str()];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let good = include_str!("fixtures/worker-template.toml");
+    let tdir = dir.path().join("worker");
+    std::fs::create_dir_all(&tdir).unwrap();
+    std::fs::write(tdir.join("template.toml"), good).unwrap();
+    let tdir = tdir.to_str().unwrap().to_owned();
+    // Version 2 drops production's headroom: its own rule refuses it.
+    let bad = dir.path().join("worker-2.toml");
+    std::fs::write(
+        &bad,
+        good.replace("version = 1", "version = 2")
+            .replace("base * 4", "1"),
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap().to_owned();
+    // Named like a shipped template.
+    let clash = dir.path().join("tls.toml");
+    std::fs::write(&clash, good.replace("name = \"worker\"", "name = \"tls\"")).unwrap();
+    let clash = clash.to_str().unwrap().to_owned();
+
+    for cli in [&local as &dyn Fn(&[&str]) -> Run, &remote] {
+        let dry = cli(&["template", "put", "-f", &tdir]);
+        assert_eq!(dry.code, 0, "{}", dry.stderr);
+        assert!(dry.stderr.contains("checks clean"), "{}", dry.stderr);
+        assert!(!cli(&["template", "list"]).stdout.contains("worker"));
+        let put = cli(&["template", "put", "-f", &tdir, "--commit"]);
+        assert_eq!(put.code, 0, "{}", put.stderr);
+        let again = cli(&["template", "put", "-f", &tdir, "--commit"]);
+        assert_eq!(again.code, 3, "{}", again.stderr);
+        assert!(again.stderr.contains("never replaced"), "{}", again.stderr);
+        let refused = cli(&["template", "put", "-f", &bad, "--commit"]);
+        assert_eq!(refused.code, 6, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("worker/2") && refused.stderr.contains("prod-has-headroom"),
+            "{}",
+            refused.stderr
+        );
+        let clash = cli(&["template", "put", "-f", &clash]);
+        assert_ne!(clash.code, 0);
+        assert!(
+            clash.stderr.contains("library shipped in the binary"),
+            "{}",
+            clash.stderr
+        );
+
+        let list = cli(&["template", "list", "-o", "json"]);
+        let list: Value = serde_json::from_str(&list.stdout).unwrap();
+        let mine: Vec<&Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"] == "worker")
+            .collect();
+        assert_eq!(mine.len(), 1, "{list}");
+        assert_eq!(
+            (&mine[0]["version"], &mine[0]["source"]),
+            (&json!(1), &json!("user"))
+        );
+        assert!(
+            cli(&["template", "show", "worker"])
+                .stdout
+                .contains("concurrency-by-env")
+        );
+
+        let apply = cli(&[
+            "template",
+            "apply",
+            "worker",
+            "jobs",
+            "--param",
+            "base_concurrency=3",
+            "--commit",
+        ]);
+        assert_eq!(apply.code, 0, "{}", apply.stderr);
+        let prod = cli(&["resolve", "jobs", "-c", "env=prod", "-o", "json"]);
+        let prod: Value = serde_json::from_str(&prod.stdout).unwrap();
+        assert_eq!(prod["concurrency"], 12, "{prod}");
+        assert_eq!(prod["queue"], "jobs");
+        let x = cli(&["explain", "jobs", "concurrency", "-c", "env=dev"]);
+        assert!(
+            x.stdout
+                .contains("from worker@1, generator concurrency-by-env"),
+            "{}",
+            x.stdout
+        );
+        let d = cli(&["template", "diff", "jobs", "-o", "json"]);
+        assert_eq!(d.code, 0, "{}", d.stderr);
+        let d: Value = serde_json::from_str(&d.stdout).unwrap();
+        assert_eq!(d["overrides"], json!([]), "{d}");
+    }
 }

@@ -6543,3 +6543,953 @@ pub mod config_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+/// One template of the catalogue.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TemplateEntry {
+    /// Its name.
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// Its version.
+    #[prost(uint32, tag = "2")]
+    pub version: u32,
+    /// One line: what it sets up.
+    #[prost(string, tag = "3")]
+    pub description: ::prost::alloc::string::String,
+    /// "library" (shipped in the server) or "user" (stored in `_templates`).
+    #[prost(string, tag = "4")]
+    pub source: ::prost::alloc::string::String,
+    /// The whole template as JSON.
+    #[prost(string, tag = "5")]
+    pub template_json: ::prost::alloc::string::String,
+}
+/// Request of ListTemplates.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListTemplatesRequest {}
+/// Response of ListTemplates.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListTemplatesResponse {
+    /// The library, then the user templates.
+    #[prost(message, repeated, tag = "1")]
+    pub templates: ::prost::alloc::vec::Vec<TemplateEntry>,
+}
+/// Request of GetTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetTemplateRequest {
+    /// NAME or NAME@VERSION.
+    #[prost(string, tag = "1")]
+    pub template: ::prost::alloc::string::String,
+}
+/// Response of GetTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetTemplateResponse {
+    /// The template.
+    #[prost(message, optional, tag = "1")]
+    pub template: ::core::option::Option<TemplateEntry>,
+}
+/// Request of ApplyTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ApplyTemplateRequest {
+    /// NAME or NAME@VERSION.
+    #[prost(string, tag = "1")]
+    pub template: ::prost::alloc::string::String,
+    /// The new namespace.
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    /// The parameters as a JSON object (empty: none given).
+    #[prost(string, tag = "3")]
+    pub parameters_json: ::prost::alloc::string::String,
+    /// Commit it; otherwise a dry run.
+    #[prost(bool, tag = "4")]
+    pub commit: bool,
+    /// The change set's message (empty: "from template NAME@VERSION").
+    #[prost(string, tag = "5")]
+    pub message: ::prost::alloc::string::String,
+}
+/// Response of ApplyTemplate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ApplyTemplateResponse {
+    /// The template used, NAME@VERSION.
+    #[prost(string, tag = "1")]
+    pub template: ::prost::alloc::string::String,
+    /// The parameters used, defaults filled in, as a JSON object.
+    #[prost(string, tag = "2")]
+    pub parameters_json: ::prost::alloc::string::String,
+    /// The change set that creates the namespace.
+    #[prost(message, optional, tag = "3")]
+    pub change_set: ::core::option::Option<ChangeSet>,
+    /// The dry run (when not committed).
+    #[prost(message, optional, tag = "4")]
+    pub dry_run: ::core::option::Option<DryRunResponse>,
+    /// The commit (when committed).
+    #[prost(message, optional, tag = "5")]
+    pub commit: ::core::option::Option<CommitInfo>,
+}
+/// Request of DiffTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DiffTemplateRequest {
+    /// The namespace.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+}
+/// One key where a namespace differs from its template's output.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TemplateOverride {
+    /// The layer.
+    #[prost(string, tag = "1")]
+    pub layer: ::prost::alloc::string::String,
+    /// The key.
+    #[prost(string, tag = "2")]
+    pub key: ::prost::alloc::string::String,
+    /// "added", "removed" or "changed" (the namespace relative to the template).
+    #[prost(string, tag = "3")]
+    pub change: ::prost::alloc::string::String,
+    /// The template's value as JSON; empty when it has none.
+    #[prost(string, tag = "4")]
+    pub template_json: ::prost::alloc::string::String,
+    /// The namespace's value as JSON (sealed values masked); empty when none.
+    #[prost(string, tag = "5")]
+    pub current_json: ::prost::alloc::string::String,
+}
+/// Response of DiffTemplate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct DiffTemplateResponse {
+    /// The namespace.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    /// Its template, NAME@VERSION.
+    #[prost(string, tag = "2")]
+    pub template: ::prost::alloc::string::String,
+    /// Key by key.
+    #[prost(message, repeated, tag = "3")]
+    pub overrides: ::prost::alloc::vec::Vec<TemplateOverride>,
+    /// Whether its declaration differs from the template's.
+    #[prost(bool, tag = "4")]
+    pub declaration_changed: bool,
+}
+/// Request of UpgradeTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpgradeTemplateRequest {
+    /// The namespace.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    /// The version to upgrade to; unset: the newest.
+    #[prost(uint32, optional, tag = "2")]
+    pub to_version: ::core::option::Option<u32>,
+    /// Parameters to change, as a JSON object (the recorded ones are kept
+    /// where the new version still declares them).
+    #[prost(string, tag = "3")]
+    pub parameters_json: ::prost::alloc::string::String,
+    /// How to settle conflicts: "" (not: a commit with conflicts is refused),
+    /// "ours" (keep the namespace's value) or "theirs" (take the template's).
+    #[prost(string, tag = "4")]
+    pub resolve: ::prost::alloc::string::String,
+    /// Commit it; otherwise a dry run.
+    #[prost(bool, tag = "5")]
+    pub commit: bool,
+    /// The change set's message (empty: "upgrade to template NAME@VERSION").
+    #[prost(string, tag = "6")]
+    pub message: ::prost::alloc::string::String,
+}
+/// One key an upgrade changes, or a conflict on it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpgradeChange {
+    /// The layer; empty for the declaration as a whole.
+    #[prost(string, tag = "1")]
+    pub layer: ::prost::alloc::string::String,
+    /// The key ("\*" for the declaration).
+    #[prost(string, tag = "2")]
+    pub key: ::prost::alloc::string::String,
+    /// The old template's value as JSON; empty when none.
+    #[prost(string, tag = "3")]
+    pub base_json: ::prost::alloc::string::String,
+    /// The namespace's value now as JSON; empty when none.
+    #[prost(string, tag = "4")]
+    pub current_json: ::prost::alloc::string::String,
+    /// The new template's value as JSON; empty when none.
+    #[prost(string, tag = "5")]
+    pub new_json: ::prost::alloc::string::String,
+    /// Both sides changed it differently.
+    #[prost(bool, tag = "6")]
+    pub conflict: bool,
+}
+/// Response of UpgradeTemplate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpgradeTemplateResponse {
+    /// The template the namespace is at, NAME@VERSION.
+    #[prost(string, tag = "1")]
+    pub from: ::prost::alloc::string::String,
+    /// The template it would be (or now is) at.
+    #[prost(string, tag = "2")]
+    pub to: ::prost::alloc::string::String,
+    /// The keys the new template changes and the namespace did not.
+    #[prost(message, repeated, tag = "3")]
+    pub changes: ::prost::alloc::vec::Vec<UpgradeChange>,
+    /// The keys both changed differently.
+    #[prost(message, repeated, tag = "4")]
+    pub conflicts: ::prost::alloc::vec::Vec<UpgradeChange>,
+    /// Whether the declaration changes.
+    #[prost(bool, tag = "5")]
+    pub declaration: bool,
+    /// How many local overrides are kept.
+    #[prost(uint64, tag = "6")]
+    pub kept: u64,
+    /// The change set; empty when there is nothing to upgrade.
+    #[prost(message, optional, tag = "7")]
+    pub change_set: ::core::option::Option<ChangeSet>,
+    /// The dry run (when not committed and there is something to do).
+    #[prost(message, optional, tag = "8")]
+    pub dry_run: ::core::option::Option<DryRunResponse>,
+    /// The commit (when committed).
+    #[prost(message, optional, tag = "9")]
+    pub commit: ::core::option::Option<CommitInfo>,
+}
+/// Request of PutTemplate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutTemplateRequest {
+    /// The template as JSON (the fields of its TOML file).
+    #[prost(string, tag = "1")]
+    pub template_json: ::prost::alloc::string::String,
+    /// Commit it; otherwise a dry run that shows what its check finds.
+    #[prost(bool, tag = "2")]
+    pub commit: bool,
+    /// The change set's message (empty: "add template NAME@VERSION").
+    #[prost(string, tag = "3")]
+    pub message: ::prost::alloc::string::String,
+}
+/// Response of PutTemplate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PutTemplateResponse {
+    /// The template stored, NAME@VERSION.
+    #[prost(string, tag = "1")]
+    pub template: ::prost::alloc::string::String,
+    /// The dry run (when not committed).
+    #[prost(message, optional, tag = "2")]
+    pub dry_run: ::core::option::Option<DryRunResponse>,
+    /// The commit (when committed).
+    #[prost(message, optional, tag = "3")]
+    pub commit: ::core::option::Option<CommitInfo>,
+    /// The change set that stores it (with the declaration of `_templates`
+    /// when it is the first).
+    #[prost(message, optional, tag = "4")]
+    pub change_set: ::core::option::Option<ChangeSet>,
+}
+/// Generated client implementations.
+pub mod template_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Templates: parameterized namespaces.
+    #[derive(Debug, Clone)]
+    pub struct TemplateServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl TemplateServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> TemplateServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> TemplateServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            TemplateServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// The catalogue: the library, then the user templates, every version.
+        pub async fn list_templates(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListTemplatesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTemplatesResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/ListTemplates",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.TemplateService", "ListTemplates"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// One template by NAME (its newest version) or NAME@VERSION.
+        pub async fn get_template(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetTemplateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/GetTemplate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.TemplateService", "GetTemplate"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Renders a template for a new namespace (parameters checked, defaults
+        /// filled in, generators run) into the change set that creates it, and
+        /// dry-runs it (the diff and the findings over the whole matrix) or, with
+        /// `commit`, commits it.
+        pub async fn apply_template(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ApplyTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApplyTemplateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/ApplyTemplate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.TemplateService", "ApplyTemplate"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// What a namespace changed relative to its template: its local
+        /// overrides, key by key.
+        pub async fn diff_template(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DiffTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DiffTemplateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/DiffTemplate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.TemplateService", "DiffTemplate"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Plans the upgrade of a namespace to another version of its template
+        /// (a three-way merge that keeps local overrides and reports conflicts by
+        /// key), and dry-runs or commits it.
+        pub async fn upgrade_template(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpgradeTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpgradeTemplateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/UpgradeTemplate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.TemplateService", "UpgradeTemplate"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Stores a user template (a new version; a version is never replaced),
+        /// after checking it: its own consistency, and its render with the
+        /// defaults validated clean over its matrix. Dry run unless `commit`.
+        pub async fn put_template(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutTemplateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/PutTemplate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.TemplateService", "PutTemplate"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod template_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with TemplateServiceServer.
+    #[async_trait]
+    pub trait TemplateService: std::marker::Send + std::marker::Sync + 'static {
+        /// The catalogue: the library, then the user templates, every version.
+        async fn list_templates(
+            &self,
+            request: tonic::Request<super::ListTemplatesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTemplatesResponse>,
+            tonic::Status,
+        >;
+        /// One template by NAME (its newest version) or NAME@VERSION.
+        async fn get_template(
+            &self,
+            request: tonic::Request<super::GetTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetTemplateResponse>,
+            tonic::Status,
+        >;
+        /// Renders a template for a new namespace (parameters checked, defaults
+        /// filled in, generators run) into the change set that creates it, and
+        /// dry-runs it (the diff and the findings over the whole matrix) or, with
+        /// `commit`, commits it.
+        async fn apply_template(
+            &self,
+            request: tonic::Request<super::ApplyTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ApplyTemplateResponse>,
+            tonic::Status,
+        >;
+        /// What a namespace changed relative to its template: its local
+        /// overrides, key by key.
+        async fn diff_template(
+            &self,
+            request: tonic::Request<super::DiffTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DiffTemplateResponse>,
+            tonic::Status,
+        >;
+        /// Plans the upgrade of a namespace to another version of its template
+        /// (a three-way merge that keeps local overrides and reports conflicts by
+        /// key), and dry-runs or commits it.
+        async fn upgrade_template(
+            &self,
+            request: tonic::Request<super::UpgradeTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::UpgradeTemplateResponse>,
+            tonic::Status,
+        >;
+        /// Stores a user template (a new version; a version is never replaced),
+        /// after checking it: its own consistency, and its render with the
+        /// defaults validated clean over its matrix. Dry run unless `commit`.
+        async fn put_template(
+            &self,
+            request: tonic::Request<super::PutTemplateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::PutTemplateResponse>,
+            tonic::Status,
+        >;
+    }
+    /// Templates: parameterized namespaces.
+    #[derive(Debug)]
+    pub struct TemplateServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> TemplateServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for TemplateServiceServer<T>
+    where
+        T: TemplateService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/confstrata.v1.TemplateService/ListTemplates" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListTemplatesSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::ListTemplatesRequest>
+                    for ListTemplatesSvc<T> {
+                        type Response = super::ListTemplatesResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListTemplatesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::list_templates(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListTemplatesSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/GetTemplate" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetTemplateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::GetTemplateRequest>
+                    for GetTemplateSvc<T> {
+                        type Response = super::GetTemplateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetTemplateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::get_template(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/ApplyTemplate" => {
+                    #[allow(non_camel_case_types)]
+                    struct ApplyTemplateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::ApplyTemplateRequest>
+                    for ApplyTemplateSvc<T> {
+                        type Response = super::ApplyTemplateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ApplyTemplateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::apply_template(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ApplyTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/DiffTemplate" => {
+                    #[allow(non_camel_case_types)]
+                    struct DiffTemplateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::DiffTemplateRequest>
+                    for DiffTemplateSvc<T> {
+                        type Response = super::DiffTemplateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DiffTemplateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::diff_template(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DiffTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/UpgradeTemplate" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpgradeTemplateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::UpgradeTemplateRequest>
+                    for UpgradeTemplateSvc<T> {
+                        type Response = super::UpgradeTemplateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpgradeTemplateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::upgrade_template(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpgradeTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/PutTemplate" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutTemplateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::PutTemplateRequest>
+                    for PutTemplateSvc<T> {
+                        type Response = super::PutTemplateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutTemplateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::put_template(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for TemplateServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "confstrata.v1.TemplateService";
+    impl<T> tonic::server::NamedService for TemplateServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
