@@ -166,8 +166,14 @@ pub(crate) struct BackupPlace {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TemplateCommand {
-    /// The templates there are.
-    List,
+    /// The catalogue: templates (the library shipped in the binary and the
+    /// store's user templates), and with --kind schema or all the schema
+    /// entries of the validation library (`"$ref": "confstrata:<name>"`).
+    List {
+        /// What to list.
+        #[arg(long, value_enum, default_value_t = CatalogueKind::Template)]
+        kind: CatalogueKind,
+    },
     /// One template: what it is for, its parameters, what it creates, its
     /// rules.
     Show {
@@ -246,6 +252,17 @@ pub(crate) enum TemplateCommand {
         #[arg(short, long)]
         message: Option<String>,
     },
+}
+
+/// What `template list --kind` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CatalogueKind {
+    /// Namespace templates.
+    Template,
+    /// Schema entries of the validation library (built-in and user).
+    Schema,
+    /// Both.
+    All,
 }
 
 /// How `template upgrade --resolve` settles conflicts.

@@ -26,6 +26,7 @@ mod backup;
 mod diff;
 pub mod openapi;
 pub mod problem;
+mod templates;
 mod v1;
 mod watch;
 

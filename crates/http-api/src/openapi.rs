@@ -36,6 +36,7 @@ use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
         (name = "changes", description = "Change sets (bulk, atomic), rollback and validation"),
         (name = "server", description = "Status, statistics and the audit journal"),
         (name = "administration", description = "Keys, compaction, principals, tokens, roles, groups and the access policy (`admin` right)"),
+        (name = "templates", description = "Templates: the catalogue (the library shipped in the server and user templates), apply to a new namespace, a namespace's overrides of its template, upgrade, store a user template"),
         (name = "backups", description = "Backups on the server's configured target: take one now, list, verify (`backup` right); restore is offline (`confstrata backup restore`)"),
     ),
 )]

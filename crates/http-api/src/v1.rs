@@ -76,6 +76,14 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(list_layers))
         .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
         .routes(routes!(apply_change_set))
+        .routes(routes!(
+            crate::templates::list_templates,
+            crate::templates::put_template
+        ))
+        .routes(routes!(crate::templates::get_template))
+        .routes(routes!(crate::templates::apply_template))
+        .routes(routes!(crate::templates::template_diff))
+        .routes(routes!(crate::templates::upgrade_template))
         .routes(routes!(crate::diff::revisions))
         .routes(routes!(crate::diff::layers))
         .routes(routes!(crate::diff::contexts))

@@ -205,23 +205,29 @@ impl Rendered {
         if compiled.is_empty() {
             return Ok(findings);
         }
-        for ctx in self.spec.matrix_contexts() {
-            let paths = self.spec.layers_for(&ctx)?;
-            let inputs: Vec<confstrata_core::LayerInput<'_>> = paths
-                .iter()
-                .filter_map(|p| {
-                    self.layers.iter().find(|(l, _)| l == p).map(|(l, d)| {
-                        confstrata_core::LayerInput {
-                            layer: l,
-                            revision: 0,
-                            document: d,
-                        }
+        // One thread with the check stack for every context (each check
+        // would otherwise start its own).
+        confstrata_rules::on_check_stack(|| -> Result<()> {
+            for ctx in self.spec.matrix_contexts() {
+                let paths = self.spec.layers_for(&ctx)?;
+                let inputs: Vec<confstrata_core::LayerInput<'_>> = paths
+                    .iter()
+                    .filter_map(|p| {
+                        self.layers.iter().find(|(l, _)| l == p).map(|(l, d)| {
+                            confstrata_core::LayerInput {
+                                layer: l,
+                                revision: 0,
+                                document: d,
+                            }
+                        })
                     })
-                })
-                .collect();
-            let resolved = confstrata_core::resolve(&inputs).to_document();
-            findings.extend(compiled.check(&ctx, &resolved, lookup));
-        }
+                    .collect();
+                let resolved = confstrata_core::resolve(&inputs).to_document();
+                findings.extend(compiled.check(&ctx, &resolved, lookup));
+            }
+            Ok(())
+        })
+        .map_err(|message| Error::Internal { message })??;
         Ok(findings)
     }
 
@@ -571,54 +577,60 @@ impl Template {
                 .map_err(|reason| Error::invalid(format!("{what} layer {path}"), reason))?;
             layers.push((layer, doc));
         }
-        let mut generated = Vec::new();
-        for g in &self.generators {
-            let here = format!("{what} generator {:?}", g.id);
-            let compiled = self.compile_generator(g)?;
-            if lookup.is_none() && !g.reads.is_empty() {
-                continue;
-            }
-            let level = spec
-                .levels
-                .iter()
-                .find(|l| l.as_str() == g.level)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        &here,
-                        format!("level {:?} is not one of the namespace's levels", g.level),
-                    )
-                })?;
-            // One run per layer of the level that the matrix selects.
-            let mut paths = BTreeMap::new();
-            for ctx in spec.matrix_contexts() {
-                if let Some(path) = level.fill(&ctx) {
-                    let bindings = level.matches(&path).unwrap_or_default();
-                    paths.entry(path).or_insert(bindings);
+        // Every run on one thread with the check stack (each would
+        // otherwise start its own).
+        let generated = confstrata_rules::on_check_stack(|| -> Result<Vec<(LayerPath, String, Document)>> {
+            let mut generated = Vec::new();
+            for g in &self.generators {
+                let here = format!("{what} generator {:?}", g.id);
+                let compiled = self.compile_generator(g)?;
+                if lookup.is_none() && !g.reads.is_empty() {
+                    continue;
+                }
+                let level = spec
+                    .levels
+                    .iter()
+                    .find(|l| l.as_str() == g.level)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            &here,
+                            format!("level {:?} is not one of the namespace's levels", g.level),
+                        )
+                    })?;
+                // One run per layer of the level that the matrix selects.
+                let mut paths = BTreeMap::new();
+                for ctx in spec.matrix_contexts() {
+                    if let Some(path) = level.fill(&ctx) {
+                        let bindings = level.matches(&path).unwrap_or_default();
+                        paths.entry(path).or_insert(bindings);
+                    }
+                }
+                for (path, ctx) in paths {
+                    let out = compiled
+                        .run(&ctx, params, lookup.unwrap_or(&NoLookup))
+                        .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
+                    let Some(out) = out else { continue };
+                    let index = match layers.iter().position(|(l, _)| *l == path) {
+                        Some(i) => i,
+                        None => {
+                            layers.push((path.clone(), Document::new()));
+                            layers.len() - 1
+                        }
+                    };
+                    merge_generated(&mut layers[index].1, &out, "").map_err(|key| {
+                        Error::invalid(
+                            format!("{here} for layer {path}"),
+                            format!(
+                                "it sets {key}, which the template's layers or another generator already set there; a key has one source"
+                            ),
+                        )
+                    })?;
+                    generated.push((path, g.id.clone(), out));
                 }
             }
-            for (path, ctx) in paths {
-                let out = compiled
-                    .run(&ctx, params, lookup.unwrap_or(&NoLookup))
-                    .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
-                let Some(out) = out else { continue };
-                let index = match layers.iter().position(|(l, _)| *l == path) {
-                    Some(i) => i,
-                    None => {
-                        layers.push((path.clone(), Document::new()));
-                        layers.len() - 1
-                    }
-                };
-                merge_generated(&mut layers[index].1, &out, "").map_err(|key| {
-                    Error::invalid(
-                        format!("{here} for layer {path}"),
-                        format!(
-                            "it sets {key}, which the template's layers or another generator already set there; a key has one source"
-                        ),
-                    )
-                })?;
-                generated.push((path, g.id.clone(), out));
-            }
-        }
+            Ok(generated)
+        })
+        .map_err(|message| Error::Internal { message })??;
         layers.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Rendered {
             spec,

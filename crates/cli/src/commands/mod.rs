@@ -48,7 +48,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     // The shipped templates need no store or server: without a server and
     // without a store, list and show read the library alone (no data
     // directory is made).
-    if let Command::Template(c @ (TemplateCommand::List | TemplateCommand::Show { .. })) =
+    if let Command::Template(c @ (TemplateCommand::List { .. } | TemplateCommand::Show { .. })) =
         &cli.command
         && cli.addr.is_none()
         && !cli

@@ -12,7 +12,7 @@ use confstrata_engine::{CatalogueEntry, Outcome};
 use serde_json::{Value, json};
 
 use super::{Ctx, print_diff, print_findings};
-use crate::args::{Output, ResolveSide, TemplateCommand};
+use crate::args::{CatalogueKind, Output, ResolveSide, TemplateCommand};
 use crate::errors::ValidationFailed;
 use crate::input::{ns, parse_value, pick_format, split_pair};
 use crate::output::{cell, emit, structured};
@@ -21,7 +21,7 @@ use crate::output::{cell, emit, structured};
 pub(super) fn offline(c: &TemplateCommand, output: Output) -> Result<()> {
     match c {
         TemplateCommand::Show { name } => show(&templates::find(name)?, output),
-        _ => {
+        TemplateCommand::List { kind } => {
             let all: Vec<CatalogueEntry> = templates::library()?
                 .into_iter()
                 .map(|template| CatalogueEntry {
@@ -29,14 +29,27 @@ pub(super) fn offline(c: &TemplateCommand, output: Output) -> Result<()> {
                     template,
                 })
                 .collect();
-            list(&all, output)
+            list(&all, &Value::Null, *kind, output)
         }
+        _ => Ok(()),
     }
 }
 
 pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
     match c {
-        TemplateCommand::List => list(&ctx.backend.templates()?, ctx.output),
+        TemplateCommand::List { kind } => {
+            let all = if kind == CatalogueKind::Schema {
+                Vec::new()
+            } else {
+                ctx.backend.templates()?
+            };
+            let user = if kind == CatalogueKind::Template {
+                Value::Null
+            } else {
+                user_schemas(ctx)?
+            };
+            list(&all, &user, kind, ctx.output)
+        }
         TemplateCommand::Show { name } => show(&ctx.backend.template(&name)?, ctx.output),
         TemplateCommand::Apply {
             template,
@@ -359,30 +372,83 @@ fn diff(ctx: &Ctx, namespace: &str) -> Result<()> {
     Ok(())
 }
 
-fn list(all: &[CatalogueEntry], output: Output) -> Result<()> {
-    let rows: Vec<Value> = all
-        .iter()
-        .map(|e| {
+/// The user library's schema entries (`$defs` of `_library`'s schema),
+/// or null when there is no user library.
+fn user_schemas(ctx: &Ctx) -> Result<Value> {
+    let name = ns(confstrata_engine::LIBRARY_NAMESPACE)?;
+    match ctx.backend.namespace(&name, confstrata_core::At::Latest) {
+        Ok(r) => Ok(r
+            .spec
+            .validation
+            .schema
+            .as_ref()
+            .and_then(|s| s.get("$defs"))
+            .cloned()
+            .unwrap_or(Value::Null)),
+        Err(e) if crate::errors::is(&e, confstrata_core::ErrorKind::NotFound) => Ok(Value::Null),
+        Err(e) => Err(e),
+    }
+}
+
+/// The catalogue: templates, and with `kind` schema or all the schema
+/// entries (built-in ones from the binary, `user` ones from the store).
+fn list(all: &[CatalogueEntry], user: &Value, kind: CatalogueKind, output: Output) -> Result<()> {
+    let mut rows: Vec<Value> = Vec::new();
+    if kind != CatalogueKind::Schema {
+        rows.extend(all.iter().map(|e| {
             let t = &e.template;
-            json!({"name": t.name, "version": t.version, "source": e.source,
+            json!({"kind": "template", "name": t.name, "version": t.version, "source": e.source,
                 "parameters": t.parameters_list().len(), "description": t.description})
-        })
-        .collect();
-    structured(
-        &rows,
-        output,
-        &["NAME", "VERSION", "SOURCE", "PARAMETERS", "DESCRIPTION"],
-        || {
-            rows.iter()
-                .map(|r| {
-                    ["name", "version", "source", "parameters", "description"]
-                        .iter()
-                        .map(|f| cell(&r[*f]))
-                        .collect()
-                })
-                .collect()
-        },
-    )
+        }));
+    }
+    if kind != CatalogueKind::Template {
+        let describe = |v: &Value| {
+            v.get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        rows.extend(confstrata_engine::schema_library().iter().map(|(n, v)| {
+            json!({"kind": "schema", "name": format!("confstrata:{n}"), "source": "library",
+                "description": describe(v)})
+        }));
+        if let Some(defs) = user.as_object() {
+            rows.extend(defs.iter().map(|(n, v)| {
+                json!({"kind": "schema", "name": format!("confstrata:{n}"), "source": "user",
+                    "description": describe(v)})
+            }));
+        }
+    }
+    let fields: &[&str] = if kind == CatalogueKind::Template {
+        &["name", "version", "source", "parameters", "description"]
+    } else {
+        &[
+            "kind",
+            "name",
+            "version",
+            "source",
+            "parameters",
+            "description",
+        ]
+    };
+    let headers: Vec<String> = fields.iter().map(|f| f.to_uppercase()).collect();
+    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+    structured(&rows, output, &headers, || {
+        rows.iter()
+            .map(|r| {
+                fields
+                    .iter()
+                    .map(|f| {
+                        if r[*f].is_null() {
+                            String::new()
+                        } else {
+                            cell(&r[*f])
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    })
 }
 
 fn show(t: &Template, output: Output) -> Result<()> {

@@ -508,6 +508,24 @@ fn user_templates_are_checked_stored_and_applied() {
                 .stdout
                 .contains("concurrency-by-env")
         );
+        // The schema library is part of the catalogue.
+        let schemas = cli(&["template", "list", "--kind", "schema", "-o", "json"]);
+        let schemas: Value = serde_json::from_str(&schemas.stdout).unwrap();
+        let names: Vec<&str> = schemas
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"confstrata:port") && !names.contains(&"worker"),
+            "{names:?}"
+        );
+        let all = cli(&["template", "list", "--kind", "all"]).stdout;
+        assert!(
+            all.contains("confstrata:port") && all.contains("worker"),
+            "{all}"
+        );
 
         let apply = cli(&[
             "template",

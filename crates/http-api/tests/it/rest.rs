@@ -908,3 +908,175 @@ async fn a_long_poll_answers_when_the_view_changes_and_ends_when_the_server_stop
     assert_eq!(answered.status, 200, "{}", answered.body);
     assert_eq!(answered.json()["document"]["db"]["pool"], 77);
 }
+
+/// Templates over REST: the catalogue, apply (dry run, then for real),
+/// the overrides, an upgrade that keeps them, a user template stored after
+/// its check, and the refusals (bad parameters, an existing namespace, a
+/// version stored twice, a template that does not validate).
+#[tokio::test]
+async fn templates_are_listed_applied_diffed_upgraded_and_stored() {
+    let s = Server::start().await;
+    let list = s.get("/v1/templates").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let names: Vec<String> = list.json()["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{}@{}", t["name"].as_str().unwrap(), t["version"]))
+        .collect();
+    assert!(names.contains(&"http-service@2".to_owned()), "{names:?}");
+    let one = s.get("/v1/templates/http-service@1").await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["source"], "library");
+    assert_eq!(s.get("/v1/templates/nope").await.status, 404);
+
+    let json = "application/json";
+    let before = s.revision();
+    let dry = s
+        .send(
+            "POST",
+            "/v1/templates/http-service@1/apply?dry_run=true",
+            json,
+            br#"{"namespace": "api", "parameters": {"port": 9090}}"#,
+        )
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    let d = dry.json();
+    assert_eq!(d["template"], "http-service@1");
+    assert_eq!(d["parameters"]["port"], 9090);
+    assert_eq!(d["dry_run"]["findings"], json!([]), "{d}");
+    assert!(d.get("commit").is_none(), "{d}");
+    assert_eq!(s.revision(), before, "a dry run creates nothing");
+    let bad = s
+        .send(
+            "POST",
+            "/v1/templates/http-service@1/apply",
+            json,
+            br#"{"namespace": "api", "parameters": {"port": 70000}}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("parameter port"), "{}", bad.body);
+    let made = s
+        .send(
+            "POST",
+            "/v1/templates/http-service@1/apply",
+            json,
+            br#"{"namespace": "api", "parameters": {"port": 9090}}"#,
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.json()["commit"]["revision"], before + 1);
+    let again = s
+        .send(
+            "POST",
+            "/v1/templates/http-service@1/apply",
+            json,
+            br#"{"namespace": "api"}"#,
+        )
+        .await;
+    assert!(again.status == 409 || again.status == 412, "{}", again.body);
+
+    // An override, seen by the diff and kept by the upgrade to @2.
+    s.commit(json!([{"op": "set", "namespace": "api", "layer": "defaults", "key": "server.request_timeout_ms", "value": 2000}]));
+    let diff = s.get("/v1/namespaces/api/template").await;
+    assert_eq!(diff.status, 200, "{}", diff.body);
+    let diff = diff.json();
+    assert_eq!(diff["template"], "http-service@1");
+    assert_eq!(
+        diff["overrides"][0]["key"], "server.request_timeout_ms",
+        "{diff}"
+    );
+    assert_eq!(diff["overrides"][0]["template"], 5000, "{diff}");
+    let plan = s
+        .send(
+            "POST",
+            "/v1/namespaces/api/template/upgrade?dry_run=true",
+            json,
+            br#"{"to_version": 2}"#,
+        )
+        .await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    let plan = plan.json();
+    assert_eq!(
+        (&plan["from"], &plan["to"]),
+        (&json!("http-service@1"), &json!("http-service@2"))
+    );
+    assert_eq!(plan["kept"], 1, "{plan}");
+    let up = s
+        .send("POST", "/v1/namespaces/api/template/upgrade", "", b"")
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert!(up.json()["commit"]["revision"].is_u64(), "{}", up.body);
+    let r = s
+        .get("/v1/namespaces/api/resolve?env=dev&region=eu")
+        .await
+        .json();
+    assert_eq!(r["document"]["server"]["request_timeout_ms"], 2000, "kept");
+    assert_eq!(
+        r["document"]["server"]["idle_timeout_ms"], 30000,
+        "taken from @2"
+    );
+    let none = s
+        .send("POST", "/v1/namespaces/api/template/upgrade", "", b"")
+        .await;
+    assert_eq!(none.status, 200, "{}", none.body);
+    assert_eq!(none.json()["change_set"]["ops"], json!([]), "{}", none.body);
+    let refused = s
+        .send("POST", "/v1/namespaces/web/template/upgrade", "", b"")
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("not made from a template"),
+        "{}",
+        refused.body
+    );
+
+    // A user template, in TOML; checked before it is stored.
+    let worker = include_str!("../../../cli/tests/it/fixtures/worker-template.toml");
+    let toml = "application/toml";
+    let dry = s
+        .send(
+            "POST",
+            "/v1/templates?dry_run=true",
+            toml,
+            worker.as_bytes(),
+        )
+        .await;
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(dry.json()["dry_run"]["findings"], json!([]), "{}", dry.body);
+    let stored = s
+        .send("POST", "/v1/templates", toml, worker.as_bytes())
+        .await;
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    let twice = s
+        .send("POST", "/v1/templates", toml, worker.as_bytes())
+        .await;
+    assert!(twice.status == 409 || twice.status == 412, "{}", twice.body);
+    let broken = worker
+        .replace("version = 1", "version = 2")
+        .replace("base * 4", "1");
+    let broken = s
+        .send("POST", "/v1/templates", toml, broken.as_bytes())
+        .await;
+    assert_eq!(broken.status, 422, "{}", broken.body);
+    assert!(broken.body.contains("prod-has-headroom"), "{}", broken.body);
+    let garbage = s
+        .send("POST", "/v1/templates", json, br#"{"name": 1}"#)
+        .await;
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    let user = s.get("/v1/templates/worker").await;
+    assert_eq!(user.json()["source"], "user", "{}", user.body);
+    let made = s
+        .send(
+            "POST",
+            "/v1/templates/worker/apply",
+            json,
+            br#"{"namespace": "jobs"}"#,
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let r = s.get("/v1/namespaces/jobs/resolve?env=prod").await.json();
+    assert_eq!(r["document"]["concurrency"], 16, "{r}");
+    s.stop().await;
+}
