@@ -23,6 +23,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from confstrata.v1 import config_service_pb2 as svc
 from confstrata.v1 import config_service_pb2_grpc as svc_grpc
+from confstrata.v1 import template_service_pb2 as tpl
+from confstrata.v1 import template_service_pb2_grpc as tpl_grpc
 from confstrata.v1 import types_pb2 as types
 
 TIMEOUT = 60  # seconds; a hang guard only
@@ -71,6 +73,8 @@ def main(addr):
     grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
     anonymous = svc_grpc.ConfigServiceStub(channel)
     stub = svc_grpc.ConfigServiceStub(grpc.intercept_channel(channel, Bearer(os.environ["CONFSTRATA_TOKEN"])))
+    templates = tpl_grpc.TemplateServiceStub(
+        grpc.intercept_channel(channel, Bearer(os.environ["CONFSTRATA_TOKEN"])))
     checks = Checks()
     state = {}
 
@@ -253,10 +257,44 @@ def main(addr):
         after = stub.ListLayers(svc.ListLayersRequest(namespace="pyshop"), timeout=TIMEOUT)
         assert before == after, "bad input changed the store"
 
+    def template_service():
+        names = [f"{t.name}@{t.version}" for t in templates.ListTemplates(tpl.ListTemplatesRequest(),
+                                                                            timeout=TIMEOUT).templates]
+        assert "postgres-client@1" in names, names
+        one = templates.GetTemplate(tpl.GetTemplateRequest(template="postgres-client"), timeout=TIMEOUT).template
+        assert one.source == "library" and json.loads(one.template_json)["generators"], one.source
+        params = json.dumps({"host": "db.example.com", "pool_max": 40})
+        dry = templates.ApplyTemplate(tpl.ApplyTemplateRequest(template="postgres-client", namespace="pydb",
+                                                               parameters_json=params), timeout=TIMEOUT)
+        assert dry.HasField("dry_run") and not dry.HasField("commit"), dry
+        assert len(dry.dry_run.findings) == 0, dry.dry_run.findings
+        made = templates.ApplyTemplate(tpl.ApplyTemplateRequest(template="postgres-client", namespace="pydb",
+                                                                parameters_json=params, commit=True),
+                                       timeout=TIMEOUT)
+        assert made.commit.revision > 0, made
+        r = stub.Resolve(svc.ResolveRequest(namespace="pydb", context={"env": "dev", "region": "eu"}),
+                         timeout=TIMEOUT)
+        doc = json.loads(r.document_json)
+        assert doc["pool"]["max_size"] == 10 and doc["postgres"]["host"] == "dev-eu.db.example.com", doc
+        x = stub.Explain(svc.ExplainRequest(namespace="pydb", key="pool.max_size",
+                                            context={"env": "dev", "region": "eu"}), timeout=TIMEOUT)
+        assert x.entries[0].origin.generator == "pool-by-env", x
+        d = templates.DiffTemplate(tpl.DiffTemplateRequest(namespace="pydb"), timeout=TIMEOUT)
+        assert d.template == "postgres-client@1" and len(d.overrides) == 0, d
+        try:
+            templates.ApplyTemplate(tpl.ApplyTemplateRequest(template="postgres-client", namespace="pydb2",
+                                                             parameters_json='{"pool_max": "many"}'),
+                                    timeout=TIMEOUT)
+            raise AssertionError("a bad parameter was accepted")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+            assert "parameter pool_max" in e.details(), e.details()
+
     for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
                      ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch),
                      ("secrets and auth", secrets_and_auth), ("validation", validation),
-                     ("many findings", many_findings), ("bad input", bad_input)]:
+                     ("many findings", many_findings), ("bad input", bad_input),
+                     ("template service", template_service)]:
         checks.run(name, fn)
     print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1
