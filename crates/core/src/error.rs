@@ -92,11 +92,7 @@ pub enum Error {
         layer: String,
     },
     /// No template of this name (and version).
-    #[error(
-        "template {} not found (shipped: {})",
-        Clip(name, 200),
-        Clip(known, 500)
-    )]
+    #[error("template {} not found (known: {})", Clip(name, 200), Clip(known, 500))]
     TemplateNotFound {
         /// The name asked for, `NAME` or `NAME@VERSION`.
         name: String,

@@ -136,9 +136,10 @@ impl Engine {
             })
             .collect();
         let ns = templates_namespace()?;
+        // A caller who may not read `_templates` sees the library alone.
         let layers = match self.layers(caller, &ns, At::Latest) {
             Ok(layers) => layers,
-            Err(Error::NamespaceNotFound { .. }) => Vec::new(),
+            Err(Error::NamespaceNotFound { .. } | Error::PermissionDenied { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
         for l in layers {
@@ -170,6 +171,22 @@ impl Engine {
             })
     }
 
+    /// Refuses, as the read it is, a template whose generators read a
+    /// namespace the caller may not read (the render would otherwise fail
+    /// as a script error).
+    fn check_reads(&self, caller: &Caller, t: &Template) -> Result<()> {
+        for g in &t.generators {
+            for r in &g.reads {
+                let ns: NamespaceName = r.parse()?;
+                match self.namespace(caller, &ns, At::Latest) {
+                    Ok(_) | Err(Error::NamespaceNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Renders `spec` (`NAME[@VERSION]`) for a new namespace `ns` with the
     /// `given` parameters (checked, defaults filled in; generators read
     /// through the caller's grants): the change set that creates it. The
@@ -185,12 +202,13 @@ impl Engine {
     ) -> Result<TemplatePlan> {
         let t = self.template(caller, spec)?;
         let params = t.resolve_parameters(given)?;
+        self.check_reads(caller, &t)?;
         let rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
         Ok(TemplatePlan {
             template: t.id(),
             parameters: params,
             change_set: ChangeSet {
-                author: author.to_owned(),
+                author: author_of(caller, author),
                 message: message.unwrap_or_else(|| format!("from template {}", t.id())),
                 ops: rendered.create_ops(),
             },
@@ -368,8 +386,9 @@ impl Engine {
             .collect();
         params.extend(given.clone());
         let new_params = new.resolve_parameters(&params)?;
+        self.check_reads(caller, &new)?;
         let change_set = |ops| ChangeSet {
-            author: author.to_owned(),
+            author: author_of(caller, author),
             message: message
                 .clone()
                 .unwrap_or_else(|| format!("upgrade to template {}", new.id())),
@@ -448,7 +467,7 @@ impl Engine {
             expect_revision: Some(0),
         });
         Ok(ChangeSet {
-            author: author.to_owned(),
+            author: author_of(caller, author),
             message: message.unwrap_or_else(|| format!("add template {}", template.id())),
             ops,
         })
@@ -525,6 +544,10 @@ impl Engine {
 }
 
 impl Lookup for CallerLookup<'_> {
+    /// The namespace resolved from the layers the caller may read, every
+    /// sealed value masked whatever the caller's rights: a generator's
+    /// output is written in plain text, so it must never hold a secret
+    /// (rules see sealed values masked the same way).
     fn resolved(
         &self,
         namespace: &NamespaceName,
@@ -541,10 +564,31 @@ impl Lookup for CallerLookup<'_> {
             .filter(|(k, _)| vars.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.engine
-            .resolve_section(self.caller, namespace, &ctx, None, self.at)
-            .map(|view| Some(view.document))
-            .map_err(|e| e.to_string())
+        let wanted = spec.layers_for(&ctx).map_err(|e| e.to_string())?;
+        let layers = self
+            .engine
+            .export_layers(self.caller, namespace, self.at)
+            .map_err(|e| e.to_string())?;
+        let inputs: Vec<confstrata_core::LayerInput<'_>> = wanted
+            .iter()
+            .filter_map(|w| layers.iter().find(|l| &l.layer == w))
+            .map(|l| confstrata_core::LayerInput {
+                layer: &l.layer,
+                revision: l.revision,
+                document: &l.document,
+            })
+            .collect();
+        Ok(Some(confstrata_core::resolve(&inputs).to_document()))
+    }
+}
+
+/// The author a change set names: the one given, else the caller's (the
+/// commit records the caller's anyway for a remote caller).
+fn author_of(caller: &Caller, author: &str) -> String {
+    if author.is_empty() {
+        caller.author()
+    } else {
+        author.to_owned()
     }
 }
 
@@ -590,12 +634,11 @@ fn stored_template(layer: &LayerPath, doc: &Document) -> Result<Template> {
 /// commit would leave). Every problem is an error finding on
 /// `_templates`, naming the layer.
 pub(crate) fn check_stored(
-    layers: &[(LayerPath, Option<Document>)],
+    layers: &[(LayerPath, Option<Document>, bool)],
     lookup: &dyn Lookup,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (layer, doc) in layers {
-        let Some(doc) = doc else { continue };
+    for (layer, doc, existed) in layers {
         let finding = |message: String| Finding {
             namespace: TEMPLATES_NAMESPACE.to_owned(),
             stage: Stage::Schema,
@@ -605,6 +648,16 @@ pub(crate) fn check_stored(
             key: Some(layer.to_string()),
             message,
         };
+        if *existed {
+            // Namespaces record the version they came from, and explain,
+            // diff and upgrade render it again: a stored version is never
+            // changed or removed.
+            out.push(finding(
+                "a stored template version is never changed or deleted: store the change as the next version".to_owned(),
+            ));
+            continue;
+        }
+        let Some(doc) = doc else { continue };
         let t = match stored_template(layer, doc).and_then(|t| t.check().map(|()| t)) {
             Ok(t) => t,
             Err(e) => {

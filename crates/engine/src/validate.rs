@@ -672,7 +672,8 @@ impl Validator {
                 // User templates: each one written is checked as a whole.
                 let mut written = Vec::with_capacity(layers.len());
                 for l in layers {
-                    written.push((l.clone(), candidate.layer(ns, l)?));
+                    let existed = candidate.store.layer(ns, l, candidate.revision)?.is_some();
+                    written.push((l.clone(), candidate.layer(ns, l)?, existed));
                 }
                 findings.extend(crate::templates::check_stored(&written, candidate));
                 continue;

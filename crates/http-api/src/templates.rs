@@ -350,7 +350,8 @@ pub(crate) async fn put_template(
         ("dry_run" = Option<bool>, Query, description = "Show the diff and the findings; create nothing")),
     request_body(content = ApplyBody, description = "The namespace and the parameters (JSON, TOML or YAML by `Content-Type`)",
         example = json!({"namespace": "checkout", "parameters": {"port": 9090}})),
-    responses((status = 200, description = "Created (or, with `dry_run`, what it would create and what validation finds)", body = TemplateApplied),
+    responses((status = 201, description = "Created: the namespace and its layers", body = TemplateApplied),
+        (status = 200, description = "With `dry_run`: what it would create and what validation finds", body = TemplateApplied),
         Refusals, WriteRefusals),
 )]
 pub(crate) async fn apply_template(
@@ -374,7 +375,11 @@ pub(crate) async fn apply_template(
     .await?;
     let (dry_run, commit_info) = split(done);
     json_response(
-        StatusCode::OK,
+        if commit {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
         &TemplateApplied {
             template: plan.template,
             parameters: plan.parameters,

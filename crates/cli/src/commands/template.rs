@@ -166,15 +166,17 @@ fn put(ctx: &Ctx, file: &std::path::Path, commit: bool, message: Option<String>)
         Outcome::DryRun(d) => {
             if ctx.output == Output::Table {
                 print_findings(&d.findings);
-                eprintln!(
-                    "dry run: template {} {}; run again with --commit to store it",
-                    t.id(),
-                    if d.findings.is_empty() {
-                        "checks clean"
-                    } else {
-                        "does not check"
-                    }
-                );
+                if d.findings.is_empty() {
+                    eprintln!(
+                        "dry run: template {} checks clean; run again with --commit to store it",
+                        t.id()
+                    );
+                } else {
+                    eprintln!(
+                        "dry run: template {} does not check; nothing can be stored until the findings above are fixed",
+                        t.id()
+                    );
+                }
             } else {
                 structured(
                     &json!({"template": t.id(), "dry_run": d}),

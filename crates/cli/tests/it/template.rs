@@ -154,7 +154,7 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
         (
             vec!["template", "apply", "nope", "x"],
             4,
-            "template nope not found (shipped: ",
+            "template nope not found (known: ",
         ),
         (
             vec!["template", "apply", "http-service", "web", "--commit"],
@@ -553,4 +553,120 @@ fn user_templates_are_checked_stored_and_applied() {
         let d: Value = serde_json::from_str(&d.stdout).unwrap();
         assert_eq!(d["overrides"], json!([]), "{d}");
     }
+}
+
+/// A generator reads other namespaces with the caller's grants and never
+/// sees a secret; a caller who may not read what a generator reads is
+/// refused as a read; a caller who may not read `_templates` sees the
+/// library; a stored version cannot be changed or deleted behind `put`.
+#[test]
+fn generators_never_copy_secrets_and_reads_follow_grants() {
+    let server = Server::start();
+    let as_ = |token: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    };
+    let admin = |args: &[&str]| {
+        let r = as_(&server.token, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    admin(&["ns", "create", "platform", "--level", "defaults"]);
+    admin(&["set", "platform", "defaults", "queue.max_consumers=12"]);
+    admin(&[
+        "set",
+        "--secret",
+        "platform",
+        "defaults",
+        "queue.password=canary-tpl-1",
+    ]);
+    // Templates whose generator reads the platform: one copies the secret.
+    let dir = tempfile::tempdir().unwrap();
+    let reader = |name: &str, copy: &str| {
+        let generator = format!(
+            "[[generators]]\nid = \"from-platform\"\nlevel = \"defaults\"\nreads = [\"platform\"]\nscript = '''\nlet q = config(\"platform\").queue;\n#{{ max_consumers: q.max_consumers{copy} }}\n'''\n\n[[generators]]\nid = \"concurrency-by-env\""
+        );
+        let text = include_str!("fixtures/worker-template.toml")
+            .replace("name = \"worker\"", &format!("name = \"{name}\""))
+            .replace("[[generators]]\nid = \"concurrency-by-env\"", &generator);
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        admin(&["template", "put", "-f", file.to_str().unwrap(), "--commit"]);
+    };
+    reader("reader", "");
+    reader("copier", ", copied: q.password");
+    admin(&["template", "apply", "reader", "svc", "--commit"]);
+    let got = admin(&["get", "svc", "defaults", "-o", "json"]).stdout;
+    let got: Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["max_consumers"], 12, "{got}");
+    // The generator sees the mask, never the secret, and a layer cannot
+    // hold the mask: the copy is refused and nothing is created.
+    let copied = as_(
+        &server.token,
+        &["template", "apply", "copier", "svc2", "--commit"],
+    );
+    assert_ne!(copied.code, 0);
+    assert!(
+        copied.stderr.contains("copied") && copied.stderr.contains("mask of a secret"),
+        "{}",
+        copied.stderr
+    );
+    assert!(!copied.stderr.contains("canary-tpl-1"));
+    assert_eq!(as_(&server.token, &["layers", "svc2"]).code, 4);
+    let audit = admin(&["audit", "export"]).stdout;
+    assert!(!audit.contains("canary-tpl-1"));
+
+    // A viewer of one namespace only: the catalogue is the library, and a
+    // template that reads the platform is refused as a read (exit 5).
+    admin(&["ns", "create", "mine", "--level", "defaults"]);
+    admin(&["principal", "add", "ed"]);
+    admin(&["principal", "grant", "ed", "editor", "--on", "mine"]);
+    admin(&["principal", "grant", "ed", "editor", "--on", "mine2"]);
+    let ed = admin(&["token", "issue", "ed"]).stdout.trim().to_owned();
+    let list = as_(&ed, &["template", "list"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        list.stdout.contains("http-service") && !list.stdout.contains("reader"),
+        "{}",
+        list.stdout
+    );
+    let shown = as_(&ed, &["template", "show", "nope"]);
+    assert_eq!(shown.code, 4, "{}", shown.stderr);
+    let fine = as_(&ed, &["template", "apply", "http-service", "mine2"]);
+    assert_eq!(
+        fine.code, 0,
+        "a template that reads nothing: {}",
+        fine.stderr
+    );
+    admin(&["principal", "grant", "ed", "viewer", "--on", "_templates"]);
+    assert!(as_(&ed, &["template", "list"]).stdout.contains("reader"));
+    let refused = as_(&ed, &["template", "apply", "reader", "mine2"]);
+    assert_eq!(refused.code, 5, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("permission denied") && refused.stderr.contains("platform"),
+        "{}",
+        refused.stderr
+    );
+
+    // A stored version is never changed or deleted, whatever the path.
+    let set = as_(
+        &server.token,
+        &["set", "_templates", "reader/1", "description=changed"],
+    );
+    assert_eq!(set.code, 6, "{}", set.stderr);
+    assert!(
+        set.stderr.contains("never changed or deleted"),
+        "{}",
+        set.stderr
+    );
+    let del = as_(&server.token, &["delete", "_templates", "reader/1"]);
+    assert_eq!(del.code, 6, "{}", del.stderr);
+    assert!(admin(&["template", "list"]).stdout.contains("reader"));
 }

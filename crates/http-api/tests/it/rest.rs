@@ -965,7 +965,7 @@ async fn templates_are_listed_applied_diffed_upgraded_and_stored() {
             br#"{"namespace": "api", "parameters": {"port": 9090}}"#,
         )
         .await;
-    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.status, 201, "{}", made.body);
     assert_eq!(made.json()["commit"]["revision"], before + 1);
     let again = s
         .send(
@@ -1075,7 +1075,7 @@ async fn templates_are_listed_applied_diffed_upgraded_and_stored() {
             br#"{"namespace": "jobs"}"#,
         )
         .await;
-    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.status, 201, "{}", made.body);
     let r = s.get("/v1/namespaces/jobs/resolve?env=prod").await.json();
     assert_eq!(r["document"]["concurrency"], 16, "{r}");
     s.stop().await;
