@@ -53,7 +53,8 @@ pub struct TemplatePlan {
     /// The parameters used, defaults filled in.
     pub parameters: Map<String, Value>,
     /// The change set that creates the namespace and its layers, each with
-    /// `expect_revision 0`.
+    /// `expect_revision 0` (from [`Engine::template_apply`], with the
+    /// values of secret parameters shown as the mask).
     pub change_set: ChangeSet,
 }
 
@@ -206,7 +207,8 @@ impl Engine {
         let rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
         Ok(TemplatePlan {
             template: t.id(),
-            parameters: params,
+            // Secret parameters are shown as the mask, as they are recorded.
+            parameters: t.masked_parameters(&params),
             change_set: ChangeSet {
                 author: author_of(caller, author),
                 message: message.unwrap_or_else(|| format!("from template {}", t.id())),
@@ -229,8 +231,19 @@ impl Engine {
         author: &str,
         message: Option<String>,
     ) -> Result<(TemplatePlan, Outcome)> {
-        let plan = self.template_plan(caller, spec, ns, given, author, message)?;
+        let mut plan = self.template_plan(caller, spec, ns, given, author, message)?;
         let outcome = self.run_change_set(caller, &plan.change_set, commit)?;
+        // The answer shows secrets as the mask, like every read.
+        for op in &mut plan.change_set.ops {
+            if let Op::Set {
+                value,
+                secret: true,
+                ..
+            } = op
+            {
+                *value = Value::String(templates::SEALED.to_owned());
+            }
+        }
         Ok((plan, outcome))
     }
 
@@ -527,9 +540,14 @@ impl Engine {
                 .layer(&e.layer)
                 .and_then(|d| confstrata_core::doc::get(d, &key))
                 .cloned();
-            // A sealed value is masked or opened by now; a template never
-            // renders one, so it is an override either way.
-            let overridden = e.deleted || template_value.is_none() || e.value != template_value;
+            // A key a secret parameter fills renders as the mask: the
+            // secret itself is neither recorded nor compared.
+            let secret = rendered
+                .sealed
+                .iter()
+                .any(|(l, k)| *l == e.layer && *k == key);
+            let overridden =
+                e.deleted || template_value.is_none() || (!secret && e.value != template_value);
             e.origin = Some(EntryOrigin {
                 template: id.clone(),
                 generator: match source {
@@ -690,4 +708,12 @@ pub(crate) fn check_stored(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_templates_mask_is_the_stores() {
+        assert_eq!(confstrata_templates::SEALED, confstrata_crypto::MASK);
+    }
 }

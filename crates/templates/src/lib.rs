@@ -37,6 +37,13 @@ use serde::{Deserialize, Serialize};
 
 /// The directive a layer value uses to take a parameter's value.
 pub const PARAM: &str = "$param";
+/// What a secret parameter reads as wherever it is shown or recorded: the
+/// store's mask of a sealed value (`confstrata_crypto::MASK`).
+pub const SEALED: &str = "<sealed>";
+/// The annotation that makes a parameter secret: `"x-secret": true` in its
+/// schema. The keys it fills are sealed when the template is applied, and
+/// it is recorded, shown and handed to generators as [`SEALED`].
+pub const X_SECRET: &str = "x-secret";
 /// The directive a layer value uses to build a string from parameters.
 pub const FORMAT: &str = "$format";
 
@@ -160,6 +167,8 @@ pub struct Rendered {
     /// What each generator computed: the layer, the generator's id, and
     /// its output (already merged into `layers`).
     pub generated: Vec<(LayerPath, String, Document)>,
+    /// The keys a secret parameter fills, sealed by [`Rendered::create_ops`].
+    pub sealed: Vec<(LayerPath, confstrata_core::KeyPath)>,
 }
 
 /// Where a rendered value came from (see [`Rendered::source`]).
@@ -207,13 +216,28 @@ impl Rendered {
         }
         // One thread with the check stack for every context (each check
         // would otherwise start its own).
+        // Rules see a secret as the mask, as they do in the store.
+        let masked: Vec<(LayerPath, Document)> = self
+            .layers
+            .iter()
+            .map(|(l, d)| {
+                let mut d = d.clone();
+                for (sl, key) in &self.sealed {
+                    if sl == l && confstrata_core::doc::get(&d, key).is_some() {
+                        let _ =
+                            confstrata_core::doc::set(&mut d, key, Value::String(SEALED.into()));
+                    }
+                }
+                (l.clone(), d)
+            })
+            .collect();
         confstrata_rules::on_check_stack(|| -> Result<()> {
             for ctx in self.spec.matrix_contexts() {
                 let paths = self.spec.layers_for(&ctx)?;
                 let inputs: Vec<confstrata_core::LayerInput<'_>> = paths
                     .iter()
                     .filter_map(|p| {
-                        self.layers.iter().find(|(l, _)| l == p).map(|(l, d)| {
+                        masked.iter().find(|(l, _)| l == p).map(|(l, d)| {
                             confstrata_core::LayerInput {
                                 layer: l,
                                 revision: 0,
@@ -239,12 +263,32 @@ impl Rendered {
             spec: self.spec.clone(),
             expect_revision: Some(0),
         }];
-        ops.extend(self.layers.iter().map(|(layer, document)| Op::Put {
-            namespace: self.spec.name.clone(),
-            layer: layer.clone(),
-            document: document.clone(),
-            expect_revision: Some(0),
-        }));
+        let mut secrets = Vec::new();
+        for (layer, document) in &self.layers {
+            // A secret goes in by a `set` that seals it: a `put` cannot.
+            let mut document = document.clone();
+            for (l, key) in &self.sealed {
+                if l == layer
+                    && let Some(value) = confstrata_core::doc::unset(&mut document, key)
+                {
+                    secrets.push(Op::Set {
+                        namespace: self.spec.name.clone(),
+                        layer: layer.clone(),
+                        key: key.clone(),
+                        value,
+                        secret: true,
+                        expect_revision: None,
+                    });
+                }
+            }
+            ops.push(Op::Put {
+                namespace: self.spec.name.clone(),
+                layer: layer.clone(),
+                document,
+                expect_revision: Some(0),
+            });
+        }
+        ops.extend(secrets);
         ops
     }
 }
@@ -410,6 +454,34 @@ impl Template {
         }
     }
 
+    /// The names of the secret parameters (`"x-secret": true`).
+    pub fn secret_parameters(&self) -> std::collections::BTreeSet<String> {
+        self.properties()
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, s)| s.get(X_SECRET).and_then(Value::as_bool) == Some(true))
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `params` with every secret parameter replaced by [`SEALED`]: what
+    /// is recorded, shown, and handed to generators.
+    pub fn masked_parameters(&self, params: &Map<String, Value>) -> Map<String, Value> {
+        let secret = self.secret_parameters();
+        params
+            .iter()
+            .map(|(k, v)| {
+                if secret.contains(k) {
+                    (k.clone(), Value::String(SEALED.into()))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect()
+    }
+
     /// The parameters, in name order.
     pub fn parameters_list(&self) -> Vec<Parameter> {
         let required: Vec<&str> = self
@@ -485,18 +557,35 @@ impl Template {
                 out.insert(name.clone(), d.clone());
             }
         }
+        // A secret parameter recorded as the mask (a namespace's origin,
+        // read back for an upgrade) stands for the sealed value already in
+        // the store: it is kept as it is, not checked.
+        let secret = self.secret_parameters();
+        let kept: Vec<(String, Value)> = out
+            .iter()
+            .filter(|(k, v)| secret.contains(*k) && v.as_str() == Some(SEALED))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, _) in &kept {
+            out.remove(k);
+        }
         // The parameters schema, run as a namespace's schema stage on the
         // parameters as a document.
         let probe =
             NamespaceName::parse(&self.name).map_err(|e| Error::invalid(&what, e.to_string()))?;
+        let mut schema = self.parameters.clone();
+        if let Some(Value::Array(required)) = schema.get_mut("required") {
+            required.retain(|r| !kept.iter().any(|(k, _)| r.as_str() == Some(k)));
+        }
         let validation = Validation {
-            schema: Some(self.parameters.clone()),
+            schema: Some(schema),
             ..Validation::default()
         };
         let compiled = Compiled::compile(&probe, &validation, &Limits::default())
             .map_err(|e| Error::invalid(&what, format!("its parameters schema: {e}")))?;
         let findings = compiled.check(&Context::default(), &out, &NoLookup);
         if findings.is_empty() {
+            out.extend(kept);
             return Ok(out);
         }
         let problems: Vec<String> = findings
@@ -563,20 +652,31 @@ impl Template {
             template: Some(TemplateOrigin {
                 name: self.name.clone(),
                 version: self.version,
-                parameters: params.clone(),
+                parameters: self.masked_parameters(params),
             }),
         };
         spec.validate()
             .map_err(|e| Error::invalid(&what, format!("its declaration: {e}")))?;
+        let secret = self.secret_parameters();
+        let mut sealed = Vec::new();
         let mut layers = Vec::new();
         for (path, doc) in &self.layers {
             let layer = LayerPath::parse(path)
                 .map_err(|e| Error::invalid(&what, format!("layer {path:?}: {e}")))?;
+            if !secret.is_empty() {
+                let mut keys = Vec::new();
+                secret_keys(doc, &[], &secret, &mut keys)
+                    .map_err(|reason| Error::invalid(format!("{what} layer {path}"), reason))?;
+                sealed.extend(keys.into_iter().map(|k| (layer.clone(), k)));
+            }
             let mut doc = doc.clone();
             substitute_table(&mut doc, params)
                 .map_err(|reason| Error::invalid(format!("{what} layer {path}"), reason))?;
             layers.push((layer, doc));
         }
+        // Generators see secret parameters as the mask: what they return
+        // is written in plain text.
+        let generator_params = self.masked_parameters(params);
         // Every run on one thread with the check stack (each would
         // otherwise start its own).
         let generated = confstrata_rules::on_check_stack(|| -> Result<Vec<(LayerPath, String, Document)>> {
@@ -607,7 +707,7 @@ impl Template {
                 }
                 for (path, ctx) in paths {
                     let out = compiled
-                        .run(&ctx, params, lookup.unwrap_or(&NoLookup))
+                        .run(&ctx, &generator_params, lookup.unwrap_or(&NoLookup))
                         .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
                     let Some(out) = out else { continue };
                     let index = match layers.iter().position(|(l, _)| *l == path) {
@@ -635,8 +735,9 @@ impl Template {
         Ok(Rendered {
             spec,
             layers,
-            parameters: params.clone(),
+            parameters: self.masked_parameters(params),
             generated,
+            sealed,
         })
     }
 
@@ -710,6 +811,50 @@ impl Lookup for NoLookup {
     ) -> std::result::Result<Option<Document>, String> {
         Ok(None)
     }
+}
+
+/// The key paths in a template layer whose value a secret parameter fills
+/// (a `$param` of one, or a `$format` that uses one). One inside an array
+/// is refused: a sealed value is a whole key's value.
+fn secret_keys(
+    doc: &Document,
+    prefix: &[String],
+    secret: &std::collections::BTreeSet<String>,
+    out: &mut Vec<confstrata_core::KeyPath>,
+) -> std::result::Result<(), String> {
+    fn uses_secret(v: &Value, secret: &std::collections::BTreeSet<String>) -> bool {
+        if let Some(Ok(d)) = directive(v) {
+            return d.parameters().iter().any(|p| secret.contains(p));
+        }
+        match v {
+            Value::Object(m) => m.values().any(|v| uses_secret(v, secret)),
+            Value::Array(a) => a.iter().any(|v| uses_secret(v, secret)),
+            _ => false,
+        }
+    }
+    for (k, v) in doc {
+        let mut path = prefix.to_vec();
+        path.push(k.clone());
+        if let Some(Ok(d)) = directive(v) {
+            if d.parameters().iter().any(|p| secret.contains(p)) {
+                out.push(
+                    confstrata_core::KeyPath::from_segments(&path).map_err(|e| e.to_string())?,
+                );
+            }
+            continue;
+        }
+        match v {
+            Value::Object(m) => secret_keys(m, &path, secret, out)?,
+            Value::Array(_) if uses_secret(v, secret) => {
+                return Err(format!(
+                    "{}: a secret parameter fills a whole key's value, not an item of an array (a sealed value is a key's value)",
+                    path.join(".")
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Merges a generator's output into a layer, refusing a key both set (the

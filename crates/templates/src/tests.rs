@@ -206,6 +206,7 @@ mod upgrade {
             layers: vec![("defaults".parse().unwrap(), doc.clone())],
             parameters: Map::new(),
             generated: Vec::new(),
+            sealed: Vec::new(),
         }
     }
 
@@ -481,5 +482,108 @@ mod reads {
             err.contains("pool-from-platform") && err.contains("no namespace named \"platform\""),
             "{err}"
         );
+    }
+}
+
+mod secrets {
+    use super::*;
+    use confstrata_core::KeyPath;
+
+    /// http-service@1 with a secret parameter filling `db.password`, used
+    /// in a rule message, and seen by a generator.
+    fn with_secret() -> Template {
+        let mut t = http();
+        t.parameters["properties"]["db_password"] = json!({"type": "string", "minLength": 12, "x-secret": true, "description": "the password"});
+        t.parameters["required"] = json!(["db_password"]);
+        t.layers.get_mut("defaults").unwrap().insert(
+            "db".into(),
+            json!({"password": {"$param": "db_password"}, "user": "app"}),
+        );
+        t.namespace.validation.rules.push(
+            serde_json::from_value(
+                json!({"id": "shown", "check": "false", "severity": "warning",
+                "message": "the password is {{db.password}}"}),
+            )
+            .unwrap(),
+        );
+        t.generators.push(GeneratorSpec {
+            id: "echo".into(),
+            level: "defaults".into(),
+            description: String::new(),
+            reads: Vec::new(),
+            script: "#{ echoed: params.db_password }".into(),
+        });
+        t
+    }
+
+    #[test]
+    fn a_secret_parameter_is_sealed_masked_and_never_recorded() {
+        let t = with_secret();
+        assert_eq!(
+            t.secret_parameters().into_iter().collect::<Vec<_>>(),
+            ["db_password"]
+        );
+        let params = t
+            .resolve_parameters(&given(&[("db_password", json!("s3cret-canary-77"))]))
+            .unwrap();
+        let r = t.render(&ns(), &params).unwrap();
+        let key = KeyPath::parse("db.password").unwrap();
+        assert_eq!(r.sealed, [("defaults".parse().unwrap(), key.clone())]);
+        // Recorded and shown as the mask; a generator sees the mask.
+        let text = format!("{:?} {:?}", r.spec.template, r.parameters);
+        assert!(
+            !text.contains("s3cret-canary-77") && text.contains(SEALED),
+            "{text}"
+        );
+        assert_eq!(
+            r.layer(&"defaults".parse().unwrap()).unwrap()["echoed"],
+            json!(SEALED)
+        );
+        // A rule shows the mask, never the value.
+        let findings = r.validate(&NoLookup).unwrap();
+        assert!(!findings.is_empty());
+        assert!(
+            findings
+                .iter()
+                .all(|f| !f.message.contains("s3cret-canary-77")),
+            "{findings:?}"
+        );
+        // The value goes in by a sealing set, not in the layer's put.
+        let ops = r.create_ops();
+        let sets: Vec<&Op> = ops
+            .iter()
+            .filter(|op| matches!(op, Op::Set { secret: true, .. }))
+            .collect();
+        assert_eq!(sets.len(), 1, "{ops:?}");
+        assert!(
+            matches!(sets[0], Op::Set { key: k, value, .. } if *k == key && *value == json!("s3cret-canary-77"))
+        );
+        for op in &ops {
+            if let Op::Put { document, .. } = op {
+                assert!(
+                    !Value::Object(document.clone())
+                        .to_string()
+                        .contains("s3cret-canary-77")
+                );
+            }
+        }
+        // Read back from a namespace's origin, the mask stands for the
+        // stored secret; anything else is checked.
+        let again = t
+            .resolve_parameters(&r.parameters.clone().into_iter().collect())
+            .unwrap();
+        assert_eq!(again["db_password"], json!(SEALED));
+        assert!(
+            t.resolve_parameters(&given(&[("db_password", json!("short"))]))
+                .is_err()
+        );
+        // A secret inside an array is refused.
+        let mut t = with_secret();
+        t.layers
+            .get_mut("defaults")
+            .unwrap()
+            .insert("list".into(), json!([{"$param": "db_password"}]));
+        let err = t.render(&ns(), &params).unwrap_err().to_string();
+        assert!(err.contains("not an item of an array"), "{err}");
     }
 }

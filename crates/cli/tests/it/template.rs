@@ -670,3 +670,126 @@ fn generators_never_copy_secrets_and_reads_follow_grants() {
     assert_eq!(del.code, 6, "{}", del.stderr);
     assert!(admin(&["template", "list"]).stdout.contains("reader"));
 }
+
+/// A secret parameter: sealed in the store (a `set --secret`, not the
+/// layer's put), recorded and shown as the mask, never in a dry run, the
+/// audit log or the declaration; explain and diff do not call it an
+/// override.
+#[test]
+fn a_secret_parameter_is_sealed_and_never_shown() {
+    let server = Server::start();
+    let remote = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", &server.token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    };
+    let ok = |args: &[&str]| {
+        let r = remote(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    let secret = "canary-tpl-secret-99";
+    let text = include_str!("fixtures/worker-template.toml")
+        .replace("name = \"worker\"", "name = \"queue-client\"")
+        .replace(
+            "[namespace]",
+            "properties.password = { type = \"string\", minLength = 12, \"x-secret\" = true, description = \"The queue's password\" }\nrequired = [\"password\"]\n\n[namespace]",
+        )
+        .replace("max_retries = 5", "max_retries = 5\nauth.password = { \"$param\" = \"password\" }");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queue-client.toml");
+    std::fs::write(&file, text).unwrap();
+    ok(&["template", "put", "-f", file.to_str().unwrap(), "--commit"]);
+    let param = format!("password={secret}");
+    let dry = remote(&["template", "apply", "queue-client", "q", "--param", &param]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let dry_json = remote(&[
+        "template",
+        "apply",
+        "queue-client",
+        "q",
+        "--param",
+        &param,
+        "-o",
+        "json",
+    ]);
+    for shown in [&dry.stdout, &dry.stderr, &dry_json.stdout] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(dry_json.stdout.contains("<sealed>"), "{}", dry_json.stdout);
+    let short = remote(&[
+        "template",
+        "apply",
+        "queue-client",
+        "q",
+        "--param",
+        "password=short",
+    ]);
+    assert_ne!(short.code, 0);
+    assert!(
+        short.stderr.contains("parameter password"),
+        "{}",
+        short.stderr
+    );
+    ok(&[
+        "template",
+        "apply",
+        "queue-client",
+        "q",
+        "--param",
+        &param,
+        "--commit",
+    ]);
+
+    // Sealed in the store: opened for the admin, counted as sealed.
+    let got: Value =
+        serde_json::from_str(&ok(&["get", "q", "defaults", "-o", "json"]).stdout).unwrap();
+    assert_eq!(got["auth"]["password"], secret, "{got}");
+    let layers: Value = serde_json::from_str(&ok(&["layers", "q", "-o", "json"]).stdout).unwrap();
+    let defaults = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "defaults")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        defaults["sealed_keys"],
+        json!(["auth.password"]),
+        "{defaults}"
+    );
+    // Never in the declaration, the audit log, or the diff.
+    let declared = ok(&["ns", "show", "q", "-o", "json"]).stdout;
+    assert!(
+        !declared.contains(secret) && declared.contains("<sealed>"),
+        "{declared}"
+    );
+    assert!(!ok(&["audit", "export"]).stdout.contains(secret));
+    let d: Value =
+        serde_json::from_str(&ok(&["template", "diff", "q", "-o", "json"]).stdout).unwrap();
+    assert_eq!(d["overrides"], json!([]), "{d}");
+    let x: Value = serde_json::from_str(
+        &ok(&[
+            "explain",
+            "q",
+            "auth.password",
+            "-c",
+            "env=dev",
+            "-o",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(x["entries"][0]["origin"]["overridden"], false, "{x}");
+    assert_eq!(
+        x["entries"][0]["origin"]["template_value"], "<sealed>",
+        "{x}"
+    );
+}

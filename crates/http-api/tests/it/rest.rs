@@ -1078,5 +1078,32 @@ async fn templates_are_listed_applied_diffed_upgraded_and_stored() {
     assert_eq!(made.status, 201, "{}", made.body);
     let r = s.get("/v1/namespaces/jobs/resolve?env=prod").await.json();
     assert_eq!(r["document"]["concurrency"], 16, "{r}");
+
+    // A secret parameter never comes back: not in the parameters, not in
+    // the change set, not in the dry run; the store has it sealed.
+    let secret_tpl = worker
+        .replace("name = \"worker\"", "name = \"vault-client\"")
+        .replace(
+            "[namespace]",
+            "properties.token = { type = \"string\", \"x-secret\" = true, description = \"t\" }\nrequired = [\"token\"]\n\n[namespace]",
+        )
+        .replace("max_retries = 5", "max_retries = 5\nauth.token = { \"$param\" = \"token\" }");
+    let stored = s
+        .send("POST", "/v1/templates", toml, secret_tpl.as_bytes())
+        .await;
+    assert_eq!(stored.status, 201, "{}", stored.body);
+    let body = br#"{"namespace": "vc", "parameters": {"token": "canary-rest-tpl-5"}}"#;
+    for target in [
+        "/v1/templates/vault-client/apply?dry_run=true",
+        "/v1/templates/vault-client/apply",
+    ] {
+        let a = s.send("POST", target, json, body).await;
+        assert!(a.status == 200 || a.status == 201, "{}", a.body);
+        assert!(!a.body.contains("canary-rest-tpl-5"), "{}", a.body);
+        assert!(a.body.contains("<sealed>"), "{}", a.body);
+    }
+    // Sealed in the store (opened here for the admin, who may read secrets).
+    let layer = s.get("/v1/namespaces/vc/layers/defaults").await.json();
+    assert_eq!(layer["sealed_keys"], json!(["auth.token"]), "{layer}");
     s.stop().await;
 }
