@@ -172,6 +172,17 @@ impl Engine {
             })
     }
 
+    /// [`Engine::template`] with where it comes from (`library` or `user`).
+    pub fn template_entry(&self, caller: &Caller, spec: &str) -> Result<CatalogueEntry> {
+        let template = self.template(caller, spec)?;
+        let source = if templates::find(&template.id()).is_ok() {
+            "library"
+        } else {
+            "user"
+        };
+        Ok(CatalogueEntry { source, template })
+    }
+
     /// Refuses, as the read it is, a template whose generators read a
     /// namespace the caller may not read (the render would otherwise fail
     /// as a script error).

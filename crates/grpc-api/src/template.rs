@@ -97,18 +97,7 @@ impl TemplateService for Service {
         let spec = req.into_inner().template;
         let found = self
             .calls
-            .run(a, "template", move |e, c| {
-                let t = e.template(c, &spec)?;
-                let source = if confstrata_engine::confstrata_templates::find(&t.id()).is_ok() {
-                    "library"
-                } else {
-                    "user"
-                };
-                Ok(CatalogueEntry {
-                    source,
-                    template: t,
-                })
-            })
+            .run(a, "template", move |e, c| e.template_entry(c, &spec))
             .await?;
         Ok(Response::new(v1::GetTemplateResponse {
             template: Some(entry(&found)),

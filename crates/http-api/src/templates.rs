@@ -282,16 +282,7 @@ pub(crate) async fn get_template(
 ) -> Result<Response, Problem> {
     let spec = path_of(spec, "template")?;
     let entry = read(&runner, a, "template", move |e, c| {
-        let t = e.template(c, &spec)?;
-        let source = if confstrata_engine::confstrata_templates::find(&t.id()).is_ok() {
-            "library"
-        } else {
-            "user"
-        };
-        Ok(CatalogueEntry {
-            source,
-            template: t,
-        })
+        e.template_entry(c, &spec)
     })
     .await?;
     json_response(StatusCode::OK, &item(&entry))

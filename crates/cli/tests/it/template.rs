@@ -11,6 +11,21 @@ use serde_json::{Value, json};
 use super::remote::Server;
 use super::{Run, to_run};
 
+/// Runs the binary against `server` with `token`.
+fn remote_as<'a>(server: &'a Server, token: &'a str) -> impl Fn(&[&str]) -> Run + 'a {
+    move |args| {
+        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        to_run(out)
+    }
+}
+
 fn run(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
         .args(args)
@@ -309,17 +324,7 @@ fn shipped_templates_apply_clean_and_their_rules_catch_their_mistakes() {
 #[test]
 fn a_template_applies_on_a_server() {
     let server = Server::start();
-    let remote = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let remote = remote_as(&server, &server.token);
     let r = remote(&["template", "apply", "http-service", "api", "--commit"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = remote(&["validate", "api"]);
@@ -345,17 +350,7 @@ fn a_template_applies_on_a_server() {
 #[test]
 fn explain_names_the_template_and_generator_behind_a_value() {
     let server = Server::start();
-    let remote = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let remote = remote_as(&server, &server.token);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_owned();
     let local = |args: &[&str]| {
@@ -428,17 +423,7 @@ fn explain_names_the_template_and_generator_behind_a_value() {
 #[test]
 fn user_templates_are_checked_stored_and_applied() {
     let server = Server::start();
-    let remote = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let remote = remote_as(&server, &server.token);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").to_str().unwrap().to_owned();
     let local = |args: &[&str]| {
@@ -562,17 +547,7 @@ fn user_templates_are_checked_stored_and_applied() {
 #[test]
 fn generators_never_copy_secrets_and_reads_follow_grants() {
     let server = Server::start();
-    let as_ = |token: &str, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let as_ = |token: &str, args: &[&str]| remote_as(&server, token)(args);
     let admin = |args: &[&str]| {
         let r = as_(&server.token, args);
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
@@ -678,17 +653,7 @@ fn generators_never_copy_secrets_and_reads_follow_grants() {
 #[test]
 fn a_secret_parameter_is_sealed_and_never_shown() {
     let server = Server::start();
-    let remote = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let remote = remote_as(&server, &server.token);
     let ok = |args: &[&str]| {
         let r = remote(args);
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
