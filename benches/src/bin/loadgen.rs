@@ -211,6 +211,12 @@ impl ConfigService for Fixed {
     async fn dry_run(&self, _: Request<v1::DryRunRequest>) -> Res<v1::DryRunResponse> {
         Err(Status::unimplemented("baseline"))
     }
+    async fn import_namespace(
+        &self,
+        _: Request<v1::ImportNamespaceRequest>,
+    ) -> Res<v1::ImportNamespaceResponse> {
+        Err(Status::unimplemented("baseline"))
+    }
     async fn rollback(&self, _: Request<v1::RollbackRequest>) -> Res<v1::RollbackResponse> {
         Err(Status::unimplemented("baseline"))
     }

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, anyhow, bail};
 use confstrata_core::format::{self, Format};
 use confstrata_core::{
-    At, ChangeSet, Context, Document, KeyPath, LayerPath, Limits, NamespaceName, NamespaceSpec, Op,
-    parse_context,
+    At, ChangeSet, Context, KeyPath, LayerPath, Limits, NamespaceName, NamespaceSpec, parse_context,
 };
 use serde_json::Value;
 
@@ -119,65 +118,41 @@ pub(crate) fn parse_spec(bytes: &[u8], fmt: Format, name: &str) -> Result<Namesp
     parse_structured(bytes, fmt, name, &Limits::default())
 }
 
-/// Reads `dir/namespace.{toml,yaml,yml,json}` and every layer file under `dir/layers`.
+/// Reads a namespace directory (`namespace.toml` and `layers/**`) as a
+/// bundle and turns it into a change set ([`confstrata_core::bundle`]:
+/// the same step REST and gRPC imports take). Hidden files are skipped,
+/// except `.env` ones; so is anything beside the declaration and
+/// `layers/`.
 pub(crate) fn import_dir(dir: &Path) -> Result<ChangeSet> {
-    let spec_file = [
-        "namespace.toml",
-        "namespace.yaml",
-        "namespace.yml",
-        "namespace.json",
-    ]
-    .iter()
-    .map(|f| dir.join(f))
-    .find(|p| p.is_file())
-    .ok_or_else(|| anyhow!("{} has no namespace.toml (or .yaml/.json)", dir.display()))?;
-    let name = spec_file.display().to_string();
-    let bytes = std::fs::read(&spec_file).with_context(|| format!("cannot read {name}"))?;
-    let spec = parse_spec(&bytes, pick_format(None, &name)?, &name)?;
-    let namespace = spec.name.clone();
-    let mut ops = vec![Op::PutNamespace {
-        spec,
-        expect_revision: None,
-    }];
-    let root = dir.join("layers");
-    let mut files = Vec::new();
-    if root.is_dir() {
-        collect_files(&root, &mut files)?;
-    }
-    files.sort();
-    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for file in files {
-        let name = file.display().to_string();
-        let Some(fmt) = Format::from_path(&name) else {
-            bail!("{name}: unknown layer file type (use .toml, .yaml, .yml, .json or .env)");
-        };
-        let rel = file
-            .strip_prefix(&root)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
-        let rel = rel.to_string_lossy().replace('\\', "/");
-        let layer = match rel.rsplit_once('.') {
-            Some((stem, _)) => stem.to_owned(),
-            None => rel.clone(),
-        };
-        let layer = LayerPath::parse(&layer)
-            .with_context(|| format!("{name}: the file's path is not a valid layer path"))?;
-        if let Some(other) = seen.insert(layer.to_string(), file.clone()) {
-            bail!("{name} and {} both define layer {layer}", other.display());
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for spec in confstrata_core::bundle::SPEC_FILES {
+        let path = dir.join(spec);
+        if path.is_file() {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            files.insert(spec.to_owned(), bytes);
         }
-        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {name}"))?;
-        let document: Document = format::parse(&bytes, fmt, &name, &Limits::default())?;
-        ops.push(Op::Put {
-            namespace: namespace.clone(),
-            layer,
-            document,
-            expect_revision: None,
-        });
     }
-    Ok(ChangeSet {
-        author: String::new(),
-        message: String::new(),
-        ops,
-    })
+    if files.is_empty() {
+        bail!("{} has no namespace.toml (or .yaml/.json)", dir.display());
+    }
+    let root = dir.join("layers");
+    let mut found = Vec::new();
+    if root.is_dir() {
+        collect_files(&root, &mut found)?;
+    }
+    for file in found {
+        let rel = file
+            .strip_prefix(dir)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        files.insert(rel, bytes);
+    }
+    confstrata_core::bundle::change_set(&files, &Limits::default())
+        .with_context(|| format!("cannot import {}", dir.display()))
 }
 
 pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -36,6 +36,7 @@
 //! assert_eq!(confstrata_core::resolve(&inputs).to_value(), json!({"port": 80, "debug": false}));
 //! ```
 
+pub mod bundle;
 mod changeset;
 mod diff;
 pub mod doc;

@@ -463,6 +463,40 @@ impl ConfigService for Service {
         Ok(Response::new((&d).into()))
     }
 
+    async fn import_namespace(
+        &self,
+        req: Request<v1::ImportNamespaceRequest>,
+    ) -> Res<v1::ImportNamespaceResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let files = r.files.into_iter().collect();
+        let mut cs = confstrata_core::bundle::change_set(&files, &self.limits)
+            .map_err(|e| status::from_core(&e, "files"))?;
+        cs.message = if r.message.is_empty() {
+            match cs.ops.first() {
+                Some(Op::PutNamespace { spec, .. }) => format!("import {}", spec.name),
+                _ => "import".to_owned(),
+            }
+        } else {
+            r.message
+        };
+        if r.dry_run {
+            let d = self
+                .calls
+                .run(a, "files", move |e, c| e.dry_run(c, &cs))
+                .await?;
+            return Ok(Response::new(v1::ImportNamespaceResponse {
+                commit: None,
+                dry_run: Some((&d).into()),
+            }));
+        }
+        let info = self.calls.commit(a, "files", cs).await?;
+        Ok(Response::new(v1::ImportNamespaceResponse {
+            commit: Some(info.into()),
+            dry_run: None,
+        }))
+    }
+
     async fn validate(&self, req: Request<v1::ValidateRequest>) -> Res<v1::ValidateResponse> {
         let a = auth(&req);
         let r = req.into_inner();

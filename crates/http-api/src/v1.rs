@@ -76,6 +76,7 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(list_layers))
         .routes(routes!(get_layer, put_layer, patch_layer, delete_layer))
         .routes(routes!(apply_change_set))
+        .routes(routes!(import_bundle))
         .routes(routes!(
             crate::templates::list_templates,
             crate::templates::put_template
@@ -476,6 +477,66 @@ async fn apply_change_set(
     let changes =
         confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
             .map_err(|e| Problem::from_core(&e, "body"))?;
+    if flag(&query, "dry_run")? {
+        let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
+        return json_response(StatusCode::OK, &ChangeSetAnswer::DryRun(dry));
+    }
+    commit(&runner, a, changes, "", false).await
+}
+
+/// What `POST /v1/imports` takes: a namespace as files, the bundle
+/// `confstrata export` writes.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportBody {
+    /// Each file's path in the bundle and its text: `namespace.toml` (or
+    /// `.yaml`, `.yml`, `.json`) and `layers/<layer path>.<toml|yaml|json|env>`.
+    files: std::collections::BTreeMap<String, String>,
+    /// The change set's message (default: "import NAMESPACE").
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// `POST /v1/imports[?dry_run=true]`: a namespace as files (the bundle
+/// `confstrata export` writes and `confstrata import DIR` reads), turned
+/// into one change set by the same step (`confstrata_core::bundle`) and
+/// committed, validated like any other; with `dry_run`, what it would
+/// change and what validation finds.
+#[utoipa::path(
+    post, path = "/v1/imports", tag = "changes",
+    params(("dry_run" = Option<bool>, Query, description = "Show what it would change and what validation finds; commit nothing")),
+    request_body(content = ImportBody, description = "The bundle's files (JSON, TOML or YAML by `Content-Type`)",
+        example = json!({"files": {
+            "namespace.toml": "name = \"web\"\nlevels = [\"defaults\", \"env/{env}\"]\n",
+            "layers/defaults.toml": "port = 8080\n",
+            "layers/env/prod.yaml": "port: 443\n"
+        }})),
+    responses(
+        (status = 200, description = "Committed (or, with `dry_run`, what it would change and what validation finds)", body = ChangeSetAnswer),
+        Refusals, WriteRefusals),
+)]
+async fn import_bundle(
+    State(runner): State<Runner>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    Creds(a): Creds,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let query = query_of(query)?;
+    let request: ImportBody = structured_body(&headers, body)?;
+    let files = request
+        .files
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    let mut changes = confstrata_core::bundle::change_set(&files, &Limits::default())
+        .map_err(|e| Problem::from_core(&e, "body"))?;
+    changes.message = request
+        .message
+        .unwrap_or_else(|| match changes.ops.first() {
+            Some(confstrata_core::Op::PutNamespace { spec, .. }) => format!("import {}", spec.name),
+            _ => "import".to_owned(),
+        });
     if flag(&query, "dry_run")? {
         let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
         return json_response(StatusCode::OK, &ChangeSetAnswer::DryRun(dry));

@@ -180,6 +180,47 @@ async fn over_grpc(server: &Server) -> Seen {
         .await
         .unwrap_err();
     seen.push(("delete again", err(e.code())));
+    // A namespace as files: imported, then a bad bundle refused.
+    let files = |extra: Option<(&str, &str)>| {
+        let mut f: HashMap<String, Vec<u8>> = bundle()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        if let Some((k, v)) = extra {
+            f.insert(k.to_owned(), v.as_bytes().to_vec());
+        }
+        f
+    };
+    let r = c
+        .import_namespace(v1::ImportNamespaceRequest {
+            files: files(None),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("import", json!(r.commit.unwrap().revision)));
+    let r = c
+        .resolve(v1::ResolveRequest {
+            namespace: "imported".into(),
+            context: ctx("prod"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push((
+        "imported",
+        serde_json::from_str::<Value>(&r.document_json).unwrap(),
+    ));
+    let e = c
+        .import_namespace(v1::ImportNamespaceRequest {
+            files: files(Some(("README.md", "hi"))),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(("bad bundle", err(e.code())));
     drop(c);
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
@@ -281,7 +322,38 @@ async fn over_rest(server: &Server) -> Seen {
     seen.push(("delete", b["revision"].clone()));
     let (_, b) = json_of(delete().await.unwrap()).await;
     seen.push(("delete again", rest_err(&b)));
+    let import = |extra: Option<(&str, &str)>| {
+        let mut files: serde_json::Map<String, Value> = bundle()
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        if let Some((k, v)) = extra {
+            files.insert(k.to_owned(), json!(v));
+        }
+        send(reqwest::Method::POST, "/v1/imports")
+            .header("content-type", "application/json")
+            .body(json!({"files": files}).to_string())
+            .send()
+    };
+    let (_, b) = json_of(import(None).await.unwrap()).await;
+    seen.push(("import", b["revision"].clone()));
+    let (_, b) = json_of(server.get("/v1/namespaces/imported/resolve?env=prod").await).await;
+    seen.push(("imported", b["document"].clone()));
+    let (_, b) = json_of(import(Some(("README.md", "hi"))).await.unwrap()).await;
+    seen.push(("bad bundle", rest_err(&b)));
     seen
+}
+
+/// A namespace as files, for both doors.
+fn bundle() -> [(&'static str, &'static str); 3] {
+    [
+        (
+            "namespace.toml",
+            "name = \"imported\"\nlevels = [\"defaults\", \"env/{env}\"]\n",
+        ),
+        ("layers/defaults.toml", "port = 8080\nlog = \"info\"\n"),
+        ("layers/env/prod.yaml", "port: 443\n"),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,6 +376,9 @@ async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
     assert_eq!(step("bad layer"), &err(tonic::Code::InvalidArgument));
     assert_eq!(step("no namespace"), &err(tonic::Code::NotFound));
     assert_eq!(step("delete again"), &err(tonic::Code::NotFound));
+    assert!(step("import").is_u64(), "{grpc:?}");
+    assert_eq!(step("imported"), &json!({"port": 443, "log": "info"}));
+    assert_eq!(step("bad bundle"), &err(tonic::Code::InvalidArgument));
     a.stop().await;
     b.stop().await;
 }

@@ -4610,6 +4610,33 @@ pub struct DryRunResponse {
     #[prost(message, repeated, tag = "4")]
     pub findings: ::prost::alloc::vec::Vec<Finding>,
 }
+/// Request of ImportNamespace.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImportNamespaceRequest {
+    /// Each file's path in the bundle and its bytes: `namespace.toml` (or
+    /// .yaml, .yml, .json) and `layers/<layer path>.<toml|yaml|json|env>`.
+    #[prost(map = "string, bytes", tag = "1")]
+    pub files: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::vec::Vec<u8>,
+    >,
+    /// The change set's message (empty: "import NAMESPACE").
+    #[prost(string, tag = "2")]
+    pub message: ::prost::alloc::string::String,
+    /// Check it and show the diff; commit nothing.
+    #[prost(bool, tag = "3")]
+    pub dry_run: bool,
+}
+/// Response of ImportNamespace.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ImportNamespaceResponse {
+    /// The commit (unless a dry run).
+    #[prost(message, optional, tag = "1")]
+    pub commit: ::core::option::Option<CommitInfo>,
+    /// The dry run's diff and findings (with dry_run).
+    #[prost(message, optional, tag = "2")]
+    pub dry_run: ::core::option::Option<DryRunResponse>,
+}
 /// Request of Validate.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ValidateRequest {
@@ -5259,6 +5286,35 @@ pub mod config_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.ConfigService", "DryRun"));
             self.inner.unary(req, path, codec).await
         }
+        /// A namespace as files (the bundle `confstrata export` writes:
+        /// namespace.toml and layers/\*\*), turned into one change set that declares
+        /// it and puts every layer, committed or dry-run.
+        pub async fn import_namespace(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ImportNamespaceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ImportNamespaceResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.ConfigService/ImportNamespace",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("confstrata.v1.ConfigService", "ImportNamespace"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// Runs the validation chains on the current state (every context of one
         /// namespace's matrix, or of every namespace), without committing.
         pub async fn validate(
@@ -5485,6 +5541,16 @@ pub mod config_service_server {
             &self,
             request: tonic::Request<super::DryRunRequest>,
         ) -> std::result::Result<tonic::Response<super::DryRunResponse>, tonic::Status>;
+        /// A namespace as files (the bundle `confstrata export` writes:
+        /// namespace.toml and layers/\*\*), turned into one change set that declares
+        /// it and puts every layer, committed or dry-run.
+        async fn import_namespace(
+            &self,
+            request: tonic::Request<super::ImportNamespaceRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ImportNamespaceResponse>,
+            tonic::Status,
+        >;
         /// Runs the validation chains on the current state (every context of one
         /// namespace's matrix, or of every namespace), without committing.
         async fn validate(
@@ -6307,6 +6373,52 @@ pub mod config_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DryRunSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.ConfigService/ImportNamespace" => {
+                    #[allow(non_camel_case_types)]
+                    struct ImportNamespaceSvc<T: ConfigService>(pub Arc<T>);
+                    impl<
+                        T: ConfigService,
+                    > tonic::server::UnaryService<super::ImportNamespaceRequest>
+                    for ImportNamespaceSvc<T> {
+                        type Response = super::ImportNamespaceResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ImportNamespaceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ConfigService>::import_namespace(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ImportNamespaceSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
