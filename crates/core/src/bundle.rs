@@ -42,7 +42,8 @@ pub const SPEC_FILES: [&str; 4] = [
 pub const LAYERS: &str = "layers/";
 
 /// The change set that declares the bundle's namespace and puts each of
-/// its layers (no preconditions: an import replaces what is there).
+/// its layers (no preconditions: an import replaces what is there), with
+/// the message `import NAMESPACE`.
 /// `files` maps each file's path in the bundle (`/`-separated, relative)
 /// to its bytes.
 ///
@@ -126,7 +127,7 @@ pub fn change_set(files: &BTreeMap<String, Vec<u8>>, limits: &Limits) -> Result<
     }
     Ok(ChangeSet {
         author: String::new(),
-        message: String::new(),
+        message: format!("import {namespace}"),
         ops,
     })
 }

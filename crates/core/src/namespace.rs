@@ -292,6 +292,17 @@ impl NamespaceSpec {
         v
     }
 
+    /// The part of `ctx` this namespace uses: its variables' bindings, the
+    /// rest left out (how one namespace reads another for the same
+    /// context: cross-namespace rules, generators).
+    pub fn restrict(&self, ctx: &Context) -> Context {
+        let vars = self.variables();
+        ctx.iter()
+            .filter(|(k, _)| vars.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Checks a context against the namespace: every variable must be used by
     /// a level, and matrix variables must take a value from the matrix.
     pub fn check_context(&self, ctx: &Context) -> Result<()> {

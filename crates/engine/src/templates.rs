@@ -15,6 +15,7 @@
 //! stored, is not replaced (`expect_revision 0`).
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use confstrata_core::serde_json::{Map, Value};
 use confstrata_core::{
@@ -119,11 +120,21 @@ pub struct UpgradePlan {
 /// read with `config("name")`: that namespace's resolved configuration, as
 /// `caller` may read it (sealed values masked unless the caller may read
 /// secrets), for the variables of the context that namespace uses.
+///
+/// One lookup reads each namespace once (a render runs a generator per
+/// layer of its level, each asking again).
 pub struct CallerLookup<'a> {
     engine: &'a Engine,
     caller: &'a Caller,
     at: At,
+    /// Namespace → its declaration and masked layers (`None`: no such
+    /// namespace).
+    read: std::sync::Mutex<BTreeMap<NamespaceName, Option<ReadNamespace>>>,
 }
+
+/// A namespace as a lookup read it: its declaration and its layers,
+/// masked.
+type ReadNamespace = (NamespaceSpec, Vec<confstrata_core::LayerRecord>);
 
 impl Engine {
     /// The catalogue: the library shipped in the binary, then the user
@@ -186,11 +197,11 @@ impl Engine {
     /// Refuses, as the read it is, a template whose generators read a
     /// namespace the caller may not read (the render would otherwise fail
     /// as a script error).
-    fn check_reads(&self, caller: &Caller, t: &Template) -> Result<()> {
+    fn check_reads(&self, caller: &Caller, t: &Template, at: At) -> Result<()> {
         for g in &t.generators {
             for r in &g.reads {
                 let ns: NamespaceName = r.parse()?;
-                match self.namespace(caller, &ns, At::Latest) {
+                match self.namespace(caller, &ns, at) {
                     Ok(_) | Err(Error::NamespaceNotFound { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -214,7 +225,7 @@ impl Engine {
     ) -> Result<TemplatePlan> {
         let t = self.template(caller, spec)?;
         let params = t.resolve_parameters(given)?;
-        self.check_reads(caller, &t)?;
+        self.check_reads(caller, &t, At::Latest)?;
         let rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
         Ok(TemplatePlan {
             template: t.id(),
@@ -315,29 +326,32 @@ impl Engine {
         })
     }
 
-    /// The namespace's template rendered again with its recorded
-    /// parameters, with its record; an error when it records none.
-    fn origin_of(
+    /// The template a declaration records, rendered again with the
+    /// parameters it recorded, its generators reading as `caller` at `at`;
+    /// an error when it records none.
+    fn render_origin(
         &self,
         caller: &Caller,
-        ns: &NamespaceName,
-    ) -> Result<(confstrata_core::NamespaceRecord, Template, Rendered)> {
-        let record = self.namespace(caller, ns, At::Latest)?;
-        let Some(origin) = record.spec.template.clone() else {
+        spec: &NamespaceSpec,
+        at: At,
+    ) -> Result<(confstrata_core::TemplateOrigin, Template, Rendered)> {
+        let Some(origin) = spec.template.clone() else {
             return Err(Error::invalid(
-                format!("namespace {ns}"),
+                format!("namespace {}", spec.name),
                 "it was not made from a template (its declaration records none)",
             ));
         };
         let t = self.template(caller, &format!("{}@{}", origin.name, origin.version))?;
-        let rendered = t.render_with(ns, &origin.parameters, &self.lookup(caller, At::Latest))?;
-        Ok((record, t, rendered))
+        self.check_reads(caller, &t, at)?;
+        let rendered = t.render_with(&spec.name, &origin.parameters, &self.lookup(caller, at))?;
+        Ok((origin, t, rendered))
     }
 
     /// What a namespace changed relative to its template: its local
     /// overrides, key by key (sealed values masked).
     pub fn template_diff(&self, caller: &Caller, ns: &NamespaceName) -> Result<TemplateDiff> {
-        let (record, t, rendered) = self.origin_of(caller, ns)?;
+        let record = self.namespace(caller, ns, At::Latest)?;
+        let (_, t, rendered) = self.render_origin(caller, &record.spec, At::Latest)?;
         let current = self.export_layers(caller, ns, At::Latest)?;
         let mut layers: BTreeMap<LayerPath, (Document, Document)> = BTreeMap::new();
         for (layer, doc) in &rendered.layers {
@@ -389,15 +403,8 @@ impl Engine {
         author: &str,
         message: Option<String>,
     ) -> Result<UpgradePlan> {
-        let (record, old, base) = self.origin_of(caller, ns)?;
-        let origin = record.spec.template.clone().unwrap_or_else(|| {
-            // origin_of refuses a namespace without one.
-            confstrata_core::TemplateOrigin {
-                name: old.name.clone(),
-                version: old.version,
-                parameters: Map::new(),
-            }
-        });
+        let record = self.namespace(caller, ns, At::Latest)?;
+        let (origin, old, base) = self.render_origin(caller, &record.spec, At::Latest)?;
         let new = match to {
             Some(v) => self.template(caller, &format!("{}@{v}", origin.name))?,
             None => self.template(caller, &origin.name)?,
@@ -410,7 +417,7 @@ impl Engine {
             .collect();
         params.extend(given.clone());
         let new_params = new.resolve_parameters(&params)?;
-        self.check_reads(caller, &new)?;
+        self.check_reads(caller, &new, At::Latest)?;
         let change_set = |ops| ChangeSet {
             author: author_of(caller, author),
             message: message
@@ -504,30 +511,8 @@ impl Engine {
             engine: self,
             caller,
             at,
+            read: std::sync::Mutex::new(BTreeMap::new()),
         }
-    }
-
-    /// Renders again the template a namespace was made from, with the
-    /// parameters it recorded; `None` when it records none or the
-    /// template is not known here.
-    pub(crate) fn rendered_origin(
-        &self,
-        caller: &Caller,
-        spec: &NamespaceSpec,
-        at: At,
-    ) -> confstrata_core::Result<Option<(String, Rendered)>> {
-        let Some(origin) = &spec.template else {
-            return Ok(None);
-        };
-        let id = format!("{}@{}", origin.name, origin.version);
-        let template = match self.template(caller, &id) {
-            Ok(t) => t,
-            Err(Error::TemplateNotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let rendered =
-            template.render_with(&spec.name, &origin.parameters, &self.lookup(caller, at))?;
-        Ok(Some((id, rendered)))
     }
 
     /// Fills each entry's [`EntryOrigin`] when the namespace was made from
@@ -541,9 +526,13 @@ impl Engine {
         at: At,
         explanation: &mut Explanation,
     ) {
-        let Ok(Some((id, rendered))) = self.rendered_origin(caller, spec, at) else {
+        if spec.template.is_none() {
+            return;
+        }
+        let Ok((_, t, rendered)) = self.render_origin(caller, spec, at) else {
             return;
         };
+        let id = t.id();
         let key = explanation.key.clone();
         for e in &mut explanation.entries {
             let source = rendered.source(&e.layer, &key);
@@ -572,6 +561,26 @@ impl Engine {
     }
 }
 
+impl CallerLookup<'_> {
+    /// The namespace's declaration and masked layers, read once.
+    fn read(&self, namespace: &NamespaceName) -> Result<Option<ReadNamespace>> {
+        let mut read = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = read.get(namespace) {
+            return Ok(found.clone());
+        }
+        let found = match self.engine.namespace(self.caller, namespace, self.at) {
+            Ok(record) => Some((
+                record.spec,
+                self.engine.export_layers(self.caller, namespace, self.at)?,
+            )),
+            Err(Error::NamespaceNotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        read.insert(namespace.clone(), found.clone());
+        Ok(found)
+    }
+}
+
 impl Lookup for CallerLookup<'_> {
     /// The namespace resolved from the layers the caller may read, every
     /// sealed value masked whatever the caller's rights: a generator's
@@ -582,21 +591,11 @@ impl Lookup for CallerLookup<'_> {
         namespace: &NamespaceName,
         context: &Context,
     ) -> std::result::Result<Option<Document>, String> {
-        let spec = match self.engine.namespace(self.caller, namespace, self.at) {
-            Ok(record) => record.spec,
-            Err(Error::NamespaceNotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+        let Some((spec, layers)) = self.read(namespace).map_err(|e| e.to_string())? else {
+            return Ok(None);
         };
-        let vars = spec.variables();
-        let ctx: Context = context
-            .iter()
-            .filter(|(k, _)| vars.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let wanted = spec.layers_for(&ctx).map_err(|e| e.to_string())?;
-        let layers = self
-            .engine
-            .export_layers(self.caller, namespace, self.at)
+        let wanted = spec
+            .layers_for(&spec.restrict(context))
             .map_err(|e| e.to_string())?;
         let inputs: Vec<confstrata_core::LayerInput<'_>> = wanted
             .iter()

@@ -259,13 +259,7 @@ impl<'a> Candidate<'a> {
         let Some(spec) = self.spec(ns)? else {
             return Ok(None);
         };
-        let vars = spec.variables();
-        let ctx: Context = ctx
-            .iter()
-            .filter(|(k, _)| vars.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let wanted = spec.layers_for(&ctx)?;
+        let wanted = spec.layers_for(&spec.restrict(ctx))?;
         let mut docs = Vec::with_capacity(wanted.len());
         for l in &wanted {
             if let Some(d) = self.layer(ns, l)? {

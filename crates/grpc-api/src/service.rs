@@ -472,14 +472,9 @@ impl ConfigService for Service {
         let files = r.files.into_iter().collect();
         let mut cs = confstrata_core::bundle::change_set(&files, &self.limits)
             .map_err(|e| status::from_core(&e, "files"))?;
-        cs.message = if r.message.is_empty() {
-            match cs.ops.first() {
-                Some(Op::PutNamespace { spec, .. }) => format!("import {}", spec.name),
-                _ => "import".to_owned(),
-            }
-        } else {
-            r.message
-        };
+        if !r.message.is_empty() {
+            cs.message = r.message;
+        }
         if r.dry_run {
             let d = self
                 .calls

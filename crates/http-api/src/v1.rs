@@ -477,11 +477,7 @@ async fn apply_change_set(
     let changes =
         confstrata_core::format::parse_change_set(&body, format, "body", &Limits::default())
             .map_err(|e| Problem::from_core(&e, "body"))?;
-    if flag(&query, "dry_run")? {
-        let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
-        return json_response(StatusCode::OK, &ChangeSetAnswer::DryRun(dry));
-    }
-    commit(&runner, a, changes, "", false).await
+    commit_or_dry_run(&runner, a, changes, flag(&query, "dry_run")?).await
 }
 
 /// What `POST /v1/imports` takes: a namespace as files, the bundle
@@ -531,17 +527,24 @@ async fn import_bundle(
         .collect();
     let mut changes = confstrata_core::bundle::change_set(&files, &Limits::default())
         .map_err(|e| Problem::from_core(&e, "body"))?;
-    changes.message = request
-        .message
-        .unwrap_or_else(|| match changes.ops.first() {
-            Some(confstrata_core::Op::PutNamespace { spec, .. }) => format!("import {}", spec.name),
-            _ => "import".to_owned(),
-        });
-    if flag(&query, "dry_run")? {
-        let dry = read(&runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
+    if let Some(message) = request.message {
+        changes.message = message;
+    }
+    commit_or_dry_run(&runner, a, changes, flag(&query, "dry_run")?).await
+}
+
+/// Commits a change set, or with `dry_run` answers what it would do.
+async fn commit_or_dry_run(
+    runner: &Runner,
+    a: Credentials,
+    changes: ChangeSet,
+    dry_run: bool,
+) -> Result<Response, Problem> {
+    if dry_run {
+        let dry = read(runner, a, "body", move |e, c| e.dry_run(c, &changes)).await?;
         return json_response(StatusCode::OK, &ChangeSetAnswer::DryRun(dry));
     }
-    commit(&runner, a, changes, "", false).await
+    commit(runner, a, changes, "", false).await
 }
 
 /// `GET /v1/namespaces/{namespace}/layers[?revision=N]`: every layer the
