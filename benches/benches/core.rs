@@ -25,6 +25,7 @@ fn merge(c: &mut Criterion) {
         .iter()
         .zip(&docs)
         .map(|(p, d)| LayerInput {
+            namespace: None,
             layer: p,
             revision: 1,
             document: d,

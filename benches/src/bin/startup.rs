@@ -171,6 +171,7 @@ fn memory(keys: usize) {
         .len();
     let path = LayerPath::parse("defaults").expect("path");
     let resolved = resolve(&[LayerInput {
+        namespace: None,
         layer: &path,
         revision: 1,
         document: &doc,

@@ -11,7 +11,10 @@
 //! - A view is inserted with the revision it was computed at, and only if no
 //!   change to its namespace is newer: a reader that raced a commit cannot
 //!   put an old view back.
-//! - Only the namespaces a commit touched are invalidated, nothing more.
+//! - Only the namespaces a commit touched are invalidated, nothing more. A
+//!   view that also depends on other namespaces (a namespace's imports) is
+//!   inserted with them ([`ViewCache::insert_with`]) and is stale when any
+//!   of them changed after it was computed, under the same rules.
 //! - Bounded by a [`Budget`]: a number of views and a total weight (the
 //!   engine weighs a view by its approximate bytes). Past either bound the
 //!   least recently used views are evicted. Reads take no lock beyond a
@@ -115,6 +118,8 @@ impl ViewKey {
 
 struct Entry<V> {
     revision: u64,
+    /// Other namespaces the view depends on.
+    deps: Box<[Box<str>]>,
     seq: u64,
     weight: usize,
     /// The tick of the last read that used it (for eviction).
@@ -204,10 +209,15 @@ impl<V> ViewCache<V> {
         found
     }
 
+    /// Whether an entry of `ns` is older than a change to `ns` or to a
+    /// namespace it depends on (or one is in flight).
+    fn is_stale(&self, ns: &str, e: &Entry<V>) -> bool {
+        e.revision < self.changed_at(ns) || e.deps.iter().any(|d| e.revision < self.changed_at(d))
+    }
+
     fn lookup(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
-        let changed = self.changed_at(key.namespace());
         let e = self.views.get(&*key.text)?;
-        if e.revision < changed {
+        if self.is_stale(key.namespace(), &e) {
             // Stale: left for `take_stale` (its successor may be built
             // from it) or for a later insert or eviction to replace.
             return None;
@@ -223,13 +233,13 @@ impl<V> ViewCache<V> {
     /// view, or while a change to its namespace is in flight (the change's
     /// revision is not known yet).
     pub fn take_stale(&self, key: &ViewKey) -> Option<(u64, Arc<V>)> {
-        let changed = self.changed_at(key.namespace());
-        if changed == u64::MAX {
-            return None;
-        }
+        let ns = key.namespace();
+        let in_flight = |e: &Entry<V>| {
+            self.changed_at(ns) == u64::MAX || e.deps.iter().any(|d| self.changed_at(d) == u64::MAX)
+        };
         let (_, e) = self
             .views
-            .remove_if(&*key.text, |_, e| e.revision < changed)?;
+            .remove_if(&*key.text, |_, e| !in_flight(e) && self.is_stale(ns, e))?;
         self.bytes.fetch_sub(e.weight, Ordering::Relaxed);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         Some((e.revision, e.value))
@@ -246,6 +256,20 @@ impl<V> ViewCache<V> {
     /// namespace changed after that revision (then it is already stale and
     /// is dropped) or it alone is over the budget.
     pub fn insert(&self, key: &ViewKey, revision: u64, value: Arc<V>, weight: usize) {
+        self.insert_with(key, revision, value, weight, &[]);
+    }
+
+    /// [`insert`](ViewCache::insert) for a view that also depends on the
+    /// namespaces `deps`: it is stale once any of them changes after
+    /// `revision`, as for its own namespace.
+    pub fn insert_with(
+        &self,
+        key: &ViewKey,
+        revision: u64,
+        value: Arc<V>,
+        weight: usize,
+        deps: &[NamespaceName],
+    ) {
         if revision < self.changed_at(key.namespace()) || weight > self.budget.max_bytes {
             return;
         }
@@ -255,6 +279,7 @@ impl<V> ViewCache<V> {
             key.text.clone(),
             Entry {
                 revision,
+                deps: deps.iter().map(|d| d.as_str().into()).collect(),
                 seq,
                 weight,
                 used: AtomicU64::new(seq),

@@ -152,3 +152,29 @@ fn concurrent_readers_never_see_a_view_older_than_an_acknowledged_change() {
     writer.join().unwrap();
     assert_eq!(*c.get(&k).unwrap().1, 1999);
 }
+
+#[test]
+fn a_view_is_stale_when_a_namespace_it_depends_on_changes() {
+    let c: ViewCache<u32> = ViewCache::new(100);
+    let web = key("web", "env=prod");
+    c.insert_with(&web, 3, Arc::new(1), 1, &[ns("shared/log")]);
+    assert!(c.get(&web).is_some());
+    // While a change to the import is in flight, the view is neither
+    // served nor taken.
+    c.begin(&ns("shared/log"));
+    assert!(c.get(&web).is_none());
+    assert!(c.take_stale(&web).is_none());
+    c.finish(&ns("shared/log"), Some(4));
+    assert!(c.get(&web).is_none(), "the import changed after it");
+    assert_eq!(*c.take_stale(&web).unwrap().1, 1);
+    // One computed after the change is current; a change to an unrelated
+    // namespace leaves it be.
+    c.insert_with(&web, 4, Arc::new(2), 1, &[ns("shared/log")]);
+    c.invalidate(&ns("shared/tls"), 5);
+    assert_eq!(*c.get(&web).unwrap().1, 2);
+    // An import changed that was not finished with a revision (a failed
+    // commit) does not make it stale.
+    c.begin(&ns("shared/log"));
+    c.finish(&ns("shared/log"), None);
+    assert_eq!(*c.get(&web).unwrap().1, 2);
+}

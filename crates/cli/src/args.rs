@@ -903,8 +903,12 @@ pub(crate) enum NsCommand {
         /// Description.
         #[arg(long, default_value = "")]
         description: String,
+        /// A shared namespace whose layers are this one's lowest, for the
+        /// same context (repeatable, lowest first), e.g. --import shared/logging.
+        #[arg(long = "import")]
+        imports: Vec<String>,
         /// Spec file (TOML, YAML or JSON) instead of flags.
-        #[arg(short, long, conflicts_with_all = ["levels", "matrix"])]
+        #[arg(short, long, conflicts_with_all = ["levels", "matrix", "imports"])]
         file: Option<String>,
         /// Replace the namespace if it exists.
         #[arg(long)]

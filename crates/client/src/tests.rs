@@ -109,6 +109,7 @@ fn explain_answers_name_the_winner_and_the_changes() {
         value_json: "50".into(),
         entries: vec![
             v1::ExplainEntry {
+                namespace: String::new(),
                 layer: "env/prod".into(),
                 revision: 3,
                 value_json: "50".into(),
@@ -118,6 +119,7 @@ fn explain_answers_name_the_winner_and_the_changes() {
                 origin: None,
             },
             v1::ExplainEntry {
+                namespace: "shared/logging".into(),
                 layer: "defaults".into(),
                 revision: 1,
                 value_json: String::new(),
@@ -133,11 +135,22 @@ fn explain_answers_name_the_winner_and_the_changes() {
     assert_eq!(
         x.explanation.from,
         Some(Provenance {
+            namespace: None,
             layer: "env/prod".parse().unwrap(),
             revision: 3
         })
     );
     assert_eq!(x.explanation.entries[1].value, None);
+    assert_eq!(
+        x.explanation.entries[1].namespace,
+        Some("shared/logging".parse().unwrap())
+    );
+    let mut bad_ns = r.clone();
+    bad_ns.entries[1].namespace = "no//such".into();
+    assert_eq!(
+        wire::explained(&bad_ns).unwrap_err().field,
+        "entries[1].namespace"
+    );
     assert!(x.explanation.entries[1].deleted);
     assert_eq!(x.changes[&3].author, "ann");
     assert_eq!(x.changes[&3].time.0, 1_700_000_000_123);
@@ -203,6 +216,7 @@ fn layer_diffs_and_dry_runs_convert() {
 #[test]
 fn resolve_answers_keep_key_order() {
     let p = |layer: &str| v1::Provenance {
+        namespace: String::new(),
         layer: layer.into(),
         revision: 1,
     };

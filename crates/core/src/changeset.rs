@@ -266,6 +266,8 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
     }
     let mut namespaces: BTreeMap<NamespaceName, (Option<NamespaceSpec>, u64)> = BTreeMap::new();
     let mut ns_order = Vec::new();
+    // The op that last declared each namespace.
+    let mut declared_by: BTreeMap<NamespaceName, usize> = BTreeMap::new();
     let mut layers: BTreeMap<(NamespaceName, LayerPath), LayerState> = BTreeMap::new();
     let mut layer_order = Vec::new();
     let mut total = 0usize;
@@ -298,6 +300,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     *rev,
                 )?;
                 *state = Some(spec.clone());
+                declared_by.insert(spec.name.clone(), index);
                 if !ns_order.contains(&spec.name) {
                     ns_order.push(spec.name.clone());
                 }
@@ -463,6 +466,25 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 limit: limits.max_change_set_bytes,
             });
         }
+    }
+    // Imports must exist (here or in the change set) and form no cycle: a
+    // new cycle passes through a declaration this change set makes.
+    for (name, index) in &declared_by {
+        let Some((Some(spec), _)) = namespaces.get(name) else {
+            continue;
+        };
+        if spec.imports.is_empty() {
+            continue;
+        }
+        crate::imports::import_order(spec, &mut |n| match namespaces.get(n) {
+            Some((s, _)) => Ok(s.clone()),
+            None => Ok(reader.namespace(n)?.map(|(s, _)| s)),
+        })
+        .map_err(|e| Error::Operation {
+            index: *index,
+            op: cs.ops.get(*index).map(Op::describe).unwrap_or_default(),
+            source: Box::new(e),
+        })?;
     }
     let mut sizes = Vec::new();
     let mut before = Vec::new();

@@ -57,8 +57,8 @@ pub enum DumpRecord {
         name: NamespaceName,
         /// The revision that wrote it.
         revision: u64,
-        /// The declaration.
-        spec: Option<NamespaceSpec>,
+        /// The declaration (boxed: it is much larger than the others).
+        spec: Option<Box<NamespaceSpec>>,
     },
     /// One version of a layer (`document: None`: deleted).
     Layer {

@@ -31,7 +31,7 @@
 //! let wanted = ns.spec.layers_for(&ctx).unwrap();
 //! let inputs: Vec<_> = wanted.iter()
 //!     .filter_map(|w| layers.iter().find(|l| &l.layer == w))
-//!     .map(|l| confstrata_core::LayerInput { layer: &l.layer, revision: l.revision, document: &l.document })
+//!     .map(|l| confstrata_core::LayerInput { namespace: None, layer: &l.layer, revision: l.revision, document: &l.document })
 //!     .collect();
 //! assert_eq!(confstrata_core::resolve(&inputs).to_value(), json!({"port": 80, "debug": false}));
 //! ```
@@ -43,6 +43,7 @@ pub mod doc;
 pub mod dump;
 mod error;
 pub mod format;
+pub mod imports;
 pub mod journal;
 mod memory;
 mod namespace;

@@ -397,7 +397,7 @@ impl Store for MemoryStore {
                 sink(DumpRecord::Namespace {
                     name: name.clone(),
                     revision: *revision,
-                    spec: spec.clone(),
+                    spec: spec.clone().map(Box::new),
                 })?;
             }
         }
@@ -464,7 +464,7 @@ impl Store for MemoryStore {
                         revision,
                         &format!("namespace {name}"),
                     )?;
-                    versions.push((revision, spec));
+                    versions.push((revision, spec.map(|s| *s)));
                 }
                 DumpRecord::Layer {
                     namespace,

@@ -201,6 +201,15 @@ pub struct NamespaceSpec {
     /// declaration that has it (declarations refuse unknown fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateOrigin>,
+    /// Shared namespaces whose layers are this one's lowest, for the same
+    /// context (`shared/logging`, `shared/tls`): each import's own imports
+    /// first, then the import, in the order given (a later one overrides
+    /// an earlier one), then this namespace's own levels; a namespace
+    /// reached twice counts once, at its first place. Cycles are refused
+    /// when declared. Absent in older declarations, which read as before
+    /// (a binary older than this field refuses a declaration that has it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<NamespaceName>,
 }
 
 /// Which template, version and parameters made a namespace.
@@ -245,6 +254,14 @@ impl NamespaceSpec {
                         format!("levels {o} and {l} can name the same layer"),
                     ));
                 }
+            }
+        }
+        for (i, import) in self.imports.iter().enumerate() {
+            if import == &self.name {
+                return Err(Error::invalid(what, "it imports itself"));
+            }
+            if self.imports[..i].contains(import) {
+                return Err(Error::invalid(what, format!("it imports {import} twice")));
             }
         }
         let used: Vec<&str> = self
@@ -339,6 +356,27 @@ impl NamespaceSpec {
     pub fn layers_for(&self, ctx: &Context) -> Result<Vec<LayerPath>> {
         self.check_context(ctx)?;
         Ok(self.levels.iter().filter_map(|l| l.fill(ctx)).collect())
+    }
+
+    /// The layer paths the part of `ctx` this namespace uses selects, most
+    /// general first, as an import of another namespace reads them: a
+    /// level whose variable `ctx` does not bind, or binds to a value
+    /// outside this namespace's matrix, selects nothing (no layer of it
+    /// can exist there).
+    pub fn layers_within(&self, ctx: &Context) -> Vec<LayerPath> {
+        let ctx = self.restrict(ctx);
+        self.levels
+            .iter()
+            .filter(|l| {
+                l.variables().all(|v| {
+                    ctx.get(v).is_some_and(|value| {
+                        self.check_context(&Context::from([(v.to_owned(), value.clone())]))
+                            .is_ok()
+                    })
+                })
+            })
+            .filter_map(|l| l.fill(&ctx))
+            .collect()
     }
 
     /// Which level a layer path belongs to; an error if none or if the

@@ -12,11 +12,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::doc::{Document, is_atomic_table, is_delete_marker};
-use crate::path::{KeyPath, LayerPath};
+use crate::path::{KeyPath, LayerPath, NamespaceName};
 
 /// One layer handed to [`resolve`].
 #[derive(Debug, Clone, Copy)]
 pub struct LayerInput<'a> {
+    /// The namespace the layer is in, when it is an import's (`None`: the
+    /// namespace being resolved).
+    pub namespace: Option<&'a NamespaceName>,
     /// The layer's path.
     pub layer: &'a LayerPath,
     /// The revision that last changed the layer.
@@ -29,10 +32,30 @@ pub struct LayerInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provenance {
+    /// The imported namespace the layer is in (absent: the namespace
+    /// resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<NamespaceName>,
     /// The layer that set the value.
     pub layer: LayerPath,
     /// The revision (change set) that last changed that layer.
     pub revision: u64,
+}
+
+impl Provenance {
+    /// The namespace the layer is in: the import's, else `own` (the
+    /// namespace resolved).
+    pub fn namespace_or<'n>(&'n self, own: &'n NamespaceName) -> &'n NamespaceName {
+        self.namespace.as_ref().unwrap_or(own)
+    }
+}
+
+impl ExplainEntry {
+    /// The namespace the layer is in: the import's, else `own` (the
+    /// namespace explained).
+    pub fn namespace_or<'n>(&'n self, own: &'n NamespaceName) -> &'n NamespaceName {
+        self.namespace.as_ref().unwrap_or(own)
+    }
 }
 
 #[derive(Debug)]
@@ -65,8 +88,8 @@ pub struct Resolved<'a> {
 /// let base = json!({"db": {"host": "localhost", "pool": 5}}).as_object().unwrap().clone();
 /// let prod = json!({"db": {"host": "db.prod"}}).as_object().unwrap().clone();
 /// let r = resolve(&[
-///     LayerInput { layer: &d, revision: 1, document: &base },
-///     LayerInput { layer: &p, revision: 2, document: &prod },
+///     LayerInput { namespace: None, layer: &d, revision: 1, document: &base },
+///     LayerInput { namespace: None, layer: &p, revision: 2, document: &prod },
 /// ]);
 /// assert_eq!(r.to_value(), json!({"db": {"host": "db.prod", "pool": 5}}));
 /// let (value, from) = r.get(&KeyPath::parse("db.pool").unwrap()).unwrap();
@@ -172,6 +195,7 @@ impl<'a> Resolved<'a> {
     fn source(&self, src: u32) -> Provenance {
         let l = &self.sources[src as usize];
         Provenance {
+            namespace: l.namespace.cloned(),
             layer: l.layer.clone(),
             revision: l.revision,
         }
@@ -259,6 +283,7 @@ impl<'a> Resolved<'a> {
     /// The layers that went into this resolve, most general first.
     pub fn layers(&self) -> impl Iterator<Item = Provenance> + '_ {
         self.sources.iter().map(|l| Provenance {
+            namespace: l.namespace.cloned(),
             layer: l.layer.clone(),
             revision: l.revision,
         })
@@ -273,6 +298,7 @@ impl<'a> Resolved<'a> {
             if let Some(v) = crate::doc::get(l.document, key) {
                 let deleted = is_delete_marker(v);
                 entries.push(ExplainEntry {
+                    namespace: l.namespace.cloned(),
                     layer: l.layer.clone(),
                     revision: l.revision,
                     value: (!deleted).then(|| v.clone()),
@@ -285,7 +311,7 @@ impl<'a> Resolved<'a> {
         if let Some((_, from)) = &resolved
             && let Some(e) = entries
                 .iter_mut()
-                .find(|e| e.layer == from.layer && !e.deleted)
+                .find(|e| e.layer == from.layer && e.namespace == from.namespace && !e.deleted)
         {
             e.winner = true;
         }
@@ -325,6 +351,10 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExplainEntry {
+    /// The imported namespace the layer is in (absent: the namespace
+    /// explained).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<NamespaceName>,
     /// The layer.
     pub layer: LayerPath,
     /// The revision that last changed it.

@@ -484,6 +484,7 @@ fn resolve_all(store: &MemoryStore, revision: u64) -> Result<(u64, u64)> {
                 .iter()
                 .filter_map(|want| layers.iter().find(|l| &l.layer == want))
                 .map(|l| LayerInput {
+                    namespace: None,
                     layer: &l.layer,
                     revision: l.revision,
                     document: &l.document,

@@ -63,6 +63,7 @@ mod admin;
 mod auth_failures;
 pub mod backup;
 mod history;
+mod imports;
 mod locks;
 mod master;
 mod pipeline;

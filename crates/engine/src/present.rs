@@ -24,9 +24,11 @@ impl Engine {
             if !confstrata_crypto::is_sealed(slot) && !security::contains_sealed(slot) {
                 continue;
             }
-            let resource = Resource::key(ns.clone(), prov.layer.clone(), key.clone());
+            // An imported layer's values are sealed under its namespace's key.
+            let in_ns = prov.namespace_or(ns);
+            let resource = Resource::key(in_ns.clone(), prov.layer.clone(), key.clone());
             if confstrata_crypto::is_sealed(slot) && g.allows(Action::ReadSecrets, &resource) {
-                *slot = confstrata_crypto::open_value(&keyring, ns, &prov.layer, key, slot)
+                *slot = confstrata_crypto::open_value(&keyring, in_ns, &prov.layer, key, slot)
                     .map_err(security::crypto_error)?;
                 opened.push(resource.to_string());
             } else {
@@ -47,7 +49,11 @@ impl Engine {
         view.provenance.retain(|(key, prov)| {
             g.allows(
                 Action::Read,
-                &Resource::key(ns.clone(), prov.layer.clone(), key.clone()),
+                &Resource::key(
+                    prov.namespace_or(&ns).clone(),
+                    prov.layer.clone(),
+                    key.clone(),
+                ),
             )
         });
         view.document = cut_to(&view.document, view.provenance.iter().map(|(k, _)| k));
@@ -56,7 +62,7 @@ impl Engine {
                 &g.policy,
                 g.caller,
                 Action::Read,
-                &Resource::layer(ns.clone(), p.layer.clone()),
+                &Resource::layer(p.namespace_or(&ns).clone(), p.layer.clone()),
             )
         });
         view.partial = true;

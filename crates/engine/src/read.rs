@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use confstrata_access::{Action, Resource};
 use confstrata_cache::ViewKey;
+use confstrata_core::imports::{ChainLayer, chain_layers};
 use confstrata_core::timing::{Phase, Timings as _};
 use confstrata_core::view::{ExplainView, ResolvedView};
 use confstrata_core::{
@@ -21,22 +22,23 @@ use crate::view::{CachedView, SharedView, context_key, cut_to_section, section_j
 use crate::{Engine, lock, security_read};
 
 impl Engine {
-    /// What `caller` may see of a change in namespace `ns` (a watch
-    /// event): the change's items in `ns` that it may read, a layer by
-    /// `read` on some of the layer (a resolved document is then cut to the
-    /// keys it may read), a declaration by `read` on some of the
-    /// namespace. Empty: nothing of it.
+    /// What `caller` may see of a change in `namespaces` (a watch event:
+    /// the watched namespace and what it imports, [`Engine::resolved_from`]):
+    /// the change's items in them that it may read, a layer by `read` on
+    /// some of the layer (a resolved document is then cut to the keys it
+    /// may read), a declaration by `read` on some of the namespace. Empty:
+    /// nothing of it.
     pub fn visible_items(
         &self,
         caller: &Caller,
-        ns: &NamespaceName,
+        namespaces: &[NamespaceName],
         change: &confstrata_core::Change,
     ) -> Vec<confstrata_core::ChangeItem> {
         let policy = self.security.policy();
         change
             .items
             .iter()
-            .filter(|i| &i.namespace == ns)
+            .filter(|i| namespaces.contains(&i.namespace))
             .filter(|i| match &i.layer {
                 Some(l) => self.security.allows_some(
                     &policy,
@@ -195,14 +197,16 @@ impl Engine {
             self.resolve_latest(&g, ns, ctx, section)?
         } else {
             let (merged, scope) = self.timed(Phase::Resolve, || {
-                self.with_resolved_scoped(&g, ns, ctx, at, section, |rev, resolved| ResolvedView {
-                    namespace: ns.clone(),
-                    context: ctx.clone(),
-                    revision: rev,
-                    layers: resolved.layers().collect(),
-                    document: resolved.to_document(),
-                    provenance: resolved.provenance(),
-                    partial: false,
+                self.with_resolved_scoped(&g, ns, ctx, at, section, |rev, resolved, _| {
+                    ResolvedView {
+                        namespace: ns.clone(),
+                        context: ctx.clone(),
+                        revision: rev,
+                        layers: resolved.layers().collect(),
+                        document: resolved.to_document(),
+                        provenance: resolved.provenance(),
+                        partial: false,
+                    }
                 })
             })?;
             let mut view = match section {
@@ -256,15 +260,18 @@ impl Engine {
         let (_, cached) = self.views.get_or_fall_back(&key)?;
         lookup.stop(&*self.timings, Phase::CacheLookup);
         let authorize = self.timings.start();
-        for layer in &cached.wanted {
-            if !g.allows(Action::Read, &Resource::layer(ns.clone(), layer.clone())) {
+        for l in &cached.wanted {
+            if !g.allows(
+                Action::Read,
+                &Resource::layer(l.namespace.clone(), l.layer.clone()),
+            ) {
                 return None;
             }
         }
-        for (key, layer) in &cached.sealed {
+        for (key, in_ns, layer) in &cached.sealed {
             if g.allows(
                 Action::ReadSecrets,
-                &Resource::key(ns.clone(), layer.clone(), key.clone()),
+                &Resource::key(in_ns.clone(), layer.clone(), key.clone()),
             ) {
                 return None;
             }
@@ -308,37 +315,44 @@ impl Engine {
             view
         };
         if let Some((_, cached)) = self.timed(Phase::CacheLookup, || self.views.get(&key)) {
-            let scope = self.timed(Phase::Authorize, || g.read_scope(ns, &cached.wanted))?;
+            let scope = self.timed(Phase::Authorize, || g.read_scope(&cached.wanted))?;
             return Ok(scoped(scope, cached.view(current, section)?));
         }
         if let Some(rebuilt) = self.rebuild(&key, ns, current) {
-            let scope = self.timed(Phase::Authorize, || g.read_scope(ns, &rebuilt.wanted))?;
+            let scope = self.timed(Phase::Authorize, || g.read_scope(&rebuilt.wanted))?;
             return Ok(scoped(scope, rebuilt.view(current, section)?));
         }
         // A miss merges the whole context, section or not: the view is
         // cached, and the next section reads of the context are cut from it.
+        // Every layer of the context, present or not, is what authorization
+        // checks (the chain, imports first).
         let mut wanted = Vec::new();
         let (view, scope) = self.timed(Phase::Resolve, || {
-            self.with_resolved_scoped(g, ns, ctx, At::Revision(current), None, |rev, resolved| {
-                wanted = resolved.layers().map(|p| p.layer).collect();
-                ResolvedView {
-                    namespace: ns.clone(),
-                    context: ctx.clone(),
-                    revision: rev,
-                    layers: resolved.layers().collect(),
-                    document: resolved.to_document(),
-                    provenance: resolved.provenance(),
-                    partial: false,
-                }
-            })
+            self.with_resolved_scoped(
+                g,
+                ns,
+                ctx,
+                At::Revision(current),
+                None,
+                |rev, resolved, chain| {
+                    wanted = chain.to_vec();
+                    ResolvedView {
+                        namespace: ns.clone(),
+                        context: ctx.clone(),
+                        revision: rev,
+                        layers: resolved.layers().collect(),
+                        document: resolved.to_document(),
+                        provenance: resolved.provenance(),
+                        partial: false,
+                    }
+                },
+            )
         })?;
-        // Every layer of the context, present or not, is what authorization
-        // checks: take them from the declaration, as `with_resolved` did.
-        let spec = self.namespace_at(ns, current)?.spec;
-        let wanted = spec.layers_for(ctx).unwrap_or(wanted);
         let cached = CachedView::new(wanted, view.clone());
         let weight = cached.weight();
-        self.views.insert(&key, current, Arc::new(cached), weight);
+        let deps = cached.imports.clone();
+        self.views
+            .insert_with(&key, current, Arc::new(cached), weight, &deps);
         Ok(match section {
             Some(s) => scoped(scope, cut_to_section(&view, s)),
             None => scoped(scope, view),
@@ -376,6 +390,11 @@ impl Engine {
             return None;
         }
         let (revision, stale) = self.views.take_stale(key)?;
+        // The change log covers the namespace's own commits: a view that
+        // resolves from imports is merged again.
+        if !stale.imports.is_empty() {
+            return None;
+        }
         let started = self.timings.start();
         let patches = incremental::patches_between(&lock(&self.changes), ns, revision, current)?;
         let rebuilt = Arc::new(stale.rebuilt(&patches)?);
@@ -399,7 +418,7 @@ impl Engine {
     ) -> Result<ExplainView> {
         let g = self.gate(caller);
         let ((rev, mut explanation), scope) =
-            self.with_resolved_scoped(&g, ns, ctx, at, None, |rev, resolved| {
+            self.with_resolved_scoped(&g, ns, ctx, at, None, |rev, resolved, _| {
                 (rev, resolved.explain(key))
             })?;
         if scope == ReadScope::Keys {
@@ -407,14 +426,14 @@ impl Engine {
             // layer that wins it is answered as a missing key (a refusal
             // would say that it exists, and where); otherwise the other
             // layers' say is shown only where the caller may read the key.
-            let readable = |layer: &LayerPath| {
+            let readable = |in_ns: &NamespaceName, layer: &LayerPath| {
                 g.allows(
                     Action::Read,
-                    &Resource::key(ns.clone(), layer.clone(), key.clone()),
+                    &Resource::key(in_ns.clone(), layer.clone(), key.clone()),
                 )
             };
             let winner_hidden = match &explanation.from {
-                Some(from) => !readable(&from.layer),
+                Some(from) => !readable(from.namespace_or(ns), &from.layer),
                 None => false,
             };
             if winner_hidden {
@@ -422,7 +441,9 @@ impl Engine {
                 explanation.from = None;
                 explanation.entries.clear();
             } else {
-                explanation.entries.retain(|e| readable(&e.layer));
+                explanation
+                    .entries
+                    .retain(|e| readable(e.namespace_or(ns), &e.layer));
             }
         }
         let mut opened = Vec::new();
@@ -431,9 +452,12 @@ impl Engine {
             for e in &mut explanation.entries {
                 let Some(v) = e.value.as_mut() else { continue };
                 if confstrata_crypto::is_sealed(v) {
-                    let resource = Resource::key(ns.clone(), e.layer.clone(), key.clone());
+                    // An imported layer's values are sealed under its
+                    // namespace's key.
+                    let in_ns = e.namespace.as_ref().unwrap_or(ns);
+                    let resource = Resource::key(in_ns.clone(), e.layer.clone(), key.clone());
                     if g.allows(Action::ReadSecrets, &resource) {
-                        *v = confstrata_crypto::open_value(&keyring, ns, &e.layer, key, v)
+                        *v = confstrata_crypto::open_value(&keyring, in_ns, &e.layer, key, v)
                             .map_err(security::crypto_error)?;
                         opened.push(resource.to_string());
                         continue;
@@ -493,7 +517,7 @@ impl Engine {
         at: At,
         f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
     ) -> Result<T> {
-        match self.with_resolved_scoped(g, ns, ctx, at, None, f)? {
+        match self.with_resolved_scoped(g, ns, ctx, at, None, |rev, r, _| f(rev, r))? {
             (out, ReadScope::All) => Ok(out),
             (_, ReadScope::Keys) => Err(Error::PermissionDenied {
                 action: "read".to_owned(),
@@ -503,10 +527,12 @@ impl Engine {
         }
     }
 
-    /// Merges the layers of a context, only `section` of each layer if
-    /// given (the merge can leave values outside it that block it: cut the
-    /// result), and says how much of them the caller may read: the caller
-    /// must cut a [`ReadScope::Keys`] answer to what it may read.
+    /// Merges the layers of a context (its imports' first), only
+    /// `section` of each layer if given (the merge can leave values
+    /// outside it that block it: cut the result), and says how much of
+    /// them the caller may read: the caller must cut a
+    /// [`ReadScope::Keys`] answer to what it may read. `f` also gets every
+    /// layer of the context, present or not.
     pub(crate) fn with_resolved_scoped<T>(
         &self,
         g: &Gate<'_>,
@@ -514,36 +540,38 @@ impl Engine {
         ctx: &Context,
         at: At,
         section: Option<&KeyPath>,
-        f: impl FnOnce(u64, &confstrata_core::Resolved<'_>) -> T,
+        f: impl FnOnce(u64, &confstrata_core::Resolved<'_>, &[ChainLayer]) -> T,
     ) -> Result<(T, ReadScope)> {
         g.require_some(Action::Read, ns)?;
         let rev = self.store.revision_at(at)?;
         let spec = self.namespace_at(ns, rev)?.spec;
-        let wanted = spec.layers_for(ctx)?;
-        let scope = g.read_scope(ns, &wanted)?;
+        let order = self.import_order_at(&spec, rev)?;
+        let wanted = chain_layers(&order, ctx)?;
+        let scope = g.read_scope(&wanted)?;
         let mut records = Vec::with_capacity(wanted.len());
         let top = section.and_then(|s| s.segments().first());
-        for layer in &wanted {
+        for l in &wanted {
             // A section reads only its top-level part of each layer.
             let record = match top {
-                Some(top) => self.store.layer_section(ns, layer, rev, top)?,
-                None => self.store.layer(ns, layer, rev)?,
+                Some(top) => self.store.layer_section(&l.namespace, &l.layer, rev, top)?,
+                None => self.store.layer(&l.namespace, &l.layer, rev)?,
             };
             if let Some(mut r) = record {
                 if let Some(key) = section {
                     r.document = confstrata_core::doc::section(&r.document, key, true);
                 }
-                records.push(r);
+                records.push((l.imported, r));
             }
         }
         let inputs: Vec<LayerInput<'_>> = records
             .iter()
-            .map(|r| LayerInput {
+            .map(|(imported, r)| LayerInput {
+                namespace: imported.then_some(&r.namespace),
                 layer: &r.layer,
                 revision: r.revision,
                 document: &r.document,
             })
             .collect();
-        Ok((f(rev, &resolve(&inputs)), scope))
+        Ok((f(rev, &resolve(&inputs), &wanted), scope))
     }
 }

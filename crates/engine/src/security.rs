@@ -511,16 +511,20 @@ impl Gate<'_> {
         self.sec.allows(&self.policy, self.caller, action, resource)
     }
 
-    /// How much of `layers` of `ns` the caller may read:
-    /// [`ReadScope::All`] when all of every one; [`ReadScope::Keys`] when
-    /// only some keys of some (a grant on `ns#db`): the answer then holds
-    /// only those keys and says it is partial. Refused (audited, naming the
-    /// first layer) when it may read nothing of any.
-    pub(crate) fn read_scope(&self, ns: &NamespaceName, layers: &[LayerPath]) -> Result<ReadScope> {
+    /// How much of `layers` (of a namespace and its imports) the caller
+    /// may read: [`ReadScope::All`] when all of every one;
+    /// [`ReadScope::Keys`] when only some keys of some (a grant on
+    /// `ns#db`, or none on an import): the answer then holds only those
+    /// keys and says it is partial. Refused (audited, naming the first
+    /// layer) when it may read nothing of any.
+    pub(crate) fn read_scope(
+        &self,
+        layers: &[confstrata_core::imports::ChainLayer],
+    ) -> Result<ReadScope> {
         let mut first_refused = None;
         let mut some = false;
         for l in layers {
-            let r = Resource::layer(ns.clone(), l.clone());
+            let r = Resource::layer(l.namespace.clone(), l.layer.clone());
             if self.allows(Action::Read, &r) {
                 some = true;
                 continue;

@@ -482,6 +482,7 @@ impl Engine {
                     matrix: BTreeMap::new(),
                     validation: confstrata_core::Validation::default(),
                     template: None,
+                    imports: Vec::new(),
                 },
                 expect_revision: Some(0),
             }),
@@ -534,7 +535,12 @@ impl Engine {
         };
         let id = t.id();
         let key = explanation.key.clone();
-        for e in &mut explanation.entries {
+        // An imported namespace's layers are not the template's.
+        for e in explanation
+            .entries
+            .iter_mut()
+            .filter(|e| e.namespace.is_none())
+        {
             let source = rendered.source(&e.layer, &key);
             let template_value = rendered
                 .layer(&e.layer)
@@ -591,19 +597,33 @@ impl Lookup for CallerLookup<'_> {
         namespace: &NamespaceName,
         context: &Context,
     ) -> std::result::Result<Option<Document>, String> {
-        let Some((spec, layers)) = self.read(namespace).map_err(|e| e.to_string())? else {
+        let Some((spec, _)) = self.read(namespace).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        let wanted = spec
-            .layers_for(&spec.restrict(context))
+        // Imports included, each read as the caller may read it.
+        let order = confstrata_core::imports::import_order(&spec, &mut |n| {
+            Ok(self.read(n)?.map(|(s, _)| s))
+        })
+        .map_err(|e| e.to_string())?;
+        let wanted = confstrata_core::imports::chain_layers(&order, &spec.restrict(context))
             .map_err(|e| e.to_string())?;
+        let mut read = Vec::with_capacity(order.len());
+        for s in &order {
+            if let Some((_, layers)) = self.read(&s.name).map_err(|e| e.to_string())? {
+                read.push((s.name.clone(), layers));
+            }
+        }
         let inputs: Vec<confstrata_core::LayerInput<'_>> = wanted
             .iter()
-            .filter_map(|w| layers.iter().find(|l| &l.layer == w))
-            .map(|l| confstrata_core::LayerInput {
-                layer: &l.layer,
-                revision: l.revision,
-                document: &l.document,
+            .filter_map(|w| {
+                let (_, layers) = read.iter().find(|(n, _)| *n == w.namespace)?;
+                let l = layers.iter().find(|l| l.layer == w.layer)?;
+                Some(confstrata_core::LayerInput {
+                    namespace: w.imported.then_some(&l.namespace),
+                    layer: &l.layer,
+                    revision: l.revision,
+                    document: &l.document,
+                })
             })
             .collect();
         Ok(Some(confstrata_core::resolve(&inputs).to_document()))

@@ -253,23 +253,25 @@ impl<'a> Candidate<'a> {
     }
 
     /// The resolved configuration of `ns` in `ctx` (restricted to the
-    /// variables `ns` uses), sealed values masked; `None` if `ns` does not
-    /// exist.
+    /// variables `ns` uses), imports included, sealed values masked;
+    /// `None` if `ns` does not exist.
     pub(crate) fn resolve(&self, ns: &NamespaceName, ctx: &Context) -> Result<Option<Document>> {
         let Some(spec) = self.spec(ns)? else {
             return Ok(None);
         };
-        let wanted = spec.layers_for(&spec.restrict(ctx))?;
+        let order = confstrata_core::imports::import_order(&spec, &mut |n| self.spec(n))?;
+        let wanted = confstrata_core::imports::chain_layers(&order, &spec.restrict(ctx))?;
         let mut docs = Vec::with_capacity(wanted.len());
-        for l in &wanted {
-            if let Some(d) = self.layer(ns, l)? {
-                docs.push((l.clone(), d));
+        for l in wanted {
+            if let Some(d) = self.layer(&l.namespace, &l.layer)? {
+                docs.push((l, d));
             }
         }
         let inputs: Vec<LayerInput<'_>> = docs
             .iter()
-            .map(|(layer, document)| LayerInput {
-                layer,
+            .map(|(l, document)| LayerInput {
+                namespace: l.imported.then_some(&l.namespace),
+                layer: &l.layer,
                 revision: 0,
                 document,
             })
@@ -466,7 +468,12 @@ impl Validator {
                 }
             }
         }
-        if touched.iter().any(|ns| is_library(ns)) {
+        // A declaration with imports is checked for cycles against every
+        // other declaration: two made at once could close one between
+        // them, so it is made alone.
+        if touched.iter().any(|ns| is_library(ns))
+            || declared.values().any(|s| !s.imports.is_empty())
+        {
             return Ok(Some(Scope::Everything));
         }
         // The references of chains this change set declares.
@@ -564,11 +571,33 @@ impl Validator {
             let library = self
                 .library(&Candidate::current(store, revision))
                 .unwrap_or_else(|_| (String::new(), Arc::new(Library::default())));
-            for r in store.namespaces(revision)? {
+            let all = store.namespaces(revision)?;
+            let specs: HashMap<&NamespaceName, &NamespaceSpec> =
+                all.iter().map(|r| (&r.spec.name, &r.spec)).collect();
+            for r in &all {
                 if r.spec.validation.is_empty() || is_library(&r.spec.name) {
                     continue;
                 }
                 index.chained.insert(r.spec.name.clone());
+                // A namespace reads what it imports, as a rule reads what
+                // it names (a stored chain of imports that no longer
+                // resolves adds nothing here; checking reports it).
+                let order = confstrata_core::imports::import_order(&r.spec, &mut |n| {
+                    Ok(specs.get(n).map(|s| (*s).clone()))
+                })
+                .unwrap_or_default();
+                for imported in order.iter().filter(|s| s.name != r.spec.name) {
+                    index
+                        .readers
+                        .entry(imported.name.clone())
+                        .or_default()
+                        .insert(r.spec.name.clone());
+                    index
+                        .reads
+                        .entry(r.spec.name.clone())
+                        .or_default()
+                        .insert(imported.name.clone());
+                }
                 // A stored chain that no longer compiles reads nothing here;
                 // checking that namespace reports the compile error.
                 if let Ok(c) = self.compiled(&r.spec, &library) {

@@ -653,6 +653,14 @@ impl Engine {
     fn authorize_changes(&self, g: &Gate<'_>, changes: &ChangeSet, action: Action) -> Result<()> {
         for op in &changes.ops {
             g.require(action, op_resource(op))?;
+            // Importing a namespace shows its values through the importer
+            // (to those who may read them there): the declarer must be
+            // able to read some of it.
+            if let Op::PutNamespace { spec, .. } = op {
+                for import in &spec.imports {
+                    g.require_some(Action::Read, import)?;
+                }
+            }
         }
         Ok(())
     }

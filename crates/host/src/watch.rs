@@ -24,11 +24,16 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use confstrata_core::imports::ChainLayer;
 use confstrata_core::view::WatchEvent;
-use confstrata_core::{At, Change, Context, Error, NamespaceName, NamespaceSpec};
+use confstrata_core::{At, Change, Context, Error, NamespaceName};
 use confstrata_engine::{Caller, Engine};
 use futures_util::Stream;
 use tokio::sync::{OnceCell, Semaphore, broadcast, watch};
+
+/// What a watched namespace resolves from: the namespaces (its imports,
+/// then itself) and, for a context watch, their layers for the context.
+type ResolvedFrom = (Vec<NamespaceName>, Vec<ChainLayer>);
 
 /// How many changes one store read returns.
 const PAGE: usize = 256;
@@ -384,7 +389,7 @@ pub fn stream(
             spec,
             out: VecDeque::new(),
             next: 0,
-            ns_spec: None,
+            from: None,
             events: Arc::clone(&hub.events),
             reads: Arc::clone(&hub.reads),
             group,
@@ -494,9 +499,11 @@ struct Watcher {
     out: VecDeque<WatchItem>,
     /// The next revision to report.
     next: u64,
-    /// The namespace declaration, for context watches (`None`: read it
-    /// again before the next event this watcher builds itself).
-    ns_spec: Option<NamespaceSpec>,
+    /// What the namespace resolves from: its imports and itself and, for
+    /// a context watch, their layers for the context (`Some(None)`: the
+    /// namespace is gone; `None`: read it again before the next event
+    /// this watcher builds itself, after a declaration among them changed).
+    from: Option<Option<ResolvedFrom>>,
     events: Arc<EventCache>,
     reads: Arc<Semaphore>,
     group: GroupKey,
@@ -528,9 +535,6 @@ impl Watcher {
         .await?;
         if let Some(ctx) = &self.spec.context {
             spec.check_context(ctx).map_err(|e| fail(e, "context"))?;
-            // Kept for building events (which layers the context reads);
-            // a namespace watch never needs it again.
-            self.ns_spec = Some(spec);
         }
         let start = if self.spec.start_revision == 0 {
             current + 1
@@ -605,14 +609,10 @@ impl Watcher {
             })
             .await?
             .clone();
-        let spec_changed = change
-            .items
-            .iter()
-            .any(|i| i.namespace == self.spec.namespace && i.layer.is_none());
-        if !built_here && spec_changed {
-            // Another watcher of the group read the new declaration; this
-            // one reads it before it next builds an event itself.
-            self.ns_spec = None;
+        if !built_here && self.declaration_changed(change) {
+            // Another watcher of the group read the new declarations; this
+            // one reads them before it next builds an event itself.
+            self.from = None;
         }
         if let Some(event) = event {
             self.send(event);
@@ -620,29 +620,54 @@ impl Watcher {
         Ok(())
     }
 
+    /// Whether `change` declares the watched namespace or one it imports
+    /// (as far as this watcher knows them).
+    fn declaration_changed(&self, change: &Change) -> bool {
+        change.items.iter().any(|i| {
+            i.layer.is_none()
+                && match &self.from {
+                    Some(Some(from)) => from.0.contains(&i.namespace),
+                    _ => i.namespace == self.spec.namespace,
+                }
+        })
+    }
+
     /// The event this watcher sees for a change (`None`: nothing of it).
     async fn build(&mut self, change: &Change) -> Result<Option<WatchEvent>, WatchError> {
-        let items = self
-            .engine
-            .visible_items(&self.caller, &self.spec.namespace, change);
+        let declaration_changed = self.declaration_changed(change);
+        if declaration_changed {
+            self.from = None;
+        }
+        // A change to the namespace's own layers alone needs nothing more
+        // for a namespace watch; otherwise learn what it imports (once).
+        let own_only = change
+            .items
+            .iter()
+            .all(|i| i.namespace == self.spec.namespace);
+        if self.from.is_none() && (self.spec.context.is_some() || !own_only) {
+            let (ns, ctx, rev) = (
+                self.spec.namespace.clone(),
+                self.spec.context.clone(),
+                change.info.revision,
+            );
+            self.from = Some(
+                blocking(&self.engine, &self.reads, move |e| {
+                    e.resolved_from(&ns, ctx.as_ref(), rev)
+                })
+                .await?,
+            );
+        }
+        let names = match &self.from {
+            Some(Some((names, _))) => names.clone(),
+            _ => vec![self.spec.namespace.clone()],
+        };
+        let items = self.engine.visible_items(&self.caller, &names, change);
         if items.is_empty() {
             return Ok(None);
         }
         let mut resolved_json = None;
         if let Some(ctx) = self.spec.context.clone() {
-            let spec_changed = change
-                .items
-                .iter()
-                .any(|i| i.namespace == self.spec.namespace && i.layer.is_none());
-            if spec_changed || self.ns_spec.is_none() {
-                let ns = self.spec.namespace.clone();
-                let rev = change.info.revision;
-                self.ns_spec = blocking(&self.engine, &self.reads, move |e| {
-                    Ok(e.store().namespace(&ns, rev)?.map(|r| r.spec))
-                })
-                .await?;
-            }
-            let Some(spec) = &self.ns_spec else {
+            let Some(Some((_, layers))) = &self.from else {
                 // The namespace is gone at this revision: nothing resolves.
                 return Ok(Some(WatchEvent::Change {
                     info: change.info.clone(),
@@ -650,11 +675,13 @@ impl Watcher {
                     resolved_json: None,
                 }));
             };
-            let layers = spec.layers_for(&ctx).unwrap_or_default();
-            let relevant = spec_changed
+            let relevant = declaration_changed
                 || change.items.iter().any(|i| {
-                    i.namespace == self.spec.namespace
-                        && i.layer.as_ref().is_some_and(|l| layers.contains(l))
+                    i.layer.as_ref().is_some_and(|l| {
+                        layers
+                            .iter()
+                            .any(|c| c.namespace == i.namespace && c.layer == *l)
+                    })
                 });
             if !relevant {
                 return Ok(None);

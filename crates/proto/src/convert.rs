@@ -228,6 +228,7 @@ impl From<&NamespaceSpec> for v1::NamespaceSpec {
                 version: t.version,
                 parameters_json: Value::Object(t.parameters.clone()).to_string(),
             }),
+            imports: s.imports.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -285,6 +286,12 @@ pub fn namespace_spec(field: &str, s: &v1::NamespaceSpec) -> FieldResult<Namespa
             })
         }
     };
+    let imports = s
+        .imports
+        .iter()
+        .enumerate()
+        .map(|(i, n)| namespace_name(&format!("{field}.imports[{i}]"), n))
+        .collect::<FieldResult<Vec<_>>>()?;
     let spec = NamespaceSpec {
         name,
         description: s.description.clone(),
@@ -292,6 +299,7 @@ pub fn namespace_spec(field: &str, s: &v1::NamespaceSpec) -> FieldResult<Namespa
         matrix,
         validation,
         template,
+        imports,
     };
     at_field(field, spec.validate())?;
     Ok(spec)
@@ -450,6 +458,11 @@ impl From<&Provenance> for v1::Provenance {
         v1::Provenance {
             layer: p.layer.to_string(),
             revision: p.revision,
+            namespace: p
+                .namespace
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
         }
     }
 }
@@ -457,9 +470,19 @@ impl From<&Provenance> for v1::Provenance {
 /// Provenance from the wire.
 pub fn provenance(field: &str, p: &v1::Provenance) -> FieldResult<Provenance> {
     Ok(Provenance {
+        namespace: optional_namespace(&format!("{field}.namespace"), &p.namespace)?,
         layer: layer_path(&format!("{field}.layer"), &p.layer)?,
         revision: p.revision,
     })
+}
+
+/// A namespace name that may be absent (empty text).
+pub fn optional_namespace(field: &str, name: &str) -> FieldResult<Option<NamespaceName>> {
+    if name.is_empty() {
+        Ok(None)
+    } else {
+        namespace_name(field, name).map(Some)
+    }
 }
 
 impl From<&confstrata_core::Finding> for v1::Finding {

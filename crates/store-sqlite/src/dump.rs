@@ -75,7 +75,9 @@ pub(crate) fn dump(
             sink(DumpRecord::Namespace {
                 name: db::namespace_name(&name)?,
                 revision: db::rev_from_sql(rev)?,
-                spec: text.map(|t| db::spec(&name, rev, &t)).transpose()?,
+                spec: text
+                    .map(|t| db::spec(&name, rev, &t).map(Box::new))
+                    .transpose()?,
             })?;
         }
     }
@@ -205,7 +207,7 @@ pub(crate) fn load(
                     .map_err(db)?;
                 let newest = newest.map(db::rev_from_sql).transpose()?;
                 check_ascending(newest, revision, &format!("namespace {name}"))?;
-                let text = spec.as_ref().map(db::encode_spec).transpose()?;
+                let text = spec.as_deref().map(db::encode_spec).transpose()?;
                 tx.prepare_cached(
                     "INSERT INTO namespace_versions (name, rev, spec) VALUES (?1, ?2, ?3)",
                 )

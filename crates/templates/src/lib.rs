@@ -239,6 +239,7 @@ impl Rendered {
                     .filter_map(|p| {
                         masked.iter().find(|(l, _)| l == p).map(|(l, d)| {
                             confstrata_core::LayerInput {
+                                namespace: None,
                                 layer: l,
                                 revision: 0,
                                 document: d,
@@ -654,6 +655,7 @@ impl Template {
                 version: self.version,
                 parameters: self.masked_parameters(params),
             }),
+            imports: Vec::new(),
         };
         spec.validate()
             .map_err(|e| Error::invalid(&what, format!("its declaration: {e}")))?;

@@ -197,6 +197,7 @@ mod upgrade {
             matrix: BTreeMap::new(),
             validation: confstrata_core::Validation::default(),
             template: None,
+            imports: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ impl Ctx {
                         ..Default::default()
                     },
                     template: None,
+                    imports: Vec::new(),
                 };
                 let cs = ChangeSet {
                     author: self.author.clone(),

@@ -20,6 +20,7 @@ impl Ctx {
                 levels,
                 matrix,
                 description,
+                imports,
                 file,
                 replace,
             } => {
@@ -56,6 +57,7 @@ impl Ctx {
                     }
                     let spec: NamespaceSpec = serde_json::from_value(json!({
                         "name": name, "description": description, "levels": levels, "matrix": m,
+                        "imports": imports,
                     }))
                     .map_err(|e| anyhow!("{e}"))?;
                     spec
@@ -112,6 +114,11 @@ impl Ctx {
                     }
                     for (var, values) in &n.spec.matrix {
                         rows.push(vec![format!("matrix {var}"), values.join(", ")]);
+                    }
+                    if !n.spec.imports.is_empty() {
+                        let names: Vec<String> =
+                            n.spec.imports.iter().map(ToString::to_string).collect();
+                        rows.push(vec!["imports".into(), names.join(", ")]);
                     }
                     let v = &n.spec.validation;
                     if !v.is_empty() {

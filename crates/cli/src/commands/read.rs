@@ -59,7 +59,11 @@ pub(super) fn resolve(ctx: &Ctx, args: ResolveArgs) -> Result<()> {
                     vec![
                         k.to_string(),
                         cell(v),
-                        p.map_or_else(String::new, |p| p.layer.to_string()),
+                        p.map_or_else(String::new, |p| match &p.namespace {
+                            // A layer of an imported namespace is named with it.
+                            Some(from) => format!("{from}:{}", p.layer),
+                            None => p.layer.to_string(),
+                        }),
                         p.map_or_else(String::new, |p| p.revision.to_string()),
                     ]
                 })
@@ -104,7 +108,10 @@ pub(super) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<()> {
                 .map(|e| {
                     let change = x.changes.get(&e.revision);
                     let mut row = vec![
-                        e.layer.to_string(),
+                        match &e.namespace {
+                            Some(from) => format!("{from}:{}", e.layer),
+                            None => e.layer.to_string(),
+                        },
                         e.revision.to_string(),
                         if e.deleted {
                             "(deleted)".into()

@@ -263,3 +263,40 @@ fn a_plan_keeps_the_entries_under_the_touched_keys_as_they_were() {
     assert_eq!(plan.touched[1], None);
     assert_eq!(plan.before[1], None);
 }
+
+#[test]
+fn imports_must_exist_and_form_no_cycle_across_the_store_and_the_change_set() {
+    let store = seeded();
+    let decl = |name: &str, imports: &[&str]| json!({"op": "put-namespace", "spec": {"name": name, "levels": ["defaults"], "imports": imports}});
+    // A missing import, named with its op.
+    let e = store
+        .commit(&cs(json!({"ops": [decl("api", &["shared/gone"])]})))
+        .unwrap_err();
+    assert!(matches!(e, Error::Operation { index: 0, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("api imports shared/gone, which does not exist"),
+        "{e}"
+    );
+    // An import declared in the same change set, after its importer.
+    store
+        .commit(&cs(
+            json!({"ops": [decl("api", &["shared/log"]), decl("shared/log", &["web"])]}),
+        ))
+        .unwrap();
+    // A cycle through the store: web -> api -> shared/log -> web.
+    let before = store.revision().unwrap();
+    let e = store
+        .commit(&cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "defaults", "key": "a", "value": 1},
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"], "imports": ["api"]}},
+        ]})))
+        .unwrap_err();
+    assert!(matches!(e, Error::Operation { index: 1, .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cycle: web -> api -> shared/log -> web"),
+        "{e}"
+    );
+    assert_eq!(store.revision().unwrap(), before, "nothing was written");
+}

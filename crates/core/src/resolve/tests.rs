@@ -27,6 +27,7 @@ impl Fixture {
             .zip(&self.docs)
             .enumerate()
             .map(|(i, (p, d))| LayerInput {
+                namespace: None,
                 layer: p,
                 revision: i as u64 + 1,
                 document: d,
@@ -217,7 +218,7 @@ mod laws {
         fn borrowed_merge_equals_naive_merge(docs in prop::collection::vec(doc(), 1..5)) {
             let paths: Vec<LayerPath> = (0..docs.len()).map(|i| LayerPath::parse(&format!("l{i}")).unwrap()).collect();
             let inputs: Vec<LayerInput<'_>> = paths.iter().zip(&docs)
-                .map(|(p, d)| LayerInput { layer: p, revision: 1, document: d }).collect();
+                .map(|(p, d)| LayerInput { namespace: None, layer: p, revision: 1, document: d }).collect();
             let mut expected = Document::new();
             for d in &docs { naive(&mut expected, d); }
             let r = resolve(&inputs);
@@ -239,10 +240,10 @@ mod laws {
             let key = KeyPath::from_segments(key).unwrap();
             let paths: Vec<LayerPath> = (0..docs.len()).map(|i| LayerPath::parse(&format!("l{i}")).unwrap()).collect();
             let full: Vec<LayerInput<'_>> = paths.iter().zip(&docs)
-                .map(|(p, d)| LayerInput { layer: p, revision: 1, document: d }).collect();
+                .map(|(p, d)| LayerInput { namespace: None, layer: p, revision: 1, document: d }).collect();
             let sections: Vec<Document> = docs.iter().map(|d| crate::doc::section(d, &key, true)).collect();
             let part: Vec<LayerInput<'_>> = paths.iter().zip(&sections)
-                .map(|(p, d)| LayerInput { layer: p, revision: 1, document: d }).collect();
+                .map(|(p, d)| LayerInput { namespace: None, layer: p, revision: 1, document: d }).collect();
             let whole = resolve(&full);
             let merged = resolve(&part);
             prop_assert_eq!(
@@ -258,9 +259,9 @@ mod laws {
         #[test]
         fn merging_a_layer_with_itself_is_idempotent(d in doc()) {
             let p = LayerPath::parse("x").unwrap();
-            let one = resolve(&[LayerInput { layer: &p, revision: 1, document: &d }]).to_document();
-            let two = resolve(&[LayerInput { layer: &p, revision: 1, document: &d },
-                                LayerInput { layer: &p, revision: 1, document: &d }]).to_document();
+            let one = resolve(&[LayerInput { namespace: None, layer: &p, revision: 1, document: &d }]).to_document();
+            let two = resolve(&[LayerInput { namespace: None, layer: &p, revision: 1, document: &d },
+                                LayerInput { namespace: None, layer: &p, revision: 1, document: &d }]).to_document();
             // A layer merged onto itself: delete markers may remove its own keys, otherwise equal.
             let has_marker = serde_json::to_string(&d).unwrap().contains("$delete");
             if !has_marker { prop_assert_eq!(one, two); }

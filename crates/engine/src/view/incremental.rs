@@ -213,8 +213,9 @@ struct Draft {
     spans: Vec<Span>,
     winners: Vec<u16>,
     layers: Vec<confstrata_core::Provenance>,
-    sealed: Vec<(KeyPath, LayerPath)>,
+    sealed: Vec<(KeyPath, NamespaceName, LayerPath)>,
     any_sealed: bool,
+    namespace: NamespaceName,
 }
 
 impl Draft {
@@ -304,9 +305,10 @@ impl Draft {
             s.key_at = u32::try_from(isize::try_from(s.key_at).ok()? + grown).ok()?;
         }
         u32::try_from(self.raw.len()).ok()?;
-        self.sealed.retain(|(k, _)| k != key);
+        self.sealed.retain(|(k, _, _)| k != key);
         if confstrata_crypto::is_sealed(value) {
-            self.sealed.push((key.clone(), layer.clone()));
+            self.sealed
+                .push((key.clone(), self.namespace.clone(), layer.clone()));
         }
         self.any_sealed |= contains_sealed(value);
         Some(())
@@ -347,6 +349,10 @@ impl CachedView {
         let Winners::Compact(winners) = &self.winners else {
             return None;
         };
+        // Patches name the namespace's own layers only.
+        if !self.imports.is_empty() {
+            return None;
+        }
         if self.spans.is_empty() && !self.raw.is_empty() && &*self.raw != "{}" {
             return None;
         }
@@ -357,6 +363,7 @@ impl CachedView {
             layers: self.layers.clone(),
             sealed: self.sealed.clone(),
             any_sealed: self.any_sealed,
+            namespace: self.namespace.clone(),
         };
         for (revision, patches) in patches {
             for patch in patches.iter() {
@@ -372,6 +379,7 @@ impl CachedView {
         }
         Some(CachedView {
             wanted: self.wanted.clone(),
+            imports: self.imports.clone(),
             namespace: self.namespace.clone(),
             context: self.context.clone(),
             layers: draft.layers,

@@ -9,6 +9,7 @@ pub(crate) mod incremental;
 use std::sync::Arc;
 
 use confstrata_cache::ViewKey;
+use confstrata_core::imports::ChainLayer;
 use confstrata_core::serde_json::Value;
 use confstrata_core::view::ResolvedView;
 use confstrata_core::{
@@ -24,7 +25,11 @@ use crate::security::{self};
 /// of the JSON itself (a parsed tree with per-leaf provenance is 20 times
 /// that: PERFORMANCE.md); a request that needs the tree parses it.
 pub(crate) struct CachedView {
-    pub(crate) wanted: Vec<LayerPath>,
+    /// Every layer of the context (its imports' first), for authorization.
+    pub(crate) wanted: Vec<ChainLayer>,
+    /// The imported namespaces it resolves from: it is stale when one of
+    /// them changes, and is merged again rather than rebuilt.
+    pub(crate) imports: Box<[NamespaceName]>,
     pub(crate) namespace: NamespaceName,
     pub(crate) context: Context,
     /// The layers that exist for the context, most general first.
@@ -36,10 +41,10 @@ pub(crate) struct CachedView {
     pub(crate) spans: Box<[incremental::Span]>,
     /// The provenance of each leaf (in `doc::leaves` order).
     pub(crate) winners: Winners,
-    /// The leaves holding a sealed value, with the layer that set each:
-    /// a caller who may open one of them is answered by the slow path
-    /// (opening is audited).
-    pub(crate) sealed: Vec<(KeyPath, LayerPath)>,
+    /// The leaves holding a sealed value, with the namespace and layer
+    /// that set each: a caller who may open one of them is answered by the
+    /// slow path (opening is audited).
+    pub(crate) sealed: Vec<(KeyPath, NamespaceName, LayerPath)>,
     /// Whether some leaf holds a sealed value or a value that contains one.
     pub(crate) any_sealed: bool,
     /// What a caller who opens nothing gets (every sealed value masked), as
@@ -57,7 +62,7 @@ pub(crate) enum Winners {
 }
 
 impl CachedView {
-    pub(crate) fn new(wanted: Vec<LayerPath>, view: ResolvedView) -> CachedView {
+    pub(crate) fn new(wanted: Vec<ChainLayer>, view: ResolvedView) -> CachedView {
         let is_sealed = |v: &Value| confstrata_crypto::is_sealed(v);
         let sealed = view
             .provenance
@@ -65,8 +70,20 @@ impl CachedView {
             .filter(|(key, _)| {
                 confstrata_core::doc::get(&view.document, key).is_some_and(is_sealed)
             })
-            .map(|(key, prov)| (key.clone(), prov.layer.clone()))
+            .map(|(key, prov)| {
+                (
+                    key.clone(),
+                    prov.namespace_or(&view.namespace).clone(),
+                    prov.layer.clone(),
+                )
+            })
             .collect();
+        let mut imports: Vec<NamespaceName> = wanted
+            .iter()
+            .filter(|l| l.imported)
+            .map(|l| l.namespace.clone())
+            .collect();
+        imports.dedup();
         let leaves = confstrata_core::doc::leaves(&view.document);
         let any_sealed = leaves
             .iter()
@@ -90,6 +107,7 @@ impl CachedView {
         let (raw, spans) = incremental::indexed_json(&view.document);
         CachedView {
             wanted,
+            imports: imports.into(),
             namespace: view.namespace,
             context: view.context,
             winners: match compact {

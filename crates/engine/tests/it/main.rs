@@ -3,6 +3,7 @@
 //! and validation on the commit path.
 
 mod cache;
+mod imports;
 mod incremental;
 mod scoped;
 mod security;

@@ -10,7 +10,7 @@ use confstrata_engine::{Caller, GrantInfo};
 
 use crate::security::{World, prod, world};
 
-fn with_role(w: &World, id: &str, grants: &[(&str, &[&str], &str)]) -> Caller {
+pub(crate) fn with_role(w: &World, id: &str, grants: &[(&str, &[&str], &str)]) -> Caller {
     let grants: Vec<GrantInfo> = grants
         .iter()
         .map(|(effect, actions, on)| GrantInfo {

@@ -14,6 +14,7 @@ async fn namespaces_layers_and_keys() {
         description: "d".into(),
         validation_json: String::new(),
         template: None,
+        imports: Vec::new(),
         levels: vec!["defaults".into(), "env/{env}".into()],
         matrix: [(
             "env".to_owned(),

@@ -201,6 +201,15 @@ pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
                             name: spec["name"].as_str().unwrap().into(),
                             description: String::new(),
                             template: None,
+                            imports: spec
+                                .get("imports")
+                                .and_then(|v| v.as_array())
+                                .map(|a| {
+                                    a.iter()
+                                        .map(|n| n.as_str().unwrap_or_default().to_owned())
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
                             validation_json: spec
                                 .get("validation")
                                 .map(ToString::to_string)

@@ -115,3 +115,82 @@ async fn a_group_shares_each_event_and_its_encoding() {
     assert_eq!(ea.encoded::<Other>(), Bytes::from_static(b"other"));
     assert_eq!(ea.encoded::<Counted>(), expected);
 }
+
+/// A watcher of a namespace hears of changes to what it imports: a
+/// namespace watch of every change there, a context watch of those to the
+/// import's layers for its context (with the importer resolved anew); a
+/// change elsewhere reaches neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_importer_watcher_hears_of_changes_to_its_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = confstrata_host::open(dir.path()).unwrap();
+    let ops = Caller::local("ops");
+    engine
+        .commit(
+            &ops,
+            &cs(json!({"ops": [
+                {"op": "put-namespace", "spec": {"name": "shared/log", "levels": ["defaults", "env/{env}"]}},
+                {"op": "put", "namespace": "shared/log", "layer": "defaults", "document": {"level": "info"}},
+                {"op": "put-namespace", "spec": {"name": "other", "levels": ["defaults"]}},
+                {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults", "env/{env}"],
+                    "imports": ["shared/log"]}},
+                {"op": "put", "namespace": "web", "layer": "defaults", "document": {"port": 1}}]})),
+        )
+        .unwrap();
+    let host = confstrata_host::Host::new(engine.clone()).unwrap();
+    let open = |context: Option<confstrata_core::Context>| {
+        Box::pin(watch::stream(
+            engine.clone(),
+            host.watches(),
+            Caller::local("alice"),
+            WatchSpec {
+                namespace: "web".parse().unwrap(),
+                context,
+                start_revision: 0,
+            },
+        ))
+    };
+    let prod = confstrata_core::parse_context("env=prod").unwrap();
+    let (mut all, mut in_prod) = (open(None), open(Some(prod)));
+    for s in [&mut all, &mut in_prod] {
+        let first = s.next().await.unwrap().unwrap();
+        assert!(matches!(first.get(), WatchEvent::CaughtUp { .. }));
+    }
+    let commit =
+        |v: confstrata_core::serde_json::Value| engine.commit(&ops, &cs(v)).unwrap().revision;
+    let elsewhere = commit(
+        json!({"ops": [{"op": "put", "namespace": "other", "layer": "defaults", "document": {"x": 1}}]}),
+    );
+    let dev = commit(
+        json!({"ops": [{"op": "set", "namespace": "shared/log", "layer": "env/dev", "key": "level", "value": "debug"}]}),
+    );
+    let prod_rev = commit(
+        json!({"ops": [{"op": "set", "namespace": "shared/log", "layer": "env/prod", "key": "level", "value": "warn"}]}),
+    );
+    let change = |e: Arc<Event>| match e.get() {
+        WatchEvent::Change {
+            info,
+            items,
+            resolved_json,
+        } => (
+            info.revision,
+            items
+                .iter()
+                .map(|i| i.namespace.to_string())
+                .collect::<Vec<_>>(),
+            resolved_json.clone(),
+        ),
+        other => panic!("not a change: {other:?}"),
+    };
+    // The namespace watch: both changes to the import, not the other one.
+    let (rev, items, _) = change(all.next().await.unwrap().unwrap());
+    assert_eq!((rev, items), (dev, vec!["shared/log".to_owned()]));
+    let (rev, _, _) = change(all.next().await.unwrap().unwrap());
+    assert_eq!(rev, prod_rev);
+    // The context watch: only the import's env/prod, resolved anew.
+    let (rev, _, resolved) = change(in_prod.next().await.unwrap().unwrap());
+    assert_eq!(rev, prod_rev, "not {elsewhere} nor {dev}");
+    let resolved: confstrata_core::serde_json::Value =
+        confstrata_core::serde_json::from_str(&resolved.unwrap()).unwrap();
+    assert_eq!(resolved, json!({"level": "warn", "port": 1}));
+}

@@ -126,6 +126,11 @@ impl From<&ExplainView> for v1::ExplainResponse {
                 .entries
                 .iter()
                 .map(|en| v1::ExplainEntry {
+                    namespace: en
+                        .namespace
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     layer: en.layer.to_string(),
                     revision: en.revision,
                     value_json: en.value.as_ref().map(to_json).unwrap_or_default(),
@@ -176,6 +181,7 @@ pub fn explained(r: &v1::ExplainResponse) -> FieldResult<ExplainView> {
             );
         }
         entries.push(ExplainEntry {
+            namespace: super::optional_namespace(&format!("{field}.namespace"), &e.namespace)?,
             layer,
             revision: e.revision,
             value: if e.deleted {
@@ -205,6 +211,7 @@ pub fn explained(r: &v1::ExplainResponse) -> FieldResult<ExplainView> {
     let value = optional_value("value_json", &r.value_json)?;
     let from = value.as_ref().and_then(|_| {
         entries.iter().find(|e| e.winner).map(|e| Provenance {
+            namespace: e.namespace.clone(),
             layer: e.layer.clone(),
             revision: e.revision,
         })

@@ -50,6 +50,12 @@ pub struct NamespaceSpec {
     /// The template the namespace was made from (unset: none).
     #[prost(message, optional, tag = "6")]
     pub template: ::core::option::Option<TemplateOrigin>,
+    /// Shared namespaces whose layers are this one's lowest, for the same
+    /// context, e.g. "shared/logging": each import's own imports first, then
+    /// the import, in this order (a later one overrides an earlier one), then
+    /// the namespace's own levels. Cycles are refused.
+    #[prost(string, repeated, tag = "7")]
+    pub imports: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Which template, version and parameters made a namespace.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -136,6 +142,9 @@ pub struct Provenance {
     /// The revision that last changed that layer.
     #[prost(uint64, tag = "2")]
     pub revision: u64,
+    /// The imported namespace the layer is in; empty: the namespace resolved.
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
 }
 /// One differing key.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -4405,6 +4414,9 @@ pub struct ExplainEntry {
     /// at this key in this layer.
     #[prost(message, optional, tag = "7")]
     pub origin: ::core::option::Option<ExplainOrigin>,
+    /// The imported namespace the layer is in; empty: the namespace explained.
+    #[prost(string, tag = "8")]
+    pub namespace: ::prost::alloc::string::String,
 }
 /// What a template says about one layer's value in an explain.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

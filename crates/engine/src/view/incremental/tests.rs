@@ -37,6 +37,7 @@ fn sections_are_found_by_key_with_escapes_and_at_the_end() {
         layers: Vec::new(),
         sealed: Vec::new(),
         any_sealed: false,
+        namespace: "web".parse().unwrap(),
     };
     for (name, value) in [("a", "1"), ("b\\c", r#"{"d":2}"#), ("z", "[3]")] {
         let (_, range) = draft.section(name).unwrap();
