@@ -4,6 +4,7 @@
 mod access;
 mod backup;
 mod canary;
+mod imports;
 mod openapi;
 mod remote;
 mod sync;

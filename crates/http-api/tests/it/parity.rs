@@ -204,6 +204,7 @@ async fn over_grpc(server: &Server) -> Seen {
         .resolve(v1::ResolveRequest {
             namespace: "imported".into(),
             context: ctx("prod"),
+            with_provenance: true,
             ..Default::default()
         })
         .await
@@ -213,6 +214,9 @@ async fn over_grpc(server: &Server) -> Seen {
         "imported",
         serde_json::from_str::<Value>(&r.document_json).unwrap(),
     ));
+    // The key that comes from the namespace it imports, and from where.
+    let p = &r.provenance["db.pool"];
+    seen.push(("from import", json!([p.namespace, p.layer])));
     let e = c
         .import_namespace(v1::ImportNamespaceRequest {
             files: files(Some(("README.md", "hi"))),
@@ -337,8 +341,15 @@ async fn over_rest(server: &Server) -> Seen {
     };
     let (_, b) = json_of(import(None).await.unwrap()).await;
     seen.push(("import", b["revision"].clone()));
-    let (_, b) = json_of(server.get("/v1/namespaces/imported/resolve?env=prod").await).await;
+    let (_, b) = json_of(
+        server
+            .get("/v1/namespaces/imported/resolve?env=prod&provenance=true")
+            .await,
+    )
+    .await;
     seen.push(("imported", b["document"].clone()));
+    let p = &b["provenance"]["db.pool"];
+    seen.push(("from import", json!([p["namespace"], p["layer"]])));
     let (_, b) = json_of(import(Some(("README.md", "hi"))).await.unwrap()).await;
     seen.push(("bad bundle", rest_err(&b)));
     seen
@@ -349,7 +360,7 @@ fn bundle() -> [(&'static str, &'static str); 3] {
     [
         (
             "namespace.toml",
-            "name = \"imported\"\nlevels = [\"defaults\", \"env/{env}\"]\n",
+            "name = \"imported\"\nlevels = [\"defaults\", \"env/{env}\"]\nimports = [\"web\"]\n",
         ),
         ("layers/defaults.toml", "port = 8080\nlog = \"info\"\n"),
         ("layers/env/prod.yaml", "port: 443\n"),
@@ -377,7 +388,12 @@ async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
     assert_eq!(step("no namespace"), &err(tonic::Code::NotFound));
     assert_eq!(step("delete again"), &err(tonic::Code::NotFound));
     assert!(step("import").is_u64(), "{grpc:?}");
-    assert_eq!(step("imported"), &json!({"port": 443, "log": "info"}));
+    // Over what it imports from web (whose log it overrides).
+    assert_eq!(
+        step("imported"),
+        &json!({"port": 443, "log": "info", "db": {"pool": 5, "host": "h"}})
+    );
+    assert_eq!(step("from import"), &json!(["web", "defaults"]));
     assert_eq!(step("bad bundle"), &err(tonic::Code::InvalidArgument));
     a.stop().await;
     b.stop().await;

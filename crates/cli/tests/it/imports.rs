@@ -1,0 +1,150 @@
+//! Shared namespaces imported as an importer's lowest layers, from the
+//! CLI: declared with `ns create --import`, shown by `ns show`, named in
+//! `resolve --provenance` and `explain`; bad imports refused, naming them.
+
+use crate::Env;
+
+fn shared(env: &Env) {
+    env.ok(&[
+        "ns",
+        "create",
+        "shared/logging",
+        "--level",
+        "defaults",
+        "--level",
+        "env/{env}",
+        "--matrix",
+        "env=dev,prod",
+    ]);
+    env.ok(&[
+        "set",
+        "shared/logging",
+        "defaults",
+        "log.level=info",
+        "log.format=json",
+    ]);
+    env.ok(&["set", "shared/logging", "env/prod", "log.level=warn"]);
+    env.ok(&[
+        "ns",
+        "create",
+        "web",
+        "--level",
+        "defaults",
+        "--level",
+        "env/{env}/region/{region}",
+        "--matrix",
+        "env=dev,qa,prod",
+        "--matrix",
+        "region=eu,us",
+        "--import",
+        "shared/logging",
+    ]);
+    env.ok(&["set", "web", "defaults", "port=8080", "log.format=text"]);
+}
+
+#[test]
+fn an_importer_resolves_over_its_imports_and_names_them() {
+    let env = Env::new();
+    shared(&env);
+    let v = env
+        .ok(&[
+            "resolve",
+            "web",
+            "-c",
+            "env=prod,region=eu",
+            "--provenance",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        v["document"],
+        serde_json::json!({"port": 8080, "log": {"level": "warn", "format": "text"}})
+    );
+    assert_eq!(
+        v["provenance"]["log.level"],
+        serde_json::json!({"namespace": "shared/logging", "layer": "env/prod", "revision": 3})
+    );
+    assert_eq!(
+        v["provenance"]["log.format"]["namespace"],
+        serde_json::Value::Null
+    );
+    let table = env
+        .ok(&["resolve", "web", "-c", "env=prod,region=eu", "--provenance"])
+        .stdout;
+    assert!(table.contains("shared/logging:env/prod"), "{table}");
+    // qa is outside the import's matrix: only its defaults apply there.
+    let v = env
+        .ok(&["resolve", "web", "-c", "env=qa,region=eu", "-o", "json"])
+        .json();
+    assert_eq!(v["log"]["level"], "info");
+    let table = env
+        .ok(&["explain", "web", "log.format", "-c", "env=prod,region=eu"])
+        .stdout;
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert!(
+        rows[0].starts_with("defaults") && rows[0].contains("<- wins"),
+        "{table}"
+    );
+    assert!(rows[1].starts_with("shared/logging:defaults"), "{table}");
+    let shown = env.ok(&["ns", "show", "web"]).stdout;
+    assert!(
+        shown.contains("imports") && shown.contains("shared/logging"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn bad_imports_are_refused_naming_them() {
+    let env = Env::new();
+    shared(&env);
+    env.fails(
+        &[
+            "ns",
+            "create",
+            "api",
+            "--level",
+            "defaults",
+            "--import",
+            "shared/tls",
+        ],
+        1,
+        "api imports shared/tls, which does not exist",
+    );
+    env.fails(
+        &[
+            "ns", "create", "api", "--level", "defaults", "--import", "api",
+        ],
+        1,
+        "it imports itself",
+    );
+    env.fails(
+        &[
+            "ns", "create", "api", "--level", "defaults", "--import", "web", "--import", "web",
+        ],
+        1,
+        "it imports web twice",
+    );
+    env.fails(
+        &[
+            "ns",
+            "create",
+            "shared/logging",
+            "--level",
+            "defaults",
+            "--replace",
+            "--import",
+            "web",
+        ],
+        1,
+        "cycle: shared/logging -> web -> shared/logging",
+    );
+    env.fails(
+        &[
+            "ns", "create", "api", "--level", "defaults", "--import", "no//name",
+        ],
+        1,
+        "no//name",
+    );
+    insta::assert_snapshot!(env.transcript());
+}
