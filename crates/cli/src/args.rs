@@ -914,6 +914,19 @@ pub(crate) enum NsCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Delete a namespace: its declaration and every layer, as one change
+    /// (the history stays, and `rollback` cannot bring it back: re-import
+    /// an export). Refused while another namespace imports it.
+    Delete {
+        /// Name.
+        name: String,
+        /// Fail unless the declaration's last change is this revision.
+        #[arg(long)]
+        expect_revision: Option<u64>,
+        /// Change message.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
     /// List namespaces.
     List {
         #[command(flatten)]

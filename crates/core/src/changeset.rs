@@ -89,6 +89,15 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expect_revision: Option<u64>,
     },
+    /// Delete a whole namespace: its declaration and every layer (their
+    /// history stays). Refused while another namespace imports it.
+    DeleteNamespace {
+        /// The namespace.
+        namespace: NamespaceName,
+        /// Precondition on the namespace's revision (its declaration's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_revision: Option<u64>,
+    },
     /// Delete a whole layer.
     Delete {
         /// The namespace.
@@ -145,6 +154,18 @@ impl Op {
             .collect()
     }
 
+    /// The namespace the op changes.
+    pub fn namespace(&self) -> &NamespaceName {
+        match self {
+            Op::PutNamespace { spec, .. } => &spec.name,
+            Op::Put { namespace, .. }
+            | Op::Set { namespace, .. }
+            | Op::Unset { namespace, .. }
+            | Op::Delete { namespace, .. }
+            | Op::DeleteNamespace { namespace, .. } => namespace,
+        }
+    }
+
     /// A short description for errors: `set webshop:env/prod db.pool.max`.
     pub fn describe(&self) -> String {
         match self {
@@ -167,6 +188,7 @@ impl Op {
             Op::Delete {
                 namespace, layer, ..
             } => format!("delete {namespace}:{layer}"),
+            Op::DeleteNamespace { namespace, .. } => format!("delete-namespace {namespace}"),
         }
     }
 }
@@ -180,6 +202,21 @@ pub trait StateReader {
     fn namespace(&mut self, name: &NamespaceName) -> Result<Option<(NamespaceSpec, u64)>>;
     /// A layer's document and the revision that last changed it.
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>>;
+    /// The layers a namespace has (for deleting it with them). By
+    /// default unsupported: a reader that plans namespace deletions must
+    /// say.
+    fn layer_paths(&mut self, ns: &NamespaceName) -> Result<Vec<LayerPath>> {
+        Err(Error::storage(format!(
+            "this store cannot list the layers of {ns} to delete it"
+        )))
+    }
+    /// Every namespace that exists (for refusing to delete one that is
+    /// imported). By default unsupported, as [`StateReader::layer_paths`].
+    fn namespace_names(&mut self) -> Result<Vec<NamespaceName>> {
+        Err(Error::storage(
+            "this store cannot list its namespaces to delete one",
+        ))
+    }
     /// After [`StateReader::layer`] found the layer: a number of bytes its
     /// JSON form is known not to exceed, if the reader knows one (so a
     /// `set` need not serialize the whole layer to check the size limit).
@@ -210,6 +247,9 @@ pub trait StateReader {
 pub struct Plan {
     /// Namespace declarations to write.
     pub namespaces: Vec<NamespaceSpec>,
+    /// Namespaces to delete (a declaration tombstone each; their layers'
+    /// deletions are in `layers`).
+    pub deleted: Vec<NamespaceName>,
     /// Layers to write, in order of first touch; `None` deletes the layer.
     pub layers: Vec<(NamespaceName, LayerPath, Option<Document>)>,
     /// For each of `layers`, the keys the change set set or unset in it,
@@ -266,8 +306,9 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
     }
     let mut namespaces: BTreeMap<NamespaceName, (Option<NamespaceSpec>, u64)> = BTreeMap::new();
     let mut ns_order = Vec::new();
-    // The op that last declared each namespace.
+    // The op that last declared, or deleted, each namespace.
     let mut declared_by: BTreeMap<NamespaceName, usize> = BTreeMap::new();
+    let mut deleted_by: BTreeMap<NamespaceName, usize> = BTreeMap::new();
     let mut layers: BTreeMap<(NamespaceName, LayerPath), LayerState> = BTreeMap::new();
     let mut layer_order = Vec::new();
     let mut total = 0usize;
@@ -301,8 +342,67 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 )?;
                 *state = Some(spec.clone());
                 declared_by.insert(spec.name.clone(), index);
+                deleted_by.remove(&spec.name);
                 if !ns_order.contains(&spec.name) {
                     ns_order.push(spec.name.clone());
+                }
+                return Ok(());
+            }
+            if let Op::DeleteNamespace {
+                namespace,
+                expect_revision,
+            } = op
+            {
+                if !namespaces.contains_key(namespace) {
+                    let found = reader.namespace(namespace)?;
+                    let rev = found.as_ref().map_or(0, |(_, r)| *r);
+                    namespaces.insert(namespace.clone(), (found.map(|(s, _)| s), rev));
+                }
+                let (state, rev) = namespaces
+                    .get_mut(namespace)
+                    .ok_or_else(|| Error::storage("namespace state lost"))?;
+                check_expect(
+                    reader,
+                    format!("namespace {namespace}"),
+                    *expect_revision,
+                    *rev,
+                )?;
+                if state.take().is_none() {
+                    return Err(Error::NamespaceNotFound {
+                        namespace: namespace.to_string(),
+                    });
+                }
+                declared_by.remove(namespace);
+                deleted_by.insert(namespace.clone(), index);
+                if !ns_order.contains(namespace) {
+                    ns_order.push(namespace.clone());
+                }
+                // Every layer goes with it: those stored, and those this
+                // change set wrote before.
+                for layer in reader.layer_paths(namespace)? {
+                    let key = (namespace.clone(), layer);
+                    if !layers.contains_key(&key) {
+                        let found = reader.layer(&key.0, &key.1)?;
+                        layers.insert(
+                            key.clone(),
+                            LayerState {
+                                original_revision: found.as_ref().map_or(0, |(_, r)| *r),
+                                document: found.map(|(d, _)| d),
+                                touched: None,
+                                size: None,
+                                before: Document::new(),
+                                recorded: std::collections::BTreeSet::new(),
+                            },
+                        );
+                        layer_order.push(key);
+                    }
+                }
+                for ((ns, _), state) in layers.iter_mut() {
+                    if ns == namespace {
+                        state.document = None;
+                        state.touched = None;
+                        state.size = None;
+                    }
                 }
                 return Ok(());
             }
@@ -330,7 +430,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                     layer,
                     expect_revision,
                 } => (namespace, layer, *expect_revision),
-                Op::PutNamespace { .. } => return Ok(()),
+                Op::PutNamespace { .. } | Op::DeleteNamespace { .. } => return Ok(()),
             };
             if !namespaces.contains_key(ns) {
                 let found = reader.namespace(ns)?;
@@ -454,7 +554,7 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                         });
                     }
                 }
-                Op::PutNamespace { .. } => {}
+                Op::PutNamespace { .. } | Op::DeleteNamespace { .. } => {}
             }
             Ok(())
         })();
@@ -486,6 +586,36 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             source: Box::new(e),
         })?;
     }
+    // A namespace that another imports cannot go (the importer would no
+    // longer resolve): remove the import first.
+    if !deleted_by.is_empty() {
+        for name in reader.namespace_names()? {
+            if !namespaces.contains_key(&name) {
+                let found = reader.namespace(&name)?;
+                let rev = found.as_ref().map_or(0, |(_, r)| *r);
+                namespaces.insert(name.clone(), (found.map(|(s, _)| s), rev));
+            }
+        }
+        for (gone, index) in &deleted_by {
+            let importer = namespaces.iter().find_map(|(name, (spec, _))| {
+                spec.as_ref()
+                    .filter(|s| s.imports.contains(gone))
+                    .map(|_| name)
+            });
+            if let Some(importer) = importer {
+                return Err(Error::Operation {
+                    index: *index,
+                    op: cs.ops.get(*index).map(Op::describe).unwrap_or_default(),
+                    source: Box::new(Error::invalid(
+                        format!("namespace {gone}"),
+                        format!(
+                            "namespace {importer} imports it; remove the import from {importer} first"
+                        ),
+                    )),
+                });
+            }
+        }
+    }
     let mut sizes = Vec::new();
     let mut before = Vec::new();
     let (layers, touched) = layer_order
@@ -501,7 +631,13 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             Some(((k.0, k.1, state.document), state.touched))
         })
         .unzip();
+    let deleted = ns_order
+        .iter()
+        .filter(|n| deleted_by.contains_key(*n))
+        .cloned()
+        .collect();
     Ok(Plan {
+        deleted,
         namespaces: ns_order
             .into_iter()
             .filter_map(|n| namespaces.remove(&n).and_then(|(s, _)| s))

@@ -89,6 +89,22 @@ impl StateReader for Inner {
             .get(&(ns.clone(), layer.clone()))
             .and_then(|v| at(v, self.current)))
     }
+    fn layer_paths(&mut self, ns: &NamespaceName) -> Result<Vec<LayerPath>> {
+        Ok(self
+            .layers
+            .iter()
+            .filter(|((n, _), v)| n == ns && at(v, self.current).is_some())
+            .map(|((_, l), _)| l.clone())
+            .collect())
+    }
+    fn namespace_names(&mut self) -> Result<Vec<NamespaceName>> {
+        Ok(self
+            .namespaces
+            .iter()
+            .filter(|(_, v)| at(v, self.current).is_some())
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
 }
 
 impl Inner {
@@ -309,6 +325,13 @@ impl Store for MemoryStore {
             author: changes.author.clone(),
             message: changes.message.clone(),
         });
+        for name in plan.deleted {
+            inner
+                .namespaces
+                .entry(name)
+                .or_default()
+                .push((revision, None));
+        }
         for spec in plan.namespaces {
             inner
                 .namespaces

@@ -89,7 +89,7 @@ pub struct DryRun {
     pub revision: u64,
     /// The layers it would change, with their key-level diffs.
     pub layers: Vec<LayerDiff>,
-    /// The namespaces whose declaration it would create or change.
+    /// The namespaces whose declaration it would create, change or delete.
     pub namespaces: Vec<NamespaceName>,
     /// What the validation chains of the affected namespaces and contexts
     /// found (a commit would be refused if any is an error).

@@ -141,7 +141,12 @@ impl Engine {
             return Err(g.refuse(Action::Read, Resource::layer(ns.clone(), l.clone())));
         }
         let current = self.store.revision()?;
-        self.namespace_at(ns, current)?;
+        // A deleted namespace's history stays readable.
+        if let Err(e) = self.namespace_at(ns, current)
+            && self.store.declaration_history(ns, 1)?.is_empty()
+        {
+            return Err(e);
+        }
         let mut out = Vec::new();
         // Filtering after the store's limit could return fewer versions than
         // exist; ask for more until enough readable ones are found.

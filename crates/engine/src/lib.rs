@@ -166,6 +166,22 @@ impl confstrata_core::StateReader for StoreReader<'_> {
             .layer(ns, layer, self.revision)?
             .map(|r| (r.document, r.revision)))
     }
+    fn layer_paths(&mut self, ns: &NamespaceName) -> Result<Vec<LayerPath>> {
+        Ok(self
+            .store
+            .layers(ns, self.revision)?
+            .into_iter()
+            .map(|r| r.layer)
+            .collect())
+    }
+    fn namespace_names(&mut self) -> Result<Vec<NamespaceName>> {
+        Ok(self
+            .store
+            .namespaces(self.revision)?
+            .into_iter()
+            .map(|r| r.spec.name)
+            .collect())
+    }
 }
 
 impl Engine {

@@ -54,6 +54,7 @@ impl Queued {
             namespaces.insert(s.name.clone());
             specs.insert(s.name.clone(), s.clone());
         }
+        namespaces.extend(plan.deleted.iter().cloned());
         let mut layers = BTreeMap::new();
         for (ns, layer, doc) in &plan.layers {
             namespaces.insert(ns.clone());
@@ -205,6 +206,38 @@ impl StateReader for OverlayReader<'_> {
             .store
             .layer(ns, layer, self.revision)?
             .map(|r| (r.document, r.revision)))
+    }
+
+    fn layer_paths(&mut self, ns: &NamespaceName) -> Result<Vec<LayerPath>> {
+        let mut paths: BTreeSet<LayerPath> = self
+            .store
+            .layers(ns, self.revision)?
+            .into_iter()
+            .map(|r| r.layer)
+            .collect();
+        for ((n, layer), doc) in &self.overlay.layers {
+            if n == ns {
+                if doc.is_some() {
+                    paths.insert(layer.clone());
+                } else {
+                    paths.remove(layer);
+                }
+            }
+        }
+        Ok(paths.into_iter().collect())
+    }
+
+    /// A namespace deletion commits alone, so no queued commit deletes
+    /// one: the overlay only adds declarations.
+    fn namespace_names(&mut self) -> Result<Vec<NamespaceName>> {
+        let mut names: BTreeSet<NamespaceName> = self
+            .store
+            .namespaces(self.revision)?
+            .into_iter()
+            .map(|r| r.spec.name)
+            .collect();
+        names.extend(self.overlay.specs.keys().cloned());
+        Ok(names.into_iter().collect())
     }
 }
 

@@ -199,6 +199,8 @@ pub(crate) struct Candidate<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) revision: u64,
     pub(crate) specs: BTreeMap<NamespaceName, NamespaceSpec>,
+    /// Namespaces the plan deletes.
+    pub(crate) deleted: BTreeSet<NamespaceName>,
     pub(crate) layers: BTreeMap<(NamespaceName, LayerPath), Option<Document>>,
     /// What queued commits will write, under the plan's writes and over
     /// the store (`pipeline`).
@@ -212,6 +214,7 @@ impl<'a> Candidate<'a> {
             store,
             revision,
             specs: BTreeMap::new(),
+            deleted: BTreeSet::new(),
             layers: BTreeMap::new(),
             overlay: crate::pipeline::Overlay::default(),
         }
@@ -220,6 +223,7 @@ impl<'a> Candidate<'a> {
     /// `plan`'s writes over the state at `revision`.
     pub(crate) fn with_plan(store: &'a dyn Store, revision: u64, plan: &Plan) -> Candidate<'a> {
         let mut c = Candidate::current(store, revision);
+        c.deleted.extend(plan.deleted.iter().cloned());
         for s in &plan.namespaces {
             c.specs.insert(s.name.clone(), s.clone());
         }
@@ -230,6 +234,9 @@ impl<'a> Candidate<'a> {
     }
 
     fn spec(&self, ns: &NamespaceName) -> Result<Option<NamespaceSpec>> {
+        if self.deleted.contains(ns) {
+            return Ok(None);
+        }
         if let Some(s) = self.specs.get(ns) {
             return Ok(Some(s.clone()));
         }
@@ -454,11 +461,16 @@ impl Validator {
         use confstrata_core::Op;
         let mut touched: BTreeSet<&NamespaceName> = BTreeSet::new();
         let mut declared: BTreeMap<&NamespaceName, &NamespaceSpec> = BTreeMap::new();
+        let mut deletes = false;
         for op in &changes.ops {
             match op {
                 Op::PutNamespace { spec, .. } => {
                     touched.insert(&spec.name);
                     declared.insert(&spec.name, spec);
+                }
+                Op::DeleteNamespace { namespace, .. } => {
+                    touched.insert(namespace);
+                    deletes = true;
                 }
                 Op::Put { namespace, .. }
                 | Op::Set { namespace, .. }
@@ -471,8 +483,11 @@ impl Validator {
         // A declaration with imports is checked for cycles against every
         // other declaration: two made at once could close one between
         // them, so it is made alone.
+        // So is a namespace's deletion, which must not race a declaration
+        // importing it.
         if touched.iter().any(|ns| is_library(ns))
             || declared.values().any(|s| !s.imports.is_empty())
+            || deletes
         {
             return Ok(Some(Scope::Everything));
         }
@@ -783,8 +798,8 @@ impl Validator {
 /// which layers changed.
 fn touched(plan: &Plan) -> BTreeMap<NamespaceName, (bool, Vec<LayerPath>)> {
     let mut out: BTreeMap<NamespaceName, (bool, Vec<LayerPath>)> = BTreeMap::new();
-    for s in &plan.namespaces {
-        out.entry(s.name.clone()).or_default().0 = true;
+    for name in plan.namespaces.iter().map(|s| &s.name).chain(&plan.deleted) {
+        out.entry(name.clone()).or_default().0 = true;
     }
     for (ns, layer, _) in &plan.layers {
         out.entry(ns.clone()).or_default().1.push(layer.clone());

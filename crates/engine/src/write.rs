@@ -189,6 +189,9 @@ impl Engine {
                     }
                     | Op::Delete {
                         expect_revision, ..
+                    }
+                    | Op::DeleteNamespace {
+                        expect_revision, ..
                     } => expect_revision.is_none(),
                 });
             if pipelined {
@@ -562,17 +565,8 @@ impl Engine {
             .detail("operation", operation)
             .detail("message", changes.message.clone())
             .detail("ops", ops.clone());
-        let touched: std::collections::BTreeSet<&NamespaceName> = changes
-            .ops
-            .iter()
-            .map(|op| match op {
-                Op::PutNamespace { spec, .. } => &spec.name,
-                Op::Put { namespace, .. }
-                | Op::Set { namespace, .. }
-                | Op::Unset { namespace, .. }
-                | Op::Delete { namespace, .. } => namespace,
-            })
-            .collect();
+        let touched: std::collections::BTreeSet<&NamespaceName> =
+            changes.ops.iter().map(Op::namespace).collect();
         let touched: Vec<_> = touched
             .into_iter()
             .map(|ns| {
@@ -779,7 +773,18 @@ impl Engine {
                         .unwrap_or(Value::Null);
                     *secret = false;
                 }
-                Op::PutNamespace { .. } | Op::Unset { .. } | Op::Delete { .. } => {}
+                Op::DeleteNamespace { namespace, .. }
+                    if crate::templates::is_templates(namespace) =>
+                {
+                    return Err(at(Error::invalid(
+                        format!("namespace {namespace}"),
+                        "it holds the stored user templates, whose versions are never deleted",
+                    )));
+                }
+                Op::PutNamespace { .. }
+                | Op::Unset { .. }
+                | Op::Delete { .. }
+                | Op::DeleteNamespace { .. } => {}
             }
         }
         Ok((out, probe.namespaces))
@@ -868,7 +873,12 @@ impl Engine {
         Ok(DryRun {
             revision,
             layers,
-            namespaces: plan.namespaces.into_iter().map(|s| s.name).collect(),
+            namespaces: plan
+                .namespaces
+                .into_iter()
+                .map(|s| s.name)
+                .chain(plan.deleted)
+                .collect(),
             findings,
         })
     }
@@ -1176,6 +1186,7 @@ fn op_name(index: usize, changes: &ChangeSet) -> String {
 fn op_resource(op: &Op) -> Resource {
     match op {
         Op::PutNamespace { spec, .. } => Resource::namespace(spec.name.clone()),
+        Op::DeleteNamespace { namespace, .. } => Resource::namespace(namespace.clone()),
         Op::Put {
             namespace, layer, ..
         }
@@ -1212,13 +1223,7 @@ struct PendingCommit {
 }
 
 fn changes_resource(changes: &ChangeSet) -> Resource {
-    let mut names = changes.ops.iter().map(|op| match op {
-        Op::PutNamespace { spec, .. } => &spec.name,
-        Op::Put { namespace, .. }
-        | Op::Set { namespace, .. }
-        | Op::Unset { namespace, .. }
-        | Op::Delete { namespace, .. } => namespace,
-    });
+    let mut names = changes.ops.iter().map(Op::namespace);
     match names.next() {
         Some(first) if names.all(|n| n == first) => Resource::namespace(first.clone()),
         _ => Resource::everything(),

@@ -63,7 +63,7 @@ fn long_routes() -> OpenApiRouter<Runner> {
 fn short_routes() -> OpenApiRouter<Runner> {
     OpenApiRouter::with_openapi(ApiDoc::openapi().merge_from(Schemas::openapi()))
         .routes(routes!(list_namespaces, create_namespace))
-        .routes(routes!(get_namespace))
+        .routes(routes!(get_namespace, delete_namespace))
         .routes(routes!(explain))
         .routes(routes!(history))
         .routes(routes!(declarations))
@@ -1174,6 +1174,31 @@ async fn get_namespace(
     let at = read_at(&query)?;
     let record = read(&runner, a, "namespace", move |e, c| e.namespace(c, &ns, at)).await?;
     tagged(&headers, format!("\"{}\"", record.revision), &record)
+}
+
+/// `DELETE /v1/namespaces/{namespace}`: the declaration and every layer
+/// (their history stays); refused while another namespace imports it.
+/// `If-Match` names the declaration's revision.
+#[utoipa::path(
+    delete, path = "/v1/namespaces/{namespace}", tag = "namespaces",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Delete only if the declaration is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise")),
+    responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
+)]
+async fn delete_namespace(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, .. }: NsRequest,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let expect = if_match(&headers)?;
+    let changes = ChangeSet {
+        author: String::new(),
+        message: message_of(&headers)?,
+        ops: vec![Op::DeleteNamespace {
+            namespace: ns,
+            expect_revision: expect,
+        }],
+    };
+    commit(&runner, a, changes, "", expect.is_some()).await
 }
 
 /// `GET /v1/namespaces/{namespace}/explain?key=KEY&VAR=VALUE...[&revision=N]`:

@@ -707,6 +707,15 @@ impl From<&ChangeSet> for v1::ChangeSet {
                         }),
                         *expect_revision,
                     ),
+                    Op::DeleteNamespace {
+                        namespace,
+                        expect_revision,
+                    } => (
+                        v1::operation::Op::DeleteNamespace(v1::DeleteNamespaceOp {
+                            namespace: namespace.to_string(),
+                        }),
+                        *expect_revision,
+                    ),
                 };
                 v1::Operation {
                     op: Some(op),
@@ -763,6 +772,10 @@ pub fn change_set(field: &str, cs: &v1::ChangeSet, limits: &Limits) -> FieldResu
             v1::operation::Op::Delete(p) => Op::Delete {
                 namespace: namespace_name(&f("namespace", "delete"), &p.namespace)?,
                 layer: layer_path(&f("layer", "delete"), &p.layer)?,
+                expect_revision,
+            },
+            v1::operation::Op::DeleteNamespace(p) => Op::DeleteNamespace {
+                namespace: namespace_name(&f("namespace", "delete_namespace"), &p.namespace)?,
                 expect_revision,
             },
         };

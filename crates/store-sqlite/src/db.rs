@@ -1001,6 +1001,36 @@ impl StateReader for TxReader<'_> {
         Ok(found)
     }
 
+    fn layer_paths(&mut self, ns: &NamespaceName) -> Result<Vec<LayerPath>> {
+        // SQLite takes the bare columns of a `max()` aggregate from the row
+        // holding the maximum; a deletion's document is NULL.
+        let found: Vec<(String, i64, bool)> = rows(
+            self.conn,
+            "SELECT layer, max(rev), doc IS NULL FROM layer_versions WHERE ns = ?1 GROUP BY layer ORDER BY layer",
+            [ns.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        found
+            .into_iter()
+            .filter(|(_, _, deleted)| !deleted)
+            .map(|(layer, _, _)| layer_path(ns.as_str(), &layer))
+            .collect()
+    }
+
+    fn namespace_names(&mut self) -> Result<Vec<NamespaceName>> {
+        let found: Vec<(String, i64, bool)> = rows(
+            self.conn,
+            "SELECT name, max(rev), spec IS NULL FROM namespace_versions GROUP BY name ORDER BY name",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        found
+            .into_iter()
+            .filter(|(_, _, deleted)| !deleted)
+            .map(|(name, _, _)| namespace_name(&name))
+            .collect()
+    }
+
     fn layer(&mut self, ns: &NamespaceName, layer: &LayerPath) -> Result<Option<(Document, u64)>> {
         Ok(self.read(ns, layer)?.and_then(|r| {
             r.document

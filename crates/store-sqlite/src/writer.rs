@@ -623,7 +623,7 @@ enum Writes {
         info: CommitInfo,
         author: String,
         message: String,
-        namespaces: Vec<(NamespaceName, String)>,
+        namespaces: Vec<(NamespaceName, Option<String>)>,
         layers: Vec<db::VersionWrite>,
     },
     Journal,
@@ -655,10 +655,16 @@ fn prepare(
                 Some((rev, last)) => (rev + 1, Timestamp::now().max(last)),
                 None => (1, Timestamp::now()),
             };
+            // A deleted namespace's row holds no declaration.
             let namespaces = p
-                .namespaces
+                .deleted
                 .iter()
-                .map(|spec| Ok((spec.name.clone(), db::encode_spec(spec)?)))
+                .map(|name| Ok((name.clone(), None)))
+                .chain(
+                    p.namespaces
+                        .iter()
+                        .map(|spec| Ok((spec.name.clone(), Some(db::encode_spec(spec)?)))),
+                )
                 .collect::<Result<_>>()?;
             // Each layer as a delta from its newest version, or whole.
             // Decided here, before the first write, from the versions

@@ -74,6 +74,20 @@ impl Ctx {
                     ]]
                 })
             }
+            NsCommand::Delete {
+                name,
+                expect_revision,
+                message,
+            } => self.commit_ops(
+                vec![confstrata_core::Op::DeleteNamespace {
+                    namespace: ns(&name)?,
+                    expect_revision,
+                }],
+                &crate::args::WriteArgs {
+                    expect_revision,
+                    message,
+                },
+            ),
             NsCommand::List { at } => {
                 let list = self.backend.namespaces(at_of(&at)?)?;
                 structured(

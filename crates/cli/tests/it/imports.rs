@@ -148,3 +148,52 @@ fn bad_imports_are_refused_naming_them() {
     );
     insta::assert_snapshot!(env.transcript());
 }
+
+#[test]
+fn a_namespace_is_deleted_unless_imported() {
+    let env = Env::new();
+    shared(&env);
+    env.fails(
+        &["ns", "delete", "shared/logging"],
+        1,
+        "namespace web imports it; remove the import from web first",
+    );
+    env.fails(&["ns", "delete", "nope"], 4, "namespace \"nope\" not found");
+    env.fails(
+        &["ns", "delete", "web", "--expect-revision", "1"],
+        3,
+        "namespace web",
+    );
+    let r = env
+        .ok(&["ns", "delete", "web", "-m", "retire web", "-o", "json"])
+        .json();
+    let rev = r["revision"].as_u64().unwrap();
+    env.fails(
+        &["resolve", "web", "-c", "env=prod,region=eu"],
+        4,
+        "namespace \"web\" not found",
+    );
+    // As it was before, it still resolves.
+    let before = (rev - 1).to_string();
+    let v = env
+        .ok(&[
+            "resolve",
+            "web",
+            "-c",
+            "env=prod,region=eu",
+            "--at",
+            &before,
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(v["port"], 8080);
+    env.ok(&["ns", "delete", "shared/logging", "--expect-revision", "1"]);
+    let list = env.ok(&["ns", "list", "-o", "json"]).json();
+    assert_eq!(list, serde_json::json!([]));
+    // Its history stays: the deletion is its newest version.
+    let history = env.ok(&["history", "web", "-o", "json"]).json();
+    let newest = &history.as_array().unwrap()[0];
+    assert_eq!(newest["message"], "retire web", "{history}");
+    assert_eq!(newest["document"], serde_json::Value::Null, "{history}");
+}

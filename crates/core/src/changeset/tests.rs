@@ -300,3 +300,93 @@ fn imports_must_exist_and_form_no_cycle_across_the_store_and_the_change_set() {
     );
     assert_eq!(store.revision().unwrap(), before, "nothing was written");
 }
+
+#[test]
+fn a_namespace_is_deleted_with_its_layers_and_not_while_imported() {
+    let store = seeded();
+    let web: NamespaceName = "web".parse().unwrap();
+    store
+        .commit(&cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "env/prod", "key": "a", "value": 1},
+            {"op": "put-namespace", "spec": {"name": "api", "levels": ["defaults"], "imports": ["web"]}},
+        ]})))
+        .unwrap();
+    let before = store.revision().unwrap();
+    // Imported: refused, naming the importer; nothing written.
+    let e = store
+        .commit(&cs(
+            json!({"ops": [{"op": "delete-namespace", "namespace": "web"}]}),
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("namespace api imports it"), "{e}");
+    assert_eq!(store.revision().unwrap(), before);
+    // A missing one, and a stale precondition.
+    let e = store
+        .commit(&cs(
+            json!({"ops": [{"op": "delete-namespace", "namespace": "nope"}]}),
+        ))
+        .unwrap_err();
+    assert!(matches!(e.root(), Error::NamespaceNotFound { .. }), "{e}");
+    let e = store
+        .commit(&cs(
+            json!({"ops": [{"op": "delete-namespace", "namespace": "api", "expect_revision": 1}]}),
+        ))
+        .unwrap_err();
+    assert!(matches!(e.root(), Error::Conflict { .. }), "{e}");
+    // The importer and the import in one change set: the importer goes
+    // first, and a layer written earlier in the change set goes too.
+    let info = store
+        .commit(&cs(json!({"ops": [
+            {"op": "set", "namespace": "web", "layer": "env/dev", "key": "b", "value": 2},
+            {"op": "delete-namespace", "namespace": "api"},
+            {"op": "delete-namespace", "namespace": "web", "expect_revision": 1},
+        ]})))
+        .unwrap();
+    let rev = info.revision;
+    assert!(store.namespace(&web, rev).unwrap().is_none());
+    assert!(store.layers(&web, rev).unwrap().is_empty());
+    assert_eq!(store.namespaces(rev).unwrap().len(), 0);
+    let items: Vec<(String, Option<String>, bool)> = store
+        .changes_since(rev - 1, 1)
+        .unwrap()
+        .remove(0)
+        .items
+        .into_iter()
+        .map(|i| {
+            (
+                i.namespace.to_string(),
+                i.layer.map(|l| l.to_string()),
+                i.deleted,
+            )
+        })
+        .collect();
+    assert!(items.contains(&("web".into(), None, true)), "{items:?}");
+    assert!(
+        items.contains(&("web".into(), Some("env/prod".into()), true)),
+        "{items:?}"
+    );
+    assert!(
+        !items
+            .iter()
+            .any(|(_, l, _)| l.as_deref() == Some("env/dev")),
+        "{items:?}"
+    );
+    // The history stays; a layer op on it now finds no namespace; it can
+    // be declared again, empty.
+    assert_eq!(store.layers(&web, rev - 1).unwrap().len(), 2);
+    let e = store
+        .commit(&cs(json!({"ops": [{"op": "set", "namespace": "web", "layer": "defaults", "key": "a", "value": 1}]})))
+        .unwrap_err();
+    assert!(matches!(e.root(), Error::NamespaceNotFound { .. }), "{e}");
+    store
+        .commit(&cs(json!({"ops": [
+            {"op": "put-namespace", "spec": {"name": "web", "levels": ["defaults"]}, "expect_revision": 0},
+        ]})))
+        .unwrap();
+    assert!(
+        store
+            .layers(&web, store.revision().unwrap())
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -9,6 +9,7 @@ fn ns(s: &str) -> NamespaceName {
 fn plan_of(pairs: &[(&str, &str, i64)]) -> Plan {
     Plan {
         namespaces: Vec::new(),
+        deleted: Vec::new(),
         layers: pairs
             .iter()
             .map(|(n, l, v)| {

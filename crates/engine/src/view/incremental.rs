@@ -153,6 +153,7 @@ pub(crate) fn patches_of(changes: &ChangeSet, ns: &NamespaceName) -> Option<Arc<
                 key: key.clone(),
             }),
             Op::PutNamespace { spec, .. } if spec.name == *ns => return None,
+            Op::DeleteNamespace { namespace, .. } if namespace == ns => return None,
             Op::Put { namespace, .. } | Op::Delete { namespace, .. } if namespace == ns => {
                 return None;
             }

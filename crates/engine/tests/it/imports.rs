@@ -299,3 +299,44 @@ fn a_change_to_an_import_is_checked_against_every_importer() {
         "{err}"
     );
 }
+
+#[test]
+fn a_namespace_is_deleted_whole_and_not_while_imported() {
+    let w = shared_world();
+    let (e, web, shared) = (&w.engine, name("web"), name("shared/logging"));
+    // Cached first: the deletion must not be answered from the cache.
+    assert!(value_of(&w, &w.admin, "port").is_some());
+    let delete = |ns: &str| cs(json!({"ops": [{"op": "delete-namespace", "namespace": ns}]}));
+    let err = e.commit(&w.admin, &delete("shared/logging")).unwrap_err();
+    assert!(
+        err.to_string().contains("namespace web imports it"),
+        "{err}"
+    );
+    let viewer = w.user("vic", &["viewer"]);
+    let err = e.commit(&viewer, &delete("web")).unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    let err = e.commit(&w.admin, &delete("_templates")).unwrap_err();
+    assert!(err.to_string().contains("_templates"), "{err}");
+    let gone = e.commit(&w.admin, &delete("web")).unwrap().revision;
+    for _ in 0..2 {
+        let err = e.resolve(&w.admin, &web, &prod(), At::Latest).unwrap_err();
+        assert!(matches!(err, Error::NamespaceNotFound { .. }), "{err}");
+        assert!(e.resolve_cached(&w.admin, &web, &prod(), None).is_none());
+    }
+    // As it was, it still resolves; the import may go now.
+    let past = e
+        .resolve(&w.admin, &web, &prod(), At::Revision(gone - 1))
+        .unwrap();
+    assert_eq!(past.document["port"], 8080);
+    e.commit(&w.admin, &delete("shared/logging")).unwrap();
+    assert!(
+        e.namespaces(&w.admin, At::Latest)
+            .unwrap()
+            .iter()
+            .all(|r| r.spec.name != shared)
+    );
+    // The audit names the operation.
+    let records = e.audit_records(&w.admin, 0, 10_000).unwrap();
+    let text = format!("{records:?}");
+    assert!(text.contains("delete-namespace web"), "{text}");
+}

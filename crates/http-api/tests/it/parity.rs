@@ -225,6 +225,31 @@ async fn over_grpc(server: &Server) -> Seen {
         .await
         .unwrap_err();
     seen.push(("bad bundle", err(e.code())));
+    // Deleting a namespace: refused while imported, then done.
+    let delete = |ns: &str| v1::CommitRequest {
+        change_set: Some(v1::ChangeSet {
+            ops: vec![v1::Operation {
+                op: Some(v1::operation::Op::DeleteNamespace(v1::DeleteNamespaceOp {
+                    namespace: ns.into(),
+                })),
+                expect_revision: None,
+            }],
+            ..Default::default()
+        }),
+    };
+    let e = c.commit(delete("web")).await.unwrap_err();
+    seen.push(("delete imported", err(e.code())));
+    let r = c.commit(delete("imported")).await.unwrap().into_inner();
+    seen.push(("delete namespace", json!(r.commit.unwrap().revision)));
+    let e = c
+        .resolve(v1::ResolveRequest {
+            namespace: "imported".into(),
+            context: ctx("prod"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    seen.push(("deleted", err(e.code())));
     drop(c);
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
@@ -352,6 +377,13 @@ async fn over_rest(server: &Server) -> Seen {
     seen.push(("from import", json!([p["namespace"], p["layer"]])));
     let (_, b) = json_of(import(Some(("README.md", "hi"))).await.unwrap()).await;
     seen.push(("bad bundle", rest_err(&b)));
+    let delete = |ns: &str| send(reqwest::Method::DELETE, &format!("/v1/namespaces/{ns}")).send();
+    let (_, b) = json_of(delete("web").await.unwrap()).await;
+    seen.push(("delete imported", rest_err(&b)));
+    let (_, b) = json_of(delete("imported").await.unwrap()).await;
+    seen.push(("delete namespace", b["revision"].clone()));
+    let (_, b) = json_of(server.get("/v1/namespaces/imported/resolve?env=prod").await).await;
+    seen.push(("deleted", rest_err(&b)));
     seen
 }
 
@@ -395,6 +427,9 @@ async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
     );
     assert_eq!(step("from import"), &json!(["web", "defaults"]));
     assert_eq!(step("bad bundle"), &err(tonic::Code::InvalidArgument));
+    assert_eq!(step("delete imported"), &err(tonic::Code::InvalidArgument));
+    assert!(step("delete namespace").is_u64(), "{grpc:?}");
+    assert_eq!(step("deleted"), &err(tonic::Code::NotFound));
     a.stop().await;
     b.stop().await;
 }

@@ -324,7 +324,7 @@ pub struct Operation {
     #[prost(uint64, optional, tag = "6")]
     pub expect_revision: ::core::option::Option<u64>,
     /// What to do.
-    #[prost(oneof = "operation::Op", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "operation::Op", tags = "1, 2, 3, 4, 5, 7")]
     pub op: ::core::option::Option<operation::Op>,
 }
 /// Nested message and enum types in `Operation`.
@@ -347,6 +347,10 @@ pub mod operation {
         /// Delete a whole layer.
         #[prost(message, tag = "5")]
         Delete(super::DeleteLayerOp),
+        /// Delete a whole namespace: its declaration and every layer (their
+        /// history stays). Refused while another namespace imports it.
+        #[prost(message, tag = "7")]
+        DeleteNamespace(super::DeleteNamespaceOp),
     }
 }
 /// Create or replace a namespace declaration.
@@ -412,6 +416,13 @@ pub struct DeleteLayerOp {
     /// The layer path.
     #[prost(string, tag = "2")]
     pub layer: ::prost::alloc::string::String,
+}
+/// Delete a whole namespace.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteNamespaceOp {
+    /// The namespace.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
 }
 /// One object written by a revision.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]

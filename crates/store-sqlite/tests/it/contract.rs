@@ -651,3 +651,70 @@ fn memory_and_sqlite_agree_on_the_same_change_sets() {
         "retention never advanced the floor"
     );
 }
+
+#[test]
+fn a_namespace_is_deleted_with_its_layers_and_not_while_imported() {
+    both(|store| {
+        commit(store, &setup());
+        commit(store, &set("env/prod", "a", json!(1)));
+        commit(
+            store,
+            &cs(
+                json!({"ops": [{"op": "put-namespace", "spec": {"name": "api", "levels": ["defaults"], "imports": ["web"]}}]}),
+            ),
+        );
+        let before = store.revision().unwrap();
+        let refused = store
+            .commit(&cs(
+                json!({"ops": [{"op": "delete-namespace", "namespace": "web"}]}),
+            ))
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("namespace api imports it"),
+            "{refused}"
+        );
+        assert_eq!(store.revision().unwrap(), before);
+        let rev = commit(
+            store,
+            &cs(json!({"ops": [
+                {"op": "delete-namespace", "namespace": "api"},
+                {"op": "delete-namespace", "namespace": "web"},
+            ]})),
+        );
+        assert!(store.namespace(&ns("web"), rev).unwrap().is_none());
+        assert!(store.namespaces(rev).unwrap().is_empty());
+        assert!(store.layers(&ns("web"), rev).unwrap().is_empty());
+        assert_eq!(read(store, "env/prod", rev), None);
+        // History stays, and the namespace can be declared again, empty.
+        assert_eq!(read(store, "env/prod", rev - 1), Some((json!({"a": 1}), 2)));
+        let again = commit(store, &setup());
+        assert_eq!(read(store, "env/prod", again), None);
+        assert_eq!(
+            read(store, "defaults", again),
+            Some((json!({"n": 1}), again))
+        );
+        let items: Vec<(String, Option<String>, bool)> = store
+            .changes_since(rev - 1, 1)
+            .unwrap()
+            .remove(0)
+            .items
+            .into_iter()
+            .map(|i| {
+                (
+                    i.namespace.to_string(),
+                    i.layer.map(|l| l.to_string()),
+                    i.deleted,
+                )
+            })
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("api".into(), None, true),
+                ("web".into(), None, true),
+                ("web".into(), Some("defaults".into()), true),
+                ("web".into(), Some("env/prod".into()), true),
+            ]
+        );
+    });
+}
