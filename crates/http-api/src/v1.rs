@@ -1181,7 +1181,7 @@ async fn get_namespace(
 /// `If-Match` names the declaration's revision.
 #[utoipa::path(
     delete, path = "/v1/namespaces/{namespace}", tag = "namespaces",
-    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Delete only if the declaration is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise")),
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"), ("If-Match" = Option<String>, Header, pattern = "^(\"[0-9]+\"|[0-9]+)$", description = "Delete only if the declaration is at this revision: its ETag (`\"12\"`) or the number; `412` otherwise"), ("X-Confstrata-Message" = Option<String>, Header, pattern = "^[ -~]*$", max_length = 1000, description = "The change's message, kept in history")),
     responses((status = 200, description = "Committed", body = Committed), Refusals, WriteRefusals),
 )]
 async fn delete_namespace(

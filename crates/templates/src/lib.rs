@@ -1076,6 +1076,10 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../library/postgres-client.toml"),
     ),
     (
+        "postgres-client-2.toml",
+        include_str!("../library/postgres-client-2.toml"),
+    ),
+    (
         "rate-limits.toml",
         include_str!("../library/rate-limits.toml"),
     ),

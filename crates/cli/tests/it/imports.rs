@@ -197,3 +197,69 @@ fn a_namespace_is_deleted_unless_imported() {
     assert_eq!(newest["message"], "retire web", "{history}");
     assert_eq!(newest["document"], serde_json::Value::Null, "{history}");
 }
+
+/// The postgres-client template's pool rule reads the server's
+/// max_connections from an imported platform namespace: importing one
+/// that admits fewer connections than the pool is refused, and so is
+/// lowering the platform's value below an importer's pool.
+#[test]
+fn a_pool_is_held_to_the_max_connections_of_an_imported_platform() {
+    let env = Env::new();
+    env.ok(&[
+        "template",
+        "apply",
+        "postgres-client",
+        "db",
+        "--param",
+        "host=db.example.com",
+        "--param",
+        "pool_max=40",
+        "--commit",
+    ]);
+    env.ok(&["ns", "create", "platform/postgres", "--level", "defaults"]);
+    env.ok(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=30",
+    ]);
+    let mut spec = env.ok(&["ns", "show", "db", "-o", "json"]).json()["spec"].clone();
+    spec["imports"] = serde_json::json!(["platform/postgres"]);
+    let file = env.write("db.json", spec.to_string().as_bytes());
+    // A refusal lists every finding, one per line, and changes nothing.
+    let refused = |args: &[&str], needles: &[&str]| {
+        let before = env.snapshot();
+        let r = env.run(args);
+        assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
+        for n in needles {
+            assert!(r.stderr.contains(n), "{args:?}: {} lacks {n:?}", r.stderr);
+        }
+        assert_eq!(env.snapshot(), before, "{args:?} changed the store");
+    };
+    refused(
+        &["ns", "create", "-f", &file, "--replace"],
+        &[
+            "[rule pool-within-server] db env=prod,region=eu pool.max_size",
+            "the server admits 30",
+        ],
+    );
+    env.ok(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=100",
+    ]);
+    env.ok(&["ns", "create", "-f", &file, "--replace"]);
+    refused(
+        &[
+            "set",
+            "platform/postgres",
+            "defaults",
+            "postgres_server.max_connections=20",
+        ],
+        &[
+            "[rule pool-within-server] db env=prod,region=us",
+            "the server admits 20",
+        ],
+    );
+}

@@ -386,7 +386,7 @@ fn explain_names_the_template_and_generator_behind_a_value() {
         let dev = &x["entries"][0];
         assert_eq!(dev["layer"], "env/dev");
         assert_eq!(dev["value"], 7);
-        assert_eq!(dev["origin"]["template"], "postgres-client@1", "{x}");
+        assert_eq!(dev["origin"]["template"], "postgres-client@2", "{x}");
         assert_eq!(dev["origin"]["generator"], "pool-by-env", "{x}");
         assert_eq!(dev["origin"]["template_value"], 10, "{x}");
         assert_eq!(dev["origin"]["overridden"], true, "{x}");
@@ -400,7 +400,7 @@ fn explain_names_the_template_and_generator_behind_a_value() {
         assert!(
             x.stdout.contains("prod-us.db.example.com")
                 && x.stdout
-                    .contains("from postgres-client@1, generator regional-primary"),
+                    .contains("from postgres-client@2, generator regional-primary"),
             "{}",
             x.stdout
         );
