@@ -11,6 +11,9 @@
 //! - `plain`, a token whose role reads only `plain#db` (key-scoped): the
 //!   cached view cut to `db.*` per request, against the viewer's full one.
 //!
+//! Also (`imports`) a namespace resolved over an imported one against the
+//! same layers all its own.
+//!
 //! Over the real SQLite store in a temp dir.
 //! Run: `cargo bench -p confstrata-benches --bench engine`
 
@@ -299,5 +302,65 @@ fn old_revisions(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, validation, old_revisions);
+/// Imports: the same three layers resolved for env=prod,region=eu, all of
+/// one namespace (`own`) or two of them from an imported namespace and the
+/// third its own (`importer`): from the store at a fixed revision (the
+/// merge, no cache), and from the view cache (whose lookup also checks
+/// the import has not changed).
+fn imports(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = confstrata_host::open(dir.path()).unwrap();
+    let admin = Caller::local("bench");
+    let doc = |n: usize, tag: &str| {
+        let mut d = confstrata_core::serde_json::Map::new();
+        for i in 0..n {
+            d.insert(
+                format!("section{}", i % 10),
+                confstrata_core::serde_json::json!({format!("key{i}"): format!("{tag}-{i}")}),
+            );
+        }
+        d
+    };
+    let levels = ["defaults", "env/{env}", "env/{env}/region/{region}"];
+    let seed = confstrata_core::serde_json::json!({"ops": [
+        {"op": "put-namespace", "spec": {"name": "own", "levels": levels}},
+        {"op": "put", "namespace": "own", "layer": "defaults", "document": doc(100, "d")},
+        {"op": "put", "namespace": "own", "layer": "env/prod", "document": doc(40, "p")},
+        {"op": "put", "namespace": "own", "layer": "env/prod/region/eu", "document": doc(10, "r")},
+        {"op": "put-namespace", "spec": {"name": "shared/base", "levels": ["defaults", "env/{env}"]}},
+        {"op": "put", "namespace": "shared/base", "layer": "defaults", "document": doc(100, "d")},
+        {"op": "put", "namespace": "shared/base", "layer": "env/prod", "document": doc(40, "p")},
+        {"op": "put-namespace", "spec": {"name": "importer", "levels": ["env/{env}/region/{region}"],
+            "imports": ["shared/base"]}},
+        {"op": "put", "namespace": "importer", "layer": "env/prod/region/eu", "document": doc(10, "r")},
+    ]});
+    engine
+        .commit(
+            &admin,
+            &confstrata_core::serde_json::from_value(seed).unwrap(),
+        )
+        .unwrap();
+    let ctx = parse_context("env=prod,region=eu").unwrap();
+    let (own, importer) = ("own".parse().unwrap(), "importer".parse().unwrap());
+    let at = At::Revision(engine.revision().unwrap());
+    assert_eq!(
+        engine.resolve(&admin, &own, &ctx, at).unwrap().document,
+        engine
+            .resolve(&admin, &importer, &ctx, at)
+            .unwrap()
+            .document
+    );
+    let mut g = c.benchmark_group("imports");
+    for (name, ns) in [("own layers", &own), ("two layers imported", &importer)] {
+        g.bench_function(format!("{name}, merged from the store"), |b| {
+            b.iter(|| black_box(engine.resolve(&admin, ns, &ctx, at).unwrap()))
+        });
+        g.bench_function(format!("{name}, from the view cache"), |b| {
+            b.iter(|| black_box(engine.resolve(&admin, ns, &ctx, At::Latest).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, validation, old_revisions, imports);
 criterion_main!(benches);
