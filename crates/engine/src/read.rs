@@ -198,15 +198,7 @@ impl Engine {
         } else {
             let (merged, scope) = self.timed(Phase::Resolve, || {
                 self.with_resolved_scoped(&g, ns, ctx, at, section, |rev, resolved, _| {
-                    ResolvedView {
-                        namespace: ns.clone(),
-                        context: ctx.clone(),
-                        revision: rev,
-                        layers: resolved.layers().collect(),
-                        document: resolved.to_document(),
-                        provenance: resolved.provenance(),
-                        partial: false,
-                    }
+                    view_of(ns, ctx, rev, resolved)
                 })
             })?;
             let mut view = match section {
@@ -336,15 +328,7 @@ impl Engine {
                 None,
                 |rev, resolved, chain| {
                     wanted = chain.to_vec();
-                    ResolvedView {
-                        namespace: ns.clone(),
-                        context: ctx.clone(),
-                        revision: rev,
-                        layers: resolved.layers().collect(),
-                        document: resolved.to_document(),
-                        provenance: resolved.provenance(),
-                        partial: false,
-                    }
+                    view_of(ns, ctx, rev, resolved)
                 },
             )
         })?;
@@ -573,5 +557,23 @@ impl Engine {
             })
             .collect();
         Ok((f(rev, &resolve(&inputs), &wanted), scope))
+    }
+}
+
+/// The whole view a merge gives, before any cut or presentation.
+fn view_of(
+    ns: &NamespaceName,
+    ctx: &Context,
+    revision: u64,
+    resolved: &confstrata_core::Resolved<'_>,
+) -> ResolvedView {
+    ResolvedView {
+        namespace: ns.clone(),
+        context: ctx.clone(),
+        revision,
+        layers: resolved.layers().collect(),
+        document: resolved.to_document(),
+        provenance: resolved.provenance(),
+        partial: false,
     }
 }

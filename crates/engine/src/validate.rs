@@ -601,33 +601,27 @@ impl Validator {
                     Ok(specs.get(n).map(|s| (*s).clone()))
                 })
                 .unwrap_or_default();
-                for imported in order.iter().filter(|s| s.name != r.spec.name) {
+                let mut reads: BTreeSet<NamespaceName> = order
+                    .into_iter()
+                    .map(|s| s.name)
+                    .filter(|n| *n != r.spec.name)
+                    .collect();
+                // A stored chain that no longer compiles reads nothing here;
+                // checking that namespace reports the compile error.
+                if let Ok(c) = self.compiled(&r.spec, &library) {
+                    reads.extend(c.references());
+                }
+                for read in reads {
                     index
                         .readers
-                        .entry(imported.name.clone())
+                        .entry(read.clone())
                         .or_default()
                         .insert(r.spec.name.clone());
                     index
                         .reads
                         .entry(r.spec.name.clone())
                         .or_default()
-                        .insert(imported.name.clone());
-                }
-                // A stored chain that no longer compiles reads nothing here;
-                // checking that namespace reports the compile error.
-                if let Ok(c) = self.compiled(&r.spec, &library) {
-                    for referenced in c.references() {
-                        index
-                            .readers
-                            .entry(referenced.clone())
-                            .or_default()
-                            .insert(r.spec.name.clone());
-                        index
-                            .reads
-                            .entry(r.spec.name.clone())
-                            .or_default()
-                            .insert(referenced);
-                    }
+                        .insert(read);
                 }
             }
             *guard = Some(index);
