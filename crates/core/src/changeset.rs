@@ -586,9 +586,19 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
             source: Box::new(e),
         })?;
     }
-    // A namespace that another imports cannot go (the importer would no
-    // longer resolve): remove the import first.
-    if !deleted_by.is_empty() {
+    // A declaration with imports can also make a namespace that imports
+    // it unresolvable (its chain now too deep): every importer must still
+    // resolve. And a namespace that another imports cannot go (the
+    // importer would no longer resolve): remove the import first. Both
+    // need every declaration.
+    let first_with_imports = declared_by
+        .iter()
+        .filter(|(name, _)| {
+            matches!(namespaces.get(*name), Some((Some(s), _)) if !s.imports.is_empty())
+        })
+        .map(|(_, index)| *index)
+        .min();
+    if first_with_imports.is_some() || !deleted_by.is_empty() {
         for name in reader.namespace_names()? {
             if !namespaces.contains_key(&name) {
                 let found = reader.namespace(&name)?;
@@ -596,6 +606,29 @@ pub fn plan(cs: &ChangeSet, reader: &mut dyn StateReader, limits: &Limits) -> Re
                 namespaces.insert(name.clone(), (found.map(|(s, _)| s), rev));
             }
         }
+    }
+    if let Some(index) = first_with_imports {
+        for (name, (spec, _)) in &namespaces {
+            let Some(spec) = spec.as_ref().filter(|s| !s.imports.is_empty()) else {
+                continue;
+            };
+            if declared_by.contains_key(name) {
+                continue;
+            }
+            crate::imports::import_order(spec, &mut |n| {
+                Ok(namespaces.get(n).and_then(|(s, _)| s.clone()))
+            })
+            .map_err(|e| Error::Operation {
+                index,
+                op: cs.ops.get(index).map(Op::describe).unwrap_or_default(),
+                source: Box::new(Error::invalid(
+                    format!("namespace {name}, which imports what this declares"),
+                    format!("it would no longer resolve: {e}"),
+                )),
+            })?;
+        }
+    }
+    if !deleted_by.is_empty() {
         for (gone, index) in &deleted_by {
             let importer = namespaces.iter().find_map(|(name, (spec, _))| {
                 spec.as_ref()

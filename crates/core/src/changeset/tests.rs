@@ -390,3 +390,33 @@ fn a_namespace_is_deleted_with_its_layers_and_not_while_imported() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_declaration_that_would_leave_an_importer_unresolvable_is_refused() {
+    use crate::imports::MAX_IMPORT_DEPTH;
+    let store = MemoryStore::new();
+    let decl = |name: String, imports: Vec<String>| json!({"op": "put-namespace", "spec": {"name": name, "levels": ["defaults"], "imports": imports}});
+    // top -> c0 -> ... -> c15: as deep as a chain may go.
+    let mut ops = vec![decl("extra".into(), vec![])];
+    for i in 0..MAX_IMPORT_DEPTH {
+        let imports = if i + 1 < MAX_IMPORT_DEPTH {
+            vec![format!("c{}", i + 1)]
+        } else {
+            vec![]
+        };
+        ops.push(decl(format!("c{i}"), imports));
+    }
+    ops.push(decl("top".into(), vec!["c0".into()]));
+    store.commit(&cs(json!({"ops": ops}))).unwrap();
+    // The end of the chain imports one more: fine for it, too deep for top.
+    let last = format!("c{}", MAX_IMPORT_DEPTH - 1);
+    let e = store
+        .commit(&cs(json!({"ops": [decl(last, vec!["extra".into()])]})))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("namespace top, which imports what this declares"),
+        "{text}"
+    );
+    assert!(text.contains("deeper than 16"), "{text}");
+}
