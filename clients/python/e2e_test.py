@@ -260,7 +260,7 @@ def main(addr):
     def template_service():
         names = [f"{t.name}@{t.version}" for t in templates.ListTemplates(tpl.ListTemplatesRequest(),
                                                                             timeout=TIMEOUT).templates]
-        assert "postgres-client@1" in names, names
+        assert "postgres-client@1" in names and "postgres-client@2" in names, names
         one = templates.GetTemplate(tpl.GetTemplateRequest(template="postgres-client"), timeout=TIMEOUT).template
         assert one.source == "library" and json.loads(one.template_json)["generators"], one.source
         params = json.dumps({"host": "db.example.com", "pool_max": 40})
@@ -280,7 +280,7 @@ def main(addr):
                                             context={"env": "dev", "region": "eu"}), timeout=TIMEOUT)
         assert x.entries[0].origin.generator == "pool-by-env", x
         d = templates.DiffTemplate(tpl.DiffTemplateRequest(namespace="pydb"), timeout=TIMEOUT)
-        assert d.template == "postgres-client@1" and len(d.overrides) == 0, d
+        assert d.template == "postgres-client@2" and len(d.overrides) == 0, d
         try:
             templates.ApplyTemplate(tpl.ApplyTemplateRequest(template="postgres-client", namespace="pydb2",
                                                              parameters_json='{"pool_max": "many"}'),
