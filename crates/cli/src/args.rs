@@ -927,6 +927,23 @@ pub(crate) enum NsCommand {
         #[arg(short, long, default_value = "")]
         message: String,
     },
+    /// Run the generators a namespace declares over its matrix and write
+    /// what differs from its layers as one change set (a dry run unless
+    /// --commit). Generators read other namespaces with your grants.
+    Generate {
+        /// Name.
+        name: String,
+        /// Commit the change set (validated like any other).
+        #[arg(long, conflicts_with = "check")]
+        commit: bool,
+        /// Change nothing; exit 1 when the layers do not hold what the
+        /// generators compute (for CI), 0 when they do.
+        #[arg(long)]
+        check: bool,
+        /// Change message (default: "generated values of NAME").
+        #[arg(short, long)]
+        message: Option<String>,
+    },
     /// List namespaces.
     List {
         #[command(flatten)]

@@ -383,6 +383,17 @@ impl Client {
             .into_inner())
     }
 
+    /// Runs a namespace's generators into the change set that writes what
+    /// they compute, dry-run or committed (`TemplateService.Generate`).
+    pub async fn generate(&self, req: v1::GenerateRequest) -> Result<v1::GenerateResponse> {
+        Ok(self
+            .templates
+            .clone()
+            .generate(self.request(req))
+            .await?
+            .into_inner())
+    }
+
     /// A namespace's local overrides of its template.
     pub async fn diff_template(&self, ns: &NamespaceName) -> Result<v1::DiffTemplateResponse> {
         Ok(self

@@ -61,7 +61,10 @@ pub use dump::{DumpFrom, DumpHead, DumpRecord, LoadEnd};
 pub use error::{Error, ErrorKind, Result, clip};
 pub use journal::{CheckFn, JournalFn, JournalHead, JournalRecord, JournalSlot, SettingWrite};
 pub use memory::{MemoryStore, check_next};
-pub use namespace::{Context, LevelTemplate, NamespaceSpec, TemplateOrigin, parse_context};
+pub use namespace::{
+    Context, GeneratorSpec, LevelTemplate, NamespaceSpec, TemplateOrigin, check_generators,
+    parse_context,
+};
 pub use path::{
     KeyPath, LayerPath, MAX_KEY_PATH_BYTES, MAX_KEY_SEGMENTS, MAX_LAYER_PATH_BYTES,
     MAX_LAYER_SEGMENTS, MAX_SEGMENT_BYTES, NamespaceName,

@@ -210,6 +210,101 @@ pub struct NamespaceSpec {
     /// (a binary older than this field refuses a declaration that has it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub imports: Vec<NamespaceName>,
+    /// Generators declared on the namespace: rhai scripts that compute
+    /// values of its layers per context of its matrix (replicas by tier,
+    /// URLs by region, limits derived from a platform namespace). They run
+    /// when asked (`confstrata ns generate`), and what they compute is
+    /// written as an ordinary change set. Absent in older declarations,
+    /// which read as before (a binary older than this field refuses a
+    /// declaration that has it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generators: Vec<GeneratorSpec>,
+}
+
+/// A generator: a rhai script run once per layer of one level over a
+/// namespace's matrix, whose value (a map, or `()` for nothing) is merged
+/// into that layer. Declared by a template or by a namespace; see
+/// `confstrata_rules::Generator` for what a script sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// Its name, unique where it is declared: named by errors and by
+    /// `explain`.
+    pub id: String,
+    /// The level whose layers it computes, one of the namespace's levels
+    /// (`env/{env}`): it runs once per layer of that level the matrix
+    /// selects, with `ctx` holding that layer's variables.
+    pub level: String,
+    /// What it computes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The namespaces it reads with `config("name")`: every one must be
+    /// declared here (and every one declared must be read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<String>,
+    /// The script.
+    pub script: String,
+}
+
+/// Checks the shape of generators declared over `levels` and `matrix`
+/// (`what` names their owner in errors): ids non-empty and unique, each
+/// level one of `levels` whose variables the matrix gives values (it would
+/// otherwise never run), each read a valid namespace name, listed once.
+/// Whether the scripts compile is `confstrata-rules`' to say.
+pub fn check_generators(
+    what: &str,
+    levels: &[LevelTemplate],
+    matrix: &BTreeMap<String, Vec<String>>,
+    generators: &[GeneratorSpec],
+) -> Result<()> {
+    let mut ids = std::collections::BTreeSet::new();
+    for g in generators {
+        let here = format!("{what} generator {:?}", g.id);
+        if g.id.trim().is_empty() || g.id.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                &here,
+                "a generator id must be non-empty, without control characters",
+            ));
+        }
+        if !ids.insert(g.id.as_str()) {
+            return Err(Error::invalid(
+                &here,
+                "declared twice; generator ids are unique where they are declared",
+            ));
+        }
+        let Some(level) = levels.iter().find(|l| l.as_str() == g.level) else {
+            let known: Vec<&str> = levels.iter().map(LevelTemplate::as_str).collect();
+            return Err(Error::invalid(
+                &here,
+                format!(
+                    "level {:?} is not one of the namespace's levels ({})",
+                    g.level,
+                    known.join(", ")
+                ),
+            ));
+        };
+        if let Some(var) = level.variables().find(|v| !matrix.contains_key(*v)) {
+            return Err(Error::invalid(
+                &here,
+                format!(
+                    "its level {} uses {{{var}}}, which the matrix gives no values, so it would never run",
+                    g.level
+                ),
+            ));
+        }
+        for (i, r) in g.reads.iter().enumerate() {
+            r.parse::<NamespaceName>()
+                .map_err(|e| Error::invalid(&here, format!("reads[{i}]: {e}")))?;
+            if g.reads[..i].contains(r) {
+                return Err(Error::invalid(
+                    &here,
+                    format!("it lists {r:?} twice in reads"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which template, version and parameters made a namespace.
@@ -294,7 +389,7 @@ impl NamespaceSpec {
                     })?;
             }
         }
-        Ok(())
+        check_generators(&what, &self.levels, &self.matrix, &self.generators)
     }
 
     /// Every variable the levels use, sorted.

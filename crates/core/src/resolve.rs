@@ -371,22 +371,27 @@ pub struct ExplainEntry {
     pub origin: Option<EntryOrigin>,
 }
 
-/// What a template says about one layer's value (see [`ExplainEntry::origin`]).
+/// What a template, or a generator the namespace declares, says about one
+/// layer's value (see [`ExplainEntry::origin`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryOrigin {
-    /// The template the namespace was made from, `name@version`.
-    pub template: String,
+    /// The template the namespace was made from, `name@version`; none when
+    /// a generator the namespace itself declares computes the key here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// The generator that computes the key in this layer, when one does
-    /// (otherwise the template's layers table sets it, or nothing does).
+    /// (otherwise the template's layers table sets it, or nothing does):
+    /// the template's when `template` is set, else the namespace's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generator: Option<String>,
-    /// What the template renders at this key in this layer; none when the
-    /// template does not set it there.
+    /// What the template (or the generator) computes at this key in this
+    /// layer; none when it does not set it there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template_value: Option<Value>,
-    /// Whether the layer's value differs from what the template renders
-    /// (a local override, or a key the template does not set there).
+    /// Whether the layer's value differs from what the template (or the
+    /// generator) computes (a local override, or a key it does not set
+    /// there).
     pub overridden: bool,
 }
 

@@ -62,6 +62,7 @@ pub use confstrata_templates;
 mod admin;
 mod auth_failures;
 pub mod backup;
+mod generate;
 mod history;
 mod imports;
 mod locks;
@@ -91,6 +92,7 @@ pub use confstrata_core::view::{
     ResolvedView, RoleInfo, Rollback, ServerStatus, TokenInfo,
 };
 pub use confstrata_rules::{CHECK_STACK_BYTES, assume_check_stack};
+pub use generate::{GeneratePlan, GeneratedLayer};
 pub use history::spec_document;
 pub use master::MasterKeyFile;
 pub use rbac::{binding, grants_from_info};

@@ -318,7 +318,12 @@ impl Engine {
         Ok((cs, outcome))
     }
 
-    fn run_change_set(&self, caller: &Caller, cs: &ChangeSet, commit: bool) -> Result<Outcome> {
+    pub(crate) fn run_change_set(
+        &self,
+        caller: &Caller,
+        cs: &ChangeSet,
+        commit: bool,
+    ) -> Result<Outcome> {
         Ok(if commit {
             Outcome::Committed(self.commit(caller, cs)?)
         } else {
@@ -483,6 +488,7 @@ impl Engine {
                     validation: confstrata_core::Validation::default(),
                     template: None,
                     imports: Vec::new(),
+                    generators: Vec::new(),
                 },
                 expect_revision: Some(0),
             }),
@@ -517,10 +523,42 @@ impl Engine {
     }
 
     /// Fills each entry's [`EntryOrigin`] when the namespace was made from
-    /// a template. Best effort: a template that cannot be rendered again
-    /// (a generator reads a namespace the caller may not read) leaves the
-    /// entries as they are; explain never fails for it.
+    /// a template, or declares generators (whose value, where one computes
+    /// the key in the entry's layer, is the origin). Best effort: a
+    /// template or generator that cannot run again (it reads a namespace
+    /// the caller may not read) leaves the entries as they are; explain
+    /// never fails for it.
     pub(crate) fn explain_origins(
+        &self,
+        caller: &Caller,
+        spec: &NamespaceSpec,
+        at: At,
+        explanation: &mut Explanation,
+    ) {
+        self.template_origins(caller, spec, at, explanation);
+        if spec.generators.is_empty() {
+            return;
+        }
+        let key = explanation.key.clone();
+        for e in explanation
+            .entries
+            .iter_mut()
+            .filter(|e| e.namespace.is_none())
+        {
+            if let Some((id, value)) = self.generated_value(caller, spec, at, &e.layer, &key) {
+                e.origin = Some(EntryOrigin {
+                    template: None,
+                    generator: Some(id),
+                    overridden: e.deleted || e.value.as_ref() != Some(&value),
+                    template_value: Some(value),
+                });
+            }
+        }
+    }
+
+    /// [`Engine::explain_origins`] of the template the namespace was made
+    /// from.
+    fn template_origins(
         &self,
         caller: &Caller,
         spec: &NamespaceSpec,
@@ -555,7 +593,7 @@ impl Engine {
             let overridden =
                 e.deleted || template_value.is_none() || (!secret && e.value != template_value);
             e.origin = Some(EntryOrigin {
-                template: id.clone(),
+                template: Some(id.clone()),
                 generator: match source {
                     Some(Source::Generator(g)) => Some(g),
                     _ => None,
@@ -632,7 +670,7 @@ impl Lookup for CallerLookup<'_> {
 
 /// The author a change set names: the one given, else the caller's (the
 /// commit records the caller's anyway for a remote caller).
-fn author_of(caller: &Caller, author: &str) -> String {
+pub(crate) fn author_of(caller: &Caller, author: &str) -> String {
     if author.is_empty() {
         caller.author()
     } else {

@@ -781,6 +781,11 @@ impl Engine {
                         "it holds the stored user templates, whose versions are never deleted",
                     )));
                 }
+                // A namespace's generators must compile, declaring what
+                // they read (their shape is the declaration's own check).
+                Op::PutNamespace { spec, .. } if !trusted && !spec.generators.is_empty() => {
+                    confstrata_templates::check_namespace_generators(spec).map_err(at)?;
+                }
                 Op::PutNamespace { .. }
                 | Op::Unset { .. }
                 | Op::Delete { .. }

@@ -230,4 +230,35 @@ impl TemplateService for Service {
             change_set: Some((&cs).into()),
         }))
     }
+
+    async fn generate(&self, req: Request<v1::GenerateRequest>) -> Res<v1::GenerateResponse> {
+        let a = auth(&req);
+        let r = req.into_inner();
+        let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
+        let (commit, msg) = (r.commit, message(r.message));
+        let call = move |e: &confstrata_engine::Engine, c: &confstrata_engine::Caller| {
+            e.generate_apply(c, &ns, commit, "", msg)
+        };
+        let (plan, done) = if commit {
+            self.calls.write(a, "namespace", call).await?
+        } else {
+            self.calls.run(a, "namespace", call).await?
+        };
+        let (dry_run, commit) = outcome(done.as_ref());
+        Ok(Response::new(v1::GenerateResponse {
+            revision: plan.revision,
+            generated: plan
+                .generated
+                .iter()
+                .map(|g| v1::GeneratedLayer {
+                    layer: g.layer.to_string(),
+                    generator: g.generator.clone(),
+                    document_json: to_json(&g.document),
+                })
+                .collect(),
+            change_set: Some((&plan.change_set).into()),
+            dry_run,
+            commit,
+        }))
+    }
 }

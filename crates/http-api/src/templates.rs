@@ -207,6 +207,45 @@ pub(crate) struct TemplateUpgraded {
     commit: Option<Committed>,
 }
 
+/// The body of a generate: optional.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GenerateBody {
+    /// The change set's message (default: "generated values of NS").
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// What one generator computed for one layer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GeneratedItem {
+    /// The layer.
+    layer: String,
+    /// The generator's id.
+    generator: String,
+    /// What it computed there.
+    #[schema(value_type = Object)]
+    document: Map<String, Value>,
+}
+
+/// What a namespace's generators compute, and what writing it did or would do.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Generated {
+    /// The revision the generators read.
+    revision: u64,
+    /// What each generator computed, layer by layer.
+    generated: Vec<GeneratedItem>,
+    /// The change set that writes what differs (no ops: the layers hold it
+    /// already).
+    change_set: ChangeSet,
+    /// With `dry_run`: its diff and the validation findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dry_run: Option<DryRun>,
+    /// The commit it made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<Committed>,
+}
+
 /// What storing a user template did, or would do.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct TemplateStored {
@@ -472,6 +511,56 @@ pub(crate) async fn upgrade_template(
             conflicts: plan.upgrade.conflicts.iter().map(upgrade_item).collect(),
             declaration: plan.upgrade.declaration,
             kept: plan.upgrade.kept as u64,
+            change_set: plan.change_set,
+            dry_run,
+            commit: commit_info,
+        },
+    )
+}
+
+/// `POST /v1/namespaces/{namespace}/generate[?dry_run=true]`: runs the
+/// generators the namespace declares over its matrix (reading other
+/// namespaces through the caller's grants) and commits what differs from
+/// the stored layers, validated; with `dry_run`, its diff and findings. No
+/// ops when the layers hold what the generators compute.
+#[utoipa::path(
+    post, path = "/v1/namespaces/{namespace}/generate", tag = "templates",
+    params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
+        ("dry_run" = Option<bool>, Query, description = "Show what the generators compute, the diff and the findings; change nothing")),
+    request_body(content = GenerateBody, description = "The commit message (JSON, TOML or YAML; may be empty)"),
+    responses((status = 200, description = "Written (or, with `dry_run`, the plan); no ops when the layers hold what the generators compute", body = Generated),
+        Refusals, WriteRefusals),
+)]
+pub(crate) async fn generate(
+    State(runner): State<Runner>,
+    NsRequest { a, ns, query }: NsRequest,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let commit = !flag(&query, "dry_run")?;
+    let request: GenerateBody = match &body {
+        Ok(b) if b.is_empty() => GenerateBody::default(),
+        _ => structured_body(&headers, body)?,
+    };
+    let message = request.message;
+    let (plan, done) = run(&runner, a, "namespace", commit, move |e, c| {
+        e.generate_apply(c, &ns, commit, "", message)
+    })
+    .await?;
+    let (dry_run, commit_info) = done.map(split).unwrap_or((None, None));
+    json_response(
+        StatusCode::OK,
+        &Generated {
+            revision: plan.revision,
+            generated: plan
+                .generated
+                .into_iter()
+                .map(|g| GeneratedItem {
+                    layer: g.layer.to_string(),
+                    generator: g.generator,
+                    document: g.document,
+                })
+                .collect(),
             change_set: plan.change_set,
             dry_run,
             commit: commit_info,

@@ -85,6 +85,7 @@ fn short_routes() -> OpenApiRouter<Runner> {
         .routes(routes!(crate::templates::apply_template))
         .routes(routes!(crate::templates::template_diff))
         .routes(routes!(crate::templates::upgrade_template))
+        .routes(routes!(crate::templates::generate))
         .routes(routes!(crate::diff::revisions))
         .routes(routes!(crate::diff::layers))
         .routes(routes!(crate::diff::contexts))

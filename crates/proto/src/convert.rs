@@ -229,6 +229,17 @@ impl From<&NamespaceSpec> for v1::NamespaceSpec {
                 parameters_json: Value::Object(t.parameters.clone()).to_string(),
             }),
             imports: s.imports.iter().map(ToString::to_string).collect(),
+            generators: s
+                .generators
+                .iter()
+                .map(|g| v1::Generator {
+                    id: g.id.clone(),
+                    level: g.level.clone(),
+                    description: g.description.clone(),
+                    reads: g.reads.clone(),
+                    script: g.script.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -300,6 +311,17 @@ pub fn namespace_spec(field: &str, s: &v1::NamespaceSpec) -> FieldResult<Namespa
         validation,
         template,
         imports,
+        generators: s
+            .generators
+            .iter()
+            .map(|g| confstrata_core::GeneratorSpec {
+                id: g.id.clone(),
+                level: g.level.clone(),
+                description: g.description.clone(),
+                reads: g.reads.clone(),
+                script: g.script.clone(),
+            })
+            .collect(),
     };
     at_field(field, spec.validate())?;
     Ok(spec)

@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 
+pub use confstrata_core::GeneratorSpec;
 use confstrata_core::doc::Document;
 use confstrata_core::serde_json::{Map, Value};
 use confstrata_core::validation::Validation;
@@ -95,29 +96,6 @@ pub struct Mistake {
     pub key: String,
     /// The value.
     pub value: Value,
-}
-
-/// A generator in a template: a rhai script run once per layer of one
-/// level over the namespace's matrix, whose value (a map) is merged into
-/// that layer. See [`confstrata_rules::Generator`] for what a script sees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GeneratorSpec {
-    /// Its name, unique in the template: named by errors and by `explain`.
-    pub id: String,
-    /// The level whose layers it computes, one of the namespace's levels
-    /// (`env/{env}`): it runs once per layer of that level the matrix
-    /// selects, with `ctx` holding that layer's variables.
-    pub level: String,
-    /// What it computes.
-    #[serde(default)]
-    pub description: String,
-    /// The namespaces it reads with `config("name")`: every one must be
-    /// declared here (and every one declared must be read).
-    #[serde(default)]
-    pub reads: Vec<String>,
-    /// The script.
-    pub script: String,
 }
 
 /// The declaration a template gives a namespace (its name is the one the
@@ -345,50 +323,14 @@ impl Template {
                 Ok(())
             })?;
         }
-        let mut ids = std::collections::BTreeSet::new();
+        confstrata_core::check_generators(
+            &what,
+            &self.namespace.levels,
+            &self.namespace.matrix,
+            &self.generators,
+        )?;
         for g in &self.generators {
-            let here = format!("{what} generator {:?}", g.id);
-            if g.id.trim().is_empty() || g.id.chars().any(char::is_control) {
-                return Err(Error::invalid(
-                    &here,
-                    "a generator id must be non-empty, without control characters",
-                ));
-            }
-            if !ids.insert(g.id.as_str()) {
-                return Err(Error::invalid(
-                    &here,
-                    "declared twice; generator ids are unique in a template",
-                ));
-            }
-            let Some(level) = self.namespace.levels.iter().find(|l| l.as_str() == g.level) else {
-                let known: Vec<&str> = self
-                    .namespace
-                    .levels
-                    .iter()
-                    .map(LevelTemplate::as_str)
-                    .collect();
-                return Err(Error::invalid(
-                    &here,
-                    format!(
-                        "level {:?} is not one of the namespace's levels ({})",
-                        g.level,
-                        known.join(", ")
-                    ),
-                ));
-            };
-            if let Some(var) = level
-                .variables()
-                .find(|v| !self.namespace.matrix.contains_key(*v))
-            {
-                return Err(Error::invalid(
-                    &here,
-                    format!(
-                        "its level {} uses {{{var}}}, which the matrix gives no values, so it would never run",
-                        g.level
-                    ),
-                ));
-            }
-            self.compile_generator(g)?;
+            compile_generator(&what, g)?;
         }
         for rule in &self.namespace.validation.rules {
             if !self.mistakes.iter().any(|m| m.rule == rule.id) {
@@ -656,6 +598,7 @@ impl Template {
                 parameters: self.masked_parameters(params),
             }),
             imports: Vec::new(),
+            generators: Vec::new(),
         };
         spec.validate()
             .map_err(|e| Error::invalid(&what, format!("its declaration: {e}")))?;
@@ -679,60 +622,31 @@ impl Template {
         // Generators see secret parameters as the mask: what they return
         // is written in plain text.
         let generator_params = self.masked_parameters(params);
-        // Every run on one thread with the check stack (each would
-        // otherwise start its own).
-        let generated = confstrata_rules::on_check_stack(|| -> Result<Vec<(LayerPath, String, Document)>> {
-            let mut generated = Vec::new();
-            for g in &self.generators {
-                let here = format!("{what} generator {:?}", g.id);
-                let compiled = self.compile_generator(g)?;
-                if lookup.is_none() && !g.reads.is_empty() {
-                    continue;
+        let generated = run_generators(
+            &what,
+            &spec,
+            &self.generators,
+            &generator_params,
+            lookup,
+            None,
+        )?;
+        for (path, id, out) in &generated {
+            let index = match layers.iter().position(|(l, _)| l == path) {
+                Some(i) => i,
+                None => {
+                    layers.push((path.clone(), Document::new()));
+                    layers.len() - 1
                 }
-                let level = spec
-                    .levels
-                    .iter()
-                    .find(|l| l.as_str() == g.level)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            &here,
-                            format!("level {:?} is not one of the namespace's levels", g.level),
-                        )
-                    })?;
-                // One run per layer of the level that the matrix selects.
-                let mut paths = BTreeMap::new();
-                for ctx in spec.matrix_contexts() {
-                    if let Some(path) = level.fill(&ctx) {
-                        let bindings = level.matches(&path).unwrap_or_default();
-                        paths.entry(path).or_insert(bindings);
-                    }
-                }
-                for (path, ctx) in paths {
-                    let out = compiled
-                        .run(&ctx, &generator_params, lookup.unwrap_or(&NoLookup))
-                        .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
-                    let Some(out) = out else { continue };
-                    let index = match layers.iter().position(|(l, _)| *l == path) {
-                        Some(i) => i,
-                        None => {
-                            layers.push((path.clone(), Document::new()));
-                            layers.len() - 1
-                        }
-                    };
-                    merge_generated(&mut layers[index].1, &out, "").map_err(|key| {
-                        Error::invalid(
-                            format!("{here} for layer {path}"),
-                            format!(
-                                "it sets {key}, which the template's layers or another generator already set there; a key has one source"
-                            ),
-                        )
-                    })?;
-                    generated.push((path, g.id.clone(), out));
-                }
-            }
-            Ok(generated)
-        })
-        .map_err(|message| Error::Internal { message })??;
+            };
+            merge_generated(&mut layers[index].1, out, "").map_err(|key| {
+                Error::invalid(
+                    format!("{what} generator {id:?} for layer {path}"),
+                    format!(
+                        "it sets {key}, which the template's layers or another generator already set there; a key has one source"
+                    ),
+                )
+            })?;
+        }
         layers.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Rendered {
             spec,
@@ -742,32 +656,116 @@ impl Template {
             sealed,
         })
     }
+}
 
-    /// Compiles one generator, checking its declared reads.
-    fn compile_generator(&self, g: &GeneratorSpec) -> Result<confstrata_rules::Generator> {
-        let here = format!("{} generator {:?}", self.what(), g.id);
-        let compiled = confstrata_rules::Generator::compile(&here, &g.script, &Limits::default())?;
-        for ns in compiled.references() {
-            if !g.reads.iter().any(|r| r == ns.as_str()) {
-                return Err(Error::invalid(
-                    &here,
-                    format!(
-                        "it reads namespace {:?} with config(), which it does not declare: add it to reads",
-                        ns.as_str()
-                    ),
-                ));
-            }
+/// Compiles one generator of `owner` (`template web@1`, `namespace web`),
+/// checking that it declares exactly the namespaces it reads.
+pub fn compile_generator(owner: &str, g: &GeneratorSpec) -> Result<confstrata_rules::Generator> {
+    let here = format!("{owner} generator {:?}", g.id);
+    let compiled = confstrata_rules::Generator::compile(&here, &g.script, &Limits::default())?;
+    for ns in compiled.references() {
+        if !g.reads.iter().any(|r| r == ns.as_str()) {
+            return Err(Error::invalid(
+                &here,
+                format!(
+                    "it reads namespace {:?} with config(), which it does not declare: add it to reads",
+                    ns.as_str()
+                ),
+            ));
         }
-        for r in &g.reads {
-            if !compiled.references().iter().any(|ns| ns.as_str() == r) {
-                return Err(Error::invalid(
-                    &here,
-                    format!("it declares it reads {r:?} but never calls config({r:?})"),
-                ));
-            }
-        }
-        Ok(compiled)
     }
+    for r in &g.reads {
+        if !compiled.references().iter().any(|ns| ns.as_str() == r) {
+            return Err(Error::invalid(
+                &here,
+                format!("it declares it reads {r:?} but never calls config({r:?})"),
+            ));
+        }
+    }
+    Ok(compiled)
+}
+
+/// Checks the generators a namespace declares: their shape (in the
+/// declaration's own check) and that each compiles, declaring what it reads.
+pub fn check_namespace_generators(spec: &NamespaceSpec) -> Result<()> {
+    let owner = format!("namespace {}", spec.name);
+    confstrata_core::check_generators(&owner, &spec.levels, &spec.matrix, &spec.generators)?;
+    for g in &spec.generators {
+        compile_generator(&owner, g)?;
+    }
+    Ok(())
+}
+
+/// What generators computed: the layer, the generator's id, and its output.
+pub type Generated = Vec<(LayerPath, String, Document)>;
+
+/// Runs `generators` of `owner` over `spec`'s matrix: each once per layer
+/// of its level that the matrix selects (only `layer` when given), with
+/// `ctx` that layer's variables, `params` as `params` and `config("name")`
+/// reading `lookup` for the same context. With `lookup` `None`, generators
+/// that read other namespaces are compiled but not run (checking a
+/// template on its own). A layer two generators both set a key of is
+/// refused: a key has one source. Runs on the rules' check stack.
+pub fn run_generators(
+    owner: &str,
+    spec: &NamespaceSpec,
+    generators: &[GeneratorSpec],
+    params: &Map<String, Value>,
+    lookup: Option<&dyn Lookup>,
+    layer: Option<&LayerPath>,
+) -> Result<Generated> {
+    // Every run on one thread with the check stack (each would otherwise
+    // start its own).
+    confstrata_rules::on_check_stack(|| -> Result<Generated> {
+        let mut generated: Generated = Vec::new();
+        let mut merged: BTreeMap<LayerPath, Document> = BTreeMap::new();
+        for g in generators {
+            let here = format!("{owner} generator {:?}", g.id);
+            let compiled = compile_generator(owner, g)?;
+            if lookup.is_none() && !g.reads.is_empty() {
+                continue;
+            }
+            let level = spec
+                .levels
+                .iter()
+                .find(|l| l.as_str() == g.level)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        &here,
+                        format!("level {:?} is not one of the namespace's levels", g.level),
+                    )
+                })?;
+            // One run per layer of the level that the matrix selects.
+            let mut paths = BTreeMap::new();
+            for ctx in spec.matrix_contexts() {
+                if let Some(path) = level.fill(&ctx)
+                    && layer.is_none_or(|l| *l == path)
+                {
+                    let bindings = level.matches(&path).unwrap_or_default();
+                    paths.entry(path).or_insert(bindings);
+                }
+            }
+            for (path, ctx) in paths {
+                let out = compiled
+                    .run(&ctx, params, lookup.unwrap_or(&NoLookup))
+                    .map_err(|reason| Error::invalid(format!("{here} for layer {path}"), reason))?;
+                let Some(out) = out else { continue };
+                merge_generated(merged.entry(path.clone()).or_default(), &out, "").map_err(
+                    |key| {
+                        Error::invalid(
+                            format!("{here} for layer {path}"),
+                            format!(
+                                "it sets {key}, which another generator already set there; a key has one source"
+                            ),
+                        )
+                    },
+                )?;
+                generated.push((path, g.id.clone(), out));
+            }
+        }
+        Ok(generated)
+    })
+    .map_err(|message| Error::Internal { message })?
 }
 
 mod upgrade;

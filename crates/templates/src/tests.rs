@@ -198,6 +198,7 @@ mod upgrade {
             validation: confstrata_core::Validation::default(),
             template: None,
             imports: Vec::new(),
+            generators: Vec::new(),
         }
     }
 

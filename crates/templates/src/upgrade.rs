@@ -85,12 +85,14 @@ pub fn plan_upgrade(
     let ours: BTreeMap<&LayerPath, &LayerRecord> =
         current_layers.iter().map(|r| (&r.layer, r)).collect();
 
-    // The declaration, as a whole, without the recorded origin and the
-    // imports (a template declares none: the namespace's own, always kept).
+    // The declaration, as a whole, without the recorded origin, the imports
+    // and the generators (a template declares neither on the namespace: the
+    // namespace's own, always kept).
     let strip = |spec: &confstrata_core::NamespaceSpec| {
         let mut s = spec.clone();
         s.template = None;
         s.imports = Vec::new();
+        s.generators = Vec::new();
         s.name = ns.clone();
         s
     };
@@ -121,6 +123,7 @@ pub fn plan_upgrade(
     // The origin moves to the new version in every case.
     spec.template = new.spec.template.clone();
     spec.imports = current.spec.imports.clone();
+    spec.generators = current.spec.generators.clone();
     up.declaration = spec_changed;
     up.ops.push(Op::PutNamespace {
         spec,

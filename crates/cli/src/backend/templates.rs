@@ -8,7 +8,8 @@ use anyhow::{Context as _, Result, anyhow};
 use confstrata_core::{LayerPath, NamespaceName, serde_json};
 use confstrata_engine::confstrata_templates::{Resolve, Template, Upgrade, UpgradeChange};
 use confstrata_engine::{
-    CatalogueEntry, Outcome, Override, TemplateDiff, TemplatePlan, UpgradePlan,
+    CatalogueEntry, GeneratePlan, GeneratedLayer, Outcome, Override, TemplateDiff, TemplatePlan,
+    UpgradePlan,
 };
 use confstrata_proto::convert;
 use confstrata_proto::v1;
@@ -160,6 +161,56 @@ impl Backend {
                         change_set: change_set(r.change_set.as_ref())?,
                     },
                     done,
+                ))
+            }
+        }
+    }
+
+    /// Runs a namespace's generators: what they compute, and the change
+    /// set's dry run or commit (none when there is nothing to write).
+    pub(crate) fn generate(
+        &self,
+        ns: &NamespaceName,
+        commit: bool,
+        author: &str,
+        message: Option<String>,
+    ) -> Result<(GeneratePlan, Option<Outcome>)> {
+        match self {
+            Backend::Local { engine, caller, .. } => {
+                Ok(engine.generate_apply(caller, ns, commit, author, message)?)
+            }
+            Backend::Remote { client, runtime } => {
+                let req = v1::GenerateRequest {
+                    namespace: ns.to_string(),
+                    commit,
+                    message: message.unwrap_or_default(),
+                };
+                let r = Self::call(client, runtime, |c| async move { c.generate(req).await })?;
+                let mut generated = Vec::with_capacity(r.generated.len());
+                for g in &r.generated {
+                    let document = match json_value("generated.document_json", &g.document_json)? {
+                        Some(Value::Object(m)) => m,
+                        None => serde_json::Map::new(),
+                        Some(_) => {
+                            return Err(anyhow!(
+                                "the server's answer: generated.document_json is not a JSON object"
+                            ));
+                        }
+                    };
+                    generated.push(GeneratedLayer {
+                        layer: LayerPath::parse(&g.layer)?,
+                        generator: g.generator.clone(),
+                        document,
+                    });
+                }
+                Ok((
+                    GeneratePlan {
+                        namespace: ns.clone(),
+                        revision: r.revision,
+                        generated,
+                        change_set: change_set(r.change_set.as_ref())?,
+                    },
+                    outcome(r.dry_run.as_ref(), r.commit.as_ref())?,
                 ))
             }
         }

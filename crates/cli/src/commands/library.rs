@@ -48,6 +48,7 @@ impl Ctx {
                     },
                     template: None,
                     imports: Vec::new(),
+                    generators: Vec::new(),
                 };
                 let cs = ChangeSet {
                     author: self.author.clone(),

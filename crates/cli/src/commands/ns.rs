@@ -1,4 +1,5 @@
-//! `ns create | list | show | history | diff`: namespaces and their declarations.
+//! `ns create | delete | generate | list | show | history | diff`:
+//! namespaces and their declarations.
 
 use std::collections::BTreeMap;
 
@@ -6,11 +7,14 @@ use anyhow::{Result, anyhow, bail};
 use confstrata_core::{At, NamespaceSpec};
 use serde_json::json;
 
-use crate::args::NsCommand;
+use confstrata_engine::Outcome;
+
+use crate::args::{NsCommand, Output};
+use crate::errors::ValidationFailed;
 use crate::input::{at_of, ns, parse_spec, pick_format, read_input};
 use crate::output::{cell, structured};
 
-use super::Ctx;
+use super::{Ctx, print_diff, print_findings};
 
 impl Ctx {
     pub(super) fn ns(&self, c: NsCommand) -> Result<()> {
@@ -88,6 +92,12 @@ impl Ctx {
                     message,
                 },
             ),
+            NsCommand::Generate {
+                name,
+                commit,
+                check,
+                message,
+            } => self.generate(&name, commit, check, message),
             NsCommand::List { at } => {
                 let list = self.backend.namespaces(at_of(&at)?)?;
                 structured(
@@ -133,6 +143,17 @@ impl Ctx {
                         let names: Vec<String> =
                             n.spec.imports.iter().map(ToString::to_string).collect();
                         rows.push(vec!["imports".into(), names.join(", ")]);
+                    }
+                    for g in &n.spec.generators {
+                        let reads = if g.reads.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", reads {}", g.reads.join(", "))
+                        };
+                        rows.push(vec![
+                            format!("generator {}", g.id),
+                            format!("{}{reads}", g.level),
+                        ]);
                     }
                     let v = &n.spec.validation;
                     if !v.is_empty() {
@@ -193,6 +214,79 @@ impl Ctx {
                         })
                         .collect()
                 })
+            }
+        }
+    }
+}
+
+impl Ctx {
+    /// `ns generate NAME [--commit | --check]`: what the namespace's
+    /// generators compute, and the dry run, commit or check of writing it.
+    fn generate(
+        &self,
+        name: &str,
+        commit: bool,
+        check: bool,
+        message: Option<String>,
+    ) -> Result<()> {
+        let name = ns(name)?;
+        let (plan, done) = self
+            .backend
+            .generate(&name, commit, &self.author, message)?;
+        let table = self.output == Output::Table;
+        match done {
+            None => {
+                if table {
+                    eprintln!(
+                        "nothing to write: the layers of {name} hold what its generators compute (revision {})",
+                        plan.revision
+                    );
+                } else {
+                    structured(
+                        &json!({"namespace": name, "revision": plan.revision,
+                        "generated": plan.generated, "change_set": plan.change_set}),
+                        self.output,
+                        &[],
+                        Vec::new,
+                    )?;
+                }
+                Ok(())
+            }
+            Some(Outcome::Committed(info)) => {
+                if table {
+                    eprintln!(
+                        "wrote what the generators of {name} compute ({} ops)",
+                        plan.change_set.ops.len()
+                    );
+                }
+                self.print_commit(&info, plan.change_set.ops.len())
+            }
+            Some(Outcome::DryRun(d)) => {
+                if table {
+                    print_diff(&d);
+                    print_findings(&d.findings);
+                    if check {
+                        eprintln!(
+                            "the layers of {name} do not hold what its generators compute: run confstrata ns generate {name} --commit"
+                        );
+                    } else {
+                        eprintln!(
+                            "dry run: nothing was written; run again with --commit to write it"
+                        );
+                    }
+                } else {
+                    structured(
+                        &json!({"namespace": name, "revision": plan.revision,
+                        "generated": plan.generated, "change_set": plan.change_set, "dry_run": d}),
+                        self.output,
+                        &[],
+                        Vec::new,
+                    )?;
+                }
+                if check {
+                    return Err(crate::errors::Answered(1).into());
+                }
+                Ok(ValidationFailed::check(&d.findings)?)
             }
         }
     }

@@ -3,6 +3,7 @@
 //! and validation on the commit path.
 
 mod cache;
+mod generate;
 mod imports;
 mod incremental;
 mod scoped;

@@ -15,6 +15,7 @@ async fn namespaces_layers_and_keys() {
         validation_json: String::new(),
         template: None,
         imports: Vec::new(),
+        generators: Vec::new(),
         levels: vec!["defaults".into(), "env/{env}".into()],
         matrix: [(
             "env".to_owned(),

@@ -201,6 +201,7 @@ pub(crate) fn change_set(ops: Value) -> v1::ChangeSet {
                             name: spec["name"].as_str().unwrap().into(),
                             description: String::new(),
                             template: None,
+                            generators: Vec::new(),
                             imports: spec
                                 .get("imports")
                                 .and_then(|v| v.as_array())

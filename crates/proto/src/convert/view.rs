@@ -138,7 +138,7 @@ impl From<&ExplainView> for v1::ExplainResponse {
                     winner: en.winner,
                     change: x.changes.get(&en.revision).map(Into::into),
                     origin: en.origin.as_ref().map(|o| v1::ExplainOrigin {
-                        template: o.template.clone(),
+                        template: o.template.clone().unwrap_or_default(),
                         generator: o.generator.clone().unwrap_or_default(),
                         template_value_json: o
                             .template_value
@@ -196,7 +196,7 @@ pub fn explained(r: &v1::ExplainResponse) -> FieldResult<ExplainView> {
                 .as_ref()
                 .map(|o| {
                     Ok::<_, _>(confstrata_core::EntryOrigin {
-                        template: o.template.clone(),
+                        template: (!o.template.is_empty()).then(|| o.template.clone()),
                         generator: (!o.generator.is_empty()).then(|| o.generator.clone()),
                         template_value: optional_value(
                             &format!("{field}.origin.template_value_json"),

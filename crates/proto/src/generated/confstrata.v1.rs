@@ -56,6 +56,33 @@ pub struct NamespaceSpec {
     /// the namespace's own levels. Cycles are refused.
     #[prost(string, repeated, tag = "7")]
     pub imports: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Generators declared on the namespace: rhai scripts that compute values
+    /// of its layers per context of its matrix, run when asked
+    /// (TemplateService.Generate); what they compute is written as an ordinary
+    /// change set.
+    #[prost(message, repeated, tag = "8")]
+    pub generators: ::prost::alloc::vec::Vec<Generator>,
+}
+/// A generator: a rhai script run once per layer of one level over a
+/// namespace's matrix, whose value (a map, or `()` for nothing) is merged into
+/// that layer.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Generator {
+    /// Its name, unique in the namespace.
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The level whose layers it computes, one of the namespace's levels.
+    #[prost(string, tag = "2")]
+    pub level: ::prost::alloc::string::String,
+    /// What it computes.
+    #[prost(string, tag = "3")]
+    pub description: ::prost::alloc::string::String,
+    /// The namespaces it reads with `config("name")`, each declared here.
+    #[prost(string, repeated, tag = "4")]
+    pub reads: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The script.
+    #[prost(string, tag = "5")]
+    pub script: ::prost::alloc::string::String,
 }
 /// Which template, version and parameters made a namespace.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -4432,19 +4459,21 @@ pub struct ExplainEntry {
 /// What a template says about one layer's value in an explain.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ExplainOrigin {
-    /// The template the namespace was made from, `name@version`.
+    /// The template the namespace was made from, `name@version`; empty when a
+    /// generator the namespace itself declares computes the key here.
     #[prost(string, tag = "1")]
     pub template: ::prost::alloc::string::String,
-    /// The generator that computes the key in this layer; empty when the
-    /// template's layers table sets it, or nothing does.
+    /// The generator that computes the key in this layer (the template's when
+    /// `template` is set, else the namespace's); empty when the template's
+    /// layers table sets it, or nothing does.
     #[prost(string, tag = "2")]
     pub generator: ::prost::alloc::string::String,
-    /// What the template renders at the key in this layer, as JSON; empty when
-    /// it does not set it there.
+    /// What the template (or the generator) computes at the key in this layer,
+    /// as JSON; empty when it does not set it there.
     #[prost(string, tag = "3")]
     pub template_value_json: ::prost::alloc::string::String,
-    /// Whether the layer's value differs from what the template renders (a
-    /// local override, or a key the template does not set there).
+    /// Whether the layer's value differs from what the template (or the
+    /// generator) computes (a local override, or a key it does not set there).
     #[prost(bool, tag = "4")]
     pub overridden: bool,
 }
@@ -6908,6 +6937,51 @@ pub struct PutTemplateResponse {
     #[prost(message, optional, tag = "4")]
     pub change_set: ::core::option::Option<ChangeSet>,
 }
+/// Request of Generate.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GenerateRequest {
+    /// The namespace whose generators run.
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    /// Commit the change set; otherwise a dry run.
+    #[prost(bool, tag = "2")]
+    pub commit: bool,
+    /// The commit message (empty: "generated values of NS").
+    #[prost(string, tag = "3")]
+    pub message: ::prost::alloc::string::String,
+}
+/// What one generator computed for one layer.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GeneratedLayer {
+    /// The layer.
+    #[prost(string, tag = "1")]
+    pub layer: ::prost::alloc::string::String,
+    /// The generator's id.
+    #[prost(string, tag = "2")]
+    pub generator: ::prost::alloc::string::String,
+    /// What it computed there, as a JSON object.
+    #[prost(string, tag = "3")]
+    pub document_json: ::prost::alloc::string::String,
+}
+/// Response of Generate.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GenerateResponse {
+    /// The revision the generators read.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    /// What each generator computed, layer by layer.
+    #[prost(message, repeated, tag = "2")]
+    pub generated: ::prost::alloc::vec::Vec<GeneratedLayer>,
+    /// The change set; empty when the layers hold what the generators compute.
+    #[prost(message, optional, tag = "3")]
+    pub change_set: ::core::option::Option<ChangeSet>,
+    /// The dry run (when not committed and there is something to do).
+    #[prost(message, optional, tag = "4")]
+    pub dry_run: ::core::option::Option<DryRunResponse>,
+    /// The commit (when committed).
+    #[prost(message, optional, tag = "5")]
+    pub commit: ::core::option::Option<CommitInfo>,
+}
 /// Generated client implementations.
 pub mod template_service_client {
     #![allow(
@@ -7166,6 +7240,35 @@ pub mod template_service_client {
                 .insert(GrpcMethod::new("confstrata.v1.TemplateService", "PutTemplate"));
             self.inner.unary(req, path, codec).await
         }
+        /// Runs the generators a namespace declares over its matrix, reading other
+        /// namespaces through the caller's grants, into the change set that writes
+        /// what differs from the stored layers (a put of a new layer, a set of each
+        /// changed key); dry-runs it or, with `commit`, commits it. Nothing is
+        /// dry-run or committed when the layers hold what the generators compute.
+        pub async fn generate(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GenerateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::Codec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/confstrata.v1.TemplateService/Generate",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("confstrata.v1.TemplateService", "Generate"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -7235,6 +7338,18 @@ pub mod template_service_server {
             request: tonic::Request<super::PutTemplateRequest>,
         ) -> std::result::Result<
             tonic::Response<super::PutTemplateResponse>,
+            tonic::Status,
+        >;
+        /// Runs the generators a namespace declares over its matrix, reading other
+        /// namespaces through the caller's grants, into the change set that writes
+        /// what differs from the stored layers (a put of a new layer, a set of each
+        /// changed key); dry-runs it or, with `commit`, commits it. Nothing is
+        /// dry-run or committed when the layers hold what the generators compute.
+        async fn generate(
+            &self,
+            request: tonic::Request<super::GenerateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GenerateResponse>,
             tonic::Status,
         >;
     }
@@ -7573,6 +7688,51 @@ pub mod template_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PutTemplateSvc(inner);
+                        let codec = crate::codec::Codec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/confstrata.v1.TemplateService/Generate" => {
+                    #[allow(non_camel_case_types)]
+                    struct GenerateSvc<T: TemplateService>(pub Arc<T>);
+                    impl<
+                        T: TemplateService,
+                    > tonic::server::UnaryService<super::GenerateRequest>
+                    for GenerateSvc<T> {
+                        type Response = super::GenerateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GenerateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as TemplateService>::generate(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GenerateSvc(inner);
                         let codec = crate::codec::Codec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
