@@ -96,7 +96,7 @@ pub(super) fn explain(ctx: &Ctx, args: ExplainArgs) -> Result<()> {
         ctx.output,
         if has_origin {
             &[
-                "LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE", "TEMPLATE",
+                "LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE", "ORIGIN",
             ]
         } else {
             &["LAYER", "REVISION", "VALUE", "", "AUTHOR", "MESSAGE"]

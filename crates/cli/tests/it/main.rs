@@ -4,6 +4,7 @@
 mod access;
 mod backup;
 mod canary;
+mod generate;
 mod imports;
 mod openapi;
 mod remote;

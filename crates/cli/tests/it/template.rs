@@ -413,7 +413,7 @@ fn explain_names_the_template_and_generator_behind_a_value() {
     assert_eq!(local(&["set", "plain", "defaults", "a=1"]).code, 0);
     let x = local(&["explain", "plain", "a"]);
     assert_eq!(x.code, 0, "{}", x.stderr);
-    assert!(!x.stdout.contains("TEMPLATE"), "{}", x.stdout);
+    assert!(!x.stdout.contains("ORIGIN"), "{}", x.stdout);
 }
 
 /// A user template: stored after its check (its render with the defaults

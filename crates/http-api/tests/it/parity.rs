@@ -49,10 +49,11 @@ async fn over_grpc(server: &Server) -> Seen {
         .unwrap();
     let token: tonic::metadata::MetadataValue<_> =
         format!("Bearer {}", server.token).parse().unwrap();
-    let mut c = ConfigServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("authorization", token.clone());
-        Ok(r)
-    });
+    let mut c =
+        ConfigServiceClient::with_interceptor(channel.clone(), move |mut r: tonic::Request<()>| {
+            r.metadata_mut().insert("authorization", token.clone());
+            Ok(r)
+        });
     let ctx = |env: &str| HashMap::from([("env".to_owned(), env.to_owned())]);
     let mut seen = Seen::new();
     let put = |layer: &str, doc: Value, expect: Option<u64>| v1::PutLayerRequest {
@@ -250,6 +251,81 @@ async fn over_grpc(server: &Server) -> Seen {
         .await
         .unwrap_err();
     seen.push(("deleted", err(e.code())));
+    // Generators declared on a namespace (a bundle declares them): a dry
+    // run, the commit, then nothing left to write; explain names one.
+    let gen_files: HashMap<String, Vec<u8>> = generating_bundle()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let r = c
+        .import_namespace(v1::ImportNamespaceRequest {
+            files: gen_files,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push(("import generating", json!(r.commit.unwrap().revision)));
+    let mut t = v1::template_service_client::TemplateServiceClient::new(channel);
+    let token: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", server.token).parse().unwrap();
+    let generate = |commit: bool| {
+        let mut r = tonic::Request::new(v1::GenerateRequest {
+            namespace: "gen".into(),
+            commit,
+            message: String::new(),
+        });
+        r.metadata_mut().insert("authorization", token.clone());
+        r
+    };
+    let r = t.generate(generate(false)).await.unwrap().into_inner();
+    let dry_ops = r.change_set.map_or(0, |cs| cs.ops.len());
+    let mut generated: Vec<Value> = r
+        .generated
+        .iter()
+        .map(|g| {
+            json!([
+                g.layer,
+                g.generator,
+                serde_json::from_str::<Value>(&g.document_json).unwrap()
+            ])
+        })
+        .collect();
+    generated.sort_by_key(ToString::to_string);
+    seen.push((
+        "generate dry run",
+        json!([dry_ops, r.dry_run.is_some(), generated]),
+    ));
+    let r = t.generate(generate(true)).await.unwrap().into_inner();
+    seen.push(("generate", json!(r.commit.unwrap().revision)));
+    let r = t.generate(generate(true)).await.unwrap().into_inner();
+    seen.push((
+        "generate again",
+        json!([
+            r.change_set.map_or(0, |cs| cs.ops.len()),
+            r.commit.is_some()
+        ]),
+    ));
+    let r = c
+        .explain(v1::ExplainRequest {
+            namespace: "gen".into(),
+            key: "replicas".into(),
+            context: ctx("prod"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let o = r.entries[0].origin.clone().unwrap();
+    seen.push(("generated origin", json!([o.template, o.generator])));
+    let e = t
+        .generate(tonic::Request::new(v1::GenerateRequest {
+            namespace: "nope".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    seen.push(("generate unauthenticated", err(e.code())));
     drop(c);
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
@@ -384,7 +460,86 @@ async fn over_rest(server: &Server) -> Seen {
     seen.push(("delete namespace", b["revision"].clone()));
     let (_, b) = json_of(server.get("/v1/namespaces/imported/resolve?env=prod").await).await;
     seen.push(("deleted", rest_err(&b)));
+    let files: serde_json::Map<String, Value> = generating_bundle()
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    let (_, b) = json_of(
+        send(reqwest::Method::POST, "/v1/imports")
+            .body(json!({"files": files}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.push(("import generating", b["revision"].clone()));
+    let generate = |query: &str| {
+        send(
+            reqwest::Method::POST,
+            &format!("/v1/namespaces/gen/generate{query}"),
+        )
+        .send()
+    };
+    let (_, b) = json_of(generate("?dry_run=true").await.unwrap()).await;
+    let mut generated: Vec<Value> = b["generated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| json!([g["layer"], g["generator"], g["document"]]))
+        .collect();
+    generated.sort_by_key(ToString::to_string);
+    seen.push((
+        "generate dry run",
+        json!([
+            b["change_set"]["ops"].as_array().unwrap().len(),
+            b.get("dry_run").is_some(),
+            generated
+        ]),
+    ));
+    let (_, b) = json_of(generate("").await.unwrap()).await;
+    seen.push(("generate", b["commit"]["revision"].clone()));
+    let (_, b) = json_of(generate("").await.unwrap()).await;
+    seen.push((
+        "generate again",
+        json!([
+            b["change_set"]["ops"].as_array().unwrap().len(),
+            b.get("commit").is_some()
+        ]),
+    ));
+    let (_, b) = json_of(
+        server
+            .get("/v1/namespaces/gen/explain?key=replicas&env=prod")
+            .await,
+    )
+    .await;
+    let o = &b["entries"][0]["origin"];
+    seen.push((
+        "generated origin",
+        json!([o["template"].as_str().unwrap_or_default(), o["generator"]]),
+    ));
+    let (_, b) = json_of(
+        server
+            .request(reqwest::Method::POST, "/v1/namespaces/nope/generate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    seen.push(("generate unauthenticated", rest_err(&b)));
     seen
+}
+
+/// A namespace whose declaration has generators, as files.
+fn generating_bundle() -> [(&'static str, &'static str); 2] {
+    [
+        (
+            "namespace.toml",
+            "name = \"gen\"\nlevels = [\"defaults\", \"env/{env}\"]\n[matrix]\nenv = [\"dev\", \"prod\"]\n\
+             [[generators]]\nid = \"replicas\"\nlevel = \"env/{env}\"\n\
+             script = 'if ctx.env == \"prod\" { #{replicas: 6} } else { #{replicas: 2} }'\n",
+        ),
+        ("layers/env/prod.toml", "port = 443\n"),
+    ]
 }
 
 /// A namespace as files, for both doors.
@@ -430,6 +585,17 @@ async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
     assert_eq!(step("delete imported"), &err(tonic::Code::InvalidArgument));
     assert!(step("delete namespace").is_u64(), "{grpc:?}");
     assert_eq!(step("deleted"), &err(tonic::Code::NotFound));
+    assert_eq!(
+        step("generate dry run"),
+        &json!([2, true, [["env/dev", "replicas", {"replicas": 2}], ["env/prod", "replicas", {"replicas": 6}]]])
+    );
+    assert!(step("generate").is_u64(), "{grpc:?}");
+    assert_eq!(step("generate again"), &json!([0, false]));
+    assert_eq!(step("generated origin"), &json!(["", "replicas"]));
+    assert_eq!(
+        step("generate unauthenticated"),
+        &err(tonic::Code::Unauthenticated)
+    );
     a.stop().await;
     b.stop().await;
 }
