@@ -11,6 +11,14 @@
 //!   region) and committed in one change set to the real SQLite store,
 //!   which validates each over its matrix before it commits.
 //!
+//! - `namespace_generators/*`: the generators a namespace declares (replicas
+//!   per env, a pool derived from a platform namespace per env, an
+//!   endpoint per env and region) run over 5 env × 10 region by
+//!   `Engine::generate_plan` on the real SQLite store: `plan_steady` when the
+//!   layers hold what they compute (the `--check` of CI: 5 + 5 + 50 runs, a
+//!   diff, no ops), `explain` of a generated key (its generator run again
+//!   for the one layer).
+//!
 //! Run: `cargo bench -p confstrata-benches --bench templates -- --warm-up-time 1 --measurement-time 3`
 
 use std::collections::BTreeMap;
@@ -104,5 +112,57 @@ fn apply_100(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, render_validate, apply_100);
+fn namespace_generators(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine: Engine = confstrata_host::open(dir.path()).unwrap();
+    let caller = Caller::local("bench");
+    let regions: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    let envs = ["dev", "test", "staging", "preprod", "prod"];
+    let cs: ChangeSet = serde_json::from_value(serde_json::json!({"message": "setup", "ops": [
+        {"op": "put-namespace", "spec": {"name": "platform", "levels": ["defaults", "env/{env}"],
+            "matrix": {"env": envs}}},
+        {"op": "put", "namespace": "platform", "layer": "defaults",
+         "document": {"postgres": {"max_connections": 200}}},
+        {"op": "put-namespace", "spec": {"name": "web",
+            "levels": ["defaults", "env/{env}", "env/{env}/region/{region}"],
+            "matrix": {"env": envs, "region": regions},
+            "generators": [
+                {"id": "replicas", "level": "env/{env}",
+                 "script": "if ctx.env == \"prod\" { #{replicas: 6} } else { #{replicas: 2} }"},
+                {"id": "pool", "level": "env/{env}", "reads": ["platform"],
+                 "script": "let p = config(\"platform\"); #{db: #{pool: p.postgres.max_connections / 10}}"},
+                {"id": "endpoint", "level": "env/{env}/region/{region}",
+                 "script": "#{endpoint: `https://${ctx.region}.${ctx.env}.example.com`}"},
+            ]}},
+    ]}))
+    .unwrap();
+    engine.commit(&caller, &cs).unwrap();
+    let web: NamespaceName = "web".parse().unwrap();
+    let (plan, _) = engine
+        .generate_apply(&caller, &web, true, "bench", None)
+        .unwrap();
+    assert_eq!(plan.generated.len(), 60);
+    let mut g = c.benchmark_group("namespace_generators");
+    g.bench_function("plan_steady", |b| {
+        b.iter(|| {
+            let plan = engine.generate_plan(&caller, &web, "bench", None).unwrap();
+            assert!(plan.change_set.ops.is_empty());
+            black_box(plan)
+        });
+    });
+    let ctx = confstrata_core::parse_context("env=prod,region=r3").unwrap();
+    let key = confstrata_core::KeyPath::parse("endpoint").unwrap();
+    g.bench_function("explain", |b| {
+        b.iter(|| {
+            black_box(
+                engine
+                    .explain(&caller, &web, &ctx, &key, confstrata_core::At::Latest)
+                    .unwrap(),
+            )
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, render_validate, apply_100, namespace_generators);
 criterion_main!(benches);

@@ -290,11 +290,41 @@ def main(addr):
             assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
             assert "parameter pool_max" in e.details(), e.details()
 
+    def namespace_generators():
+        spec = types.NamespaceSpec(
+            name="pygen",
+            levels=["defaults", "env/{env}"],
+            matrix={"env": types.MatrixValues(values=["dev", "prod"])},
+            generators=[types.Generator(
+                id="replicas", level="env/{env}",
+                script='if ctx.env == "prod" { #{replicas: 6} } else { #{replicas: 2} }')],
+        )
+        stub.CreateNamespace(svc.CreateNamespaceRequest(spec=spec, author="python"), timeout=TIMEOUT)
+        dry = templates.Generate(tpl.GenerateRequest(namespace="pygen"), timeout=TIMEOUT)
+        assert dry.HasField("dry_run") and len(dry.change_set.ops) == 2, dry
+        assert sorted((g.layer, json.loads(g.document_json)["replicas"]) for g in dry.generated) == \
+            [("env/dev", 2), ("env/prod", 6)], dry.generated
+        done = templates.Generate(tpl.GenerateRequest(namespace="pygen", commit=True), timeout=TIMEOUT)
+        assert done.commit.revision > 0, done
+        again = templates.Generate(tpl.GenerateRequest(namespace="pygen", commit=True), timeout=TIMEOUT)
+        assert len(again.change_set.ops) == 0 and not again.HasField("commit"), again
+        x = stub.Explain(svc.ExplainRequest(namespace="pygen", key="replicas", context={"env": "prod"}),
+                         timeout=TIMEOUT)
+        assert x.entries[0].origin.generator == "replicas" and x.entries[0].origin.template == "", x
+        bad = types.NamespaceSpec(name="pygen2", levels=["defaults"], generators=[
+            types.Generator(id="g", level="defaults", script='config("pygen")')])
+        try:
+            stub.CreateNamespace(svc.CreateNamespaceRequest(spec=bad), timeout=TIMEOUT)
+            raise AssertionError("a generator reading an undeclared namespace was accepted")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
+            assert "add it to reads" in e.details(), e.details()
+
     for name, fn in [("health", health), ("reflection", reflection), ("create and write", create_and_write),
                      ("resolve", resolve), ("bulk commit", bulk_commit), ("watch", watch),
                      ("secrets and auth", secrets_and_auth), ("validation", validation),
                      ("many findings", many_findings), ("bad input", bad_input),
-                     ("template service", template_service)]:
+                     ("template service", template_service), ("namespace generators", namespace_generators)]:
         checks.run(name, fn)
     print(f"python e2e: {checks.passed} passed, {checks.failed} failed")
     return 0 if checks.failed == 0 else 1

@@ -99,6 +99,6 @@ async fn python_client_end_to_end() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "python e2e failed:\n{text}");
-    assert!(text.contains("python e2e: 11 passed, 0 failed"), "{text}");
+    assert!(text.contains("python e2e: 12 passed, 0 failed"), "{text}");
     server.stop().await;
 }
