@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::openapi::{Refusals, WriteRefusals};
 use crate::problem::Problem;
-use crate::v1::{Creds, json_response, path_of, read, structured_body};
+use crate::v1::{Creds, json_response, optional_body, path_of, read};
 
 /// What `POST /v1/backups` takes (the body may be empty: a full backup).
 #[derive(serde::Deserialize, ToSchema, Default)]
@@ -106,10 +106,7 @@ pub(crate) async fn create_backup(
     Creds(a): Creds,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let request: BackupBody = match &raw {
-        Ok(b) if b.is_empty() => BackupBody::default(),
-        _ => structured_body(&headers, raw)?,
-    };
+    let request: BackupBody = optional_body(&headers, raw)?;
     let incremental = request.incremental;
     let (m, pruned) = read(&runner, a, "", move |e, c| {
         e.backup_now(c, incremental, &mut |_| {})

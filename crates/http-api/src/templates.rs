@@ -20,7 +20,9 @@ use utoipa::ToSchema;
 
 use crate::openapi::{Committed, Refusals, WriteRefusals};
 use crate::problem::Problem;
-use crate::v1::{Creds, NsRequest, flag, json_response, path_of, query_of, read, structured_body};
+use crate::v1::{
+    Creds, NsRequest, flag, json_response, optional_body, path_of, query_of, read, structured_body,
+};
 
 /// A template of the catalogue.
 #[derive(Serialize, ToSchema)]
@@ -473,10 +475,7 @@ pub(crate) async fn upgrade_template(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let commit = !flag(&query, "dry_run")?;
-    let request: UpgradeBody = match &body {
-        Ok(b) if b.is_empty() => UpgradeBody::default(),
-        _ => structured_body(&headers, body)?,
-    };
+    let request: UpgradeBody = optional_body(&headers, body)?;
     let to = request
         .to_version
         .map(|v| {
@@ -538,10 +537,7 @@ pub(crate) async fn generate(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let commit = !flag(&query, "dry_run")?;
-    let request: GenerateBody = match &body {
-        Ok(b) if b.is_empty() => GenerateBody::default(),
-        _ => structured_body(&headers, body)?,
-    };
+    let request: GenerateBody = optional_body(&headers, body)?;
     let message = request.message;
     let (plan, done) = run(&runner, a, "namespace", commit, move |e, c| {
         e.generate_apply(c, &ns, commit, "", message)

@@ -328,6 +328,17 @@ pub(crate) fn structured_body<T: serde::de::DeserializeOwned>(
         .map_err(|e| Problem::from_core(&e, "body"))
 }
 
+/// [`structured_body`] of a body that may be empty: the default then.
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Problem> {
+    match &body {
+        Ok(b) if b.is_empty() => Ok(T::default()),
+        _ => structured_body(headers, body),
+    }
+}
+
 /// A request's body, or `413` when it is over the bound.
 pub(crate) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     body.map_err(|e| {
