@@ -195,6 +195,10 @@ pub(crate) enum TemplateCommand {
         /// Parameters from a file (TOML, YAML or JSON: a table of NAME = VALUE).
         #[arg(short, long)]
         file: Option<PathBuf>,
+        /// A shared namespace the new one imports as its lowest layers
+        /// (repeatable, lowest first), e.g. --import shared/logging.
+        #[arg(long = "import", value_name = "NAMESPACE")]
+        imports: Vec<String>,
         /// Create the namespace (one change set; refused if it exists).
         #[arg(long)]
         commit: bool,

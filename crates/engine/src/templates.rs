@@ -212,21 +212,27 @@ impl Engine {
 
     /// Renders `spec` (`NAME[@VERSION]`) for a new namespace `ns` with the
     /// `given` parameters (checked, defaults filled in; generators read
-    /// through the caller's grants): the change set that creates it. The
-    /// caller commits it or dry-runs it.
+    /// through the caller's grants), importing `imports` (shared
+    /// namespaces as its lowest layers: the template's rules then validate
+    /// the namespace over them): the change set that creates it. The caller
+    /// commits it or dry-runs it.
+    #[allow(clippy::too_many_arguments)]
     pub fn template_plan(
         &self,
         caller: &Caller,
         spec: &str,
         ns: &NamespaceName,
         given: &BTreeMap<String, Value>,
+        imports: &[NamespaceName],
         author: &str,
         message: Option<String>,
     ) -> Result<TemplatePlan> {
         let t = self.template(caller, spec)?;
         let params = t.resolve_parameters(given)?;
         self.check_reads(caller, &t, At::Latest)?;
-        let rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
+        let mut rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
+        rendered.spec.imports = imports.to_vec();
+        rendered.spec.validate()?;
         Ok(TemplatePlan {
             template: t.id(),
             // Secret parameters are shown as the mask, as they are recorded.
@@ -249,11 +255,12 @@ impl Engine {
         spec: &str,
         ns: &NamespaceName,
         given: &BTreeMap<String, Value>,
+        imports: &[NamespaceName],
         commit: bool,
         author: &str,
         message: Option<String>,
     ) -> Result<(TemplatePlan, Outcome)> {
-        let mut plan = self.template_plan(caller, spec, ns, given, author, message)?;
+        let mut plan = self.template_plan(caller, spec, ns, given, imports, author, message)?;
         let outcome = self.run_change_set(caller, &plan.change_set, commit)?;
         // The answer shows secrets as the mask, like every read.
         for op in &mut plan.change_set.ops {
@@ -381,8 +388,12 @@ impl Engine {
                 });
             }
         }
+        // Imports and generators are the namespace's own (a template
+        // declares neither on it).
         let mut declared = rendered.spec.clone();
         declared.template = record.spec.template.clone();
+        declared.imports = record.spec.imports.clone();
+        declared.generators = record.spec.generators.clone();
         Ok(TemplateDiff {
             namespace: ns.clone(),
             template: t.id(),

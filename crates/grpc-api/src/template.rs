@@ -112,9 +112,16 @@ impl TemplateService for Service {
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let given = parameters("parameters_json", &r.parameters_json, &self.limits)?;
+        let imports = r
+            .imports
+            .iter()
+            .enumerate()
+            .map(|(i, n)| convert::namespace_name(&format!("imports[{i}]"), n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status::field)?;
         let (commit, msg, spec) = (r.commit, message(r.message), r.template);
         let call = move |e: &confstrata_engine::Engine, c: &confstrata_engine::Caller| {
-            e.template_apply(c, &spec, &ns, &given, commit, "", msg)
+            e.template_apply(c, &spec, &ns, &given, &imports, commit, "", msg)
         };
         let (plan, done) = if commit {
             self.calls.write(a, "template", call).await?

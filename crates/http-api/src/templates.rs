@@ -67,6 +67,10 @@ pub(crate) struct ApplyBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// Shared namespaces the new namespace imports as its lowest layers
+    /// (lowest first), e.g. `shared/logging`.
+    #[serde(default)]
+    imports: Vec<String>,
     /// The change set's message (default: "from template NAME@VERSION").
     #[serde(default)]
     message: Option<String>,
@@ -400,9 +404,15 @@ pub(crate) async fn apply_template(
     let ns = confstrata_core::NamespaceName::parse(&request.namespace)
         .map_err(|e| Problem::from_core(&e, "namespace"))?;
     let given: BTreeMap<String, Value> = request.parameters.into_iter().collect();
+    let imports = request
+        .imports
+        .iter()
+        .map(|n| confstrata_core::NamespaceName::parse(n))
+        .collect::<confstrata_core::Result<Vec<_>>>()
+        .map_err(|e| Problem::from_core(&e, "imports"))?;
     let message = request.message;
     let (plan, done) = run(&runner, a, "body", commit, move |e, c| {
-        e.template_apply(c, &spec, &ns, &given, commit, "", message)
+        e.template_apply(c, &spec, &ns, &given, &imports, commit, "", message)
     })
     .await?;
     let (dry_run, commit_info) = split(done);

@@ -121,18 +121,21 @@ impl Backend {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn template_apply(
         &self,
         spec: &str,
         ns: &NamespaceName,
         given: &BTreeMap<String, Value>,
+        imports: &[NamespaceName],
         commit: bool,
         author: &str,
         message: Option<String>,
     ) -> Result<(TemplatePlan, Outcome)> {
         match self {
             Backend::Local { engine, caller, .. } => {
-                Ok(engine.template_apply(caller, spec, ns, given, commit, author, message)?)
+                Ok(engine
+                    .template_apply(caller, spec, ns, given, imports, commit, author, message)?)
             }
             Backend::Remote { client, runtime } => {
                 let req = v1::ApplyTemplateRequest {
@@ -141,6 +144,7 @@ impl Backend {
                     parameters_json: params_json(given),
                     commit,
                     message: message.unwrap_or_default(),
+                    imports: imports.iter().map(ToString::to_string).collect(),
                 };
                 let r = Self::call(
                     client,

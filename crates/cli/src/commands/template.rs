@@ -56,9 +56,11 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
             namespace,
             params,
             file,
+            imports,
             commit,
             message,
         } => {
+            let imports = imports.iter().map(|n| ns(n)).collect::<Result<Vec<_>>>()?;
             let mut given = BTreeMap::new();
             if let Some(file) = file {
                 let name = file.display().to_string();
@@ -78,6 +80,7 @@ pub(super) fn template(ctx: &Ctx, c: TemplateCommand) -> Result<()> {
                     &template,
                     &ns(&namespace)?,
                     &given,
+                    &imports,
                     commit,
                     &ctx.author,
                     message,

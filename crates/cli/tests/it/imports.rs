@@ -263,3 +263,119 @@ fn a_pool_is_held_to_the_max_connections_of_an_imported_platform() {
         ],
     );
 }
+
+/// `template apply --import` makes the new namespace an importer at
+/// once: its rules validate it over the import before it is created, the
+/// declaration records the import, `template diff` does not count it as
+/// a change of the declaration, and a server applies it the same way.
+#[test]
+fn a_template_is_applied_with_imports() {
+    let env = Env::new();
+    env.ok(&["ns", "create", "platform/postgres", "--level", "defaults"]);
+    env.ok(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=30",
+    ]);
+    let apply = |ns: &str, import: &str| {
+        vec![
+            "template".to_owned(),
+            "apply".into(),
+            "postgres-client".into(),
+            ns.into(),
+            "--param".into(),
+            "host=db.example.com".into(),
+            "--param".into(),
+            "pool_max=40".into(),
+            "--import".into(),
+            import.into(),
+            "--commit".into(),
+        ]
+    };
+    let args = apply("db", "platform/postgres");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = env.run(&args);
+    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("[rule pool-within-server] db env=prod"),
+        "{}",
+        r.stderr
+    );
+    let missing = apply("db", "platform/nope");
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    env.fails(&missing, 1, "platform/nope");
+    let bad = apply("db", "Not A Name");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    env.fails(&bad, 1, "Not A Name");
+    let own = apply("db", "db");
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    env.fails(&own, 1, "imports itself");
+
+    env.ok(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=100",
+    ]);
+    env.ok(&args);
+    let spec = env.ok(&["ns", "show", "db", "-o", "json"]).json()["spec"].clone();
+    assert_eq!(spec["imports"], serde_json::json!(["platform/postgres"]));
+    assert_eq!(spec["template"]["name"], "postgres-client");
+    let d = env.ok(&["template", "diff", "db", "-o", "json"]).json();
+    assert_eq!(d["declaration_changed"], false, "{d}");
+    let v = env
+        .ok(&[
+            "resolve",
+            "db",
+            "-c",
+            "env=prod,region=eu",
+            "--provenance",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(
+        v["provenance"]["postgres_server.max_connections"]["namespace"], "platform/postgres",
+        "{v}"
+    );
+
+    // Over gRPC: the same request, the same refusal and the same result.
+    let server = crate::remote::Server::start();
+    let remote = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_confstrata"))
+            .args(["--addr", &server.addr])
+            .args(args)
+            .env("CONFSTRATA_TOKEN", &server.token)
+            .env_remove("CONFSTRATA_DATA_DIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        crate::to_run(out)
+    };
+    let r = remote(&["ns", "create", "platform/postgres", "--level", "defaults"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = remote(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=30",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(remote(&args).code, 6);
+    let r = remote(&[
+        "set",
+        "platform/postgres",
+        "defaults",
+        "postgres_server.max_connections=100",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = remote(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let spec: serde_json::Value =
+        serde_json::from_str(&remote(&["ns", "show", "db", "-o", "json"]).stdout).unwrap();
+    assert_eq!(
+        spec["spec"]["imports"],
+        serde_json::json!(["platform/postgres"])
+    );
+}

@@ -976,6 +976,41 @@ async fn templates_are_listed_applied_diffed_upgraded_and_stored() {
         )
         .await;
     assert!(again.status == 409 || again.status == 412, "{}", again.body);
+    // Imports given with the apply: named in the declaration it creates;
+    // a bad name or a missing namespace is a 400 naming it.
+    s.commit(json!([{"op": "put-namespace", "spec": {"name": "shared/log", "levels": ["defaults"]}},
+        {"op": "put", "namespace": "shared/log", "layer": "defaults", "document": {"log": {"format": "json"}}}]));
+    let imported = s
+        .send(
+            "POST",
+            "/v1/templates/http-service@1/apply?dry_run=true",
+            json,
+            br#"{"namespace": "api2", "imports": ["shared/log"]}"#,
+        )
+        .await;
+    assert_eq!(imported.status, 200, "{}", imported.body);
+    let i = imported.json();
+    assert_eq!(
+        i["change_set"]["ops"][0]["spec"]["imports"],
+        json!(["shared/log"]),
+        "{i}"
+    );
+    for (body, needle) in [
+        (
+            &br#"{"namespace": "api2", "imports": ["Not A Name"]}"#[..],
+            "imports",
+        ),
+        (
+            &br#"{"namespace": "api2", "imports": ["shared/nope"]}"#[..],
+            "shared/nope",
+        ),
+    ] {
+        let r = s
+            .send("POST", "/v1/templates/http-service@1/apply", json, body)
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains(needle), "{}", r.body);
+    }
 
     // An override, seen by the diff and kept by the upgrade to @2.
     s.commit(json!([{"op": "set", "namespace": "api", "layer": "defaults", "key": "server.request_timeout_ms", "value": 2000}]));

@@ -6768,6 +6768,10 @@ pub struct ApplyTemplateRequest {
     /// The change set's message (empty: "from template NAME@VERSION").
     #[prost(string, tag = "5")]
     pub message: ::prost::alloc::string::String,
+    /// Shared namespaces the new namespace imports as its lowest layers
+    /// (lowest first), e.g. "shared/logging".
+    #[prost(string, repeated, tag = "6")]
+    pub imports: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 /// Response of ApplyTemplate.
 #[derive(Clone, PartialEq, ::prost::Message)]
