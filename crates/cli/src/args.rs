@@ -919,8 +919,8 @@ pub(crate) enum NsCommand {
         replace: bool,
     },
     /// Delete a namespace: its declaration and every layer, as one change
-    /// (the history stays, and `rollback` cannot bring it back: re-import
-    /// an export). Refused while another namespace imports it.
+    /// (the history stays, and `rollback NAME --to REV` brings it back
+    /// whole). Refused while another namespace imports it.
     Delete {
         /// Name.
         name: String,

@@ -1076,22 +1076,35 @@ impl Engine {
                 format!("the namespace did not exist at revision {target}"),
             )
         })?;
-        let now_spec =
-            self.store
-                .namespace(ns, current)?
-                .ok_or_else(|| Error::NamespaceNotFound {
-                    namespace: ns.to_string(),
-                })?;
+        // A namespace deleted since is declared again (whole: a layer of a
+        // namespace that does not exist cannot be rolled back alone), its
+        // layers put back as they were, sealed values under the data key
+        // they were sealed with (a deletion leaves the keyring).
+        let now_spec = match (self.store.namespace(ns, current)?, layer) {
+            (Some(now), _) => Some(now),
+            (None, None) => None,
+            (None, Some(l)) => {
+                return Err(Error::invalid(
+                    format!("rollback of {ns}:{l}"),
+                    format!(
+                        "namespace {ns} does not exist now: roll back the whole namespace (without a layer) to bring it back"
+                    ),
+                ));
+            }
+        };
         // Deletions first, under the declaration as it is (which may have
         // levels or context values the old one lacks), then the old
         // declaration, then the layers as they were (valid under it).
         let mut ops = Vec::new();
         let mut puts = Vec::new();
-        let declaration =
-            (layer.is_none() && old_spec.spec != now_spec.spec).then_some(Op::PutNamespace {
+        let declaration = match &now_spec {
+            _ if layer.is_some() => None,
+            Some(now) if now.spec == old_spec.spec => None,
+            now => Some(Op::PutNamespace {
                 spec: old_spec.spec,
-                expect_revision: Some(now_spec.revision),
-            });
+                expect_revision: Some(now.as_ref().map_or(0, |n| n.revision)),
+            }),
+        };
         let (old, new) = match layer {
             Some(l) => (
                 source.layer(ns, l, target)?.into_iter().collect::<Vec<_>>(),
@@ -1100,6 +1113,7 @@ impl Engine {
                     .into_iter()
                     .collect::<Vec<_>>(),
             ),
+            None if now_spec.is_none() => (source.layers(ns, target)?, Vec::new()),
             None => (source.layers(ns, target)?, self.store.layers(ns, current)?),
         };
         for r in &new {

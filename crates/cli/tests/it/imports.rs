@@ -196,6 +196,21 @@ fn a_namespace_is_deleted_unless_imported() {
     let newest = &history.as_array().unwrap()[0];
     assert_eq!(newest["message"], "retire web", "{history}");
     assert_eq!(newest["document"], serde_json::Value::Null, "{history}");
+    // Rollback brings both back whole: the import first (the importer
+    // names it while it is missing), one layer alone refused.
+    env.fails(
+        &["rollback", "web", "defaults", "--to", &before],
+        1,
+        "roll back the whole namespace",
+    );
+    env.fails(&["rollback", "web", "--to", &before], 1, "shared/logging");
+    env.ok(&["rollback", "shared/logging", "--to", &before]);
+    env.ok(&["rollback", "web", "--to", &before]);
+    let v = env
+        .ok(&["resolve", "web", "-c", "env=prod,region=eu", "-o", "json"])
+        .json();
+    assert_eq!(v["port"], 8080);
+    assert_eq!(v["log"]["level"], "warn", "{v}");
 }
 
 /// The postgres-client template's pool rule reads the server's

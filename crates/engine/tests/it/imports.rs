@@ -340,3 +340,91 @@ fn a_namespace_is_deleted_whole_and_not_while_imported() {
     let text = format!("{records:?}");
     assert!(text.contains("delete-namespace web"), "{text}");
 }
+
+/// A deleted namespace comes back with `rollback` to a revision before its
+/// deletion: the declaration (imports included) and every layer, sealed
+/// values opening as before; one layer alone is refused (the namespace
+/// does not exist), and so is bringing back an importer whose import is
+/// gone too.
+#[test]
+fn rollback_brings_a_deleted_namespace_back_whole() {
+    let w = shared_world();
+    let (e, web) = (&w.engine, name("web"));
+    e.commit(
+        &w.admin,
+        &cs(json!({"ops": [{"op": "set", "namespace": "web", "layer": "env/prod", "key": "db.password",
+            "value": "canary-web-9"}]})),
+    )
+    .unwrap();
+    let before = e.resolve(&w.admin, &web, &prod(), At::Latest).unwrap();
+    let delete = |ns: &str| cs(json!({"ops": [{"op": "delete-namespace", "namespace": ns}]}));
+    let gone = e.commit(&w.admin, &delete("web")).unwrap().revision;
+
+    let err = e
+        .rollback(
+            &w.admin,
+            &web,
+            Some(&"defaults".parse().unwrap()),
+            At::Revision(gone - 1),
+            "",
+            false,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("does not exist now"), "{err}");
+    let dry = e
+        .rollback(&w.admin, &web, None, At::Revision(gone - 1), "", true)
+        .unwrap();
+    let text = format!("{:?}", dry.change_set);
+    assert!(!text.contains("canary"), "{text}");
+    assert!(matches!(
+        e.resolve(&w.admin, &web, &prod(), At::Latest),
+        Err(Error::NamespaceNotFound { .. })
+    ));
+    let back = e
+        .rollback(&w.admin, &web, None, At::Revision(gone - 1), "", false)
+        .unwrap();
+    assert!(back.commit.is_some());
+    let now = e.resolve(&w.admin, &web, &prod(), At::Latest).unwrap();
+    assert_eq!(now.document, before.document);
+    assert_eq!(now.document["db"]["password"], "canary-web-9");
+    assert_eq!(
+        e.namespace(&w.admin, &web, At::Latest)
+            .unwrap()
+            .spec
+            .imports,
+        vec![name("shared/logging")]
+    );
+    // Rolled back again (nothing differs), nothing is written.
+    let again = e
+        .rollback(&w.admin, &web, None, At::Revision(gone - 1), "", false)
+        .unwrap();
+    assert!(again.change_set.is_none());
+
+    // An importer whose import is deleted too comes back only with it.
+    e.commit(&w.admin, &delete("web")).unwrap();
+    let shared_gone = e
+        .commit(&w.admin, &delete("shared/logging"))
+        .unwrap()
+        .revision;
+    let err = e
+        .rollback(&w.admin, &web, None, At::Revision(gone - 1), "", false)
+        .unwrap_err();
+    assert!(err.to_string().contains("shared/logging"), "{err}");
+    e.rollback(
+        &w.admin,
+        &name("shared/logging"),
+        None,
+        At::Revision(shared_gone - 1),
+        "",
+        false,
+    )
+    .unwrap();
+    e.rollback(&w.admin, &web, None, At::Revision(gone - 1), "", false)
+        .unwrap();
+    assert_eq!(
+        e.resolve(&w.admin, &web, &prod(), At::Latest)
+            .unwrap()
+            .document,
+        before.document
+    );
+}
