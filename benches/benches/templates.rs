@@ -17,7 +17,9 @@
 //!   `Engine::generate_plan` on the real SQLite store: `plan_steady` when the
 //!   layers hold what they compute (the `--check` of CI: 5 + 5 + 50 runs, a
 //!   diff, no ops), `explain` of a generated key (its generator run again
-//!   for the one layer).
+//!   for the one layer) beside `explain_without_generators` (a key of a
+//!   namespace that declares none), and `start_check_thread` (the thread
+//!   with the check stack that every run outside a server's threads starts).
 //!
 //! Run: `cargo bench -p confstrata-benches --bench templates -- --warm-up-time 1 --measurement-time 3`
 
@@ -159,6 +161,38 @@ fn namespace_generators(c: &mut Criterion) {
                     .explain(&caller, &web, &ctx, &key, confstrata_core::At::Latest)
                     .unwrap(),
             )
+        });
+    });
+    // The same explain where no generator computes the key: what naming
+    // the generator adds.
+    let platform: NamespaceName = "platform".parse().unwrap();
+    let pkey = confstrata_core::KeyPath::parse("postgres.max_connections").unwrap();
+    let pctx = confstrata_core::parse_context("env=prod").unwrap();
+    g.bench_function("explain_without_generators", |b| {
+        b.iter(|| {
+            black_box(
+                engine
+                    .explain(
+                        &caller,
+                        &platform,
+                        &pctx,
+                        &pkey,
+                        confstrata_core::At::Latest,
+                    )
+                    .unwrap(),
+            )
+        });
+    });
+    // What every run of generators outside a server's threads starts
+    // first (a server's runtime threads have the check stack already).
+    g.bench_function("start_check_thread", |b| {
+        b.iter(|| {
+            std::thread::Builder::new()
+                .stack_size(confstrata_engine::CHECK_STACK_BYTES)
+                .spawn(|| black_box(1))
+                .unwrap()
+                .join()
+                .unwrap()
         });
     });
     g.finish();

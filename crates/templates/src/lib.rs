@@ -658,15 +658,47 @@ impl Template {
     }
 }
 
+/// Generators compiled already, by where they are declared, script and
+/// reads: compiling one builds a sandboxed rhai engine, most of what an
+/// `explain` naming a generator costs, and every `ns generate`, `explain`
+/// and render compiles the same declarations again. Emptied when full.
+type CompiledKey = (String, String, Vec<String>);
+static COMPILED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<CompiledKey, confstrata_rules::Generator>>,
+> = std::sync::LazyLock::new(Default::default);
+/// At most this many in [`COMPILED`].
+const COMPILED_MAX: usize = 256;
+
 /// Compiles one generator of `owner` (`template web@1`, `namespace web`),
-/// checking that it declares exactly the namespaces it reads.
+/// checking that it declares exactly the namespaces it reads (once per
+/// declaration: see [`COMPILED`]).
 pub fn compile_generator(owner: &str, g: &GeneratorSpec) -> Result<confstrata_rules::Generator> {
     let here = format!("{owner} generator {:?}", g.id);
-    let compiled = confstrata_rules::Generator::compile(&here, &g.script, &Limits::default())?;
+    let key = (here, g.script.clone(), g.reads.clone());
+    let lock = || {
+        COMPILED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(found) = lock().get(&key) {
+        return Ok(found.clone());
+    }
+    let compiled = compile_checked(&key.0, g)?;
+    let mut cache = lock();
+    if cache.len() >= COMPILED_MAX {
+        cache.clear();
+    }
+    cache.insert(key, compiled.clone());
+    Ok(compiled)
+}
+
+/// [`compile_generator`] without the cache.
+fn compile_checked(here: &str, g: &GeneratorSpec) -> Result<confstrata_rules::Generator> {
+    let compiled = confstrata_rules::Generator::compile(here, &g.script, &Limits::default())?;
     for ns in compiled.references() {
         if !g.reads.iter().any(|r| r == ns.as_str()) {
             return Err(Error::invalid(
-                &here,
+                here,
                 format!(
                     "it reads namespace {:?} with config(), which it does not declare: add it to reads",
                     ns.as_str()
@@ -677,7 +709,7 @@ pub fn compile_generator(owner: &str, g: &GeneratorSpec) -> Result<confstrata_ru
     for r in &g.reads {
         if !compiled.references().iter().any(|ns| ns.as_str() == r) {
             return Err(Error::invalid(
-                &here,
+                here,
                 format!("it declares it reads {r:?} but never calls config({r:?})"),
             ));
         }
@@ -721,6 +753,7 @@ pub fn run_generators(
         let mut merged: BTreeMap<LayerPath, Document> = BTreeMap::new();
         for g in generators {
             let here = format!("{owner} generator {:?}", g.id);
+            // Compiled (and so checked) even when it will not run.
             let compiled = compile_generator(owner, g)?;
             if lookup.is_none() && !g.reads.is_empty() {
                 continue;
