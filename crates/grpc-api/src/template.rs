@@ -243,7 +243,16 @@ impl TemplateService for Service {
         let r = req.into_inner();
         let ns = convert::namespace_name("namespace", &r.namespace).map_err(status::field)?;
         let (commit, msg) = (r.commit, message(r.message));
+        if r.plan_only && commit {
+            return Err(Status::invalid_argument(
+                "plan_only: it answers without committing; do not set commit with it",
+            ));
+        }
+        let plan_only = r.plan_only;
         let call = move |e: &confstrata_engine::Engine, c: &confstrata_engine::Caller| {
+            if plan_only {
+                return Ok((e.generate_plan(c, &ns, "", msg)?, None));
+            }
             e.generate_apply(c, &ns, commit, "", msg)
         };
         let (plan, done) = if commit {

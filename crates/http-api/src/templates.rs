@@ -535,7 +535,8 @@ pub(crate) async fn upgrade_template(
 #[utoipa::path(
     post, path = "/v1/namespaces/{namespace}/generate", tag = "templates",
     params(("namespace" = String, Path, min_length = 1, description = "The namespace (`/` as `%2F`)"),
-        ("dry_run" = Option<bool>, Query, description = "Show what the generators compute, the diff and the findings; change nothing")),
+        ("dry_run" = Option<bool>, Query, description = "Show what the generators compute, the diff and the findings; change nothing"),
+        ("plan_only" = Option<bool>, Query, description = "Only compute and compare: what the generators compute and the change set, neither dry-run nor committed (needs read, not write)")),
     request_body(content = GenerateBody, description = "The commit message (JSON, TOML or YAML; may be empty)"),
     responses((status = 200, description = "Written (or, with `dry_run`, the plan); no ops when the layers hold what the generators compute", body = Generated),
         Refusals, WriteRefusals),
@@ -546,10 +547,14 @@ pub(crate) async fn generate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let commit = !flag(&query, "dry_run")?;
+    let plan_only = flag(&query, "plan_only")?;
+    let commit = !plan_only && !flag(&query, "dry_run")?;
     let request: GenerateBody = optional_body(&headers, body)?;
     let message = request.message;
     let (plan, done) = run(&runner, a, "namespace", commit, move |e, c| {
+        if plan_only {
+            return Ok((e.generate_plan(c, &ns, "", message)?, None));
+        }
         e.generate_apply(c, &ns, commit, "", message)
     })
     .await?;

@@ -171,15 +171,20 @@ impl Backend {
     }
 
     /// Runs a namespace's generators: what they compute, and the change
-    /// set's dry run or commit (none when there is nothing to write).
+    /// set's dry run or commit (none when there is nothing to write, or
+    /// with `plan_only`: read only, neither).
     pub(crate) fn generate(
         &self,
         ns: &NamespaceName,
         commit: bool,
+        plan_only: bool,
         author: &str,
         message: Option<String>,
     ) -> Result<(GeneratePlan, Option<Outcome>)> {
         match self {
+            Backend::Local { engine, caller, .. } if plan_only => {
+                Ok((engine.generate_plan(caller, ns, author, message)?, None))
+            }
             Backend::Local { engine, caller, .. } => {
                 Ok(engine.generate_apply(caller, ns, commit, author, message)?)
             }
@@ -188,6 +193,7 @@ impl Backend {
                     namespace: ns.to_string(),
                     commit,
                     message: message.unwrap_or_default(),
+                    plan_only,
                 };
                 let r = Self::call(client, runtime, |c| async move { c.generate(req).await })?;
                 let mut generated = Vec::with_capacity(r.generated.len());

@@ -232,8 +232,11 @@ impl Ctx {
         let name = ns(name)?;
         let (plan, done) = self
             .backend
-            .generate(&name, commit, &self.author, message)?;
+            .generate(&name, commit, check, &self.author, message)?;
         let table = self.output == Output::Table;
+        if check {
+            return self.generate_check(&name, &plan);
+        }
         match done {
             None => {
                 if table {
@@ -265,15 +268,7 @@ impl Ctx {
                 if table {
                     print_diff(&d);
                     print_findings(&d.findings);
-                    if check {
-                        eprintln!(
-                            "the layers of {name} do not hold what its generators compute: run confstrata ns generate {name} --commit"
-                        );
-                    } else {
-                        eprintln!(
-                            "dry run: nothing was written; run again with --commit to write it"
-                        );
-                    }
+                    eprintln!("dry run: nothing was written; run again with --commit to write it");
                 } else {
                     structured(
                         &json!({"namespace": name, "revision": plan.revision,
@@ -283,11 +278,59 @@ impl Ctx {
                         Vec::new,
                     )?;
                 }
-                if check {
-                    return Err(crate::errors::Answered(1).into());
-                }
                 Ok(ValidationFailed::check(&d.findings)?)
             }
         }
+    }
+
+    /// `ns generate NAME --check`: the keys whose stored values differ
+    /// from what the generators compute (read only: nothing is dry-run
+    /// or written); exit 1 when there are any.
+    fn generate_check(
+        &self,
+        name: &confstrata_core::NamespaceName,
+        plan: &confstrata_engine::GeneratePlan,
+    ) -> Result<()> {
+        let ops = &plan.change_set.ops;
+        if ops.is_empty() && self.output == Output::Table {
+            eprintln!(
+                "the layers of {name} hold what its generators compute (revision {})",
+                plan.revision
+            );
+            return Ok(());
+        }
+        structured(
+            &json!({"namespace": name, "revision": plan.revision,
+                "generated": plan.generated, "change_set": plan.change_set}),
+            self.output,
+            &["LAYER", "KEY", "GENERATED"],
+            || {
+                ops.iter()
+                    .flat_map(|op| match op {
+                        confstrata_core::Op::Set {
+                            layer, key, value, ..
+                        } => vec![vec![layer.to_string(), key.to_string(), cell(value)]],
+                        confstrata_core::Op::Put {
+                            layer, document, ..
+                        } => confstrata_core::doc::leaves(document)
+                            .into_iter()
+                            .map(|(k, v)| vec![format!("{layer} (new)"), k.to_string(), cell(v)])
+                            .collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect()
+            },
+        )?;
+        if ops.is_empty() {
+            eprintln!(
+                "the layers of {name} hold what its generators compute (revision {})",
+                plan.revision
+            );
+            return Ok(());
+        }
+        eprintln!(
+            "the layers of {name} do not hold what its generators compute: run confstrata ns generate {name} --commit"
+        );
+        Err(crate::errors::Answered(1).into())
     }
 }

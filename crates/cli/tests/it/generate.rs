@@ -233,17 +233,18 @@ fn bad_generators_are_refused_and_change_nothing() {
 fn generate_works_against_a_server() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let remote = |args: &[&str]| {
+    let remote_as = |token: &str, args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
             .args(["--addr", &server.addr])
             .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
+            .env("CONFSTRATA_TOKEN", token)
             .env_remove("CONFSTRATA_DATA_DIR")
             .stdin(Stdio::null())
             .output()
             .unwrap();
         to_run(out)
     };
+    let remote = |args: &[&str]| remote_as(&server.token, args);
     platform(&remote);
     let spec = write_spec(dir.path(), "web.toml", WEB);
     assert_eq!(remote(&["ns", "create", "-f", &spec]).code, 0);
@@ -252,9 +253,34 @@ fn generate_works_against_a_server() {
     let dry: Value = serde_json::from_str(&dry.stdout).unwrap();
     assert_eq!(dry["generated"].as_array().unwrap().len(), 12, "{dry}");
     assert_eq!(remote(&["ns", "generate", "web", "--check"]).code, 1);
+    // A viewer may check (read only) but not dry-run or write.
+    assert_eq!(
+        remote(&["principal", "add", "vic", "--role", "viewer"]).code,
+        0
+    );
+    let vic = remote(&["token", "issue", "vic"]).stdout.trim().to_owned();
+    let check = remote_as(&vic, &["ns", "generate", "web", "--check"]);
+    assert_eq!(check.code, 1, "{}", check.stderr);
+    assert!(
+        check.stdout.contains("env/prod (new)") && check.stdout.contains("replicas"),
+        "{}",
+        check.stdout
+    );
+    assert_eq!(remote_as(&vic, &["ns", "generate", "web"]).code, 5);
+    assert_eq!(
+        remote_as(&vic, &["ns", "generate", "web", "--commit"]).code,
+        5
+    );
     let r = remote(&["ns", "generate", "web", "--commit"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(remote(&["ns", "generate", "web", "--check"]).code, 0);
+    let check = remote_as(&vic, &["ns", "generate", "web", "--check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("hold what its generators compute"),
+        "{}",
+        check.stderr
+    );
     let x = remote(&[
         "explain",
         "web",

@@ -269,15 +269,33 @@ async fn over_grpc(server: &Server) -> Seen {
     let mut t = v1::template_service_client::TemplateServiceClient::new(channel);
     let token: tonic::metadata::MetadataValue<_> =
         format!("Bearer {}", server.token).parse().unwrap();
-    let generate = |commit: bool| {
+    let generate_as = |commit: bool, plan_only: bool| {
         let mut r = tonic::Request::new(v1::GenerateRequest {
             namespace: "gen".into(),
             commit,
             message: String::new(),
+            plan_only,
         });
         r.metadata_mut().insert("authorization", token.clone());
         r
     };
+    let generate = |commit: bool| generate_as(commit, false);
+    // Plan only: the change set, neither dry-run nor committed.
+    let r = t
+        .generate(generate_as(false, true))
+        .await
+        .unwrap()
+        .into_inner();
+    seen.push((
+        "generate plan only",
+        json!([
+            r.change_set.map_or(0, |cs| cs.ops.len()),
+            r.dry_run.is_some() || r.commit.is_some()
+        ]),
+    ));
+    // Both asked for: refused (REST has no commit flag to clash with).
+    let e = t.generate(generate_as(true, true)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     let r = t.generate(generate(false)).await.unwrap().into_inner();
     let dry_ops = r.change_set.map_or(0, |cs| cs.ops.len());
     let mut generated: Vec<Value> = r
@@ -480,6 +498,14 @@ async fn over_rest(server: &Server) -> Seen {
         )
         .send()
     };
+    let (_, b) = json_of(generate("?plan_only=true").await.unwrap()).await;
+    seen.push((
+        "generate plan only",
+        json!([
+            b["change_set"]["ops"].as_array().unwrap().len(),
+            b.get("dry_run").is_some() || b.get("commit").is_some()
+        ]),
+    ));
     let (_, b) = json_of(generate("?dry_run=true").await.unwrap()).await;
     let mut generated: Vec<Value> = b["generated"]
         .as_array()
@@ -589,6 +615,7 @@ async fn one_sequence_over_grpc_and_over_rest_gives_equal_results() {
         step("generate dry run"),
         &json!([2, true, [["env/dev", "replicas", {"replicas": 2}], ["env/prod", "replicas", {"replicas": 6}]]])
     );
+    assert_eq!(step("generate plan only"), &json!([2, false]));
     assert!(step("generate").is_u64(), "{grpc:?}");
     assert_eq!(step("generate again"), &json!([0, false]));
     assert_eq!(step("generated origin"), &json!(["", "replicas"]));

@@ -6953,6 +6953,11 @@ pub struct GenerateRequest {
     /// The commit message (empty: "generated values of NS").
     #[prost(string, tag = "3")]
     pub message: ::prost::alloc::string::String,
+    /// Only compute and compare: the answer holds what the generators compute
+    /// and the change set, neither dry-run nor committed (a drift check that
+    /// needs read, not write). Refused with `commit`.
+    #[prost(bool, tag = "4")]
+    pub plan_only: bool,
 }
 /// What one generator computed for one layer.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
