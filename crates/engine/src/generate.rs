@@ -76,17 +76,7 @@ impl Engine {
                 "it declares no generators (declare [[generators]] in its declaration: confstrata ns create -f FILE --replace)",
             ));
         }
-        // A read the caller may not make is refused as the read it is (the
-        // script would otherwise fail with a lookup error).
-        for g in &spec.generators {
-            for r in &g.reads {
-                let read: NamespaceName = r.parse()?;
-                match self.namespace(caller, &read, at) {
-                    Ok(_) | Err(Error::NamespaceNotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
+        self.check_reads(caller, &spec.generators, at)?;
         let generated = templates::run_generators(
             &what,
             &spec,
@@ -159,7 +149,7 @@ impl Engine {
             g.require(Action::Read, Resource::layer(ns.clone(), layer.clone()))?;
             let here = || format!("namespace {ns} layer {layer}");
             let stored = current.iter().find(|r| r.layer == *layer);
-            let mut first = true;
+            let mut changed = Vec::new();
             for (key, value) in confstrata_core::doc::leaves(&doc) {
                 if self.security.rule.matches(&key) {
                     return Err(Error::invalid(
@@ -178,26 +168,18 @@ impl Engine {
                         ),
                     ));
                 }
-                if confstrata_core::doc::get(&stored.document, &key) == Some(value) {
-                    continue;
+                if confstrata_core::doc::get(&stored.document, &key) != Some(value) {
+                    changed.push((key, value.clone(), false));
                 }
-                ops.push(Op::Set {
-                    namespace: ns.clone(),
-                    layer: layer.clone(),
-                    key,
-                    value: value.clone(),
-                    secret: false,
-                    expect_revision: first.then_some(stored.revision),
-                });
-                first = false;
             }
-            if stored.is_none() {
-                ops.push(Op::Put {
+            match stored {
+                Some(stored) => ops.extend(Op::set_keys(ns, layer, changed, Some(stored.revision))),
+                None => ops.push(Op::Put {
                     namespace: ns.clone(),
                     layer: layer.clone(),
                     document: doc,
                     expect_revision: Some(0),
-                });
+                }),
             }
         }
         Ok(ops)

@@ -194,11 +194,16 @@ impl Engine {
         Ok(CatalogueEntry { source, template })
     }
 
-    /// Refuses, as the read it is, a template whose generators read a
-    /// namespace the caller may not read (the render would otherwise fail
-    /// as a script error).
-    fn check_reads(&self, caller: &Caller, t: &Template, at: At) -> Result<()> {
-        for g in &t.generators {
+    /// Refuses, as the read it is, generators (a template's or a
+    /// namespace's) that read a namespace the caller may not read (the run
+    /// would otherwise fail as a script error).
+    pub(crate) fn check_reads(
+        &self,
+        caller: &Caller,
+        generators: &[templates::GeneratorSpec],
+        at: At,
+    ) -> Result<()> {
+        for g in generators {
             for r in &g.reads {
                 let ns: NamespaceName = r.parse()?;
                 match self.namespace(caller, &ns, at) {
@@ -229,7 +234,7 @@ impl Engine {
     ) -> Result<TemplatePlan> {
         let t = self.template(caller, spec)?;
         let params = t.resolve_parameters(given)?;
-        self.check_reads(caller, &t, At::Latest)?;
+        self.check_reads(caller, &t.generators, At::Latest)?;
         let mut rendered = t.render_with(ns, &params, &self.lookup(caller, At::Latest))?;
         rendered.spec.imports = imports.to_vec();
         rendered.spec.validate()?;
@@ -354,7 +359,7 @@ impl Engine {
             ));
         };
         let t = self.template(caller, &format!("{}@{}", origin.name, origin.version))?;
-        self.check_reads(caller, &t, at)?;
+        self.check_reads(caller, &t.generators, at)?;
         let rendered = t.render_with(&spec.name, &origin.parameters, &self.lookup(caller, at))?;
         Ok((origin, t, rendered))
     }
@@ -433,7 +438,7 @@ impl Engine {
             .collect();
         params.extend(given.clone());
         let new_params = new.resolve_parameters(&params)?;
-        self.check_reads(caller, &new, At::Latest)?;
+        self.check_reads(caller, &new.generators, At::Latest)?;
         let change_set = |ops| ChangeSet {
             author: author_of(caller, author),
             message: message

@@ -4,12 +4,9 @@
 //! declarations and outputs are refused with nothing changed; the same
 //! works against a real server.
 
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
 use super::remote::Server;
-use super::to_run;
 use crate::Env;
 
 const WEB: &str = r#"
@@ -233,17 +230,7 @@ fn bad_generators_are_refused_and_change_nothing() {
 fn generate_works_against_a_server() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    let remote_as = |token: &str, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        to_run(out)
-    };
+    let remote_as = |token: &str, args: &[&str]| super::template::remote_as(&server, token)(args);
     let remote = |args: &[&str]| remote_as(&server.token, args);
     platform(&remote);
     let spec = write_spec(dir.path(), "web.toml", WEB);

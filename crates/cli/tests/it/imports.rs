@@ -357,17 +357,7 @@ fn a_template_is_applied_with_imports() {
 
     // Over gRPC: the same request, the same refusal and the same result.
     let server = crate::remote::Server::start();
-    let remote = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_confstrata"))
-            .args(["--addr", &server.addr])
-            .args(args)
-            .env("CONFSTRATA_TOKEN", &server.token)
-            .env_remove("CONFSTRATA_DATA_DIR")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        crate::to_run(out)
-    };
+    let remote = crate::template::remote_as(&server, &server.token);
     let r = remote(&["ns", "create", "platform/postgres", "--level", "defaults"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = remote(&[

@@ -12,7 +12,7 @@ use super::remote::Server;
 use super::{Run, to_run};
 
 /// Runs the binary against `server` with `token`.
-fn remote_as<'a>(server: &'a Server, token: &'a str) -> impl Fn(&[&str]) -> Run + 'a {
+pub(crate) fn remote_as<'a>(server: &'a Server, token: &'a str) -> impl Fn(&[&str]) -> Run + 'a {
     move |args| {
         let out = Command::new(env!("CARGO_BIN_EXE_confstrata"))
             .args(["--addr", &server.addr])
